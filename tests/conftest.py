@@ -1,0 +1,89 @@
+"""Shared test substrate: offline mode, a network guard, tiny models and the sample corpus.
+
+Everything heavy is session-scoped and built once into pytest's temporary directory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+
+# Offline for the whole suite, before any Hugging Face library is imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_DISABLED", "true")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import pytest  # noqa: E402
+
+_real_connect = socket.socket.connect
+
+
+def _is_local(address) -> bool:
+    if not isinstance(address, tuple):  # AF_UNIX and friends
+        return True
+    host = address[0]
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_connect(self, address):
+    """Fail fast instead of hanging when a test reaches beyond this machine."""
+    if not _is_local(address):
+        raise ConnectionRefusedError(f"tests must not use the network (tried to connect to {address!r})")
+    return _real_connect(self, address)
+
+
+socket.socket.connect = _guarded_connect
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tiny_models")
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tiny_dir):
+    """Path of a saved tiny LLaVA checkpoint (model + processor with chat template)."""
+    from realign_data.tiny_models import build_tiny_llava
+
+    return build_tiny_llava(tiny_dir / "llava")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_vl(tiny_dir):
+    """Path of a saved tiny Qwen2-VL checkpoint."""
+    from realign_data.tiny_models import build_tiny_qwen2_vl
+
+    return build_tiny_qwen2_vl(tiny_dir / "qwen2_vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_sentence_transformer(tiny_dir):
+    """Path of a saved tiny sentence-transformers model (BERT + mean pooling)."""
+    from realign_data.tiny_models import build_tiny_sentence_transformer
+
+    return build_tiny_sentence_transformer(tiny_dir / "sentence_transformer")
+
+
+@pytest.fixture(scope="session")
+def tiny_open_clip(tiny_dir):
+    """(model name, checkpoint path) of the tiny open_clip model, registered with open_clip."""
+    from realign_data.tiny_models import build_tiny_open_clip, register_tiny_open_clip
+
+    return register_tiny_open_clip(), build_tiny_open_clip(tiny_dir / "open_clip.safetensors")
+
+
+@pytest.fixture(scope="session")
+def sample_corpus(tmp_path_factory):
+    """A 40-image synthetic COCO-layout corpus (read-only for tests: copy before modifying)."""
+    from realign_data.sample import make_sample_corpus
+
+    return make_sample_corpus(tmp_path_factory.mktemp("corpus") / "coco", num_images=40, seed=0)
