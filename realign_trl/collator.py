@@ -1,0 +1,135 @@
+"""Three-way vision preference batches for rDPO.
+
+TRL's ``DataCollatorForVisionPreference`` stacks ``[chosen; rejected]`` (2B rows) so one forward serves both
+answers. rDPO needs a third score, the chosen answer under the *rejected image*, so this collator stacks
+``[chosen | image; rejected | image; chosen | rejected_image]`` (3B rows). The trainer then runs ONE policy and
+ONE reference forward over all 3B rows; the chosen-with-original-image row is shared by the text pair and the
+visual pair and is never computed twice.
+
+The tokenisation mirrors TRL's collator line for line (left-padded prompts, right-padded completions,
+``flush_left``, truncation, Gemma ``token_type_ids`` and Qwen ``mm_token_type_ids``) so that for the first 2B
+rows the tensors are exactly what TRL would build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from trl.data_utils import apply_chat_template, is_conversational, prepare_multimodal_messages
+from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+from trl.trainer.utils import flush_left, pad
+
+__all__ = ["DataCollatorForVisionRDPO"]
+
+
+def _as_image_list(value: Any) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+@dataclass
+class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
+    """Collate ``images``/``prompt``/``chosen``/``rejected`` plus ``rejected_images`` into 3B sequences.
+
+    Args:
+        rejected_images_column: name of the column holding the rejected (retrieved) images, parallel to
+            ``images``: one rejected image per original image, substituted in the same prompt positions.
+    """
+
+    rejected_images_column: str = "rejected_images"
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.pad_to_multiple_of is not None:
+            raise NotImplementedError(
+                "Padding to a multiple of a value is not yet implemented for vision-language modeling and "
+                "prompt-completion data."
+            )
+        column = self.rejected_images_column
+        originals, retrieved = [], []
+        for i, example in enumerate(examples):
+            if column not in example:
+                raise KeyError(
+                    f"Example {i} has no '{column}' column, which loss_type='rdpo' needs (the retrieved image of "
+                    "each record). Build it with `realign-data build --index coco ...`."
+                )
+            images = _as_image_list(example["images"] if "images" in example else example.get("image"))
+            rejected = _as_image_list(example[column])
+            if len(images) != len(rejected):
+                raise ValueError(
+                    f"Example {i} has {len(images)} image(s) in 'images' but {len(rejected)} in '{column}'; "
+                    "rDPO substitutes each original image by its rejected counterpart, so the counts must match."
+                )
+            originals.append(images)
+            retrieved.append(rejected)
+
+        # [chosen | image ; rejected | image ; chosen | rejected image]
+        images = originals * 2 + retrieved
+        if all(img_list == [] for img_list in images):
+            images = None
+        texts = []
+        for example, imgs in zip(examples, originals):
+            example = {"prompt": example["prompt"], "chosen": example["chosen"], "rejected": example["rejected"],
+                       **{k: example[k] for k in ("tools", "chat_template_kwargs") if k in example}}
+            if is_conversational(example):
+                # The chat template only needs image *placeholders*; which pixels fill them is decided by
+                # `images` above, so the same rendered prompt serves the original and the rejected image.
+                example["prompt"] = prepare_multimodal_messages(example["prompt"], images=imgs)
+                example["chosen"] = prepare_multimodal_messages(example["chosen"])
+                example["rejected"] = prepare_multimodal_messages(example["rejected"])
+                example = apply_chat_template(example, self.processor)
+            texts.append(example)
+
+        prompts = [t["prompt"] for t in texts] * 3
+        chosens = [t["chosen"] for t in texts]
+        rejecteds = [t["rejected"] for t in texts]
+
+        processed_prompts = self.processor(
+            images=images, text=prompts, padding=True, padding_side="left",
+            return_tensors=self.return_tensors, add_special_tokens=False,
+        )
+        processed_chosens = self.processor(
+            text=chosens, padding=True, padding_side="right", return_tensors=self.return_tensors,
+            add_special_tokens=False,
+        )
+        processed_rejecteds = self.processor(
+            text=rejecteds, padding=True, padding_side="right", return_tensors=self.return_tensors,
+            add_special_tokens=False,
+        )
+
+        prompt_ids, prompt_mask = processed_prompts["input_ids"], processed_prompts["attention_mask"]
+        chosen_ids, chosen_mask = processed_chosens["input_ids"], processed_chosens["attention_mask"]
+        rejected_ids, rejected_mask = processed_rejecteds["input_ids"], processed_rejecteds["attention_mask"]
+        pad_token_id = self.processor.tokenizer.pad_token_id or self.processor.tokenizer.eos_token_id
+        completion_ids = torch.cat(tuple(pad([chosen_ids, rejected_ids, chosen_ids], padding_value=pad_token_id)))
+        completion_mask = torch.cat(tuple(pad([chosen_mask, rejected_mask, chosen_mask], padding_value=0)))
+        input_ids = torch.cat((prompt_ids, completion_ids), dim=1)
+        attention_mask = torch.cat((prompt_mask, completion_mask), dim=1)
+        completion_mask = torch.cat((torch.zeros_like(prompt_mask), completion_mask), dim=1)
+        extra = []  # token-type tensors that must follow flush_left and truncation
+        if "token_type_ids" in processed_prompts:  # Gemma
+            c_tt, r_tt = processed_chosens["token_type_ids"], processed_rejecteds["token_type_ids"]
+            completion_tt = torch.cat(tuple(pad([c_tt, r_tt, c_tt], padding_value=0)))
+            extra.append(("token_type_ids", torch.cat((processed_prompts["token_type_ids"], completion_tt), dim=1)))
+        if "mm_token_type_ids" in processed_prompts:  # Qwen2.5-VL and later
+            mm = torch.cat((processed_prompts["mm_token_type_ids"], torch.zeros_like(completion_ids)), dim=1)
+            extra.append(("mm_token_type_ids", mm))
+
+        attention_mask, input_ids, completion_mask, *extra_tensors = flush_left(
+            attention_mask, input_ids, completion_mask, *[t for _, t in extra]
+        )
+        if self.max_length is not None:
+            input_ids = input_ids[:, : self.max_length]
+            attention_mask = attention_mask[:, : self.max_length]
+            completion_mask = completion_mask[:, : self.max_length]
+            extra_tensors = [t[:, : self.max_length] for t in extra_tensors]
+
+        output = processed_prompts  # holds pixel_values and the per-image grids
+        output["input_ids"] = input_ids
+        output["attention_mask"] = attention_mask
+        output["completion_mask"] = completion_mask
+        for (name, _), tensor in zip(extra, extra_tensors):
+            output[name] = tensor
+        return output

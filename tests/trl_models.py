@@ -1,0 +1,60 @@
+"""Shared helpers for the realign_trl tests: tiny vision preference datasets and trainer factories."""
+
+from __future__ import annotations
+
+import numpy as np
+
+QUESTIONS = ["what is in the image", "describe the picture", "what colour is the cat", "how many dogs are there"]
+CHOSEN = ["a red cat on a table", "two dogs in a park", "a blue car near a tree", "a small bird on a wall"]
+REJECTED = ["a green dog under a chair", "three cats on a bed", "a red bus near a house", "a big horse in a field"]
+
+
+def _image(rng, size=(32, 32)):
+    from PIL import Image
+
+    return Image.fromarray(rng.randint(0, 256, size=(size[1], size[0], 3), dtype=np.uint8))
+
+
+def make_rows(n: int = 4, seed: int = 0, same_images: bool = False, size=(32, 32)) -> dict:
+    """Columns of a TRL vision preference dataset plus ``rejected_images``."""
+    rng = np.random.RandomState(seed)
+    images = [_image(rng, size) for _ in range(n)]
+    rejected_images = images if same_images else [_image(rng, size) for _ in range(n)]
+    return {
+        "images": [[im] for im in images],
+        "rejected_images": [[im] for im in rejected_images],
+        "prompt": [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTIONS[i % 4]}]}]
+                   for i in range(n)],
+        "chosen": [[{"role": "assistant", "content": [{"type": "text", "text": CHOSEN[i % 4]}]}] for i in range(n)],
+        "rejected": [[{"role": "assistant", "content": [{"type": "text", "text": REJECTED[i % 4]}]}]
+                     for i in range(n)],
+    }
+
+
+def make_dataset(n: int = 4, seed: int = 0, same_images: bool = False, rejected_column: bool = True, size=(32, 32)):
+    from datasets import Dataset
+
+    rows = make_rows(n, seed, same_images, size)
+    if not rejected_column:
+        rows.pop("rejected_images")
+    return Dataset.from_dict(rows)
+
+
+def tiny_args(tmp_path, **overrides):
+    """An ``RDPOConfig`` small enough for CPU tests."""
+    from realign_trl import RDPOConfig
+
+    kwargs = dict(
+        output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", save_strategy="no",
+        per_device_train_batch_size=2, per_device_eval_batch_size=2, max_steps=3, learning_rate=1e-2,
+        logging_steps=1, loss_type="rdpo", max_length=None, seed=0, dataloader_num_workers=0,
+        gradient_checkpointing=False,
+    )
+    kwargs.update(overrides)
+    return RDPOConfig(**kwargs)
+
+
+def load(path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    return AutoModelForImageTextToText.from_pretrained(path), AutoProcessor.from_pretrained(path)
