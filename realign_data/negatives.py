@@ -1,0 +1,174 @@
+"""Image-rejected samples other than retrieval: MFPO region noise, mDPO crops, POVID whole-image noise.
+
+Each kind turns the seed image into a *visual negative*: an image on which the chosen answer is less
+true. Retrieval (Re-Align) finds a different image; the kinds here perturb the original instead:
+
+- ``region-noise`` (MFPO, arXiv 2410.15334): forward-diffusion noise at step ``t`` only inside the regions
+  of the objects the answer names (COCO instance masks of those categories). When no region is known it
+  falls back to whole-image noise and says so (``region_source="whole_image_fallback"``).
+- ``crop`` (mDPO, arXiv 2406.11839): a random resized crop keeping 1-20 % of the area, resized back.
+- ``noise`` (POVID, arXiv 2402.11411): forward-diffusion noise at step ``t`` over the whole image.
+
+Forward diffusion follows DDPM (Ho et al., 2020): with pixels scaled to [-1, 1],
+``x_t = sqrt(abar_t) * x_0 + sqrt(1 - abar_t) * eps``, ``eps ~ N(0, I)``, ``abar_t = prod_{s<=t} (1 - beta_s)``.
+Schedules over ``T = 1000`` steps: ``linear`` is DDPM's linear betas from 1e-4 to 0.02; ``cosine`` is the
+improved-DDPM schedule (Nichol & Dhariwal, 2021). The result is clipped to [-1, 1] and quantised back to
+8-bit. Perturbed images are encoded as PNG, so pixels that were not perturbed stay exactly as decoded.
+
+Every function takes a ``numpy.random.Generator``; the builder seeds it from ``--seed`` and the row id,
+so a build is deterministic.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+KINDS = ("retrieval", "region-noise", "crop", "noise")
+SCHEDULES = ("linear", "cosine")
+NUM_DIFFUSION_STEPS = 1000
+
+
+@dataclass
+class Negative:
+    """A perturbed image plus the parameters that made it (they go into provenance columns)."""
+
+    image: Image.Image
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    region_mask: np.ndarray | None = None  # bool HxW of perturbed pixels (region-noise), for inspection
+
+    def png_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        self.image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def alpha_bar(t: int, schedule: str = "linear", num_steps: int = NUM_DIFFUSION_STEPS) -> float:
+    """Cumulative signal fraction ``abar_t`` of the forward diffusion after ``t`` steps (``t`` in 0..T)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown noise schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}.")
+    if not 0 <= t <= num_steps:
+        raise ValueError(f"diffusion step must be between 0 and {num_steps} (got {t}).")
+    if t == 0:
+        return 1.0
+    if schedule == "linear":
+        betas = np.linspace(1e-4, 0.02, num_steps, dtype=np.float64)[:t]
+        return float(np.prod(1.0 - betas))
+    s = 0.008
+
+    def f(step: int) -> float:
+        return math.cos((step / num_steps + s) / (1 + s) * math.pi / 2) ** 2
+
+    # betas are clipped at 0.999 in improved DDPM; abar itself is f(t)/f(0)
+    return max(f(t) / f(0), 1e-12)
+
+
+def diffuse(x0: np.ndarray, t: int, rng: np.random.Generator, schedule: str = "linear") -> np.ndarray:
+    """Forward-diffuse ``x0`` (float, in [-1, 1]) to step ``t``; unclipped, for analysis and tests."""
+    abar = alpha_bar(t, schedule)
+    eps = rng.standard_normal(x0.shape)
+    return math.sqrt(abar) * x0 + math.sqrt(1.0 - abar) * eps
+
+
+def _to_unit(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float64) / 127.5 - 1.0
+
+
+def _to_image(x: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(np.rint((np.clip(x, -1.0, 1.0) + 1.0) * 127.5), 0, 255).astype(np.uint8))
+
+
+def add_noise(image: Image.Image, rng: np.random.Generator, *, t: int = 500, schedule: str = "linear",
+              mask: np.ndarray | None = None) -> Image.Image:
+    """Diffusion noise at step ``t`` over the whole image, or only where the boolean ``mask`` is true."""
+    original = np.asarray(image.convert("RGB"))
+    noisy = np.asarray(_to_image(diffuse(_to_unit(image), t, rng, schedule)))
+    if mask is None:
+        return Image.fromarray(noisy)
+    return Image.fromarray(np.where(mask[..., None], noisy, original))
+
+
+def polygons_mask(polygons: Iterable[Sequence[float]], size: tuple[int, int]) -> np.ndarray:
+    """Rasterise COCO polygon segmentations (flat ``[x0, y0, x1, y1, ...]`` lists) into a bool HxW mask."""
+    canvas = Image.new("1", size, 0)
+    draw = ImageDraw.Draw(canvas)
+    for polygon in polygons:
+        points = list(zip(polygon[0::2], polygon[1::2]))
+        if len(points) >= 3:
+            draw.polygon(points, fill=1)
+    return np.asarray(canvas, dtype=bool)
+
+
+def region_noise(image: Image.Image, rng: np.random.Generator, instances: Sequence[dict], categories: Iterable[str],
+                 *, t: int = 500, schedule: str = "linear") -> Negative:
+    """MFPO's key-region negative: noise inside the masks of the instances whose category the answer names.
+
+    ``instances`` are COCO annotations of the image, each with ``category`` (name) and ``segmentation``
+    (list of polygons). Crowd RLE segmentations are ignored (no polygon to rasterise).
+    """
+    wanted = {c.lower() for c in categories}
+    polygons = [poly for inst in instances if str(inst.get("category", "")).lower() in wanted
+                for poly in (inst.get("segmentation") if isinstance(inst.get("segmentation"), list) else [])]
+    mask = polygons_mask(polygons, image.size) if polygons else None
+    if mask is None or not mask.any():
+        return Negative(add_noise(image, rng, t=t, schedule=schedule), "region-noise",
+                        {"t": t, "schedule": schedule, "region_source": "whole_image_fallback",
+                         "region_fraction": 1.0, "categories": sorted(wanted)})
+    return Negative(add_noise(image, rng, t=t, schedule=schedule, mask=mask), "region-noise",
+                    {"t": t, "schedule": schedule, "region_source": "segmentation",
+                     "region_fraction": float(mask.mean()), "categories": sorted(wanted)}, region_mask=mask)
+
+
+def whole_image_noise(image: Image.Image, rng: np.random.Generator, *, t: int = 500,
+                      schedule: str = "linear") -> Negative:
+    """POVID's negative: diffusion noise at step ``t`` over the whole image."""
+    return Negative(add_noise(image, rng, t=t, schedule=schedule), "noise",
+                    {"t": t, "schedule": schedule, "region_fraction": 1.0})
+
+
+def random_crop(image: Image.Image, rng: np.random.Generator, *, min_area: float = 0.01, max_area: float = 0.2,
+                ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Negative:
+    """mDPO's negative: a random crop keeping ``min_area``-``max_area`` of the area, resized back."""
+    if not 0 < min_area <= max_area <= 1:
+        raise ValueError(f"crop area fractions must satisfy 0 < min <= max <= 1 (got {min_area}, {max_area}).")
+    width, height = image.size
+    area = width * height
+    for _ in range(100):
+        target = rng.uniform(min_area, max_area) * area
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height and min_area <= w * h / area <= max_area:
+            break
+    else:  # tiny or extreme images: a centred square of the largest allowed area
+        side = max(1, int(math.sqrt(max_area * area)))
+        w, h = min(side, width), min(side, height)
+    left = int(rng.integers(0, width - w + 1))
+    top = int(rng.integers(0, height - h + 1))
+    box = (left, top, left + w, top + h)
+    cropped = image.convert("RGB").crop(box).resize((width, height), Image.BICUBIC)
+    return Negative(cropped, "crop", {"box": list(box), "area_fraction": w * h / area})
+
+
+def image_closeness(kind: str, params: dict[str, Any], retrieval_score: float | None = None) -> float:
+    """How much of the original a visual negative keeps, in [0, 1] (1 = indistinguishable).
+
+    - retrieval: the retrieved image's cosine similarity to the original, clipped to [0, 1];
+    - noise: ``sqrt(abar_t)``, the signal amplitude left by the diffusion;
+    - region-noise: ``1 - f * (1 - sqrt(abar_t))`` with ``f`` the perturbed fraction of the image;
+    - crop: ``sqrt(area_fraction)``, the linear scale of what is kept.
+    """
+    if kind == "retrieval":
+        return float(min(1.0, max(0.0, retrieval_score if retrieval_score is not None else 0.0)))
+    if kind in ("noise", "region-noise"):
+        keep = math.sqrt(alpha_bar(int(params["t"]), params.get("schedule", "linear")))
+        return float(1.0 - float(params.get("region_fraction", 1.0)) * (1.0 - keep))
+    if kind == "crop":
+        return float(math.sqrt(params["area_fraction"]))
+    raise ValueError(f"unknown image negative kind {kind!r}; choose one of {', '.join(KINDS)}.")
