@@ -1,0 +1,124 @@
+"""Fillers: complete a masked answer as if describing ONE retrieved image (Re-Align's hallucination step).
+
+Every backend takes a list of :class:`FillRequest` and returns one :class:`FillResult` per request, in
+order. A failed request never raises: its result carries ``error`` and the builder records it per seed.
+
+========================  ============================================================================
+``annotation`` (default)  model-free; fills slots from the retrieved image's COCO instances and captions
+``transformers``          a local VLM (``AutoModelForImageTextToText`` + processor chat template)
+``openai``                any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, TGI, hosted APIs)
+========================  ============================================================================
+
+VLM backends (``transformers``, ``openai``) also answer plain ``(instruction, image)`` prompts with
+:meth:`VLMBackend.generate`; the builder uses that to write the chosen answer for seeds that have none
+(``--chosen-from``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from realign_data.masking import MASK_TOKENS, MaskResult
+
+FILLERS = ("annotation", "transformers", "openai")
+
+FILL_PROMPT = (
+    "Some words of the answer below were replaced by slots ({slots}). Look at the image and rewrite the "
+    "answer so that it describes THIS image: replace every slot with what the image shows and keep all "
+    "other words unchanged. Reply with the completed answer only.\n\n"
+    "Question: {instruction}\nAnswer with slots: {masked}"
+)
+
+
+class FillerError(RuntimeError):
+    """A filler cannot be set up as asked (bad model path, missing endpoint...)."""
+
+
+@dataclass
+class FillRequest:
+    """One fill: the masked chosen answer, the instruction, and the retrieved image to describe.
+
+    ``load_image`` returns the retrieved image as a ``PIL.Image``; ``image_bytes`` (optional) returns its
+    encoded file bytes (sent as-is by HTTP backends). ``annotations`` holds the retrieved image's COCO
+    ``instances`` and ``captions`` (annotation filler); ``original_categories`` the seed image's.
+    ``rng_seed`` makes any random choice of the filler reproducible.
+    """
+
+    instruction: str
+    chosen: str
+    masked: MaskResult
+    load_image: Optional[Callable[[], Any]] = None
+    image_bytes: Optional[Callable[[], bytes]] = None
+    annotations: Optional[dict] = None
+    original_categories: tuple[str, ...] = ()
+    rng_seed: int = 0
+
+
+@dataclass
+class FillResult:
+    text: Optional[str]
+    error: Optional[str] = None
+    attempts: int = 1
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.text and self.text.strip())
+
+
+def fill_prompt(req: FillRequest) -> str:
+    kinds = [MASK_TOKENS[k] for k in MASK_TOKENS if MASK_TOKENS[k] in req.masked.masked]
+    return FILL_PROMPT.format(slots=", ".join(kinds) or "none", instruction=req.instruction,
+                              masked=req.masked.masked)
+
+
+_PREFIX = re.compile(r"^\s*(?:assistant\s*:|answer\s*:|completed answer\s*:)\s*", re.IGNORECASE)
+
+
+def clean_generation(text: str) -> str:
+    """Strip role prefixes, surrounding quotes and whitespace from a model's answer."""
+    text = _PREFIX.sub("", text.strip())
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1]
+    return text.strip()
+
+
+class VLMBackend:
+    """Base of model backends: ``generate([(prompt, load_image, image_bytes)]) -> [FillResult]``."""
+
+    name = "vlm"
+
+    def generate(self, items: list[tuple[str, Any, Any]]) -> list[FillResult]:  # pragma: no cover
+        raise NotImplementedError
+
+    def fill(self, requests: list[FillRequest]) -> list[FillResult]:
+        return self.generate([(fill_prompt(r), r.load_image, r.image_bytes) for r in requests])
+
+    def describe(self) -> dict:  # pragma: no cover
+        return {"filler": self.name}
+
+    def close(self) -> None:
+        pass
+
+
+def load_filler(kind: str, **options) -> Any:
+    """Build a filler by name: ``annotation``, ``transformers`` (``model=...``) or ``openai`` (``model=...``)."""
+    if kind == "annotation":
+        from realign_data.fillers.annotation import AnnotationFiller
+
+        return AnnotationFiller()
+    if kind == "transformers":
+        from realign_data.fillers.hf import TransformersFiller
+
+        return TransformersFiller(**options)
+    if kind == "openai":
+        from realign_data.fillers.openai_compat import OpenAIFiller
+
+        return OpenAIFiller(**options)
+    raise FillerError(f"unknown filler {kind!r}; valid: {', '.join(FILLERS)}")
+
+
+__all__ = ["FILLERS", "FillRequest", "FillResult", "FillerError", "VLMBackend", "clean_generation",
+           "fill_prompt", "load_filler"]

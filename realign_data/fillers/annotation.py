@@ -1,0 +1,203 @@
+"""Model-free filler: describe the *retrieved* image using its COCO annotations.
+
+Each masked slot of the chosen answer is filled with a fact of the retrieved image, so the fill is a
+plausible description of the wrong image — exactly the hallucination Re-Align wants as ``rejected``:
+
+* object slots get categories present in the retrieved image and absent from the original image
+  (then any retrieved category, then any other COCO category); a repeated object maps consistently;
+* a count before an object becomes the number of instances of the new category in the retrieved image,
+  with the noun's grammatical number (and a preceding "is/are") made to agree;
+* colours, sizes and materials come from the retrieved image's captions where they describe the new
+  object, else another value of the same kind; relations come from its captions, else the opposite;
+* "a"/"an" before a filled slot is corrected.
+
+Deterministic: every random choice uses ``random.Random(request.rng_seed)``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+from realign_data.fillers import FillRequest, FillResult
+from realign_data.masking import (COCO_CATEGORIES, COLORS, MATERIALS, RELATIONS, LexiconMasker, Span,
+                                  number_word, pluralize)
+
+_MODIFIERS = ("count", "color", "size", "material")
+_SIZE_SWAP = {"small": "large", "large": "small", "big": "small", "tiny": "huge", "huge": "tiny",
+              "little": "big", "medium": "large", "giant": "tiny", "short": "tall", "tall": "short",
+              "long": "short", "wide": "narrow", "narrow": "wide", "massive": "tiny", "miniature": "huge",
+              "medium-sized": "large", "large-sized": "small-sized", "small-sized": "large-sized"}
+_BASIC_COLORS = ("red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray")
+_DISPLAY = {"sports ball": "ball", "dining table": "table", "potted plant": "plant", "tv": "TV",
+            "skis": "ski", "hair drier": "hair dryer"}
+_MASKER = LexiconMasker()
+
+
+def _groups(text: str, spans: list[Span]) -> list[list[int]]:
+    """Group span indices into noun phrases: modifiers attach to the object right after them."""
+    groups: list[list[int]] = []
+    cur: list[int] = []
+    for i, s in enumerate(spans):
+        if cur:
+            gap = text[spans[cur[-1]].end:s.start]
+            joined = not re.search(r"[.,;:!?()]", gap) and len(gap.split()) <= 1
+            if not (joined and spans[cur[-1]].kind in _MODIFIERS and s.kind in _MODIFIERS + ("object",)):
+                groups.append(cur)
+                cur = []
+        cur.append(i)
+        if s.kind in ("object", "relation"):
+            groups.append(cur)
+            cur = []
+    if cur:
+        groups.append(cur)
+    return groups
+
+
+def image_facts(annotations: dict | None) -> dict:
+    """Counts per category (instances) and colour/size/material per category and relations (captions)."""
+    annotations = annotations or {}
+    counts = Counter(str(i.get("category")) for i in annotations.get("instances", ()) if i.get("category"))
+    attrs: dict[str, dict[str, str]] = {}
+    relations: list[str] = []
+    caption_counts: Counter = Counter()
+    for cap in annotations.get("captions", ()):
+        spans = _MASKER.find_spans(cap)
+        for group in _groups(cap, spans):
+            kinds = [spans[i].kind for i in group]
+            if kinds[-1] == "relation":
+                relations.append(str(spans[group[-1]].value))
+            elif kinds[-1] == "object":
+                obj = str(spans[group[-1]].value)
+                for i in group[:-1]:
+                    s = spans[i]
+                    if s.kind == "count":
+                        caption_counts[obj] = max(caption_counts[obj], int(s.value))
+                    else:
+                        attrs.setdefault(obj, {}).setdefault(s.kind, str(s.value))
+    for obj, n in caption_counts.items():  # captions fill in counts when there are no instances
+        counts.setdefault(obj, n)
+    return {"counts": counts, "attrs": attrs, "relations": relations}
+
+
+def _case_like(new: str, old: str) -> str:
+    if old[:1].isupper():
+        return new[:1].upper() + new[1:]
+    return new
+
+
+class AnnotationFiller:
+    """See module docstring. ``fill(requests) -> results``; never raises on a request."""
+
+    name = "annotation"
+
+    def fill(self, requests: list[FillRequest]) -> list[FillResult]:
+        out = []
+        for r in requests:
+            try:
+                out.append(FillResult(self.fill_one(r)))
+            except Exception as e:  # noqa: BLE001 - a bad record must not stop the run
+                out.append(FillResult(None, error=f"{type(e).__name__}: {e}"))
+        return out
+
+    def fill_one(self, req: FillRequest) -> str:
+        rng = random.Random(req.rng_seed)
+        text, spans = req.masked.original, req.masked.spans
+        facts = image_facts(req.annotations)
+        counts: Counter = facts["counts"]
+        original = set(req.original_categories) | req.masked.objects()
+        present = sorted(counts, key=lambda c: (-counts[c], c))
+        fresh = [c for c in present if c not in original]
+        # preference: in the retrieved image and not the original, then in the retrieved image, then any
+        # other COCO category (random); a category is used for one original object only when possible
+        tiers = [fresh, [c for c in present if c in original],
+                 [c for c in COCO_CATEGORIES if c not in original and c not in present]]
+        used: dict[str, str] = {}
+        replacement: dict = {}
+
+        def new_object(cat: str) -> str:
+            if cat not in used:
+                for tier_no, tier in enumerate(tiers):
+                    free = [c for c in tier if c != cat and c not in used.values()]
+                    if free:
+                        used[cat] = free[0] if tier_no < 2 else rng.choice(free)
+                        break
+                else:
+                    used[cat] = rng.choice([c for c in COCO_CATEGORIES if c != cat])
+            return used[cat]
+
+        for group in _groups(text, spans):
+            last = spans[group[-1]]
+            if last.kind == "object":
+                cat = new_object(str(last.value))
+                noun = _DISPLAY.get(cat, cat)
+                plural = last.plural
+                for i in group[:-1]:
+                    s = spans[i]
+                    if s.kind == "count":
+                        n = counts.get(cat) or int(s.value)
+                        if n == int(s.value) and cat == last.value:
+                            n += 1
+                        plural = n != 1
+                        word = str(n) if s.text.isdigit() else number_word(n)
+                        replacement[i] = _case_like(word, s.text)
+                    else:
+                        replacement[i] = _case_like(self._attribute(s, facts["attrs"].get(cat, {}), rng), s.text)
+                replacement[group[-1]] = _case_like(pluralize(noun) if plural else noun, last.text)
+                if any(spans[i].kind == "count" for i in group):
+                    replacement["verb", group[0]] = "are" if plural else "is"  # type: ignore[index]
+            else:
+                for i in group:
+                    s = spans[i]
+                    if s.kind == "relation":
+                        replacement[i] = _case_like(self._relation(str(s.value), facts["relations"], rng), s.text)
+                    elif s.kind == "count":
+                        n = int(s.value) + rng.choice((1, 2))
+                        replacement[i] = _case_like(str(n) if s.text.isdigit() else number_word(n), s.text)
+                    else:
+                        replacement[i] = _case_like(self._attribute(s, {}, rng), s.text)
+        return self._assemble(text, spans, replacement)
+
+    @staticmethod
+    def _attribute(span: Span, known: dict[str, str], rng: random.Random) -> str:
+        if span.kind in known:
+            return known[span.kind]
+        value = str(span.value)
+        if span.kind == "size":
+            return _SIZE_SWAP.get(value, "large")
+        choices = {"color": _BASIC_COLORS, "material": MATERIALS}.get(span.kind, COLORS)
+        return rng.choice([c for c in choices if c != value])
+
+    @staticmethod
+    def _relation(value: str, seen: list[str], rng: random.Random) -> str:
+        other = [r for r in seen if r != value and RELATIONS.get(r) is not None]
+        if other:
+            return rng.choice(sorted(set(other)))
+        return RELATIONS.get(value, "next to")
+
+    @staticmethod
+    def _assemble(text: str, spans: list[Span], replacement: dict) -> str:
+        out, pos = [], 0
+        for i, s in enumerate(spans):
+            before = text[pos:s.start]
+            verb = replacement.get(("verb", i))
+            if verb:
+                before = re.sub(r"\b(is|are)(\s+)$", lambda m: _case_like(verb, m.group(1)) + m.group(2), before)
+            new = replacement.get(i, s.text)
+            # fix the article right before a filled slot
+            m = re.search(r"\b([Aa]n?)(\s+)$", before)
+            if m:
+                art = "an" if re.match(r"[aeiouAEIOU]", new) and not new.lower().startswith(("uni", "one", "eu")) \
+                    else "a"
+                before = before[:m.start(1)] + _case_like(art, m.group(1)) + m.group(2)
+            out += [before, new]
+            pos = s.end
+        out.append(text[pos:])
+        return "".join(out)
+
+    def describe(self) -> dict:
+        return {"filler": self.name}
+
+    def close(self) -> None:
+        pass

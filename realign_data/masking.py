@@ -1,0 +1,432 @@
+"""Strategic masking: find the spans of a response that carry visual facts, and mask them.
+
+Re-Align masks the words of the chosen answer that a VLM can get wrong about an image — objects,
+attributes (colour, size, material), counts and spatial relations — and asks a model to fill them in
+while looking at a *different* (retrieved) image. This module finds those spans.
+
+The default :class:`LexiconMasker` is deterministic and model-free. Objects are the 80 MS-COCO categories
+with the synonym lists of the CHAIR hallucination metric (Rohrbach et al., 2018) and their plurals;
+attributes, number words/digits and spatial prepositions come from fixed word lists. Matching is
+case-insensitive, longest phrase first, on word boundaries. "orange" is a colour when another attribute
+or an object follows it ("an orange cat") and the fruit otherwise.
+
+An LLM-based masker (:class:`ModelMasker`) can use any :mod:`realign_data.fillers` backend with the same
+output type; it falls back to the lexicon for span positions.
+
+    >>> r = mask_response("Two red apples to the left of a blue car.")
+    >>> r.masked
+    '[COUNT] [COLOR] [OBJECT] [RELATION] a [COLOR] [OBJECT].'
+    >>> [(s.kind, s.text) for s in r.spans][:3]
+    [('count', 'Two'), ('color', 'red'), ('object', 'apples')]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Iterable
+
+# ---------------------------------------------------------------------------------------------- lexicon
+# COCO category -> synonyms (singular), after the CHAIR metric's synonym table.
+COCO_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "person": ("person", "girl", "boy", "man", "woman", "kid", "child", "chef", "baker", "adult", "rider",
+               "baby", "worker", "passenger", "biker", "policeman", "cop", "officer", "lady", "cowboy",
+               "bride", "groom", "guy", "traveler", "mother", "father", "gentleman", "pitcher", "player",
+               "skier", "snowboarder", "skater", "skateboarder", "surfer", "soldier", "doctor", "bicyclist",
+               "teenager", "student", "driver", "shopper", "tourist", "pedestrian"),
+    "bicycle": ("bicycle", "bike", "cycle"),
+    "car": ("car", "automobile", "van", "minivan", "sedan", "suv", "hatchback", "cab", "jeep", "coupe",
+            "taxicab", "limo", "taxi"),
+    "motorcycle": ("motorcycle", "scooter", "motor bike", "motor cycle", "motorbike", "moped"),
+    "airplane": ("airplane", "jetliner", "plane", "air plane", "monoplane", "aircraft", "jet", "airbus",
+                 "biplane", "seaplane"),
+    "bus": ("bus", "minibus", "trolley"),
+    "train": ("train", "locomotive", "tramway", "caboose"),
+    "truck": ("truck", "pickup", "lorry", "hauler", "firetruck"),
+    "boat": ("boat", "ship", "liner", "sailboat", "motorboat", "dinghy", "powerboat", "speedboat", "canoe",
+             "skiff", "yacht", "kayak", "catamaran", "houseboat", "vessel", "rowboat", "ferry", "barge",
+             "tugboat"),
+    "traffic light": ("traffic light", "traffic signal", "stop light", "street light", "traffic lamp"),
+    "fire hydrant": ("fire hydrant", "hydrant"),
+    "stop sign": ("stop sign",),
+    "parking meter": ("parking meter", "meter"),
+    "bench": ("bench", "pew"),
+    "bird": ("bird", "owl", "seagull", "goose", "duck", "parakeet", "falcon", "robin", "pelican", "heron",
+             "hummingbird", "pigeon", "sparrow", "gull", "swan", "flamingo", "parrot", "crow", "raven",
+             "rooster", "peacock", "chicken"),
+    "cat": ("cat", "kitten", "feline", "tabby", "kitty"),
+    "dog": ("dog", "puppy", "beagle", "pup", "chihuahua", "dachshund", "canine", "pug", "terrier", "poodle",
+            "labrador", "doggie", "mutt", "doggy", "spaniel", "bulldog", "sheepdog", "corgi", "greyhound",
+            "retriever", "hound", "husky"),
+    "horse": ("horse", "colt", "pony", "racehorse", "stallion", "equine", "mare", "foal", "mustang"),
+    "sheep": ("sheep", "lamb", "ram", "goat", "ewe"),
+    "cow": ("cow", "cattle", "ox", "calf", "heifer", "buffalo", "bull", "bison"),
+    "elephant": ("elephant",),
+    "bear": ("bear", "grizzly"),
+    "zebra": ("zebra",),
+    "giraffe": ("giraffe",),
+    "backpack": ("backpack", "knapsack"),
+    "umbrella": ("umbrella", "parasol"),
+    "handbag": ("handbag", "wallet", "purse", "briefcase"),
+    "tie": ("tie", "necktie", "bow tie"),
+    "suitcase": ("suitcase", "suit case", "luggage"),
+    "frisbee": ("frisbee",),
+    "skis": ("ski", "skis"),
+    "snowboard": ("snowboard",),
+    "sports ball": ("sports ball", "ball", "football", "soccer ball", "baseball", "basketball",
+                    "tennis ball"),
+    "kite": ("kite",),
+    "baseball bat": ("baseball bat", "bat"),
+    "baseball glove": ("baseball glove", "glove", "mitt"),
+    "skateboard": ("skateboard",),
+    "surfboard": ("surfboard", "longboard", "skimboard", "shortboard", "wakeboard"),
+    "tennis racket": ("tennis racket", "racket", "racquet"),
+    "bottle": ("bottle",),
+    "wine glass": ("wine glass",),
+    "cup": ("cup", "mug"),
+    "fork": ("fork",),
+    "knife": ("knife", "pocketknife"),
+    "spoon": ("spoon",),
+    "bowl": ("bowl",),
+    "banana": ("banana",),
+    "apple": ("apple",),
+    "sandwich": ("sandwich", "burger", "sub", "cheeseburger", "hamburger"),
+    "orange": ("orange",),
+    "broccoli": ("broccoli",),
+    "carrot": ("carrot",),
+    "hot dog": ("hot dog",),
+    "pizza": ("pizza",),
+    "donut": ("donut", "doughnut", "bagel"),
+    "cake": ("cake", "cheesecake", "cupcake", "pancake"),
+    "chair": ("chair", "seat", "stool"),
+    "couch": ("couch", "sofa", "recliner", "futon", "loveseat", "settee"),
+    "potted plant": ("potted plant", "houseplant", "plant"),
+    "bed": ("bed",),
+    "dining table": ("dining table", "table", "coffee table", "desk"),
+    "toilet": ("toilet", "urinal", "commode", "lavatory", "potty"),
+    "tv": ("tv", "monitor", "television", "televison"),
+    "laptop": ("laptop", "computer", "notebook", "netbook", "macbook", "laptop computer"),
+    "mouse": ("mouse",),
+    "remote": ("remote", "remote control"),
+    "keyboard": ("keyboard",),
+    "cell phone": ("cell phone", "phone", "cellphone", "telephone", "mobile", "smartphone", "iphone"),
+    "microwave": ("microwave",),
+    "oven": ("oven", "stove", "stovetop"),
+    "toaster": ("toaster",),
+    "sink": ("sink",),
+    "refrigerator": ("refrigerator", "fridge", "freezer"),
+    "book": ("book", "novel"),
+    "clock": ("clock",),
+    "vase": ("vase",),
+    "scissors": ("scissors",),
+    "teddy bear": ("teddy bear", "teddybear"),
+    "hair drier": ("hair drier", "hairdryer", "hair dryer", "blow dryer", "blowdryer", "blow drier"),
+    "toothbrush": ("toothbrush",),
+}
+COCO_CATEGORIES: tuple[str, ...] = tuple(COCO_SYNONYMS)
+
+_IRREGULAR_PLURALS = {
+    "person": "people", "man": "men", "woman": "women", "child": "children", "gentleman": "gentlemen",
+    "policeman": "policemen", "mouse": "mice", "knife": "knives", "pocketknife": "pocketknives",
+    "sheep": "sheep", "skis": "skis", "ski": "skis", "scissors": "scissors", "ox": "oxen", "calf": "calves",
+    "goose": "geese", "broccoli": "broccoli", "cattle": "cattle", "bison": "bison", "luggage": "luggage",
+    "shelf": "shelves", "bus": "buses", "minibus": "minibuses", "glass": "glasses", "wine glass": "wine glasses",
+    "sandwich": "sandwiches", "couch": "couches", "bench": "benches", "ferry": "ferries", "lady": "ladies",
+    "baby": "babies", "puppy": "puppies", "kitty": "kitties", "doggie": "doggies", "doggy": "doggies",
+    "taxi": "taxis", "hot dog": "hot dogs", "toothbrush": "toothbrushes", "lorry": "lorries",
+    "hair drier": "hair driers", "sports ball": "sports balls",
+}
+
+COLORS = ("red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray",
+          "grey", "silver", "gold", "beige", "tan", "teal", "maroon", "navy", "turquoise", "violet", "golden")
+SIZES = ("small", "large", "big", "tiny", "huge", "little", "medium", "giant", "short", "tall", "long",
+         "wide", "narrow", "massive", "miniature", "medium-sized", "large-sized", "small-sized")
+MATERIALS = ("wooden", "metal", "metallic", "plastic", "glass", "ceramic", "stone", "brick", "leather",
+             "paper", "cardboard", "concrete", "steel", "iron", "rubber", "fabric", "woven", "wicker",
+             "marble", "porcelain")
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+                "nineteen", "twenty")
+NUMBER_VALUES = {w: i for i, w in enumerate(NUMBER_WORDS)}
+# Spatial relations, with a natural contradiction used when nothing better is known.
+RELATIONS: dict[str, str] = {
+    "to the left of": "to the right of", "to the right of": "to the left of",
+    "left of": "right of", "right of": "left of",
+    "on the left of": "on the right of", "on the right of": "on the left of",
+    "on top of": "underneath", "in front of": "behind", "behind": "in front of",
+    "next to": "far from", "far from": "next to", "beside": "far from", "near": "far from",
+    "close to": "far from", "above": "below", "below": "above", "under": "on top of",
+    "underneath": "on top of", "beneath": "above", "over": "under", "on": "under", "inside": "outside",
+    "outside": "inside", "in the middle of": "at the edge of", "between": "beside",
+    "across from": "next to", "along": "away from", "around": "away from", "atop": "beneath",
+}
+# Single-word relations that are too ambiguous to mask on their own in free text ("on the grass" is a
+# relation, "turned on" is not): masked only when an object or attribute follows within a few words.
+_WEAK_RELATIONS = {"on", "over", "around", "along", "near", "under", "inside", "outside"}
+
+MASK_TOKENS = {"object": "[OBJECT]", "color": "[COLOR]", "size": "[SIZE]", "material": "[MATERIAL]",
+               "count": "[COUNT]", "relation": "[RELATION]"}
+SPAN_KINDS = tuple(MASK_TOKENS)
+
+
+def pluralize(word: str) -> str:
+    """English plural of a (possibly multi-word) noun: irregulars first, then the usual suffix rules."""
+    low = word.lower()
+    if low in _IRREGULAR_PLURALS:
+        return _match_case(_IRREGULAR_PLURALS[low], word)
+    head, _, last = low.rpartition(" ")
+    if head:
+        return word[: len(head) + 1] + pluralize(word[len(head) + 1:])
+    if re.search(r"(s|x|z|ch|sh)$", low):
+        plural = low + "es"
+    elif re.search(r"[^aeiou]y$", low):
+        plural = low[:-1] + "ies"
+    elif low.endswith("fe"):
+        plural = low[:-2] + "ves"
+    else:
+        plural = low + "s"
+    return _match_case(plural, word)
+
+
+def singularize(word: str) -> str:
+    """Inverse of :func:`pluralize` for the lexicon's nouns (best effort for others)."""
+    low = word.lower()
+    return _match_case(_SINGULAR_OF.get(low, low), word)
+
+
+def _match_case(new: str, like: str) -> str:
+    if like[:1].isupper():
+        return new[:1].upper() + new[1:]
+    return new
+
+
+@dataclass(frozen=True)
+class Span:
+    """A masked visual fact: ``text[start:end]`` of the original response.
+
+    ``kind`` is one of object/color/size/material/count/relation; ``value`` is the canonical form
+    (COCO category for objects, the integer for counts, the lower-cased word otherwise);
+    ``plural`` says whether an object noun was plural.
+    """
+
+    start: int
+    end: int
+    text: str
+    kind: str
+    value: str | int
+    plural: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class MaskResult:
+    """The response with each fact replaced by its kind's mask token, plus the spans (in order)."""
+
+    original: str
+    masked: str
+    spans: list[Span] = field(default_factory=list)
+
+    @property
+    def kinds(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.spans:
+            out[s.kind] = out.get(s.kind, 0) + 1
+        return out
+
+    def objects(self) -> set[str]:
+        """COCO categories named in the response."""
+        return {str(s.value) for s in self.spans if s.kind == "object"}
+
+    def to_dict(self) -> dict:
+        return {"original": self.original, "masked": self.masked, "spans": [s.to_dict() for s in self.spans]}
+
+
+# ----------------------------------------------------------------------------------------- the matcher
+def _build_tables():
+    phrase_kind: dict[str, tuple[str, str | int, bool]] = {}
+    singular_of: dict[str, str] = {}
+    for cat, syns in COCO_SYNONYMS.items():
+        for syn in syns:
+            plural = pluralize(syn)
+            phrase_kind.setdefault(syn, ("object", cat, False))
+            if plural != syn:
+                phrase_kind.setdefault(plural, ("object", cat, True))
+                singular_of[plural] = syn
+    phrase_kind["people"] = ("object", "person", True)
+    for w in COLORS:
+        phrase_kind.setdefault(w, ("color", w, False))
+    phrase_kind["orange"] = ("object", "orange", False)  # disambiguated in _classify
+    for w in SIZES:
+        phrase_kind.setdefault(w, ("size", w, False))
+    for w in MATERIALS:
+        phrase_kind.setdefault(w, ("material", w, False))
+    for i, w in enumerate(NUMBER_WORDS):
+        phrase_kind.setdefault(w, ("count", i, False))
+    for rel in RELATIONS:
+        phrase_kind.setdefault(rel, ("relation", rel, False))
+    return phrase_kind, singular_of
+
+
+_PHRASES, _SINGULAR_OF = _build_tables()
+
+
+@lru_cache(maxsize=1)
+def _pattern() -> re.Pattern:
+    phrases = sorted(_PHRASES, key=lambda p: (-len(p), p))
+    alts = "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in phrases)
+    return re.compile(rf"(?<![\w-])(?:{alts}|\d+)(?![\w-])", re.IGNORECASE)
+
+
+class LexiconMasker:
+    """Deterministic, model-free masker (see module docstring).
+
+    ``kinds`` restricts which span kinds are masked (default: all six).
+    """
+
+    name = "lexicon"
+
+    def __init__(self, kinds: Iterable[str] = SPAN_KINDS) -> None:
+        kinds = tuple(kinds)
+        bad = [k for k in kinds if k not in SPAN_KINDS]
+        if bad:
+            raise ValueError(f"unknown span kind(s) {bad}; valid: {', '.join(SPAN_KINDS)}")
+        self.kinds = kinds
+
+    def find_spans(self, text: str) -> list[Span]:
+        raw: list[Span] = []
+        for m in _pattern().finditer(text):
+            word = m.group(0)
+            key = re.sub(r"\s+", " ", word.lower())
+            if key.isdigit():
+                raw.append(Span(m.start(), m.end(), word, "count", int(key)))
+                continue
+            kind, value, plural = _PHRASES[key]
+            raw.append(Span(m.start(), m.end(), word, kind, value, plural))
+        spans = []
+        for i, s in enumerate(raw):
+            s = self._classify(text, raw, i)
+            if s is not None and s.kind in self.kinds:
+                spans.append(s)
+        return spans
+
+    @staticmethod
+    def _followed_by(text: str, raw: list[Span], i: int, kinds: set[str], max_gap_words: int) -> bool:
+        """Is span ``i`` followed (within ``max_gap_words`` plain words) by a span of one of ``kinds``?"""
+        for j in range(i + 1, len(raw)):
+            gap = text[raw[i].end if j == i + 1 else raw[j - 1].end: raw[j].start]
+            if re.search(r"[.,;:!?()]", gap):
+                return False
+            if len(gap.split()) > max_gap_words:
+                return False
+            if raw[j].kind in kinds:
+                return True
+            if raw[j].kind not in ("color", "size", "material", "count"):
+                return False
+        return False
+
+    def _classify(self, text: str, raw: list[Span], i: int) -> Span | None:
+        s = raw[i]
+        low = s.text.lower()
+        if s.kind == "object" and low == "orange":
+            # colour when it modifies a following noun: "an orange cat", "orange and white cups"
+            if self._followed_by(text, raw, i, {"object"}, 2):
+                return Span(s.start, s.end, s.text, "color", "orange")
+            return s
+        if s.kind == "count":
+            if isinstance(s.value, int) and low.isdigit() and len(low) == 4:  # years, not counts
+                return None
+            if low == "one" and not self._followed_by(text, raw, i, {"object"}, 2):
+                return None  # "one of the", "the one on the left"
+            return s
+        if s.kind == "relation" and re.sub(r"\s+", " ", low) in _WEAK_RELATIONS:
+            return s if self._followed_by(text, raw, i, {"object", "color", "size", "material", "count"}, 3) \
+                else None
+        if s.kind == "size" and low in ("short", "long", "tall", "wide", "narrow"):
+            # adjectives that are only visual facts before a noun ("a tall giraffe", not "long ago")
+            return s if self._followed_by(text, raw, i, {"object"}, 2) else None
+        return s
+
+    def mask(self, text: str) -> MaskResult:
+        spans = self.find_spans(text)
+        out, pos = [], 0
+        for s in spans:
+            out.append(text[pos:s.start])
+            out.append(MASK_TOKENS[s.kind])
+            pos = s.end
+        out.append(text[pos:])
+        return MaskResult(original=text, masked="".join(out), spans=spans)
+
+    def to_config(self) -> dict:
+        return {"name": self.name, "kinds": list(self.kinds)}
+
+
+_DEFAULT = LexiconMasker()
+
+
+def mask_response(text: str, kinds: Iterable[str] | None = None) -> MaskResult:
+    """Mask the visual facts of ``text`` with the default lexicon masker."""
+    return (_DEFAULT if kinds is None else LexiconMasker(kinds)).mask(text)
+
+
+def find_visual_facts(text: str) -> list[Span]:
+    """The typed spans of ``text`` (objects, attributes, counts, relations), in order."""
+    return _DEFAULT.find_spans(text)
+
+
+def number_word(n: int) -> str:
+    return NUMBER_WORDS[n] if 0 <= n < len(NUMBER_WORDS) else str(n)
+
+
+class ModelMasker:
+    """Masker that asks a text backend which words carry visual facts.
+
+    ``generate`` is any callable ``list[str] -> list[str]`` (e.g. ``OpenAIFiller.complete_text``). The
+    model is asked to repeat the response with facts wrapped as ``[[kind:words]]``; the wrapped words are
+    located in the original text. Words it marks that the lexicon also knows keep the lexicon's kind and
+    value; others keep the model's kind. On an unusable answer the lexicon's spans are used.
+    """
+
+    name = "model"
+    PROMPT = ("Repeat the text below exactly, but wrap every word or phrase that states a visual fact as "
+              "[[kind:words]] where kind is one of object, color, size, material, count, relation.\n\n"
+              "Text: {text}")
+
+    def __init__(self, generate, fallback: LexiconMasker | None = None) -> None:
+        self.generate = generate
+        self.fallback = fallback or _DEFAULT
+
+    def mask_many(self, texts: list[str]) -> list[MaskResult]:
+        answers = self.generate([self.PROMPT.format(text=t) for t in texts])
+        return [self._parse(t, a) for t, a in zip(texts, answers)]
+
+    def mask(self, text: str) -> MaskResult:
+        return self.mask_many([text])[0]
+
+    def _parse(self, text: str, answer: str | None) -> MaskResult:
+        lex = {(s.start, s.end): s for s in self.fallback.find_spans(text)}
+        spans: list[Span] = []
+        pos = 0
+        for m in re.finditer(r"\[\[(\w+):([^\]]+)\]\]", answer or ""):
+            kind, words = m.group(1).lower(), m.group(2).strip()
+            if kind not in SPAN_KINDS:
+                continue
+            at = text.lower().find(words.lower(), pos)
+            if at < 0:
+                continue
+            end = at + len(words)
+            spans.append(lex.get((at, end)) or Span(at, end, text[at:end], kind, words.lower()))
+            pos = end
+        if not spans:
+            return self.fallback.mask(text)
+        out, pos = [], 0
+        for s in spans:
+            out += [text[pos:s.start], MASK_TOKENS[s.kind]]
+            pos = s.end
+        out.append(text[pos:])
+        return MaskResult(original=text, masked="".join(out), spans=spans)
+
+    def to_config(self) -> dict:
+        return {"name": self.name}

@@ -1,0 +1,137 @@
+"""A real OpenAI-compatible chat-completions server on 127.0.0.1, for tests and benchmarks.
+
+``POST /v1/chat/completions`` answers after a fixed ``latency`` (seconds). The answer is deterministic:
+for a fill prompt ("Answer with slots: ...") every slot is replaced by a fixed word of its kind, so the
+result is a plausible, different description; any other prompt gets a fixed caption.
+
+Failure injection, keyed by the prompt text:
+* ``fail_first`` — the first N requests of every distinct prompt get ``fail_status`` (e.g. 429, 503);
+* ``always_fail_marker`` — prompts containing this string always get ``fail_status``.
+The server counts requests and the peak number in flight; it records the Authorization headers it saw.
+
+    with OpenAIServer(latency=0.05) as srv:
+        srv.base_url  # "http://127.0.0.1:PORT/v1"
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SLOT_WORDS = {"[OBJECT]": "zebra", "[COLOR]": "purple", "[SIZE]": "huge", "[MATERIAL]": "wooden",
+              "[COUNT]": "seven", "[RELATION]": "far from"}
+DEFAULT_ANSWER = "A small red apple next to a blue car on the grass."
+
+
+def answer_for(prompt: str) -> str:
+    m = re.search(r"Answer with slots: (.*)$", prompt, re.S)
+    if not m:
+        return DEFAULT_ANSWER
+    text = m.group(1).strip()
+    for slot, word in SLOT_WORDS.items():
+        text = text.replace(slot, word)
+    return text
+
+
+class OpenAIServer:
+    def __init__(self, latency: float = 0.0, *, fail_first: int = 0, fail_status: int = 429,
+                 always_fail_marker: str | None = None, retry_after: str | None = None) -> None:
+        self.latency, self.fail_first, self.fail_status = latency, fail_first, fail_status
+        self.always_fail_marker, self.retry_after = always_fail_marker, retry_after
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.seen: Counter = Counter()
+        self.auth_headers: list[str] = []
+        self.images_received = 0
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, status: int, obj: dict, headers: dict | None = None):
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                with server._lock:
+                    server.requests += 1
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    if self.headers.get("Authorization"):
+                        server.auth_headers.append(self.headers["Authorization"])
+                try:
+                    if not self.path.endswith("/chat/completions"):
+                        return self._send(404, {"error": {"message": "not found"}})
+                    content = body["messages"][-1]["content"]
+                    parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+                    prompt = "".join(p.get("text", "") for p in parts if p.get("type") == "text")
+                    has_image = any(p.get("type") == "image_url" and
+                                    p["image_url"]["url"].startswith("data:image/") for p in parts)
+                    with server._lock:
+                        server.seen[prompt] += 1
+                        n = server.seen[prompt]
+                        server.images_received += has_image
+                    time.sleep(server.latency)
+                    if (server.always_fail_marker and server.always_fail_marker in prompt) or n <= server.fail_first:
+                        headers = {"Retry-After": server.retry_after} if server.retry_after else None
+                        return self._send(server.fail_status, {"error": {"message": "injected failure"}}, headers)
+                    text = answer_for(prompt)
+                    self._send(200, {"id": f"cmpl-{server.requests}", "object": "chat.completion",
+                                     "model": body.get("model"),
+                                     "choices": [{"index": 0, "finish_reason": "stop",
+                                                  "message": {"role": "assistant", "content": text}}]})
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.request_queue_size = 128
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> "OpenAIServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "OpenAIServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":  # python tests/openai_server.py [latency]
+    import sys
+
+    srv = OpenAIServer(float(sys.argv[1]) if len(sys.argv) > 1 else 0.0).start()
+    print(srv.base_url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        srv.stop()
