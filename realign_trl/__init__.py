@@ -47,10 +47,10 @@ def register() -> None:
     or to be explicit in scripts.
     """
     check_trl_version()
+    _remove_hook()  # before importing TRL's trainer below, or the hook would re-enter this import
     from .trainer import patch_dpo_trainer
 
     patch_dpo_trainer()
-    _remove_hook()
 
 
 class _PatchAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):

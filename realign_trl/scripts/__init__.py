@@ -1,0 +1,1 @@
+"""Training scripts launched by ``realign-trl`` (through ``accelerate launch``)."""
