@@ -59,6 +59,159 @@ def sample(
     typer.echo(f"Wrote {num_images} images with instances and captions to {root}")
 
 
+# ---------------------------------------------------------------- index: the image knowledge base
+index_app = typer.Typer(help="Build, inspect and query image knowledge bases (open_clip + FAISS).",
+                        no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+@index_app.command("build")
+def index_build(
+    source: str = typer.Option(..., "--source", help="Corpus type: coco (also the sample corpus), folder or hf."),
+    root: str = typer.Option(..., "--root", help="Corpus root directory, or a dataset dir/Hub id for --source hf."),
+    name: Optional[str] = typer.Option(None, "--name", help="Store under $REALIGN_HOME/indexes/NAME."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Store in this directory instead of a named index."),
+    model: str = typer.Option("ViT-B-32", "--model", help="open_clip model name, realign-tiny-clip, or config JSON."),
+    pretrained: str = typer.Option("laion2b_s34b_b79k", "--pretrained",
+                                   help="open_clip pretrained tag, local checkpoint path, or 'none' (random)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda, cuda:1 ..."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
+    num_workers: int = typer.Option(4, "--num-workers", help="DataLoader workers decoding images."),
+    shard_size: int = typer.Option(10_000, "--shard-size", help="Images per shard (unit of resume and of ranks)."),
+    index_type: str = typer.Option("auto", "--index-type", help="auto, or a FAISS factory string (e.g. IVF1024,Flat)."),
+    target_recall: float = typer.Option(0.95, "--target-recall", help="recall@10 the search parameter is tuned to."),
+    memory_budget: str = typer.Option("auto", "--memory-budget", help="Index RAM budget, e.g. 4GB (auto: half RAM)."),
+    image_column: Optional[str] = typer.Option(None, "--image-column", help="Image column (--source hf)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split: train2014 for coco; dataset split for hf."),
+    streaming: bool = typer.Option(False, "--streaming", help="Stream the dataset (--source hf)."),
+    min_side: int = typer.Option(2, "--min-side", help="Skip images whose shorter side is below this (pixels)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Embed a corpus with open_clip and index it with FAISS (resumable; torchrun-aware)."""
+    import time
+
+    from realign_data.corpus import CorpusError, open_source
+    from realign_data.encoder import EncoderError
+    from realign_data.knowledge_base import KnowledgeBaseError, build_knowledge_base, index_dir_for_name
+
+    t0 = time.time()
+    if (name is None) == (out is None):
+        fail("give exactly one of --name (a named index under $REALIGN_HOME) or --out (a directory)")
+    try:
+        dest = index_dir_for_name(name) if name else out
+        corpus = open_source(source, root, split=split, image_column=image_column, streaming=streaming)
+        report = build_knowledge_base(
+            corpus, dest, model=model, pretrained=pretrained, device=device, batch_size=batch_size,
+            num_workers=num_workers, shard_size=shard_size, min_side=min_side, index_type=index_type,
+            target_recall=target_recall, memory_budget=memory_budget, progress=not quiet)
+    except (CorpusError, EncoderError, KnowledgeBaseError) as e:
+        fail(str(e))
+    if quiet or report.rank != 0:
+        return
+    typer.echo(f"Knowledge base: {report.path}")
+    typer.echo(f"  images embedded: {report.count} ({report.embedded_now} this run, "
+               f"{report.resumed_shards} of {report.num_shards} shards resumed)")
+    typer.echo(f"  skipped: {len(report.skipped)}")
+    for id_, reason in report.skipped:
+        typer.echo(f"    {id_}: {reason}")
+    recall = f"{report.recall_at_10:.3f}" if report.recall_at_10 is not None else "n/a"
+    params = ", ".join(f"{k}={v}" for k, v in report.search_params.items()) or "exact"
+    typer.echo(f"  index: {report.factory} ({params}); recall@10 {recall} (target {report.target_recall})"
+               + ("" if report.target_reached else "  [target NOT reached]"))
+    typer.echo(f"  size on disk: {_human_bytes(report.size_bytes)}; time: {time.time() - t0:.1f} s")
+
+
+@index_app.command("info")
+def index_info(
+    index: str = typer.Argument(None, help="Index name or directory (or use --name)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Index name or directory."),
+) -> None:
+    """Print an index's manifest (JSON)."""
+    import json
+
+    from realign_data.knowledge_base import KnowledgeBaseError, resolve_index
+
+    target = name or index
+    if not target:
+        fail("give an index name or directory")
+    try:
+        path = resolve_index(target)
+    except KnowledgeBaseError as e:
+        fail(str(e))
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["path"] = str(path)
+    typer.echo(json.dumps(manifest, indent=2))
+
+
+@index_app.command("search")
+def index_search(
+    name: str = typer.Option(..., "--name", "--index", help="Index name or directory."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Query image file."),
+    text: Optional[str] = typer.Option(None, "--text", help="Query text."),
+    id_: Optional[str] = typer.Option(None, "--id", help="Query by corpus id (uses the stored embedding)."),
+    k: int = typer.Option(5, "-k", "--k", help="Number of hits."),
+    max_similarity: float = typer.Option(0.95, "--max-similarity",
+                                         help="Skip near-duplicates scoring above this (1 keeps all)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Query encoder (default: the index's own)."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Query encoder weights."),
+) -> None:
+    """Print the K most similar (but not near-identical) corpus images to an image, a text or an id."""
+    from realign_data.encoder import EncoderError
+    from realign_data.knowledge_base import KnowledgeBase, KnowledgeBaseError
+
+    if sum(x is not None for x in (image, text, id_)) != 1:
+        fail("give exactly one of --image, --text or --id")
+    if image is not None and not image.is_file():
+        fail(f"query image {str(image)!r} does not exist")
+    try:
+        encoder = None
+        if model or pretrained:
+            from realign_data.encoder import Encoder
+
+            kb0 = KnowledgeBase.load(name)
+            encoder = Encoder(model or kb0.manifest["encoder"]["model"],
+                              pretrained or kb0.manifest["encoder"]["pretrained"])
+        kb = KnowledgeBase.load(name, encoder=encoder)
+        if id_ is not None:
+            if id_ not in kb:
+                fail(f"id {id_!r} is not in the index {name!r}")
+            hits = kb.search([id_], k, kind="id", max_similarity=max_similarity)[0]
+        elif image is not None:
+            hits = kb.search([image], k, kind="image", max_similarity=max_similarity)[0]
+        else:
+            hits = kb.search([text], k, kind="text", max_similarity=max_similarity)[0]
+    except (EncoderError, KnowledgeBaseError) as e:
+        fail(str(e))
+    for h in hits:
+        path = kb.image_path(h.id)
+        typer.echo(f"{h.rank:>3}  {h.score:.4f}  {h.id}" + (f"  {path}" if path and str(path) != h.id else ""))
+
+
+@index_app.command("list")
+def index_list() -> None:
+    """List the named indexes under $REALIGN_HOME/indexes."""
+    from realign_data.knowledge_base import indexes_root, list_indexes
+
+    entries = list_indexes()
+    if not entries:
+        typer.echo(f"No indexes under {indexes_root()}")
+        return
+    for e in entries:
+        if e["complete"]:
+            typer.echo(f"{e['name']:<20} {e.get('count', '?'):>9} images  {e.get('model')}  {e.get('factory')}  "
+                       f"recall@10 {e.get('recall')}  {e['path']}")
+        else:
+            typer.echo(f"{e['name']:<20} (incomplete build)  {e['path']}")
+
+
 def main() -> None:
     app()
 
