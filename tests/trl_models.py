@@ -58,3 +58,25 @@ def load(path):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     return AutoModelForImageTextToText.from_pretrained(path), AutoProcessor.from_pretrained(path)
+
+
+RDPO_METRICS = [
+    "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+    "logps/chosen", "logps/rejected",
+    "rewards/visual_rejected", "rewards/visual_margins", "rewards/visual_accuracies", "logps/visual_rejected",
+    "loss/text", "loss/visual",
+]
+
+
+def make_trainer(model_path, tmp_path, *, dataset=None, ref=True, peft_config=None, **overrides):
+    """A stock ``trl.DPOTrainer`` (patched by ``import realign_trl``) on a saved tiny model."""
+    import realign_trl  # noqa: F401
+    from trl import DPOTrainer
+
+    model, processor = load(model_path)
+    ref_model = load(model_path)[0] if ref else None
+    return DPOTrainer(
+        model=model, ref_model=ref_model, args=tiny_args(tmp_path, **overrides),
+        train_dataset=dataset if dataset is not None else make_dataset(4),
+        processing_class=processor, peft_config=peft_config,
+    )
