@@ -1,0 +1,237 @@
+"""Seed records: (image, instruction, chosen answer) triples the builder turns into preference pairs.
+
+Three ways in:
+
+* **COCO captions** (:func:`coco_caption_seeds`): one seed per annotated image of a COCO root with
+  ``annotations/captions_*.json``. The instruction is one of :data:`DESCRIPTION_PROMPTS` (or your own
+  list), chosen deterministically per image; the chosen answer is a human caption: the ``longest``
+  (default), a ``random`` one (seeded per image) or ``all`` of them joined.
+* **Any dataset** (:func:`dataset_seeds`): a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file, a
+  ``save_to_disk`` directory, or a Hub id (when online), with column mapping for the image (a path
+  relative to ``image_root``, a ``datasets.Image`` feature, bytes, or a list of those), the instruction
+  and the chosen answer. Conversational values (TRL's list of messages) are reduced to their text.
+* **No answers**: leave ``chosen_column`` unset (or the column empty) and let the builder generate the
+  chosen answer with a VLM backend (``--chosen-from``).
+
+Seeds are yielded lazily, in a deterministic order, and never decode images: :meth:`Seed.read_image_bytes`
+does that later, in the builder, so that a bad image becomes a counted drop, not a crash.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+DESCRIPTION_PROMPTS: tuple[str, ...] = (
+    "Describe this image.",
+    "What do you see in this picture?",
+    "Write a short description of the image.",
+    "Describe the objects in this image and where they are.",
+    "What does this photo show?",
+)
+CAPTION_CHOICES = ("longest", "random", "all")
+IMAGE_COLUMNS = ("images", "image", "image_path", "file_name", "path", "img")
+INSTRUCTION_COLUMNS = ("instruction", "question", "prompt", "query", "text")
+CHOSEN_COLUMNS = ("chosen", "answer", "response", "output", "caption")
+
+
+class SeedError(ValueError):
+    """Seeds cannot be read as asked (a user mistake, reported as one sentence)."""
+
+
+@dataclass
+class Seed:
+    """One seed. ``image_path`` or ``image_data`` locates the image; ``kb_id`` is its knowledge-base id
+    when the image is part of the indexed corpus (then its stored embedding serves as the query)."""
+
+    index: int
+    id: str
+    instruction: str
+    chosen: Optional[str]
+    image_id: str
+    image_path: Optional[str] = None
+    image_data: Optional[bytes] = None
+    kb_id: Optional[str] = None
+    categories: tuple[str, ...] = ()
+    meta: dict = field(default_factory=dict)
+
+    def read_image_bytes(self) -> bytes:
+        """Encoded image bytes; raises ``FileNotFoundError`` (missing) or ``ValueError`` (corrupt)."""
+        if self.image_data is not None:
+            data = self.image_data
+        elif self.image_path:
+            data = Path(self.image_path).read_bytes()
+        else:
+            raise FileNotFoundError("seed has no image")
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                if min(im.size) < 1:
+                    raise ValueError("empty image")
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for bad data
+            raise ValueError(f"corrupt image ({type(e).__name__}: {e})") from e
+        return data
+
+
+def _pick(seed: int, key: str, n: int) -> int:
+    return zlib.crc32(f"{seed}:{key}".encode()) % n
+
+
+def choose_caption(captions: Sequence[str], how: str, *, seed: int, key: str) -> str:
+    caps = [c.strip() for c in captions if c and c.strip()]
+    if not caps:
+        return ""
+    if how == "longest":
+        return max(caps, key=lambda c: (len(c), c))
+    if how == "random":
+        return sorted(caps)[_pick(seed, key, len(caps))]
+    if how == "all":
+        return " ".join(c if c.endswith((".", "!", "?")) else c + "." for c in caps)
+    raise SeedError(f"unknown caption choice {how!r}; valid: {', '.join(CAPTION_CHOICES)}")
+
+
+def coco_caption_seeds(root: str | Path, *, prompts: Sequence[str] = DESCRIPTION_PROMPTS, caption: str = "longest",
+                       seed: int = 0, annotations=None, kb_id_for=None) -> Iterator[Seed]:
+    """Seeds from a COCO root's captions, in ascending ``image_id`` order.
+
+    ``kb_id_for(image_id) -> id | None`` maps COCO image ids to knowledge-base ids (so the seed can query
+    by its stored embedding instead of re-embedding the image).
+    """
+    from realign_data.corpus import CocoAnnotations
+
+    if caption not in CAPTION_CHOICES:
+        raise SeedError(f"unknown caption choice {caption!r}; valid: {', '.join(CAPTION_CHOICES)}")
+    if not prompts:
+        raise SeedError("the list of description prompts is empty")
+    ann = annotations or CocoAnnotations(root)
+    ids = [i for i in ann.image_ids() if ann.captions(i)]
+    if not ids:
+        raise SeedError(f"COCO root {str(root)!r} has no captions (annotations/captions_*.json); "
+                        "give --seeds PATH instead")
+    for n, image_id in enumerate(ids):
+        key = str(image_id)
+        yield Seed(
+            index=n, id=f"coco-{image_id}", instruction=prompts[_pick(seed, key, len(prompts))],
+            chosen=choose_caption(ann.captions(image_id), caption, seed=seed, key=key), image_id=key,
+            image_path=str(ann.image_path(image_id)), kb_id=kb_id_for(image_id) if kb_id_for else None,
+            categories=tuple(ann.categories(image_id)),
+        )
+
+
+# ----------------------------------------------------------------------------------------- datasets
+def load_seed_table(path_or_id: str, *, split: Optional[str] = None):
+    """Open a seed source as a ``datasets.Dataset`` (images not decoded)."""
+    import datasets
+
+    p = Path(path_or_id).expanduser()
+    try:
+        if p.is_dir() and ((p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists()
+                           or (p / "state.json").exists()):
+            ds = datasets.load_from_disk(str(p))
+        elif p.is_file():
+            kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(p.suffix.lower())
+            if kind is None:
+                raise SeedError(f"seed file {str(p)!r} has an unknown type; use .jsonl, .json, .parquet or .csv")
+            ds = datasets.load_dataset(kind, data_files=str(p), split="train")
+        elif p.exists() or str(path_or_id).startswith((".", "/", "~")):
+            raise SeedError(f"seed path {str(path_or_id)!r} is neither a data file nor a save_to_disk directory")
+        else:
+            ds = datasets.load_dataset(str(path_or_id), split=split or "train")
+    except SeedError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise SeedError(f"cannot open seeds {str(path_or_id)!r} ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from e
+    if isinstance(ds, datasets.DatasetDict):
+        name = split or ("train" if "train" in ds else sorted(ds)[0])
+        if name not in ds:
+            raise SeedError(f"split {name!r} not in {str(path_or_id)!r}; splits: {', '.join(sorted(ds))}")
+        ds = ds[name]
+    # never decode images up front
+    for col, feat in ds.features.items():
+        if isinstance(feat, datasets.Image):
+            ds = ds.cast_column(col, datasets.Image(decode=False))
+        elif isinstance(feat, (datasets.List, datasets.Sequence)) and isinstance(feat.feature, datasets.Image):
+            ds = ds.cast_column(col, datasets.List(datasets.Image(decode=False)))
+    return ds
+
+
+def _resolve_column(columns: Sequence[str], given: Optional[str], candidates: Sequence[str], what: str,
+                    flag: str, required: bool = True) -> Optional[str]:
+    if given:
+        if given not in columns:
+            raise SeedError(f"seed column {given!r} ({what}, {flag}) does not exist; "
+                            f"columns are: {', '.join(columns)}")
+        return given
+    for c in candidates:
+        if c in columns:
+            return c
+    if required:
+        raise SeedError(f"no {what} column found (looked for {', '.join(candidates)}); pass {flag} — "
+                        f"columns are: {', '.join(columns)}")
+    return None
+
+
+def message_text(value: Any) -> str:
+    """Text of a plain string or of TRL conversational messages (last message's text parts)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        content = value.get("content", value.get("text", ""))
+        return message_text(content)
+    if isinstance(value, (list, tuple)):
+        if value and isinstance(value[0], dict) and "role" in value[0]:
+            return message_text(value[-1])
+        return " ".join(p.get("text") or "" for p in value if isinstance(p, dict) and p.get("type") == "text") \
+            if value and isinstance(value[0], dict) else " ".join(map(str, value))
+    return str(value)
+
+
+def dataset_seeds(path_or_id: str, *, image_column: Optional[str] = None, instruction_column: Optional[str] = None,
+                  chosen_column: Optional[str] = None, id_column: Optional[str] = None,
+                  image_root: Optional[str | Path] = None, split: Optional[str] = None,
+                  require_chosen: bool = True, kb_lookup=None) -> Iterator[Seed]:
+    """Seeds from any tabular dataset (see module docstring). ``kb_lookup(path) -> kb id | None``."""
+    ds = load_seed_table(path_or_id, split=split)
+    cols = list(ds.column_names)
+    img_col = _resolve_column(cols, image_column, IMAGE_COLUMNS, "image", "--image-column")
+    ins_col = _resolve_column(cols, instruction_column, INSTRUCTION_COLUMNS, "instruction", "--instruction-column")
+    cho_col = _resolve_column(cols, chosen_column, CHOSEN_COLUMNS, "chosen answer", "--chosen-column",
+                              required=require_chosen)
+    if id_column:
+        _resolve_column(cols, id_column, (), "id", "--id-column")
+    root = Path(image_root).expanduser() if image_root else None
+    for n, row in enumerate(ds):
+        value = row[img_col]
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        path, data = None, None
+        if isinstance(value, dict):
+            data = value.get("bytes")
+            if not data and value.get("path"):
+                path = value["path"]
+        elif isinstance(value, (bytes, bytearray)):
+            data = bytes(value)
+        elif isinstance(value, str) and value:
+            path = value
+        elif value is not None and hasattr(value, "save"):  # a decoded PIL image
+            buf = io.BytesIO()
+            value.save(buf, format="PNG")
+            data = buf.getvalue()
+        if path and root is not None and not Path(path).is_absolute():
+            path = str(root / path)
+        image_id = str(row[id_column]) if id_column else (Path(path).name if path else f"row-{n}")
+        yield Seed(
+            index=n, id=str(row[id_column]) if id_column else f"seed-{n}",
+            instruction=message_text(row[ins_col]).strip(),
+            chosen=message_text(row[cho_col]).strip() if cho_col else None,
+            image_id=image_id, image_path=path, image_data=data,
+            kb_id=kb_lookup(path) if (kb_lookup and path) else None,
+        )
