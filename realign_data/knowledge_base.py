@@ -296,6 +296,7 @@ def build_knowledge_base(
         if manifest.get("index_args") == index_args:
             if rank == 0:
                 _fill_report(report, manifest, out, t0)
+                report.resumed_shards = report.num_shards  # nothing left to do: everything was resumed
             return report
 
     # ---- embed the shards this rank owns and that are not finished yet
