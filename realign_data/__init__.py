@@ -1,0 +1,62 @@
+"""realign_data: build Re-Align dual-preference (text + image) datasets for VLM preference training.
+
+    from realign_data import BuildConfig, build
+    result = build(BuildConfig(index="coco", coco_root="data/coco", out="out/realign"))
+
+The public names below are imported lazily, so ``import realign_data`` stays light (no torch, faiss or
+transformers until they are used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "BuildConfig": "realign_data.builder",
+    "BuildResult": "realign_data.builder",
+    "BuildError": "realign_data.builder",
+    "build": "realign_data.builder",
+    "build_dataset": "realign_data.builder",
+    "merge": "realign_data.builder",
+    "run_demo": "realign_data.builder",
+    "load_built": "realign_data.builder",
+    "mask_response": "realign_data.masking",
+    "LexiconMasker": "realign_data.masking",
+    "MaskResult": "realign_data.masking",
+    "Span": "realign_data.masking",
+    "load_filler": "realign_data.fillers",
+    "FillRequest": "realign_data.fillers",
+    "FillResult": "realign_data.fillers",
+    "load_gate": "realign_data.gate",
+    "LexicalGate": "realign_data.gate",
+    "SentenceGate": "realign_data.gate",
+    "Seed": "realign_data.seeds",
+    "coco_caption_seeds": "realign_data.seeds",
+    "dataset_seeds": "realign_data.seeds",
+    "write_inspect_html": "realign_data.report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from realign_data.builder import (BuildConfig, BuildError, BuildResult, build, build_dataset, load_built,  # noqa: F401
+                                      merge, run_demo)
+    from realign_data.fillers import FillRequest, FillResult, load_filler  # noqa: F401
+    from realign_data.gate import LexicalGate, SentenceGate, load_gate  # noqa: F401
+    from realign_data.masking import LexiconMasker, MaskResult, Span, mask_response  # noqa: F401
+    from realign_data.report import write_inspect_html  # noqa: F401
+    from realign_data.seeds import Seed, coco_caption_seeds, dataset_seeds  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'realign_data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

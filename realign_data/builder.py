@@ -241,9 +241,13 @@ def ensure_knowledge_base(config: BuildConfig, *, warn=print):
     from realign_data.knowledge_base import build_knowledge_base
 
     try:
+        from realign_data.knowledge_base import _NAME
+
         path = resolve_index(config.index, must_exist=False)
+        where = f"--name {config.index}" if _NAME.match(config.index) and not Path(config.index).is_dir() \
+            else f"--out {path}"
         warn(f"Knowledge base {config.index!r} not found: building it from {config.coco_root} "
-             f"(same as 'realign-data index build --source coco --root {config.coco_root} --name {config.index}')")
+             f"(same as 'realign-data index build --source coco --root {config.coco_root} {where}')")
         build_knowledge_base(open_source("coco", config.coco_root), path,
                              model=config.kb_model or DEFAULT_MODEL,
                              pretrained=config.kb_pretrained or DEFAULT_PRETRAINED, progress=config.progress)
@@ -287,7 +291,8 @@ class _Pipeline:
                 except Exception as e:  # noqa: BLE001
                     raise BuildError(str(e)) from None
         try:
-            self.gate = load_gate(config.gate, config.gate_model, warn=warn)
+            local_only = not Path(config.gate_model).expanduser().is_dir() and not hub_reachable()
+            self.gate = load_gate(config.gate, config.gate_model, warn=warn, local_files_only=local_only)
         except GateError as e:
             raise BuildError(str(e)) from None
         self.encoder_fallback = None
@@ -794,6 +799,59 @@ def merge(shard_dirs: list[str | os.PathLike], out: str | os.PathLike, *, progre
 
         print(format_summary(report), flush=True)
     return report
+
+
+def run_demo(out: str | os.PathLike = "realign-demo", *, num_images: int = 200, seed: int = 0,
+             progress: bool = True) -> dict:
+    """The README's "run the main job": sample corpus → knowledge base → dataset (annotation filler) → HTML.
+
+    Writes ``OUT/coco`` (synthetic COCO corpus), ``OUT/index`` (knowledge base), ``OUT/dataset`` (the
+    dataset + ``build_report.json``) and ``OUT/dataset/inspect.html``. When pretrained CLIP or
+    sentence-model weights are unavailable (offline) it says so, uses a randomly initialised encoder and
+    the lexical gate, and records both in the provenance. Re-running resumes/reuses every stage.
+    """
+    from realign_data.encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED
+    from realign_data.report import write_inspect_html
+    from realign_data.sample import make_sample_corpus
+
+    out = Path(out).expanduser().resolve()
+    corpus = out / "coco"
+    if not (corpus / "annotations" / "captions_train2014.json").is_file():
+        _say(progress, f"[1/4] Generating a {num_images}-image synthetic COCO corpus in {corpus}")
+        make_sample_corpus(corpus, num_images=num_images, seed=seed, progress=progress)
+    else:
+        _say(progress, f"[1/4] Using the corpus in {corpus}")
+    index = out / "index"
+    pretrained = DEFAULT_PRETRAINED
+    if not (index / "manifest.json").is_file():
+        if not hub_reachable():
+            print(f"Offline: pretrained CLIP weights ({DEFAULT_MODEL} / {DEFAULT_PRETRAINED}) cannot be downloaded; "
+                  "using a randomly initialised encoder (retrieval is then arbitrary, the pipeline is real).",
+                  file=sys.stderr, flush=True)
+            pretrained = "none"
+    else:
+        pretrained = json.loads((index / "manifest.json").read_text())["encoder"]["pretrained"]
+    _say(progress, f"[2/4] Knowledge base in {index}")
+    config = BuildConfig(index=str(index), coco_root=str(corpus), out=str(out / "dataset"), kb_pretrained=pretrained,
+                         seed=seed, progress=progress)
+    try:
+        _say(progress, "[3/4] Building the dataset (annotation filler)")
+        result = build(config)
+    except BuildError as e:
+        if pretrained == "none" or "could not build knowledge base" not in str(e):
+            raise
+        print(f"Pretrained CLIP weights unavailable ({e}); using a randomly initialised encoder.", file=sys.stderr)
+        shutil.rmtree(index, ignore_errors=True)
+        config.kb_pretrained = "none"
+        result = build(config)
+    _say(progress, "[4/4] Writing the HTML report")
+    html = write_inspect_html(result.out, Path(result.out) / "inspect.html")
+    if not progress:
+        from realign_data.report import format_summary
+
+        print(format_summary(result.report), flush=True)
+    return {"corpus": str(corpus), "index": str(index), "dataset": result.out, "pairs": result.pairs_written,
+            "report": result.report_path, "html": str(html)}
 
 
 def build_dataset(**options: Any) -> BuildResult:

@@ -59,6 +59,132 @@ def sample(
     typer.echo(f"Wrote {num_images} images with instances and captions to {root}")
 
 
+# ---------------------------------------------------------------- build / demo / inspect / merge
+def _build_errors():
+    from realign_data.builder import BuildError
+    from realign_data.fillers import FillerError
+    from realign_data.gate import GateError
+    from realign_data.seeds import SeedError
+
+    return BuildError, FillerError, GateError, SeedError
+
+
+@app.command()
+def build(
+    index: str = typer.Option("coco", "--index", help="Knowledge base name (under $REALIGN_HOME/indexes) or directory."),
+    out: Path = typer.Option(..., "--out", help="Output directory (resumes when it holds the same build)."),
+    coco_root: Optional[str] = typer.Option(None, "--coco-root", help="COCO root; builds --index from it when missing."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Seed dataset: .jsonl/.json/.parquet/.csv, save_to_disk dir or Hub id (default: COCO captions)."),
+    seed_split: Optional[str] = typer.Option(None, "--seed-split", help="Split of the seed dataset."),
+    image_column: Optional[str] = typer.Option(None, "--image-column", help="Seed image column (path or Image)."),
+    instruction_column: Optional[str] = typer.Option(None, "--instruction-column", help="Seed instruction column."),
+    chosen_column: Optional[str] = typer.Option(None, "--chosen-column", help="Seed chosen-answer column."),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="Seed id column (default: row number)."),
+    image_root: Optional[str] = typer.Option(None, "--image-root", help="Directory seed image paths are relative to."),
+    caption: str = typer.Option("longest", "--caption", help="COCO seeds: chosen caption = longest, random or all."),
+    chosen_from: Optional[str] = typer.Option(None, "--chosen-from", help="VLM that writes missing chosen answers."),
+    filler: str = typer.Option("annotation", "--filler", help="annotation (model-free), transformers or openai."),
+    model: Optional[str] = typer.Option(None, "--model", help="Filler model: checkpoint / Hub id, or served model name."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key."),
+    concurrency: int = typer.Option(16, "--concurrency", help="OpenAI filler: requests in flight."),
+    max_retries: int = typer.Option(5, "--max-retries", help="OpenAI filler: retries on 429/5xx/timeouts."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="VLM fillers: generation bound."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Transformers filler: prompts per generate call."),
+    device: str = typer.Option("cpu", "--device", help="Transformers filler device."),
+    top_k: int = typer.Option(8, "--top-k", help="Retrieved images tried per seed, most similar first."),
+    gate: str = typer.Option("auto", "--gate", help="auto (sentence model, else lexical), sentence or lexical."),
+    gate_model: str = typer.Option("sentence-transformers/all-MiniLM-L6-v2", "--gate-model", help="SentenceTransformer of the gate."),
+    sim_threshold: float = typer.Option(0.95, "--sim-threshold", help="Accept a fill when its similarity is below this."),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Use only the first N seeds."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice (same seed = same bytes)."),
+    num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Split seeds over N processes (default: WORLD_SIZE)."),
+    shard_index: Optional[int] = typer.Option(None, "--shard-index", help="This process's shard (default: RANK)."),
+    chunk_size: int = typer.Option(64, "--chunk-size", help="Seeds per checkpoint."),
+    fmt: str = typer.Option("arrow", "--format", help="arrow (save_to_disk) or parquet (data/*.parquet shards)."),
+    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Publish the result to this Hub dataset repo."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Build a Re-Align dual-preference dataset (mask → retrieve → fill → gate) in TRL's vision format."""
+    from realign_data.builder import BuildConfig
+    from realign_data.builder import build as run_build
+
+    hub_push = None
+    if push_to_hub:
+        try:
+            from realign_data.hub import push_to_hub as hub_push
+        except ImportError:
+            fail("--push-to-hub is not yet supported in this version (realign_data.hub is missing)")
+    config = BuildConfig(
+        index=index, out=str(out), coco_root=coco_root, seeds=seeds, seed_split=seed_split, image_column=image_column,
+        instruction_column=instruction_column, chosen_column=chosen_column, id_column=id_column,
+        image_root=image_root, caption=caption, chosen_from=chosen_from, filler=filler, model=model,
+        base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
+        max_new_tokens=max_new_tokens, batch_size=batch_size, device=device, top_k=top_k, gate=gate,
+        gate_model=gate_model, sim_threshold=sim_threshold, max_samples=max_samples, seed=seed,
+        num_shards=num_shards, shard_index=shard_index, chunk_size=chunk_size, format=fmt, progress=not quiet)
+    try:
+        result = run_build(config)
+    except _build_errors() as e:
+        fail(str(e))
+    if not quiet:
+        typer.echo(f"Dataset: {result.out} ({result.pairs_written} pairs); report: {result.report_path}")
+    if hub_push is not None:
+        res = hub_push(result.out, push_to_hub, progress=not quiet)
+        if not quiet:
+            typer.echo(f"Pushed to {getattr(res, 'url', push_to_hub)}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("realign-demo"), "--out", help="Directory for the corpus, index and dataset."),
+    num_images: int = typer.Option(200, "--num-images", help="Images in the synthetic corpus."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
+) -> None:
+    """Run the main job end to end on a synthetic COCO corpus: corpus → index → dataset → HTML report."""
+    from realign_data.builder import run_demo
+
+    try:
+        res = run_demo(out, num_images=num_images, seed=seed, progress=not quiet)
+    except _build_errors() as e:
+        fail(str(e))
+    typer.echo(f"Dataset: {res['dataset']} ({res['pairs']} pairs)\nReport: {res['html']}")
+
+
+@app.command()
+def inspect(
+    directory: Path = typer.Argument(..., help="A built dataset directory."),
+    html: Optional[Path] = typer.Option(None, "--html", help="HTML file to write (default DIR/inspect.html)."),
+    num: int = typer.Option(20, "-n", "--num", help="Pairs to show."),
+) -> None:
+    """Write a self-contained HTML page showing pairs side by side (images inlined, changed words highlighted)."""
+    from realign_data.report import write_inspect_html
+
+    try:
+        path = write_inspect_html(directory, html, num=num)
+    except _build_errors() as e:
+        fail(str(e))
+    typer.echo(f"Wrote {path}")
+
+
+@app.command()
+def merge(
+    shards: list[Path] = typer.Argument(..., help="Output directories of the shard builds (--num-shards N)."),
+    out: Path = typer.Option(..., "--out", help="Directory for the merged dataset (new or empty)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
+) -> None:
+    """Join the outputs of a sharded build into the dataset a single process would have written."""
+    from realign_data.builder import merge as run_merge
+
+    try:
+        report = run_merge([str(s) for s in shards], out, progress=not quiet)
+    except _build_errors() as e:
+        fail(str(e))
+    if not quiet:
+        typer.echo(f"Merged {len(shards)} shards into {out} ({report['pairs_written']} pairs)")
+
+
 # ---------------------------------------------------------------- index: the image knowledge base
 index_app = typer.Typer(help="Build, inspect and query image knowledge bases (open_clip + FAISS).",
                         no_args_is_help=True)

@@ -107,13 +107,14 @@ class SentenceGate:
     name = "sentence"
 
     def __init__(self, model: str = DEFAULT_SENTENCE_MODEL, *, device: str = "cpu", batch_size: int = 64,
-                 trust_remote_code: bool = False) -> None:
+                 trust_remote_code: bool = False, local_files_only: bool = False) -> None:
         self.model_name = str(model)
         self.batch_size = batch_size
         try:
             from sentence_transformers import SentenceTransformer
 
-            self.model = SentenceTransformer(self.model_name, device=device, trust_remote_code=trust_remote_code)
+            self.model = SentenceTransformer(self.model_name, device=device, trust_remote_code=trust_remote_code,
+                                             local_files_only=local_files_only)
         except Exception as e:  # noqa: BLE001 - any loading failure means "this gate is unavailable"
             raise GateError(f"cannot load sentence model {self.model_name!r} "
                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
@@ -135,17 +136,18 @@ class SentenceGate:
 
 
 def load_gate(kind: str = "auto", model: str = DEFAULT_SENTENCE_MODEL, *, device: str = "cpu",
-              batch_size: int = 64, warn=None) -> Gate:
+              batch_size: int = 64, warn=None, local_files_only: bool = False) -> Gate:
     """Build a gate. ``auto`` tries the sentence model and falls back to the lexical gate (saying so).
 
     ``warn`` is called with a one-line message on fallback (default: print to stderr).
+    ``local_files_only`` loads the sentence model from the local cache only (no network attempt).
     """
     if kind not in GATES:
         raise GateError(f"unknown gate {kind!r}; valid: {', '.join(GATES)}")
     if kind == "lexical":
         return LexicalGate()
     try:
-        return SentenceGate(model, device=device, batch_size=batch_size)
+        return SentenceGate(model, device=device, batch_size=batch_size, local_files_only=local_files_only)
     except GateError as e:
         if kind == "sentence":
             raise
