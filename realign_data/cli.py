@@ -338,6 +338,39 @@ def index_list() -> None:
             typer.echo(f"{e['name']:<20} (incomplete build)  {e['path']}")
 
 
+@app.command()
+def push(
+    directory: Path = typer.Argument(..., help="Build output directory (or its save_to_disk dataset)."),
+    repo_id: str = typer.Argument(..., help="Hub dataset repo: namespace/name (a bare name goes to your user)."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private (ignored if it exists)."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to push to (created from main)."),
+    config_name: str = typer.Option("default", "--config-name", help="Hub config (subset); others are kept."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split name (default: train, or every split)."),
+    token: Optional[str] = typer.Option(None, "--token", help="Write token (default: HF_TOKEN / hf auth login)."),
+    max_shard_size: Optional[str] = typer.Option(None, "--max-shard-size", help="Parquet shard size, e.g. 500MB."),
+    commit_message: Optional[str] = typer.Option(None, "--commit-message", help="Message of the data commit."),
+    license: Optional[str] = typer.Option(None, "--license", help="Card licence id (default: corpus licence, else other)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Publish a built dataset to the Hugging Face Hub with its build config, report and a dataset card.
+
+    Uploads Parquet shards (images embedded), realign_build.json / build_report.json / index_manifest.json next to
+    the data, and merges the dataset card with the one already on the Hub. The local directory is only read.
+    """
+    from realign_data.hub import HubPushError, HubUsageError, push_to_hub
+
+    try:
+        res = push_to_hub(directory, repo_id, private=private, revision=revision, config_name=config_name,
+                          split=split, token=token, max_shard_size=max_shard_size, commit_message=commit_message,
+                          license=license, progress=not quiet)
+    except HubUsageError as e:
+        fail(str(e), 2)
+    except HubPushError as e:
+        fail(str(e), 1)
+    rows = ", ".join(f"{s}: {n} pairs" for s, n in res.splits.items())
+    typer.echo(f"Pushed {rows} to {res.repo_id} (config {res.config_name}, branch {res.revision}): {res.url}")
+
+
 def main() -> None:
     app()
 
