@@ -69,10 +69,30 @@ def _build_errors():
     return BuildError, FillerError, GateError, SeedError
 
 
+def _config_from_file(ctx: typer.Context, config_file: str, cli_config):
+    """``build --config``: the saved BuildConfig, overridden by the options typed on the command line."""
+    from realign_data.builder import BuildConfig, BuildError
+    from realign_data.hub import HubPushError, HubUsageError, load_build_config
+
+    try:
+        saved = load_build_config(config_file)
+    except (HubPushError, HubUsageError) as e:
+        fail(str(e), 1 if isinstance(e, HubPushError) else 2)
+    rename = {"fmt": "format", "quiet": "progress", "config_file": None, "push_to_hub": None}
+    typed = {rename.get(n, n) for n in ctx.params
+             if getattr(ctx.get_parameter_source(n), "name", None) == "COMMANDLINE"} - {None}
+    given = cli_config.to_dict()
+    try:
+        return BuildConfig.from_dict({**saved, **{k: v for k, v in given.items() if k in typed}})
+    except (BuildError, TypeError) as e:
+        fail(f"{config_file}: {e}")
+
+
 @app.command()
 def build(
+    ctx: typer.Context,
     index: str = typer.Option("coco", "--index", help="Knowledge base name (under $REALIGN_HOME/indexes) or directory."),
-    out: Path = typer.Option(..., "--out", help="Output directory (resumes when it holds the same build)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (resumes when it holds the same build); required unless --config gives it."),
     coco_root: Optional[str] = typer.Option(None, "--coco-root", help="COCO root; builds --index from it when missing."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Seed dataset: .jsonl/.json/.parquet/.csv, save_to_disk dir or Hub id (default: COCO captions)."),
     seed_split: Optional[str] = typer.Option(None, "--seed-split", help="Split of the seed dataset."),
@@ -103,6 +123,7 @@ def build(
     chunk_size: int = typer.Option(64, "--chunk-size", help="Seeds per checkpoint."),
     fmt: str = typer.Option("arrow", "--format", help="arrow (save_to_disk) or parquet (data/*.parquet shards)."),
     push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Publish the result to this Hub dataset repo."),
+    config_file: Optional[str] = typer.Option(None, "--config", help="Rebuild from a realign_build.json: a local file, or a Hub dataset id (namespace/name[:config]); options given on the command line override it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Build a Re-Align dual-preference dataset (mask → retrieve → fill → gate) in TRL's vision format."""
@@ -123,6 +144,10 @@ def build(
         max_new_tokens=max_new_tokens, batch_size=batch_size, device=device, top_k=top_k, gate=gate,
         gate_model=gate_model, sim_threshold=sim_threshold, max_samples=max_samples, seed=seed,
         num_shards=num_shards, shard_index=shard_index, chunk_size=chunk_size, format=fmt, progress=not quiet)
+    if config_file:
+        config = _config_from_file(ctx, config_file, config)
+    elif out is None:
+        fail("--out is required (or give --config realign_build.json).")
     try:
         result = run_build(config)
     except _build_errors() as e:
@@ -130,7 +155,12 @@ def build(
     if not quiet:
         typer.echo(f"Dataset: {result.out} ({result.pairs_written} pairs); report: {result.report_path}")
     if hub_push is not None:
-        res = hub_push(result.out, push_to_hub, progress=not quiet)
+        from realign_data.hub import HubPushError, HubUsageError
+
+        try:
+            res = hub_push(result.out, push_to_hub, progress=not quiet)
+        except (HubPushError, HubUsageError) as e:
+            fail(str(e), 1 if isinstance(e, HubPushError) else 2)
         if not quiet:
             typer.echo(f"Pushed to {getattr(res, 'url', push_to_hub)}")
 

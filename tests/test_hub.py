@@ -338,3 +338,29 @@ def test_load_build_config_local(tmp_path):
     assert load_build_config(out) == want
     with pytest.raises(HubUsageError):
         load_build_config(tmp_path / "missing.json")
+
+
+def test_build_config_flag_reproduces_saved_config(tmp_path, monkeypatch):
+    """`realign-data build --config realign_build.json` runs the saved BuildConfig; typed flags override it."""
+    from typer.testing import CliRunner
+
+    builder = pytest.importorskip("realign_data.builder")
+    from realign_data.cli import app
+
+    saved = builder.BuildConfig(index="my-index", out=str(tmp_path / "orig"), top_k=3, sim_threshold=0.9, seed=7)
+    cfg_file = tmp_path / "realign_build.json"
+    cfg_file.write_text(json.dumps(saved.to_dict()))
+    seen = []
+
+    def fake_build(config):
+        seen.append(config)
+        raise builder.BuildError("stop here")
+
+    monkeypatch.setattr(builder, "build", fake_build)
+    r = CliRunner().invoke(app, ["build", "--config", str(cfg_file), "-q"])
+    assert r.exit_code == 2 and "stop here" in r.output
+    assert seen[-1].to_dict() == {**saved.to_dict(), "progress": False}
+    r = CliRunner().invoke(app, ["build", "--config", str(cfg_file), "--top-k", "5", "--out", str(tmp_path / "new")])
+    assert seen[-1].to_dict() == {**saved.to_dict(), "top_k": 5, "out": str(tmp_path / "new")}
+    r = CliRunner().invoke(app, ["build", "--config", str(tmp_path / "missing.json")])
+    assert r.exit_code == 2 and "does not exist" in r.output
