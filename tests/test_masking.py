@@ -1,0 +1,78 @@
+"""Strategic masking: objects (COCO + CHAIR synonyms + plurals), attributes, counts, relations."""
+
+from __future__ import annotations
+
+import pytest
+
+from realign_data.masking import (COCO_CATEGORIES, LexiconMasker, ModelMasker, find_visual_facts, mask_response,
+                                  pluralize)
+
+
+def kinds(text):
+    return [(s.kind, s.text, s.value) for s in find_visual_facts(text)]
+
+
+def test_masks_every_kind_with_offsets():
+    text = "Two red apples to the left of a blue car."
+    r = mask_response(text)
+    assert r.masked == "[COUNT] [COLOR] [OBJECT] [RELATION] a [COLOR] [OBJECT]."
+    assert [(s.kind, s.value) for s in r.spans] == [("count", 2), ("color", "red"), ("object", "apple"),
+                                                   ("relation", "to the left of"), ("color", "blue"),
+                                                   ("object", "car")]
+    for s in r.spans:
+        assert text[s.start:s.end] == s.text
+    assert r.spans[2].plural and not r.spans[5].plural
+    assert r.objects() == {"apple", "car"}
+
+
+def test_coco_80_categories_synonyms_and_plurals():
+    assert len(COCO_CATEGORIES) == 80
+    assert kinds("A man and three kittens near a sofa.") == [
+        ("object", "man", "person"), ("count", "three", 3), ("object", "kittens", "cat"),
+        ("relation", "near", "near"), ("object", "sofa", "couch")]
+    assert [s.value for s in find_visual_facts("people, knives, buses, teddy bears, hot dogs, a cell phone")] == \
+        ["person", "knife", "bus", "teddy bear", "hot dog", "cell phone"]
+    assert pluralize("knife") == "knives" and pluralize("bus") == "buses" and pluralize("Cup") == "Cups"
+
+
+def test_attributes_counts_and_relations():
+    assert kinds("A large wooden table with 3 cups on top of it.") == [
+        ("size", "large", "large"), ("material", "wooden", "wooden"), ("object", "table", "dining table"),
+        ("count", "3", 3), ("object", "cups", "cup"), ("relation", "on top of", "on top of")]
+    assert ("relation", "on top of", "on top of") in kinds("A cat on top of a red car.")
+    assert ("relation", "behind", "behind") in kinds("A dog sits behind the bench.")
+    assert ("relation", "next to", "next to") in kinds("A bus next to a bicycle.")
+
+
+def test_orange_colour_or_fruit_and_ambiguous_words():
+    assert kinds("An orange cat next to an orange.")[0] == ("color", "orange", "orange")
+    assert kinds("An orange cat next to an orange.")[-1] == ("object", "orange", "orange")
+    # years, "one of", a weak relation with nothing visual after it: not facts
+    assert kinds("In 2019 one of them turned the light on.") == []
+
+
+def test_nothing_to_mask():
+    r = mask_response("It is a nice day.")
+    assert r.spans == [] and r.masked == "It is a nice day."
+
+
+def test_restricting_kinds_and_bad_kind():
+    r = LexiconMasker(["object"]).mask("Two red apples.")
+    assert r.masked == "Two red [OBJECT]."
+    with pytest.raises(ValueError, match="unknown span kind"):
+        LexiconMasker(["shape"])
+
+
+def test_model_masker_uses_backend_and_falls_back():
+    text = "A red apple on a table."
+    m = ModelMasker(lambda prompts: ["A [[color:red]] [[object:apple]] on a table." for _ in prompts])
+    r = m.mask(text)
+    assert r.masked == "A [COLOR] [OBJECT] on a table."
+    assert r.spans[1].value == "apple"  # the lexicon's canonical value is kept
+    fallback = ModelMasker(lambda prompts: ["garbage" for _ in prompts]).mask(text)
+    assert fallback.masked == mask_response(text).masked
+
+
+def test_deterministic():
+    text = "There are two red umbrellas, three black bicycles and three blue cars on the grass."
+    assert mask_response(text).to_dict() == mask_response(text).to_dict()
