@@ -158,11 +158,21 @@ def apply_search_params(index, params: dict) -> None:
         ps.set_index_parameter(index, k, v)
 
 
-def train_and_add(index, vectors: np.ndarray, *, seed: int = 1234, max_train: int = 262_144,
+def train_and_add(index, vectors: np.ndarray, *, seed: int = 1234, max_train: int = 131_072,
                   add_batch: int = 65_536) -> None:
     """Train (on at most ``max_train`` vectors, a seeded sample) and add all vectors in batches."""
+    import faiss
+
     if not index.is_trained:
+        try:  # 10 k-means iterations (FAISS default 25): ~same recall after tuning, 2.5x faster training
+            faiss.extract_index_ivf(index).cp.niter = 10
+        except Exception:  # noqa: BLE001 - not an IVF index
+            pass
         n = len(vectors)
+        try:  # FAISS wants >= 39 training points per list
+            max_train = max(max_train, 40 * faiss.extract_index_ivf(index).nlist)
+        except Exception:  # noqa: BLE001
+            pass
         if n > max_train:
             rng = np.random.default_rng(seed)
             sample = vectors[np.sort(rng.choice(n, max_train, replace=False))]

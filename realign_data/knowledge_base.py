@@ -178,6 +178,8 @@ def _versions() -> dict:
 def _check_config(out: Path, config: dict) -> None:
     """Write ``build_config.json`` or verify an existing one matches (else one clear error)."""
     path = out / "build_config.json"
+    if not path.is_file() and out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
+        time.sleep(0.5)  # another rank may be renaming its build_config.json into place right now
     if path.is_file():
         old = json.loads(path.read_text())
         if old != config:
