@@ -1,0 +1,135 @@
+"""Fillers: annotation (model-free), transformers (tiny LLaVA) and OpenAI-compatible HTTP (local server)."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from realign_data.fillers import FillerError, FillRequest, fill_prompt, load_filler
+from realign_data.fillers.annotation import AnnotationFiller, image_facts
+from realign_data.fillers.openai_compat import OpenAIFiller
+from realign_data.masking import mask_response
+
+sys.path.insert(0, str(Path(__file__).parent))
+from openai_server import OpenAIServer  # noqa: E402
+
+RETRIEVED = {
+    "instances": [{"category": "dog"}, {"category": "dog"}, {"category": "dog"}, {"category": "cup"}],
+    "captions": ["Three brown dogs next to a pink cup.", "A pink cup behind three dogs."],
+}
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 40)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def request(text, annotations=RETRIEVED, original=("apple", "car"), seed=0):
+    data = _png()
+    return FillRequest(instruction="Describe this image.", chosen=text, masked=mask_response(text),
+                       load_image=lambda: Image.open(io.BytesIO(data)).convert("RGB"), image_bytes=lambda: data,
+                       annotations=annotations, original_categories=original, rng_seed=seed)
+
+
+def test_image_facts_from_instances_and_captions():
+    f = image_facts(RETRIEVED)
+    assert f["counts"] == {"dog": 3, "cup": 1}
+    assert f["attrs"]["dog"]["color"] == "brown" and f["attrs"]["cup"]["color"] == "pink"
+    assert "next to" in f["relations"] and "behind" in f["relations"]
+
+
+def test_annotation_filler_describes_the_retrieved_image():
+    (res,) = AnnotationFiller().fill([request("Two red apples to the left of a blue car.")])
+    assert res.ok
+    # objects of the retrieved image absent from the original, its counts and colours, number agreement
+    assert res.text == "Three brown dogs next to a pink cup." or res.text == "Three brown dogs behind a pink cup."
+
+
+def test_annotation_filler_number_agreement_and_articles():
+    (res,) = AnnotationFiller().fill([request("There are two apples.",
+                                              annotations={"instances": [{"category": "umbrella"}]})])
+    assert res.text == "There is one umbrella."
+    (res,) = AnnotationFiller().fill([request("A car.", annotations={"instances": [{"category": "orange"}]})])
+    assert res.text == "An orange."
+
+
+def test_annotation_filler_without_annotations_is_deterministic_and_different():
+    text = "A red apple next to a blue car."
+    a = AnnotationFiller().fill([request(text, annotations=None, seed=5)])[0].text
+    b = AnnotationFiller().fill([request(text, annotations=None, seed=5)])[0].text
+    assert a == b and a != text
+
+
+def test_fill_prompt_names_slots():
+    p = fill_prompt(request("Two red apples."))
+    assert "[COUNT] [COLOR] [OBJECT]." in p and "Describe this image." in p
+
+
+def test_load_filler_errors():
+    with pytest.raises(FillerError, match="unknown filler"):
+        load_filler("magic")
+    with pytest.raises(FillerError, match="needs --model"):
+        load_filler("openai")
+    with pytest.raises(FillerError, match="cannot load VLM"):
+        load_filler("transformers", model="/no/such/model")
+
+
+def test_transformers_filler_tiny_llava(tiny_llava):
+    f = load_filler("transformers", model=str(tiny_llava), batch_size=2, max_new_tokens=6)
+    reqs = [request("Two red apples."), request("A blue car next to a cup."), request("A dog.")]
+    out = f.fill(reqs)
+    assert len(out) == 3 and all(r.error is None for r in out)
+    again = f.fill(reqs)
+    assert [r.text for r in out] == [r.text for r in again]  # greedy
+    assert f.describe()["model"] == str(tiny_llava)
+
+
+def test_openai_filler_against_local_server(monkeypatch):
+    monkeypatch.setenv("REALIGN_TEST_KEY", "sk-secret")
+    with OpenAIServer(latency=0.01) as srv:
+        f = OpenAIFiller(model="m", base_url=srv.base_url, api_key_env="REALIGN_TEST_KEY", concurrency=4)
+        out = f.fill([request("Two red apples."), request("A blue car.")])
+        f.close()
+    assert [r.text for r in out] == ["seven purple zebra.", "A purple zebra."]
+    assert srv.images_received == 2 and srv.auth_headers == ["Bearer sk-secret"] * 2
+    assert "sk-secret" not in repr(f.describe())
+
+
+def test_openai_filler_retries_429_and_5xx():
+    for status in (429, 503):
+        with OpenAIServer(fail_first=2, fail_status=status, retry_after="0") as srv:
+            f = OpenAIFiller(model="m", base_url=srv.base_url, backoff=0.01, max_retries=3)
+            (res,) = f.fill([request("A blue car.")])
+            f.close()
+        assert res.ok and res.attempts == 3 and srv.requests == 3, status
+
+
+def test_openai_filler_records_failures():
+    with OpenAIServer(always_fail_marker="Sadly", fail_status=500) as srv:
+        f = OpenAIFiller(model="m", base_url=srv.base_url, backoff=0.01, max_retries=2)
+        ok, bad = f.fill([request("A red apple."), request("Sadly a blue car.")])
+        f.close()
+    assert ok.ok and not bad.ok
+    assert bad.error == "HTTP 500 after 3 attempts" and bad.attempts == 3
+    with OpenAIServer(always_fail_marker="Sadly", fail_status=400) as srv:  # not retried
+        f = OpenAIFiller(model="m", base_url=srv.base_url, backoff=0.01)
+        (bad,) = f.fill([request("Sadly a blue car.")])
+        f.close()
+    assert bad.error == "HTTP 400" and srv.requests == 1
+    f = OpenAIFiller(model="m", base_url="http://127.0.0.1:9/v1", backoff=0.01, max_retries=1, timeout=2)
+    (res,) = f.fill([request("A blue car.")])
+    f.close()
+    assert not res.ok and "connection error" in res.error
+
+
+def test_openai_filler_bounded_concurrency():
+    with OpenAIServer(latency=0.1) as srv:
+        f = OpenAIFiller(model="m", base_url=srv.base_url, concurrency=4)
+        f.fill([request(f"A red apple {i}.") for i in range(12)])
+        f.close()
+    assert 2 <= srv.max_in_flight <= 4
