@@ -263,7 +263,7 @@ def _provenance_section(summary: ConfigSummary, repo_id: str) -> str:
     if cfg:
         lines += ["Reproduce this config:", "", "```bash",
                   f"hf download {repo_id} {where}realign_build.json --repo-type dataset --local-dir .",
-                  f"realign-data build --config {where}realign_build.json",
+                  f"realign-data build --config {where}realign_build.json --out rebuilt",
                   "```", ""]
     return "\n".join(lines)
 
@@ -334,7 +334,7 @@ trainer.train()
 or from the command line (same flags as `trl dpo`; `realign-trl dpo --help` lists them all):
 
 ```bash
-realign-trl dpo --model_name_or_path llava-hf/llava-1.5-7b-hf --dataset_name {repo_id} \
+realign-trl dpo --model_name_or_path llava-hf/llava-1.5-7b-hf --dataset_name {repo_id} \\
     --loss_type rdpo --beta 0.1 --learning_rate 1e-6 --output_dir out
 ```
 
