@@ -364,3 +364,13 @@ def test_build_config_flag_reproduces_saved_config(tmp_path, monkeypatch):
     assert seen[-1].to_dict() == {**saved.to_dict(), "top_k": 5, "out": str(tmp_path / "new")}
     r = CliRunner().invoke(app, ["build", "--config", str(tmp_path / "missing.json")])
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_push_to_a_branch(hub, env, tmp_path):
+    out = make_build_dir(tmp_path / "b", n=2, with_provenance=False)
+    r = run(CLI + ["push", str(out), "tester/branchy", "--revision", "dev", "-q"], env)
+    assert r.returncode == 0, r.stderr
+    assert any(f.endswith(".parquet") for f in hub.list_files("tester/branchy", revision="dev"))
+    assert hub.list_files("tester/branchy", revision="main") == [".gitattributes"]
+    card = hub.read_file("tester/branchy", "README.md", revision="dev").decode()
+    assert "No build configuration (realign_build.json) was found" in card and "license: other" in card
