@@ -633,8 +633,8 @@ def _provenance(config: BuildConfig, kb, pipe: _Pipeline, warnings: list[str]) -
     }
 
 
-def _combined_stream(tables_in_order, tmp_arrow: Path) -> tuple[int, str]:
-    """Write tables (one record batch each) to an Arrow stream file; return rows and a content hash."""
+def _combined_stream(tables_in_order, tmp_arrow: Path) -> int:
+    """Write tables to one Arrow stream file (the format ``datasets`` memory-maps); return the row count."""
     import pyarrow as pa
 
     from realign_data.schema import arrow_schema
@@ -650,7 +650,7 @@ def _combined_stream(tables_in_order, tmp_arrow: Path) -> tuple[int, str]:
                     writer.write_batch(b)
                 n += t.num_rows
         writer.close()
-    return n, _file_sha(tmp_arrow)
+    return n
 
 
 def _write_output(out: Path, work: Path, tables_in_order, fmt: str, fingerprint_salt: str) -> int:
@@ -658,16 +658,22 @@ def _write_output(out: Path, work: Path, tables_in_order, fmt: str, fingerprint_
     import datasets
 
     tmp_arrow = work / "combined.arrow"
-    n, content_sha = _combined_stream(tables_in_order, tmp_arrow)
-    fingerprint = hashlib.sha256(f"{fingerprint_salt}:{content_sha}".encode()).hexdigest()[:16]
+    n = _combined_stream(tables_in_order, tmp_arrow)
     stage = work / "final"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     datasets.disable_progress_bars()
     ds = datasets.Dataset.from_file(str(tmp_arrow))
-    ds._fingerprint = fingerprint  # content-derived, so identical inputs give identical state.json
     if fmt == "arrow":
         ds.save_to_disk(str(stage))
+        # the fingerprint is derived from the written content (not from temporary paths), so identical
+        # inputs give an identical state.json
+        h = hashlib.sha256(fingerprint_salt.encode())
+        for f in sorted(stage.glob("data-*.arrow")):
+            h.update(_file_sha(f).encode())
+        state = json.loads((stage / "state.json").read_text())
+        state["_fingerprint"] = h.hexdigest()[:16]
+        (stage / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
     else:
         (stage / "data").mkdir()
         rows_per_shard = 1000
