@@ -1,0 +1,69 @@
+"""OpenAI-compatible filler throughput inside the builder, against a local server with fixed latency.
+
+The local test server (``tests/openai_server.py``, a real HTTP server on 127.0.0.1) answers every chat
+completion after ``--latency`` seconds. With ``--concurrency C`` requests in flight the ideal request rate
+is ``C / latency``; the benchmark runs a real build (sample corpus, tiny open_clip knowledge base, the
+``openai`` filler) and reports the requests served per second of the build's fill stage as a fraction of
+that ideal (target >= 0.8 at concurrency 16).
+
+    python benchmarks/openai_filler_bench.py --json openai_bench.json [--latency 0.2 --concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--images", type=int, default=320)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from openai_server import OpenAIServer
+
+    from realign_data.builder import BuildConfig, build
+    from realign_data.corpus import open_source
+    from realign_data.knowledge_base import build_knowledge_base
+    from realign_data.sample import make_sample_corpus
+    from realign_data.tiny_models import build_tiny_open_clip, register_tiny_open_clip
+
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        corpus = make_sample_corpus(root / "coco", num_images=args.images, seed=0)
+        ckpt = build_tiny_open_clip(root / "clip.safetensors")
+        build_knowledge_base(open_source("coco", corpus), root / "kb", model=register_tiny_open_clip(),
+                             pretrained=str(ckpt), num_workers=0, progress=False)
+        with OpenAIServer(latency=args.latency) as srv:
+            cfg = BuildConfig(index=str(root / "kb"), out=str(root / "out"), filler="openai", model="bench",
+                              base_url=srv.base_url, concurrency=args.concurrency, gate="lexical", progress=False,
+                              chunk_size=256)
+            t = time.time()
+            res = build(cfg)
+            wall = time.time() - t
+            requests = srv.requests
+            peak = srv.max_in_flight
+    building = res.report["throughput"]["seconds_building"]
+    ideal = args.concurrency / args.latency
+    figures = {"latency_s": args.latency, "concurrency": args.concurrency, "requests": requests,
+               "pairs": res.pairs_written, "seconds_building": round(building, 3), "seconds_total": round(wall, 3),
+               "throughput_rps": round(requests / building, 2), "ideal_rps": round(ideal, 2),
+               "efficiency": round(requests / building / ideal, 3), "max_in_flight": peak}
+    for k, v in figures.items():
+        print(f"{k:18} {v}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
