@@ -1,7 +1,7 @@
 """Builder throughput and memory: annotation-filler build on the synthetic sample corpus.
 
 Builds a tiny-open_clip knowledge base over the sample corpus once, then runs the builder in fresh
-subprocesses at 1x and 4x the number of seeds (``caption=all`` seeds over 1x and 4x corpora), reading each
+subprocesses at 1x and 4x the number of seeds (COCO-caption seeds of 1x and 4x sample corpora), reading each
 subprocess's peak RSS (``ru_maxrss``). Memory must not grow with the number of seeds: the ratio should stay
 near 1. Reports pairs/s of the build stage (knowledge base excluded).
 
