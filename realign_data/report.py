@@ -108,6 +108,9 @@ def format_summary(report: dict) -> str:
     if gate:
         lines.append(f"Gate: {gate.get('gate')}{' (' + gate['model'] + ')' if gate.get('model') else ''} "
                      f"< {gate.get('threshold')}   filler: {prov.get('filler', {}).get('filler')}")
+    if prov.get("knowledge_base", {}).get("random_encoder"):
+        lines.append("Note: the knowledge base was embedded with a randomly initialised encoder (no pretrained "
+                     "CLIP weights), so retrieval is arbitrary")
     for w in prov.get("warnings", []):
         lines.append(f"Note: {w}")
     return "\n".join(lines)
