@@ -155,11 +155,12 @@ class Encoder:
         name = _resolve_model_name(model)
         self.pretrained, self.checkpoint_sha256 = describe_pretrained(pretrained)
         pretrained = None if self.pretrained == "none" else self.pretrained
-        if pretrained is None:
-            torch.manual_seed(0)  # "--pretrained none" is reproducible: same random weights every time
         try:
-            model_obj, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained,
-                                                                             device=self.device)
+            # "--pretrained none" is reproducible (seed 0) without touching the caller's RNG state.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model_obj, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained,
+                                                                                 device=self.device)
         except EncoderError:
             raise
         except Exception as e:  # noqa: BLE001 - weights missing/unreachable, bad tag, bad checkpoint

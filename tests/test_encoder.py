@@ -65,7 +65,12 @@ def test_dataloader_pipeline_skips_and_lists_bad_files(encoder, tmp_path):
 
 def test_pretrained_none_is_random_but_reproducible(tiny_open_clip):
     name, _ = tiny_open_clip
+    import torch
+
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
     a, b = Encoder(name, "none"), Encoder(name, None)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's RNG is left alone
     assert a.pretrained == b.pretrained == "none" and a.checkpoint_sha256 is None
     img = [Image.new("RGB", (32, 32), "orange")]
     np.testing.assert_array_equal(a.embed_images(img), b.embed_images(img))
