@@ -35,6 +35,15 @@ _EXPORTS = {
     "coco_caption_seeds": "realign_data.seeds",
     "dataset_seeds": "realign_data.seeds",
     "write_inspect_html": "realign_data.report",
+    "push_to_hub": "realign_data.hub",
+    "load_build_config": "realign_data.hub",
+    "KnowledgeBase": "realign_data.knowledge_base",
+    "build_knowledge_base": "realign_data.knowledge_base",
+    "resolve_index": "realign_data.knowledge_base",
+    "Encoder": "realign_data.encoder",
+    "CocoAnnotations": "realign_data.corpus",
+    "open_source": "realign_data.corpus",
+    "make_sample_corpus": "realign_data.sample",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -45,7 +54,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from realign_data.fillers import FillRequest, FillResult, load_filler  # noqa: F401
     from realign_data.gate import LexicalGate, SentenceGate, load_gate  # noqa: F401
     from realign_data.masking import LexiconMasker, MaskResult, Span, mask_response  # noqa: F401
+    from realign_data.corpus import CocoAnnotations, open_source  # noqa: F401
+    from realign_data.encoder import Encoder  # noqa: F401
+    from realign_data.hub import load_build_config, push_to_hub  # noqa: F401
+    from realign_data.knowledge_base import KnowledgeBase, build_knowledge_base, resolve_index  # noqa: F401
     from realign_data.report import write_inspect_html  # noqa: F401
+    from realign_data.sample import make_sample_corpus  # noqa: F401
     from realign_data.seeds import Seed, coco_caption_seeds, dataset_seeds  # noqa: F401
 
 
