@@ -39,6 +39,8 @@ WORK_DIR = ".realign-build"
 REPORT_FILE = "build_report.json"
 CONFIG_FILE = "realign_build.json"
 FORMATS = ("arrow", "parquet")
+CURRICULA = (None, "easy-to-hard")
+SPLITS = ("train", "easy", "medium", "hard")  # splits of a curriculum build (train = all rows, easy to hard)
 DROP_REASONS = ("missing_image", "corrupt_image", "empty_instruction", "empty_answer", "chosen_generation_failed",
                 "nothing_to_mask", "no_retrieval", "fill_failed", "all_fills_too_similar")
 
@@ -72,6 +74,18 @@ class BuildConfig:
         max_new_tokens, batch_size, device, dtype: VLM generation settings (greedy).
         gate: ``auto`` (sentence model, else lexical) | ``sentence`` | ``lexical``; gate_model: SentenceTransformer;
             sim_threshold: a fill is accepted when its similarity to the chosen answer is below this.
+    Visual negative and curriculum:
+        image_negative: ``retrieval`` (Re-Align: the retrieved image whose fill was kept), ``region-noise``
+            (MFPO: diffusion noise inside the instance masks of the objects the chosen answer names; whole image
+            when none is known), ``crop`` (mDPO: random resized crop keeping ``crop_min_area``-``crop_max_area``
+            of the area) or ``noise`` (POVID: diffusion noise over the whole image). The text-rejected answer
+            is always the mask-and-fill from a retrieved image, so every row stays dual.
+        noise_step / noise_schedule: forward-diffusion step ``t`` of 1000 and beta schedule (``linear`` DDPM
+            betas 1e-4..0.02, or ``cosine``) of the two noise kinds.
+        crop_min_area / crop_max_area: area fractions kept by ``crop``.
+        difficulty_image_weight: weight of the image closeness in ``difficulty`` (the rest is text similarity).
+        curriculum: ``None`` (rows in seed order) or ``easy-to-hard``: rows ordered by ``difficulty`` (ties by
+            id) and ``easy`` / ``medium`` / ``hard`` tercile splits written next to ``train``.
     Run:
         max_samples: use only the first N seeds; seed: randomness of every choice.
         num_shards / shard_index: this process's share (``None`` = from ``WORLD_SIZE``/``RANK`` or 1/0).
@@ -112,6 +126,13 @@ class BuildConfig:
     gate: str = "auto"
     gate_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     sim_threshold: float = 0.95
+    image_negative: str = "retrieval"
+    noise_step: int = 500
+    noise_schedule: str = "linear"
+    crop_min_area: float = 0.01
+    crop_max_area: float = 0.2
+    difficulty_image_weight: float = 0.5
+    curriculum: Optional[str] = None
     max_samples: Optional[int] = None
     seed: int = 0
     num_shards: Optional[int] = None
@@ -145,6 +166,7 @@ class BuildConfig:
         from realign_data.fillers import FILLERS
         from realign_data.gate import GATES
         from realign_data.masking import SPAN_KINDS
+        from realign_data.negatives import KINDS, NUM_DIFFUSION_STEPS, SCHEDULES
         from realign_data.seeds import CAPTION_CHOICES
 
         checks = [
@@ -162,6 +184,18 @@ class BuildConfig:
             (self.filler == "annotation" or bool(self.model), f"the {self.filler} filler needs --model"),
             (not self.mask_kinds or all(k in SPAN_KINDS for k in self.mask_kinds),
              f"unknown mask kinds {self.mask_kinds}; valid: {', '.join(SPAN_KINDS)}"),
+            (self.image_negative in KINDS,
+             f"unknown image negative {self.image_negative!r}; valid: {', '.join(KINDS)}"),
+            (self.noise_schedule in SCHEDULES,
+             f"unknown noise schedule {self.noise_schedule!r}; valid: {', '.join(SCHEDULES)}"),
+            (isinstance(self.noise_step, int) and 1 <= self.noise_step <= NUM_DIFFUSION_STEPS,
+             f"noise step must be an integer in [1, {NUM_DIFFUSION_STEPS}], got {self.noise_step}"),
+            (0 < self.crop_min_area <= self.crop_max_area <= 1,
+             f"crop areas must satisfy 0 < min <= max <= 1, got {self.crop_min_area} and {self.crop_max_area}"),
+            (0 <= self.difficulty_image_weight <= 1,
+             f"difficulty image weight must be in [0, 1], got {self.difficulty_image_weight}"),
+            (self.curriculum in CURRICULA,
+             f"unknown curriculum {self.curriculum!r}; valid: {', '.join(c for c in CURRICULA if c)} (or none)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -438,12 +472,49 @@ class _Pipeline:
                 continue
             r, text, sim = accepted[j]
             hit = hits[j][r]
+            try:
+                neg = self.visual_negative(s, data, masked, hit)
+            except (ValueError, OSError) as e:  # the original decodes only now (perturbation kinds)
+                drop(s, "corrupt_image", str(e))
+                continue
             rows.append(make_row(
                 seed_id=s.id, image_id=s.image_id, image_bytes=data, image_name=_image_name(s.image_path),
-                instruction=s.instruction, chosen=s.chosen.strip(), rejected=text, rejected_image_id=hit.id,
-                rejected_bytes=self.retrieved_bytes(hit.id), rejected_name=_image_name(hit.id), rank=hit.rank,
-                score=round(hit.score, 6), similarity=sim, masked=masked.masked, filler=self.filler_name))
+                instruction=s.instruction, chosen=s.chosen.strip(), rejected=text,
+                rejected_image_id=neg["rejected_image_id"], rejected_bytes=neg["bytes"], rejected_name=neg["name"],
+                rank=hit.rank, score=round(hit.score, 6), similarity=sim, masked=masked.masked,
+                filler=self.filler_name, fill_image_id=hit.id, image_negative=cfg.image_negative,
+                negative_params=neg["params"], difficulty=neg["difficulty"](sim)))
         return rows, drops, failures, fills_tried
+
+    def visual_negative(self, s, data: bytes, masked, hit) -> dict:
+        """The rejected image of a kept pair: the retrieved image, or the original perturbed (seeded per row)."""
+        from realign_data.difficulty import difficulty
+        from realign_data.negatives import image_closeness, make_negative, perturbation_rng
+
+        cfg = self.config
+        kind = cfg.image_negative
+        if kind == "retrieval":
+            params: dict = {}
+            out = {"rejected_image_id": hit.id, "bytes": self.retrieved_bytes(hit.id), "name": _image_name(hit.id)}
+        else:
+            from PIL import Image
+
+            image = Image.open(io.BytesIO(data))
+            image.load()
+            instances = []
+            if kind == "region-noise" and s.kb_id:
+                instances = (self.annotations_of(s.kb_id) or {}).get("instances") or []
+            neg = make_negative(kind, image.convert("RGB"), perturbation_rng(cfg.seed, s.id, kind),
+                                instances=instances, categories=sorted(masked.objects()), t=cfg.noise_step,
+                                schedule=cfg.noise_schedule, min_area=cfg.crop_min_area, max_area=cfg.crop_max_area)
+            params = neg.params
+            name = _image_name(s.image_path)
+            out = {"rejected_image_id": None, "bytes": neg.png_bytes(),
+                   "name": f"{Path(name).stem}.{kind}.png" if name else None}
+        closeness = image_closeness(kind, params, hit.score)
+        out["params"] = params
+        out["difficulty"] = lambda sim: round(difficulty(closeness, sim, cfg.difficulty_image_weight), 6)
+        return out
 
 
 def _open_seeds(config: BuildConfig, kb, annotations) -> Iterator:
@@ -489,6 +560,9 @@ def _check_out(out: Path, work: Path, config: BuildConfig, resolved: dict) -> No
     cfg_path = work / "config.json"
     if cfg_path.is_file():
         have = json.loads(cfg_path.read_text())
+        # options added after a build started take their default values (an older build resumes)
+        have["config"] = {**{k: v for k, v in BuildConfig().semantic().items() if k not in have["config"]},
+                          **have["config"]}
         if have != want:
             diff = sorted(k for k in set(have["config"]) | set(want["config"])
                           if have["config"].get(k) != want["config"].get(k))
@@ -653,8 +727,36 @@ def _combined_stream(tables_in_order, tmp_arrow: Path) -> int:
     return n
 
 
-def _write_output(out: Path, work: Path, tables_in_order, fmt: str, fingerprint_salt: str) -> int:
-    """Write the final dataset into ``out`` (arrow ``save_to_disk`` or parquet shards), atomically per file."""
+def _save_arrow(ds, stage: Path, fingerprint_salt: str) -> None:
+    ds.save_to_disk(str(stage))
+    # the fingerprint is derived from the written content (not from temporary paths), so identical
+    # inputs give an identical state.json
+    h = hashlib.sha256(fingerprint_salt.encode())
+    for f in sorted(stage.glob("data-*.arrow")):
+        h.update(_file_sha(f).encode())
+    state = json.loads((stage / "state.json").read_text())
+    state["_fingerprint"] = h.hexdigest()[:16]
+    (stage / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+
+
+def curriculum_splits(ds) -> dict[str, list[int]]:
+    """Row indices of ``train`` (all rows, easiest first; ties by id, then by seed order) and of the
+    ``easy`` / ``medium`` / ``hard`` terciles of that order."""
+    from realign_data.difficulty import curriculum_order, tercile_splits
+
+    diffs = ds.data.column("difficulty").to_pylist()
+    ids = ds.data.column("id").to_pylist()
+    return {"train": curriculum_order(diffs, ids), **tercile_splits(diffs, ids)}
+
+
+def _write_output(out: Path, work: Path, tables_in_order, fmt: str, fingerprint_salt: str,
+                  curriculum: Optional[str] = None) -> tuple[int, Optional[dict]]:
+    """Write the final dataset into ``out`` (arrow ``save_to_disk`` or parquet shards), atomically per file.
+
+    With a curriculum the rows are reordered by difficulty and written as the splits of a ``DatasetDict``
+    (``train`` = every row, easiest first, and its ``easy``/``medium``/``hard`` terciles). Returns the row
+    count and, with a curriculum, ``{split: {"rows", "difficulty_min", "difficulty_max"}}``.
+    """
     import datasets
 
     tmp_arrow = work / "combined.arrow"
@@ -664,27 +766,40 @@ def _write_output(out: Path, work: Path, tables_in_order, fmt: str, fingerprint_
     stage.mkdir(parents=True)
     datasets.disable_progress_bars()
     ds = datasets.Dataset.from_file(str(tmp_arrow))
+    split_info = None
+    if curriculum:
+        index = curriculum_splits(ds)
+        diffs = ds.data.column("difficulty").to_pylist()
+        split_info = {k: {"rows": len(v), "difficulty_min": round(min((diffs[i] for i in v), default=0.0), 6),
+                          "difficulty_max": round(max((diffs[i] for i in v), default=0.0), 6)}
+                      for k, v in index.items()}
+        parts = {k: ds.select(v) for k, v in index.items()}
+    else:
+        parts = {"train": ds}
     if fmt == "arrow":
-        ds.save_to_disk(str(stage))
-        # the fingerprint is derived from the written content (not from temporary paths), so identical
-        # inputs give an identical state.json
-        h = hashlib.sha256(fingerprint_salt.encode())
-        for f in sorted(stage.glob("data-*.arrow")):
-            h.update(_file_sha(f).encode())
-        state = json.loads((stage / "state.json").read_text())
-        state["_fingerprint"] = h.hexdigest()[:16]
-        (stage / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+        if curriculum:
+            for k, part in parts.items():
+                _save_arrow(part, stage / k, f"{fingerprint_salt}:{k}")
+            (stage / "dataset_dict.json").write_text(json.dumps({"splits": list(parts)}))
+        else:
+            _save_arrow(ds, stage, fingerprint_salt)
     else:
         (stage / "data").mkdir()
         rows_per_shard = 1000
-        num = max(1, -(-len(ds) // rows_per_shard))
-        for i in range(num):
-            part = ds.select(range(i * rows_per_shard, min(len(ds), (i + 1) * rows_per_shard)))
-            part.to_parquet(str(stage / "data" / f"train-{i:05d}-of-{num:05d}.parquet"))
-    del ds
+        for k, part in parts.items():
+            num = max(1, -(-len(part) // rows_per_shard))
+            for i in range(num):
+                piece = part.select(range(i * rows_per_shard, min(len(part), (i + 1) * rows_per_shard)))
+                piece.to_parquet(str(stage / "data" / f"{k}-{i:05d}-of-{num:05d}.parquet"))
+    del ds, parts
     # move into place: old data files that the new build does not have are removed
     for old in list(out.glob("data-*.arrow")) + list((out / "data").glob("*.parquet") if (out / "data").is_dir() else []):
         old.unlink()
+    for split in SPLITS:  # split directories of a curriculum build
+        if (out / split / "state.json").is_file():
+            shutil.rmtree(out / split)
+    for meta in ("dataset_dict.json", "state.json", "dataset_info.json"):
+        (out / meta).unlink(missing_ok=True)
     for p in sorted(stage.rglob("*")):
         if p.is_file():
             dest = out / p.relative_to(stage)
@@ -692,7 +807,35 @@ def _write_output(out: Path, work: Path, tables_in_order, fmt: str, fingerprint_
             os.replace(p, dest)
     shutil.rmtree(stage, ignore_errors=True)
     tmp_arrow.unlink()
-    return n
+    return n, split_info
+
+
+STATS_COLUMNS = ("retrieval_score", "text_similarity", "retrieval_rank", "difficulty", "image_negative",
+                 "negative_params")
+
+
+def _negative_summary(config: BuildConfig) -> dict:
+    """The visual-negative kind and the parameters it uses (for the report and the card)."""
+    kind = config.image_negative
+    params: dict = {"kind": kind}
+    if kind in ("region-noise", "noise"):
+        params.update(noise_step=config.noise_step, noise_schedule=config.noise_schedule,
+                      num_diffusion_steps=1000)
+    if kind == "crop":
+        params.update(crop_min_area=config.crop_min_area, crop_max_area=config.crop_max_area)
+    if kind != "retrieval":
+        params["text_fill"] = "mask-and-fill from a retrieved image (fill_image_id)"
+    return params
+
+
+def _curriculum_summary(config: BuildConfig, split_info: Optional[dict], deferred: bool = False) -> dict:
+    d: dict = {"order": config.curriculum, "difficulty_image_weight": config.difficulty_image_weight,
+               "difficulty": "w * image_closeness + (1 - w) * clip(text_similarity, 0, 1)"}
+    if split_info:
+        d["splits"] = split_info
+    if deferred:
+        d["note"] = "sharded build: rows are in seed order; `realign-data merge` orders them and writes the splits"
+    return d
 
 
 def _read_chunk_tables(work: Path, chunks: list[int]):
@@ -710,18 +853,22 @@ def _finalize(out: Path, work: Path, config: BuildConfig, chunks: list[int], pro
 
     metas = [json.loads(_chunk_paths(work, c)[1].read_text()) for c in chunks]
     salt = json.dumps(config.semantic(), sort_keys=True)
-    n = _write_output(out, work, _read_chunk_tables(work, chunks), config.format, salt)
-    stats_cols = ["retrieval_score", "text_similarity", "retrieval_rank"]
-    stats = {k: [] for k in stats_cols}
+    # a sharded build writes its rows in seed order; `merge` applies the curriculum to the whole dataset
+    curriculum = config.curriculum if num_shards == 1 else None
+    n, split_info = _write_output(out, work, _read_chunk_tables(work, chunks), config.format, salt, curriculum)
+    stats = {k: [] for k in STATS_COLUMNS}
     for c in chunks:
-        t = pq.read_table(_chunk_paths(work, c)[0], columns=stats_cols)
-        for k in stats_cols:
+        t = pq.read_table(_chunk_paths(work, c)[0], columns=list(STATS_COLUMNS))
+        for k in STATS_COLUMNS:
             stats[k] += t.column(k).to_pylist()
     report = aggregate(metas, stats)
     assert report["pairs_written"] == n
     report.update({
         "complete": True, "format": config.format, "shard": {"index": shard_index, "num_shards": num_shards},
         "chunks": [[m["chunk"], m["rows"]] for m in metas], "chunk_size": config.chunk_size,
+        "image_negative": _negative_summary(config),
+        "row_order": curriculum or "seed",
+        "curriculum": _curriculum_summary(config, split_info, deferred=bool(config.curriculum and not curriculum)),
         "config": config.to_dict(), "provenance": provenance,
     })
     atomic_write_json(out / CONFIG_FILE, config.to_dict())
@@ -729,16 +876,36 @@ def _finalize(out: Path, work: Path, config: BuildConfig, chunks: list[int], pro
 
 
 # ---------------------------------------------------------------------------------------------- merge
-def load_built(path: str | os.PathLike):
-    """Open a built dataset directory (``save_to_disk`` or parquet shards) as a ``datasets.Dataset``."""
+def built_splits(path: str | os.PathLike) -> list[str]:
+    """Splits of a built dataset directory: ``["train"]``, or ``train, easy, medium, hard`` (curriculum)."""
+    p = Path(path)
+    if (p / "dataset_dict.json").is_file():
+        return list(json.loads((p / "dataset_dict.json").read_text())["splits"])
+    if (p / "state.json").is_file():
+        return ["train"]
+    names = sorted({f.name.split("-", 1)[0] for f in (p / "data").glob("*.parquet")}) if (p / "data").is_dir() else []
+    return sorted(names, key=lambda k: (SPLITS.index(k) if k in SPLITS else len(SPLITS), k))
+
+
+def load_built(path: str | os.PathLike, split: str = "train"):
+    """Open one split of a built dataset directory (``save_to_disk`` or parquet shards) as a ``datasets.Dataset``.
+
+    Every build has ``train`` (all rows); a ``--curriculum easy-to-hard`` build also has ``easy``, ``medium``
+    and ``hard``.
+    """
     import datasets
 
     p = Path(path)
+    splits = built_splits(p)
+    if not splits:
+        raise BuildError(f"{p} holds no built dataset (no state.json, dataset_dict.json or data/*.parquet)")
+    if split not in splits:
+        raise BuildError(f"{p} has no split {split!r}; it has {', '.join(splits)}")
+    if (p / "dataset_dict.json").is_file():
+        return datasets.load_from_disk(str(p / split))
     if (p / "state.json").is_file():
         return datasets.load_from_disk(str(p))
-    files = sorted(str(f) for f in (p / "data").glob("*.parquet"))
-    if not files:
-        raise BuildError(f"{p} holds no built dataset (no state.json and no data/*.parquet)")
+    files = sorted(str(f) for f in (p / "data").glob(f"{split}-*.parquet"))
     return datasets.load_dataset("parquet", data_files=files, split="train")
 
 
@@ -775,26 +942,30 @@ def merge(shard_dirs: list[str | os.PathLike], out: str | os.PathLike, *, progre
     datasets_ = [load_built(d).data.table for d in shard_dirs]
 
     def tables():
+        if len(reports) == 1 and reports[0].get("row_order", "seed") != "seed":
+            yield datasets_[0]  # already in curriculum order, which re-sorting (stable) keeps
+            return
         for c, pos, off, n in owner:
             yield datasets_[pos].slice(off, n)
 
     cfg = BuildConfig.from_dict({**reports[0]["config"], "num_shards": 1, "shard_index": 0, "out": str(out)})
     salt = json.dumps(cfg.semantic(), sort_keys=True)
-    n = _write_output(out, work, tables(), cfg.format, salt)
+    n, split_info = _write_output(out, work, tables(), cfg.format, salt, cfg.curriculum)
     metas = []
     for r in reports:
         metas.append({"seeds": r["seeds_read"], "rows": r["pairs_written"], "drops": r["drops"],
                       "failures": r.get("failures", {}).get("examples", []), "fills": r.get("fills_tried", 0),
                       "failure_count": r.get("failures", {}).get("count", 0)})
-    stats_cols = ["retrieval_score", "text_similarity", "retrieval_rank"]
-    stats = {k: [] for k in stats_cols}
+    stats = {k: [] for k in STATS_COLUMNS}
     for t in tables():
-        for k in stats_cols:
+        for k in STATS_COLUMNS:
             stats[k] += t.column(k).to_pylist()
     report = aggregate(metas, stats)
     report.update({"complete": True, "format": cfg.format, "shard": {"index": 0, "num_shards": 1},
                    "merged_from": [str(Path(d).resolve()) for d in shard_dirs],
                    "chunks": [[c, n] for c, _, _, n in owner], "chunk_size": cfg.chunk_size,
+                   "image_negative": _negative_summary(cfg), "row_order": cfg.curriculum or "seed",
+                   "curriculum": _curriculum_summary(cfg, split_info),
                    "config": cfg.to_dict(), "provenance": reports[0].get("provenance", {})})
     atomic_write_json(work / "config.json", {"config": cfg.semantic(), "resolved": {"merged": True}})
     atomic_write_json(out / CONFIG_FILE, cfg.to_dict())

@@ -21,6 +21,7 @@ so a build is deterministic.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 from dataclasses import dataclass, field
@@ -113,16 +114,19 @@ def region_noise(image: Image.Image, rng: np.random.Generator, instances: Sequen
     (list of polygons). Crowd RLE segmentations are ignored (no polygon to rasterise).
     """
     wanted = {c.lower() for c in categories}
-    polygons = [poly for inst in instances if str(inst.get("category", "")).lower() in wanted
-                for poly in (inst.get("segmentation") if isinstance(inst.get("segmentation"), list) else [])]
+    named = [inst for inst in instances if str(inst.get("category", "")).lower() in wanted
+             and isinstance(inst.get("segmentation"), list)]
+    polygons = [poly for inst in named for poly in inst["segmentation"]]
     mask = polygons_mask(polygons, image.size) if polygons else None
     if mask is None or not mask.any():
         return Negative(add_noise(image, rng, t=t, schedule=schedule), "region-noise",
                         {"t": t, "schedule": schedule, "region_source": "whole_image_fallback",
                          "region_fraction": 1.0, "categories": sorted(wanted)})
+    ids = [inst.get("id") for inst in named if inst.get("id") is not None]
     return Negative(add_noise(image, rng, t=t, schedule=schedule, mask=mask), "region-noise",
                     {"t": t, "schedule": schedule, "region_source": "segmentation",
-                     "region_fraction": float(mask.mean()), "categories": sorted(wanted)}, region_mask=mask)
+                     "region_fraction": float(mask.mean()), "categories": sorted(wanted), "instance_ids": ids},
+                    region_mask=mask)
 
 
 def whole_image_noise(image: Image.Image, rng: np.random.Generator, *, t: int = 500,
@@ -172,3 +176,25 @@ def image_closeness(kind: str, params: dict[str, Any], retrieval_score: float | 
     if kind == "crop":
         return float(math.sqrt(params["area_fraction"]))
     raise ValueError(f"unknown image negative kind {kind!r}; choose one of {', '.join(KINDS)}.")
+
+
+def perturbation_rng(seed: int, key: str, kind: str) -> np.random.Generator:
+    """The generator of one row's perturbation: a stable hash of (build seed, seed id, kind).
+
+    Independent of chunking, sharding, resume and of the other rows, so a build is byte-identical.
+    """
+    digest = hashlib.sha256(f"{seed}:{key}:{kind}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def make_negative(kind: str, image: Image.Image, rng: np.random.Generator, *, instances: Sequence[dict] = (),
+                  categories: Iterable[str] = (), t: int = 500, schedule: str = "linear", min_area: float = 0.01,
+                  max_area: float = 0.2) -> Negative:
+    """The perturbation negative of ``kind`` (``region-noise``, ``crop`` or ``noise``) of ``image``."""
+    if kind == "region-noise":
+        return region_noise(image, rng, instances, categories, t=t, schedule=schedule)
+    if kind == "crop":
+        return random_crop(image, rng, min_area=min_area, max_area=max_area)
+    if kind == "noise":
+        return whole_image_noise(image, rng, t=t, schedule=schedule)
+    raise ValueError(f"{kind!r} is not a perturbation kind; choose one of region-noise, crop, noise.")

@@ -53,6 +53,14 @@ def aggregate(metas: list[dict], stats: dict[str, list]) -> dict:
     ranks: dict[str, int] = {}
     for r in stats.get("retrieval_rank", []):
         ranks[str(r)] = ranks.get(str(r), 0) + 1
+    kinds: dict[str, int] = {}
+    for k in stats.get("image_negative", []):
+        kinds[str(k)] = kinds.get(str(k), 0) + 1
+    sources: dict[str, int] = {}
+    for kind, params in zip(stats.get("image_negative", []), stats.get("negative_params", [])):
+        if kind == "region-noise":
+            src = json.loads(params or "{}").get("region_source", "unknown")
+            sources[src] = sources.get(src, 0) + 1
     return {
         "seeds_read": sum(m.get("seeds", 0) for m in metas),
         "pairs_written": sum(m.get("rows", 0) for m in metas),
@@ -63,7 +71,9 @@ def aggregate(metas: list[dict], stats: dict[str, list]) -> dict:
             "retrieval_score": histogram(stats.get("retrieval_score", []), -1.0, 1.0, 40),
             "text_similarity": histogram(stats.get("text_similarity", []), -1.0, 1.0, 40),
             "retrieval_rank": dict(sorted(ranks.items(), key=lambda kv: int(kv[0]))),
+            "difficulty": histogram(stats.get("difficulty", []), 0.0, 1.0, 20),
         },
+        "image_negatives": {"by_kind": kinds, **({"region_source": sources} if sources else {})},
     }
 
 
@@ -98,6 +108,25 @@ def format_summary(report: dict) -> str:
         total = sum(ranks.values())
         lines.append("rank used: " + "  ".join(f"{r}:{n}" for r, n in ranks.items()))
         lines += [f"  {r:>2} {_bar(n, total)} {n}" for r, n in ranks.items()]
+    negs = report.get("image_negatives", {})
+    if negs.get("by_kind"):
+        params = {k: v for k, v in report.get("image_negative", {}).items() if k not in ("kind", "text_fill")}
+        line = "Image negatives: " + ", ".join(f"{k} {v}" for k, v in negs["by_kind"].items())
+        if params:
+            line += " (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+        if negs.get("region_source"):
+            line += "; regions: " + ", ".join(f"{k} {v}" for k, v in negs["region_source"].items())
+        lines.append(line)
+    hist = h.get("difficulty", {})
+    if hist.get("count"):
+        lines.append(f"difficulty: mean {hist['mean']:.3f}  min {hist['min']:.3f}  max {hist['max']:.3f}")
+    cur = report.get("curriculum", {})
+    if cur.get("splits"):
+        lines.append(f"Curriculum {cur.get('order')}: " + ", ".join(
+            f"{k} {v['rows']} [{v['difficulty_min']:.3f}, {v['difficulty_max']:.3f}]"
+            for k, v in cur["splits"].items() if k != "train"))
+    elif cur.get("note"):
+        lines.append(f"Curriculum: {cur['note']}")
     t = report.get("throughput", {})
     if t.get("pairs_per_second") is not None:
         lines.append(f"Throughput: {t['pairs_per_second']:.1f} pairs/s, {t['seeds_per_second']:.1f} seeds/s "

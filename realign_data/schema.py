@@ -7,13 +7,24 @@ column                 content
 ``prompt``             ``[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}]``
 ``chosen``             ``[{"role": "assistant", "content": [{"type": "text", "text": y_w}]}]``
 ``rejected``           same shape, the fill ``y_l`` (describes the retrieved image)
-``rejected_images``    ``[retrieved image]`` — the visual pair: ``y_w`` on it is the rejected side
-``id``                 seed id; ``image_id`` / ``rejected_image_id`` identify both images
-``retrieval_rank``     1-based rank of the retrieved image used (first one whose fill passed the gate)
+``rejected_images``    ``[visual negative]`` — the visual pair: ``y_w`` on it is the rejected side. The
+                       retrieved image (``image_negative="retrieval"``) or the original perturbed by
+                       ``region-noise`` / ``crop`` / ``noise`` (PNG bytes)
+``id``                 seed id; ``image_id`` identifies the original image
+``rejected_image_id``  corpus id of the retrieved rejected image; null for perturbation kinds (the
+                       negative is derived from ``image_id``)
+``retrieval_rank``     1-based rank of the retrieved image whose fill was kept (first one passing the gate)
 ``retrieval_score``    its cosine similarity to the original (knowledge-base encoder)
 ``text_similarity``    gate similarity between ``chosen`` and ``rejected`` (< the threshold)
 ``masked_chosen``      the chosen answer with its visual facts masked
 ``filler``             backend that wrote the fill (``annotation``, ``transformers:<model>``...)
+``fill_image_id``      corpus id of the retrieved image the fill describes (every kind; for
+                       ``retrieval`` it equals ``rejected_image_id``)
+``image_negative``     kind of visual negative: ``retrieval``, ``region-noise``, ``crop`` or ``noise``
+``negative_params``    JSON object of the perturbation's parameters (``{}`` for retrieval), e.g.
+                       ``{"t": 500, "schedule": "linear", "region_source": "segmentation", ...}``
+``difficulty``         in [0, 1], how close the negatives are to the positives (1 = hardest); see
+                       :mod:`realign_data.difficulty`
 =====================  ===========================================================================
 
 ``trl.DPOTrainer`` reads ``images``/``prompt``/``chosen``/``rejected`` and ignores the rest.
@@ -21,8 +32,11 @@ column                 content
 
 from __future__ import annotations
 
+import json
+
 COLUMNS = ("images", "prompt", "chosen", "rejected", "rejected_images", "id", "image_id", "rejected_image_id",
-           "retrieval_rank", "retrieval_score", "text_similarity", "masked_chosen", "filler")
+           "retrieval_rank", "retrieval_score", "text_similarity", "masked_chosen", "filler", "fill_image_id",
+           "image_negative", "negative_params", "difficulty")
 
 
 def features():
@@ -35,7 +49,8 @@ def features():
         "rejected_images": List(Image()), "id": Value("string"), "image_id": Value("string"),
         "rejected_image_id": Value("string"), "retrieval_rank": Value("int32"),
         "retrieval_score": Value("float32"), "text_similarity": Value("float32"),
-        "masked_chosen": Value("string"), "filler": Value("string"),
+        "masked_chosen": Value("string"), "filler": Value("string"), "fill_image_id": Value("string"),
+        "image_negative": Value("string"), "negative_params": Value("string"), "difficulty": Value("float32"),
     })
 
 
@@ -53,8 +68,10 @@ def assistant(text: str) -> list[dict]:
 
 
 def make_row(*, seed_id: str, image_id: str, image_bytes: bytes, image_name: str | None, instruction: str,
-             chosen: str, rejected: str, rejected_image_id: str, rejected_bytes: bytes, rejected_name: str | None,
-             rank: int, score: float, similarity: float, masked: str, filler: str) -> dict:
+             chosen: str, rejected: str, rejected_image_id: str | None, rejected_bytes: bytes,
+             rejected_name: str | None, rank: int, score: float, similarity: float, masked: str, filler: str,
+             fill_image_id: str, image_negative: str = "retrieval", negative_params: dict | None = None,
+             difficulty: float = 0.0) -> dict:
     return {
         "images": [{"bytes": image_bytes, "path": image_name}],
         "prompt": user_prompt(instruction),
@@ -63,7 +80,10 @@ def make_row(*, seed_id: str, image_id: str, image_bytes: bytes, image_name: str
         "rejected_images": [{"bytes": rejected_bytes, "path": rejected_name}],
         "id": seed_id, "image_id": image_id, "rejected_image_id": rejected_image_id,
         "retrieval_rank": int(rank), "retrieval_score": float(score), "text_similarity": float(similarity),
-        "masked_chosen": masked, "filler": filler,
+        "masked_chosen": masked, "filler": filler, "fill_image_id": fill_image_id,
+        "image_negative": image_negative,
+        "negative_params": json.dumps(negative_params or {}, sort_keys=True, separators=(",", ":")),
+        "difficulty": float(difficulty),
     }
 
 
