@@ -9,7 +9,9 @@ rejected image) against sigmoid's 2B, so ~1.5x compute is the expected cost.
 
 Method:
 * every arm runs in a fresh subprocess (so peak memory is not polluted by the other arm) and arms are
-  interleaved ``--repeats`` times; the reported figure per arm is the median over repeats;
+  interleaved ``--repeats`` times. Step time per arm is the *minimum* over repeats of each run's median step
+  (as ``timeit`` recommends: on a shared machine other tenants only ever add time); the ratio of medians
+  over repeats is reported too (``step_time_ratio_median``). Memory figures are medians over repeats;
 * step time: median wall time between consecutive ``on_step_end`` callbacks after ``--warmup`` steps
   (it includes collation/image processing, the policy and reference forwards, backward and optimizer step);
 * peak memory: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the worker at the end (peak RSS, what the
@@ -151,8 +153,11 @@ def main() -> None:
 
     med = {k: {f: statistics.median(r[f] for r in v) for f in ("step_time_s", "peak_rss_mb", "peak_delta_mb")}
            for k, v in runs.items()}
+    best = {k: min(r["step_time_s"] for r in v) for k, v in runs.items()}
     result = {
-        "step_time_ratio": med["rdpo"]["step_time_s"] / med["sigmoid"]["step_time_s"],
+        "step_time_ratio": best["rdpo"] / best["sigmoid"],
+        "step_time_ratio_median": med["rdpo"]["step_time_s"] / med["sigmoid"]["step_time_s"],
+        "step_time_s_min": best,
         "peak_memory_ratio": med["rdpo"]["peak_rss_mb"] / med["sigmoid"]["peak_rss_mb"],
         "peak_memory_delta_ratio": med["rdpo"]["peak_delta_mb"] / med["sigmoid"]["peak_delta_mb"],
         "sigmoid": med["sigmoid"],
@@ -164,9 +169,10 @@ def main() -> None:
         "runs": runs,
     }
     print(f"model: tiny LLaVA, {result['model_params'] / 1e6:.1f}M params; batch {a.batch_size}; "
-          f"{a.steps} timed steps x {a.repeats} interleaved runs (median)")
+          f"{a.steps} timed steps x {a.repeats} interleaved runs")
     print(f"{'':24}{'sigmoid':>12}{'rdpo':>12}{'ratio':>8}")
-    rows = [("step time (s)", "step_time_s", "step_time_ratio"),
+    print(f"{'step time, min (s)':24}{best['sigmoid']:>12.3f}{best['rdpo']:>12.3f}{result['step_time_ratio']:>8.3f}")
+    rows = [("step time, median (s)", "step_time_s", "step_time_ratio_median"),
             ("peak RSS (MB)", "peak_rss_mb", "peak_memory_ratio"),
             ("peak - pre-train (MB)", "peak_delta_mb", "peak_memory_delta_ratio")]
     for label, field, ratio in rows:
