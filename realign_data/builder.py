@@ -773,7 +773,8 @@ def _write_output(out: Path, work: Path, tables_in_order, fmt: str, fingerprint_
         split_info = {k: {"rows": len(v), "difficulty_min": round(min((diffs[i] for i in v), default=0.0), 6),
                           "difficulty_max": round(max((diffs[i] for i in v), default=0.0), 6)}
                       for k, v in index.items()}
-        parts = {k: ds.select(v) for k, v in index.items()}
+        parts = {k: datasets.Dataset.from_file(str(_take_stream(ds.data.table, v, work / f"split-{k}.arrow")))
+                 for k, v in index.items()}
     else:
         parts = {"train": ds}
     if fmt == "arrow":
@@ -807,7 +808,25 @@ def _write_output(out: Path, work: Path, tables_in_order, fmt: str, fingerprint_
             os.replace(p, dest)
     shutil.rmtree(stage, ignore_errors=True)
     tmp_arrow.unlink()
+    for f in work.glob("split-*.arrow"):
+        f.unlink()
     return n, split_info
+
+
+def _take_stream(table, indices: list[int], path: Path, batch: int = 256) -> Path:
+    """Write ``table``'s rows ``indices`` (in that order) to an Arrow stream file, a batch at a time.
+
+    ``take`` copies into fresh buffers, so the bytes written depend only on the rows, not on how the source
+    was laid out (a merged build and a single-process build give identical files)."""
+    import pyarrow as pa
+
+    with pa.OSFile(str(path), "wb") as f:
+        writer = pa.ipc.new_stream(f, table.schema)
+        for i in range(0, len(indices), batch):
+            for b in table.take(pa.array(indices[i:i + batch], type=pa.int64())).to_batches():
+                writer.write_batch(b)
+        writer.close()
+    return path
 
 
 STATS_COLUMNS = ("retrieval_score", "text_similarity", "retrieval_rank", "difficulty", "image_negative",

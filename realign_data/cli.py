@@ -116,6 +116,13 @@ def build(
     gate: str = typer.Option("auto", "--gate", help="auto (sentence model, else lexical), sentence or lexical."),
     gate_model: str = typer.Option("sentence-transformers/all-MiniLM-L6-v2", "--gate-model", help="SentenceTransformer of the gate."),
     sim_threshold: float = typer.Option(0.95, "--sim-threshold", help="Accept a fill when its similarity is below this."),
+    image_negative: str = typer.Option("retrieval", "--image-negative", help="Rejected image: retrieval (Re-Align), region-noise (MFPO), crop (mDPO) or noise (POVID)."),
+    noise_step: int = typer.Option(500, "--noise-step", help="region-noise/noise: forward-diffusion step t of 1000."),
+    noise_schedule: str = typer.Option("linear", "--noise-schedule", help="region-noise/noise: beta schedule, linear (DDPM) or cosine."),
+    crop_min_area: float = typer.Option(0.01, "--crop-min-area", help="crop: smallest area fraction kept."),
+    crop_max_area: float = typer.Option(0.2, "--crop-max-area", help="crop: largest area fraction kept."),
+    difficulty_image_weight: float = typer.Option(0.5, "--difficulty-image-weight", help="Weight of image closeness in the difficulty score."),
+    curriculum: Optional[str] = typer.Option(None, "--curriculum", help="easy-to-hard: order rows by difficulty and also write easy/medium/hard splits."),
     max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Use only the first N seeds."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice (same seed = same bytes)."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Split seeds over N processes (default: WORLD_SIZE)."),
@@ -142,7 +149,10 @@ def build(
         image_root=image_root, caption=caption, chosen_from=chosen_from, filler=filler, model=model,
         base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
         max_new_tokens=max_new_tokens, batch_size=batch_size, device=device, top_k=top_k, gate=gate,
-        gate_model=gate_model, sim_threshold=sim_threshold, max_samples=max_samples, seed=seed,
+        gate_model=gate_model, sim_threshold=sim_threshold, image_negative=image_negative, noise_step=noise_step,
+        noise_schedule=noise_schedule, crop_min_area=crop_min_area, crop_max_area=crop_max_area,
+        difficulty_image_weight=difficulty_image_weight,
+        curriculum=None if (curriculum or "none").lower() == "none" else curriculum, max_samples=max_samples, seed=seed,
         num_shards=num_shards, shard_index=shard_index, chunk_size=chunk_size, format=fmt, progress=not quiet)
     if config_file:
         config = _config_from_file(ctx, config_file, config)
@@ -187,12 +197,17 @@ def inspect(
     directory: Path = typer.Argument(..., help="A built dataset directory."),
     html: Optional[Path] = typer.Option(None, "--html", help="HTML file to write (default DIR/inspect.html)."),
     num: int = typer.Option(20, "-n", "--num", help="Pairs to show."),
+    split: str = typer.Option("train", "--split", help="Split to show (curriculum builds: train, easy, medium, hard)."),
 ) -> None:
-    """Write a self-contained HTML page showing pairs side by side (images inlined, changed words highlighted)."""
+    """Write a self-contained HTML page showing pairs side by side (images inlined, changed words highlighted).
+
+    Perturbation negatives (region-noise, crop, noise) show the original and the negative side by side with
+    the kind and its parameters; region-noise outlines the perturbed region.
+    """
     from realign_data.report import write_inspect_html
 
     try:
-        path = write_inspect_html(directory, html, num=num)
+        path = write_inspect_html(directory, html, num=num, split=split)
     except _build_errors() as e:
         fail(str(e))
     typer.echo(f"Wrote {path}")

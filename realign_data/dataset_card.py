@@ -40,15 +40,24 @@ COLUMN_DOCS: dict[str, str] = {
     "prompt": "conversational prompt: a user turn with an image placeholder and the instruction `x`",
     "chosen": "conversational assistant turn: the trusted response `y_w`",
     "rejected": "conversational assistant turn: the hallucinated response `y_l` (masked `y_w` filled from `m_r`)",
-    "rejected_images": "list of images, parallel to `images`: the retrieved image `m_r` (visual pair)",
+    "rejected_images": "list of images, parallel to `images`: the rejected image `m_r` of the visual pair: the "
+                       "retrieved image, or the original perturbed (see `image_negative`)",
     "id": "unique id of the pair",
     "image_id": "id of the original image in the corpus",
-    "rejected_image_id": "id of the retrieved image `m_r` in the corpus",
+    "rejected_image_id": "id of the retrieved image `m_r` in the corpus; null when `m_r` is a perturbation of `m`",
     "retrieval_rank": "1-based rank of `m_r` among the top-k images retrieved for `m` (first fill that passed the gate)",
     "retrieval_score": "cosine similarity between the image embeddings of `m` and `m_r`",
     "text_similarity": "sentence-embedding cosine similarity of `y_l` to `y_w` (accepted when below the threshold)",
     "masked_chosen": "`y_w` with its visual facts masked out (the text the filler completed)",
     "filler": "backend/model that filled the masked response",
+    "fill_image_id": "id of the retrieved image the filler described to write `y_l` (every kind of visual negative)",
+    "image_negative": "kind of `m_r`: `retrieval` (Re-Align), `region-noise` (MFPO: diffusion noise inside the masks of "
+                      "the objects `y_w` names), `crop` (mDPO: random resized crop of 1-20 % of the area) or `noise` "
+                      "(POVID: diffusion noise over the whole image)",
+    "negative_params": "JSON object of the perturbation's parameters (diffusion step `t` and schedule, `region_source` "
+                       "`segmentation` or `whole_image_fallback`, crop `box` and `area_fraction`; `{}` for retrieval)",
+    "difficulty": "in [0, 1], `w * image_closeness + (1 - w) * text_similarity`: how close the negatives are to the "
+                  "positives (1 = hardest); orders the easy-to-hard curriculum",
 }
 
 # Settings the card lists first, found by key name anywhere in the build configuration (first match wins).
@@ -64,6 +73,9 @@ KEY_SETTINGS: list[tuple[str, tuple[str, ...]]] = [
     ("Gate", ("gate",)),
     ("Gate model", ("gate_model", "sentence_model", "sentence_transformer")),
     ("Similarity threshold", ("sim_threshold", "similarity_threshold", "threshold", "gate_threshold")),
+    ("Image negative", ("image_negative",)),
+    ("Curriculum", ("curriculum",)),
+    ("Difficulty image weight", ("difficulty_image_weight",)),
     ("Random seed", ("seed", "random_seed")),
 ]
 
@@ -216,6 +228,14 @@ def _provenance_section(summary: ConfigSummary, repo_id: str) -> str:
             if path is not None:
                 rows.append((label, f"{_fmt(value)} (`{path}` in {fname.rsplit('/', 1)[-1]})"))
                 break
+    # the parameters of the visual negative that the build used (only those of its kind)
+    negative = (report or {}).get("image_negative")
+    if isinstance(negative, Mapping):
+        for key, label in (("noise_step", "Noise step (of 1000)"), ("noise_schedule", "Noise schedule"),
+                           ("crop_min_area", "Crop area kept, min"), ("crop_max_area", "Crop area kept, max"),
+                           ("text_fill", "Text-rejected answer")):
+            if key in negative:
+                rows.append((label, f"{_fmt(negative[key])} (`image_negative.{key}` in build_report.json)"))
     if manifest:
         enc = manifest.get("encoder") or {}
         if enc:
@@ -245,6 +265,21 @@ def _provenance_section(summary: ConfigSummary, repo_id: str) -> str:
             stats.append("- Drops by reason: " + ", ".join(f"`{k}` {_fmt(v)}" for k, v in drops.items()))
         elif isinstance(drops, Mapping):
             stats.append("- Drops by reason: none")
+        negs = report.get("image_negatives")
+        if isinstance(negs, Mapping) and negs.get("by_kind"):
+            stats.append("- Image negatives by kind: " + ", ".join(f"`{k}` {_fmt(v)}" for k, v in negs["by_kind"].items()))
+            if negs.get("region_source"):
+                stats.append("- Region-noise regions: " + ", ".join(f"`{k}` {_fmt(v)}"
+                                                                    for k, v in negs["region_source"].items()))
+        hist = (report.get("histograms") or {}).get("difficulty")
+        if isinstance(hist, Mapping) and hist.get("count"):
+            stats.append(f"- Difficulty: mean {hist.get('mean')}, min {hist.get('min')}, max {hist.get('max')}")
+        splits = (report.get("curriculum") or {}).get("splits") if isinstance(report.get("curriculum"), Mapping) \
+            else None
+        if isinstance(splits, Mapping):
+            stats.append("- Curriculum splits (easy to hard): " + ", ".join(
+                f"`{k}` {v.get('rows')} (difficulty {v.get('difficulty_min')}-{v.get('difficulty_max')})"
+                for k, v in splits.items() if k != "train" and isinstance(v, Mapping)))
         if stats:
             lines += ["Build report:", ""] + stats + [""]
     for note in prov.notes:
@@ -303,7 +338,10 @@ The rDPO loss trains on both with equal weight: `L = -log σ(r(y_w|x,m) - r(y_l|
 ## Schema
 
 The columns follow TRL's vision preference format (`images`, `prompt`, `chosen`, `rejected`) plus
-`rejected_images` and provenance columns:
+`rejected_images` and provenance columns. The rejected image is the retrieved `m_r`, or, for builds with
+`--image-negative region-noise|crop|noise`, the original perturbed (`y_l` is still filled from a retrieved
+image, so every row stays dual). `--curriculum easy-to-hard` builds order `train` by `difficulty` and add the
+splits `easy`, `medium` and `hard` (its terciles):
 
 {chr(10).join(schema)}
 

@@ -337,7 +337,15 @@ def _load_local(dataset_or_dir: Any):
         if _is_saved_dataset(ds_dir):
             ds = datasets.load_from_disk(str(ds_dir), keep_in_memory=False)
         else:  # Parquet shards: read through the datasets cache, never next to the files
-            ds = datasets.Dataset.from_parquet([str(p) for p in _parquet_shards(ds_dir)])
+            by_split: dict[str, list[str]] = {}
+            for p in _parquet_shards(ds_dir):  # data/<split>-00000-of-00001.parquet (curriculum: several splits)
+                by_split.setdefault(p.name.split("-", 1)[0], []).append(str(p))
+            if set(by_split) <= {"train"} or len(by_split) == 1:
+                ds = datasets.Dataset.from_parquet([f for files in by_split.values() for f in files])
+            else:
+                order = ("train", "easy", "medium", "hard")
+                ds = datasets.DatasetDict({k: datasets.Dataset.from_parquet(by_split[k]) for k in sorted(
+                    by_split, key=lambda k: (order.index(k) if k in order else len(order), k))})
     except Exception as e:  # noqa: BLE001
         raise HubUsageError(f"could not open the saved dataset in {str(ds_dir)!r}: {e}") from e
     return ds, Path(dataset_or_dir)

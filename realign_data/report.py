@@ -153,6 +153,65 @@ def _data_url(img: dict) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+OUTLINE = (0, 229, 255)  # cyan: stands out on the noise and on the sample corpus's red/blue shapes
+
+
+def _png_url(image) -> str:
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return f"data:image/png;base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+def _image_bytes(img: dict) -> bytes:
+    return img.get("bytes") or (Path(img["path"]).read_bytes() if img.get("path") and Path(img["path"]).is_file()
+                                else b"")
+
+
+def perturbed_region(original: bytes, negative: bytes):
+    """Bool HxW mask of the pixels a perturbation changed (``None`` when the sizes differ)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    a = np.asarray(Image.open(io.BytesIO(original)).convert("RGB"))
+    b = np.asarray(Image.open(io.BytesIO(negative)).convert("RGB"))
+    if a.shape != b.shape:
+        return None
+    return np.any(a != b, axis=-1)
+
+
+def outline(image_bytes: bytes, mask=None, box=None, color=OUTLINE):
+    """The image with the boundary of ``mask`` (2 px) and/or the rectangle ``box`` drawn in ``color``."""
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+    if mask is not None and mask.any():
+        m = mask.copy()
+        inner = m.copy()
+        inner[1:, :] &= m[:-1, :]
+        inner[:-1, :] &= m[1:, :]
+        inner[:, 1:] &= m[:, :-1]
+        inner[:, :-1] &= m[:, 1:]
+        edge = m & ~inner
+        thick = edge.copy()  # dilate the edge by one pixel so it stays visible over noise
+        thick[1:, :] |= edge[:-1, :]
+        thick[:-1, :] |= edge[1:, :]
+        thick[:, 1:] |= edge[:, :-1]
+        thick[:, :-1] |= edge[:, 1:]
+        arr = np.asarray(image).copy()
+        arr[thick] = color
+        image = Image.fromarray(arr)
+    if box is not None:
+        ImageDraw.Draw(image).rectangle([box[0], box[1], box[2] - 1, box[3] - 1], outline=color, width=2)
+    return image
+
+
 def diff_html(chosen: str, rejected: str) -> tuple[str, str]:
     """Word-level difflib diff: changed words of ``chosen`` in <del>, of ``rejected`` in <ins>."""
     a, b = re.findall(r"\S+|\s+", chosen), re.findall(r"\S+|\s+", rejected)
@@ -194,7 +253,8 @@ def render_html(dataset, *, num: int = 20, title: str = "realign dataset", repor
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
              f"<p class='meta'>{len(ds)} pairs; showing {min(num, len(ds))}. Left: original image with the chosen "
-             f"answer. Right: retrieved image with the rejected answer (changed words highlighted).</p>"]
+             f"answer. Right: the rejected image (retrieved, or the original perturbed: region-noise, crop, noise) "
+             f"with the rejected answer (changed words highlighted). Perturbed regions are outlined in cyan.</p>"]
     if report:
         from realign_data.report import format_summary
 
@@ -203,6 +263,10 @@ def render_html(dataset, *, num: int = 20, title: str = "realign dataset", repor
         row = ds[i]
         chosen, rejected = message_text(row["chosen"]), message_text(row["rejected"])
         left, right = diff_html(chosen, rejected)
+        kind = row.get("image_negative") or "retrieval"
+        if kind != "retrieval":
+            parts.append(_perturbed_pair_html(row, kind, left, right))
+            continue
         parts.append(
             f"<div class='pair'><div class='q'>{html.escape(message_text(row['prompt']))} "
             f"<span class='meta'>{html.escape(str(row['id']))}</span></div>"
@@ -212,20 +276,64 @@ def render_html(dataset, *, num: int = 20, title: str = "realign dataset", repor
             f" · {html.escape(str(row['rejected_image_id']))}</div>"
             f"<img src='{_data_url(row['rejected_images'][0])}'><div class='label'>rejected · similarity "
             f"{row['text_similarity']:.3f} · {html.escape(str(row['filler']))}</div><p>{right}</p>"
-            f"<div class='meta'>masked: {html.escape(row['masked_chosen'])}</div></div></div>")
+            f"<div class='meta'>masked: {html.escape(row['masked_chosen'])}"
+            f"{_difficulty_html(row)}</div></div></div>")
     parts.append("</body></html>")
     return "".join(parts)
 
 
-def write_inspect_html(dataset_dir: str | Path, out_html: str | Path | None = None, *, num: int = 20) -> Path:
-    """Write the inspect page for a built dataset directory (default ``DIR/inspect.html``)."""
+def _difficulty_html(row: dict) -> str:
+    return f" · difficulty {row['difficulty']:.3f}" if row.get("difficulty") is not None else ""
+
+
+def _perturbed_pair_html(row: dict, kind: str, left: str, right: str) -> str:
+    """Original vs perturbed negative side by side, labelled with the kind and its parameters."""
+    from realign_data.schema import message_text
+
+    params = json.loads(row.get("negative_params") or "{}")
+    original, negative = _image_bytes(row["images"][0]), _image_bytes(row["rejected_images"][0])
+    orig_src, neg_src, region = _data_url(row["images"][0]), _data_url(row["rejected_images"][0]), ""
+    if kind == "region-noise" and params.get("region_source") == "segmentation":
+        mask = perturbed_region(original, negative)
+        if mask is not None:
+            orig_src = _png_url(outline(original, mask))
+            neg_src = _png_url(outline(negative, mask))
+        region = (f"region: masks of {', '.join(params.get('categories', []))} "
+                  f"({params.get('region_fraction', 0):.1%} of the image)")
+    elif kind == "region-noise":
+        region = (f"region: whole image (fallback: no instance mask for "
+                  f"{', '.join(params.get('categories', [])) or 'any named object'})")
+    elif kind == "crop" and params.get("box"):
+        orig_src = _png_url(outline(original, box=params["box"]))
+        region = f"crop box {params['box']} outlined on the original ({params.get('area_fraction', 0):.1%} of the area)"
+    shown = {k: v for k, v in params.items() if k not in ("categories", "instance_ids", "box")}
+    label = f"{kind} negative · " + " · ".join(f"{k} {round(v, 4) if isinstance(v, float) else v}"
+                                               for k, v in shown.items())
+    return (
+        f"<div class='pair'><div class='q'>{html.escape(message_text(row['prompt']))} "
+        f"<span class='meta'>{html.escape(str(row['id']))}</span></div>"
+        f"<div><div class='label'>original · {html.escape(str(row['image_id']))}</div>"
+        f"<img src='{orig_src}'><div class='label'>chosen</div><p>{left}</p></div>"
+        f"<div><div class='label kind'>{html.escape(label)}</div>"
+        f"<img src='{neg_src}'><div class='meta'>{html.escape(region)}</div>"
+        f"<div class='label'>rejected · similarity {row['text_similarity']:.3f} · "
+        f"{html.escape(str(row['filler']))}</div><p>{right}</p>"
+        f"<div class='meta'>text fill from retrieved image {html.escape(str(row.get('fill_image_id')))} (rank "
+        f"{row['retrieval_rank']}, score {row['retrieval_score']:.3f}) · masked: "
+        f"{html.escape(row['masked_chosen'])}{_difficulty_html(row)}</div></div></div>")
+
+
+def write_inspect_html(dataset_dir: str | Path, out_html: str | Path | None = None, *, num: int = 20,
+                       split: str = "train") -> Path:
+    """Write the inspect page for one split of a built dataset directory (default ``DIR/inspect.html``)."""
     from realign_data.builder import load_built
 
     dataset_dir = Path(dataset_dir)
-    ds = load_built(dataset_dir)
+    ds = load_built(dataset_dir, split)
     report = None
     if (dataset_dir / REPORT_FILE).is_file():
         report = json.loads((dataset_dir / REPORT_FILE).read_text())
     out_html = Path(out_html) if out_html else dataset_dir / "inspect.html"
-    atomic_write_text(out_html, render_html(ds, num=num, title=f"realign · {dataset_dir.name}", report=report))
+    title = f"realign · {dataset_dir.name}" + (f" · {split}" if split != "train" else "")
+    atomic_write_text(out_html, render_html(ds, num=num, title=title, report=report))
     return out_html

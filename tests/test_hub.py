@@ -40,7 +40,8 @@ def _features():
             "rejected_images": List(Image()), "id": Value("string"), "image_id": Value("string"),
             "rejected_image_id": Value("string"), "retrieval_rank": Value("int32"),
             "retrieval_score": Value("float32"), "text_similarity": Value("float32"),
-            "masked_chosen": Value("string"), "filler": Value("string"),
+            "masked_chosen": Value("string"), "filler": Value("string"), "fill_image_id": Value("string"),
+            "image_negative": Value("string"), "negative_params": Value("string"), "difficulty": Value("float32"),
         })
 
 
@@ -70,7 +71,8 @@ def make_build_dir(root: Path, n: int = 5, offset: int = 0, with_provenance: boo
             "rejected_images": [{"bytes": _png(1000 + i), "path": f"img_{1000 + i}.png"}],
             "id": f"seed-{i}", "image_id": str(i), "rejected_image_id": str(1000 + i), "retrieval_rank": 1,
             "retrieval_score": 0.5 + i / 100, "text_similarity": 0.6, "masked_chosen": "A [MASK] left of [MASK].",
-            "filler": "annotation",
+            "filler": "annotation", "fill_image_id": str(1000 + i), "image_negative": "retrieval",
+            "negative_params": "{}", "difficulty": 0.55,
         })
     root.mkdir(parents=True, exist_ok=True)
     Dataset.from_list(rows, features=_features()).save_to_disk(str(root))
