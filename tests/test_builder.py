@@ -75,12 +75,17 @@ def test_annotation_build(tiny_kb, tmp_path):
     assert again.pairs_written == res.pairs_written
 
 
-def test_stock_dpo_trainer_accepts_the_dataset(tiny_kb, tiny_llava, tmp_path):
+@pytest.mark.parametrize("kind", ["retrieval", "region-noise"])
+def test_stock_dpo_trainer_accepts_the_dataset(tiny_kb, tiny_llava, tmp_path, kind):
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import DPOConfig, DPOTrainer
 
-    build(cfg(tiny_kb, tmp_path / "out", max_samples=8))
-    ds = load_built(tmp_path / "out")
+    if kind == "retrieval":
+        build(cfg(tiny_kb, tmp_path / "out", max_samples=8))
+        ds = load_built(tmp_path / "out")
+    else:  # a perturbation negative, curriculum split: same columns, so the same trainer
+        build(cfg(tiny_kb, tmp_path / "out", max_samples=12, image_negative=kind, curriculum="easy-to-hard"))
+        ds = load_built(tmp_path / "out", "easy")
     args = DPOConfig(output_dir=str(tmp_path / "dpo"), per_device_train_batch_size=2, max_steps=2,
                      learning_rate=1e-3, report_to="none", save_strategy="no", logging_steps=1, use_cpu=True,
                      loss_type="sigmoid")
