@@ -236,7 +236,7 @@ def build_knowledge_base(
     device: str = "auto",
     precision: str = "auto",
     batch_size: int = 64,
-    num_workers: int = 4,
+    num_workers: Optional[int] = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
     min_side: int = DEFAULT_MIN_SIDE,
     index_type: str = "auto",
@@ -253,7 +253,8 @@ def build_knowledge_base(
         source: a corpus (:func:`realign_data.corpus.open_source`).
         out: the knowledge-base directory (see :func:`resolve_index` for names).
         model, pretrained, device, precision: the :class:`~realign_data.encoder.Encoder`.
-        batch_size, num_workers: images per forward pass; DataLoader decoding workers.
+        batch_size, num_workers: images per forward pass; DataLoader decoding workers (``None`` = one per CPU
+            core, at most 4).
         shard_size: corpus items per shard (the unit of resumption and of multi-process work).
         min_side: images whose shorter side is below this (pixels) are skipped as too small.
         index_type: ``"auto"`` or any FAISS factory string (``"Flat"``, ``"HNSW32,Flat"``, ``"IVF1024,Flat"``...).
@@ -271,6 +272,8 @@ def build_knowledge_base(
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
     out = Path(out).expanduser()
+    if num_workers is None:
+        num_workers = min(4, os.cpu_count() or 1)
     if shard_size < 1 or batch_size < 1 or num_workers < 0:
         raise KnowledgeBaseError("shard_size and batch_size must be >= 1 and num_workers >= 0")
     if not 0 < target_recall <= 1:
