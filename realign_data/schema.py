@@ -27,7 +27,9 @@ column                 content
                        :mod:`realign_data.difficulty`
 =====================  ===========================================================================
 
-``trl.DPOTrainer`` reads ``images``/``prompt``/``chosen``/``rejected`` and ignores the rest.
+``trl.DPOTrainer`` reads ``images``/``prompt``/``chosen``/``rejected`` and ignores the rest. Every visual-negative
+kind writes these same columns. A ``--curriculum easy-to-hard`` build writes them in four splits: ``train`` (all
+rows, by increasing ``difficulty``) and its terciles ``easy``, ``medium``, ``hard``.
 """
 
 from __future__ import annotations

@@ -398,3 +398,18 @@ def test_cli_flags_and_usage_errors(tiny_kb, tmp_path):
     assert "· hard" in (tmp_path / "h.html").read_text()
     r = runner.invoke(app, ["inspect", str(out), "--split", "nope", "--html", str(tmp_path / "n.html")])
     assert r.exit_code == 2 and "no split 'nope'" in r.output
+
+
+def test_a_build_started_before_the_new_options_resumes(tiny_kb, tmp_path):
+    """A work dir whose recorded config predates image_negative & co. resumes with their defaults."""
+    out = tmp_path / "old"
+    res = build(cfg(tiny_kb, out, max_samples=8))
+    work_cfg = out / ".realign-build" / "config.json"
+    saved = json.loads(work_cfg.read_text())
+    for key in ("image_negative", "noise_step", "noise_schedule", "crop_min_area", "crop_max_area",
+                "difficulty_image_weight", "curriculum"):
+        saved["config"].pop(key)
+    work_cfg.write_text(json.dumps(saved))
+    assert build(cfg(tiny_kb, out, max_samples=8)).pairs_written == res.pairs_written
+    with pytest.raises(BuildError, match="image_negative"):
+        build(cfg(tiny_kb, out, max_samples=8, image_negative="crop"))
