@@ -199,3 +199,63 @@ def build_tiny_open_clip(out: str | Path, *, seed: int = 0) -> Path:
     model = open_clip.create_model(register_tiny_open_clip(), pretrained=None)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out))
     return out
+
+
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "<start_of_turn>{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<start_of_image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def build_tiny_gemma3(out: str | Path, *, image_size: int = 32, mm_tokens_per_image: int = 4,
+                      seed: int = 0) -> Path:
+    """Save a tiny ``Gemma3ForConditionalGeneration`` + ``Gemma3Processor`` (with chat template) to ``out``.
+
+    The processor expands each ``<start_of_image>`` into ``<start_of_image>`` + ``mm_tokens_per_image`` x
+    ``<image_soft_token>`` + ``<end_of_image>`` and emits ``token_type_ids`` (1 on image tokens), which
+    Gemma 3 uses for bidirectional attention within an image. The multimodal projector is zero-initialised
+    by transformers (images would then have no effect at all), so it is re-drawn at random here.
+    """
+    import torch
+    from transformers import (Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor,
+                              Gemma3Processor, Gemma3TextConfig, PreTrainedTokenizerFast, SiglipVisionConfig)
+
+    out = Path(out)
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
+                "<end_of_image>", "<image_soft_token>"]
+    # Gemma3Processor reads boi/eoi/image tokens off the tokenizer; named extra special tokens are saved with
+    # it and restored on load.
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(specials)._tokenizer, pad_token="<pad>", eos_token="<eos>",
+        bos_token="<bos>", unk_token="<unk>", padding_side="left",
+        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+                              "image_token": "<image_soft_token>"},
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
+    patch = 8
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                image_size=image_size, patch_size=patch)
+    text = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                            num_attention_heads=2, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
+                            sliding_window=64, layer_types=["sliding_attention", "full_attention"],
+                            max_position_embeddings=512, pad_token_id=ids["<pad>"], eos_token_id=ids["<eos>"],
+                            bos_token_id=ids["<bos>"])
+    config = Gemma3Config(vision_config=vision, text_config=text, mm_tokens_per_image=mm_tokens_per_image,
+                          boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
+                          image_token_index=ids["<image_soft_token>"])
+    torch.manual_seed(seed)
+    model = Gemma3ForConditionalGeneration(config)
+    with torch.no_grad():
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.02)
+    model.generation_config.pad_token_id = ids["<pad>"]
+    model.generation_config.eos_token_id = [ids["<eos>"], ids["<end_of_turn>"]]
+    image_processor = Gemma3ImageProcessor(size={"height": image_size, "width": image_size})
+    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer,
+                                image_seq_length=mm_tokens_per_image, chat_template=GEMMA3_CHAT_TEMPLATE)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

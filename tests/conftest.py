@@ -87,3 +87,11 @@ def sample_corpus(tmp_path_factory):
     from realign_data.sample import make_sample_corpus
 
     return make_sample_corpus(tmp_path_factory.mktemp("corpus") / "coco", num_images=40, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3(tiny_dir):
+    """Path of a saved tiny Gemma 3 checkpoint (its processor emits ``token_type_ids``)."""
+    from realign_data.tiny_models import build_tiny_gemma3
+
+    return build_tiny_gemma3(tiny_dir / "gemma3")
