@@ -10,8 +10,9 @@ and importing TRL's trainer module takes seconds). It checks the TRL version and
   finishes loading (``from trl import DPOTrainer`` triggers it), so the class is patched before any user code
   can see it.
 
-``register()`` does the patch eagerly (importing TRL's trainer) and is idempotent. ``RDPOConfig`` and
-``DataCollatorForVisionRDPO`` are loaded lazily on first access. There is deliberately no ``RDPOTrainer``:
+``register()`` does the patch eagerly (importing TRL's trainer) and is idempotent. ``RDPOConfig``,
+``DataCollatorForVisionRDPO`` and the curriculum helpers (``train_curriculum``, ``curriculum_splits``) are
+loaded lazily on first access. There is deliberately no ``RDPOTrainer``:
 the trainer *is* ``trl.DPOTrainer``.
 """
 
@@ -29,6 +30,8 @@ __all__ = [
     "rdpo_loss",
     "RDPOConfig",
     "DataCollatorForVisionRDPO",
+    "train_curriculum",
+    "curriculum_splits",
     "SUPPORTED_TRL",
     "UnsupportedTRLVersionError",
 ]
@@ -113,4 +116,8 @@ def __getattr__(name: str) -> Any:
         from .collator import DataCollatorForVisionRDPO
 
         return DataCollatorForVisionRDPO
+    if name in ("train_curriculum", "curriculum_splits"):
+        from . import curriculum
+
+        return getattr(curriculum, name)
     raise AttributeError(f"module 'realign_trl' has no attribute {name!r}")

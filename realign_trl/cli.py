@@ -61,9 +61,13 @@ def dpo(ctx: typer.Context) -> None:
     parser = script.make_parser(prog="realign-trl dpo")
     # Handles -h/--help (exits). Leftover strings are `accelerate launch` options, as in `trl dpo`.
     try:
-        *_, config_remaining, cli_remaining = parser.parse_args_and_config(
+        _, dpo_config, *_, config_remaining, cli_remaining = parser.parse_args_and_config(
             all_args, return_remaining_strings=True, separate_remaining_strings=True
         )
+        if dpo_config.curriculum:
+            from .curriculum import check_curriculum_args
+
+            check_curriculum_args(dpo_config, script=True)
         launch_args = resolve_accelerate_config_argument(config_remaining + cli_remaining)
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"realign-trl dpo: {err}", err=True)

@@ -13,6 +13,11 @@ from trl import DPOConfig
 
 __all__ = ["RDPOConfig", "RDPO_DEFAULTS"]
 
+#: Values of ``RDPOConfig.curriculum`` and ``curriculum_reference`` (mirrored in ``realign_trl.curriculum``,
+#: which imports ``realign_data``; kept here so the config stays import-light).
+CURRICULA = ("easy-to-hard",)
+REFERENCE_POLICIES = ("fixed", "refresh")
+
 #: Values used when ``loss_type="rdpo"`` is given through a plain ``DPOConfig``.
 RDPO_DEFAULTS = {
     "rdpo_visual_weight": 1.0,
@@ -40,6 +45,13 @@ class RDPOConfig(DPOConfig):
             Margin ``eta`` of the anchor (MFPO's margin term; mDPO uses 0).
         rejected_images_column (`str`, *optional*, defaults to `"rejected_images"`):
             Dataset column holding the rejected (retrieved) images, parallel to ``images``.
+        curriculum (`str` or `None`, *optional*, defaults to `None`):
+            ``"easy-to-hard"`` trains on the ``easy``, ``medium`` and ``hard`` splits in turn, each stage starting
+            from the previous stage's weights (``realign-trl dpo`` and :func:`realign_trl.train_curriculum`; see
+            ``docs/training.md``). Works with any ``loss_type``. ``None`` trains on the train split at once.
+        curriculum_reference (`str`, *optional*, defaults to `"fixed"`):
+            Reference model of a curriculum: ``"fixed"`` (the initial policy for every stage) or ``"refresh"``
+            (a frozen copy of the policy at the start of each stage).
     """
 
     rdpo_visual_weight: float = field(
@@ -60,3 +72,25 @@ class RDPOConfig(DPOConfig):
         default=RDPO_DEFAULTS["rejected_images_column"],
         metadata={"help": "rDPO: dataset column with the rejected (retrieved) images, parallel to `images`."},
     )
+    curriculum: str | None = field(
+        default=None,
+        metadata={"help": "Curriculum: 'easy-to-hard' trains on the easy, then medium, then hard split (or "
+                          "difficulty terciles), each stage starting from the previous one's weights. Default: none."},
+    )
+    curriculum_reference: str = field(
+        default="fixed",
+        metadata={"help": "Curriculum reference model: 'fixed' (the initial policy for every stage) or 'refresh' "
+                          "(a frozen copy of the policy at the start of each stage).",
+                  "choices": ["fixed", "refresh"]},
+    )
+
+    def __post_init__(self):
+        if isinstance(self.curriculum, str) and self.curriculum.strip().lower() in ("", "none"):
+            self.curriculum = None
+        if self.curriculum is not None and self.curriculum not in CURRICULA:
+            raise ValueError(f"curriculum={self.curriculum!r} is not a known curriculum; use "
+                             f"{', '.join(CURRICULA)} (or none).")
+        if self.curriculum_reference not in REFERENCE_POLICIES:
+            raise ValueError(f"curriculum_reference={self.curriculum_reference!r} is not a reference policy; use "
+                             f"{' or '.join(REFERENCE_POLICIES)}.")
+        super().__post_init__()

@@ -4,6 +4,9 @@
 It reuses TRL's ``main`` unchanged: the only differences are the config dataclass (``RDPOConfig`` instead of
 ``DPOConfig``, so the rdpo knobs are flags and YAML keys) and the plugin registration. Run it directly with
 ``accelerate launch -m realign_trl.scripts.dpo ...`` or ``python -m realign_trl.scripts.dpo ...``.
+
+With ``--curriculum easy-to-hard`` it runs :func:`main_curriculum` instead: the same model, PEFT and dataset
+arguments, trained stage by stage with :func:`realign_trl.curriculum.train_curriculum`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,75 @@ def run(argv: list[str] | None = None) -> None:
     script_args, training_args, model_args, dataset_args = parser.parse_args_and_config(
         args=argv, fail_with_unknown_args=False
     )
-    main(script_args, training_args, model_args, dataset_args)
+    if getattr(training_args, "curriculum", None):
+        main_curriculum(script_args, training_args, model_args, dataset_args)
+    else:
+        main(script_args, training_args, model_args, dataset_args)
+
+
+def _load_dataset(script_args, dataset_args):
+    """TRL's dataset loading, plus ``save_to_disk`` directories (``realign-data build`` output)."""
+    import os
+
+    import datasets
+    from trl import get_dataset
+
+    if dataset_args.datasets:
+        return get_dataset(dataset_args)
+    name = script_args.dataset_name
+    if not name:
+        raise ValueError("Either `datasets` or `dataset_name` must be provided.")
+    if os.path.isdir(name) and any(os.path.isfile(os.path.join(name, f)) for f in ("dataset_dict.json", "state.json")):
+        loaded = datasets.load_from_disk(name)
+        return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+    return datasets.load_dataset(name, name=script_args.dataset_config, streaming=script_args.dataset_streaming)
+
+
+def main_curriculum(script_args, training_args, model_args, dataset_args):
+    """TRL's DPO ``main`` trained as an easy-to-hard curriculum (``RDPOConfig.curriculum``).
+
+    The splits come from the dataset's ``easy``/``medium``/``hard`` splits or from difficulty terciles of its
+    train split (:func:`realign_trl.curriculum.curriculum_splits`). Per-stage checkpoints and logs go to
+    ``<output_dir>/stage-<i>-<name>``, per-stage metrics to ``<output_dir>/curriculum_metrics.json``, and the
+    final model to ``output_dir``.
+    """
+    import transformers
+    from packaging.version import Version
+    from trl import get_peft_config, get_quantization_config
+
+    from realign_trl.curriculum import check_curriculum_args, format_curriculum_table, train_curriculum
+
+    check_curriculum_args(training_args, script=True)
+    model_init_kwargs = dict(
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+    )
+    if training_args.model_init_kwargs is not None:
+        model_init_kwargs.update(training_args.model_init_kwargs)
+    training_args.model_init_kwargs = model_init_kwargs
+
+    dataset = _load_dataset(script_args, dataset_args)
+    eval_dataset = dataset[script_args.dataset_test_split] if training_args.eval_strategy != "no" else None
+    result = train_curriculum(
+        model_args.model_name_or_path, training_args, dataset,
+        train_split=script_args.dataset_train_split,
+        eval_dataset=eval_dataset,
+        quantization_config=get_quantization_config(model_args),
+        peft_config=get_peft_config(model_args),
+    )
+    trainer = result.trainer
+    trainer.accelerator.print(
+        f"Curriculum {training_args.curriculum} (reference: {training_args.curriculum_reference}), stage means:\n"
+        + format_curriculum_table(result.stages)
+    )
+    trainer.accelerator.print("✅ Training completed.")
+    trainer.save_model(training_args.output_dir)
+    trainer.accelerator.print(f"💾 Model saved to {training_args.output_dir}; per-stage metrics in "
+                              f"{training_args.output_dir}/curriculum_metrics.json.")
+    if Version(transformers.__version__) >= Version("5.18.0"):
+        trainer.end()
 
 
 if __name__ == "__main__":
