@@ -163,6 +163,16 @@ def _frozen_copy(model):
     return ref
 
 
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _ref_adapter_state(model) -> dict | None:
     if "ref" not in getattr(model, "peft_config", {}):
         return None
@@ -271,7 +281,8 @@ def train_curriculum(
                 trainer.ref_model = None  # release the previous stage's reference before copying
                 kwargs["ref_model"] = _frozen_copy(trainer.accelerator.unwrap_model(policy))
             del policy
-            trainer = None
+            trainer = None  # the previous stage's optimizer state (and refreshed reference) can go
+            _free_memory()
         trainer = trainer_cls(**kwargs)
         model_is_peft = is_peft_model(trainer.model)
         if i == 1:
