@@ -263,13 +263,11 @@ def train_curriculum(
         if trainer is None:  # stage 1: exactly what a single DPOTrainer run would do
             kwargs.update(model=model, ref_model=ref_model, peft_config=peft_config,
                           quantization_config=quantization_config)
-            peft = False
         else:
             policy = trainer.model
-            peft = is_peft_model(policy)
             stage_args.model_init_kwargs = None  # the model is an instance from here on
             kwargs.update(model=policy, processing_class=trainer.processing_class)
-            if peft:
+            if is_peft_model(policy):
                 # TRL gives a PeftModel without ref_model a "ref" adapter copied from the current adapter; drop the
                 # previous stage's first, so that it can (refresh) or so that we can restore the fixed one.
                 if "ref" in policy.peft_config:
