@@ -28,16 +28,14 @@ set) rank r embeds shards r, r+W, r+2W, ...; rank 0 waits for every shard marker
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -265,7 +263,7 @@ def build_knowledge_base(
     Embedding inputs (source, encoder, shard_size, min_side) are fixed per directory: a re-run with other
     values raises :class:`KnowledgeBaseError`. Index options may change: the index is rebuilt from the shards.
     """
-    from realign_data.index_tuning import IndexConfigError, choose_factory, parse_memory
+    from realign_data.index_tuning import IndexConfigError, parse_memory
 
     t0 = time.time()
     env_rank, env_world, local_rank = _dist_env()

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -28,13 +27,16 @@ def _cli():
     return [sys.executable, "-c", "from realign_trl.cli import main; main()"]
 
 
-def test_help_is_fast():
-    t = time.perf_counter()
+def test_help_needs_no_heavy_imports():
     proc = subprocess.run([*_cli(), "--help"], capture_output=True, text=True, env=_env())
-    elapsed = time.perf_counter() - t
     assert proc.returncode == 0
     assert "dpo" in proc.stdout
-    assert elapsed < 2.0, elapsed
+    # what keeps `realign-trl --help` instant: nothing heavy is imported at start-up (speed itself is a benchmark
+    # matter, not a unit test's)
+    probe = subprocess.run([sys.executable, "-c", "import sys, realign_trl.cli; print(sorted(m for m in "
+                            "('torch', 'transformers', 'trl.trainer.dpo_trainer', 'datasets') if m in sys.modules))"],
+                           capture_output=True, text=True, env=_env())
+    assert probe.stdout.strip() == "[]", probe.stdout
 
 
 def test_realign_trl_dpo_with_tiny_yaml(tiny_llava, tmp_path):

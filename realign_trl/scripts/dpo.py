@@ -11,6 +11,9 @@ arguments, trained stage by stage with :func:`realign_trl.curriculum.train_curri
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 
 def make_parser(prog: str | None = None):
     from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, TrlParser
@@ -33,13 +36,42 @@ def run(argv: list[str] | None = None) -> None:
     if getattr(training_args, "curriculum", None):
         main_curriculum(script_args, training_args, model_args, dataset_args)
     else:
-        main(script_args, training_args, model_args, dataset_args)
+        with _load_from_disk_dirs():
+            main(script_args, training_args, model_args, dataset_args)
+
+
+@contextlib.contextmanager
+def _load_from_disk_dirs():
+    """Let TRL's ``main`` read ``save_to_disk`` directories (what ``realign-data build`` writes).
+
+    TRL's script calls ``datasets.load_dataset(dataset_name)``, which refuses such a directory. For the duration
+    of the call, ``datasets.load_dataset`` answers those directories with ``load_from_disk`` and passes every
+    other name through untouched.
+    """
+    import datasets
+
+    original = datasets.load_dataset
+
+    def load_dataset(path, *args, **kwargs):
+        if _is_saved_to_disk(path):
+            loaded = datasets.load_from_disk(path)
+            return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+        return original(path, *args, **kwargs)
+
+    datasets.load_dataset = load_dataset
+    try:
+        yield
+    finally:
+        datasets.load_dataset = original
+
+
+def _is_saved_to_disk(name) -> bool:
+    return isinstance(name, str) and os.path.isdir(name) and any(
+        os.path.isfile(os.path.join(name, f)) for f in ("dataset_dict.json", "state.json"))
 
 
 def _load_dataset(script_args, dataset_args):
     """TRL's dataset loading, plus ``save_to_disk`` directories (``realign-data build`` output)."""
-    import os
-
     import datasets
     from trl import get_dataset
 
@@ -48,7 +80,7 @@ def _load_dataset(script_args, dataset_args):
     name = script_args.dataset_name
     if not name:
         raise ValueError("Either `datasets` or `dataset_name` must be provided.")
-    if os.path.isdir(name) and any(os.path.isfile(os.path.join(name, f)) for f in ("dataset_dict.json", "state.json")):
+    if _is_saved_to_disk(name):
         loaded = datasets.load_from_disk(name)
         return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
     return datasets.load_dataset(name, name=script_args.dataset_config, streaming=script_args.dataset_streaming)
