@@ -82,6 +82,19 @@ def tiny_open_clip(tiny_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_kb(tmp_path_factory, sample_corpus, tiny_open_clip):
+    """A knowledge base over ``sample_corpus`` embedded with the tiny open_clip (read-only for tests)."""
+    from realign_data.corpus import open_source
+    from realign_data.knowledge_base import build_knowledge_base
+
+    name, ckpt = tiny_open_clip
+    out = tmp_path_factory.mktemp("kb") / "kb"
+    build_knowledge_base(open_source("coco", sample_corpus), out, model=name, pretrained=str(ckpt),
+                         num_workers=0, batch_size=16, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
 def sample_corpus(tmp_path_factory):
     """A 40-image synthetic COCO-layout corpus (read-only for tests: copy before modifying)."""
     from realign_data.sample import make_sample_corpus

@@ -11,25 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from realign_data.cli import app
 from realign_data.schema import COLUMNS, message_text
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def tiny_kb(tmp_path_factory, sample_corpus, tiny_open_clip):
-    from realign_data.corpus import open_source
-    from realign_data.knowledge_base import build_knowledge_base
-
-    name, ckpt = tiny_open_clip
-    out = tmp_path_factory.mktemp("kb") / "kb"
-    build_knowledge_base(open_source("coco", sample_corpus), out, model=name, pretrained=str(ckpt),
-                         num_workers=0, batch_size=16, progress=False)
-    return out
 
 
 def data_hashes(d: Path) -> dict:

@@ -17,18 +17,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from openai_server import OpenAIServer  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def tiny_kb(tmp_path_factory, sample_corpus, tiny_open_clip):
-    from realign_data.corpus import open_source
-    from realign_data.knowledge_base import build_knowledge_base
-
-    name, ckpt = tiny_open_clip
-    out = tmp_path_factory.mktemp("kb") / "kb"
-    build_knowledge_base(open_source("coco", sample_corpus), out, model=name, pretrained=str(ckpt),
-                         num_workers=0, batch_size=16, progress=False)
-    return out
-
-
 def cfg(kb, out, **kw) -> BuildConfig:
     base = dict(index=str(kb), out=str(out), gate="lexical", top_k=3, chunk_size=8, progress=False)
     base.update(kw)

@@ -25,23 +25,9 @@ TOKEN = "hf_test_token"
 
 # ----------------------------------------------------------------------------------------------- helpers
 def _features():
-    try:
-        from realign_data.schema import features
+    from realign_data.schema import features
 
-        return features()
-    except ImportError:  # the builder's schema not available: same columns by hand
-        from datasets import Features, Image, List, Value
-
-        message = List({"role": Value("string"),
-                        "content": List({"type": Value("string"), "text": Value("string")})})
-        return Features({
-            "images": List(Image()), "prompt": message, "chosen": message, "rejected": message,
-            "rejected_images": List(Image()), "id": Value("string"), "image_id": Value("string"),
-            "rejected_image_id": Value("string"), "retrieval_rank": Value("int32"),
-            "retrieval_score": Value("float32"), "text_similarity": Value("float32"),
-            "masked_chosen": Value("string"), "filler": Value("string"), "fill_image_id": Value("string"),
-            "image_negative": Value("string"), "negative_params": Value("string"), "difficulty": Value("float32"),
-        })
+    return features()
 
 
 def _png(seed: int) -> bytes:

@@ -24,18 +24,6 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def tiny_kb(tmp_path_factory, sample_corpus, tiny_open_clip):
-    from realign_data.corpus import open_source
-    from realign_data.knowledge_base import build_knowledge_base
-
-    name, ckpt = tiny_open_clip
-    out = tmp_path_factory.mktemp("kb") / "kb"
-    build_knowledge_base(open_source("coco", sample_corpus), out, model=name, pretrained=str(ckpt),
-                         num_workers=0, batch_size=16, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
 def instances(sample_corpus):
     """COCO image id (str) -> its instances with category names."""
     ann = json.loads((sample_corpus / "annotations" / "instances_train2014.json").read_text())
