@@ -1020,7 +1020,9 @@ def run_demo(out: str | os.PathLike = "realign-demo", *, num_images: int = 200, 
     index = out / "index"
     pretrained = DEFAULT_PRETRAINED
     if not (index / "manifest.json").is_file():
-        if not hub_reachable():
+        from realign_data.encoder import pretrained_weights_cached
+
+        if not hub_reachable() and not pretrained_weights_cached(DEFAULT_MODEL, DEFAULT_PRETRAINED):
             print(f"Offline: pretrained CLIP weights ({DEFAULT_MODEL} / {DEFAULT_PRETRAINED}) cannot be downloaded; "
                   "using a randomly initialised encoder (retrieval is then arbitrary, the pipeline is real).",
                   file=sys.stderr, flush=True)

@@ -54,6 +54,25 @@ def describe_pretrained(pretrained: Optional[str]) -> tuple[str, Optional[str]]:
     return str(pretrained), None
 
 
+def pretrained_weights_cached(model: str, tag: str) -> bool:
+    """True when open_clip's weights for ``model``/``tag`` are already on disk (no network needed to load them).
+
+    Looks where open_clip itself would: the Hugging Face cache for Hub-hosted weights, ``~/.cache/clip`` for URLs.
+    """
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = open_clip.get_pretrained_cfg(model, tag) or {}
+    hub = cfg.get("hf_hub") or ""
+    if hub:
+        parts = hub.strip("/").split("/")  # "org/repo/" or "org/repo/file.bin"
+        repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        return any(isinstance(try_to_load_from_cache(repo, name), str) for name in names)
+    url = cfg.get("url") or ""
+    return bool(url) and (Path.home() / ".cache" / "clip" / Path(url).name).is_file()
+
+
 def _resolve_model_name(model: str) -> str:
     from realign_data.tiny_models import TINY_OPEN_CLIP, register_tiny_open_clip
 

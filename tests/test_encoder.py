@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -98,3 +101,18 @@ def test_model_config_json_path(tmp_path):
     path.write_text(json.dumps(cfg))
     enc = Encoder(str(path), "none")
     assert enc.dim == 16 and enc.embed_texts(["x"]).shape == (1, 16)
+
+
+def test_pretrained_weights_cached_looks_in_the_hub_cache(tmp_path, monkeypatch):
+    """The demo uses cached CLIP weights offline instead of falling back to random ones."""
+    snapshot = tmp_path / "hub" / "models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123")
+    probe = ("from realign_data.encoder import pretrained_weights_cached as c; "
+             "print(c('ViT-B-32', 'laion2b_s34b_b79k'))")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub")}
+    run = lambda: subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)  # noqa: E731
+    assert run().stdout.strip() == "False"
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"weights")
+    assert run().stdout.strip() == "True"
