@@ -92,17 +92,18 @@ def list_indexes() -> list[dict]:
 
 
 def resolve_index(name_or_path: str | os.PathLike, *, must_exist: bool = True) -> Path:
-    """Turn ``--index`` into a directory: an existing directory is used as is, otherwise a name under
-    ``$REALIGN_HOME/indexes``. With ``must_exist`` the directory must hold a finished build."""
-    p = Path(name_or_path).expanduser()
-    if p.is_dir():
-        d = p
-    elif isinstance(name_or_path, str) and _NAME.match(name_or_path):
-        d = index_dir_for_name(name_or_path)
-    elif must_exist:
-        raise KnowledgeBaseError(f"index {str(name_or_path)!r} is neither an existing directory nor a valid name")
-    else:
-        d = p
+    """Turn ``--index`` into a directory.
+
+    A bare name (``coco``) means ``$REALIGN_HOME/indexes/coco`` even when the current directory happens to hold a
+    folder of that name (often the COCO data itself, which must never be mistaken for an index), unless that
+    folder is a finished knowledge base. Anything that looks like a path (``./kb``, ``/data/kb``, ``~/kb``, or
+    not a valid name) is used as is. With ``must_exist`` the directory must hold a finished build.
+    """
+    text = os.fspath(name_or_path)
+    p = Path(text).expanduser()
+    looks_like_path = (not isinstance(name_or_path, str) or os.sep in text or text.startswith((".", "~"))
+                       or not _NAME.match(text))
+    d = p if looks_like_path or (p / "manifest.json").is_file() else index_dir_for_name(text)
     if must_exist and not (d / "manifest.json").is_file():
         names = [e["name"] for e in list_indexes() if e["complete"]]
         hint = f"available: {', '.join(names)}" if names else "build one with 'realign-data index build'"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -245,3 +246,14 @@ def test_two_process_torchrun_build_equals_single(tmp_path, sample_corpus, tiny_
     a, b = KnowledgeBase.load(out), KnowledgeBase.load(kb_dir)
     assert a.ids == b.ids and a.manifest["count"] == 40 and len(a.manifest["shards"]) == 3
     np.testing.assert_array_equal(a.embeddings_for(a.ids), b.embeddings_for(b.ids))
+
+
+def test_a_bare_name_is_never_a_stray_folder_of_the_same_name(tmp_path, monkeypatch):
+    """`--index coco` next to the COCO data folder `coco/` means the named index, not the data folder."""
+    monkeypatch.setenv("REALIGN_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "coco" / "train2014").mkdir(parents=True)
+    assert resolve_index("coco", must_exist=False) == tmp_path / "home" / "indexes" / "coco"
+    assert resolve_index("./coco", must_exist=False) == Path("./coco")
+    (tmp_path / "coco" / "manifest.json").write_text("{}")  # a finished knowledge base in the cwd is used
+    assert resolve_index("coco") == Path("coco")
