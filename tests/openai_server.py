@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -39,9 +40,11 @@ def answer_for(prompt: str) -> str:
 
 class OpenAIServer:
     def __init__(self, latency: float = 0.0, *, fail_first: int = 0, fail_status: int = 429,
-                 always_fail_marker: str | None = None, retry_after: str | None = None) -> None:
+                 always_fail_marker: str | None = None, retry_after: str | None = None,
+                 drop_idle: bool = False) -> None:
         self.latency, self.fail_first, self.fail_status = latency, fail_first, fail_status
         self.always_fail_marker, self.retry_after = always_fail_marker, retry_after
+        self.drop_idle = drop_idle  # close every connection after its response without saying so (stale keep-alive)
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -57,6 +60,10 @@ class OpenAIServer:
             def log_message(self, *args):  # quiet
                 pass
 
+            def setup(self):  # answer without Nagle delays, as production servers (uvicorn, vLLM) do
+                super().setup()
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def _send(self, status: int, obj: dict, headers: dict | None = None):
                 data = json.dumps(obj).encode()
                 self.send_response(status)
@@ -66,6 +73,13 @@ class OpenAIServer:
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(data)
+
+            def do_GET(self):  # counters, for a server running in another process (benchmarks)
+                if not self.path.endswith("/stats"):
+                    return self._send(404, {"error": {"message": "not found"}})
+                with server._lock:
+                    self._send(200, {"requests": server.requests, "max_in_flight": server.max_in_flight,
+                                     "images_received": server.images_received})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
@@ -99,6 +113,8 @@ class OpenAIServer:
                 finally:
                     with server._lock:
                         server.in_flight -= 1
+                    if server.drop_idle:
+                        self.close_connection = True
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True

@@ -127,6 +127,15 @@ def test_openai_filler_records_failures():
     assert not res.ok and "connection error" in res.error
 
 
+def test_openai_filler_reconnects_when_a_kept_alive_connection_went_stale():
+    with OpenAIServer(drop_idle=True) as srv:
+        f = OpenAIFiller(model="m", base_url=srv.base_url, concurrency=1, max_retries=0)
+        (first,) = f.fill([request("A red apple.")])
+        (second,) = f.fill([request("A blue car.")])
+        f.close()
+    assert first.ok and second.ok and second.attempts == 1 and srv.requests == 2
+
+
 def test_openai_filler_bounded_concurrency():
     with OpenAIServer(latency=0.1) as srv:
         f = OpenAIFiller(model="m", base_url=srv.base_url, concurrency=4)

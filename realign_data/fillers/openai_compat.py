@@ -1,6 +1,7 @@
 """Filler for any OpenAI-compatible chat-completions endpoint (vLLM, TGI, SGLang, hosted APIs).
 
-Standard library only (``urllib`` + a thread pool): no extra dependency. The image is sent as a base64
+Standard library only (``http.client`` keep-alive connections, one per worker thread, + a thread pool): no
+extra dependency. The image is sent as a base64
 ``data:`` URL; at most ``concurrency`` requests are in flight (default 16); HTTP 429 / 5xx, connection
 errors and timeouts are retried with exponential backoff (``Retry-After`` honoured, capped); other HTTP
 errors fail at once. A request that still fails yields a :class:`FillResult` with ``error`` set, which the
@@ -19,14 +20,31 @@ import socket
 import threading
 import time
 import zlib
-import urllib.error
-import urllib.request
+import http.client
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 from realign_data.fillers import FillerError, FillResult, VLMBackend, clean_generation
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class _NoDelayHTTPConnection(http.client.HTTPConnection):
+    """http.client sends headers and body in two writes: without TCP_NODELAY, Nagle's algorithm and the
+    server's delayed ACK hold the body back ~40 ms per request (measured: 0.78 -> 0.98 of ideal throughput)."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _NoDelayHTTPSConnection(http.client.HTTPSConnection):
+    __doc__ = _NoDelayHTTPConnection.__doc__
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def image_data_url(load_image=None, image_bytes=None) -> str:
@@ -74,6 +92,7 @@ class OpenAIFiller(VLMBackend):
         self.max_tokens, self.temperature, self.seed = max_tokens, temperature, seed
         self.requests_sent = 0  # HTTP attempts, retries included
         self._lock = threading.Lock()
+        self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="realign-openai")
 
     # ------------------------------------------------------------------------------------------ HTTP
@@ -92,12 +111,47 @@ class OpenAIFiller(VLMBackend):
                 "max_tokens": self.max_tokens, "temperature": self.temperature, "seed": self.seed}
         return json.dumps(body).encode("utf-8")
 
+    def _connection(self) -> http.client.HTTPConnection:
+        """This thread's persistent (keep-alive) connection: no TCP/TLS handshake per request."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            url = urllib.parse.urlsplit(self.base_url)
+            cls = _NoDelayHTTPSConnection if url.scheme == "https" else _NoDelayHTTPConnection
+            conn = self._local.conn = cls(url.hostname, url.port, timeout=self.timeout)
+        return conn
+
+    def _drop_connection(self) -> None:
+        """Forget this thread's connection after an error; the next attempt opens a new one."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _roundtrip(self, path: str, body: bytes) -> tuple[int, Optional[str], bytes]:
+        """POST on the kept-alive connection; (status, Retry-After, body).
+
+        A kept-alive connection the server has meanwhile closed fails on first use: that is retried at once on
+        a new connection and not counted as a failed attempt.
+        """
+        for retry_stale in (True, False):
+            conn = self._connection()
+            reused = conn.sock is not None
+            try:
+                conn.request("POST", path, body=body, headers=self._headers())
+                resp = conn.getresponse()
+                return resp.status, resp.getheader("Retry-After"), resp.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._drop_connection()
+                if not (retry_stale and reused):
+                    raise
+        raise AssertionError("unreachable")
+
     def _post(self, item) -> FillResult:
         try:
             body = self._body(*item)
         except Exception as e:  # noqa: BLE001 - unreadable image etc.
             return FillResult(None, error=f"request not built: {type(e).__name__}: {e}", attempts=0)
-        url = f"{self.base_url}/chat/completions"
+        path = urllib.parse.urlsplit(self.base_url).path + "/chat/completions"
         last = "unknown error"
         rng = random.Random(zlib.crc32(item[0].encode()))  # jitter only
         for attempt in range(self.max_retries + 1):
@@ -105,27 +159,28 @@ class OpenAIFiller(VLMBackend):
             with self._lock:
                 self.requests_sent += 1
             try:
-                req = urllib.request.Request(url, data=body, headers=self._headers(), method="POST")
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    payload = json.loads(resp.read().decode("utf-8"))
-                text = payload["choices"][0]["message"]["content"]
-                if isinstance(text, list):  # content parts
-                    text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
-                return FillResult(clean_generation(text or ""), attempts=attempt + 1)
-            except urllib.error.HTTPError as e:
-                last = f"HTTP {e.code}"
-                if e.code not in RETRY_STATUS:
-                    return FillResult(None, error=last, attempts=attempt + 1)
-                retry_after = e.headers.get("Retry-After") if e.headers else None
-                if retry_after:
-                    try:
-                        delay = min(self.max_backoff, float(retry_after))
-                    except ValueError:
-                        pass
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e:
-                reason = getattr(e, "reason", e)
-                last = "timeout" if isinstance(reason, (socket.timeout, TimeoutError)) else \
-                    f"connection error: {reason}"
+                status, retry_after, data = self._roundtrip(path, body)
+                if status >= 400:
+                    last = f"HTTP {status}"
+                    if status not in RETRY_STATUS:
+                        return FillResult(None, error=last, attempts=attempt + 1)
+                    if retry_after:
+                        try:
+                            delay = min(self.max_backoff, float(retry_after))
+                        except ValueError:
+                            pass
+                else:
+                    payload = json.loads(data.decode("utf-8"))
+                    text = payload["choices"][0]["message"]["content"]
+                    if isinstance(text, list):  # content parts
+                        text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+                    return FillResult(clean_generation(text or ""), attempts=attempt + 1)
+            except (socket.timeout, TimeoutError):
+                last = "timeout"
+                self._drop_connection()
+            except (OSError, http.client.HTTPException) as e:
+                last = f"connection error: {e}"
+                self._drop_connection()
             except (ValueError, KeyError, IndexError, TypeError) as e:
                 return FillResult(None, error=f"bad response: {type(e).__name__}: {e}", attempts=attempt + 1)
             if attempt < self.max_retries:
