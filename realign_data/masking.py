@@ -128,7 +128,7 @@ COCO_CATEGORIES: tuple[str, ...] = tuple(COCO_SYNONYMS)
 
 _IRREGULAR_PLURALS = {
     "person": "people", "man": "men", "woman": "women", "child": "children", "gentleman": "gentlemen",
-    "policeman": "policemen", "mouse": "mice", "knife": "knives", "pocketknife": "pocketknives",
+    "policeman": "policemen", "mouse": "mice", "knife": "knives", "wife": "wives", "life": "lives", "pocketknife": "pocketknives",
     "sheep": "sheep", "skis": "skis", "ski": "skis", "scissors": "scissors", "ox": "oxen", "calf": "calves",
     "goose": "geese", "broccoli": "broccoli", "cattle": "cattle", "bison": "bison", "luggage": "luggage",
     "shelf": "shelves", "bus": "buses", "minibus": "minibuses", "glass": "glasses", "wine glass": "wine glasses",
@@ -182,9 +182,7 @@ def pluralize(word: str) -> str:
         plural = low + "es"
     elif re.search(r"[^aeiou]y$", low):
         plural = low[:-1] + "ies"
-    elif low.endswith("fe"):
-        plural = low[:-2] + "ves"
-    else:
+    else:  # -fe/-f nouns that take -ves (knife, shelf, calf...) are irregulars; giraffe, safe, roof are not
         plural = low + "s"
     return _match_case(plural, word)
 

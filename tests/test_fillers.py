@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from realign_data.fillers import FillerError, FillRequest, fill_prompt, load_filler
+from realign_data.fillers import FillerError, FillRequest, FillResult, fill_prompt, load_filler
 from realign_data.fillers.annotation import AnnotationFiller, image_facts
 from realign_data.fillers.openai_compat import OpenAIFiller
 from realign_data.masking import mask_response
@@ -58,6 +58,19 @@ def test_annotation_filler_number_agreement_and_articles():
     assert res.text == "An orange."
 
 
+@pytest.mark.parametrize("chosen, instances, expected", [
+    ("Two dogs are playing in the park.", ["frisbee"], "One frisbee is playing in the park."),  # verb after
+    ("A group of sheep grazing.", ["dog", "dog"], "A group of dogs grazing."),  # invariant plural noun
+    ("A table with pizza.", ["dog", "dog", "cup"], "A dog with cups."),  # bare mass noun -> bare plural
+    ("The dog was running.", ["cat"], "The cat was running."),
+    ("An apple.", ["scissors"], "A pair of scissors."),  # plural-only noun in a singular slot
+])
+def test_annotation_filler_keeps_the_sentence_grammatical(chosen, instances, expected):
+    annotations = {"instances": [{"category": c} for c in instances]}
+    (res,) = AnnotationFiller().fill([request(chosen, annotations=annotations, original=())])
+    assert res.text == expected
+
+
 def test_annotation_filler_without_annotations_is_deterministic_and_different():
     text = "A red apple next to a blue car."
     a = AnnotationFiller().fill([request(text, annotations=None, seed=5)])[0].text
@@ -98,6 +111,17 @@ def test_openai_filler_against_local_server(monkeypatch):
     assert [r.text for r in out] == ["seven purple zebra.", "A purple zebra."]
     assert srv.images_received == 2 and srv.auth_headers == ["Bearer sk-secret"] * 2
     assert "sk-secret" not in repr(f.describe())
+
+
+def test_a_model_fill_that_echoes_slot_tokens_is_a_failed_fill(monkeypatch):
+    """'A brown [OBJECT] on a sofa.' differs from the chosen answer only by its slot: never a rejected answer."""
+    filler = OpenAIFiller(model="m", base_url="http://127.0.0.1:9/v1")
+    monkeypatch.setattr(filler, "generate", lambda items: [FillResult("A brown [object] lying on a red sofa."),
+                                                           FillResult("A brown cat lying on a red sofa.")])
+    echoed, filled = filler.fill([request("A brown dog lying on a red sofa.")] * 2)
+    filler.close()
+    assert not echoed.ok and echoed.error == "fill left slots unfilled: [OBJECT]"
+    assert filled.ok
 
 
 def test_openai_filler_retries_429_and_5xx():

@@ -33,6 +33,8 @@ def test_coco_80_categories_synonyms_and_plurals():
     assert [s.value for s in find_visual_facts("people, knives, buses, teddy bears, hot dogs, a cell phone")] == \
         ["person", "knife", "bus", "teddy bear", "hot dog", "cell phone"]
     assert pluralize("knife") == "knives" and pluralize("bus") == "buses" and pluralize("Cup") == "Cups"
+    assert pluralize("giraffe") == "giraffes"
+    assert kinds("Two giraffes in a field.") == [("count", "Two", 2), ("object", "giraffes", "giraffe")]
 
 
 def test_attributes_counts_and_relations():

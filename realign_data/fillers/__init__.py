@@ -68,6 +68,12 @@ class FillResult:
         return self.error is None and bool(self.text and self.text.strip())
 
 
+def unfilled_slots(text: Optional[str]) -> list[str]:
+    """The slot tokens (``[OBJECT]``, ``[COLOR]``...) still present in ``text``, in order of kind."""
+    upper = (text or "").upper()
+    return [token for token in MASK_TOKENS.values() if token in upper]
+
+
 def fill_prompt(req: FillRequest) -> str:
     kinds = [MASK_TOKENS[k] for k in MASK_TOKENS if MASK_TOKENS[k] in req.masked.masked]
     return FILL_PROMPT.format(slots=", ".join(kinds) or "none", instruction=req.instruction,
@@ -94,7 +100,18 @@ class VLMBackend:
         raise NotImplementedError
 
     def fill(self, requests: list[FillRequest]) -> list[FillResult]:
-        return self.generate([(fill_prompt(r), r.load_image, r.image_bytes) for r in requests])
+        """Generate the fills; a fill that still contains slot tokens (a model echoing the template) fails.
+
+        Such a fill would differ from the chosen answer by its ``[OBJECT]`` tokens alone: a shortcut for the
+        policy, not a hallucination to learn from. It is recorded as a failed fill and the next image is tried.
+        """
+        results = self.generate([(fill_prompt(r), r.load_image, r.image_bytes) for r in requests])
+        for i, res in enumerate(results):
+            left = unfilled_slots(res.text) if res.ok else []
+            if left:
+                results[i] = FillResult(None, error=f"fill left slots unfilled: {' '.join(left)}",
+                                        attempts=res.attempts, meta=res.meta)
+        return results
 
     def describe(self) -> dict:  # pragma: no cover
         return {"filler": self.name}
@@ -121,4 +138,4 @@ def load_filler(kind: str, **options) -> Any:
 
 
 __all__ = ["FILLERS", "FillRequest", "FillResult", "FillerError", "VLMBackend", "clean_generation",
-           "fill_prompt", "load_filler"]
+           "fill_prompt", "load_filler", "unfilled_slots"]

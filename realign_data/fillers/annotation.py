@@ -6,7 +6,9 @@ plausible description of the wrong image — exactly the hallucination Re-Align 
 * object slots get categories present in the retrieved image and absent from the original image
   (then any retrieved category, then any other COCO category); a repeated object maps consistently;
 * a count before an object becomes the number of instances of the new category in the retrieved image,
-  with the noun's grammatical number (and a preceding "is/are") made to agree;
+  with the noun's grammatical number and the verb before or after it ("there are ...", "... is sitting")
+  made to agree; invariant nouns count as plural after "a group of", "several"...; a bare singular (mass)
+  noun ("a table with pizza") is replaced by a bare plural ("a table with cows");
 * colours, sizes and materials come from the retrieved image's captions where they describe the new
   object, else another value of the same kind; relations come from its captions, else the opposite;
 * "a"/"an" before a filled slot is corrected.
@@ -33,6 +35,16 @@ _BASIC_COLORS = ("red", "green", "blue", "yellow", "orange", "purple", "pink", "
 _DISPLAY = {"sports ball": "ball", "dining table": "table", "potted plant": "plant", "tv": "TV",
             "skis": "ski", "hair drier": "hair dryer"}
 _MASKER = LexiconMasker()
+# a determiner right before a noun phrase: without one, a singular noun is used as a mass noun ("a table with
+# pizza"), and a countable replacement must then be a bare plural ("a table with cows") to stay grammatical
+_DETERMINER = re.compile(r"\b(a|an|the|this|that|these|those|his|her|its|their|our|my|your|one|each|every|another|"
+                         r"any|no|some|either|neither)\s+$", re.IGNORECASE)
+# cues that an invariant noun (sheep, skis) is plural: "a group of sheep", "several skis"
+_PLURAL_CUE = re.compile(r"\b(?:(?:group|herd|flock|bunch|pair|couple|lot|lots|number|set|pile|row|rows|stack|team|"
+                         r"pack|collection|variety|plenty) of|many|several|some|few|multiple|various|these|those|"
+                         r"both|numerous)\s+$", re.IGNORECASE)
+_PLURAL_ONLY = {"scissors": "pair of scissors"}  # singular use needs a counter noun
+_VERB_NUMBER = {"is": "are", "are": "is", "was": "were", "were": "was"}
 
 
 def _groups(text: str, spans: list[Span]) -> list[list[int]]:
@@ -132,7 +144,12 @@ class AnnotationFiller:
             if last.kind == "object":
                 cat = new_object(str(last.value))
                 noun = _DISPLAY.get(cat, cat)
-                plural = last.plural
+                before_group = text[:spans[group[0]].start]
+                plural = last.plural or (pluralize(str(last.value)) == str(last.value)
+                                         and bool(_PLURAL_CUE.search(before_group)))
+                has_count = any(spans[i].kind == "count" for i in group)
+                if not (plural or has_count or _DETERMINER.search(before_group)):
+                    plural = True  # bare singular (mass) noun -> bare plural
                 for i in group[:-1]:
                     s = spans[i]
                     if s.kind == "count":
@@ -144,9 +161,11 @@ class AnnotationFiller:
                         replacement[i] = _case_like(word, s.text)
                     else:
                         replacement[i] = _case_like(self._attribute(s, facts["attrs"].get(cat, {}), rng), s.text)
-                replacement[group[-1]] = _case_like(pluralize(noun) if plural else noun, last.text)
-                if any(spans[i].kind == "count" for i in group):
+                word = pluralize(noun) if plural else _PLURAL_ONLY.get(noun, noun)
+                replacement[group[-1]] = _case_like(word, last.text)
+                if has_count:
                     replacement["verb", group[0]] = "are" if plural else "is"  # type: ignore[index]
+                replacement["verb_after", group[-1]] = plural  # type: ignore[index]
             else:
                 for i in group:
                     s = spans[i]
@@ -179,8 +198,22 @@ class AnnotationFiller:
     @staticmethod
     def _assemble(text: str, spans: list[Span], replacement: dict) -> str:
         out, pos = [], 0
+        plural_before: bool | None = None  # number of the noun phrase that ended right before this text
+
+        def agree_following_verb(chunk: str) -> str:
+            """``is/are/was/were`` right after a noun phrase takes that phrase's (new) number."""
+            if plural_before is None:
+                return chunk
+
+            def fix(m: re.Match) -> str:
+                verb = m.group(2).lower()
+                want = verb if (verb in ("are", "were")) == plural_before else _VERB_NUMBER[verb]
+                return m.group(1) + _case_like(want, m.group(2))
+
+            return re.sub(r"^(\s+)(is|are|was|were)\b", fix, chunk, count=1, flags=re.IGNORECASE)
+
         for i, s in enumerate(spans):
-            before = text[pos:s.start]
+            before = agree_following_verb(text[pos:s.start])
             verb = replacement.get(("verb", i))
             if verb:
                 before = re.sub(r"\b(is|are)(\s+)$", lambda m: _case_like(verb, m.group(1)) + m.group(2), before)
@@ -193,7 +226,8 @@ class AnnotationFiller:
                 before = before[:m.start(1)] + _case_like(art, m.group(1)) + m.group(2)
             out += [before, new]
             pos = s.end
-        out.append(text[pos:])
+            plural_before = replacement.get(("verb_after", i))
+        out.append(agree_following_verb(text[pos:]))
         return "".join(out)
 
     def describe(self) -> dict:
