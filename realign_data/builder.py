@@ -180,6 +180,11 @@ class BuildConfig:
             (self.top_k >= 1, f"top-k must be >= 1, got {self.top_k}"),
             (0 < self.sim_threshold <= 1, f"sim-threshold must be in (0, 1], got {self.sim_threshold}"),
             (self.chunk_size >= 1, f"chunk size must be >= 1, got {self.chunk_size}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency}"),
+            (self.max_retries >= 0, f"max retries must be >= 0, got {self.max_retries}"),
+            (self.max_new_tokens >= 1, f"max new tokens must be >= 1, got {self.max_new_tokens}"),
+            (self.request_timeout > 0, f"request timeout must be > 0 seconds, got {self.request_timeout}"),
             (self.max_samples is None or self.max_samples >= 1, f"max-samples must be >= 1, got {self.max_samples}"),
             (self.filler == "annotation" or bool(self.model), f"the {self.filler} filler needs --model"),
             (not self.mask_kinds or all(k in SPAN_KINDS for k in self.mask_kinds),
@@ -1010,6 +1015,8 @@ def run_demo(out: str | os.PathLike = "realign-demo", *, num_images: int = 200, 
     from realign_data.report import write_inspect_html
     from realign_data.sample import make_sample_corpus
 
+    if num_images < 1:
+        raise BuildError(f"--num-images must be at least 1 (got {num_images}).")
     out = Path(out).expanduser().resolve()
     corpus = out / "coco"
     if not (corpus / "annotations" / "captions_train2014.json").is_file():

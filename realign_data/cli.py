@@ -66,7 +66,9 @@ def _build_errors():
     from realign_data.gate import GateError
     from realign_data.seeds import SeedError
 
-    return BuildError, FillerError, GateError, SeedError
+    from realign_data.sample import SampleCorpusError
+
+    return BuildError, FillerError, GateError, SeedError, SampleCorpusError
 
 
 def _config_from_file(ctx: typer.Context, config_file: str, cli_config):

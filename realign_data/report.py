@@ -244,23 +244,21 @@ pre{white-space:pre-wrap;font-size:12px;background:#f3f3f3;padding:8px}
 
 def render_html(dataset, *, num: int = 20, title: str = "realign dataset", report: Optional[dict] = None) -> str:
     """A self-contained HTML page (images inlined as base64) showing the first ``num`` pairs."""
-    import datasets
 
     from realign_data.schema import message_text
 
-    ds = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
-    ds = ds.cast_column("rejected_images", datasets.List(datasets.Image(decode=False)))
+    # only the rows shown, read as raw Arrow (images stay encoded bytes): nothing is decoded, cast or cached
+    rows = dataset.with_format("arrow")[: min(num, len(dataset))].to_pylist()
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-             f"<p class='meta'>{len(ds)} pairs; showing {min(num, len(ds))}. Left: original image with the chosen "
+             f"<p class='meta'>{len(dataset)} pairs; showing {len(rows)}. Left: original image with the chosen "
              f"answer. Right: the rejected image (retrieved, or the original perturbed: region-noise, crop, noise) "
              f"with the rejected answer (changed words highlighted). Perturbed regions are outlined in cyan.</p>"]
     if report:
         from realign_data.report import format_summary
 
         parts.append(f"<pre>{html.escape(format_summary(report))}</pre>")
-    for i in range(min(num, len(ds))):
-        row = ds[i]
+    for row in rows:
         chosen, rejected = message_text(row["chosen"]), message_text(row["rejected"])
         left, right = diff_html(chosen, rejected)
         kind = row.get("image_negative") or "retrieval"
