@@ -61,9 +61,10 @@ def dpo(ctx: typer.Context) -> None:
     parser = script.make_parser(prog="realign-trl dpo")
     # Handles -h/--help (exits). Leftover strings are `accelerate launch` options, as in `trl dpo`.
     try:
-        _, dpo_config, *_, config_remaining, cli_remaining = parser.parse_args_and_config(
+        _, dpo_config, model_config, _, config_remaining, cli_remaining = parser.parse_args_and_config(
             all_args, return_remaining_strings=True, separate_remaining_strings=True
         )
+        script.preflight(model_config, dpo_config)
         if dpo_config.curriculum:
             from .curriculum import check_curriculum_args
 

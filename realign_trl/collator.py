@@ -123,7 +123,7 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
         if self.max_length is not None:
             input_ids = input_ids[:, : self.max_length]
             attention_mask = attention_mask[:, : self.max_length]
-            completion_mask = completion_mask[:, : self.max_length]
+            completion_mask = align_truncated_chosen(completion_mask[:, : self.max_length])
             extra_tensors = [t[:, : self.max_length] for t in extra_tensors]
 
         output = processed_prompts  # holds pixel_values and the per-image grids
@@ -133,3 +133,19 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
         for (name, _), tensor in zip(extra, extra_tensors):
             output[name] = tensor
         return output
+
+
+def align_truncated_chosen(completion_mask: torch.Tensor) -> torch.Tensor:
+    """Score the same chosen tokens on both images after truncation.
+
+    The visual pair compares ``logp(chosen | m)`` with ``logp(chosen | m_r)``. When the two prompts differ in
+    length (processors whose image-token count depends on the image size: Qwen2-VL, LLaVA-NeXT anyres) a
+    ``max_length`` cut keeps a different number of chosen tokens in the two rows, and the margin would compare
+    sums over different tokens. Both chosen rows are therefore limited to the chosen tokens kept in both.
+    """
+    b = completion_mask.size(0) // 3
+    kept = completion_mask.sum(dim=1)
+    shared = torch.minimum(kept[:b], kept[2 * b:])
+    limit = torch.cat([shared, kept[b: 2 * b], shared])
+    return completion_mask * (completion_mask.cumsum(dim=1) <= limit[:, None]).to(completion_mask.dtype)
+

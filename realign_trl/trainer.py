@@ -25,7 +25,6 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference, DPOTrainer
 from trl.trainer.utils import use_adapter
 
-from .collator import DataCollatorForVisionRDPO
 from .config import RDPO_DEFAULTS
 from .loss import rdpo_loss
 
@@ -131,6 +130,10 @@ def _patched_init(self, *args: Any, **kwargs: Any) -> None:
         bound.arguments.get("data_collator") is None
         and type(self.data_collator) is DataCollatorForVisionPreference
     ):
+        # imported here: realign_trl.collator imports trl.trainer.dpo_trainer, whose first import is what
+        # triggers this module (the registration hook), so a module-level import would be circular
+        from .collator import DataCollatorForVisionRDPO
+
         collator = self.data_collator
         self.data_collator = DataCollatorForVisionRDPO(
             processor=collator.processor,

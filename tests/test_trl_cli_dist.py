@@ -64,6 +64,18 @@ def test_realign_trl_dpo_usage_error_exit_code(tmp_path):
     assert "missing.yaml" in proc.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--model_name_or_path", "/no/such/model"], "model directory '/no/such/model' does not exist"),
+    (["--loss_type", "bogus"], "unknown loss_type bogus; valid: sigmoid"),
+])
+def test_realign_trl_dpo_rejects_bad_arguments_before_loading_anything(tiny_llava, tmp_path, args, message):
+    base = ["--model_name_or_path", str(tiny_llava), "--dataset_name", str(tmp_path), "--output_dir",
+            str(tmp_path / "out"), "--use_cpu"]
+    proc = subprocess.run([*_cli(), "dpo", *base, *args], capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
 DIST_SCRIPT = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, {tests!r})

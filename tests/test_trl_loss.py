@@ -107,3 +107,16 @@ def test_loss_module_does_not_import_trl():
     code = "import sys, realign_trl.loss, realign_trl; print('trl.trainer.dpo_trainer' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_truncation_keeps_the_same_chosen_tokens_on_both_images():
+    from realign_trl.collator import align_truncated_chosen
+
+    # rows: chosen|m, rejected|m, chosen|m_r; the m_r prompt was 2 tokens longer, so the cut kept 2 fewer
+    mask = torch.tensor([[0, 1, 1, 1, 1],
+                         [0, 0, 1, 1, 1],
+                         [0, 0, 0, 1, 1]])
+    aligned = align_truncated_chosen(mask)
+    assert aligned.tolist() == [[0, 1, 1, 0, 0], [0, 0, 1, 1, 1], [0, 0, 0, 1, 1]]
+    untouched = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 1, 0]])
+    assert torch.equal(align_truncated_chosen(untouched), untouched)

@@ -175,3 +175,13 @@ def test_import_after_trl_patches_immediately():
     code = "import trl.trainer.dpo_trainer as m; import realign_trl; print(m.DPOTrainer._realign_rdpo_patched)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
     assert proc.stdout.strip() == "True", proc.stderr[-2000:]
+
+
+def test_importing_the_collator_first_is_not_circular():
+    """`realign_trl.collator` imports TRL's DPO trainer, whose loading triggers the registration hook."""
+    code = ("from realign_trl.collator import DataCollatorForVisionRDPO; import trl; "
+            "from realign_trl.trainer import _rdpo_compute_loss; "
+            "print(trl.DPOTrainer._compute_loss.__module__)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "realign_trl.trainer"

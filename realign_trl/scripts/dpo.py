@@ -15,6 +15,27 @@ import contextlib
 import os
 
 
+# TRL 1.16's loss names (`DPOTrainer._compute_loss`), plus ours. The TRL minor is pinned (see _compat.py).
+TRL_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+LOSS_TYPES = TRL_LOSS_TYPES + ("rdpo",)
+
+
+def preflight(model_args, training_args) -> None:
+    """Catch the usual command-line mistakes before any model is loaded: one sentence instead of a traceback
+    (TRL would only fail on an unknown loss at the first training step, after loading the model)."""
+    losses = training_args.loss_type if isinstance(training_args.loss_type, list) else [training_args.loss_type]
+    unknown = [t for t in losses if t not in LOSS_TYPES]
+    if unknown:
+        raise ValueError(f"unknown loss_type {', '.join(unknown)}; valid: {', '.join(LOSS_TYPES)}")
+    name = model_args.model_name_or_path
+    if not name:
+        raise ValueError("--model_name_or_path is required (a Hub id such as llava-hf/llava-1.5-7b-hf, or a "
+                         "local checkpoint directory)")
+    if name.startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(name)):
+        raise ValueError(f"model directory {name!r} does not exist")
+
+
 def make_parser(prog: str | None = None):
     from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, TrlParser
 
