@@ -110,6 +110,7 @@ class BuildConfig:
     chosen_from: Optional[str] = None
     chosen_backend: str = "auto"
     mask_kinds: Optional[list] = None
+    masker: str = "lexicon"
     top_k: int = 8
     max_similarity: float = 0.95
     filler: str = "annotation"
@@ -165,7 +166,7 @@ class BuildConfig:
     def validate(self) -> None:
         from realign_data.fillers import FILLERS
         from realign_data.gate import GATES
-        from realign_data.masking import SPAN_KINDS
+        from realign_data.masking import MASKERS, SPAN_KINDS
         from realign_data.negatives import KINDS, NUM_DIFFUSION_STEPS, SCHEDULES
         from realign_data.seeds import CAPTION_CHOICES
 
@@ -187,6 +188,10 @@ class BuildConfig:
             (self.request_timeout > 0, f"request timeout must be > 0 seconds, got {self.request_timeout}"),
             (self.max_samples is None or self.max_samples >= 1, f"max-samples must be >= 1, got {self.max_samples}"),
             (self.filler == "annotation" or bool(self.model), f"the {self.filler} filler needs --model"),
+            (self.masker in MASKERS, f"unknown masker {self.masker!r}; valid: {', '.join(MASKERS)}"),
+            (self.masker != "model" or self.filler != "annotation",
+             "the model masker asks the filler's model which words are visual facts: use it with --filler "
+             "transformers or --filler openai"),
             (not self.mask_kinds or all(k in SPAN_KINDS for k in self.mask_kinds),
              f"unknown mask kinds {self.mask_kinds}; valid: {', '.join(SPAN_KINDS)}"),
             (self.image_negative in KINDS,
@@ -304,7 +309,7 @@ class _Pipeline:
     def __init__(self, config: BuildConfig, kb, annotations, warn) -> None:
         from realign_data.fillers import load_filler
         from realign_data.gate import GateError, load_gate
-        from realign_data.masking import SPAN_KINDS, LexiconMasker
+        from realign_data.masking import SPAN_KINDS, LexiconMasker, ModelMasker
 
         self.config, self.kb, self.ann = config, kb, annotations
         self.masker = LexiconMasker(config.mask_kinds or SPAN_KINDS)
@@ -317,6 +322,8 @@ class _Pipeline:
         except Exception as e:  # noqa: BLE001 - FillerError and friends: one sentence
             raise BuildError(str(e)) from None
         self.filler_name = config.filler if config.filler == "annotation" else f"{config.filler}:{config.model}"
+        if config.masker == "model":
+            self.masker = ModelMasker(self.filler.complete_text, fallback=self.masker)
         self.chosen_backend = None
         if config.chosen_from:
             kind = config.chosen_backend
@@ -402,20 +409,21 @@ class _Pipeline:
                 else:
                     x[0].chosen = None
                     x.append(res.error or "empty generation")
-        kept = []
+        answered = []
         for x in live:
-            s = x[0]
-            if not (s.chosen or "").strip():
-                if len(x) > 2:
-                    drop(s, "chosen_generation_failed", x[2])
-                else:
-                    drop(s, "empty_answer")
-                continue
-            masked = self.masker.mask(s.chosen.strip())
+            if (x[0].chosen or "").strip():
+                answered.append(x)
+            elif len(x) > 2:
+                drop(x[0], "chosen_generation_failed", x[2])
+            else:
+                drop(x[0], "empty_answer")
+        kept = []
+        # one batch per chunk: a model masker sends its requests together
+        for (s, data, *_), masked in zip(answered, self.masker.mask_many([x[0].chosen.strip() for x in answered])):
             if not masked.spans:
                 drop(s, "nothing_to_mask")
                 continue
-            kept.append((s, x[1], masked))
+            kept.append((s, data, masked))
 
         # retrieval: stored embeddings for corpus images, image embeddings for the others
         hits: dict[int, list] = {}

@@ -106,6 +106,7 @@ def build(
     caption: str = typer.Option("longest", "--caption", help="COCO seeds: chosen caption = longest, random or all."),
     chosen_from: Optional[str] = typer.Option(None, "--chosen-from", help="VLM that writes missing chosen answers."),
     filler: str = typer.Option("annotation", "--filler", help="annotation (model-free), transformers or openai."),
+    masker: str = typer.Option("lexicon", "--masker", help="lexicon (model-free), or model: the filler's model marks the visual facts (lexicon as fallback)."),
     model: Optional[str] = typer.Option(None, "--model", help="Filler model: checkpoint / Hub id, or served model name."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key."),
@@ -141,14 +142,11 @@ def build(
 
     hub_push = None
     if push_to_hub:
-        try:
-            from realign_data.hub import push_to_hub as hub_push
-        except ImportError:
-            fail("--push-to-hub is not yet supported in this version (realign_data.hub is missing)")
+        from realign_data.hub import push_to_hub as hub_push
     config = BuildConfig(
         index=index, out=str(out), coco_root=coco_root, seeds=seeds, seed_split=seed_split, image_column=image_column,
         instruction_column=instruction_column, chosen_column=chosen_column, id_column=id_column,
-        image_root=image_root, caption=caption, chosen_from=chosen_from, filler=filler, model=model,
+        image_root=image_root, caption=caption, chosen_from=chosen_from, filler=filler, masker=masker, model=model,
         base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
         max_new_tokens=max_new_tokens, batch_size=batch_size, device=device, top_k=top_k, gate=gate,
         gate_model=gate_model, sim_threshold=sim_threshold, image_negative=image_negative, noise_step=noise_step,

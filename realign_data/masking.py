@@ -168,6 +168,7 @@ _WEAK_RELATIONS = {"on", "over", "around", "along", "near", "under", "inside", "
 MASK_TOKENS = {"object": "[OBJECT]", "color": "[COLOR]", "size": "[SIZE]", "material": "[MATERIAL]",
                "count": "[COUNT]", "relation": "[RELATION]"}
 SPAN_KINDS = tuple(MASK_TOKENS)
+MASKERS = ("lexicon", "model")  # model: ModelMasker over the filler's backend, the lexicon as fallback
 
 
 def pluralize(word: str) -> str:
@@ -346,6 +347,9 @@ class LexiconMasker:
             # adjectives that are only visual facts before a noun ("a tall giraffe", not "long ago")
             return s if self._followed_by(text, raw, i, {"object"}, 2) else None
         return s
+
+    def mask_many(self, texts: list[str]) -> list[MaskResult]:
+        return [self.mask(t) for t in texts]
 
     def mask(self, text: str) -> MaskResult:
         spans = self.find_spans(text)

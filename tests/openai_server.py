@@ -28,7 +28,19 @@ SLOT_WORDS = {"[OBJECT]": "zebra", "[COLOR]": "purple", "[SIZE]": "huge", "[MATE
 DEFAULT_ANSWER = "A small red apple next to a blue car on the grass."
 
 
+# what the server marks when asked to wrap visual facts (the ModelMasker prompt)
+MARK_WORDS = {"red": "color", "blue": "color", "green": "color", "yellow": "color", "white": "color",
+              "black": "color", "brown": "color", "pink": "color", "purple": "color", "gray": "color",
+              "orange": "color", "two": "count", "three": "count", "left of": "relation", "right of": "relation",
+              "next to": "relation", "above": "relation", "below": "relation"}
+
+
 def answer_for(prompt: str) -> str:
+    marking = re.search(r"wrap every word or phrase that states a visual fact.*?Text: (.*)$", prompt, re.S)
+    if marking:
+        pattern = r"\b(" + "|".join(sorted(map(re.escape, MARK_WORDS), key=len, reverse=True)) + r")\b"
+        return re.sub(pattern, lambda m: f"[[{MARK_WORDS[m.group(1).lower()]}:{m.group(1)}]]",
+                      marking.group(1).strip(), flags=re.IGNORECASE)
     m = re.search(r"Answer with slots: (.*)$", prompt, re.S)
     if not m:
         return DEFAULT_ANSWER

@@ -182,6 +182,20 @@ def test_openai_filler_build_and_failures(tiny_kb, tmp_path):
     assert failures["count"] == 8 and failures["examples"][0]["error"] == "HTTP 503 after 2 attempts"
 
 
+def test_model_masker_asks_the_filler_model_which_words_to_mask(tiny_kb, tmp_path):
+    with OpenAIServer() as srv:
+        res = build(cfg(tiny_kb, tmp_path / "out", filler="openai", model="m", base_url=srv.base_url,
+                        masker="model", max_samples=6))
+        marking = [p for p in srv.seen if "states a visual fact" in p]
+    assert len(marking) == 6 and res.pairs_written > 0  # one masking request per seed, then the fills
+    assert res.report["provenance"]["masker"]["name"] == "model"
+    for row in load_built(tmp_path / "out"):
+        # the server marks colours, counts and relations only: object nouns stay in the masked answer
+        assert "[OBJECT]" not in row["masked_chosen"] and "[" in row["masked_chosen"]
+    with pytest.raises(BuildError, match="use it with --filler transformers or --filler openai"):
+        BuildConfig(index="x", masker="model").validate()
+
+
 def test_chosen_generated_by_a_vlm(tiny_kb, tmp_path, sample_corpus):
     images = sorted((sample_corpus / "train2014").iterdir())[:3]
     seeds = tmp_path / "seeds.jsonl"

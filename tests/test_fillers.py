@@ -100,6 +100,10 @@ def test_transformers_filler_tiny_llava(tiny_llava):
     again = f.fill(reqs)
     assert [r.text for r in out] == [r.text for r in again]  # greedy
     assert f.describe()["model"] == str(tiny_llava)
+    # text-only prompts (the model masker): no image in the chat, no pixel values
+    texts = f.generate([("Mark the visual facts: a red apple.", None, None)] * 2)
+    assert all(r.error is None for r in texts) and texts[0].text == texts[1].text
+    assert len(f.complete_text(["Mark the visual facts: a red apple."])) == 1
 
 
 def test_openai_filler_against_local_server(monkeypatch):

@@ -113,6 +113,10 @@ class VLMBackend:
                                         attempts=res.attempts, meta=res.meta)
         return results
 
+    def complete_text(self, prompts: list[str]) -> list[str]:
+        """Text-only completions (e.g. for :class:`realign_data.masking.ModelMasker`); '' on failure."""
+        return [r.text or "" for r in self.generate([(p, None, None) for p in prompts])]
+
     def describe(self) -> dict:  # pragma: no cover
         return {"filler": self.name}
 

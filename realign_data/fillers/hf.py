@@ -63,11 +63,15 @@ class TransformersFiller(VLMBackend):
         import torch
 
         texts, images = [], []
+        with_images = all(load_image is not None for _, load_image, _ in batch)  # else text-only prompts
         for prompt, load_image, _ in batch:
-            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+            content = [{"type": "text", "text": prompt}]
+            if with_images:
+                content.insert(0, {"type": "image"})
+                images.append(load_image())
+            messages = [{"role": "user", "content": content}]
             texts.append(self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
-            images.append(load_image())
-        inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt").to(self.device)
+        inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt").to(self.device)
         kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample)
         if self.do_sample:
             kwargs["temperature"] = self.temperature

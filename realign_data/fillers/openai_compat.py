@@ -190,10 +190,6 @@ class OpenAIFiller(VLMBackend):
     def generate(self, items: list[tuple[str, Any, Any]]) -> list[FillResult]:
         return list(self._pool.map(self._post, items))
 
-    def complete_text(self, prompts: list[str]) -> list[str]:
-        """Text-only completions (e.g. for :class:`realign_data.masking.ModelMasker`); '' on failure."""
-        return [r.text or "" for r in self.generate([(p, None, None) for p in prompts])]
-
     def describe(self) -> dict:
         return {"filler": self.name, "model": self.model, "base_url": self.base_url,
                 "concurrency": self.concurrency, "max_retries": self.max_retries, "max_tokens": self.max_tokens,
