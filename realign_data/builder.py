@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from realign_data.atomic import atomic_path, atomic_write_json
+from realign_data.encoder import file_sha256
 
 WORK_DIR = ".realign-build"
 REPORT_FILE = "build_report.json"
@@ -247,14 +248,6 @@ def hub_reachable(timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
-
-
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _say(enabled: bool, msg: str) -> None:
@@ -610,7 +603,7 @@ def build(config: BuildConfig) -> BuildResult:
     annotations = _coco_annotations(config, kb)
     pipe = _Pipeline(config, kb, annotations, warn)
     try:
-        resolved = {"gate": pipe.gate.describe()["gate"], "kb_manifest_sha256": _file_sha(kb.path / "manifest.json"),
+        resolved = {"gate": pipe.gate.describe()["gate"], "kb_manifest_sha256": file_sha256(kb.path / "manifest.json"),
                     "num_shards": num_shards}
         _check_out(out, work, config, resolved)
         if (out / REPORT_FILE).is_file():
@@ -746,7 +739,7 @@ def _save_arrow(ds, stage: Path, fingerprint_salt: str) -> None:
     # inputs give an identical state.json
     h = hashlib.sha256(fingerprint_salt.encode())
     for f in sorted(stage.glob("data-*.arrow")):
-        h.update(_file_sha(f).encode())
+        h.update(file_sha256(f).encode())
     state = json.loads((stage / "state.json").read_text())
     state["_fingerprint"] = h.hexdigest()[:16]
     (stage / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
