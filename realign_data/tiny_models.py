@@ -64,27 +64,36 @@ def train_tokenizer(special_tokens: list[str], vocab_size: int = 600, extra_text
 
 
 def build_tiny_llava(out: str | Path, *, image_size: int = 32, hidden_size: int = 32, num_layers: int = 2,
-                     seed: int = 0) -> Path:
+                     seed: int = 0, patch_size: int = 8, vision_hidden_size: int = 32, vision_layers: int = 2,
+                     vision_heads: int = 2, intermediate_size: int | None = None,
+                     max_position_embeddings: int | None = None, extra_text: list[str] | None = None) -> Path:
     """Save a tiny ``LlavaForConditionalGeneration`` + ``LlavaProcessor`` (with chat template) to ``out``.
 
     The CLIP vision tower keeps its CLS token, hence ``num_additional_image_tokens=1`` on the processor.
-    ``hidden_size``/``num_layers`` scale the language model (benchmarks use a larger one).
+    ``hidden_size``/``num_layers``/``intermediate_size`` (default 2x hidden) scale the language model,
+    ``vision_*``/``patch_size`` the vision tower; ``max_position_embeddings`` defaults to room for the image
+    tokens plus 256 text tokens, at least 512 (LLaVA-1.5 proportions: 577 image tokens at 192 px, patch 8).
+    ``extra_text`` adds words to the tokenizer's training text (domain vocabulary).
     """
     import torch
     from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
                               LlavaForConditionalGeneration, LlavaProcessor)
 
     out = Path(out)
-    tokenizer = train_tokenizer(["<unk>", "<s>", "</s>", "<pad>", "<image>"])
+    tokenizer = train_tokenizer(["<unk>", "<s>", "</s>", "<pad>", "<image>"], extra_text=extra_text)
     tokenizer.add_special_tokens({"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
                                   "unk_token": "<unk>"})
     tokenizer.padding_side = "left"
-    patch = 8
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=image_size, patch_size=patch, projection_dim=32)
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+    image_tokens = (image_size // patch_size) ** 2 + 1
+    if max_position_embeddings is None:
+        max_position_embeddings = max(512, image_tokens + 256)
+    vision = CLIPVisionConfig(hidden_size=vision_hidden_size, intermediate_size=vision_hidden_size * 2,
+                              num_hidden_layers=vision_layers, num_attention_heads=vision_heads,
+                              image_size=image_size, patch_size=patch_size, projection_dim=32)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size,
+                       intermediate_size=intermediate_size or hidden_size * 2,
                        num_hidden_layers=num_layers, num_attention_heads=max(1, hidden_size // 16),
-                       num_key_value_heads=max(1, hidden_size // 16), max_position_embeddings=512,
+                       num_key_value_heads=max(1, hidden_size // 16), max_position_embeddings=max_position_embeddings,
                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                        pad_token_id=tokenizer.pad_token_id)
     config = LlavaConfig(vision_config=vision, text_config=text,
@@ -95,7 +104,7 @@ def build_tiny_llava(out: str | Path, *, image_size: int = 32, hidden_size: int 
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
                                          crop_size={"height": image_size, "width": image_size})
-    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch,
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch_size,
                                vision_feature_select_strategy="full", num_additional_image_tokens=1,
                                chat_template=LLAVA_CHAT_TEMPLATE)
     model.save_pretrained(out)
