@@ -25,7 +25,7 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
-from realign_data.builder import BuildConfig, build
+from realign_data import BuildConfig, build
 cfg = BuildConfig(**json.loads(sys.argv[1]))
 t = time.time()
 res = build(cfg)
@@ -37,7 +37,7 @@ print(json.dumps({"pairs": res.pairs_written, "seeds": res.seeds_read, "seconds"
 
 def make_kb(root: Path, images: int) -> Path:
     from realign_data.corpus import open_source
-    from realign_data.knowledge_base import build_knowledge_base
+    from realign_data.knowledge_base_build import build_knowledge_base
     from realign_data.sample import make_sample_corpus
     from realign_data.tiny_models import build_tiny_open_clip, register_tiny_open_clip
 

@@ -44,6 +44,10 @@ def main() -> None:
 
         root = make_sample_corpus(Path(tmp.name) / "coco", num_images=args.num_images, seed=0, progress=False)
     pretrained = args.pretrained
+    if args.model == "realign-tiny-clip":  # the test model registers itself with open_clip
+        from realign_data.tiny_models import register_tiny_open_clip
+
+        register_tiny_open_clip()
     if pretrained is None:
         if args.model == "realign-tiny-clip":
             from realign_data.tiny_models import build_tiny_open_clip

@@ -13,14 +13,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "BuildConfig": "realign_data.builder",
+    "BuildConfig": "realign_data.config",
+    "BuildError": "realign_data.config",
     "BuildResult": "realign_data.builder",
-    "BuildError": "realign_data.builder",
     "build": "realign_data.builder",
     "build_dataset": "realign_data.builder",
-    "merge": "realign_data.builder",
-    "run_demo": "realign_data.builder",
-    "load_built": "realign_data.builder",
+    "merge": "realign_data.merge",
+    "run_demo": "realign_data.demo",
+    "load_built": "realign_data.output",
     "mask_response": "realign_data.masking",
     "LexiconMasker": "realign_data.masking",
     "MaskResult": "realign_data.masking",
@@ -34,11 +34,11 @@ _EXPORTS = {
     "Seed": "realign_data.seeds",
     "coco_caption_seeds": "realign_data.seeds",
     "dataset_seeds": "realign_data.seeds",
-    "write_inspect_html": "realign_data.report",
+    "write_inspect_html": "realign_data.inspect_page",
     "push_to_hub": "realign_data.hub",
     "load_build_config": "realign_data.hub",
     "KnowledgeBase": "realign_data.knowledge_base",
-    "build_knowledge_base": "realign_data.knowledge_base",
+    "build_knowledge_base": "realign_data.knowledge_base_build",
     "resolve_index": "realign_data.knowledge_base",
     "Encoder": "realign_data.encoder",
     "CocoAnnotations": "realign_data.corpus",
@@ -49,16 +49,20 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from realign_data.builder import (BuildConfig, BuildError, BuildResult, build, build_dataset, load_built,  # noqa: F401
-                                      merge, run_demo)
+    from realign_data.builder import BuildResult, build, build_dataset  # noqa: F401
+    from realign_data.config import BuildConfig, BuildError  # noqa: F401
+    from realign_data.demo import run_demo  # noqa: F401
+    from realign_data.merge import merge  # noqa: F401
+    from realign_data.output import load_built  # noqa: F401
     from realign_data.fillers import FillRequest, FillResult, load_filler  # noqa: F401
     from realign_data.gate import LexicalGate, SentenceGate, load_gate  # noqa: F401
     from realign_data.masking import LexiconMasker, MaskResult, Span, mask_response  # noqa: F401
     from realign_data.corpus import CocoAnnotations, open_source  # noqa: F401
     from realign_data.encoder import Encoder  # noqa: F401
     from realign_data.hub import load_build_config, push_to_hub  # noqa: F401
-    from realign_data.knowledge_base import KnowledgeBase, build_knowledge_base, resolve_index  # noqa: F401
-    from realign_data.report import write_inspect_html  # noqa: F401
+    from realign_data.inspect_page import write_inspect_html  # noqa: F401
+    from realign_data.knowledge_base import KnowledgeBase, resolve_index  # noqa: F401
+    from realign_data.knowledge_base_build import build_knowledge_base  # noqa: F401
     from realign_data.sample import make_sample_corpus  # noqa: F401
     from realign_data.seeds import Seed, coco_caption_seeds, dataset_seeds  # noqa: F401
 

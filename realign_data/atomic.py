@@ -2,10 +2,12 @@
 
 A reader (or a resumed run after ``kill -9``) therefore sees either the old file or the complete new
 one, never a torn write. Use these instead of ``open(path, "w")`` for anything a run produces.
+:func:`file_sha256` fingerprints what was written (checkpoints, manifests, unit files).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -43,3 +45,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> None:
     """Write JSON deterministically (sorted keys are *not* forced: key order is the caller's)."""
     atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + ("\n" if indent else ""))
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

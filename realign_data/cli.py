@@ -6,6 +6,9 @@ inside the commands so that ``realign-data --help`` answers instantly.
 
 from __future__ import annotations
 
+import inspect as pyinspect
+import logging
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -30,6 +33,26 @@ def _root(
 
         typer.echo(_v("realign"))
         raise typer.Exit()
+
+
+class _Stderr(logging.Handler):
+    """Log records as lines on the current ``sys.stderr``: ``Warning: ...`` / ``Error: ...``, plain for info."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = {logging.WARNING: "Warning: ", logging.ERROR: "Error: "}.get(record.levelno, "")
+        print(prefix + record.getMessage(), file=sys.stderr, flush=True)
+
+
+_HANDLER = _Stderr()
+
+
+def _setup_logging(quiet: bool) -> None:
+    """Show the package's logs: stage messages and summaries (info) unless ``--quiet``, warnings always."""
+    logger = logging.getLogger("realign_data")
+    if _HANDLER not in logger.handlers:
+        logger.addHandler(_HANDLER)
+        logger.propagate = False
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -61,118 +84,96 @@ def sample(
 
 # ---------------------------------------------------------------- build / demo / inspect / merge
 def _build_errors():
-    from realign_data.builder import BuildError
+    from realign_data.config import BuildError
     from realign_data.fillers import FillerError
     from realign_data.gate import GateError
-    from realign_data.seeds import SeedError
-
     from realign_data.sample import SampleCorpusError
+    from realign_data.seeds import SeedError
 
     return BuildError, FillerError, GateError, SeedError, SampleCorpusError
 
 
-def _config_from_file(ctx: typer.Context, config_file: str, cli_config):
-    """``build --config``: the saved BuildConfig, overridden by the options typed on the command line."""
-    from realign_data.builder import BuildConfig, BuildError
-    from realign_data.hub import HubPushError, HubUsageError, load_build_config
+def _config_options() -> list[pyinspect.Parameter]:
+    """One ``realign-data build`` option per :class:`~realign_data.config.BuildConfig` field, from its metadata:
+    help (with the choices), default, flag and ``--help`` section. The flags of a field are ``--field-name``
+    unless its metadata names them."""
+    import dataclasses
+    import typing
 
-    try:
-        saved = load_build_config(config_file)
-    except (HubPushError, HubUsageError) as e:
-        fail(str(e), 1 if isinstance(e, HubPushError) else 2)
-    rename = {"fmt": "format", "quiet": "progress", "config_file": None, "push_to_hub": None}
-    typed = {rename.get(n, n) for n in ctx.params
-             if getattr(ctx.get_parameter_source(n), "name", None) == "COMMANDLINE"} - {None}
-    given = cli_config.to_dict()
-    try:
-        return BuildConfig.from_dict({**saved, **{k: v for k, v in given.items() if k in typed}})
-    except (BuildError, TypeError) as e:
-        fail(f"{config_file}: {e}")
+    from realign_data.config import SECTIONS, BuildConfig
+
+    hints = typing.get_type_hints(BuildConfig)
+    params = []
+    for f in sorted(dataclasses.fields(BuildConfig), key=lambda f: SECTIONS.index(f.metadata["section"])):
+        meta, typ = f.metadata, hints[f.name]
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        base = args[0] if typing.get_origin(typ) is typing.Union else typ
+        if typing.get_origin(base) is list or base is list:
+            base = list[str]
+        decls = meta.get("flag", f"--{f.name.replace('_', '-')}")
+        decls = (decls,) if isinstance(decls, str) else tuple(decls)
+        help_text = meta["help"] + (f" One of: {', '.join(meta['choices'])}." if meta.get("choices") else "")
+        default = f.default
+        if f.name == "out":  # the Python default is a folder name; the command line asks for it explicitly
+            default, help_text = None, help_text + " Required unless --config gives it."
+        show = True if default is not None else meta.get("default_text", False)
+        option = typer.Option(default, *decls, help=help_text, show_default=show, rich_help_panel=meta["section"])
+        params.append(pyinspect.Parameter(f.name, pyinspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=base if default is not None else Optional[base]))
+    return params
 
 
-@app.command()
-def build(
-    ctx: typer.Context,
-    index: str = typer.Option("coco", "--index", help="Knowledge base name (under $REALIGN_HOME/indexes) or directory."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (resumes when it holds the same build); required unless --config gives it."),
-    coco_root: Optional[str] = typer.Option(None, "--coco-root", help="COCO root; builds --index from it when missing."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Seed dataset: .jsonl/.json/.parquet/.csv, save_to_disk dir or Hub id (default: COCO captions)."),
-    seed_split: Optional[str] = typer.Option(None, "--seed-split", help="Split of the seed dataset."),
-    image_column: Optional[str] = typer.Option(None, "--image-column", help="Seed image column (path or Image)."),
-    instruction_column: Optional[str] = typer.Option(None, "--instruction-column", help="Seed instruction column."),
-    chosen_column: Optional[str] = typer.Option(None, "--chosen-column", help="Seed chosen-answer column."),
-    id_column: Optional[str] = typer.Option(None, "--id-column", help="Seed id column (default: row number)."),
-    image_root: Optional[str] = typer.Option(None, "--image-root", help="Directory seed image paths are relative to."),
-    caption: str = typer.Option("longest", "--caption", help="COCO seeds: chosen caption = longest, random or all."),
-    chosen_from: Optional[str] = typer.Option(None, "--chosen-from", help="VLM that writes missing chosen answers."),
-    filler: str = typer.Option("annotation", "--filler", help="annotation (model-free), transformers or openai."),
-    masker: str = typer.Option("lexicon", "--masker", help="lexicon (model-free), or model: the filler's model marks the visual facts (lexicon as fallback)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Filler model: checkpoint / Hub id, or served model name."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
-    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key."),
-    concurrency: int = typer.Option(16, "--concurrency", help="OpenAI filler: requests in flight."),
-    max_retries: int = typer.Option(5, "--max-retries", help="OpenAI filler: retries on 429/5xx/timeouts."),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="VLM fillers: generation bound."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Transformers filler: prompts per generate call."),
-    device: str = typer.Option("cpu", "--device", help="Transformers filler device."),
-    top_k: int = typer.Option(8, "--top-k", help="Retrieved images tried per seed, most similar first."),
-    gate: str = typer.Option("auto", "--gate", help="auto (sentence model, else lexical), sentence or lexical."),
-    gate_model: str = typer.Option("sentence-transformers/all-MiniLM-L6-v2", "--gate-model", help="SentenceTransformer of the gate."),
-    sim_threshold: float = typer.Option(0.95, "--sim-threshold", help="Accept a fill when its similarity is below this."),
-    image_negative: str = typer.Option("retrieval", "--image-negative", help="Rejected image: retrieval (Re-Align), region-noise (MFPO), crop (mDPO) or noise (POVID)."),
-    noise_step: int = typer.Option(500, "--noise-step", help="region-noise/noise: forward-diffusion step t of 1000."),
-    noise_schedule: str = typer.Option("linear", "--noise-schedule", help="region-noise/noise: beta schedule, linear (DDPM) or cosine."),
-    crop_min_area: float = typer.Option(0.01, "--crop-min-area", help="crop: smallest area fraction kept."),
-    crop_max_area: float = typer.Option(0.2, "--crop-max-area", help="crop: largest area fraction kept."),
-    difficulty_image_weight: float = typer.Option(0.5, "--difficulty-image-weight", help="Weight of image closeness in the difficulty score."),
-    curriculum: Optional[str] = typer.Option(None, "--curriculum", help="easy-to-hard: order rows by difficulty and also write easy/medium/hard splits."),
-    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Use only the first N seeds."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random choice (same seed = same bytes)."),
-    num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Split seeds over N processes (default: WORLD_SIZE)."),
-    shard_index: Optional[int] = typer.Option(None, "--shard-index", help="This process's shard (default: RANK)."),
-    chunk_size: int = typer.Option(64, "--chunk-size", help="Seeds per checkpoint."),
-    fmt: str = typer.Option("arrow", "--format", help="arrow (save_to_disk) or parquet (data/*.parquet shards)."),
-    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Publish the result to this Hub dataset repo."),
-    config_file: Optional[str] = typer.Option(None, "--config", help="Rebuild from a realign_build.json: a local file, or a Hub dataset id (namespace/name[:config]); options given on the command line override it."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
-) -> None:
+def _build(ctx: typer.Context, **values) -> None:
     """Build a Re-Align dual-preference dataset (mask → retrieve → fill → gate) in TRL's vision format."""
-    from realign_data.builder import BuildConfig
-    from realign_data.builder import build as run_build
+    from realign_data import builder
+    from realign_data.config import BuildConfig
 
-    hub_push = None
-    if push_to_hub:
-        from realign_data.hub import push_to_hub as hub_push
-    config = BuildConfig(
-        index=index, out=str(out), coco_root=coco_root, seeds=seeds, seed_split=seed_split, image_column=image_column,
-        instruction_column=instruction_column, chosen_column=chosen_column, id_column=id_column,
-        image_root=image_root, caption=caption, chosen_from=chosen_from, filler=filler, masker=masker, model=model,
-        base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
-        max_new_tokens=max_new_tokens, batch_size=batch_size, device=device, top_k=top_k, gate=gate,
-        gate_model=gate_model, sim_threshold=sim_threshold, image_negative=image_negative, noise_step=noise_step,
-        noise_schedule=noise_schedule, crop_min_area=crop_min_area, crop_max_area=crop_max_area,
-        difficulty_image_weight=difficulty_image_weight,
-        curriculum=None if (curriculum or "none").lower() == "none" else curriculum, max_samples=max_samples, seed=seed,
-        num_shards=num_shards, shard_index=shard_index, chunk_size=chunk_size, format=fmt, progress=not quiet)
+    push_repo, config_file = values.pop("push_to_hub"), values.pop("config_file")
+    quiet = not values["progress"]
+    _setup_logging(quiet)
+    values = {k: (list(v) or None) if isinstance(v, (list, tuple)) else v for k, v in values.items()}
     if config_file:
-        config = _config_from_file(ctx, config_file, config)
-    elif out is None:
-        fail("--out is required (or give --config realign_build.json).")
-    try:
-        result = run_build(config)
-    except _build_errors() as e:
-        fail(str(e))
-    if not quiet:
-        typer.echo(f"Dataset: {result.out} ({result.pairs_written} pairs); report: {result.report_path}")
-    if hub_push is not None:
-        from realign_data.hub import HubPushError, HubUsageError
+        from realign_data.hub import HubPushError, HubUsageError, load_build_config
 
         try:
-            res = hub_push(result.out, push_to_hub, progress=not quiet)
+            saved = load_build_config(config_file)
+        except (HubPushError, HubUsageError) as e:
+            fail(str(e), 1 if isinstance(e, HubPushError) else 2)
+        typed = {k for k in values if getattr(ctx.get_parameter_source(k), "name", None) == "COMMANDLINE"}
+        values = {**saved, **{k: v for k, v in values.items() if k in typed}}
+    elif values["out"] is None:
+        fail("--out is required (or give --config realign_build.json).")
+    try:
+        config = BuildConfig.from_dict(values)
+        result = builder.build(config)
+    except (TypeError, *_build_errors()) as e:
+        fail(f"{config_file}: {e}" if config_file and isinstance(e, TypeError) else str(e))
+    if not quiet:
+        typer.echo(f"Dataset: {result.out} ({result.pairs_written} pairs); report: {result.report_path}")
+    if push_repo:
+        from realign_data.hub import HubPushError, HubUsageError, push_to_hub
+
+        try:
+            res = push_to_hub(result.out, push_repo, progress=not quiet)
         except (HubPushError, HubUsageError) as e:
             fail(str(e), 1 if isinstance(e, HubPushError) else 2)
         if not quiet:
-            typer.echo(f"Pushed to {getattr(res, 'url', push_to_hub)}")
+            typer.echo(f"Pushed to {getattr(res, 'url', push_repo)}")
+
+
+_build.__signature__ = pyinspect.Signature(
+    [pyinspect.Parameter("ctx", pyinspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+    + _config_options()
+    + [pyinspect.Parameter("push_to_hub", pyinspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                         default=typer.Option(None, "--push-to-hub", rich_help_panel="Run",
+                                              help="Publish the result to this Hub dataset repo.")),
+       pyinspect.Parameter("config_file", pyinspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                         default=typer.Option(None, "--config", rich_help_panel="Run",
+                                              help="Rebuild from a realign_build.json: a local file, or a Hub dataset "
+                                                   "id (namespace/name[:config]); options given on the command line "
+                                                   "override it."))])
+_build.__annotations__ = {p.name: p.annotation for p in _build.__signature__.parameters.values()}
+app.command("build")(_build)
 
 
 @app.command()
@@ -183,12 +184,18 @@ def demo(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
 ) -> None:
     """Run the main job end to end on a synthetic COCO corpus: corpus → index → dataset → HTML report."""
-    from realign_data.builder import run_demo
+    import json
 
+    from realign_data.demo import run_demo
+    from realign_data.report import format_summary
+
+    _setup_logging(quiet)
     try:
         res = run_demo(out, num_images=num_images, seed=seed, progress=not quiet)
     except _build_errors() as e:
         fail(str(e))
+    if quiet:  # otherwise the build logged it
+        typer.echo(format_summary(json.loads(Path(res["report"]).read_text())))
     typer.echo(f"Dataset: {res['dataset']} ({res['pairs']} pairs)\nReport: {res['html']}")
 
 
@@ -204,7 +211,7 @@ def inspect(
     Perturbation negatives (region-noise, crop, noise) show the original and the negative side by side with
     the kind and its parameters; region-noise outlines the perturbed region.
     """
-    from realign_data.report import write_inspect_html
+    from realign_data.inspect_page import write_inspect_html
 
     try:
         path = write_inspect_html(directory, html, num=num, split=split)
@@ -220,8 +227,9 @@ def merge(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
     """Join the outputs of a sharded build into the dataset a single process would have written."""
-    from realign_data.builder import merge as run_merge
+    from realign_data.merge import merge as run_merge
 
+    _setup_logging(quiet)
     try:
         report = run_merge([str(s) for s in shards], out, progress=not quiet)
     except _build_errors() as e:
@@ -250,7 +258,7 @@ def index_build(
     root: str = typer.Option(..., "--root", help="Corpus root directory, or a dataset dir/Hub id for --source hf."),
     name: Optional[str] = typer.Option(None, "--name", help="Store under $REALIGN_HOME/indexes/NAME."),
     out: Optional[Path] = typer.Option(None, "--out", help="Store in this directory instead of a named index."),
-    model: str = typer.Option("ViT-B-32", "--model", help="open_clip model name, realign-tiny-clip, or config JSON."),
+    model: str = typer.Option("ViT-B-32", "--model", help="open_clip model name, or an open_clip model-config JSON."),
     pretrained: str = typer.Option("laion2b_s34b_b79k", "--pretrained",
                                    help="open_clip pretrained tag, local checkpoint path, or 'none' (random)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda, cuda:1 ..."),
@@ -272,8 +280,10 @@ def index_build(
 
     from realign_data.corpus import CorpusError, open_source
     from realign_data.encoder import EncoderError
-    from realign_data.knowledge_base import KnowledgeBaseError, build_knowledge_base, index_dir_for_name
+    from realign_data.knowledge_base import KnowledgeBaseError, index_dir_for_name
+    from realign_data.knowledge_base_build import build_knowledge_base
 
+    _setup_logging(quiet)
     t0 = time.time()
     if (name is None) == (out is None):
         fail("give exactly one of --name (a named index under $REALIGN_HOME) or --out (a directory)")
@@ -405,6 +415,7 @@ def push(
     """
     from realign_data.hub import HubPushError, HubUsageError, push_to_hub
 
+    _setup_logging(quiet)
     try:
         res = push_to_hub(directory, repo_id, private=private, revision=revision, config_name=config_name,
                           split=split, token=token, max_shard_size=max_shard_size, commit_message=commit_message,

@@ -218,9 +218,14 @@ class HFSource(CorpusSource):
         import datasets
 
         if self.local:
+            from realign_data.schema import is_saved_dataset
+
+            if not is_saved_dataset(self.path_or_id):
+                raise CorpusError(f"{self.path_or_id!r} is not a dataset saved with save_to_disk (no state.json + "
+                                  "dataset_info.json or dataset_dict.json)")
             try:
                 ds = datasets.load_from_disk(self.path_or_id)
-            except Exception as e:  # noqa: BLE001 - any failure is the same user mistake
+            except Exception as e:  # noqa: BLE001 - a damaged dataset folder is the same user mistake
                 raise CorpusError(f"{self.path_or_id!r} is not a dataset saved with save_to_disk ({e})") from e
             if isinstance(ds, datasets.DatasetDict):
                 if self.split is None:

@@ -5,9 +5,9 @@
 >>> enc = Encoder("ViT-B-32", "/ckpt/open_clip.safetensors")  # a local checkpoint
 >>> enc.embed_images([pil_image]).shape, enc.embed_texts(["a red apple"]).shape
 
-Model names are open_clip config names (``open_clip.list_models()``), ``realign-tiny-clip`` (the tiny
-test model, registered on demand) or the path of an open_clip model-config JSON file (registered under
-its file stem). Device ``auto`` picks CUDA when available; on GPU the model runs in ``fp16``/``bf16``.
+Model names are open_clip config names (``open_clip.list_models()``, which includes configs registered
+at run time, such as the tiny test model of :mod:`realign_data.tiny_models`) or the path of an open_clip
+model-config JSON file (registered under its file stem). Device ``auto`` picks CUDA when available; on GPU the model runs in ``fp16``/``bf16``.
 
 Decoding and preprocessing run in ``torch.utils.data.DataLoader`` workers (:meth:`Encoder.iter_embed`);
 images that cannot be decoded, or that are smaller than ``min_side`` pixels, are skipped and reported
@@ -16,11 +16,12 @@ with a reason — they never stop a run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
+
+from realign_data.atomic import file_sha256
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
@@ -32,14 +33,6 @@ usual placeholders/tracking pixels of scraped folders: they decode, but carry no
 
 class EncoderError(RuntimeError):
     """The encoder cannot be created as asked (one clear sentence)."""
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def describe_pretrained(pretrained: Optional[str]) -> tuple[str, Optional[str]]:
@@ -74,10 +67,6 @@ def pretrained_weights_cached(model: str, tag: str) -> bool:
 
 
 def _resolve_model_name(model: str) -> str:
-    from realign_data.tiny_models import TINY_OPEN_CLIP, register_tiny_open_clip
-
-    if model == TINY_OPEN_CLIP:
-        return register_tiny_open_clip()
     p = Path(model).expanduser()
     if p.suffix == ".json" and p.is_file():
         from open_clip.factory import _MODEL_CONFIGS
@@ -92,7 +81,7 @@ def _resolve_model_name(model: str) -> str:
 
     if model not in open_clip.list_models() and not model.startswith(("hf-hub:", "local-dir:")):
         raise EncoderError(f"unknown open_clip model {model!r}; use a name from open_clip.list_models() "
-                           f"(e.g. {DEFAULT_MODEL}), 'realign-tiny-clip', or an open_clip config JSON path")
+                           f"(e.g. {DEFAULT_MODEL}) or an open_clip model-config JSON path")
     return model
 
 
@@ -151,7 +140,7 @@ class Encoder:
     """An open_clip model ready to embed images and texts.
 
     Args:
-        model: open_clip config name, ``realign-tiny-clip``, or an open_clip config JSON path.
+        model: open_clip config name, or an open_clip model-config JSON path.
         pretrained: an open_clip pretrained tag, a local checkpoint file (``.safetensors``/``.pt``), or
             ``"none"`` for random initialisation.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
@@ -257,18 +246,15 @@ class Encoder:
                 outs.append(torch.nn.functional.normalize(out, dim=-1).cpu().numpy())
         return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
 
-    def iter_embed(self, items: Sequence, *, batch_size: int = 64, batches: Optional[Iterable[list[int]]] = None,
-                   num_workers: int = 0, min_side: int = DEFAULT_MIN_SIDE) -> Iterator[EmbeddedBatch]:
+    def iter_embed(self, items: Sequence, *, batch_size: int = 64, num_workers: int = 0,
+                   min_side: int = DEFAULT_MIN_SIDE) -> Iterator[EmbeddedBatch]:
         """Embed corpus items (objects with ``load()``, or PIL images) through a DataLoader.
 
-        ``batches`` (lists of positions) overrides ``batch_size`` — the knowledge base uses it so no batch
-        straddles two shards. Batches come back in order; failed images are listed in ``skipped``.
+        Batches come back in order; failed images are listed in ``skipped``.
         """
         from torch.utils.data import DataLoader
 
-        if batches is None:
-            batches = [list(range(s, min(s + batch_size, len(items)))) for s in range(0, len(items), batch_size)]
-        batches = list(batches)
+        batches = [list(range(s, min(s + batch_size, len(items)))) for s in range(0, len(items), batch_size)]
         if not batches:
             return
         loader = DataLoader(_ImageDataset(items, self.preprocess, min_side), batch_sampler=batches,

@@ -19,6 +19,7 @@ accepted, whatever the score.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import Counter
@@ -28,6 +29,8 @@ from typing import Protocol, Sequence
 DEFAULT_SENTENCE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_THRESHOLD = 0.95
 GATES = ("auto", "sentence", "lexical")
+
+logger = logging.getLogger(__name__)
 
 
 class GateError(RuntimeError):
@@ -136,11 +139,11 @@ class SentenceGate:
 
 
 def load_gate(kind: str = "auto", model: str = DEFAULT_SENTENCE_MODEL, *, device: str = "cpu",
-              batch_size: int = 64, warn=None, local_files_only: bool = False) -> Gate:
-    """Build a gate. ``auto`` tries the sentence model and falls back to the lexical gate (saying so).
+              batch_size: int = 64, local_files_only: bool = False) -> Gate:
+    """Build a gate. ``auto`` tries the sentence model and falls back to the lexical gate, saying so.
 
-    ``warn`` is called with a one-line message on fallback (default: print to stderr).
-    ``local_files_only`` loads the sentence model from the local cache only (no network attempt).
+    The fallback is logged as a warning and recorded in the gate's ``fallback_reason`` (and so in the build's
+    provenance). ``local_files_only`` loads the sentence model from the local cache only (no network attempt).
     """
     if kind not in GATES:
         raise GateError(f"unknown gate {kind!r}; valid: {', '.join(GATES)}")
@@ -152,10 +155,5 @@ def load_gate(kind: str = "auto", model: str = DEFAULT_SENTENCE_MODEL, *, device
         if kind == "sentence":
             raise
         msg = f"{e}; the sentence-model weights are unavailable (offline?), using the lexical TF-IDF gate instead"
-        if warn is None:
-            import sys
-
-            print(f"Warning: {msg}", file=sys.stderr)
-        else:
-            warn(msg)
+        logger.warning("%s", msg)
         return LexicalGate(fallback_reason=msg)

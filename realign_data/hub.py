@@ -19,7 +19,7 @@ The local dataset is only read (memory-mapped Arrow files, ``keep_in_memory`` sh
 ever written into the build directory. Hub failures (no token, unreachable Hub, HTTP 401/403/404/429/5xx) raise
 :class:`HubPushError` with one sentence naming the HTTP status and what to do.
 
-Heavy imports (``datasets``, ``huggingface_hub``) happen inside the functions.
+Heavy imports (``datasets``, ``huggingface_hub``, ``tenacity``) happen inside the functions.
 """
 
 from __future__ import annotations
@@ -27,34 +27,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
-from realign_data.dataset_card import Provenance, data_dir_of, find_key, merge_card
+from realign_data.dataset_card import INDEX_MANIFEST_FILE, data_dir_of, merge_card
+from realign_data.output import CONFIG_FILE, REPORT_FILE, dataset_dir
+from realign_data.provenance import Provenance, ProvenanceError, fill_notes, read_json, read_provenance, to_dict
 
-BUILD_CONFIG_FILENAME = "realign_build.json"
-BUILD_REPORT_FILENAME = "build_report.json"
-INDEX_MANIFEST_FILENAME = "index_manifest.json"
+COMMIT_ATTEMPTS = 5  # the card commit is retried when another commit lands first (HTTP 409/412)
 
-# where a build directory may keep its provenance (first existing file wins)
-_CONFIG_CANDIDATES = (BUILD_CONFIG_FILENAME, "build_config.json", "config.json", "build.json")
-_REPORT_CANDIDATES = (BUILD_REPORT_FILENAME, "report.json")
-_MANIFEST_CANDIDATES = (INDEX_MANIFEST_FILENAME, "manifest.json")
-_INDEX_KEYS = ("index", "index_dir", "index_path", "knowledge_base", "kb", "kb_dir")
-
-__all__ = [
-    "push_to_hub",
-    "load_build_config",
-    "read_provenance",
-    "find_dataset_dir",
-    "PushResult",
-    "HubPushError",
-    "HubUsageError",
-    "BUILD_CONFIG_FILENAME",
-    "BUILD_REPORT_FILENAME",
-    "INDEX_MANIFEST_FILENAME",
-]
+__all__ = ["push_to_hub", "load_build_config", "read_provenance", "find_dataset_dir", "hub_reachable", "PushResult",
+           "HubPushError", "HubUsageError"]
 
 
 class HubPushError(RuntimeError):
@@ -84,178 +68,31 @@ class PushResult:
 # ---------------------------------------------------------------------------------------------------------------
 # local side: find the dataset and its provenance (read only)
 # ---------------------------------------------------------------------------------------------------------------
-def _is_saved_dataset(path: Path) -> bool:
-    return (path / "dataset_dict.json").is_file() or (
-        (path / "state.json").is_file() and (path / "dataset_info.json").is_file())
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """False when ``HF_HUB_OFFLINE`` is set or huggingface.co cannot be reached."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    import socket
 
-
-def _parquet_shards(path: Path) -> list[Path]:
-    return sorted((path / "data").glob("*.parquet")) if (path / "data").is_dir() else []
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def find_dataset_dir(path: Union[str, os.PathLike]) -> Path:
-    """The dataset directory of a build: ``path`` itself or ``path/dataset`` holding a ``save_to_disk``
-    dataset, or ``path`` holding Parquet shards under ``data/`` (``realign-data build --format parquet``)."""
+    """The dataset directory of a build: ``path`` itself, or the ``dataset/`` folder of a ``realign-data demo``."""
     path = Path(path).expanduser()
     if not path.exists():
         raise HubUsageError(f"dataset directory {str(path)!r} does not exist.")
-    for candidate in (path, path / "dataset", path / "hf_dataset"):
-        if candidate.is_dir() and (_is_saved_dataset(candidate) or _parquet_shards(candidate)):
-            return candidate
-    raise HubUsageError(
-        f"{str(path)!r} is not a built dataset: expected a `datasets` save_to_disk directory "
-        "(state.json + dataset_info.json, or dataset_dict.json) or Parquet shards under data/, there or in its "
-        "'dataset/' sub-folder (the output of `realign-data build`).")
-
-
-def _read_json(path: Path) -> Optional[dict]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _first_json(dirs: list[Path], names: tuple[str, ...]) -> tuple[Optional[dict], Optional[Path]]:
-    for d in dirs:
-        for name in names:
-            p = d / name
-            if p.is_file():
-                data = _read_json(p)
-                if data is not None:
-                    return data, p
-    return None, None
-
-
-def _to_dict(obj: Any) -> Optional[dict]:
-    if obj is None:
-        return None
-    if is_dataclass(obj) and not isinstance(obj, type):
-        obj = asdict(obj)
-    elif hasattr(obj, "to_dict"):
-        obj = obj.to_dict()
-    elif isinstance(obj, (str, os.PathLike)):
-        data = _read_json(Path(obj))
-        if data is None:
-            raise HubUsageError(f"could not read a JSON object from {str(obj)!r}.")
-        obj = data
-    if not isinstance(obj, Mapping):
-        raise HubUsageError(f"expected a mapping, a dataclass or a JSON file, got {type(obj).__name__}.")
-    return json.loads(json.dumps(dict(obj), default=str))  # JSON-safe copy (Paths, enums -> str)
-
-
-def _find_manifest(config: Optional[dict], base_dirs: list[Path]) -> tuple[Optional[dict], Optional[str]]:
-    """The knowledge base manifest named by the build configuration (an index directory or name)."""
-    if not config:
-        return None, None
-    for key in _INDEX_KEYS:
-        _, value = find_key(config, (key,))
-        if isinstance(value, Mapping):  # e.g. {"index": {"path": ...}}
-            _, value = find_key(value, ("path", "dir", "name"))
-        if not isinstance(value, str) or not value:
-            continue
-        candidates = [Path(value).expanduser()] + [b / value for b in base_dirs]
-        try:  # a name under $REALIGN_HOME/indexes
-            from realign_data.knowledge_base import resolve_index
-
-            candidates.append(Path(resolve_index(value, must_exist=False)))
-        except Exception:  # noqa: BLE001 - the knowledge base module is optional here
-            pass
-        for c in candidates:
-            m = c / "manifest.json" if c.is_dir() else c
-            if m.is_file() and m.name.endswith(".json"):
-                data = _read_json(m)
-                if data is not None:
-                    return data, str(m)
-        return None, value
-    return None, None
-
-
-def corpus_license(config: Optional[dict], manifest: Optional[dict]) -> Optional[str]:
-    """The licence of the image corpus when it can be known, as a Hub licence id; else None."""
-    for obj in (config, manifest):
-        if obj:
-            _, lic = find_key(obj, ("license", "corpus_license", "licence"))
-            if isinstance(lic, str) and lic:
-                return lic
-    source = None
-    if manifest and isinstance(manifest.get("source"), Mapping):
-        source = manifest["source"]
-    elif config:
-        _, src = find_key(config, ("corpus", "source", "corpus_source"))
-        source = src if isinstance(src, Mapping) else None
-    if not source or source.get("type") != "coco" or not source.get("root"):
-        return None
-    ann = Path(str(source["root"])) / "annotations"
-    if not ann.is_dir():
-        return None
-    names: set[str] = set()
-    for f in sorted(ann.glob("*.json")):
-        if f.stat().st_size > 32_000_000:  # a real COCO file: too big to parse for a licence
-            continue
-        data = _read_json(f)
-        for lic in (data or {}).get("licenses") or []:
-            if isinstance(lic, Mapping):
-                names.add(f"{lic.get('name', '')} {lic.get('url', '')}".lower())
-    if not names:
-        return None
-    ids = {_license_id(n) for n in names}
-    return ids.pop() if len(ids) == 1 and None not in ids else "other"
-
-
-def _license_id(text: str) -> Optional[str]:
-    if "cc0" in text or "publicdomain/zero" in text:
-        return "cc0-1.0"
-    if "by/4.0" in text or "attribution 4.0" in text:
-        return "cc-by-4.0"
-    if "by-sa/4.0" in text:
-        return "cc-by-sa-4.0"
-    return None
-
-
-def read_provenance(path: Union[str, os.PathLike], *, build_config: Any = None, build_report: Any = None,
-                    index_manifest: Any = None) -> Provenance:
-    """Collect what a build directory says about how it was made. Missing pieces become notes, not errors.
-
-    Looks in ``path``, the dataset directory and its parent for ``realign_build.json`` (or
-    ``build_config.json``), ``build_report.json`` and the knowledge base ``manifest.json`` (through the index
-    named in the build configuration, else an ``index_manifest.json`` copy). Explicit arguments win.
-    """
-    root = Path(path).expanduser()
-    dirs = [root]
-    try:
-        ds_dir = find_dataset_dir(root)
-        dirs += [d for d in (ds_dir, ds_dir.parent) if d not in dirs]
-    except HubUsageError:
-        pass
-    prov = Provenance()
-    prov.config = _to_dict(build_config) if build_config is not None else _first_json(dirs, _CONFIG_CANDIDATES)[0]
-    prov.report = _to_dict(build_report) if build_report is not None else _first_json(dirs, _REPORT_CANDIDATES)[0]
-    if index_manifest is not None:
-        prov.manifest = _to_dict(index_manifest)
-    else:
-        prov.manifest, where = _find_manifest(prov.config, dirs)
-        if prov.manifest is None and prov.report:  # the builder records the knowledge base it used
-            m2, w2 = _find_manifest(prov.report.get("provenance"), dirs)
-            prov.manifest, where = (m2, w2) if m2 is not None else (None, where or w2)
-        if prov.manifest is None:
-            prov.manifest = _first_json(dirs, _MANIFEST_CANDIDATES)[0]
-        if prov.manifest is None and where:
-            prov.notes.append(f"The knowledge base manifest of index {where!r} was not available when pushing.")
-    _fill_notes(prov)
-    return prov
-
-
-def _fill_notes(prov: Provenance) -> None:
-    if prov.config is None:
-        prov.notes.append("No build configuration (realign_build.json) was found: this config cannot be "
-                          "rebuilt from the card.")
-    if prov.report is None:
-        prov.notes.append("No build report (build_report.json) was found.")
-    if prov.manifest is None and not any("manifest" in n for n in prov.notes):
-        prov.notes.append("No knowledge base manifest was found (encoder and index settings unknown).")
-    if prov.license is None:
-        prov.license = corpus_license(prov.config, prov.manifest)
+    found = dataset_dir(path)
+    if found is None:
+        raise HubUsageError(
+            f"{str(path)!r} is not a built dataset: expected a `datasets` save_to_disk directory "
+            "(state.json + dataset_info.json, or dataset_dict.json) or Parquet shards under data/, there or in its "
+            "'dataset/' sub-folder (the output of `realign-data build`).")
+    return found
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -332,20 +169,11 @@ def _load_local(dataset_or_dir: Any):
     if not isinstance(dataset_or_dir, (str, os.PathLike)):
         raise HubUsageError(f"expected a datasets.Dataset, a DatasetDict or a build directory, got "
                             f"{type(dataset_or_dir).__name__}.")
+    from realign_data.output import open_built
+
     ds_dir = find_dataset_dir(dataset_or_dir)
-    try:
-        if _is_saved_dataset(ds_dir):
-            ds = datasets.load_from_disk(str(ds_dir), keep_in_memory=False)
-        else:  # Parquet shards: read through the datasets cache, never next to the files
-            by_split: dict[str, list[str]] = {}
-            for p in _parquet_shards(ds_dir):  # data/<split>-00000-of-00001.parquet (curriculum: several splits)
-                by_split.setdefault(p.name.split("-", 1)[0], []).append(str(p))
-            if set(by_split) <= {"train"} or len(by_split) == 1:
-                ds = datasets.Dataset.from_parquet([f for files in by_split.values() for f in files])
-            else:
-                order = ("train", "easy", "medium", "hard")
-                ds = datasets.DatasetDict({k: datasets.Dataset.from_parquet(by_split[k]) for k in sorted(
-                    by_split, key=lambda k: (order.index(k) if k in order else len(order), k))})
+    try:  # memory-mapped Arrow, or Parquet read through the datasets cache: never written next to the files
+        ds = open_built(ds_dir)
     except Exception as e:  # noqa: BLE001
         raise HubUsageError(f"could not open the saved dataset in {str(ds_dir)!r}: {e}") from e
     return ds, Path(dataset_or_dir)
@@ -408,13 +236,16 @@ def push_to_hub(
     if config_name == "data" or not config_name:
         raise HubUsageError(f"config name {config_name!r} is not allowed: choose another name (e.g. 'default').")
     ds, root = _load_local(dataset_or_dir)
-    if root is not None:
-        prov = read_provenance(root, build_config=build_config, build_report=build_report,
-                               index_manifest=index_manifest)
-    else:
-        prov = Provenance(config=_to_dict(build_config), report=_to_dict(build_report),
-                          manifest=_to_dict(index_manifest))
-        _fill_notes(prov)
+    try:
+        if root is not None:
+            prov = read_provenance(root, build_config=build_config, build_report=build_report,
+                                   index_manifest=index_manifest)
+        else:
+            prov = Provenance(config=to_dict(build_config), report=to_dict(build_report),
+                              manifest=to_dict(index_manifest))
+            fill_notes(prov)
+    except ProvenanceError as e:
+        raise HubUsageError(str(e)) from None
     if isinstance(ds, datasets.DatasetDict):
         if split is not None:
             if split not in ds:
@@ -479,7 +310,7 @@ def _download_json(api, repo_id: str, path: str, revision: str, cache_dir: str) 
         local = api.hf_hub_download(repo_id, path, repo_type="dataset", revision=revision, cache_dir=cache_dir)
     except EntryNotFoundError:
         return None
-    return _read_json(Path(local))
+    return read_json(Path(local))
 
 
 def _download_text(api, repo_id: str, path: str, revision: str, cache_dir: str) -> Optional[str]:
@@ -496,58 +327,63 @@ def _push_card_and_provenance(api, repo_id: str, *, revision: Optional[str], par
                               config_name: str, data_dir: str, prov: Provenance, columns: list[str],
                               license: Optional[str], pretty_name: Optional[str], num_examples: int,
                               commit_message: Optional[str]) -> tuple[list[str], Optional[str]]:
-    """Second commit: provenance JSON next to the data + the merged card. Retries if a commit sneaks in."""
+    """Second commit: provenance JSON next to the data + the merged card.
+
+    The commit names its parent; when another commit lands first (HTTP 409/412) the card is read again and the
+    commit retried, with jittered exponential backoff, up to :data:`COMMIT_ATTEMPTS` times.
+    """
     from huggingface_hub import CommitOperationAdd
     from huggingface_hub.errors import HfHubHTTPError
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+    uploads: dict[str, dict] = {f"{data_dir}/{name}": obj for name, obj in
+                                ((CONFIG_FILE, prov.config), (REPORT_FILE, prov.report),
+                                 (INDEX_MANIFEST_FILE, prov.manifest)) if obj is not None}
+    ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=(json.dumps(obj, indent=2, ensure_ascii=False)
+                                                              + "\n").encode("utf-8")) for p, obj in uploads.items()]
+
+    def commit(state) -> str:
+        # the first attempt builds on the data commit; a retry on the branch head as it is now
+        head = parent if state.attempt_number == 1 and parent else \
+            api.repo_info(repo_id, repo_type="dataset", revision=revision).sha
+        readme = _merged_readme(api, repo_id, head, config_name, prov, columns=columns, license=license,
+                                pretty_name=pretty_name, num_examples=num_examples)
+        info = api.create_commit(
+            repo_id, operations=ops + [CommitOperationAdd(path_in_repo="README.md",
+                                                          path_or_fileobj=readme.encode("utf-8"))],
+            repo_type="dataset", revision=revision, parent_commit=head,
+            commit_message=(commit_message + " (card)") if commit_message else
+            f"realign: dataset card and build provenance for config {config_name}")
+        return info.oid
+
+    def conflict(e: BaseException) -> bool:
+        return isinstance(e, HfHubHTTPError) and e.response is not None and e.response.status_code in (409, 412)
+
+    for attempt in Retrying(retry=retry_if_exception(conflict), stop=stop_after_attempt(COMMIT_ATTEMPTS),
+                            wait=wait_exponential_jitter(initial=0.5, max=8), reraise=True):
+        with attempt:
+            oid = commit(attempt.retry_state)
+    return list(uploads), oid
+
+
+def _merged_readme(api, repo_id: str, head: str, config_name: str, prov: Provenance, **card) -> str:
+    """The card at ``head`` merged with ours; the other configs' provenance is read from their data folders."""
+    from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCard
 
-    uploads: dict[str, dict] = {}
-    if prov.config is not None:
-        uploads[f"{data_dir}/{BUILD_CONFIG_FILENAME}"] = prov.config
-    if prov.report is not None:
-        uploads[f"{data_dir}/{BUILD_REPORT_FILENAME}"] = prov.report
-    if prov.manifest is not None:
-        uploads[f"{data_dir}/{INDEX_MANIFEST_FILENAME}"] = prov.manifest
-    last_error: Optional[Exception] = None
-    for _attempt in range(5):
-        head = api.repo_info(repo_id, repo_type="dataset", revision=revision).sha if parent is None else parent
-        with tempfile.TemporaryDirectory(prefix="realign-hub-") as cache:
-            readme = _download_text(api, repo_id, "README.md", head, cache)
-            card_data = DatasetCard(readme or "---\n---\n", ignore_metadata_errors=True).data.to_dict()
-            provenance: dict[str, Optional[Provenance]] = {config_name: prov}
-            for entry in card_data.get("configs") or []:
-                name = entry.get("config_name", "default") if isinstance(entry, Mapping) else None
-                if not name or name == config_name:
-                    continue
-                other_dir = data_dir_of(entry)
-                if not other_dir:
-                    provenance[name] = None
-                    continue
-                other = Provenance(
-                    config=_download_json(api, repo_id, f"{other_dir}/{BUILD_CONFIG_FILENAME}", head, cache),
-                    report=_download_json(api, repo_id, f"{other_dir}/{BUILD_REPORT_FILENAME}", head, cache),
-                    manifest=_download_json(api, repo_id, f"{other_dir}/{INDEX_MANIFEST_FILENAME}", head, cache))
-                provenance[name] = other if (other.config or other.report or other.manifest) else None
-        new_readme = merge_card(readme, repo_id=repo_id, provenance=provenance, columns=columns, license=license,
-                                pretty_name=pretty_name, num_examples=num_examples)
-        ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=(json.dumps(obj, indent=2, ensure_ascii=False)
-                                                                  + "\n").encode("utf-8"))
-               for p, obj in uploads.items()]
-        ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=new_readme.encode("utf-8")))
-        try:
-            info = api.create_commit(
-                repo_id, operations=ops, repo_type="dataset", revision=revision, parent_commit=head,
-                commit_message=(commit_message + " (card)") if commit_message else
-                f"realign: dataset card and build provenance for config {config_name}")
-            return list(uploads), info.oid
-        except HfHubHTTPError as e:
-            status = e.response.status_code if e.response is not None else None
-            if status in (409, 412):
-                last_error, parent = e, None  # someone committed in between: re-read the card and retry
+    with tempfile.TemporaryDirectory(prefix="realign-hub-") as cache:
+        readme = _download_text(api, repo_id, "README.md", head, cache)
+        card_data = DatasetCard(readme or "---\n---\n", ignore_metadata_errors=True).data
+        provenance: dict[str, Optional[Provenance]] = {config_name: prov}
+        for name, entry in MetadataConfigs.from_dataset_card_data(card_data).items():
+            other_dir = data_dir_of(entry)
+            if name == config_name or not other_dir:
+                provenance.setdefault(name, None)
                 continue
-            raise
-    assert last_error is not None
-    raise last_error
+            other = Provenance(*(_download_json(api, repo_id, f"{other_dir}/{f}", head, cache)
+                                 for f in (CONFIG_FILE, REPORT_FILE, INDEX_MANIFEST_FILE)))
+            provenance[name] = other if (other.config or other.report or other.manifest) else None
+    return merge_card(readme, repo_id=repo_id, provenance=provenance, **card)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -572,14 +408,14 @@ def load_build_config(path_or_repo: Union[str, os.PathLike], *, config_name: str
     local = Path(text).expanduser()
     if local.exists():
         if local.is_dir():
-            data, _ = _first_json([local] + ([find_dataset_dir(local).parent] if _has_dataset(local) else []),
-                                  _CONFIG_CANDIDATES)
+            found = dataset_dir(local)
+            data = next((d for d in (read_json(p / CONFIG_FILE) for p in (local, found) if p) if d is not None), None)
             if data is None:
-                raise HubUsageError(f"no {BUILD_CONFIG_FILENAME} in directory {text!r}.")
+                raise HubUsageError(f"no {CONFIG_FILE} in directory {text!r}.")
             return data
-        data = _read_json(local)
+        data = read_json(local)
         if data is None:
-            raise HubUsageError(f"{text!r} is not a JSON object (expected a {BUILD_CONFIG_FILENAME}).")
+            raise HubUsageError(f"{text!r} is not a JSON object (expected a {CONFIG_FILE}).")
         return data
     if text.endswith(".json") and not text.startswith("hf://"):
         raise HubUsageError(f"build configuration file {text!r} does not exist.")
@@ -591,7 +427,7 @@ def load_build_config(path_or_repo: Union[str, os.PathLike], *, config_name: str
             rest = rest[len("datasets/"):]
         parts = rest.split("/")
         if len(parts) < 3:
-            raise HubUsageError(f"{text!r}: expected hf://datasets/namespace/name/path/to/{BUILD_CONFIG_FILENAME}.")
+            raise HubUsageError(f"{text!r}: expected hf://datasets/namespace/name/path/to/{CONFIG_FILE}.")
         repo_id, file_path = "/".join(parts[:2]), "/".join(parts[2:])
         if "@" in repo_id:
             repo_id, revision = repo_id.split("@", 1)
@@ -603,7 +439,7 @@ def load_build_config(path_or_repo: Union[str, os.PathLike], *, config_name: str
         if repo_id.count("/") != 1:
             raise HubUsageError(f"{text!r} is neither an existing file nor a Hub dataset id 'namespace/name'.")
         data_dir = config_name if config_name != "default" else "data"
-        paths = [f"{data_dir}/{BUILD_CONFIG_FILENAME}", BUILD_CONFIG_FILENAME]
+        paths = [f"{data_dir}/{CONFIG_FILE}", CONFIG_FILE]
 
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
@@ -614,7 +450,7 @@ def load_build_config(path_or_repo: Union[str, os.PathLike], *, config_name: str
                 local_file = hf_hub_download(repo_id, p, repo_type="dataset", revision=revision, token=token)
             except EntryNotFoundError:
                 continue
-            data = _read_json(Path(local_file))
+            data = read_json(Path(local_file))
             if data is None:
                 raise HubUsageError(f"{p} in {repo_id} is not a JSON object.")
             return data
@@ -624,11 +460,3 @@ def load_build_config(path_or_repo: Union[str, os.PathLike], *, config_name: str
         raise explain_hub_error(e, repo_id, "fetch the build configuration of") from None
     raise HubPushError(f"{repo_id} has no {' or '.join(paths)} (HTTP 404): it was not pushed with "
                        "`realign-data push`, or the config name is different.", status=404)
-
-
-def _has_dataset(path: Path) -> bool:
-    try:
-        find_dataset_dir(path)
-        return True
-    except HubUsageError:
-        return False

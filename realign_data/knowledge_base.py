@@ -1,9 +1,10 @@
-"""The image knowledge base: embed a corpus with open_clip, index it with FAISS, retrieve similar images.
+"""The image knowledge base: named indexes on disk, and retrieval of similar images from a built one.
 
-Build (resumable, shardable over processes)::
+Built by :mod:`realign_data.knowledge_base_build` (resumable, shardable over processes)::
 
     from realign_data.corpus import open_source
-    from realign_data.knowledge_base import build_knowledge_base, KnowledgeBase, resolve_index
+    from realign_data.knowledge_base import KnowledgeBase, resolve_index
+    from realign_data.knowledge_base_build import build_knowledge_base
 
     report = build_knowledge_base(open_source("coco", "data/coco"), resolve_index("coco", must_exist=False))
     kb = KnowledgeBase.load("coco")                      # a name under $REALIGN_HOME/indexes, or a path
@@ -14,15 +15,11 @@ On disk (every file written to a temporary name, then renamed; no pickle anywher
     DIR/build_config.json          what the embeddings depend on (a re-run must match it)
     DIR/embeddings/shard-00000.npy float16 [n, dim] L2-normalised embeddings of shard 0
     DIR/embeddings/shard-00000.parquet  metadata rows of the embedded images of shard 0
-    DIR/embeddings/shard-00000.json     completion marker: counts and skipped images (with reasons)
+    DIR/embeddings/shard-00000.json     completion marker: counts, skipped images (with reasons), file sha256
     DIR/index.faiss                FAISS index over all shards, row i = metadata row i
     DIR/metadata.parquet           id, path, width, height, coco_image_id, categories, split, row
     DIR/manifest.json              encoder, dim, metric, count, factory, search params, recall, versions...
 
-A build embeds the corpus shard by shard (``shard_size`` items in corpus order); a shard whose marker
-exists is never redone, so an interrupted build (even ``kill -9``) resumes where it stopped and ends with
-the same files as an uninterrupted one. Under ``torchrun``/``accelerate launch`` (``RANK``/``WORLD_SIZE``
-set) rank r embeds shards r, r+W, r+2W, ...; rank 0 waits for every shard marker, then builds the index.
 """
 
 from __future__ import annotations
@@ -30,22 +27,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
-import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from realign_data.atomic import atomic_path, atomic_write_json
-from realign_data.corpus import IMAGE_EXTENSIONS, CorpusItem, CorpusSource
-from realign_data.encoder import DEFAULT_MIN_SIDE, DEFAULT_MODEL, DEFAULT_PRETRAINED, describe_pretrained
+from realign_data.corpus import IMAGE_EXTENSIONS
 
 FORMAT = "realign-knowledge-base"
 FORMAT_VERSION = 1
-DEFAULT_SHARD_SIZE = 10_000
 DEFAULT_MAX_SIMILARITY = 0.95
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -63,6 +54,11 @@ def realign_home() -> Path:
 
 def indexes_root() -> Path:
     return realign_home() / "indexes"
+
+
+def is_index_name(text: str) -> bool:
+    """Whether ``text`` can name an index under ``$REALIGN_HOME/indexes`` (letters, digits, '_', '-', '.')."""
+    return bool(_NAME.match(text))
 
 
 def index_dir_for_name(name: str) -> Path:
@@ -109,343 +105,6 @@ def resolve_index(name_or_path: str | os.PathLike, *, must_exist: bool = True) -
         hint = f"available: {', '.join(names)}" if names else "build one with 'realign-data index build'"
         raise KnowledgeBaseError(f"no finished knowledge base at {str(name_or_path)!r} ({d}); {hint}")
     return d
-
-
-# ---------------------------------------------------------------------------------------------- build
-
-@dataclass
-class BuildReport:
-    """What a build did. ``skipped`` lists (id, reason) for every image left out, across all runs."""
-
-    path: str
-    count: int = 0
-    embedded_now: int = 0
-    resumed_shards: int = 0
-    num_shards: int = 0
-    skipped: list = field(default_factory=list)
-    factory: str = ""
-    search_params: dict = field(default_factory=dict)
-    recall_at_10: Optional[float] = None
-    target_recall: Optional[float] = None
-    target_reached: bool = True
-    size_bytes: int = 0
-    seconds: float = 0.0
-    rank: int = 0
-    world_size: int = 1
-    index_built: bool = False
-
-
-_META_FIELDS = ("id", "path", "width", "height", "coco_image_id", "categories", "split", "row")
-
-
-def _meta_schema():
-    import pyarrow as pa
-
-    return pa.schema([("id", pa.string()), ("path", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
-                      ("coco_image_id", pa.int64()), ("categories", pa.list_(pa.string())),
-                      ("split", pa.string()), ("row", pa.int64())])
-
-
-def _shard_paths(out: Path, i: int) -> tuple[Path, Path, Path]:
-    base = out / "embeddings" / f"shard-{i:05d}"
-    return base.with_suffix(".npy"), base.with_suffix(".parquet"), base.with_suffix(".json")
-
-
-def _dist_env() -> tuple[int, int, int]:
-    rank = int(os.environ.get("RANK", "0"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    return rank, world, local
-
-
-def _dir_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("realign", "faiss-cpu", "faiss-gpu", "open_clip_torch", "torch", "numpy", "pyarrow", "datasets"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-def _check_config(out: Path, config: dict) -> None:
-    """Write ``build_config.json`` or verify an existing one matches (else one clear error)."""
-    path = out / "build_config.json"
-    if not path.is_file() and out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
-        time.sleep(0.5)  # another rank may be renaming its build_config.json into place right now
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old != config:
-            diffs = [k for k in sorted(set(old) | set(config)) if old.get(k) != config.get(k)]
-            raise KnowledgeBaseError(
-                f"{out} already holds a knowledge base built with different {', '.join(diffs)} "
-                f"(was {', '.join(f'{k}={old.get(k)!r}' for k in diffs)}); use another --name/--out or delete it")
-        return
-    if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
-        raise KnowledgeBaseError(f"{out} exists and is not a knowledge base directory; choose an empty or new path")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, config)
-
-
-def _write_shard(out: Path, i: int, emb: np.ndarray, rows: list[dict], skipped: list, n_items: int) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    npy, parquet, marker = _shard_paths(out, i)
-    with atomic_path(npy) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, emb.astype(np.float16), allow_pickle=False)
-    table = pa.Table.from_pylist(rows, schema=_meta_schema())
-    with atomic_path(parquet) as tmp:
-        pq.write_table(table, tmp)
-    atomic_write_json(marker, {"shard": i, "items": n_items, "count": len(rows), "skipped": skipped}, indent=None)
-
-
-def _row(item: CorpusItem, size: tuple[int, int]) -> dict:
-    m = item.meta
-    return {"id": item.id, "path": m.get("path", item.id), "width": size[0], "height": size[1],
-            "coco_image_id": m.get("coco_image_id"), "categories": list(m.get("categories") or []),
-            "split": m.get("split"), "row": m.get("row")}
-
-
-def _shard_chunks(source: CorpusSource, shard_size: int):
-    """Yield (shard index, items) in corpus order; a streaming source is read exactly once."""
-    chunk, i = [], 0
-    for item in source:
-        chunk.append(item)
-        if len(chunk) == shard_size:
-            yield i, chunk
-            chunk, i = [], i + 1
-    if chunk:
-        yield i, chunk
-
-
-def build_knowledge_base(
-    source: CorpusSource,
-    out: str | os.PathLike,
-    *,
-    model: str = DEFAULT_MODEL,
-    pretrained: Optional[str] = DEFAULT_PRETRAINED,
-    device: str = "auto",
-    precision: str = "auto",
-    batch_size: int = 64,
-    num_workers: Optional[int] = None,
-    shard_size: int = DEFAULT_SHARD_SIZE,
-    min_side: int = DEFAULT_MIN_SIDE,
-    index_type: str = "auto",
-    target_recall: float = 0.95,
-    memory_budget: str | int | None = "auto",
-    progress: bool = True,
-    rank: Optional[int] = None,
-    world_size: Optional[int] = None,
-    wait_timeout: float = 24 * 3600,
-) -> BuildReport:
-    """Embed ``source`` into ``out`` shard by shard (resuming finished shards), then index it.
-
-    Args:
-        source: a corpus (:func:`realign_data.corpus.open_source`).
-        out: the knowledge-base directory (see :func:`resolve_index` for names).
-        model, pretrained, device, precision: the :class:`~realign_data.encoder.Encoder`.
-        batch_size, num_workers: images per forward pass; DataLoader decoding workers (``None`` = one per CPU
-            core, at most 4).
-        shard_size: corpus items per shard (the unit of resumption and of multi-process work).
-        min_side: images whose shorter side is below this (pixels) are skipped as too small.
-        index_type: ``"auto"`` or any FAISS factory string (``"Flat"``, ``"HNSW32,Flat"``, ``"IVF1024,Flat"``...).
-        target_recall: recall@10 the search parameter is tuned to reach (approximate indexes).
-        memory_budget: RAM the index may use (``"4GB"``; ``"auto"`` = half the machine's RAM).
-        rank, world_size: this process's share; default from ``RANK``/``WORLD_SIZE`` (torchrun, accelerate).
-
-    Embedding inputs (source, encoder, shard_size, min_side) are fixed per directory: a re-run with other
-    values raises :class:`KnowledgeBaseError`. Index options may change: the index is rebuilt from the shards.
-    """
-    from realign_data.index_tuning import IndexConfigError, parse_memory
-
-    t0 = time.time()
-    env_rank, env_world, local_rank = _dist_env()
-    rank = env_rank if rank is None else rank
-    world_size = env_world if world_size is None else world_size
-    out = Path(out).expanduser()
-    if num_workers is None:
-        num_workers = min(4, os.cpu_count() or 1)
-    if shard_size < 1 or batch_size < 1 or num_workers < 0:
-        raise KnowledgeBaseError("shard_size and batch_size must be >= 1 and num_workers >= 0")
-    if not 0 < target_recall <= 1:
-        raise KnowledgeBaseError(f"target recall must be in (0, 1], got {target_recall}")
-    try:
-        parse_memory(memory_budget)
-        if index_type != "auto":
-            from realign_data.index_tuning import make_index
-
-            make_index(index_type, 6720)  # any real dim fails the same way; 6720 = 2^6*3*5*7 divides PQ sizes
-    except IndexConfigError as e:
-        raise KnowledgeBaseError(str(e)) from e
-    pretrained_desc, sha = describe_pretrained(pretrained)
-    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "source": source.describe(),
-              "model": model, "pretrained": pretrained_desc, "checkpoint_sha256": sha,
-              "shard_size": shard_size, "min_side": min_side}
-    _check_config(out, config)
-    (out / "embeddings").mkdir(exist_ok=True)
-    report = BuildReport(path=str(out), rank=rank, world_size=world_size, target_recall=target_recall)
-    index_args = {"index_type": index_type, "target_recall": target_recall, "memory_budget": str(memory_budget)}
-
-    manifest_path = out / "manifest.json"
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("index_args") == index_args:
-            if rank == 0:
-                _fill_report(report, manifest, out, t0)
-                report.resumed_shards = report.num_shards  # nothing left to do: everything was resumed
-            return report
-
-    # ---- embed the shards this rank owns and that are not finished yet
-    encoder = None
-    sleep = float(os.environ.get("REALIGN_KB_SHARD_SLEEP", "0") or 0)  # test hook: widen the kill window
-    total = None if source.streaming else len(source)
-    bar = None
-    if progress and rank == 0:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, unit="img", desc=f"embedding{f' (rank 0 of {world_size})' if world_size > 1 else ''}",
-                   dynamic_ncols=True)
-    num_shards = 0
-    try:
-        for i, items in _shard_chunks(source, shard_size):
-            num_shards = i + 1
-            if i % world_size != rank:
-                continue
-            if _shard_paths(out, i)[2].is_file():
-                report.resumed_shards += 1
-                if bar is not None:
-                    bar.update(len(items))
-                continue
-            if encoder is None:
-                from realign_data.encoder import Encoder
-
-                dev = device
-                if world_size > 1 and device == "auto":
-                    import torch
-
-                    dev = f"cuda:{local_rank % max(1, torch.cuda.device_count())}" if torch.cuda.is_available() \
-                        else "cpu"
-                encoder = Encoder(model, pretrained, device=dev, precision=precision)
-            embs, rows, skipped = [], [], []
-            for b in encoder.iter_embed(items, batch_size=batch_size, num_workers=num_workers, min_side=min_side):
-                embs.append(b.embeddings)
-                rows += [_row(items[j], size) for j, size in zip(b.indices, b.sizes)]
-                skipped += [[items[j].id, reason] for j, reason in b.skipped]
-                if bar is not None:
-                    bar.update(len(b.indices) + len(b.skipped))
-                    if skipped:
-                        bar.set_postfix(skipped=len(skipped), refresh=False)
-            emb = np.concatenate(embs) if embs else np.zeros((0, encoder.dim), np.float32)
-            _write_shard(out, i, emb, rows, skipped, len(items))
-            report.embedded_now += len(rows)
-            if sleep:
-                time.sleep(sleep)
-    finally:
-        if bar is not None:
-            bar.close()
-    if num_shards == 0:
-        raise KnowledgeBaseError(f"the corpus at {source.describe().get('root')} has no images")
-    report.num_shards = num_shards
-    if rank != 0:
-        report.seconds = time.time() - t0
-        return report
-
-    # ---- rank 0: wait for every shard, then index
-    deadline = time.time() + wait_timeout
-    while not all(_shard_paths(out, i)[2].is_file() for i in range(num_shards)):
-        if time.time() > deadline:
-            missing = [i for i in range(num_shards) if not _shard_paths(out, i)[2].is_file()]
-            raise KnowledgeBaseError(f"timed out waiting for shards {missing} from the other ranks")
-        time.sleep(0.2)
-    _build_index(out, config, num_shards, index_args, progress=progress)
-    _fill_report(report, json.loads(manifest_path.read_text()), out, t0)
-    report.index_built = True
-    return report
-
-
-def _load_shards(out: Path, num_shards: int):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    vecs, tables, skipped, shards = [], [], [], []
-    for i in range(num_shards):
-        npy, parquet, marker = _shard_paths(out, i)
-        v = np.load(npy, allow_pickle=False)
-        t = pq.read_table(parquet, schema=_meta_schema())
-        if len(v) != len(t):
-            raise KnowledgeBaseError(f"shard {i} of {out} is inconsistent ({len(v)} vectors, {len(t)} rows)")
-        vecs.append(v)
-        tables.append(t)
-        m = json.loads(marker.read_text())
-        skipped += m["skipped"]
-        shards.append({"file": npy.name, "count": int(len(v))})
-    return vecs, pa.concat_tables(tables), skipped, shards
-
-
-def _build_index(out: Path, config: dict, num_shards: int, index_args: dict, *, progress: bool) -> None:
-    import faiss
-    import pyarrow.parquet as pq
-
-    from realign_data.index_tuning import choose_factory, make_index, train_and_add, tune_index
-
-    vecs, table, skipped, shards = _load_shards(out, num_shards)
-    dim = int(vecs[0].shape[1]) if vecs else 0
-    vectors = np.concatenate(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)
-    if len(vectors) == 0:
-        raise KnowledgeBaseError(f"no image of the corpus could be embedded ({len(skipped)} skipped)")
-    ids = table.column("id").to_pylist()
-    if len(set(ids)) != len(ids):
-        raise KnowledgeBaseError("the corpus yields duplicate ids; each image needs a unique id")
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    n = len(vectors)
-    requested = index_args["index_type"]
-    factory = choose_factory(n, dim, index_args["memory_budget"]) if requested == "auto" else requested
-    if progress:
-        print(f"indexing {n} vectors with {factory}", file=sys.stderr)
-    index = make_index(factory, dim)
-    train_and_add(index, vectors)
-    tuned = tune_index(index, vectors, target_recall=index_args["target_recall"], k=10)
-    with atomic_path(out / "index.faiss") as tmp:
-        faiss.write_index(index, str(tmp))
-    with atomic_path(out / "metadata.parquet") as tmp:
-        pq.write_table(table, tmp)
-    manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
-        "encoder": {"model": config["model"], "pretrained": config["pretrained"],
-                    "checkpoint_sha256": config["checkpoint_sha256"], "dim": dim},
-        "dim": dim, "metric": "cosine (inner product on L2-normalised vectors)", "count": n,
-        "index": {"factory": factory, "requested": requested, "search_params": tuned.params,
-                  "recall_at_10": round(tuned.recall, 4), "target_recall": index_args["target_recall"],
-                  "target_reached": tuned.target_reached, "recall_queries": tuned.num_queries,
-                  "memory_budget": index_args["memory_budget"], "bytes": int((out / "index.faiss").stat().st_size)},
-        "source": config["source"],
-        "shard_size": config["shard_size"], "min_side": config["min_side"], "shards": shards,
-        "skipped": skipped, "num_skipped": len(skipped),
-        "index_args": index_args,
-        "versions": _versions(),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    atomic_write_json(out / "manifest.json", manifest)
-
-
-def _fill_report(report: BuildReport, manifest: dict, out: Path, t0: float) -> None:
-    report.count = manifest["count"]
-    report.skipped = [tuple(s) for s in manifest["skipped"]]
-    report.factory = manifest["index"]["factory"]
-    report.search_params = manifest["index"]["search_params"]
-    report.recall_at_10 = manifest["index"]["recall_at_10"]
-    report.target_reached = manifest["index"]["target_reached"]
-    report.num_shards = len(manifest["shards"])
-    report.size_bytes = _dir_size(out)
-    report.seconds = time.time() - t0
 
 
 # ---------------------------------------------------------------------------------------------- query
@@ -601,6 +260,8 @@ class KnowledgeBase:
 
     def embeddings_for(self, ids: Sequence[str]) -> np.ndarray:
         """Stored embeddings (float32, L2-normalised) of corpus ids, in the order given."""
+        import faiss
+
         if self._emb is None:
             shards = [np.load(self.path / "embeddings" / s["file"], mmap_mode="r", allow_pickle=False)
                       for s in self.manifest["shards"]]
@@ -612,7 +273,7 @@ class KnowledgeBase:
             r = self._row_of(id_)
             s = int(np.searchsorted(offsets, r, side="right") - 1)
             out[j] = shards[s][r - offsets[s]]
-        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        faiss.normalize_L2(out)
         return out
 
     # ---------------------------------------------------------------------------------------- search
@@ -623,6 +284,8 @@ class KnowledgeBase:
         no re-embedding), ``"image"`` (PIL images or file paths), ``"text"``, or ``"auto"``: arrays are
         embeddings, PIL images and paths of existing image files are images, other strings are texts.
         """
+        import faiss
+
         if kind == "auto" and isinstance(queries, np.ndarray):
             kind = "embedding"
         if kind == "embedding":
@@ -631,8 +294,9 @@ class KnowledgeBase:
             if q.ndim != 2 or q.shape[1] != self.dim:
                 raise KnowledgeBaseError(f"query embeddings have shape {tuple(np.shape(queries))}, but the knowledge "
                                          f"base at {self.path} holds {self.dim}-d embeddings")
-            q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-            return np.ascontiguousarray(q), [None] * len(q)
+            q = np.array(q, dtype=np.float32, order="C")  # a copy: normalised in place
+            faiss.normalize_L2(q)
+            return q, [None] * len(q)
         queries = list(queries)
         if kind == "id":
             return self.embeddings_for(queries), list(queries)

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Iterable
 
+from realign_data.english import pluralize
+
 # ---------------------------------------------------------------------------------------------- lexicon
 # COCO category -> synonyms (singular), after the CHAIR metric's synonym table.
 COCO_SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -126,18 +128,6 @@ COCO_SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 COCO_CATEGORIES: tuple[str, ...] = tuple(COCO_SYNONYMS)
 
-_IRREGULAR_PLURALS = {
-    "person": "people", "man": "men", "woman": "women", "child": "children", "gentleman": "gentlemen",
-    "policeman": "policemen", "mouse": "mice", "knife": "knives", "wife": "wives", "life": "lives", "pocketknife": "pocketknives",
-    "sheep": "sheep", "skis": "skis", "ski": "skis", "scissors": "scissors", "ox": "oxen", "calf": "calves",
-    "goose": "geese", "broccoli": "broccoli", "cattle": "cattle", "bison": "bison", "luggage": "luggage",
-    "shelf": "shelves", "bus": "buses", "minibus": "minibuses", "glass": "glasses", "wine glass": "wine glasses",
-    "sandwich": "sandwiches", "couch": "couches", "bench": "benches", "ferry": "ferries", "lady": "ladies",
-    "baby": "babies", "puppy": "puppies", "kitty": "kitties", "doggie": "doggies", "doggy": "doggies",
-    "taxi": "taxis", "hot dog": "hot dogs", "toothbrush": "toothbrushes", "lorry": "lorries",
-    "hair drier": "hair driers", "sports ball": "sports balls",
-}
-
 COLORS = ("red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray",
           "grey", "silver", "gold", "beige", "tan", "teal", "maroon", "navy", "turquoise", "violet", "golden")
 SIZES = ("small", "large", "big", "tiny", "huge", "little", "medium", "giant", "short", "tall", "long",
@@ -148,7 +138,6 @@ MATERIALS = ("wooden", "metal", "metallic", "plastic", "glass", "ceramic", "ston
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
                 "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
                 "nineteen", "twenty")
-NUMBER_VALUES = {w: i for i, w in enumerate(NUMBER_WORDS)}
 # Spatial relations, with a natural contradiction used when nothing better is known.
 RELATIONS: dict[str, str] = {
     "to the left of": "to the right of", "to the right of": "to the left of",
@@ -169,35 +158,6 @@ MASK_TOKENS = {"object": "[OBJECT]", "color": "[COLOR]", "size": "[SIZE]", "mate
                "count": "[COUNT]", "relation": "[RELATION]"}
 SPAN_KINDS = tuple(MASK_TOKENS)
 MASKERS = ("lexicon", "model")  # model: ModelMasker over the filler's backend, the lexicon as fallback
-
-
-def pluralize(word: str) -> str:
-    """English plural of a (possibly multi-word) noun: irregulars first, then the usual suffix rules."""
-    low = word.lower()
-    if low in _IRREGULAR_PLURALS:
-        return _match_case(_IRREGULAR_PLURALS[low], word)
-    head, _, last = low.rpartition(" ")
-    if head:
-        return word[: len(head) + 1] + pluralize(word[len(head) + 1:])
-    if re.search(r"(s|x|z|ch|sh)$", low):
-        plural = low + "es"
-    elif re.search(r"[^aeiou]y$", low):
-        plural = low[:-1] + "ies"
-    else:  # -fe/-f nouns that take -ves (knife, shelf, calf...) are irregulars; giraffe, safe, roof are not
-        plural = low + "s"
-    return _match_case(plural, word)
-
-
-def singularize(word: str) -> str:
-    """Inverse of :func:`pluralize` for the lexicon's nouns (best effort for others)."""
-    low = word.lower()
-    return _match_case(_SINGULAR_OF.get(low, low), word)
-
-
-def _match_case(new: str, like: str) -> str:
-    if like[:1].isupper():
-        return new[:1].upper() + new[1:]
-    return new
 
 
 @dataclass(frozen=True)
@@ -228,13 +188,6 @@ class MaskResult:
     masked: str
     spans: list[Span] = field(default_factory=list)
 
-    @property
-    def kinds(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for s in self.spans:
-            out[s.kind] = out.get(s.kind, 0) + 1
-        return out
-
     def objects(self) -> set[str]:
         """COCO categories named in the response."""
         return {str(s.value) for s in self.spans if s.kind == "object"}
@@ -244,16 +197,16 @@ class MaskResult:
 
 
 # ----------------------------------------------------------------------------------------- the matcher
-def _build_tables():
+@lru_cache(maxsize=1)
+def _phrases() -> dict[str, tuple[str, str | int, bool]]:
+    """Lower-cased phrase -> (kind, canonical value, plural?). Built on first use (plurals need inflect)."""
     phrase_kind: dict[str, tuple[str, str | int, bool]] = {}
-    singular_of: dict[str, str] = {}
     for cat, syns in COCO_SYNONYMS.items():
         for syn in syns:
             plural = pluralize(syn)
             phrase_kind.setdefault(syn, ("object", cat, False))
             if plural != syn:
                 phrase_kind.setdefault(plural, ("object", cat, True))
-                singular_of[plural] = syn
     phrase_kind["people"] = ("object", "person", True)
     for w in COLORS:
         phrase_kind.setdefault(w, ("color", w, False))
@@ -266,15 +219,12 @@ def _build_tables():
         phrase_kind.setdefault(w, ("count", i, False))
     for rel in RELATIONS:
         phrase_kind.setdefault(rel, ("relation", rel, False))
-    return phrase_kind, singular_of
-
-
-_PHRASES, _SINGULAR_OF = _build_tables()
+    return phrase_kind
 
 
 @lru_cache(maxsize=1)
 def _pattern() -> re.Pattern:
-    phrases = sorted(_PHRASES, key=lambda p: (-len(p), p))
+    phrases = sorted(_phrases(), key=lambda p: (-len(p), p))
     alts = "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in phrases)
     return re.compile(rf"(?<![\w-])(?:{alts}|\d+)(?![\w-])", re.IGNORECASE)
 
@@ -302,7 +252,7 @@ class LexiconMasker:
             if key.isdigit():
                 raw.append(Span(m.start(), m.end(), word, "count", int(key)))
                 continue
-            kind, value, plural = _PHRASES[key]
+            kind, value, plural = _phrases()[key]
             raw.append(Span(m.start(), m.end(), word, kind, value, plural))
         spans = []
         for i, s in enumerate(raw):
@@ -376,10 +326,6 @@ def mask_response(text: str, kinds: Iterable[str] | None = None) -> MaskResult:
 def find_visual_facts(text: str) -> list[Span]:
     """The typed spans of ``text`` (objects, attributes, counts, relations), in order."""
     return _DEFAULT.find_spans(text)
-
-
-def number_word(n: int) -> str:
-    return NUMBER_WORDS[n] if 0 <= n < len(NUMBER_WORDS) else str(n)
 
 
 class ModelMasker:

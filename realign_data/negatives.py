@@ -16,7 +16,8 @@ improved-DDPM schedule (Nichol & Dhariwal, 2021). The result is clipped to [-1, 
 8-bit. Perturbed images are encoded as PNG, so pixels that were not perturbed stay exactly as decoded.
 
 Every function takes a ``numpy.random.Generator``; the builder seeds it from ``--seed`` and the row id,
-so a build is deterministic.
+so a build is deterministic. numpy, PIL and pycocotools are imported inside the functions, so the option
+vocabulary below can be read (``realign-data build --help``) without them.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import hashlib
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-import numpy as np
-from PIL import Image, ImageDraw
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    from PIL import Image
 
 KINDS = ("retrieval", "region-noise", "crop", "noise")
 SCHEDULES = ("linear", "cosine")
@@ -42,7 +44,6 @@ class Negative:
     image: Image.Image
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
-    region_mask: np.ndarray | None = None  # bool HxW of perturbed pixels (region-noise), for inspection
 
     def png_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -59,6 +60,8 @@ def alpha_bar(t: int, schedule: str = "linear", num_steps: int = NUM_DIFFUSION_S
     if t == 0:
         return 1.0
     if schedule == "linear":
+        import numpy as np
+
         betas = np.linspace(1e-4, 0.02, num_steps, dtype=np.float64)[:t]
         return float(np.prod(1.0 - betas))
     s = 0.008
@@ -78,16 +81,24 @@ def diffuse(x0: np.ndarray, t: int, rng: np.random.Generator, schedule: str = "l
 
 
 def _to_unit(image: Image.Image) -> np.ndarray:
+    import numpy as np
+
     return np.asarray(image.convert("RGB"), dtype=np.float64) / 127.5 - 1.0
 
 
 def _to_image(x: np.ndarray) -> Image.Image:
+    import numpy as np
+    from PIL import Image
+
     return Image.fromarray(np.clip(np.rint((np.clip(x, -1.0, 1.0) + 1.0) * 127.5), 0, 255).astype(np.uint8))
 
 
 def add_noise(image: Image.Image, rng: np.random.Generator, *, t: int = 500, schedule: str = "linear",
               mask: np.ndarray | None = None) -> Image.Image:
     """Diffusion noise at step ``t`` over the whole image, or only where the boolean ``mask`` is true."""
+    import numpy as np
+    from PIL import Image
+
     original = np.asarray(image.convert("RGB"))
     noisy = np.asarray(_to_image(diffuse(_to_unit(image), t, rng, schedule)))
     if mask is None:
@@ -95,15 +106,27 @@ def add_noise(image: Image.Image, rng: np.random.Generator, *, t: int = 500, sch
     return Image.fromarray(np.where(mask[..., None], noisy, original))
 
 
-def polygons_mask(polygons: Iterable[Sequence[float]], size: tuple[int, int]) -> np.ndarray:
-    """Rasterise COCO polygon segmentations (flat ``[x0, y0, x1, y1, ...]`` lists) into a bool HxW mask."""
-    canvas = Image.new("1", size, 0)
-    draw = ImageDraw.Draw(canvas)
-    for polygon in polygons:
-        points = list(zip(polygon[0::2], polygon[1::2]))
-        if len(points) >= 3:
-            draw.polygon(points, fill=1)
-    return np.asarray(canvas, dtype=bool)
+def segmentation_mask(segmentations: Iterable[Any], size: tuple[int, int]) -> np.ndarray:
+    """The union of COCO ``segmentation`` values as a bool HxW mask (``size`` is ``(width, height)``).
+
+    Each value is a list of polygons (flat ``[x0, y0, x1, y1, ...]``) or a run-length encoding (crowd
+    annotations: ``{"size": [h, w], "counts": ...}``, compressed or not), rasterised by pycocotools exactly as
+    the COCO API does.
+    """
+    import numpy as np
+    from pycocotools import mask as coco_mask
+
+    width, height = size
+    rles = []
+    for seg in segmentations:
+        if isinstance(seg, dict) and "counts" in seg:
+            rles.append(coco_mask.frPyObjects(seg, height, width) if isinstance(seg["counts"], list) else seg)
+        elif isinstance(seg, (list, tuple)):
+            polygons = [list(map(float, p)) for p in seg if len(p) >= 6]
+            rles += coco_mask.frPyObjects(polygons, height, width) if polygons else []
+    if not rles:
+        return np.zeros((height, width), dtype=bool)
+    return coco_mask.decode(coco_mask.merge(rles)).astype(bool)
 
 
 def region_noise(image: Image.Image, rng: np.random.Generator, instances: Sequence[dict], categories: Iterable[str],
@@ -111,13 +134,12 @@ def region_noise(image: Image.Image, rng: np.random.Generator, instances: Sequen
     """MFPO's key-region negative: noise inside the masks of the instances whose category the answer names.
 
     ``instances`` are COCO annotations of the image, each with ``category`` (name) and ``segmentation``
-    (list of polygons). Crowd RLE segmentations are ignored (no polygon to rasterise).
+    (polygons, or the run-length encoding of a crowd annotation).
     """
     wanted = {c.lower() for c in categories}
     named = [inst for inst in instances if str(inst.get("category", "")).lower() in wanted
-             and isinstance(inst.get("segmentation"), list)]
-    polygons = [poly for inst in named for poly in inst["segmentation"]]
-    mask = polygons_mask(polygons, image.size) if polygons else None
+             and inst.get("segmentation")]
+    mask = segmentation_mask([inst["segmentation"] for inst in named], image.size) if named else None
     if mask is None or not mask.any():
         return Negative(add_noise(image, rng, t=t, schedule=schedule), "region-noise",
                         {"t": t, "schedule": schedule, "region_source": "whole_image_fallback",
@@ -125,8 +147,7 @@ def region_noise(image: Image.Image, rng: np.random.Generator, instances: Sequen
     ids = [inst.get("id") for inst in named if inst.get("id") is not None]
     return Negative(add_noise(image, rng, t=t, schedule=schedule, mask=mask), "region-noise",
                     {"t": t, "schedule": schedule, "region_source": "segmentation",
-                     "region_fraction": float(mask.mean()), "categories": sorted(wanted), "instance_ids": ids},
-                    region_mask=mask)
+                     "region_fraction": float(mask.mean()), "categories": sorted(wanted), "instance_ids": ids})
 
 
 def whole_image_noise(image: Image.Image, rng: np.random.Generator, *, t: int = 500,
@@ -139,6 +160,8 @@ def whole_image_noise(image: Image.Image, rng: np.random.Generator, *, t: int = 
 def random_crop(image: Image.Image, rng: np.random.Generator, *, min_area: float = 0.01, max_area: float = 0.2,
                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Negative:
     """mDPO's negative: a random crop keeping ``min_area``-``max_area`` of the area, resized back."""
+    from PIL import Image
+
     if not 0 < min_area <= max_area <= 1:
         raise ValueError(f"crop area fractions must satisfy 0 < min <= max <= 1 (got {min_area}, {max_area}).")
     width, height = image.size
@@ -183,6 +206,8 @@ def perturbation_rng(seed: int, key: str, kind: str) -> np.random.Generator:
 
     Independent of chunking, sharding, resume and of the other rows, so a build is byte-identical.
     """
+    import numpy as np
+
     digest = hashlib.sha256(f"{seed}:{key}:{kind}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 

@@ -35,6 +35,8 @@ rows, by increasing ``difficulty``) and its terciles ``easy``, ``medium``, ``har
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 COLUMNS = ("images", "prompt", "chosen", "rejected", "rejected_images", "id", "image_id", "rejected_image_id",
            "retrieval_rank", "retrieval_score", "text_similarity", "masked_chosen", "filler", "fill_image_id",
@@ -92,3 +94,12 @@ def make_row(*, seed_id: str, image_id: str, image_bytes: bytes, image_name: str
 def message_text(messages) -> str:
     """Text of a chosen/rejected/prompt column value."""
     return " ".join(part.get("text") or "" for m in messages for part in m["content"] if part.get("type") == "text")
+
+
+def is_saved_dataset(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a ``datasets`` ``save_to_disk`` folder (a ``Dataset`` or a ``DatasetDict``).
+
+    The one place that decides it: seeds, corpora, the builder's outputs and the Hub push all ask here.
+    """
+    p = Path(path)
+    return (p / "dataset_dict.json").is_file() or ((p / "state.json").is_file() and (p / "dataset_info.json").is_file())

@@ -13,8 +13,8 @@ Three ways in:
 * **No answers**: leave ``chosen_column`` unset (or the column empty) and let the builder generate the
   chosen answer with a VLM backend (``--chosen-from``).
 
-Seeds are yielded lazily, in a deterministic order, and never decode images: :meth:`Seed.read_image_bytes`
-does that later, in the builder, so that a bad image becomes a counted drop, not a crash.
+Seeds are yielded lazily, in a deterministic order, and never read or decode images: the builder does that
+once per image (:mod:`realign_data.pipeline`), so that a bad image becomes a counted drop, not a crash.
 """
 
 from __future__ import annotations
@@ -59,23 +59,12 @@ class Seed:
     meta: dict = field(default_factory=dict)
 
     def read_image_bytes(self) -> bytes:
-        """Encoded image bytes; raises ``FileNotFoundError`` (missing) or ``ValueError`` (corrupt)."""
+        """The encoded image, as stored (not decoded); raises ``FileNotFoundError`` when it is missing."""
         if self.image_data is not None:
-            data = self.image_data
-        elif self.image_path:
-            data = Path(self.image_path).read_bytes()
-        else:
-            raise FileNotFoundError("seed has no image")
-        from PIL import Image
-
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                if min(im.size) < 1:
-                    raise ValueError("empty image")
-        except Exception as e:  # noqa: BLE001 - PIL raises many types for bad data
-            raise ValueError(f"corrupt image ({type(e).__name__}: {e})") from e
-        return data
+            return self.image_data
+        if self.image_path:
+            return Path(self.image_path).read_bytes()
+        raise FileNotFoundError("seed has no image")
 
 
 def _pick(seed: int, key: str, n: int) -> int:
@@ -128,10 +117,11 @@ def load_seed_table(path_or_id: str, *, split: Optional[str] = None):
     """Open a seed source as a ``datasets.Dataset`` (images not decoded)."""
     import datasets
 
+    from realign_data.schema import is_saved_dataset
+
     p = Path(path_or_id).expanduser()
     try:
-        if p.is_dir() and ((p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists()
-                           or (p / "state.json").exists()):
+        if p.is_dir() and is_saved_dataset(p):
             ds = datasets.load_from_disk(str(p))
         elif p.is_file():
             kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(p.suffix.lower())
@@ -177,7 +167,7 @@ def _resolve_column(columns: Sequence[str], given: Optional[str], candidates: Se
     return None
 
 
-def message_text(value: Any) -> str:
+def as_text(value: Any) -> str:
     """Text of a plain string or of TRL conversational messages (last message's text parts)."""
     if value is None:
         return ""
@@ -185,10 +175,10 @@ def message_text(value: Any) -> str:
         return value
     if isinstance(value, dict):
         content = value.get("content", value.get("text", ""))
-        return message_text(content)
+        return as_text(content)
     if isinstance(value, (list, tuple)):
         if value and isinstance(value[0], dict) and "role" in value[0]:
-            return message_text(value[-1])
+            return as_text(value[-1])
         return " ".join(p.get("text") or "" for p in value if isinstance(p, dict) and p.get("type") == "text") \
             if value and isinstance(value[0], dict) else " ".join(map(str, value))
     return str(value)
@@ -230,8 +220,8 @@ def dataset_seeds(path_or_id: str, *, image_column: Optional[str] = None, instru
         image_id = str(row[id_column]) if id_column else (Path(path).name if path else f"row-{n}")
         yield Seed(
             index=n, id=str(row[id_column]) if id_column else f"seed-{n}",
-            instruction=message_text(row[ins_col]).strip(),
-            chosen=message_text(row[cho_col]).strip() if cho_col else None,
+            instruction=as_text(row[ins_col]).strip(),
+            chosen=as_text(row[cho_col]).strip() if cho_col else None,
             image_id=image_id, image_path=path, image_data=data,
             kb_id=kb_lookup(path) if (kb_lookup and path) else None,
         )

@@ -85,7 +85,7 @@ def tiny_open_clip(tiny_dir):
 def tiny_kb(tmp_path_factory, sample_corpus, tiny_open_clip):
     """A knowledge base over ``sample_corpus`` embedded with the tiny open_clip (read-only for tests)."""
     from realign_data.corpus import open_source
-    from realign_data.knowledge_base import build_knowledge_base
+    from realign_data.knowledge_base_build import build_knowledge_base
 
     name, ckpt = tiny_open_clip
     out = tmp_path_factory.mktemp("kb") / "kb"

@@ -16,6 +16,9 @@ from typer.testing import CliRunner
 from realign_data.cli import app
 from realign_data.schema import COLUMNS, message_text
 
+sys.path.insert(0, os.path.dirname(__file__))
+from realign_cli import command  # noqa: E402
+
 runner = CliRunner()
 
 
@@ -45,18 +48,16 @@ def test_demo_end_to_end(tmp_path):
     assert prov["gate"]["gate"] == "lexical" and "fallback_reason" in prov["gate"]
 
 
-def _cli(*args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "realign_data.cli", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def _cli(*args, pause=None):
+    return subprocess.Popen(command(*args, pause=pause), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_kill_9_and_resume(tiny_kb, tmp_path):
     args = ["build", "--index", str(tiny_kb), "--gate", "lexical", "--top-k", "3", "--chunk-size", "4", "--quiet"]
     ref = runner.invoke(app, args + ["--out", str(tmp_path / "ref")])
     assert ref.exit_code == 0, ref.output
-    env = {**os.environ, "REALIGN_BUILD_CHUNK_SLEEP": "0.3"}
     out = tmp_path / "killed"
-    p = _cli(*args, "--out", str(out), env=env)
+    p = _cli(*args, "--out", str(out), pause=0.3)
     markers = out / ".realign-build" / "chunks"
     deadline = time.time() + 120
     while time.time() < deadline and len(list(markers.glob("*.json"))) < 3:
@@ -65,7 +66,7 @@ def test_kill_9_and_resume(tiny_kb, tmp_path):
     p.wait()
     done = len(list((out / ".realign-build" / "chunks").glob("*.json")))
     assert 3 <= done < 10 and not (out / "build_report.json").exists()
-    p = _cli(*args, "--out", str(out), env={**os.environ})
+    p = _cli(*args, "--out", str(out))
     assert p.wait(timeout=300) == 0, p.stderr.read()
     report = json.loads((out / "build_report.json").read_text())
     assert report["throughput"]["resumed_chunks"] == done

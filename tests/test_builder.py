@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from realign_data.builder import BuildConfig, BuildError, build, load_built, merge
+from realign_data import BuildConfig, BuildError, build, load_built, merge
 from realign_data.schema import COLUMNS, message_text
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -91,12 +91,12 @@ def test_determinism_byte_identical(tiny_kb, tmp_path):
 
 
 def test_resume_after_interruption_gives_the_same_rows(tiny_kb, tmp_path, monkeypatch):
-    import realign_data.builder as builder
+    from realign_data.pipeline import Pipeline
 
     full = tmp_path / "full"
     build(cfg(tiny_kb, full))
     calls = {"n": 0}
-    real = builder._Pipeline.run_chunk
+    real = Pipeline.run
 
     def crash_after_two(self, seeds):
         calls["n"] += 1
@@ -104,10 +104,10 @@ def test_resume_after_interruption_gives_the_same_rows(tiny_kb, tmp_path, monkey
             raise KeyboardInterrupt
         return real(self, seeds)
 
-    monkeypatch.setattr(builder._Pipeline, "run_chunk", crash_after_two)
+    monkeypatch.setattr(Pipeline, "run", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         build(cfg(tiny_kb, tmp_path / "part"))
-    monkeypatch.setattr(builder._Pipeline, "run_chunk", real)
+    monkeypatch.setattr(Pipeline, "run", real)
     res = build(cfg(tiny_kb, tmp_path / "part"))
     assert res.report["throughput"]["resumed_chunks"] == 2
     assert file_hashes(full) == file_hashes(tmp_path / "part")

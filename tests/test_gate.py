@@ -35,11 +35,11 @@ def test_sentence_gate_with_local_model(tiny_sentence_transformer):
     assert g.describe()["model"] == str(tiny_sentence_transformer)
 
 
-def test_auto_falls_back_to_lexical_and_says_why(tmp_path):
-    messages = []
-    g = load_gate("auto", str(tmp_path / "no-such-model"), warn=messages.append, local_files_only=True)
+def test_auto_falls_back_to_lexical_and_says_why(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="realign_data.gate"):
+        g = load_gate("auto", str(tmp_path / "no-such-model"), local_files_only=True)
     assert isinstance(g, LexicalGate)
-    assert messages and "lexical" in messages[0]
+    assert [r.levelname for r in caplog.records] == ["WARNING"] and "lexical" in caplog.records[0].getMessage()
     assert "fallback_reason" in g.describe()
     with pytest.raises(GateError, match="cannot load sentence model"):
         load_gate("sentence", str(tmp_path / "no-such-model"), local_files_only=True)

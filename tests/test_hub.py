@@ -279,7 +279,8 @@ def test_error_messages_name_status_and_action():
 
 
 def test_merge_card_keeps_foreign_yaml_and_text():
-    from realign_data.dataset_card import BEGIN_MARKER, END_MARKER, Provenance, merge_card
+    from realign_data.dataset_card import BEGIN_MARKER, END_MARKER, merge_card
+    from realign_data.provenance import Provenance
 
     existing = textwrap.dedent("""\
         ---

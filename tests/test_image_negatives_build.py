@@ -14,10 +14,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from realign_data.builder import BuildConfig, BuildError, build, built_splits, load_built, merge
+from realign_data import BuildConfig, BuildError, build, load_built, merge
+from realign_data.output import built_splits
 from realign_data.cli import app
 from realign_data.masking import mask_response
-from realign_data.negatives import alpha_bar, polygons_mask
+from realign_data.negatives import alpha_bar, segmentation_mask
 from realign_data.schema import COLUMNS, message_text
 
 runner = CliRunner()
@@ -107,7 +108,7 @@ def test_region_noise_changes_exactly_the_named_objects(built, instances):
         assert params["categories"] == sorted(mask_response(message_text(row["chosen"])).objects())
         insts = [i for i in instances[row["image_id"]] if i["category"] in params["categories"]]
         assert sorted(i["id"] for i in insts) == sorted(params["instance_ids"])
-        mask = polygons_mask([p for i in insts for p in i["segmentation"]], (before.shape[1], before.shape[0]))
+        mask = segmentation_mask([i["segmentation"] for i in insts], (before.shape[1], before.shape[0]))
         assert mask.any() and params["region_fraction"] == pytest.approx(mask.mean())
         assert np.array_equal(after[~mask], before[~mask]), "pixels outside the named objects' masks are unchanged"
         assert np.any(after != before, axis=-1)[mask].mean() > 0.9, "pixels inside are noised"
@@ -313,11 +314,10 @@ def test_curriculum_build_pushes_every_split(tiny_kb, tmp_path):
 
 # ---------------------------------------------------------------------------------------- card, inspect
 def test_card_documents_the_new_columns_and_settings(built):
-    from realign_data.dataset_card import render_generated_section
-    from realign_data.hub import read_provenance
+    from realign_data.dataset_card import ConfigSummary, render_generated_section
+    from realign_data.provenance import read_provenance
 
     prov = read_provenance(built["region-noise"])
-    from realign_data.dataset_card import ConfigSummary
 
     text = render_generated_section("me/ds", [ConfigSummary("default", "data", {"train": 40}, prov)], COLUMNS)
     for col in ("fill_image_id", "image_negative", "negative_params", "difficulty"):
@@ -328,7 +328,7 @@ def test_card_documents_the_new_columns_and_settings(built):
 
 
 def test_inspect_shows_original_and_negative_with_outline(built, tmp_path):
-    from realign_data.report import render_html
+    from realign_data.inspect_page import render_html
 
     for kind in ("region-noise", "crop", "noise"):
         r = runner.invoke(app, ["inspect", str(built[kind]), "--html", str(tmp_path / f"{kind}.html"), "-n", "3"])
@@ -347,7 +347,7 @@ def test_inspect_shows_original_and_negative_with_outline(built, tmp_path):
 def test_outline_marks_the_region_boundary():
     import io
 
-    from realign_data.report import OUTLINE, outline, perturbed_region
+    from realign_data.inspect_page import OUTLINE, outline, perturbed_region
 
     def png(a):
         buf = io.BytesIO()

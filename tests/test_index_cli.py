@@ -16,6 +16,9 @@ from typer.testing import CliRunner
 from realign_data.cli import app
 from realign_data.knowledge_base import KnowledgeBase
 
+sys.path.insert(0, os.path.dirname(__file__))
+from realign_cli import command  # noqa: E402
+
 runner = CliRunner()
 
 
@@ -88,9 +91,8 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, sample_corpus, tiny_o
     _, ckpt = tiny_open_clip
     out = tmp_path / "kb"
     args = build_args(sample_corpus, ckpt, "--out", str(out), "--shard-size", "8", "--quiet")
-    env = dict(os.environ, REALIGN_KB_SHARD_SLEEP="1.5", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "realign_data.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(command(*args, pause=1.5), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     marker = out / "embeddings" / "shard-00000.json"
     deadline = time.time() + 120
     while not marker.exists():

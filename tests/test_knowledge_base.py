@@ -15,7 +15,8 @@ from realign_data.corpus import FolderSource, HFSource, open_source
 from realign_data.encoder import Encoder
 from realign_data.index_tuning import (IndexConfigError, choose_factory, make_index, parse_memory, train_and_add,
                                        tune_index)
-from realign_data.knowledge_base import (KnowledgeBase, KnowledgeBaseError, build_knowledge_base, list_indexes,
+from realign_data.knowledge_base_build import build_knowledge_base
+from realign_data.knowledge_base import (KnowledgeBase, KnowledgeBaseError, list_indexes,
                                          resolve_index)
 
 
@@ -238,7 +239,7 @@ def test_two_process_torchrun_build_equals_single(tmp_path, sample_corpus, tiny_
     out = tmp_path / "kb2"
     env = dict(os.environ, OMP_NUM_THREADS="1", REALIGN_HOME=str(tmp_path))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "realign_data.cli", "index", "build", "--source", "coco", "--root", str(sample_corpus),
+           str(Path(__file__).parent / "realign_cli.py"), "index", "build", "--source", "coco", "--root", str(sample_corpus),
            "--out", str(out), "--model", name, "--pretrained", str(ckpt), "--shard-size", "16",
            "--num-workers", "0", "--batch-size", "8", "--quiet"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

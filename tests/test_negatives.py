@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from realign_data.difficulty import difficulty, tercile_splits
-from realign_data.negatives import (alpha_bar, diffuse, image_closeness, polygons_mask, random_crop, region_noise,
-                                    whole_image_noise)
+from realign_data.negatives import (alpha_bar, diffuse, image_closeness, random_crop, region_noise,
+                                    segmentation_mask, whole_image_noise)
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +30,35 @@ def test_region_noise_changes_only_named_objects(scene):
     named = instances[0]["category"]
     neg = region_noise(image, np.random.default_rng(0), instances, [named], t=500)
     assert neg.params["region_source"] == "segmentation"
-    mask = polygons_mask([p for i in instances if i["category"] == named for p in i["segmentation"]], image.size)
+    mask = segmentation_mask([i["segmentation"] for i in instances if i["category"] == named], image.size)
     before = np.asarray(image)
     after = np.asarray(Image.open(__import__("io").BytesIO(neg.png_bytes())))  # through its stored encoding
     assert np.array_equal(after[~mask], before[~mask]), "pixels outside the named objects are untouched"
     changed = np.any(after != before, axis=-1)[mask]
     assert changed.mean() > 0.9, "pixels inside the named objects are noised"
     assert 0 < neg.params["region_fraction"] < 1
+
+
+def test_masks_are_cocos_own_polygons_and_crowd_rle(scene):
+    """Polygon masks cover what COCO's ``area`` says; a crowd annotation's RLE is a region like any other."""
+    from pycocotools import mask as coco_mask
+
+    image, instances = scene
+    w, h = image.size
+    for inst in instances:
+        mask = segmentation_mask([inst["segmentation"]], (w, h))
+        assert mask.shape == (h, w) and mask.sum() == pytest.approx(inst["area"], rel=0.1, abs=4)
+    crowd = np.zeros((h, w), dtype=np.uint8)
+    crowd[5:25, 40:90] = 1
+    rle = coco_mask.encode(np.asfortranarray(crowd))
+    rle["counts"] = rle["counts"].decode("ascii")  # as COCO's JSON stores it
+    people = [{"id": 99, "category": "person", "iscrowd": 1, "segmentation": rle}]
+    neg = region_noise(image, np.random.default_rng(0), people, ["person"], t=500)
+    assert neg.params["region_source"] == "segmentation" and neg.params["instance_ids"] == [99]
+    changed = np.any(np.asarray(neg.image) != np.asarray(image), axis=-1)
+    assert changed[~crowd.astype(bool)].sum() == 0 and changed[crowd.astype(bool)].mean() > 0.9
+    uncompressed = {"size": [h, w], "counts": [h * w]}  # uncompressed RLE of an empty mask
+    assert not segmentation_mask([uncompressed], (w, h)).any()
 
 
 def test_region_noise_falls_back_to_whole_image_when_no_region(scene):

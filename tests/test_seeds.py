@@ -7,7 +7,7 @@ import json
 import pytest
 
 from realign_data.seeds import (DESCRIPTION_PROMPTS, SeedError, choose_caption, coco_caption_seeds, dataset_seeds,
-                                message_text)
+                                as_text)
 
 
 def test_coco_caption_seeds(sample_corpus):
@@ -77,10 +77,10 @@ def test_save_to_disk_with_image_feature_and_conversational_text(tmp_path):
     assert s.image_data and s.read_image_bytes()
 
 
-def test_message_text():
-    assert message_text("hi") == "hi"
-    assert message_text([{"role": "assistant", "content": [{"type": "text", "text": "yo"}]}]) == "yo"
-    assert message_text(None) == ""
+def test_as_text_reduces_strings_and_conversations():
+    assert as_text("hi") == "hi"
+    assert as_text([{"role": "assistant", "content": [{"type": "text", "text": "yo"}]}]) == "yo"
+    assert as_text(None) == ""
 
 
 def test_unknown_seed_source(tmp_path):

@@ -22,9 +22,9 @@ import random
 import re
 from collections import Counter
 
-from realign_data.fillers import FillRequest, FillResult
-from realign_data.masking import (COCO_CATEGORIES, COLORS, MATERIALS, RELATIONS, LexiconMasker, Span,
-                                  number_word, pluralize)
+from realign_data.english import number_word, pluralize
+from realign_data.fillers.base import FillRequest, FillResult
+from realign_data.masking import COCO_CATEGORIES, COLORS, MATERIALS, RELATIONS, LexiconMasker, Span
 
 _MODIFIERS = ("count", "color", "size", "material")
 _SIZE_SWAP = {"small": "large", "large": "small", "big": "small", "tiny": "huge", "huge": "tiny",

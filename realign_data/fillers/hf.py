@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from realign_data.fillers import FillerError, FillResult, VLMBackend, clean_generation
+from realign_data.fillers.base import FillerError, FillResult, VLMBackend, clean_generation
 
 
 class TransformersFiller(VLMBackend):

@@ -1,0 +1,195 @@
+"""``BuildConfig``: every knob of a dataset build, in one place.
+
+Each field carries its help, its choices and its ``--help`` section in ``metadata`` (as TRL's configs do);
+``realign-data build`` generates its options from these fields (:func:`realign_data.cli` reads them), so every
+field has a flag and the help cannot drift from the code. Values are checked in ``__post_init__``: a bad
+value is a :class:`BuildError` with one sentence naming it and what would be valid.
+
+Metadata keys: ``help``; ``choices`` (the valid values, listed in ``--help``); ``section`` (the ``--help``
+panel); ``flag`` (when the flag is not ``--field-name``); ``default_text`` (what a ``None`` default means);
+``runtime`` (True when the field does not change the rows: it may differ between a run and its resume).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from realign_data.fillers import FILLERS
+from realign_data.gate import GATES
+from realign_data.masking import MASKERS, SPAN_KINDS
+from realign_data.negatives import KINDS, NUM_DIFFUSION_STEPS, SCHEDULES
+from realign_data.seeds import CAPTION_CHOICES
+
+FORMATS = ("arrow", "parquet")
+CURRICULA = (None, "easy-to-hard")
+CHOSEN_BACKENDS = ("auto", "transformers", "openai")
+SEEDS, PIPELINE, NEGATIVE, RUN = "Knowledge base and seeds", "Pipeline", "Visual negative and curriculum", "Run"
+SECTIONS = (SEEDS, PIPELINE, NEGATIVE, RUN)  # the order of the ``--help`` panels
+
+
+class BuildError(ValueError):
+    """A build cannot run as asked (a user mistake, reported as one sentence)."""
+
+
+def _opt(default: Any, help: str, section: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"help": help, "section": section, **meta})
+
+
+@dataclass
+class BuildConfig:
+    """Everything a build depends on. JSON-serialisable (:meth:`to_dict` / :meth:`from_dict`); the field
+    metadata documents each knob (``realign-data build --help`` prints it); see ``docs/building.md``."""
+
+    index: str = _opt("coco", "Knowledge base name (under $REALIGN_HOME/indexes) or directory.", SEEDS)
+    out: str = _opt("realign-dataset", "Output directory (resumes when it holds the same build).", RUN,
+                    runtime=True)
+    coco_root: Optional[str] = _opt(
+        None, "COCO root (train2014/ + annotations/): builds --index from it when missing; its captions are the "
+        "default seeds and its instances feed the annotation filler.", SEEDS, default_text="the index's corpus")
+    kb_model: Optional[str] = _opt(None, "open_clip model used when the index has to be built.", SEEDS,
+                                   default_text="ViT-B-32")
+    kb_pretrained: Optional[str] = _opt(None, "open_clip weights used when the index has to be built (a tag, a "
+                                        "checkpoint file or 'none').", SEEDS, default_text="laion2b_s34b_b79k")
+    seeds: Optional[str] = _opt(None, "Seed dataset: .jsonl/.json/.parquet/.csv, save_to_disk dir or Hub id.",
+                                SEEDS, default_text="COCO captions")
+    seed_split: Optional[str] = _opt(None, "Split of the seed dataset.", SEEDS, default_text="train")
+    image_column: Optional[str] = _opt(None, "Seed image column (a path or an Image).", SEEDS, default_text="guessed")
+    instruction_column: Optional[str] = _opt(None, "Seed instruction column.", SEEDS, default_text="guessed")
+    chosen_column: Optional[str] = _opt(None, "Seed chosen-answer column.", SEEDS, default_text="guessed")
+    id_column: Optional[str] = _opt(None, "Seed id column.", SEEDS, default_text="row number")
+    image_root: Optional[str] = _opt(None, "Directory seed image paths are relative to.", SEEDS,
+                                     default_text="as written")
+    prompts: Optional[list] = _opt(None, "COCO seeds: a description prompt (repeat for several).", SEEDS,
+                                   flag="--prompt", default_text="5 built-in prompts")
+    caption: str = _opt("longest", "COCO seeds: which human caption is the chosen answer (all: joined).", SEEDS,
+                        choices=CAPTION_CHOICES)
+    chosen_from: Optional[str] = _opt(None, "VLM that writes the chosen answer of seeds that have none.", SEEDS,
+                                      default_text="none")
+    chosen_backend: str = _opt("auto", "Backend of --chosen-from (auto: the filler's when it is a VLM backend, "
+                               "else transformers).", SEEDS, choices=CHOSEN_BACKENDS)
+    mask_kinds: Optional[list] = _opt(None, "Span kind to mask (repeat for several).", PIPELINE, flag="--mask-kind",
+                                      choices=SPAN_KINDS, default_text="all")
+    masker: str = _opt("lexicon", "Who finds the visual facts: the model-free lexicon, or the filler's model (with "
+                       "the lexicon as fallback).", PIPELINE, choices=MASKERS)
+    top_k: int = _opt(8, "Retrieved images tried per seed, most similar first.", PIPELINE)
+    max_similarity: float = _opt(0.95, "Retrieved images more similar than this (near-duplicates) are skipped.",
+                                 PIPELINE)
+    filler: str = _opt("annotation", "Filler backend (annotation is model-free; the others need --model).", PIPELINE,
+                       choices=FILLERS)
+    model: Optional[str] = _opt(None, "Filler model: checkpoint / Hub id, or served model name.", PIPELINE,
+                                default_text="none")
+    base_url: Optional[str] = _opt(None, "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.", PIPELINE,
+                                   default_text="$OPENAI_BASE_URL")
+    api_key_env: str = _opt("OPENAI_API_KEY", "Environment variable holding the API key.", PIPELINE, runtime=True)
+    concurrency: int = _opt(16, "OpenAI filler: requests in flight.", PIPELINE, runtime=True)
+    max_retries: int = _opt(5, "OpenAI filler: retries on 429/5xx/timeouts.", PIPELINE, runtime=True)
+    request_timeout: float = _opt(60.0, "OpenAI filler: seconds per attempt.", PIPELINE, runtime=True)
+    max_new_tokens: int = _opt(128, "VLM fillers: generation bound.", PIPELINE)
+    batch_size: int = _opt(8, "Transformers filler: prompts per generate call.", PIPELINE)
+    device: str = _opt("cpu", "Transformers filler device.", PIPELINE, runtime=True)
+    dtype: str = _opt("auto", "Transformers filler dtype (auto, float32, bfloat16, float16).", PIPELINE)
+    gate: str = _opt("auto", "Similarity gate (auto: the sentence model, else the lexical TF-IDF gate).", PIPELINE,
+                     choices=GATES)
+    gate_model: str = _opt("sentence-transformers/all-MiniLM-L6-v2", "SentenceTransformer of the gate.", PIPELINE)
+    sim_threshold: float = _opt(0.95, "A fill is accepted when its similarity to the chosen answer is below this.",
+                                PIPELINE)
+    image_negative: str = _opt("retrieval", "Rejected image of the visual pair: the retrieved image (Re-Align), or "
+                               "the original perturbed (region-noise: MFPO, crop: mDPO, noise: POVID).", NEGATIVE,
+                               choices=KINDS)
+    noise_step: int = _opt(500, f"region-noise/noise: forward-diffusion step t of {NUM_DIFFUSION_STEPS}.", NEGATIVE)
+    noise_schedule: str = _opt("linear", "region-noise/noise: beta schedule (linear: DDPM's).", NEGATIVE,
+                               choices=SCHEDULES)
+    crop_min_area: float = _opt(0.01, "crop: smallest area fraction kept.", NEGATIVE)
+    crop_max_area: float = _opt(0.2, "crop: largest area fraction kept.", NEGATIVE)
+    difficulty_image_weight: float = _opt(0.5, "Weight of image closeness in the difficulty score.", NEGATIVE)
+    curriculum: Optional[str] = _opt(None, "Order rows by difficulty and also write easy/medium/hard splits "
+                                     "(none: seed order).", NEGATIVE, choices=tuple(c for c in CURRICULA if c),
+                                     default_text="none")
+    max_samples: Optional[int] = _opt(None, "Use only the first N seeds.", RUN, default_text="all")
+    seed: int = _opt(0, "Seed of every random choice (same seed = same bytes).", RUN)
+    num_shards: Optional[int] = _opt(None, "Split seeds over N processes.", RUN, default_text="WORLD_SIZE or 1")
+    shard_index: Optional[int] = _opt(None, "This process's shard.", RUN, default_text="RANK or 0")
+    chunk_size: int = _opt(64, "Seeds per checkpoint.", RUN)
+    format: str = _opt("arrow", "Dataset files: save_to_disk Arrow, or data/*.parquet shards.", RUN, choices=FORMATS)
+    progress: bool = _opt(True, "Progress bar, stage messages and the final summary.", RUN, runtime=True,
+                          flag=("--progress/--quiet", " /-q"))
+
+    def __post_init__(self) -> None:
+        if isinstance(self.curriculum, str) and self.curriculum.lower() == "none":  # the CLI passes a string
+            self.curriculum = None
+        for name in ("prompts", "mask_kinds"):  # an empty repeatable flag means "the default"
+            if getattr(self, name) is not None and not getattr(self, name):
+                setattr(self, name, None)
+        self.validate()
+
+    # --------------------------------------------------------------------------------------- (de)serialise
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BuildConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise BuildError(f"unknown build option(s) {unknown}; valid: {', '.join(sorted(names))}")
+        return cls(**d)
+
+    def semantic(self) -> dict:
+        """The options the rows depend on (runtime fields and sharding excluded: shards of one build share these)."""
+        skip = {f.name for f in dataclasses.fields(self) if f.metadata.get("runtime")} | {"num_shards", "shard_index"}
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
+
+    def filler_options(self) -> dict:
+        """Keyword arguments of :func:`realign_data.fillers.load_filler` for the VLM backends."""
+        return dict(model=self.model, base_url=self.base_url, api_key_env=self.api_key_env,
+                    concurrency=self.concurrency, max_retries=self.max_retries, timeout=self.request_timeout,
+                    max_new_tokens=self.max_new_tokens, max_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                    device=self.device, dtype=self.dtype, seed=self.seed)
+
+    # ------------------------------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Raise :class:`BuildError` for the first bad value (also run by ``__post_init__``)."""
+        for f in dataclasses.fields(self):
+            choices, value = f.metadata.get("choices"), getattr(self, f.name)
+            if not choices or value is None:
+                continue
+            bad = [v for v in (value if isinstance(value, list) else [value]) if v not in choices]
+            if bad:
+                raise BuildError(_choice_error(f.name, value, choices))
+        checks = [
+            (self.top_k >= 1, f"top-k must be >= 1, got {self.top_k}"),
+            (0 < self.sim_threshold <= 1, f"sim-threshold must be in (0, 1], got {self.sim_threshold}"),
+            (self.chunk_size >= 1, f"chunk size must be >= 1, got {self.chunk_size}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency}"),
+            (self.max_retries >= 0, f"max retries must be >= 0, got {self.max_retries}"),
+            (self.max_new_tokens >= 1, f"max new tokens must be >= 1, got {self.max_new_tokens}"),
+            (self.request_timeout > 0, f"request timeout must be > 0 seconds, got {self.request_timeout}"),
+            (self.max_samples is None or self.max_samples >= 1, f"max-samples must be >= 1, got {self.max_samples}"),
+            (self.filler == "annotation" or bool(self.model), f"the {self.filler} filler needs --model"),
+            (self.masker != "model" or self.filler != "annotation",
+             "the model masker asks the filler's model which words are visual facts: use it with --filler "
+             "transformers or --filler openai"),
+            (isinstance(self.noise_step, int) and 1 <= self.noise_step <= NUM_DIFFUSION_STEPS,
+             f"noise step must be an integer in [1, {NUM_DIFFUSION_STEPS}], got {self.noise_step}"),
+            (0 < self.crop_min_area <= self.crop_max_area <= 1,
+             f"crop areas must satisfy 0 < min <= max <= 1, got {self.crop_min_area} and {self.crop_max_area}"),
+            (0 <= self.difficulty_image_weight <= 1,
+             f"difficulty image weight must be in [0, 1], got {self.difficulty_image_weight}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise BuildError(msg)
+
+
+_CHOICE_NAMES = {"caption": "caption choice", "chosen_backend": "chosen backend", "mask_kinds": "mask kinds",
+                 "image_negative": "image negative", "noise_schedule": "noise schedule"}
+
+
+def _choice_error(name: str, value: Any, choices: tuple) -> str:
+    what = _CHOICE_NAMES.get(name, name.replace("_", " "))
+    shown = value if isinstance(value, list) else repr(value)
+    tail = " (or none)" if name == "curriculum" else ""
+    return f"unknown {what} {shown}; valid: {', '.join(choices)}{tail}"

@@ -1,0 +1,224 @@
+"""One resumable, sharded job runner: the index build and the dataset build are both one of these.
+
+A job cuts its input into numbered **units** (a shard of corpus images, a chunk of seeds). Unit ``i`` belongs
+to process ``i % world``; a finished unit leaves a **marker** (JSON: the caller's counts, plus the name, size and
+sha256 of each file the unit wrote), written to a temporary name and renamed last, so a unit either has a marker
+and complete files or is done again. A re-run skips finished units: a job killed at any point (even ``kill -9``)
+resumes and ends with what an uninterrupted run writes. The job directory records the job's **fingerprint**
+(what the units depend on); running other settings into it is refused with the list of differences. When every
+unit has its marker, the caller **finalises** once (the knowledge base: rank 0 indexes every shard).
+
+    job = Job(work_dir, "shard", config_file=work_dir / "build_config.json")
+    job.open(fingerprint)                                     # or JobMismatch / JobDirNotEmpty
+    run = job.run(units, do_unit, advance=bar.update)         # do_unit(i, items) -> (meta, files)
+    if job.rank == 0: job.wait_for(range(run.num_units)); finalise(job.markers(range(run.num_units)))
+
+Rank and world come from the process group when one is initialised (``torch.distributed``, e.g. by
+accelerate's ``PartialState``), else from what the launcher exported (torchrun, ``accelerate launch``, MPI),
+read by accelerate's :func:`~accelerate.utils.get_cpu_distributed_information`; a plain process is rank 0 of 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from realign_data.atomic import atomic_write_json, file_sha256
+
+logger = logging.getLogger(__name__)
+
+# launcher variables holding the world size (the ones accelerate reads); without any, nothing is imported
+_WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a multi-process run."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+
+def distributed() -> Dist:
+    """Rank, world size and local rank of this process (see the module docstring)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+    if not any(os.environ.get(v) for v in _WORLD_SIZE_VARS):
+        return Dist()
+    from accelerate.utils import get_cpu_distributed_information
+
+    info = get_cpu_distributed_information()
+    return Dist(info.rank, info.world_size, info.local_rank)
+
+
+def library_versions(packages: Iterable[str], *, python: bool = False) -> dict:
+    """Installed versions of ``packages`` (missing ones left out), for provenance records."""
+    import importlib.metadata as md
+
+    out = {"python": sys.version.split()[0]} if python else {}
+    for pkg in packages:
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+class JobMismatch(ValueError):
+    """The job directory holds work made with another fingerprint: ``differences`` (dotted keys) and ``previous``."""
+
+    def __init__(self, differences: list[str], previous: dict) -> None:
+        super().__init__(", ".join(differences))
+        self.differences, self.previous = differences, previous
+
+
+class JobDirNotEmpty(ValueError):
+    """The job directory holds files that are not this kind of job's."""
+
+
+@dataclass
+class JobRun:
+    """What :meth:`Job.run` did: this process's units, how many were done now or resumed, time spent working."""
+
+    units: list[int] = field(default_factory=list)
+    num_units: int = 0  # units in the whole job (every process's)
+    done_now: int = 0
+    resumed: int = 0
+    items_now: int = 0
+    seconds_working: float = 0.0
+
+
+class Job:
+    """A resumable job in ``units_dir``: markers ``{prefix}-{i:0{width}d}.json`` next to the unit files.
+
+    ``config_file`` records the fingerprint; ``owned`` (a predicate on a path) says which files already in
+    ``root`` belong to such a job (anything else there makes :meth:`open` refuse the directory).
+    """
+
+    def __init__(self, root: Path, units_dir: Path, prefix: str, *, config_file: Path, width: int = 6,
+                 rank: Optional[int] = None, world: Optional[int] = None,
+                 owned: Callable[[Path], bool] = lambda p: p.name.startswith(".")) -> None:
+        here = distributed() if rank is None or world is None else None
+        self.root, self.units_dir, self.prefix, self.width = root, units_dir, prefix, width
+        self.config_file, self.owned = config_file, owned
+        self.rank = here.rank if rank is None else rank
+        self.world = here.world if world is None else world
+
+    # --------------------------------------------------------------------------------------- fingerprint
+    def open(self, fingerprint: dict, *, upgrade: Optional[Callable[[dict], dict]] = None) -> None:
+        """Record ``fingerprint`` in a new job directory, or check it against the one recorded.
+
+        ``upgrade`` completes a recorded fingerprint written by an older version (new options take their
+        defaults) before comparing. Raises :class:`JobMismatch` or :class:`JobDirNotEmpty`.
+        """
+        if not self.config_file.is_file() and self._foreign_files():
+            time.sleep(0.5)  # another rank may be renaming the config file into place right now
+        if self.config_file.is_file():
+            have = json.loads(self.config_file.read_text())
+            have = upgrade(have) if upgrade else have
+            if have != fingerprint:
+                raise JobMismatch(_differences(have, fingerprint), have)
+        elif self._foreign_files():
+            raise JobDirNotEmpty(str(self.root))
+        else:
+            self.config_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.config_file, fingerprint)
+        self.units_dir.mkdir(parents=True, exist_ok=True)
+
+    def _foreign_files(self) -> bool:
+        return self.root.exists() and any(not self.owned(p) for p in self.root.iterdir())
+
+    # -------------------------------------------------------------------------------------------- units
+    def path(self, i: int, suffix: str) -> Path:
+        """Where unit ``i`` keeps a file (``suffix`` like ``.parquet``); its marker is ``path(i, ".json")``."""
+        return self.units_dir / f"{self.prefix}-{i:0{self.width}d}{suffix}"
+
+    def mine(self, i: int) -> bool:
+        return i % self.world == self.rank
+
+    def done(self, i: int) -> bool:
+        """Unit ``i`` has its marker and every file the marker names (a unit whose files were consumed by the
+        finalisation counts as not done: a re-run before the final files exist redoes it)."""
+        marker = self.path(i, ".json")
+        if not marker.is_file():
+            return False
+        files = json.loads(marker.read_text()).get("files", {})
+        return all((self.units_dir / name).is_file() for name in files)
+
+    def marker(self, i: int) -> dict:
+        return json.loads(self.path(i, ".json").read_text())
+
+    def complete(self, i: int, meta: dict, files: Iterable[Path] = ()) -> None:
+        """Mark unit ``i`` finished: ``meta`` plus name, size and sha256 of its ``files`` (already in place)."""
+        listed = {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files}
+        atomic_write_json(self.path(i, ".json"), {**meta, "files": listed}, indent=None)
+
+    def run(self, units: Iterable[tuple[int, list]], work: Callable[[int, list], tuple[dict, list[Path]]], *,
+            advance: Callable[[int], object] = lambda n: None) -> JobRun:
+        """Do this process's unfinished units in order; ``work(i, items) -> (meta, files)`` writes the files.
+
+        ``advance(n)`` is told about units skipped (another process's) or resumed; ``work`` reports its own
+        progress. Units are consumed once, so a streaming input is read exactly once.
+        """
+        run = JobRun()
+        for i, items in units:
+            run.num_units = i + 1
+            if not self.mine(i):
+                advance(len(items))
+                continue
+            run.units.append(i)
+            if self.done(i):
+                run.resumed += 1
+                advance(len(items))
+                continue
+            t0 = time.time()
+            meta, files = work(i, items)
+            self.complete(i, meta, files)
+            run.seconds_working += time.time() - t0
+            run.done_now += 1
+            run.items_now += len(items)
+        return run
+
+    def wait_for(self, indices: Iterable[int], timeout: float, poll: float = 0.2) -> None:
+        """Block until every unit in ``indices`` has a marker (other processes' work); TimeoutError names the rest."""
+        indices = list(indices)
+        deadline = time.time() + timeout
+        while True:
+            missing = [i for i in indices if not self.path(i, ".json").is_file()]
+            if not missing:
+                return
+            if time.time() > deadline:
+                raise TimeoutError(f"timed out waiting for {self.prefix}s {missing} from the other processes")
+            time.sleep(poll)
+
+
+def _differences(have: dict, want: dict) -> list[str]:
+    """Keys whose values differ; nested dicts are compared one level down (``section.key``)."""
+    out = []
+    for k in sorted(set(have) | set(want)):
+        a, b = have.get(k), want.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{kk}" for kk in sorted(set(a) | set(b)) if a.get(kk) != b.get(kk)]
+        elif a != b:
+            out.append(k)
+    return out
+
+
+def chunked(items: Iterable, size: int) -> Iterable[tuple[int, list]]:
+    """``(i, items[i*size:(i+1)*size])`` over any iterable, read once (a streaming source stays streaming)."""
+    chunk, i = [], 0
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield i, chunk
+            chunk, i = [], i + 1
+    if chunk:
+        yield i, chunk

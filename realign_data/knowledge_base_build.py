@@ -1,0 +1,311 @@
+"""Build a knowledge base: embed a corpus shard by shard with open_clip, then index it with FAISS.
+
+    from realign_data.corpus import open_source
+    from realign_data.knowledge_base_build import build_knowledge_base
+
+    report = build_knowledge_base(open_source("coco", "data/coco"), "kb/coco")
+
+The embedding is a :class:`realign_data.jobs.Job`: a unit is a shard of ``shard_size`` corpus items (in corpus
+order), its files are ``embeddings/shard-NNNNN.{npy,parquet}`` and its marker ``shard-NNNNN.json``; a finished
+shard is never redone, so an interrupted build (even ``kill -9``) resumes where it stopped and ends with the same
+files as an uninterrupted one. Under ``torchrun`` / ``accelerate launch`` rank r embeds shards r, r+W, r+2W, ...;
+rank 0 waits for every shard, then builds the index once (the finalisation). See :mod:`realign_data.knowledge_base`
+for the files and for querying.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from realign_data.atomic import atomic_path, atomic_write_json
+from realign_data.corpus import CorpusItem, CorpusSource
+from realign_data.encoder import DEFAULT_MIN_SIDE, DEFAULT_MODEL, DEFAULT_PRETRAINED, describe_pretrained
+from realign_data.jobs import Job, JobDirNotEmpty, JobMismatch, chunked, distributed, library_versions
+from realign_data.knowledge_base import FORMAT, FORMAT_VERSION, KnowledgeBaseError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SHARD_SIZE = 10_000
+VERSIONED = ("realign", "faiss-cpu", "faiss-gpu", "open_clip_torch", "torch", "numpy", "pyarrow", "datasets")
+
+
+@dataclass
+class KnowledgeBaseReport:
+    """What a build did. ``skipped`` lists (id, reason) for every image left out, across all runs."""
+
+    path: str
+    count: int = 0
+    embedded_now: int = 0
+    resumed_shards: int = 0
+    num_shards: int = 0
+    skipped: list = field(default_factory=list)
+    factory: str = ""
+    search_params: dict = field(default_factory=dict)
+    recall_at_10: Optional[float] = None
+    target_recall: Optional[float] = None
+    target_reached: bool = True
+    size_bytes: int = 0
+    seconds: float = 0.0
+    rank: int = 0
+    world_size: int = 1
+    index_built: bool = False
+
+
+def _meta_schema():
+    import pyarrow as pa
+
+    return pa.schema([("id", pa.string()), ("path", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
+                      ("coco_image_id", pa.int64()), ("categories", pa.list_(pa.string())),
+                      ("split", pa.string()), ("row", pa.int64())])
+
+
+def _row(item: CorpusItem, size: tuple[int, int]) -> dict:
+    m = item.meta
+    return {"id": item.id, "path": m.get("path", item.id), "width": size[0], "height": size[1],
+            "coco_image_id": m.get("coco_image_id"), "categories": list(m.get("categories") or []),
+            "split": m.get("split"), "row": m.get("row")}
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def build_knowledge_base(
+    source: CorpusSource,
+    out: str | os.PathLike,
+    *,
+    model: str = DEFAULT_MODEL,
+    pretrained: Optional[str] = DEFAULT_PRETRAINED,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 64,
+    num_workers: Optional[int] = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    min_side: int = DEFAULT_MIN_SIDE,
+    index_type: str = "auto",
+    target_recall: float = 0.95,
+    memory_budget: str | int | None = "auto",
+    progress: bool = True,
+    rank: Optional[int] = None,
+    world_size: Optional[int] = None,
+    wait_timeout: float = 24 * 3600,
+) -> KnowledgeBaseReport:
+    """Embed ``source`` into ``out`` shard by shard (resuming finished shards), then index it.
+
+    Args:
+        source: a corpus (:func:`realign_data.corpus.open_source`).
+        out: the knowledge-base directory (see :func:`realign_data.knowledge_base.resolve_index` for names).
+        model, pretrained, device, precision: the :class:`~realign_data.encoder.Encoder`.
+        batch_size, num_workers: images per forward pass; DataLoader decoding workers (``None`` = one per CPU
+            core, at most 4).
+        shard_size: corpus items per shard (the unit of resumption and of multi-process work).
+        min_side: images whose shorter side is below this (pixels) are skipped as too small.
+        index_type: ``"auto"`` or any FAISS factory string (``"Flat"``, ``"HNSW32,Flat"``, ``"IVF1024,Flat"``...).
+        target_recall: recall@10 the search parameter is tuned to reach (approximate indexes).
+        memory_budget: RAM the index may use (``"4GB"``; ``"auto"`` = half the machine's RAM).
+        rank, world_size: this process's share; default from the launcher (:func:`realign_data.jobs.distributed`).
+
+    Embedding inputs (source, encoder, shard_size, min_side) are fixed per directory: a re-run with other
+    values raises :class:`KnowledgeBaseError`. Index options may change: the index is rebuilt from the shards.
+    """
+    from realign_data.index_tuning import IndexConfigError, make_index, parse_memory
+
+    t0 = time.time()
+    out = Path(out).expanduser()
+    if num_workers is None:
+        num_workers = min(4, os.cpu_count() or 1)
+    if shard_size < 1 or batch_size < 1 or num_workers < 0:
+        raise KnowledgeBaseError("shard_size and batch_size must be >= 1 and num_workers >= 0")
+    if not 0 < target_recall <= 1:
+        raise KnowledgeBaseError(f"target recall must be in (0, 1], got {target_recall}")
+    try:
+        parse_memory(memory_budget)
+        if index_type != "auto":
+            make_index(index_type, 6720)  # any real dim fails the same way; 6720 = 2^6*3*5*7 divides PQ sizes
+    except IndexConfigError as e:
+        raise KnowledgeBaseError(str(e)) from e
+    pretrained_desc, sha = describe_pretrained(pretrained)
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "source": source.describe(),
+              "model": model, "pretrained": pretrained_desc, "checkpoint_sha256": sha,
+              "shard_size": shard_size, "min_side": min_side}
+    here = distributed()
+    job = Job(out, out / "embeddings", "shard", width=5, config_file=out / "build_config.json",
+              rank=here.rank if rank is None else rank, world=here.world if world_size is None else world_size)
+    try:
+        job.open(config)
+    except JobMismatch as e:
+        raise KnowledgeBaseError(
+            f"{out} already holds a knowledge base built with different {', '.join(e.differences)} "
+            f"(was {', '.join(f'{k}={e.previous.get(k)!r}' for k in e.differences)}); use another --name/--out "
+            "or delete it") from None
+    except JobDirNotEmpty:
+        raise KnowledgeBaseError(f"{out} exists and is not a knowledge base directory; choose an empty or new "
+                                 "path") from None
+    report = KnowledgeBaseReport(path=str(out), rank=job.rank, world_size=job.world, target_recall=target_recall)
+    index_args = {"index_type": index_type, "target_recall": target_recall, "memory_budget": str(memory_budget)}
+
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("index_args") == index_args:
+            if job.rank == 0:
+                _fill_report(report, manifest, out, t0)
+                report.resumed_shards = report.num_shards  # nothing left to do: everything was resumed
+            return report
+
+    bar = None
+    if progress and job.rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=None if source.streaming else len(source), unit="img", dynamic_ncols=True,
+                   desc=f"embedding{f' (rank 0 of {job.world})' if job.world > 1 else ''}")
+    advance = bar.update if bar is not None else (lambda n: None)
+    encoder = None
+
+    def embed_shard(i: int, items: list) -> tuple[dict, list[Path]]:
+        nonlocal encoder
+        if encoder is None:
+            encoder = _encoder(model, pretrained, device, precision, job.world, here.local_rank)
+        embs, rows, skipped = [], [], []
+        for b in encoder.iter_embed(items, batch_size=batch_size, num_workers=num_workers, min_side=min_side):
+            embs.append(b.embeddings)
+            rows += [_row(items[j], size) for j, size in zip(b.indices, b.sizes)]
+            skipped += [[items[j].id, reason] for j, reason in b.skipped]
+            if bar is not None:
+                bar.update(len(b.indices) + len(b.skipped))
+                if skipped:
+                    bar.set_postfix(skipped=len(skipped), refresh=False)
+        emb = np.concatenate(embs) if embs else np.zeros((0, encoder.dim), np.float32)
+        report.embedded_now += len(rows)
+        return {"shard": i, "items": len(items), "count": len(rows), "skipped": skipped}, \
+            _write_shard(job, i, emb, rows)
+
+    try:
+        run = job.run(chunked(source, shard_size), embed_shard, advance=advance)
+    finally:
+        if bar is not None:
+            bar.close()
+    if run.num_units == 0:
+        raise KnowledgeBaseError(f"the corpus at {source.describe().get('root')} has no images")
+    report.num_shards, report.resumed_shards = run.num_units, run.resumed
+    if job.rank != 0:
+        report.seconds = time.time() - t0
+        return report
+
+    # ---- rank 0 finalises once: wait for every shard, then index
+    try:
+        job.wait_for(range(run.num_units), timeout=wait_timeout)
+    except TimeoutError as e:
+        raise KnowledgeBaseError(str(e)) from None
+    _build_index(out, job, config, run.num_units, index_args, progress=progress)
+    _fill_report(report, json.loads(manifest_path.read_text()), out, t0)
+    report.index_built = True
+    return report
+
+
+def _encoder(model, pretrained, device: str, precision: str, world: int, local_rank: int):
+    from realign_data.encoder import Encoder
+
+    if world > 1 and device == "auto":  # one GPU per local rank
+        import torch
+
+        device = f"cuda:{local_rank % max(1, torch.cuda.device_count())}" if torch.cuda.is_available() else "cpu"
+    return Encoder(model, pretrained, device=device, precision=precision)
+
+
+def _write_shard(job: Job, i: int, emb: np.ndarray, rows: list[dict]) -> list[Path]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    npy, parquet = job.path(i, ".npy"), job.path(i, ".parquet")
+    with atomic_path(npy) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, emb.astype(np.float16), allow_pickle=False)
+    with atomic_path(parquet) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows, schema=_meta_schema()), tmp)
+    return [npy, parquet]
+
+
+def _load_shards(out: Path, job: Job, num_shards: int):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    vecs, tables, skipped, shards = [], [], [], []
+    for i in range(num_shards):
+        npy = job.path(i, ".npy")
+        v = np.load(npy, allow_pickle=False)
+        t = pq.read_table(job.path(i, ".parquet"), schema=_meta_schema())
+        if len(v) != len(t):
+            raise KnowledgeBaseError(f"shard {i} of {out} is inconsistent ({len(v)} vectors, {len(t)} rows)")
+        vecs.append(v)
+        tables.append(t)
+        skipped += job.marker(i)["skipped"]
+        shards.append({"file": npy.name, "count": int(len(v))})
+    return vecs, pa.concat_tables(tables), skipped, shards
+
+
+def _build_index(out: Path, job: Job, config: dict, num_shards: int, index_args: dict, *, progress: bool) -> None:
+    import faiss
+    import pyarrow.parquet as pq
+
+    from realign_data.index_tuning import choose_factory, make_index, train_and_add, tune_index
+
+    vecs, table, skipped, shards = _load_shards(out, job, num_shards)
+    dim = int(vecs[0].shape[1]) if vecs else 0
+    vectors = np.concatenate(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)
+    if len(vectors) == 0:
+        raise KnowledgeBaseError(f"no image of the corpus could be embedded ({len(skipped)} skipped)")
+    ids = table.column("id").to_pylist()
+    if len(set(ids)) != len(ids):
+        raise KnowledgeBaseError("the corpus yields duplicate ids; each image needs a unique id")
+    faiss.normalize_L2(vectors)
+    n = len(vectors)
+    requested = index_args["index_type"]
+    factory = choose_factory(n, dim, index_args["memory_budget"]) if requested == "auto" else requested
+    if progress:
+        logger.info("indexing %d vectors with %s", n, factory)
+    index = make_index(factory, dim)
+    train_and_add(index, vectors)
+    tuned = tune_index(index, vectors, target_recall=index_args["target_recall"], k=10)
+    with atomic_path(out / "index.faiss") as tmp:
+        faiss.write_index(index, str(tmp))
+    with atomic_path(out / "metadata.parquet") as tmp:
+        pq.write_table(table, tmp)
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "encoder": {"model": config["model"], "pretrained": config["pretrained"],
+                    "checkpoint_sha256": config["checkpoint_sha256"], "dim": dim},
+        "dim": dim, "metric": "cosine (inner product on L2-normalised vectors)", "count": n,
+        "index": {"factory": factory, "requested": requested, "search_params": tuned.params,
+                  "recall_at_10": round(tuned.recall, 4), "target_recall": index_args["target_recall"],
+                  "target_reached": tuned.target_reached, "recall_queries": tuned.num_queries,
+                  "memory_budget": index_args["memory_budget"], "bytes": int((out / "index.faiss").stat().st_size)},
+        "source": config["source"],
+        "shard_size": config["shard_size"], "min_side": config["min_side"], "shards": shards,
+        "skipped": skipped, "num_skipped": len(skipped),
+        "index_args": index_args,
+        "versions": library_versions(VERSIONED, python=True),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_json(out / "manifest.json", manifest)
+
+
+def _fill_report(report: KnowledgeBaseReport, manifest: dict, out: Path, t0: float) -> None:
+    report.count = manifest["count"]
+    report.skipped = [tuple(s) for s in manifest["skipped"]]
+    report.factory = manifest["index"]["factory"]
+    report.search_params = manifest["index"]["search_params"]
+    report.recall_at_10 = manifest["index"]["recall_at_10"]
+    report.target_reached = manifest["index"]["target_reached"]
+    report.num_shards = len(manifest["shards"])
+    report.size_bytes = _dir_size(out)
+    report.seconds = time.time() - t0

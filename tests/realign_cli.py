@@ -1,0 +1,41 @@
+"""Run ``realign-data`` in a subprocess the way tests need it: the tiny open_clip model registered with open_clip,
+and optionally a pause after every finished job unit, so that a test can ``kill -9`` the process between units.
+
+    python tests/realign_cli.py [--pause-after-unit SECONDS] ARGS...      (also as a torchrun script)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+SCRIPT = str(Path(__file__).resolve())
+
+
+def command(*args, pause: float | None = None) -> list[str]:
+    """The argv of ``realign-data ARGS`` run by this script (``pause``: seconds after each finished unit)."""
+    return [sys.executable, SCRIPT, *(["--pause-after-unit", str(pause)] if pause else []), *map(str, args)]
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--pause-after-unit"]:
+        pause, argv = float(argv[1]), argv[2:]
+        import realign_data.jobs as jobs
+
+        complete = jobs.Job.complete
+
+        def complete_then_pause(self, *args, **kwargs):
+            complete(self, *args, **kwargs)
+            time.sleep(pause)
+
+        jobs.Job.complete = complete_then_pause
+    from realign_data.cli import app
+    from realign_data.tiny_models import register_tiny_open_clip
+
+    register_tiny_open_clip()
+    app(args=argv, prog_name="realign-data")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
