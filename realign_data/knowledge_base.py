@@ -295,7 +295,8 @@ class KnowledgeBase:
                 raise KnowledgeBaseError(f"query embeddings have shape {tuple(np.shape(queries))}, but the knowledge "
                                          f"base at {self.path} holds {self.dim}-d embeddings")
             q = np.array(q, dtype=np.float32, order="C")  # a copy: normalised in place
-            faiss.normalize_L2(q)
+            if not np.allclose(np.linalg.norm(q, axis=1), 1.0, rtol=0, atol=1e-6):  # unit vectors are used as given
+                faiss.normalize_L2(q)
             return q, [None] * len(q)
         queries = list(queries)
         if kind == "id":

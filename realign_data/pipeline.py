@@ -62,6 +62,7 @@ class Pipeline:
 
         self.config, self.kb, self.ann = config, kb, annotations
         self.masker = LexiconMasker(config.mask_kinds or SPAN_KINDS)
+        self.masker.mask("")  # build the lexicon (its plurals import inflect) now, with the models, not in a chunk
         try:
             self.filler = load_filler(config.filler, **config.filler_options())
         except Exception as e:  # noqa: BLE001 - FillerError and friends: one sentence
@@ -147,11 +148,13 @@ class Pipeline:
                 drop(c, "corrupt_image", str(e))
                 continue
             try:
-                with Image.open(io.BytesIO(c.image_bytes)) as im:
-                    im.load()
-                    if min(im.size) < 1:
-                        raise ValueError("empty image")
-                    c.image = im.convert("RGB")
+                c.image = self._decoded.get(s.kb_id) if s.kb_id else None  # a corpus image already decoded
+                if c.image is None:
+                    with Image.open(io.BytesIO(c.image_bytes)) as im:
+                        im.load()
+                        if min(im.size) < 1:
+                            raise ValueError("empty image")
+                        c.image = im.convert("RGB")
             except Exception as e:  # noqa: BLE001 - PIL raises many types for bad data
                 drop(c, "corrupt_image", f"corrupt image ({type(e).__name__}: {e})")
                 continue
