@@ -108,9 +108,6 @@ class CorpusSource:
         """JSON-able description: recorded in the manifest and part of a build's fingerprint."""
         raise NotImplementedError  # pragma: no cover
 
-    def items(self) -> list[CorpusItem]:
-        return list(self)
-
 
 class FolderSource(CorpusSource):
     """Every image under ``root`` (recursive; jpg/jpeg/png/webp/bmp, any case), sorted by relative path."""
