@@ -145,9 +145,12 @@ def _build(ctx: typer.Context, **values) -> None:
         fail("--out is required (or give --config realign_build.json).")
     try:
         config = BuildConfig.from_dict(values)
+    except (TypeError, *_build_errors()) as e:  # TypeError: a value of the wrong type in a --config file
+        fail(f"{config_file}: {e}" if config_file else str(e))
+    try:
         result = builder.build(config)
-    except (TypeError, *_build_errors()) as e:
-        fail(f"{config_file}: {e}" if config_file and isinstance(e, TypeError) else str(e))
+    except _build_errors() as e:
+        fail(str(e))
     if not quiet:
         typer.echo(f"Dataset: {result.out} ({result.pairs_written} pairs); report: {result.report_path}")
     if push_repo:

@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+from realign_cli import command  # noqa: E402  (realign-data with the tiny open_clip model registered)
 
 
 def _run(tool: str, *args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    module = {"realign-data": "realign_data.cli", "realign-trl": "realign_trl.cli"}[tool]
-    proc = subprocess.run([sys.executable, "-c", f"from {module} import main; main()", *args],
-                          capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    argv = command(*args) if tool == "realign-data" else \
+        [sys.executable, "-c", "from realign_trl.cli import main; main()", *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
     assert proc.returncode == 0, f"{tool} {' '.join(args)}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     return proc
 
