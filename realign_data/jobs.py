@@ -8,10 +8,12 @@ resumes and ends with what an uninterrupted run writes. The job directory record
 (what the units depend on); running other settings into it is refused with the list of differences. When every
 unit has its marker, the caller **finalises** once (the knowledge base: rank 0 indexes every shard).
 
-    job = Job(work_dir, "shard", config_file=work_dir / "build_config.json")
-    job.open(fingerprint)                                     # or JobMismatch / JobDirNotEmpty
-    run = job.run(units, do_unit, advance=bar.update)         # do_unit(i, items) -> (meta, files)
-    if job.rank == 0: job.wait_for(range(run.num_units)); finalise(job.markers(range(run.num_units)))
+    job = Job(out, out / "embeddings", "shard", config_file=out / "build_config.json")
+    job.open(fingerprint)                                       # or JobMismatch / JobDirNotEmpty
+    run = job.run(chunked(items, 1000), do_unit, advance=bar.update)   # do_unit(i, items) -> (meta, files)
+    if job.rank == 0:
+        job.wait_for(range(run.num_units), timeout=3600)
+        finalise([job.marker(i) for i in range(run.num_units)])
 
 Rank and world come from the process group when one is initialised (``torch.distributed``, e.g. by
 accelerate's ``PartialState``), else from what the launcher exported (torchrun, ``accelerate launch``, MPI),
