@@ -362,3 +362,31 @@ def test_push_to_a_branch(hub, env, tmp_path):
     assert hub.list_files("tester/branchy", revision="main") == [".gitattributes"]
     card = hub.read_file("tester/branchy", "README.md", revision="dev").decode()
     assert "No build configuration (realign_build.json) was found" in card and "license: other" in card
+
+
+def test_card_commit_is_retried_when_another_commit_lands_first(hub, env, tmp_path):
+    """Between the data commit and the card commit someone else commits: the card commit (parent = the data
+    commit) gets HTTP 412, is retried on the new head with backoff, and both commits are kept."""
+    out = make_build_dir(tmp_path / "b", n=2)
+    res = run_python(f"""
+        import json
+        from huggingface_hub import HfApi
+        import realign_data.hub as hub
+
+        merged, calls = hub._merged_readme, []
+
+        def commit_in_between(api, repo_id, head, *args, **kwargs):
+            calls.append(head)
+            if len(calls) == 1:  # another writer commits right after our data commit
+                HfApi().upload_file(path_or_fileobj=b"theirs", path_in_repo="NOTES.txt", repo_id=repo_id,
+                                    repo_type="dataset")
+            return merged(api, repo_id, head, *args, **kwargs)
+
+        hub._merged_readme = commit_in_between
+        result = hub.push_to_hub({str(out)!r}, "tester/raced", progress=False)
+        print(json.dumps({{"calls": len(calls), "heads_differ": calls[0] != calls[-1], "files": result.files}}))
+    """, env)
+    assert res["calls"] == 2 and res["heads_differ"]
+    files = hub.list_files("tester/raced")
+    assert "NOTES.txt" in files and "data/realign_build.json" in files
+    assert "<!-- realign:begin -->" in hub.read_file("tester/raced", "README.md").decode()
