@@ -26,7 +26,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 from realign_data.atomic import atomic_write_json, file_sha256
 from realign_data.config import BuildConfig, BuildError

@@ -23,7 +23,6 @@ read by accelerate's :func:`~accelerate.utils.get_cpu_distributed_information`; 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -33,7 +32,6 @@ from typing import Callable, Iterable, Optional
 
 from realign_data.atomic import atomic_write_json, file_sha256
 
-logger = logging.getLogger(__name__)
 
 # launcher variables holding the world size (the ones accelerate reads); without any, nothing is imported
 _WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")

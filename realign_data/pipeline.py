@@ -13,15 +13,12 @@ that is a seed and a retrieval hit at once is decoded once too.
 from __future__ import annotations
 
 import io
-import logging
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from realign_data.config import BuildConfig, BuildError
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
