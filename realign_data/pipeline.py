@@ -122,7 +122,14 @@ class Pipeline:
                     drop(c, "no_retrieval" if not c.hits else
                          "fill_failed" if c.fills_failed == c.fills_tried else "all_fills_too_similar")
                     continue
-                c.negative = self.visual_negative(c)
+                try:
+                    c.negative = self.visual_negative(c)
+                except FileNotFoundError as e:  # the retrieved image's file is gone from the corpus
+                    drop(c, "missing_image", str(e))
+                    continue
+                except (ValueError, OSError) as e:
+                    drop(c, "corrupt_image", str(e))
+                    continue
                 rows.append(self.row(c))
         finally:
             self._decoded = {}

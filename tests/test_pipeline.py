@@ -97,3 +97,21 @@ def test_drops_of_every_stage_are_counted(tiny_kb, tmp_path, sample_corpus):
     assert res.pairs_written == 1 and len(load_built(tmp_path / "out")) == 1
     example = res.report["failures"]["examples"][0]
     assert example["reason"] == "missing_image" and "missing.jpg" in example["error"]
+
+
+def test_a_retrieved_image_gone_from_the_corpus_is_a_counted_drop(tiny_kb, tmp_path, sample_corpus):
+    """The knowledge base points at corpus files; when one has been deleted since, its rows drop, the run goes on."""
+    import shutil
+
+    corpus = tmp_path / "coco"
+    shutil.copytree(sample_corpus, corpus)
+    kb = tmp_path / "kb"
+    shutil.copytree(tiny_kb, kb)
+    manifest = (kb / "manifest.json").read_text().replace(str(sample_corpus), str(corpus))
+    (kb / "manifest.json").write_text(manifest)
+    first = build(cfg(kb, tmp_path / "first", max_samples=None))
+    gone = load_built(tmp_path / "first").select_columns(["rejected_image_id"])[0]["rejected_image_id"]
+    (corpus / gone).unlink()
+    res = build(cfg(kb, tmp_path / "out", max_samples=None))
+    assert res.drops.get("missing_image", 0) >= 1 and res.pairs_written >= first.pairs_written - res.drops["missing_image"]
+    assert any(gone in f["error"] for f in res.report["failures"]["examples"])
