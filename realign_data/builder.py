@@ -34,7 +34,9 @@ from typing import Any, Iterator, Optional
 
 from realign_data.atomic import atomic_write_json, file_sha256
 from realign_data.config import BuildConfig, BuildError
-from realign_data.jobs import Job, JobDirNotEmpty, JobMismatch, chunked, distributed, library_versions
+from realign_data.devices import DeviceError, resolve_device
+from realign_data.jobs import (Job, JobDirNotEmpty, JobMismatch, chunked, distributed, library_versions,
+                               process_group_backend)
 from realign_data.output import (CONFIG_FILE, PROVENANCE_FILE, REPORT_FILE, WORK_DIR, read_chunks, write_chunk,
                                  write_dataset)
 from realign_data.report import aggregate, curriculum_summary, format_summary, negative_summary, write_report
@@ -84,6 +86,10 @@ def build(config: BuildConfig) -> BuildResult:
 
     config.validate()
     t0 = time.time()
+    try:
+        resolve_device(config.device)  # a device that is not there is the user's mistake: say so before any work
+    except DeviceError as e:
+        raise BuildError(str(e)) from None
     num_shards, shard_index = shard_of(config)
     together = config.num_shards is None and num_shards > 1  # launched together: wait, rank 0 finalises
     chatty = config.progress and not (together and shard_index)  # one voice per launched build
@@ -137,13 +143,13 @@ def build(config: BuildConfig) -> BuildResult:
     throughput = {"seconds_total": round(time.time() - t0, 3), "seconds_building": round(work, 3),
                   "seeds_built_now": run.items_now, "pairs_built_now": rows_now, "resumed_chunks": run.resumed,
                   "pairs_per_second": round(rows_now / work, 3) if work else None,
-                  "seeds_per_second": round(run.items_now / work, 3) if work else None, "processes": num_shards}
+                  "seeds_per_second": round(run.items_now / work, 3) if work else None}
     if num_shards > 1 and not together:
         return _shard_result(out, job, run.units, run.num_units, num_shards, shard_index, config.progress)
 
     def finalise() -> dict:
         units = [(job.marker(c), job.path(c, ".parquet")) for c in range(run.num_units)]
-        report = finalise_dataset(out, job.config_file.parent, config, units, provenance, num_shards)
+        report = finalise_dataset(out, job.config_file.parent, config, units, provenance, launch(num_shards))
         report["throughput"] = {**throughput, "seconds_total": round(time.time() - t0, 3)}
         write_report(out, report)
         for c in range(run.num_units):  # the chunk rows are in the dataset now; the markers stay (re-run: no-op)
@@ -288,8 +294,13 @@ def complete_report(out: Path) -> Optional[dict]:
     return report if report.get("complete") else None
 
 
+def launch(processes: int) -> dict:
+    """How a build ran, for its report: processes, and the ``torch.distributed`` backend when one synchronised them."""
+    return {"processes": processes, "process_group": process_group_backend() if processes > 1 else None}
+
+
 def finalise_dataset(out: Path, work: Path, config: BuildConfig, units: list[tuple[dict, Path]], provenance: dict,
-                     processes: int = 1) -> dict:
+                     launch: Optional[dict] = None) -> dict:
     """Write the dataset of every chunk (``(marker, parquet file)`` in chunk order, each read once) into ``out``
     and return its report (without throughput). Rank 0 of a build and :func:`realign_data.merge.merge` call it."""
     heartbeat = work / HEARTBEAT_FILE
@@ -307,7 +318,7 @@ def finalise_dataset(out: Path, work: Path, config: BuildConfig, units: list[tup
         raise BuildError(f"{out}: the chunk markers count {report['pairs_written']} rows but the chunk files hold "
                          f"{n}; delete {work} and build again")
     report.update({
-        "complete": True, "format": config.format, "processes": processes,
+        "complete": True, "format": config.format, "launch": launch or {"processes": 1, "process_group": None},
         "chunks": [[m["chunk"], m["rows"]] for m in metas], "chunk_size": config.chunk_size,
         "image_negative": negative_summary(config),
         "row_order": config.curriculum or "seed",

@@ -77,6 +77,12 @@ def distributed() -> Dist:
     return Dist(info.rank, info.world_size, info.local_rank, info.local_world_size)
 
 
+def process_group_backend() -> Optional[str]:
+    """The backend (``gloo``, ``nccl``...) of the initialised ``torch.distributed`` process group, else None."""
+    dist = _process_group()
+    return dist.get_backend() if dist is not None else None
+
+
 def process_group_barrier() -> None:
     """``torch.distributed.barrier()`` when a process group is initialised; nothing otherwise."""
     dist = _process_group()
@@ -249,7 +255,7 @@ class Job:
         def message() -> str:
             ranks = sorted({i % self.world for i in left})
             shown = ", ".join(map(str, left[:10])) + (" ..." if len(left) > 10 else "")
-            return (f"waited {timeout:.0f} s without progress for {len(left)} {self.prefix}(s) of rank(s) "
+            return (f"waited {timeout:g} s without progress for {len(left)} {self.prefix}(s) of rank(s) "
                     f"{', '.join(map(str, ranks))} ({self.prefix}s {shown}) under {self.units_dir}: is every one of "
                     f"the {self.world} processes running, with an output directory they all see (a filesystem shared "
                     "by every node)? Run the same command again to resume")
@@ -272,7 +278,7 @@ class Job:
                     return None
 
             wait_until(lambda: result() is not None, timeout=timeout, progress=beat, poll=poll,
-                       message=lambda: f"waited {timeout:.0f} s for rank 0 to write the final files into {self.root} "
+                       message=lambda: f"waited {timeout:g} s for rank 0 to write the final files into {self.root} "
                                        "without any sign of progress; is rank 0 still running? Run the same command "
                                        "again to resume")
             value = result()

@@ -71,7 +71,7 @@ def merge(shard_dirs: list[str | os.PathLike], out: str | os.PathLike, *, progre
     provenance = json.loads((jobs[0].config_file.parent / PROVENANCE_FILE).read_text())
     fp = fingerprints[0]
     cfg = BuildConfig.from_dict({**BuildConfig().to_dict(), **fp["config"], "out": str(out)})
-    report = finalise_dataset(out, work, cfg, units, provenance, processes=len(dirs))
+    report = finalise_dataset(out, work, cfg, units, provenance, {"processes": len(dirs), "process_group": None})
     report["merged_from"] = [str(d) for d in dirs]
     atomic_write_json(work / "config.json", fp)  # the same build: running it into `out` again is a no-op
     report = write_report(out, report)
