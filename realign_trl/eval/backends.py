@@ -43,6 +43,15 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
+def check_model_args(model: str, *, adapter: Optional[str] = None, dtype: str = "auto") -> None:
+    """The mistakes worth catching before importing torch: a missing local directory, an unknown dtype."""
+    if dtype not in DTYPES:
+        raise EvalError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}.")
+    for what, path in (("model", model), ("adapter", adapter)):
+        if path and str(path).startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(str(path))):
+            raise EvalError(f"{what} directory {str(path)!r} does not exist.")
+
+
 def load_model(model: str, *, adapter: Optional[str] = None, device: str = "auto", dtype: str = "auto",
                trust_remote_code: bool = False):
     """``(model, processor)`` of a checkpoint directory or Hub id, in eval mode, PEFT ``adapter`` merged in.
@@ -50,14 +59,10 @@ def load_model(model: str, *, adapter: Optional[str] = None, device: str = "auto
     ``device="auto"`` spreads the model over every GPU when there are several (``device_map="auto"``).
     ``dtype="auto"`` is the checkpoint's dtype on an accelerator and float32 on CPU.
     """
+    check_model_args(model, adapter=adapter, dtype=dtype)
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    if dtype not in DTYPES:
-        raise EvalError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}.")
-    for what, path in (("model", model), ("adapter", adapter)):
-        if path and str(path).startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(str(path))):
-            raise EvalError(f"{what} directory {str(path)!r} does not exist.")
     resolved = resolve_device(device)
     multi_gpu = device == "auto" and resolved == "cuda" and torch.cuda.device_count() > 1
     torch_dtype = (torch.float32 if resolved == "cpu" else "auto") if dtype == "auto" else getattr(torch, dtype)
