@@ -411,18 +411,23 @@ def merge_card(existing_readme: Optional[str], *, repo_id: str, provenance: Mapp
     """
     from huggingface_hub import DatasetCard
 
+    from realign_data import pope
+
     card = DatasetCard(existing_readme or "---\n---\n", ignore_metadata_errors=True)
     data = card.data
     known = [p.license for p in provenance.values() if p is not None and p.license]
+    is_pope = any(p is not None and pope.is_pope_config(p.config) for p in provenance.values())  # realign-data pope
     data["license"] = license or data.get("license") or (known[0] if known else None) or "other"
     data["task_categories"] = _union(data.get("task_categories"), TASK_CATEGORIES)
-    data["tags"] = _union(data.get("tags"), TAGS)
+    data["tags"] = _union(data.get("tags"), pope.CARD_TAGS if is_pope else TAGS)
     n = total_examples(data.to_dict()) or (num_examples or 0)
     data["size_categories"] = [size_category(n)]
     if not data.get("pretty_name"):
-        data["pretty_name"] = pretty_name or f"Re-Align dual-preference dataset ({repo_id.split('/')[-1]})"
+        data["pretty_name"] = pretty_name or (f"POPE question set ({repo_id.split('/')[-1]})" if is_pope else
+                                              f"Re-Align dual-preference dataset ({repo_id.split('/')[-1]})")
     summaries = config_summaries(data.to_dict(), provenance)
-    generated = render_generated_section(repo_id, summaries, columns)
+    generated = (pope.card_section(repo_id, summaries, BEGIN_MARKER, END_MARKER) if is_pope
+                 else render_generated_section(repo_id, summaries, columns))
     card.text = merge_body(card.text, generated, title=data.get("pretty_name"))
     return str(card)
 

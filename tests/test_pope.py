@@ -13,6 +13,7 @@ import pytest
 from realign_data.pope import CorpusStats, PopeError, build_pope, open_annotations, pope_questions, question_for
 
 CLI = [sys.executable, "-m", "realign_data.cli"]
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 
 
 def _rows(ds):
@@ -153,3 +154,42 @@ def test_bad_options_are_usage_errors(sample_corpus, tmp_path, args, message):
     r = subprocess.run(CLI + ["pope", "--coco-root", str(sample_corpus), "--out", str(tmp_path / "o"), *args],
                        capture_output=True, text=True)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_push_and_load_from_the_hub_like_any_built_dataset(sample_corpus, tmp_path):
+    """`realign-data push` takes the question set as it takes a built dataset; its card says what it is."""
+    import textwrap
+
+    from hub_server import HubServer
+
+    out = tmp_path / "pope"
+    build_pope(sample_corpus, out, num_images=5, min_objects=1, seed=0)
+    with HubServer(tmp_path / "hub", token="hf_test") as hub:
+        env = hub.client_env(tmp_path / "hf_home")
+        r = subprocess.run(CLI + ["push", str(out), "tester/pope", "-q"], env=env, capture_output=True, text=True,
+                           timeout=180)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "random: " in r.stdout and "adversarial: " in r.stdout
+        files = hub.list_files("tester/pope")
+        assert {"data/realign_build.json", "data/build_report.json", "README.md"} <= set(files)
+        card = hub.read_file("tester/pope", "README.md").decode()
+        for needle in ("POPE question set", "- pope", "license: cc0-1.0", "realign-trl eval --model",
+                       "li2023pope", "<!-- realign:end -->"):
+            assert needle in card, needle
+        assert "dual-preference" not in card and "rdpo" not in card
+        code = textwrap.dedent(f"""
+            import json
+            from realign_data.pope import load_pope
+            ds = load_pope("tester/pope", ["adversarial", "random"])
+            print(json.dumps({{s: ds[s].remove_columns("image").to_list() for s in ds}}
+                             | {{"size": ds["random"][0]["image"].size}}))
+        """)
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stderr[-3000:]
+    remote = json.loads(r.stdout.strip().splitlines()[-1])
+    from datasets import load_from_disk
+
+    local = load_from_disk(str(out))
+    for split in ("adversarial", "random"):
+        assert remote[split] == local[split].remove_columns("image").to_list()
+    assert remote["size"] == [160, 120]
