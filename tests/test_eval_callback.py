@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trl_models import make_trainer
+from trl_models import make_trainer, tiny_yaml_config
 
 TESTS_DIR = Path(__file__).parent
 REPO = TESTS_DIR.parent
@@ -53,21 +53,8 @@ def _cli():
     return [sys.executable, "-c", "from realign_trl.cli import main; main()"]
 
 
-def _tiny_config(tiny_llava, tmp_path) -> Path:
-    from trl_models import make_dataset
-
-    data = tmp_path / "data"
-    data.mkdir()
-    make_dataset(4).to_parquet(str(data / "train.parquet"))
-    config = (REPO / "examples" / "rdpo_tiny.yaml").read_text()
-    config = (config.replace("TINY_MODEL_PATH", str(tiny_llava)).replace("TINY_DATASET_PATH", str(data))
-              .replace("TINY_OUTPUT_DIR", str(tmp_path / "out")))
-    (tmp_path / "tiny.yaml").write_text(config)
-    return tmp_path / "tiny.yaml"
-
-
 def test_realign_trl_dpo_hallucination_eval_options(tiny_llava, sample_corpus, tmp_path):
-    config = _tiny_config(tiny_llava, tmp_path)
+    config = tiny_yaml_config(tiny_llava, tmp_path)
     proc = subprocess.run([*_cli(), "dpo", "--config", str(config), "--hallucination_eval", "pope,chair",
                            "--hallucination_eval_steps", "1", "--hallucination_eval_coco_root", str(sample_corpus),
                            "--hallucination_eval_num_images", "2", "--hallucination_eval_min_objects", "1",

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from trl_models import RDPO_METRICS, make_dataset
+from trl_models import RDPO_METRICS, make_dataset, tiny_yaml_config
 
 TESTS_DIR = Path(__file__).parent
-REPO = TESTS_DIR.parent
 
 
 def _env():
@@ -40,13 +39,7 @@ def test_help_needs_no_heavy_imports():
 
 
 def test_realign_trl_dpo_with_tiny_yaml(tiny_llava, tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    make_dataset(4).to_parquet(str(data / "train.parquet"))
-    config = (REPO / "examples" / "rdpo_tiny.yaml").read_text()
-    config = (config.replace("TINY_MODEL_PATH", str(tiny_llava)).replace("TINY_DATASET_PATH", str(data))
-              .replace("TINY_OUTPUT_DIR", str(tmp_path / "out")))
-    (tmp_path / "tiny.yaml").write_text(config)
+    tiny_yaml_config(tiny_llava, tmp_path)
     # an extra TRL flag and an rdpo flag on the command line override the YAML
     proc = subprocess.run([*_cli(), "dpo", "--config", str(tmp_path / "tiny.yaml"), "--beta", "0.2",
                            "--rdpo_anchor_weight", "1.0"],

@@ -80,3 +80,17 @@ def make_trainer(model_path, tmp_path, *, dataset=None, ref=True, peft_config=No
         train_dataset=dataset if dataset is not None else make_dataset(4),
         processing_class=processor, peft_config=peft_config,
     )
+
+
+def tiny_yaml_config(model_path, tmp_path):
+    """``examples/rdpo_tiny.yaml`` filled in: the tiny model, a 4-row parquet dataset, ``tmp_path/out``."""
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    data.mkdir()
+    make_dataset(4).to_parquet(str(data / "train.parquet"))
+    config = (Path(__file__).parent.parent / "examples" / "rdpo_tiny.yaml").read_text()
+    config = (config.replace("TINY_MODEL_PATH", str(model_path)).replace("TINY_DATASET_PATH", str(data))
+              .replace("TINY_OUTPUT_DIR", str(tmp_path / "out")))
+    (tmp_path / "tiny.yaml").write_text(config)
+    return tmp_path / "tiny.yaml"

@@ -151,8 +151,11 @@ class TransformersBackend:
                     inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
                 with torch.inference_mode():
                     out = model.generate(**inputs, generation_config=generation)
-                new = out[:, inputs["input_ids"].shape[1]:]
-                yield [(t.strip(), None) for t in self.processor.batch_decode(new, skip_special_tokens=True)]
+                new = out[:, inputs["input_ids"].shape[1]:].cpu()
+                # decoded in the preparing thread too: a fast tokenizer used from two threads at once can fail
+                # ("Already borrowed"), so every tokenizer call goes through that one thread, in order
+                texts = self._pool.submit(self.processor.batch_decode, new, skip_special_tokens=True).result()
+                yield [(t.strip(), None) for t in texts]
         finally:
             model.train(was_training)
 
