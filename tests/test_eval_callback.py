@@ -94,3 +94,49 @@ def test_bad_hallucination_eval_corpus_fails_before_loading(tiny_llava, sample_c
     proc = subprocess.run([*_cli(), "dpo", *base, *args], capture_output=True, text=True, env=_env(), timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "no instance annotations for split 'val2014'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+DIST_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import realign_trl
+from pathlib import Path
+from trl import DPOTrainer
+from trl_models import load, make_dataset, tiny_args
+from realign_trl.eval import EvalSuite, HallucinationEvalCallback
+suite = EvalSuite.from_coco({corpus!r}, num_images=3, min_objects=1)
+model, processor = load({model!r})
+trainer = DPOTrainer(model=model, ref_model=load({model!r})[0], args=tiny_args(Path({out!r}), max_steps=1),
+                     train_dataset=make_dataset(4), processing_class=processor)
+callback = HallucinationEvalCallback(trainer, suite, eval_steps=1, batch_size=2, pope_max_new_tokens=3,
+                                     chair_max_new_tokens=4, save_records=False)
+metrics = callback.evaluate(0)
+rank = trainer.accelerator.process_index
+Path({out!r}, f"rank{{rank}}.json").write_text(json.dumps({{"metrics": metrics,
+                                                            "world": trainer.accelerator.num_processes}}))
+trainer.end()
+"""
+
+
+def test_two_processes_share_the_images_and_log_the_same_metrics(tiny_llava, sample_corpus, tmp_path):
+    import socket
+
+    script = tmp_path / "dist.py"
+    script.write_text(DIST_SCRIPT.format(tests=str(TESTS_DIR), corpus=str(sample_corpus), model=str(tiny_llava),
+                                         out=str(tmp_path)))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["world"] == 2 and ranks[0]["metrics"] == ranks[1]["metrics"]
+
+    from realign_trl.eval import EvalSuite, evaluate
+    from trl_models import load
+
+    suite = EvalSuite.from_coco(sample_corpus, num_images=3, min_objects=1)
+    single = evaluate(load(tiny_llava), suite, batch_size=2, pope_max_new_tokens=3, chair_max_new_tokens=4)
+    assert ranks[0]["metrics"] == single.flat(prefix="eval/")

@@ -106,6 +106,8 @@ class EvalSuite:
             if pope is not None:
                 images, questions = _from_question_set(pope, pope_splits, num_images)
                 source["pope"] = str(pope) if isinstance(pope, (str, os.PathLike)) else "DatasetDict"
+                for drawn_by_the_set in ("seed", "min_objects"):  # the question set fixed these when it was built
+                    source.pop(drawn_by_the_set)
             else:
                 images = select_images(ann, num_images, seed=seed, min_objects=min_objects, progress=progress)
                 questions = {}
