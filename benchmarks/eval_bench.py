@@ -12,6 +12,8 @@ held-out images of the synthetic sample corpus.
 Reported for POPE alone (short answers: the harness's share is largest), CHAIR alone, and both (the default
 ``realign-trl eval --bench pope,chair``). Arms are interleaved ``--repeats`` times; the best run of each is kept.
 The model is a tiny random LLaVA (it never stops early, so every prompt runs to its token bound in both arms).
+``serial_components_both`` times the harness's own work (preparing, decoding, scoring) without overlap, against
+the generation time: a figure far less sensitive to other jobs on the machine than the throughput ratio.
 
     python benchmarks/eval_bench.py --json eval_bench.json
 """
@@ -44,6 +46,38 @@ def bare_generate(backend, suite, bounds: dict) -> float:
         for inputs, config in work:
             backend.model.generate(**inputs, generation_config=config)
     return time.perf_counter() - start
+
+
+def components(backend, suite, bounds: dict) -> dict:
+    """The harness's own work, timed serially: preparing batches, decoding tokens, scoring (vs generating)."""
+    import torch
+
+    from realign_trl.eval.backends import _greedy_config
+    from realign_trl.eval.runner import generate_answers, score, work_items
+
+    suite._decoded.clear()
+    times = {"prepare_s": 0.0, "generate_s": 0.0, "decode_s": 0.0, "score_s": 0.0}
+    for bench, keys in work_items(suite).items():
+        items = [(prompt, (lambda i=image_id: suite.image(i)), None) for image_id, prompt in keys]
+        config = _greedy_config(backend.model, backend.processor, bounds[bench])
+        for i in range(0, len(items), backend.batch_size):
+            t = time.perf_counter()
+            inputs = backend._prepare(items[i:i + backend.batch_size])
+            times["prepare_s"] += time.perf_counter() - t
+            t = time.perf_counter()
+            with torch.inference_mode():
+                out = backend.model.generate(**inputs, generation_config=config)
+            times["generate_s"] += time.perf_counter() - t
+            t = time.perf_counter()
+            backend.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            times["decode_s"] += time.perf_counter() - t
+    answers = generate_answers(backend, suite, pope_max_new_tokens=1, chair_max_new_tokens=1)
+    t = time.perf_counter()
+    score(suite, answers)
+    times["score_s"] = time.perf_counter() - t
+    own = times["prepare_s"] + times["decode_s"] + times["score_s"]
+    times["harness_share"] = own / (own + times["generate_s"])
+    return {k: round(v, 4) for k, v in times.items()}
 
 
 def harness(backend, suite, **bounds) -> float:
@@ -106,6 +140,7 @@ def main() -> None:
                 runs[arm].append({"harness_s": round(h, 3), "bare_s": round(b, 3)})
                 best[arm]["harness"] = min(best[arm]["harness"], h)
                 best[arm]["bare"] = min(best[arm]["bare"], b)
+        parts = components(backend, suite, bounds)
         backend.close()
 
     n = args.images
@@ -119,6 +154,7 @@ def main() -> None:
         figures[f"images_per_s{suffix}"] = round(n / h, 2)
         figures[f"bare_images_per_s{suffix}"] = round(n / b, 2)
         figures[f"efficiency{suffix}"] = round(b / h, 3)
+    figures["serial_components_both"] = parts
     figures["runs"] = runs
     for k, v in figures.items():
         if k != "runs":

@@ -69,7 +69,7 @@ def test_shared_questions_are_generated_once(suite):
     assert len(items["chair"]) == len(suite.images)
 
 
-@pytest.mark.parametrize("family", ["tiny_llava", "tiny_qwen2_vl"])
+@pytest.mark.parametrize("family", ["tiny_llava", "tiny_qwen2_vl", "tiny_gemma3"])
 def test_batched_generation_matches_one_by_one(family, request, suite):
     """Left padding done right: a prompt gets the same greedy answer alone and in a padded batch."""
     backend = TransformersBackend(str(request.getfixturevalue(family)), device="cpu", batch_size=5)
@@ -137,3 +137,31 @@ def test_interrupted_evaluation_resumes_where_it_stopped(suite, tiny_llava, tmp_
     fresh = evaluate(inner, suite, **SHORT)
     assert resumed.flat() == fresh.flat()
     inner.close()
+
+
+def test_adapter_is_loaded_onto_the_base_model(suite, tiny_llava, tmp_path):
+    """--adapter: a PEFT adapter saved by training is merged into the base model before generating."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    peft_model = get_peft_model(AutoModelForImageTextToText.from_pretrained(tiny_llava),
+                                LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 1.0)  # a trained-looking adapter (B starts at zero)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    items = [("Please describe this image in detail.", (lambda i=i: suite.image(i)), None) for i in suite.images]
+    base = TransformersBackend(str(tiny_llava), device="cpu")
+    tuned = TransformersBackend(str(tiny_llava), adapter=str(tmp_path / "adapter"), device="cpu")
+    assert tuned.describe()["adapter"] == str(tmp_path / "adapter")
+    merged = TransformersBackend(peft_model.merge_and_unload(), base.processor)
+    answers = {name: [a for batch in b.generate(items, 8) for a in batch]
+               for name, b in (("base", base), ("tuned", tuned), ("merged", merged))}
+    assert answers["tuned"] == answers["merged"] != answers["base"]
+    for b in (base, tuned, merged):
+        b.close()
+    with pytest.raises(EvalError, match="adapter directory '/no/adapter' does not exist"):
+        TransformersBackend(str(tiny_llava), adapter="/no/adapter")
