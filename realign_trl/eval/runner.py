@@ -158,16 +158,13 @@ def evaluate(model: Any, suite: EvalSuite, *, processor: Any = None, pope_max_ne
 
 
 def work_items(suite: EvalSuite) -> dict[str, list[tuple[int, str]]]:
-    """The distinct ``(image_id, prompt)`` pairs each benchmark needs, in image order."""
+    """The distinct ``(image_id, prompt)`` pairs each benchmark needs, grouped by image in the suite's order."""
     order = {image_id: k for k, image_id in enumerate(suite.images)}
-    pope = {(q["image_id"], q["question"] + suite.pope_suffix) for qs in suite.pope.values() for q in qs}
     work = {}
     if "pope" in suite.benches:
-        first_seen = {}
-        for qs in suite.pope.values():
-            for q in qs:
-                first_seen.setdefault((q["image_id"], q["question"] + suite.pope_suffix), len(first_seen))
-        work["pope"] = sorted(pope, key=lambda key: (order[key[0]], first_seen[key]))
+        asked = dict.fromkeys((q["image_id"], q["question"] + suite.pope_suffix)
+                              for questions in suite.pope.values() for q in questions)
+        work["pope"] = sorted(asked, key=lambda key: order[key[0]])  # stable: first-asked order within an image
     if "chair" in suite.benches:
         work["chair"] = [(image_id, suite.chair_prompt) for image_id in suite.images]
     return work
