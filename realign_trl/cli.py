@@ -210,6 +210,11 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
     except KeyboardInterrupt:
         typer.echo(f"Interrupted: the answers so far are saved in {out}; run the same command to resume.", err=True)
         raise typer.Exit(130) from None
+    except RuntimeError as e:
+        if type(e).__name__ != "OutOfMemoryError":
+            raise
+        _fail(f"out of memory at --batch-size {options['batch_size']}: lower it and run the same command (the answers "
+              f"so far are saved in {out} and are reused).", 1)
     finally:
         backend.close()
     failed = sum(m.get("failed", 0) for m in [*result.metrics.get("pope", {}).get("splits", {}).values(),

@@ -144,6 +144,11 @@ def test_corpus_without_instances_is_refused_in_one_sentence(sample_corpus, tmp_
     assert not (tmp_path / "out").exists()
     with pytest.raises(PopeError, match="no split 'val2014'|for split 'val2014'"):
         build_pope(sample_corpus, split="val2014")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(PopeError, match="exists and is not a POPE question set"):
+        build_pope(sample_corpus, tmp_path / "busy", num_images=2, min_objects=1)
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("args, message", [
