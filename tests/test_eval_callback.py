@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trl_models import make_trainer, tiny_yaml_config
+from trl_models import make_trainer, run_torchrun, tiny_yaml_config
 
 TESTS_DIR = Path(__file__).parent
 REPO = TESTS_DIR.parent
@@ -119,17 +119,10 @@ trainer.end()
 
 
 def test_two_processes_share_the_images_and_log_the_same_metrics(tiny_llava, sample_corpus, tmp_path):
-    import socket
-
     script = tmp_path / "dist.py"
     script.write_text(DIST_SCRIPT.format(tests=str(TESTS_DIR), corpus=str(sample_corpus), model=str(tiny_llava),
                                          out=str(tmp_path)))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(port), str(script)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    proc = run_torchrun(script, _env())
     assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world"] == 2 and ranks[0]["metrics"] == ranks[1]["metrics"]
