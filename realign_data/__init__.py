@@ -44,6 +44,8 @@ _EXPORTS = {
     "CocoAnnotations": "realign_data.corpus",
     "open_source": "realign_data.corpus",
     "make_sample_corpus": "realign_data.sample",
+    "build_pope": "realign_data.pope",
+    "load_pope": "realign_data.pope",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -64,6 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from realign_data.knowledge_base import KnowledgeBase, resolve_index  # noqa: F401
     from realign_data.knowledge_base_build import build_knowledge_base  # noqa: F401
     from realign_data.sample import make_sample_corpus  # noqa: F401
+    from realign_data.pope import build_pope, load_pope  # noqa: F401
     from realign_data.seeds import Seed, coco_caption_seeds, dataset_seeds  # noqa: F401
 
 

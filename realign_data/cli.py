@@ -442,6 +442,44 @@ def push(
     typer.echo(f"Pushed {rows} to {res.repo_id} (config {res.config_name}, branch {res.revision}): {res.url}")
 
 
+@app.command()
+def pope(
+    coco_root: Path = typer.Option(..., "--coco-root", help="COCO-layout corpus with instance annotations (MS-COCO, or `realign-data sample`)."),
+    out: Path = typer.Option(..., "--out", help="Directory for the question set (replaced if it holds one)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Annotated split, e.g. val2014 (default: the only one with instances)."),
+    num_images: int = typer.Option(500, "--num-images", help="Images to ask about (POPE: 500)."),
+    objects_per_image: int = typer.Option(3, "--objects-per-image", help="Objects asked about per image, and as many absent ones (POPE: 3)."),
+    min_objects: int = typer.Option(3, "--min-objects", help="Only images with at least this many annotated categories (POPE: 3)."),
+    samplings: str = typer.Option("random,popular,adversarial", "--samplings", help="Negative samplings, one split each."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed = same question set, byte for byte)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Build a POPE question set: 'Is there a {object} in the image?' about annotated and absent objects.
+
+    Absent objects follow POPE's three negative samplings (random, popular = most frequent categories of the corpus, adversarial = most co-occurring with the asked object); see docs/evaluation.md.
+
+    Writes a `datasets` DatasetDict with one split per sampling (images embedded), pushable with `realign-data push`.
+    """
+    from realign_data.pope import PopeError, build_pope
+
+    try:
+        built = build_pope(coco_root, out, split=split, num_images=num_images, seed=seed,
+                           objects_per_image=objects_per_image, min_objects=min_objects,
+                           samplings=[s.strip() for s in samplings.split(",") if s.strip()], progress=not quiet)
+    except PopeError as e:
+        fail(str(e))
+    if not quiet:
+        rep = built.report
+        counts = ", ".join(f"{s}: {n}" for s, n in rep.questions.items())
+        typer.echo(f"POPE question set: {rep.images} images of split {built.config.split} ({counts} questions) "
+                   f"in {out}")
+        if rep.images < num_images:
+            typer.echo(f"  only {rep.eligible_images} images have at least {min_objects} annotated categories"
+                       + (f" ({len(rep.skipped)} unreadable, skipped)" if rep.skipped else ""))
+        elif rep.skipped:
+            typer.echo(f"  {len(rep.skipped)} unreadable images skipped (listed in build_report.json)")
+
+
 def main() -> None:
     app()
 

@@ -204,13 +204,13 @@ def _config_view(summary: ConfigSummary) -> dict:
             "notes": prov.notes, "files": files, "reproducible": bool(prov.config)}
 
 
-@lru_cache(maxsize=1)
-def _template():
+@lru_cache(maxsize=2)
+def _template(name: str = "dataset_card.md"):
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("realign_data", "templates"), autoescape=False,
                              keep_trailing_newline=False)
-    return env.get_template("dataset_card.md")
+    return env.get_template(name)
 
 
 def render_generated_section(repo_id: str, summaries: list[ConfigSummary], columns: Iterable[str]) -> str:
@@ -219,6 +219,21 @@ def render_generated_section(repo_id: str, summaries: list[ConfigSummary], colum
     shown = [c for c in list(COLUMN_DOCS) + [c for c in columns if c not in COLUMN_DOCS] if not columns or c in columns]
     return _template().render(repo_id=repo_id, columns=[(c, COLUMN_DOCS.get(c, "")) for c in shown],
                               configs=[_config_view(s) for s in summaries], citation=CITATION)
+
+
+def render_pope_section(repo_id: str, summaries: list[ConfigSummary]) -> str:
+    """The realign block of a pushed POPE question set (``realign-data pope``): what it is, how to evaluate."""
+    from realign_data import pope
+
+    configs = []
+    for s in summaries:
+        cfg = (s.provenance.config if s.provenance is not None else None) or {}
+        settings = ", ".join(f"{k} `{cfg[k]}`" for k in ("split", "num_images", "objects_per_image", "min_objects",
+                                                          "seed") if k in cfg)
+        configs.append({"name": s.name, "arg": "" if s.name == "default" else f', "{s.name}"',
+                        "sizes": ", ".join(f"`{k}` {v}" for k, v in s.splits.items()) or "see the files",
+                        "settings": settings or "unknown settings"})
+    return _template("pope_card.md").render(repo_id=repo_id, configs=configs, citation=pope.CARD_CITATION)
 
 
 def merge_body(existing: str, generated: str, title: Optional[str] = None) -> str:
@@ -248,19 +263,24 @@ def merge_card(existing_readme: Optional[str], *, repo_id: str, provenance: Mapp
     """
     from huggingface_hub import DatasetCard
 
+    from realign_data import pope
+
     card = DatasetCard(existing_readme or "---\n---\n", ignore_metadata_errors=True)
     data = card.data
     known = [p.license for p in provenance.values() if p is not None and p.license]
+    is_pope = any(p is not None and pope.is_pope_config(p.config) for p in provenance.values())  # realign-data pope
     data["license"] = license or data.get("license") or (known[0] if known else None) or "other"
     data["task_categories"] = _union(data.get("task_categories"), TASK_CATEGORIES)
-    data["tags"] = _union(data.get("tags"), TAGS)
+    data["tags"] = _union(data.get("tags"), pope.CARD_TAGS if is_pope else TAGS)
     summaries = config_summaries(data, provenance)
     n = sum(sum(s.splits.values()) for s in summaries) or (num_examples or 0)
     data["size_categories"] = [size_category(n)]
     if not data.get("pretty_name"):
-        data["pretty_name"] = pretty_name or f"Re-Align dual-preference dataset ({repo_id.split('/')[-1]})"
-    card.text = merge_body(card.text, render_generated_section(repo_id, summaries, columns),
-                           title=data.get("pretty_name"))
+        data["pretty_name"] = pretty_name or (f"POPE question set ({repo_id.split('/')[-1]})" if is_pope else
+                                              f"Re-Align dual-preference dataset ({repo_id.split('/')[-1]})")
+    generated = (render_pope_section(repo_id, summaries) if is_pope
+                 else render_generated_section(repo_id, summaries, columns))
+    card.text = merge_body(card.text, generated, title=data.get("pretty_name"))
     return str(card)
 
 

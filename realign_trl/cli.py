@@ -3,12 +3,15 @@
 ``realign-trl dpo`` is a drop-in for ``trl dpo``: it takes the same arguments and ``--config`` YAML files
 (parsed by TRL's own ``TrlParser``), splits off ``accelerate launch`` options the same way TRL does, and
 launches :mod:`realign_trl.scripts.dpo` (TRL's DPO script with the plugin active and ``RDPOConfig`` fields).
+``realign-trl eval`` measures hallucination (POPE, CHAIR) of a model or an endpoint, or compares results.
 Everything heavy is imported inside the commands so ``realign-trl --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -79,6 +82,152 @@ def dpo(ctx: typer.Context) -> None:
         launch_command(accelerate_args)
     except subprocess.CalledProcessError as err:
         raise typer.Exit(err.returncode or 1) from None
+
+
+def _fail(message: str, code: int = 2) -> None:
+    """One sentence on stderr and an exit code: 2 = bad usage or input, 1 = runtime failure."""
+    typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+@app.command("eval")
+def eval_(
+    results: Optional[list[Path]] = typer.Argument(None, help="With --compare: eval_results.json files (or their directories).", show_default=False),
+    model: Optional[str] = typer.Option(None, "--model", help="Checkpoint directory or Hub id (any AutoModelForImageTextToText); with --base-url, the model name the endpoint serves."),
+    adapter: Optional[str] = typer.Option(None, "--adapter", help="PEFT adapter directory, loaded on --model and merged."),
+    bench: str = typer.Option("pope,chair", "--bench", help="Benchmarks: pope, chair or pope,chair."),
+    coco_root: Optional[Path] = typer.Option(None, "--coco-root", help="COCO-layout corpus with instances (and captions for CHAIR): MS-COCO, or `realign-data sample`."),
+    split: Optional[str] = typer.Option(None, "--split", help="Annotated split, e.g. val2014 (default: the only one with instances)."),
+    pope: Optional[str] = typer.Option(None, "--pope", help="A `realign-data pope` question set (directory or Hub id) instead of drawing one from --coco-root."),
+    pope_splits: str = typer.Option("random,popular,adversarial", "--pope-splits", help="POPE samplings to evaluate."),
+    num_images: int = typer.Option(500, "--num-images", help="Held-out images: POPE asks about them, CHAIR describes them."),
+    min_objects: int = typer.Option(3, "--min-objects", help="Only images with at least this many annotated categories (POPE: 3)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the image order and of POPE's negatives (same seed = same inputs)."),
+    vocabulary: str = typer.Option("annotated", "--vocabulary", help="CHAIR objects: annotated (the categories the annotation file declares) or coco (all 80)."),
+    chair_prompt: str = typer.Option("Please describe this image in detail.", "--chair-prompt", help="CHAIR instruction."),
+    pope_suffix: str = typer.Option("", "--pope-suffix", help="Text appended to each POPE question (LLaVA-1.5: ' Answer the question using a single word or phrase.')."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: eval-<model name>); a re-run resumes there."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (vLLM, TGI...), e.g. http://localhost:8000/v1."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="--base-url: environment variable holding the API key."),
+    concurrency: int = typer.Option(16, "--concurrency", help="--base-url: requests in flight."),
+    max_retries: int = typer.Option(5, "--max-retries", help="--base-url: retries on 429/5xx/timeouts/refused connections."),
+    device: str = typer.Option("auto", "--device", help="auto (every GPU, else MPS, else CPU), cpu, cuda, cuda:1 ..."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (checkpoint dtype; float32 on CPU), float32, bfloat16 or float16."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Prompts per generate call."),
+    pope_max_new_tokens: int = typer.Option(32, "--pope-max-new-tokens", help="Length bound of POPE answers."),
+    chair_max_new_tokens: int = typer.Option(256, "--chair-max-new-tokens", help="Length bound of CHAIR descriptions."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow checkpoint code (off unless you trust it)."),
+    compare: bool = typer.Option(False, "--compare", help="Compare eval_results.json files (given as arguments) instead of evaluating."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="With --compare: write a figure of the runs side by side (PNG, PDF or SVG; needs realign[plot])."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Measure hallucination (POPE, CHAIR) of a VLM checkpoint or an OpenAI-compatible endpoint.
+
+    Writes eval_results.json (every metric, the exact settings, the model) and per-question / per-caption records (pope_<split>.jsonl, chair.jsonl) into --out.
+
+    Examples: realign-trl eval --model llava-hf/llava-1.5-7b-hf --coco-root /data/coco --split val2014 --out eval-llava; realign-trl eval --compare eval-a eval-b --plot runs.png
+    """
+    from realign_trl.eval.suite import EvalError
+
+    try:
+        if compare:
+            _compare(results or [], plot, quiet)
+            return
+        if results:
+            raise EvalError(f"unexpected argument {str(results[0])!r} (files are only taken with --compare).")
+        if plot is not None:
+            raise EvalError("--plot goes with --compare (evaluate first, then compare the eval_results.json files).")
+        if not model:
+            raise EvalError("--model is required: a checkpoint directory or Hub id, or with --base-url the served "
+                            "model name.")
+        if base_url and adapter:
+            raise EvalError("--adapter loads a PEFT adapter locally; with --base-url, serve the adapter from the "
+                            "endpoint instead.")
+        _evaluate(model=model, adapter=adapter, bench=bench, coco_root=coco_root, split=split, pope=pope,
+                  pope_splits=pope_splits, num_images=num_images, min_objects=min_objects, seed=seed,
+                  vocabulary=vocabulary, chair_prompt=chair_prompt, pope_suffix=pope_suffix, out=out,
+                  base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
+                  device=device, dtype=dtype,
+                  batch_size=batch_size, pope_max_new_tokens=pope_max_new_tokens,
+                  chair_max_new_tokens=chair_max_new_tokens, trust_remote_code=trust_remote_code, quiet=quiet)
+    except EvalError as e:
+        _fail(str(e), 2)
+
+
+def _compare(paths: list[Path], plot: Optional[Path], quiet: bool) -> None:
+    from realign_trl.eval.compare import compare_table, load_results, plot_comparison, run_labels
+
+    runs = load_results(paths)
+    labels = run_labels(runs)
+    if not quiet:
+        typer.echo(compare_table(runs, labels))
+    if plot is not None:
+        path = plot_comparison(runs, plot, labels)
+        if not quiet:
+            typer.echo(f"Figure: {path}")
+
+
+def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet: bool, bench: str,
+              pope_splits: str, **options) -> None:
+    import time
+
+    from realign_trl.eval.backends import EvalRuntimeError, OpenAIBackend, TransformersBackend, check_model_args
+    from realign_trl.eval.runner import evaluate
+    from realign_trl.eval.suite import EvalError, EvalSuite, parse_benches
+
+    started = time.time()
+    benches = parse_benches(bench)
+    for name in ("num_images", "batch_size", "pope_max_new_tokens", "chair_max_new_tokens", "concurrency"):
+        if options[name] < 1:
+            raise EvalError(f"--{name.replace('_', '-')} must be at least 1 (got {options[name]}).")
+    splits = [s.strip() for s in pope_splits.split(",") if s.strip()]
+    from realign_data.pope import POPE_SPLITS
+
+    bad = [s for s in splits if s not in POPE_SPLITS]
+    if bad or not splits:
+        raise EvalError(f"unknown POPE sampling {', '.join(bad) or '(none)'}; valid: {', '.join(POPE_SPLITS)}.")
+    if not base_url:
+        check_model_args(model, adapter=options["adapter"], dtype=options["dtype"])
+    out = out or Path(f"eval-{Path(model.rstrip('/')).name or 'model'}")
+    suite = EvalSuite.from_coco(options["coco_root"], split=options["split"], benches=benches,
+                                num_images=options["num_images"], seed=options["seed"],
+                                min_objects=options["min_objects"], pope=options["pope"], pope_splits=splits,
+                                vocabulary=options["vocabulary"], chair_prompt=options["chair_prompt"],
+                                pope_suffix=options["pope_suffix"], progress=not quiet)
+    try:
+        if base_url:
+            backend = OpenAIBackend(model, base_url=base_url, api_key_env=options["api_key_env"],
+                                    concurrency=options["concurrency"], max_retries=options["max_retries"])
+        else:
+            backend = TransformersBackend(model, adapter=options["adapter"], device=options["device"],
+                                          dtype=options["dtype"], batch_size=options["batch_size"],
+                                          trust_remote_code=options["trust_remote_code"])
+    except EvalRuntimeError as e:
+        _fail(str(e), 1)
+    try:
+        result = evaluate(backend, suite, pope_max_new_tokens=options["pope_max_new_tokens"],
+                          chair_max_new_tokens=options["chair_max_new_tokens"], out=out, progress=not quiet)
+    except KeyboardInterrupt:
+        typer.echo(f"Interrupted: the answers so far are saved in {out}; run the same command to resume.", err=True)
+        raise typer.Exit(130) from None
+    except RuntimeError as e:
+        if type(e).__name__ != "OutOfMemoryError":
+            raise
+        _fail(f"out of memory at --batch-size {options['batch_size']}: lower it and run the same command (the answers "
+              f"so far are saved in {out} and are reused).", 1)
+    finally:
+        backend.close()
+    failed = sum(m.get("failed", 0) for m in [*result.metrics.get("pope", {}).get("splits", {}).values(),
+                                                 result.metrics.get("chair", {})])
+    answered = sum(len(v) for v in result.records.get("pope", {}).values()) + len(result.records.get("chair", []))
+    if failed and failed == answered:
+        first = next(r["error"] for rows in [*result.records.get("pope", {}).values(), result.records.get("chair", [])]
+                     for r in rows if "error" in r)
+        _fail(f"no request was answered by {base_url or model} ({first}); the results in {out} hold no scores.", 1)
+    if not quiet:
+        typer.echo(f"{result.model}: {len(suite.images)} images in {time.time() - started:.1f} s")
+        typer.echo(result.table())
+        typer.echo(f"Results: {out / 'eval_results.json'} (records next to it)")
 
 
 @app.command("version")

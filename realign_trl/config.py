@@ -7,6 +7,7 @@ it, ``loss_type="rdpo"`` uses the defaults below).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from trl import DPOConfig
@@ -52,6 +53,28 @@ class RDPOConfig(DPOConfig):
         curriculum_reference (`str`, *optional*, defaults to `"fixed"`):
             Reference model of a curriculum: ``"fixed"`` (the initial policy for every stage) or ``"refresh"``
             (a frozen copy of the policy at the start of each stage).
+        hallucination_eval (`str` or `None`, *optional*, defaults to `None`):
+            ``"pope,chair"``, ``"pope"`` or ``"chair"``: ``realign-trl dpo`` adds
+            :class:`realign_trl.eval.HallucinationEvalCallback`, which evaluates POPE/CHAIR on a fixed held-out subset
+            every ``hallucination_eval_steps`` steps and at the end and logs ``eval/pope_<split>_f1``,
+            ``eval/chair_s``... (see ``docs/evaluation.md``). ``None``: no hallucination evaluation.
+        hallucination_eval_steps (`int`, *optional*, defaults to `200`):
+            Evaluate every this many optimizer steps (``0``: only at the end of training).
+        hallucination_eval_coco_root (`str` or `None`, *optional*, defaults to `None`):
+            COCO-layout corpus of the held-out images (POPE questions drawn from its instances, CHAIR ground truth
+            from its instances and captions). Required unless ``hallucination_eval_pope`` alone suffices.
+        hallucination_eval_split (`str` or `None`, *optional*, defaults to `None`):
+            Annotated split of that corpus (default: the only one with instances).
+        hallucination_eval_pope (`str` or `None`, *optional*, defaults to `None`):
+            A ``realign-data pope`` question set (directory or Hub id) to use instead of drawing one.
+        hallucination_eval_num_images (`int`, *optional*, defaults to `100`):
+            Held-out images evaluated (the same ones every time).
+        hallucination_eval_min_objects (`int`, *optional*, defaults to `3`):
+            Only images with at least this many annotated categories (POPE's rule).
+        hallucination_eval_batch_size (`int`, *optional*, defaults to `8`):
+            Prompts per ``generate`` call during the evaluation.
+        hallucination_eval_max_new_tokens (`int`, *optional*, defaults to `256`):
+            Length bound of the CHAIR descriptions (POPE answers are bounded at 32 tokens).
     """
 
     rdpo_visual_weight: float = field(
@@ -84,6 +107,42 @@ class RDPOConfig(DPOConfig):
                   "choices": ["fixed", "refresh"]},
     )
 
+    hallucination_eval: str | None = field(
+        default=None,
+        metadata={"help": "Hallucination evaluation during training: 'pope,chair', 'pope' or 'chair' on a fixed held-out "
+                          "subset every hallucination_eval_steps, logged as eval/pope_<split>_f1, eval/chair_s, ... "
+                          "Default: none."},
+    )
+    hallucination_eval_steps: int = field(
+        default=200, metadata={"help": "Hallucination evaluation every N optimizer steps (0: only at the end)."},
+    )
+    hallucination_eval_coco_root: str | None = field(
+        default=None,
+        metadata={"help": "Hallucination evaluation: COCO-layout corpus of the held-out images (instances, captions)."},
+    )
+    hallucination_eval_split: str | None = field(
+        default=None,
+        metadata={"help": "Hallucination evaluation: annotated split, e.g. val2014 (default: the only one)."},
+    )
+    hallucination_eval_pope: str | None = field(
+        default=None,
+        metadata={"help": "Hallucination evaluation: a `realign-data pope` question set (directory or Hub id) instead "
+                          "of drawing one from the corpus."},
+    )
+    hallucination_eval_num_images: int = field(
+        default=100, metadata={"help": "Hallucination evaluation: held-out images (the same at every evaluation)."},
+    )
+    hallucination_eval_min_objects: int = field(
+        default=3, metadata={"help": "Hallucination evaluation: only images with at least this many annotated "
+                                     "categories (POPE: 3)."},
+    )
+    hallucination_eval_batch_size: int = field(
+        default=8, metadata={"help": "Hallucination evaluation: prompts per generate call."},
+    )
+    hallucination_eval_max_new_tokens: int = field(
+        default=256, metadata={"help": "Hallucination evaluation: length bound of the CHAIR descriptions."},
+    )
+
     def __post_init__(self):
         if isinstance(self.curriculum, str) and self.curriculum.strip().lower() in ("", "none"):
             self.curriculum = None
@@ -93,4 +152,29 @@ class RDPOConfig(DPOConfig):
         if self.curriculum_reference not in REFERENCE_POLICIES:
             raise ValueError(f"curriculum_reference={self.curriculum_reference!r} is not a reference policy; use "
                              f"{' or '.join(REFERENCE_POLICIES)}.")
+        self._check_hallucination_eval()
         super().__post_init__()
+
+    def _check_hallucination_eval(self) -> None:
+        if isinstance(self.hallucination_eval, str) and self.hallucination_eval.strip().lower() in ("", "none"):
+            self.hallucination_eval = None
+        if self.hallucination_eval is None:
+            return
+        from realign_trl.eval.suite import EvalError, parse_benches  # standard library only: stays import-light
+
+        try:
+            benches = parse_benches(self.hallucination_eval)
+        except EvalError as e:
+            raise ValueError(f"hallucination_eval: {e}") from None
+        self.hallucination_eval = ",".join(benches)
+        for name in ("hallucination_eval_steps", "hallucination_eval_num_images", "hallucination_eval_min_objects",
+                     "hallucination_eval_batch_size", "hallucination_eval_max_new_tokens"):
+            low = 0 if name == "hallucination_eval_steps" else 1
+            if getattr(self, name) < low:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least {low}.")
+        root = self.hallucination_eval_coco_root
+        if root is None and ("chair" in benches or self.hallucination_eval_pope is None):
+            raise ValueError("hallucination_eval needs hallucination_eval_coco_root: the COCO-layout corpus of the "
+                             "held-out images (POPE questions and CHAIR ground truth come from its annotations).")
+        if root is not None and not os.path.isdir(os.path.expanduser(root)):
+            raise ValueError(f"hallucination_eval_coco_root {root!r} does not exist or is not a directory.")

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from trl_models import RDPO_METRICS, make_dataset
+from trl_models import RDPO_METRICS, make_dataset, run_torchrun, tiny_yaml_config
 
 TESTS_DIR = Path(__file__).parent
-REPO = TESTS_DIR.parent
 
 
 def _env():
@@ -40,13 +39,7 @@ def test_help_needs_no_heavy_imports():
 
 
 def test_realign_trl_dpo_with_tiny_yaml(tiny_llava, tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    make_dataset(4).to_parquet(str(data / "train.parquet"))
-    config = (REPO / "examples" / "rdpo_tiny.yaml").read_text()
-    config = (config.replace("TINY_MODEL_PATH", str(tiny_llava)).replace("TINY_DATASET_PATH", str(data))
-              .replace("TINY_OUTPUT_DIR", str(tmp_path / "out")))
-    (tmp_path / "tiny.yaml").write_text(config)
+    tiny_yaml_config(tiny_llava, tmp_path)
     # an extra TRL flag and an rdpo flag on the command line override the YAML
     proc = subprocess.run([*_cli(), "dpo", "--config", str(tmp_path / "tiny.yaml"), "--beta", "0.2",
                            "--rdpo_anchor_weight", "1.0"],
@@ -102,15 +95,7 @@ def test_two_process_data_parallel(tiny_llava, tmp_path):
     script = tmp_path / "dist.py"
     script.write_text(DIST_SCRIPT.format(tests=str(TESTS_DIR), model=str(tiny_llava), out=str(tmp_path / "o"),
                                          result=str(result)))
-    # torchrun is what `accelerate launch --multi_gpu` runs; on CPU the Trainer picks the gloo backend.
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(port), str(script)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=240)
+    proc = run_torchrun(script, _env(), timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(result.read_text())
     assert out["world"] == 2

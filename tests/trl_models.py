@@ -80,3 +80,32 @@ def make_trainer(model_path, tmp_path, *, dataset=None, ref=True, peft_config=No
         train_dataset=dataset if dataset is not None else make_dataset(4),
         processing_class=processor, peft_config=peft_config,
     )
+
+
+def tiny_yaml_config(model_path, tmp_path):
+    """``examples/rdpo_tiny.yaml`` filled in: the tiny model, a 4-row parquet dataset, ``tmp_path/out``."""
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    data.mkdir()
+    make_dataset(4).to_parquet(str(data / "train.parquet"))
+    config = (Path(__file__).parent.parent / "examples" / "rdpo_tiny.yaml").read_text()
+    config = (config.replace("TINY_MODEL_PATH", str(model_path)).replace("TINY_DATASET_PATH", str(data))
+              .replace("TINY_OUTPUT_DIR", str(tmp_path / "out")))
+    (tmp_path / "tiny.yaml").write_text(config)
+    return tmp_path / "tiny.yaml"
+
+
+def run_torchrun(script, env, nproc: int = 2, timeout: float = 300):
+    """Launch ``script`` on ``nproc`` CPU processes with torchrun (what ``accelerate launch --multi_gpu`` runs; on
+    CPU the Trainer picks the gloo backend), on a free local port."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
+           "127.0.0.1", "--master_port", str(port), str(script)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)

@@ -7,6 +7,10 @@ It reuses TRL's ``main`` unchanged: the only differences are the config dataclas
 
 With ``--curriculum easy-to-hard`` it runs :func:`main_curriculum` instead: the same model, PEFT and dataset
 arguments, trained stage by stage with :func:`realign_trl.curriculum.train_curriculum`.
+
+With ``--hallucination_eval pope,chair`` every trainer it builds carries a
+:class:`realign_trl.eval.HallucinationEvalCallback` on the held-out images the ``hallucination_eval_*`` options
+name (see :func:`_hallucination_eval`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ def preflight(model_args, training_args) -> None:
                          "local checkpoint directory)")
     if name.startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(name)):
         raise ValueError(f"model directory {name!r} does not exist")
+    if getattr(training_args, "hallucination_eval", None) and training_args.hallucination_eval_coco_root:
+        from realign_data.pope import PopeError, open_annotations
+
+        try:  # the annotations the held-out suite needs (cheap): a bad corpus fails before launching
+            open_annotations(training_args.hallucination_eval_coco_root, training_args.hallucination_eval_split)
+        except PopeError as e:
+            raise ValueError(f"hallucination_eval_coco_root: {e}") from None
 
 
 def make_parser(prog: str | None = None):
@@ -54,11 +65,47 @@ def run(argv: list[str] | None = None) -> None:
     script_args, training_args, model_args, dataset_args = parser.parse_args_and_config(
         args=argv, fail_with_unknown_args=False
     )
-    if getattr(training_args, "curriculum", None):
-        main_curriculum(script_args, training_args, model_args, dataset_args)
-    else:
-        with _load_from_disk_dirs():
-            main(script_args, training_args, model_args, dataset_args)
+    with _hallucination_eval(training_args):
+        if getattr(training_args, "curriculum", None):
+            main_curriculum(script_args, training_args, model_args, dataset_args)
+        else:
+            with _load_from_disk_dirs():
+                main(script_args, training_args, model_args, dataset_args)
+
+
+@contextlib.contextmanager
+def _hallucination_eval(args):
+    """Attach :class:`HallucinationEvalCallback` to every ``DPOTrainer`` TRL's ``main`` (or the curriculum) builds.
+
+    TRL's script creates its trainer inside ``main``; for the duration of the call, ``trl.DPOTrainer`` is a subclass
+    that adds the callback after construction (same pattern as :func:`_load_from_disk_dirs`). The held-out suite
+    is read once, before any model is loaded, so a bad corpus fails fast.
+    """
+    if not getattr(args, "hallucination_eval", None):
+        yield
+        return
+    import trl
+
+    from realign_trl.eval import EvalSuite, HallucinationEvalCallback
+
+    suite = EvalSuite.from_coco(
+        args.hallucination_eval_coco_root, split=args.hallucination_eval_split, benches=args.hallucination_eval,
+        num_images=args.hallucination_eval_num_images, seed=args.seed, min_objects=args.hallucination_eval_min_objects,
+        pope=args.hallucination_eval_pope)
+    original = trl.DPOTrainer
+
+    class DPOTrainer(original):  # noqa: D101 - the stock trainer plus the callback
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.add_callback(HallucinationEvalCallback(
+                self, suite, eval_steps=args.hallucination_eval_steps, batch_size=args.hallucination_eval_batch_size,
+                chair_max_new_tokens=args.hallucination_eval_max_new_tokens))
+
+    trl.DPOTrainer = DPOTrainer
+    try:
+        yield
+    finally:
+        trl.DPOTrainer = original
 
 
 @contextlib.contextmanager

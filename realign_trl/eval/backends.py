@@ -1,0 +1,242 @@
+"""Generation backends for evaluation: a local ``transformers`` VLM, or an OpenAI-compatible endpoint.
+
+Both answer work items ``(prompt, load_image, image_bytes)`` (the fillers' item shape) with greedy decoding and a
+``max_new_tokens`` bound, and yield their answers batch by batch, in order, so the runner can show progress and
+save answers as they come. An answer is ``(text, None)`` or ``(None, error)`` for a request that failed.
+
+* :class:`TransformersBackend`: any ``AutoModelForImageTextToText`` with its own processor and chat template
+  (LLaVA, Qwen2-VL, Gemma 3, ...), loaded from a directory or Hub id (optionally with a PEFT adapter) or given
+  already loaded (the training callback). Batches are left-padded; the next batch is prepared (images decoded,
+  chat template applied, processor run) in a background thread while the current one generates.
+* :class:`OpenAIBackend`: the ``openai`` filler's client (:mod:`realign_data.fillers.openai_compat`: keep-alive
+  connections, concurrency, retries), so a model served by vLLM or TGI is measured the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator, Optional, Sequence
+
+from .suite import EvalError
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+Item = tuple  # (prompt, load_image, image_bytes)
+Answer = tuple  # (text or None, error or None)
+
+
+class EvalRuntimeError(RuntimeError):
+    """An evaluation failed at run time (a model that cannot be loaded, an endpoint that does not answer)."""
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``mps``, else ``cpu``; anything else is returned as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def check_model_args(model: str, *, adapter: Optional[str] = None, dtype: str = "auto") -> None:
+    """The mistakes worth catching before importing torch: a missing local directory, an unknown dtype."""
+    if dtype not in DTYPES:
+        raise EvalError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}.")
+    for what, path in (("model", model), ("adapter", adapter)):
+        if path and str(path).startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(str(path))):
+            raise EvalError(f"{what} directory {str(path)!r} does not exist.")
+
+
+def load_model(model: str, *, adapter: Optional[str] = None, device: str = "auto", dtype: str = "auto",
+               trust_remote_code: bool = False):
+    """``(model, processor)`` of a checkpoint directory or Hub id, in eval mode, PEFT ``adapter`` merged in.
+
+    ``device="auto"`` spreads the model over every GPU when there are several (``device_map="auto"``).
+    ``dtype="auto"`` is the checkpoint's dtype on an accelerator and float32 on CPU.
+    """
+    check_model_args(model, adapter=adapter, dtype=dtype)
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    resolved = resolve_device(device)
+    multi_gpu = device == "auto" and resolved == "cuda" and torch.cuda.device_count() > 1
+    torch_dtype = (torch.float32 if resolved == "cpu" else "auto") if dtype == "auto" else getattr(torch, dtype)
+    try:
+        processor = AutoProcessor.from_pretrained(str(model), trust_remote_code=trust_remote_code)
+        vlm = AutoModelForImageTextToText.from_pretrained(
+            str(model), dtype=torch_dtype, trust_remote_code=trust_remote_code,
+            device_map="auto" if multi_gpu else resolved)
+    except Exception as e:  # noqa: BLE001 - missing weights, offline Hub, unsupported architecture...
+        raise EvalRuntimeError(f"cannot load {str(model)!r} as an image-text-to-text model and processor "
+                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from e
+    if adapter:
+        try:
+            from peft import PeftModel
+
+            vlm = PeftModel.from_pretrained(vlm, str(adapter)).merge_and_unload()
+        except Exception as e:  # noqa: BLE001
+            raise EvalRuntimeError(f"cannot load the PEFT adapter {str(adapter)!r} onto {str(model)!r} "
+                                   f"({type(e).__name__}: {e}).") from e
+    return vlm.eval(), processor
+
+
+class TransformersBackend:
+    """Batched greedy generation with a VLM and its processor's chat template.
+
+    Args:
+        model: a directory / Hub id (loaded with :func:`load_model`), or a loaded model (then give ``processor``).
+        processor: the model's processor (needed with a loaded model).
+        adapter, device, dtype, trust_remote_code: loading options (see :func:`load_model`).
+        batch_size: prompts per ``generate`` call.
+        name: how results name the model (default: the id or directory).
+    """
+
+    kind = "transformers"
+
+    def __init__(self, model: Any, processor: Any = None, *, adapter: Optional[str] = None, device: str = "auto",
+                 dtype: str = "auto", batch_size: int = 8, trust_remote_code: bool = False,
+                 name: Optional[str] = None) -> None:
+        if batch_size < 1:
+            raise EvalError(f"batch size must be at least 1 (got {batch_size}).")
+        self.batch_size = batch_size
+        if isinstance(model, (str, os.PathLike)):
+            self.name = name or str(model)
+            self.model, self.processor = load_model(str(model), adapter=adapter, device=device, dtype=dtype,
+                                                    trust_remote_code=trust_remote_code)
+        else:
+            if processor is None:
+                raise EvalError("a loaded model needs its processor (processor=...).")
+            self.model, self.processor = model, processor
+            self.name = name or getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
+        self.adapter = str(adapter) if adapter else None
+        if getattr(self.processor, "chat_template", None) is None:
+            raise EvalError(f"the processor of {self.name!r} has no chat template: evaluation prompts are built with "
+                            "the model's own template.")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="realign-eval-prepare")
+
+    def _prepare(self, items: Sequence[Item]):
+        """Tokenised, left-padded batch with pixel values (runs in the background thread)."""
+        texts = [self.processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}],
+            add_generation_prompt=True, tokenize=False) for prompt, _, _ in items]
+        images = [[load_image()] for _, load_image, _ in items]
+        return self.processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt")
+
+    def generate(self, items: Sequence[Item], max_new_tokens: int) -> Iterator[list[Answer]]:
+        """Yield the answers of each batch of ``items``, in order."""
+        import torch
+
+        model = self.model
+        batches = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
+        if not batches:
+            return
+        generation = _greedy_config(model, self.processor, max_new_tokens)
+        device = _input_device(model)
+        was_training = model.training
+        model.eval()
+        try:
+            pending = self._pool.submit(self._prepare, batches[0])
+            for k in range(len(batches)):
+                inputs = pending.result()
+                if k + 1 < len(batches):
+                    pending = self._pool.submit(self._prepare, batches[k + 1])
+                inputs = inputs.to(device)
+                dtype = getattr(model, "dtype", None)
+                if dtype is not None and "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+                    inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
+                with torch.inference_mode():
+                    out = model.generate(**inputs, generation_config=generation)
+                new = out[:, inputs["input_ids"].shape[1]:].cpu()
+                # decoded in the preparing thread too: a fast tokenizer used from two threads at once can fail
+                # ("Already borrowed"), so every tokenizer call goes through that one thread, in order
+                texts = self._pool.submit(self.processor.batch_decode, new, skip_special_tokens=True).result()
+                yield [(t.strip(), None) for t in texts]
+        finally:
+            model.train(was_training)
+
+    def describe(self) -> dict:
+        return {"backend": self.kind, "model": self.name, "adapter": self.adapter, "batch_size": self.batch_size,
+                "device": str(_input_device(self.model)), "dtype": str(getattr(self.model, "dtype", "")),
+                "decoding": "greedy"}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _greedy_config(model, processor, max_new_tokens: int):
+    """The model's generation config made greedy (sampling knobs cleared) with the requested length bound."""
+    import copy
+
+    from transformers import GenerationConfig
+
+    base = getattr(model, "generation_config", None)
+    config = copy.deepcopy(base) if base is not None else GenerationConfig()
+    config.do_sample, config.num_beams, config.max_new_tokens, config.use_cache = False, 1, max_new_tokens, True
+    config.temperature = config.top_p = config.top_k = None
+    config.max_length = None
+    if config.pad_token_id is None:
+        tok = getattr(processor, "tokenizer", processor)
+        config.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    return config
+
+
+def _input_device(model):
+    try:
+        return next(model.parameters()).device
+    except StopIteration:  # pragma: no cover - a model without parameters
+        import torch
+
+        return torch.device("cpu")
+
+
+class OpenAIBackend:
+    """Greedy generation through an OpenAI-compatible ``/chat/completions`` endpoint (the openai filler's client).
+
+    Args:
+        model: the model name the endpoint serves.
+        base_url: e.g. ``http://localhost:8000/v1``.
+        api_key_env: environment variable holding the key (may be unset for local servers).
+        concurrency: requests in flight; max_retries: retries on 429/5xx/timeouts.
+    """
+
+    kind = "openai"
+
+    def __init__(self, model: str, *, base_url: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
+                 max_retries: int = 5, timeout: float = 120.0) -> None:
+        if not model:
+            raise EvalError("an OpenAI-compatible endpoint needs --model (the model name it serves).")
+        if concurrency < 1:
+            raise EvalError(f"concurrency must be at least 1 (got {concurrency}).")
+        self.name, self.base_url = model, base_url
+        self.options = dict(model=model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
+                            max_retries=max_retries, timeout=timeout, temperature=0.0)
+        self._clients: dict[int, Any] = {}
+
+    def _client(self, max_new_tokens: int):
+        from realign_data.fillers import load_filler
+
+        if max_new_tokens not in self._clients:
+            self._clients[max_new_tokens] = load_filler("openai", max_tokens=max_new_tokens, **self.options)
+        return self._clients[max_new_tokens]
+
+    def generate(self, items: Sequence[Item], max_new_tokens: int) -> Iterator[list[Answer]]:
+        """Yield answers in chunks of a few times the concurrency (progress and saving between chunks)."""
+        client = self._client(max_new_tokens)
+        step = max(1, 4 * self.options["concurrency"])
+        for start in range(0, len(items), step):
+            results = client.generate(list(items[start:start + step]))
+            yield [(r.text or "", None) if r.error is None else (None, r.error) for r in results]
+
+    def describe(self) -> dict:
+        return {"backend": self.kind, "model": self.name, "base_url": self.base_url,
+                "concurrency": self.options["concurrency"], "decoding": "greedy (temperature 0)"}
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()

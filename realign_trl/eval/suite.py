@@ -1,0 +1,235 @@
+"""The fixed held-out material of an evaluation: images, POPE questions and CHAIR ground truth.
+
+An :class:`EvalSuite` is built once (annotations parsed, images read, questions drawn) and then evaluates any
+number of models or checkpoints on exactly the same inputs. POPE and CHAIR use the same images: CHAIR asks for
+a description of every image the POPE questions are about.
+
+    suite = EvalSuite.from_coco("data/coco", split="val2014", num_images=500)          # draws POPE itself
+    suite = EvalSuite.from_coco("data/coco", pope="pope-val2014")                      # a `realign-data pope` set
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+BENCHES = ("pope", "chair")
+VOCABULARIES = ("annotated", "coco")
+CHAIR_PROMPT = "Please describe this image in detail."
+
+
+class EvalError(ValueError):
+    """An evaluation cannot run as asked (a user mistake, reported as one sentence)."""
+
+
+def parse_benches(benches: str | Sequence[str]) -> tuple[str, ...]:
+    """``"pope,chair"`` or a sequence -> validated tuple, in the order given, without repeats."""
+    items = [b.strip().lower() for b in (benches.split(",") if isinstance(benches, str) else benches)]
+    items = [b for b in dict.fromkeys(items) if b]
+    bad = [b for b in items if b not in BENCHES]
+    if bad or not items:
+        raise EvalError(f"unknown benchmark {', '.join(bad) or '(none)'}; valid: {', '.join(BENCHES)}.")
+    return tuple(items)
+
+
+@dataclass
+class EvalSuite:
+    """Images (encoded bytes, decoded on demand), POPE questions per split and CHAIR ground truth per image.
+
+    ``images`` keeps the evaluation order; ``pope[split]`` holds dicts with ``question_id, image_id, object,
+    label, question``; ``chair_truth[image_id]`` the sorted ground-truth objects. ``describe()`` is what
+    results record about the suite.
+    """
+
+    benches: tuple[str, ...]
+    images: dict[int, bytes]
+    pope: dict[str, list[dict]] = field(default_factory=dict)
+    chair_truth: dict[int, list[str]] = field(default_factory=dict)
+    chair_prompt: str = CHAIR_PROMPT
+    pope_suffix: str = ""
+    source: dict = field(default_factory=dict)
+    _decoded: "OrderedDict[int, Any]" = field(default_factory=OrderedDict, repr=False, compare=False)
+
+    # ------------------------------------------------------------------------------------------ building
+    @classmethod
+    def from_coco(cls, coco_root: Optional[str | os.PathLike] = None, *, split: Optional[str] = None,
+                  benches: str | Sequence[str] = BENCHES, num_images: int = 500, seed: int = 0,
+                  min_objects: int = 3, objects_per_image: int = 3, pope: Any = None,
+                  pope_splits: Optional[Sequence[str]] = None, vocabulary: str = "annotated",
+                  chair_prompt: str = CHAIR_PROMPT, pope_suffix: str = "", progress: bool = False) -> "EvalSuite":
+        """Draw (or load) the evaluation material from a COCO-layout corpus.
+
+        Args:
+            coco_root: corpus root with ``annotations/instances_<split>.json`` (and captions for CHAIR's ground
+                truth). May be omitted with ``pope`` for a POPE-only run, or when the question set was built
+                locally (its ``realign_build.json`` names the corpus).
+            split: the annotated split (default: the only one with instances).
+            benches: ``"pope,chair"``, ``"pope"`` or ``"chair"``.
+            num_images / seed / min_objects / objects_per_image: the images are the first ``num_images`` readable
+                images with at least ``min_objects`` annotated categories in a ``seed``-ed order
+                (:func:`realign_data.pope.image_order`); POPE asks about ``objects_per_image`` objects of each.
+            pope: a ``realign-data pope`` question set (directory, Hub id or ``DatasetDict``) to use instead of
+                drawing one; its images are the suite's images (the first ``num_images`` of them).
+            pope_splits: the samplings to evaluate (default: all three, or all the question set has).
+            vocabulary: ``"annotated"`` (default) scores CHAIR on the categories the annotation file declares,
+                ``"coco"`` on all 80 COCO categories. On MS-COCO both are the same; on a corpus annotating fewer
+                categories (the synthetic sample has 14), "annotated" keeps words the annotations can never confirm
+                (its "table" background, read as "dining table") from counting as hallucinations.
+            chair_prompt / pope_suffix: the CHAIR instruction, and text appended to each POPE question (LLaVA-1.5
+                uses " Answer the question using a single word or phrase."; the POPE paper asks the bare question).
+        """
+        from realign_data.pope import POPE_SPLITS, CorpusStats, PopeError, open_annotations, pope_questions, \
+            select_images
+
+        benches = parse_benches(benches)
+        if vocabulary not in VOCABULARIES:
+            raise EvalError(f"unknown CHAIR vocabulary {vocabulary!r}; valid: {', '.join(VOCABULARIES)}.")
+        if num_images < 1:
+            raise EvalError(f"the number of images must be at least 1 (got {num_images}).")
+        source: dict[str, Any] = {"benches": list(benches), "num_images": num_images, "seed": seed,
+                                  "min_objects": min_objects, "vocabulary": vocabulary}
+        if pope is not None and coco_root is None:
+            coco_root, split = _corpus_of(pope, split)
+        need_annotations = "chair" in benches or pope is None
+        ann = None
+        try:
+            if need_annotations:
+                if coco_root is None:
+                    raise EvalError("a COCO-layout corpus is needed (--coco-root): POPE questions are drawn from its "
+                                    "instances and CHAIR's ground truth comes from its instances and captions.")
+                ann = open_annotations(coco_root, split)
+                source.update(coco_root=str(Path(coco_root).expanduser().resolve()), split=ann.splits[0])
+            if pope is not None:
+                images, questions = _from_question_set(pope, pope_splits, num_images)
+                source["pope"] = str(pope) if isinstance(pope, (str, os.PathLike)) else "DatasetDict"
+                for drawn_by_the_set in ("seed", "min_objects"):  # the question set fixed these when it was built
+                    source.pop(drawn_by_the_set)
+            else:
+                images = select_images(ann, num_images, seed=seed, min_objects=min_objects, progress=progress)
+                questions = {}
+                if "pope" in benches:
+                    stats = CorpusStats.of(ann.categories(i) for i in ann.image_ids())
+                    questions = pope_questions({i: ann.categories(i) for i in images}, stats, seed=seed,
+                                               objects_per_image=objects_per_image,
+                                               samplings=tuple(pope_splits or POPE_SPLITS))
+                    source["objects_per_image"] = objects_per_image
+        except PopeError as e:
+            raise EvalError(str(e)) from None
+        if "pope" not in benches:
+            questions = {}
+        truth: dict[int, list[str]] = {}
+        if "chair" in benches:
+            from .scoring import ChairScorer
+
+            missing = [i for i in images if not _known(ann, i)]
+            if missing:
+                raise EvalError(f"{len(missing)} images of the POPE question set (e.g. image_id {missing[0]}) are not "
+                                f"in the annotations of {source['coco_root']} split {source['split']}: CHAIR needs "
+                                "the corpus the question set was built from (--coco-root, --split).")
+            vocab = ann.category_names() if vocabulary == "annotated" else None
+            scorer = ChairScorer(vocab)
+            truth = {i: sorted(scorer.ground_truth(ann.categories(i), ann.captions(i))) for i in images}
+            source["chair_vocabulary"] = sorted(scorer.vocabulary)
+        suite = cls(benches=benches, images=images, pope=questions, chair_truth=truth, chair_prompt=chair_prompt,
+                    pope_suffix=pope_suffix, source=source)
+        return suite
+
+    # ------------------------------------------------------------------------------------------ using
+    def image(self, image_id: int):
+        """The decoded RGB image (a small LRU cache: work is ordered by image, so each decodes about once)."""
+        from realign_data.corpus import open_image_bytes
+
+        cached = self._decoded.get(image_id)
+        if cached is not None:
+            self._decoded.move_to_end(image_id)
+            return cached
+        img = open_image_bytes(self.images[image_id])
+        self._decoded[image_id] = img
+        if len(self._decoded) > 256:
+            self._decoded.popitem(last=False)
+        return img
+
+    def select(self, image_ids: Sequence[int]) -> "EvalSuite":
+        """The same suite restricted to some images (a fixed subset, or one process's share)."""
+        keep = [i for i in image_ids if i in self.images]
+        wanted = set(keep)
+        return replace(self, images={i: self.images[i] for i in keep},
+                       pope={s: [q for q in qs if q["image_id"] in wanted] for s, qs in self.pope.items()},
+                       chair_truth={i: t for i, t in self.chair_truth.items() if i in wanted},
+                       _decoded=OrderedDict())
+
+    def head(self, num_images: int) -> "EvalSuite":
+        """The first ``num_images`` images of the suite."""
+        return self.select(list(self.images)[:num_images])
+
+    def describe(self) -> dict:
+        return {**self.source, "benches": list(self.benches), "images": len(self.images),
+                "pope_questions": {s: len(q) for s, q in self.pope.items()}, "chair_prompt": self.chair_prompt,
+                "pope_suffix": self.pope_suffix}
+
+
+def _known(ann, image_id: int) -> bool:
+    try:
+        ann.image_info(image_id)
+        return True
+    except KeyError:
+        return False
+
+
+def _corpus_of(pope: Any, split: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """The corpus a local question set was built from (its realign_build.json), when it still exists."""
+    if not isinstance(pope, (str, os.PathLike)):
+        return None, split
+    try:
+        config = json.loads((Path(pope).expanduser() / "realign_build.json").read_text())
+    except (OSError, ValueError):
+        return None, split
+    root = config.get("coco_root")
+    if root and Path(root).is_dir():
+        return root, split or config.get("split")
+    return None, split
+
+
+def _from_question_set(pope: Any, splits: Optional[Sequence[str]], num_images: int):
+    """Images and questions of a built question set (its first ``num_images`` images, in question order)."""
+    import datasets
+
+    from realign_data.pope import load_pope
+
+    ds = pope if isinstance(pope, datasets.DatasetDict) else load_pope(pope, splits)
+    if splits is not None:
+        ds = datasets.DatasetDict({s: ds[s] for s in splits})
+    images: dict[int, bytes] = {}
+    questions: dict[str, list[dict]] = {}
+    for split_name, part in ds.items():
+        meta = part.select_columns([c for c in ("question_id", "image_id", "object", "label", "question")
+                                    if c in part.column_names])
+        rows = meta.to_list()
+        new_ids = [i for i in dict.fromkeys(r["image_id"] for r in rows) if i not in images]
+        room = max(0, num_images - len(images))
+        if new_ids[:room]:
+            wanted = set(new_ids[:room])
+            first_row = {}
+            for k, r in enumerate(rows):
+                if r["image_id"] in wanted and r["image_id"] not in first_row:
+                    first_row[r["image_id"]] = k
+            pics = part.cast_column("image", datasets.Image(decode=False)).select_columns(["image"])
+            for image_id, k in first_row.items():
+                images[image_id] = _image_bytes(pics[k]["image"])
+        keep = set(images)
+        questions[split_name] = [dict(r, question_id=r.get("question_id", k + 1)) for k, r in enumerate(rows)
+                                 if r["image_id"] in keep]
+    return images, questions
+
+
+def _image_bytes(value: dict) -> bytes:
+    if value.get("bytes"):
+        return value["bytes"]
+    if value.get("path") and Path(value["path"]).is_file():
+        return Path(value["path"]).read_bytes()
+    raise EvalError("an image of the POPE question set has neither bytes nor a readable path.")
+
