@@ -4,10 +4,11 @@ Every model of a build (the transformers filler, the sentence gate, the open_cli
 where to live, so ``auto`` means the same everywhere:
 
 * device ``auto``: ``cuda:LOCAL_RANK`` when CUDA is available (each process of a ``torchrun`` / ``accelerate
-  launch`` run on its own GPU of the node; the local rank wraps around the visible GPUs), else ``cpu``. An
+  launch`` run on its own GPU of the node; the local rank wraps around the visible GPUs), else Apple's ``mps``
+  when available, else ``cpu``. An
   explicit ``cuda`` under a multi-process launch is the process's own GPU too; ``cuda:N``, ``mps`` and ``cpu``
   are taken as written, after checking that the device exists.
-* dtype ``auto``: ``fp32`` on the CPU (half precision is slow or unsupported there); on CUDA ``bf16`` where
+* dtype ``auto``: ``fp32`` on the CPU and MPS (half precision is slow or unsupported there); on CUDA ``bf16`` where
   the GPU supports it (Ampere and newer), else ``fp16``. Models whose outputs are compared to thresholds
   prefer ``fp16`` (more mantissa bits: the encoder's embeddings) or stay in ``fp32`` (the gate).
 * device map (transformers filler only): accelerate's ``device_map`` strategies spread a model too large for
@@ -27,7 +28,7 @@ DTYPES = ("auto", "bf16", "fp16", "fp32")
 DTYPE_ALIASES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32"}
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate's strategies
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-DEVICE_HELP = "auto (cuda:LOCAL_RANK when CUDA is available, else cpu), cpu, cuda, cuda:N or mps"
+DEVICE_HELP = "auto (cuda:LOCAL_RANK when CUDA is available, else mps, else cpu), cpu, cuda, cuda:N or mps"
 
 
 class DeviceError(ValueError):
@@ -65,7 +66,7 @@ def resolve_device(device: str = "auto", *, local_rank: Optional[int] = None) ->
             if device == "cuda":
                 raise DeviceError("--device cuda: CUDA is not available here (torch.cuda.is_available() is False); "
                                   "use --device auto or cpu")
-            return "cpu"
+            return "mps" if torch.backends.mps.is_available() else "cpu"
         rank = _local()[0] if local_rank is None else local_rank
         return f"cuda:{rank % torch.cuda.device_count()}"
     if device.startswith("cuda:"):

@@ -111,3 +111,16 @@ def test_build_rejects_an_unusable_device_before_any_work(tiny_kb, tmp_path):
     r = CliRunner().invoke(app, ["build", "--index", str(tiny_kb), "--out", str(tmp_path / "o"), "--device-map", "x"])
     assert r.exit_code == 2 and "unknown device map 'x'" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_evaluation_places_its_model_the_same_way(tiny_llava):
+    from realign_trl.eval.backends import TransformersBackend, check_model_args
+    from realign_trl.eval.suite import EvalError
+
+    backend = TransformersBackend(str(tiny_llava), dtype="bf16", device_map="auto")
+    assert backend.model.dtype == torch.bfloat16 and backend.describe()["device"] == "cpu"
+    backend.close()
+    with pytest.raises(EvalError, match="--device cuda: CUDA is not available"):
+        TransformersBackend(str(tiny_llava), device="cuda")
+    with pytest.raises(EvalError, match="unknown dtype 'int8'"):
+        check_model_args(str(tiny_llava), dtype="int8")
