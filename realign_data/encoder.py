@@ -136,7 +136,7 @@ class Encoder:
         model: open_clip config name, or an open_clip model-config JSON path.
         pretrained: an open_clip pretrained tag, a local checkpoint file (``.safetensors``/``.pt``), or
             ``"none"`` for random initialisation.
-        device: ``"auto"`` (``cuda:LOCAL_RANK`` when CUDA is available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        device: ``"auto"`` (``cuda:LOCAL_RANK`` when CUDA is available, else MPS, else CPU), ``"cpu"``, ``"cuda:1"``...
         precision: ``"auto"`` (fp16 on CUDA: more mantissa bits than bf16 for the embeddings; fp32 on CPU),
             ``"fp32"``, ``"fp16"`` or ``"bf16"``.
     """

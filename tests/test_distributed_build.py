@@ -63,7 +63,8 @@ def test_torchrun_build_resumes_after_kill_9_of_one_rank(tiny_kb, tmp_path, proc
     p = torchrun(*args, pause=0.5, process_group=process_group, env={"REALIGN_TEST_PID_DIR": str(pids)})
     markers = out / ".realign-build" / "chunks"
     deadline = time.time() + 240
-    while time.time() < deadline and (len(list(markers.glob("chunk-*.json"))) < 3 or not (pids / "rank-1.pid").exists()):
+    while time.time() < deadline and (len(list(markers.glob("chunk-*.json"))) < 3
+                                      or not (pids / "rank-1.pid").exists()):
         time.sleep(0.05)
     os.kill(int((pids / "rank-1.pid").read_text()), signal.SIGKILL)
     rc, err = finish(p)  # torchrun stops rank 0 too and fails: nothing hangs
