@@ -35,8 +35,8 @@ from typing import Any, Iterator, Optional
 from realign_data.atomic import atomic_write_json, file_sha256
 from realign_data.config import BuildConfig, BuildError
 from realign_data.devices import DeviceError, resolve_device
-from realign_data.jobs import (Job, JobDirNotEmpty, JobMismatch, chunked, distributed, library_versions,
-                               process_group_backend)
+from realign_data.jobs import (Job, JobDirNotEmpty, JobMismatch, WaitTimeout, chunked, distributed,
+                               library_versions, process_group_backend)
 from realign_data.output import (CONFIG_FILE, PROVENANCE_FILE, REPORT_FILE, WORK_DIR, read_chunks, write_chunk,
                                  write_dataset)
 from realign_data.report import aggregate, curriculum_summary, format_summary, negative_summary, write_report
@@ -204,6 +204,8 @@ def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None)
         return KnowledgeBase.load(path)
     except (KnowledgeBaseError, CorpusError) as e:
         raise BuildError(str(e)) from None
+    except WaitTimeout:  # the other processes stopped making progress: a runtime failure, reported as such
+        raise
     except Exception as e:  # noqa: BLE001 - encoder weights unavailable etc.
         raise BuildError(f"could not build knowledge base {config.index!r}: {e}") from None
 

@@ -294,6 +294,7 @@ def index_build(
 
     from realign_data.corpus import CorpusError, open_source
     from realign_data.encoder import EncoderError
+    from realign_data.jobs import WaitTimeout
     from realign_data.knowledge_base import KnowledgeBaseError, index_dir_for_name
     from realign_data.knowledge_base_build import build_knowledge_base
 
@@ -310,6 +311,8 @@ def index_build(
             target_recall=target_recall, memory_budget=memory_budget, progress=not quiet)
     except (CorpusError, EncoderError, KnowledgeBaseError) as e:
         fail(str(e))
+    except WaitTimeout as e:  # the other processes of a launched build stopped making progress
+        fail(str(e), 1)
     if quiet or report.rank != 0:
         return
     typer.echo(f"Knowledge base: {report.path}")

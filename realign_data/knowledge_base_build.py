@@ -32,7 +32,7 @@ from realign_data.atomic import atomic_path, atomic_write_json
 from realign_data.corpus import CorpusItem, CorpusSource
 from realign_data.devices import DeviceError, check_device_name, normalize_dtype
 from realign_data.encoder import DEFAULT_MIN_SIDE, DEFAULT_MODEL, DEFAULT_PRETRAINED, describe_pretrained
-from realign_data.jobs import Job, JobDirNotEmpty, JobMismatch, WaitTimeout, chunked, distributed, library_versions
+from realign_data.jobs import Job, JobDirNotEmpty, JobMismatch, chunked, distributed, library_versions
 from realign_data.knowledge_base import FORMAT, FORMAT_VERSION, KnowledgeBaseError
 
 logger = logging.getLogger(__name__)
@@ -206,12 +206,9 @@ def build_knowledge_base(
     if run.num_units == 0:
         raise KnowledgeBaseError(f"the corpus at {source.describe().get('root')} has no images")
     # ---- every shard done (all ranks), then rank 0 indexes once while the others wait for the manifest
-    try:
-        job.barrier(run.num_units, timeout=wait_timeout)
-        manifest = job.finish(lambda: _build_index(out, job, config, run.num_units, index_args, progress=progress),
-                              lambda: _current_manifest(manifest_path, index_args), timeout=wait_timeout)
-    except WaitTimeout as e:
-        raise KnowledgeBaseError(str(e)) from None
+    job.barrier(run.num_units, timeout=wait_timeout)  # WaitTimeout: a runtime failure, not a usage error
+    manifest = job.finish(lambda: _build_index(out, job, config, run.num_units, index_args, progress=progress),
+                          lambda: _current_manifest(manifest_path, index_args), timeout=wait_timeout)
     _fill_report(report, manifest or json.loads(manifest_path.read_text()), out, t0)
     report.resumed_shards = run.resumed
     report.index_built = job.rank == 0

@@ -78,3 +78,14 @@ def test_torchrun_build_resumes_after_kill_9_of_one_rank(tiny_kb, tmp_path, proc
     assert report["launch"] == {"processes": 2, "process_group": process_group}
     assert data_hashes(out) == data_hashes(tmp_path / "single")
     assert not list(markers.glob("*.parquet")), "the chunk files are consumed once the dataset is written"
+
+
+def test_a_rank_that_never_comes_is_named_after_the_wait_timeout(tiny_kb, tmp_path):
+    """One process of two started by hand (or an --out the other node cannot see): rank 0 builds its chunks, waits,
+    and stops with one sentence naming what is missing (a runtime failure: exit status 1)."""
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(command("build", "--index", tiny_kb, *ARGS, "--out", tmp_path / "out", "--wait-timeout", "2"),
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "waited 2 s without progress for 5 chunk(s) of rank(s) 1 (chunks 1, 3, 5, 7, 9)" in r.stderr
+    assert "a filesystem shared by every node" in r.stderr and "Traceback" not in r.stderr
