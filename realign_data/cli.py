@@ -237,7 +237,9 @@ def merge(
     out: Path = typer.Option(..., "--out", help="Directory for the merged dataset (new or empty)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
-    """Join the outputs of a sharded build into the dataset a single process would have written."""
+    """Join shard builds made in separate directories (--num-shards N --shard-index I) into the dataset a single
+    process would have written. Shards built into one shared --out need no merge: run the build command there
+    again without --num-shards/--shard-index."""
     from realign_data.merge import merge as run_merge
 
     _setup_logging(quiet)
