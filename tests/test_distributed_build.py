@@ -54,9 +54,16 @@ def test_torchrun_build_with_the_index_built_on_the_fly(sample_corpus, tiny_open
     assert data_hashes(tmp_path / "dist") == data_hashes(tmp_path / "single")
 
 
+@pytest.fixture(scope="module")
+def single(tiny_kb, tmp_path_factory) -> Path:
+    """What one process writes with the options the launched builds use."""
+    out = tmp_path_factory.mktemp("single") / "out"
+    build(BuildConfig(index=str(tiny_kb), out=str(out), progress=False, **OPTIONS))
+    return out
+
+
 @pytest.mark.parametrize("process_group", [None, "gloo"])
-def test_torchrun_build_resumes_after_kill_9_of_one_rank(tiny_kb, tmp_path, process_group):
-    build(BuildConfig(index=str(tiny_kb), out=str(tmp_path / "single"), progress=False, **OPTIONS))
+def test_torchrun_build_resumes_after_kill_9_of_one_rank(tiny_kb, single, tmp_path, process_group):
     out, pids = tmp_path / "dist", tmp_path / "pids"
     pids.mkdir()
     args = ["build", "--index", tiny_kb, *ARGS, "--out", out]
@@ -76,7 +83,7 @@ def test_torchrun_build_resumes_after_kill_9_of_one_rank(tiny_kb, tmp_path, proc
     assert rc == 0, err[-3000:]
     report = json.loads((out / "build_report.json").read_text())
     assert report["launch"] == {"processes": 2, "process_group": process_group}
-    assert data_hashes(out) == data_hashes(tmp_path / "single")
+    assert data_hashes(out) == data_hashes(single)
     assert not list(markers.glob("*.parquet")), "the chunk files are consumed once the dataset is written"
 
 
