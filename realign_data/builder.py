@@ -13,9 +13,13 @@ give a byte-identical dataset. The finalisation (:func:`realign_data.output.writ
 into the dataset once and writes the report; images never outlive their chunk, so memory does not grow with the
 number of seeds.
 
-Sharding: chunk ``c`` belongs to shard ``c % num_shards`` (``--num-shards/--shard-index``, or the launcher's rank
-and world size); :func:`realign_data.merge.merge` joins shard outputs back into the exact dataset a single process
-would have written.
+Several processes: chunk ``c`` belongs to process ``c % N``. Launched together (``torchrun``, ``accelerate
+launch``: the launcher's rank and world size), every process writes its chunks under the one ``OUT``, waits for
+the others (:meth:`realign_data.jobs.Job.barrier`), and rank 0 writes the dataset, the report and the card inputs
+once while the others wait for them; the result is byte-identical to a single process's. With ``--num-shards N
+--shard-index I`` (array jobs, which need not run at the same time) a process only writes its chunks; once every
+shard has finished, the same command without ``--num-shards/--shard-index`` writes the dataset from them (or
+:func:`realign_data.merge.merge`, for shards built into separate directories).
 """
 
 from __future__ import annotations
@@ -26,16 +30,21 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from realign_data.atomic import atomic_write_json, file_sha256
 from realign_data.config import BuildConfig, BuildError
-from realign_data.jobs import Job, JobDirNotEmpty, JobMismatch, chunked, distributed, library_versions
-from realign_data.output import CONFIG_FILE, REPORT_FILE, WORK_DIR, read_chunks, write_chunk, write_dataset
+from realign_data.devices import DeviceError, resolve_device
+from realign_data.jobs import (Job, JobDirNotEmpty, JobMismatch, WaitTimeout, chunked, distributed,
+                               library_versions, process_group_backend)
+from realign_data.output import (CONFIG_FILE, PROVENANCE_FILE, REPORT_FILE, WORK_DIR, read_chunks, write_chunk,
+                                 write_dataset)
 from realign_data.report import aggregate, curriculum_summary, format_summary, negative_summary, write_report
 
 logger = logging.getLogger(__name__)
 
+HEARTBEAT_FILE = "finalising"  # touched by rank 0 while it writes the dataset (the others wait for it)
+KB_WAIT_TIMEOUT = 24 * 3600.0  # processes wait this long (without progress) for rank 0 to index the knowledge base
 VERSIONED = ("realign", "datasets", "torch", "transformers", "sentence-transformers", "open_clip_torch", "faiss-cpu")
 METHOD = "Re-Align (arXiv 2502.13146) dual-preference construction"
 
@@ -48,11 +57,13 @@ class BuildResult:
     drops: dict
     report_path: str
     report: dict = field(default_factory=dict)
+    complete: bool = True  # False: a --shard-index process finished its chunks; the dataset is written later
+    rank: int = 0  # this process's rank (or shard index); rank 0 reports, pushes and prints for a launched build
 
     @classmethod
-    def of(cls, out: Path, report: dict) -> "BuildResult":
+    def of(cls, out: Path, report: dict, rank: int = 0) -> "BuildResult":
         return cls(str(out), report["pairs_written"], report["seeds_read"], report["drops"], str(out / REPORT_FILE),
-                   report)
+                   report, rank=rank)
 
 
 def shard_of(config: BuildConfig) -> tuple[int, int]:
@@ -75,38 +86,46 @@ def build(config: BuildConfig) -> BuildResult:
 
     config.validate()
     t0 = time.time()
+    try:
+        resolve_device(config.device)  # a device that is not there is the user's mistake: say so before any work
+    except DeviceError as e:
+        raise BuildError(str(e)) from None
     num_shards, shard_index = shard_of(config)
+    together = config.num_shards is None and num_shards > 1  # launched together: wait, rank 0 finalises
+    chatty = config.progress and not (together and shard_index)  # one voice per launched build
     out = Path(config.out).expanduser().resolve()
-    kb = ensure_knowledge_base(config)
+    kb = ensure_knowledge_base(config, chatty=chatty)
     annotations = _coco_annotations(config, kb)
     pipe = Pipeline(config, kb, annotations)
     try:
-        resolved = {"gate": pipe.gate.describe()["gate"], "kb_manifest_sha256": file_sha256(kb.path / "manifest.json"),
-                    "num_shards": num_shards}
+        resolved = {"gate": pipe.gate.describe()["gate"], "kb_manifest_sha256": file_sha256(kb.path / "manifest.json")}
         job = _open_job(out, config, resolved, num_shards, shard_index)
-        if (out / REPORT_FILE).is_file():
-            report = json.loads((out / REPORT_FILE).read_text())
-            if report.get("complete") and report.get("shard", {}).get("index") == shard_index:
-                if config.progress:
-                    logger.info("%s is already complete (%d pairs); nothing to do", out, report["pairs_written"])
-                return BuildResult.of(out, report)
+        report = complete_report(out)
+        if report is not None:
+            if chatty:
+                logger.info("%s is already complete (%d pairs); nothing to do", out, report["pairs_written"])
+            return BuildResult.of(out, report, shard_index)
         seeds = _open_seeds(config, kb, annotations)
         if config.max_samples:
             seeds = itertools.islice(seeds, config.max_samples)
         bar = None
-        if config.progress:
+        if chatty:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=config.max_samples, unit="seed", desc="building", dynamic_ncols=True)
-        advance = bar.update if bar is not None else (lambda n: None)
+            bar = tqdm(total=config.max_samples, unit="seed", dynamic_ncols=True,
+                       desc=f"building (rank 0 of {num_shards})" if together else "building")
         rows_now = 0
+
+        def advance(n: int, mine: bool = False) -> None:  # a launched rank 0 counts only its own seeds
+            if bar is not None and (mine or not together):
+                bar.update(n)
 
         def do_chunk(c: int, batch: list) -> tuple[dict, list[Path]]:
             nonlocal rows_now
             res = pipe.run(batch)
             write_chunk(job.path(c, ".parquet"), res.rows)
             rows_now += len(res.rows)
-            advance(len(batch))
+            advance(len(batch), mine=True)
             return ({"chunk": c, "seeds": len(batch), "rows": len(res.rows), "drops": res.drops,
                      "failures": res.failures, "fills": res.fills, "first_seed": batch[0].id}, [job.path(c, ".parquet")])
 
@@ -115,22 +134,38 @@ def build(config: BuildConfig) -> BuildResult:
         finally:
             if bar is not None:
                 bar.close()
+        job.record_num_units(run.num_units)
         provenance = _provenance(config, kb, pipe)
+        atomic_write_json(job.config_file.parent / PROVENANCE_FILE, provenance)
     finally:
-        pipe.close()
-    report = _finalize(out, job, config, run.units, provenance, num_shards, shard_index)
+        pipe.close()  # free the models (and their GPU memory) before waiting for the other processes
     work = run.seconds_working
-    report["throughput"] = {"seconds_total": round(time.time() - t0, 3), "seconds_building": round(work, 3),
-                            "seeds_built_now": run.items_now, "pairs_built_now": rows_now,
-                            "resumed_chunks": run.resumed,
-                            "pairs_per_second": round(rows_now / work, 3) if work else None,
-                            "seeds_per_second": round(run.items_now / work, 3) if work else None}
-    write_report(out, report)
-    for c in run.units:  # the chunk rows are in the dataset now; the markers stay, so a re-run is a no-op
-        job.path(c, ".parquet").unlink(missing_ok=True)
-    if config.progress:
+    throughput = {"seconds_total": round(time.time() - t0, 3), "seconds_building": round(work, 3),
+                  "seeds_built_now": run.items_now, "pairs_built_now": rows_now, "resumed_chunks": run.resumed,
+                  "pairs_per_second": round(rows_now / work, 3) if work else None,
+                  "seeds_per_second": round(run.items_now / work, 3) if work else None}
+    if num_shards > 1 and not together:
+        return _shard_result(out, job, run.units, run.num_units, num_shards, shard_index, config.progress)
+
+    def finalise() -> dict:
+        units = [(job.marker(c), job.path(c, ".parquet")) for c in range(run.num_units)]
+        report = finalise_dataset(out, job.config_file.parent, config, units, provenance, launch(num_shards))
+        report["throughput"] = {**throughput, "seconds_total": round(time.time() - t0, 3)}
+        write_report(out, report)
+        for c in range(run.num_units):  # the chunk rows are in the dataset now; the markers stay (re-run: no-op)
+            job.path(c, ".parquet").unlink(missing_ok=True)
+        (job.config_file.parent / HEARTBEAT_FILE).unlink(missing_ok=True)
+        return report
+
+    if together:
+        job.barrier(run.num_units, timeout=config.wait_timeout)
+        report = job.finish(finalise, lambda: complete_report(out), timeout=config.wait_timeout,
+                            heartbeat=job.config_file.parent / HEARTBEAT_FILE)
+    else:
+        report = finalise()
+    if chatty:
         logger.info("%s", format_summary(report))
-    return BuildResult.of(out, report)
+    return BuildResult.of(out, report, shard_index)
 
 
 def build_dataset(**options: Any) -> BuildResult:
@@ -139,8 +174,11 @@ def build_dataset(**options: Any) -> BuildResult:
 
 
 # ----------------------------------------------------------------------------------------- inputs
-def ensure_knowledge_base(config: BuildConfig):
-    """Open ``config.index``; build it from ``config.coco_root`` first when it does not exist yet."""
+def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None):
+    """Open ``config.index``; build it from ``config.coco_root`` first when it does not exist yet.
+
+    Under a multi-process launch every process embeds its share of the corpus and waits while rank 0 writes the
+    index (:func:`~realign_data.knowledge_base_build.build_knowledge_base`), so every process returns it."""
     from realign_data.knowledge_base import KnowledgeBase, KnowledgeBaseError, is_index_name, resolve_index
 
     try:
@@ -156,15 +194,18 @@ def ensure_knowledge_base(config: BuildConfig):
         path = resolve_index(config.index, must_exist=False)
         where = f"--name {config.index}" if is_index_name(config.index) and not Path(config.index).is_dir() \
             else f"--out {path}"
-        if config.progress:
+        if config.progress if chatty is None else chatty:
             logger.info("Knowledge base %r not found: building it from %s (same as 'realign-data index build "
                         "--source coco --root %s %s')", config.index, config.coco_root, config.coco_root, where)
         build_knowledge_base(open_source("coco", config.coco_root), path,
                              model=config.kb_model or DEFAULT_MODEL,
-                             pretrained=config.kb_pretrained or DEFAULT_PRETRAINED, progress=config.progress)
+                             pretrained=config.kb_pretrained or DEFAULT_PRETRAINED, device=config.device,
+                             progress=config.progress, wait_timeout=max(config.wait_timeout, KB_WAIT_TIMEOUT))
         return KnowledgeBase.load(path)
     except (KnowledgeBaseError, CorpusError) as e:
         raise BuildError(str(e)) from None
+    except WaitTimeout:  # the other processes stopped making progress: a runtime failure, reported as such
+        raise
     except Exception as e:  # noqa: BLE001 - encoder weights unavailable etc.
         raise BuildError(f"could not build knowledge base {config.index!r}: {e}") from None
 
@@ -214,8 +255,9 @@ def _open_job(out: Path, config: BuildConfig, resolved: dict, num_shards: int, s
 
     def upgrade(have: dict) -> dict:  # options added after a build started take their default values
         defaults = BuildConfig().semantic()
+        resolved = {k: v for k, v in have.get("resolved", {}).items() if k != "num_shards"}  # no longer a factor
         return {**have, "config": {**{k: v for k, v in defaults.items() if k not in have.get("config", {})},
-                                   **have.get("config", {})}}
+                                   **have.get("config", {})}, "resolved": resolved}
 
     try:
         job.open({"config": config.semantic(), "resolved": resolved}, upgrade=upgrade)
@@ -245,27 +287,67 @@ def _provenance(config: BuildConfig, kb, pipe) -> dict:
     }
 
 
-def _finalize(out: Path, job: Job, config: BuildConfig, chunks: list[int], provenance: dict, num_shards: int,
-              shard_index: int) -> dict:
-    """Write the dataset from this process's chunks (read once) and return the report (without throughput)."""
-    metas = [job.marker(c) for c in chunks]
+def complete_report(out: Path) -> Optional[dict]:
+    """The report of the finished build in ``out``, or None while the dataset is not (fully) written."""
+    try:
+        report = json.loads((out / REPORT_FILE).read_text())
+    except (FileNotFoundError, ValueError):  # absent, or (another node's view of) a file being replaced
+        return None
+    return report if report.get("complete") else None
+
+
+def launch(processes: int) -> dict:
+    """How a build ran, for its report: processes, and the ``torch.distributed`` backend when one synchronised them."""
+    return {"processes": processes, "process_group": process_group_backend() if processes > 1 else None}
+
+
+def finalise_dataset(out: Path, work: Path, config: BuildConfig, units: list[tuple[dict, Path]], provenance: dict,
+                     launch: Optional[dict] = None) -> dict:
+    """Write the dataset of every chunk (``(marker, parquet file)`` in chunk order, each read once) into ``out``
+    and return its report (without throughput). Rank 0 of a build and :func:`realign_data.merge.merge` call it."""
+    heartbeat = work / HEARTBEAT_FILE
+
+    def tables():
+        for table in read_chunks(path for _, path in units):
+            heartbeat.touch()  # processes waiting for the dataset see rank 0 at work
+            yield table
+
     salt = json.dumps(config.semantic(), sort_keys=True)
-    # a sharded build writes its rows in seed order; `merge` applies the curriculum to the whole dataset
-    curriculum = config.curriculum if num_shards == 1 else None
-    n, split_info, stats = write_dataset(out, job.config_file.parent, read_chunks(job.path(c, ".parquet")
-                                                                                  for c in chunks),
-                                         config.format, salt, curriculum)
+    n, split_info, stats = write_dataset(out, work, tables(), config.format, salt, config.curriculum)
+    metas = [m for m, _ in units]
     report = aggregate(metas, stats)
     if report["pairs_written"] != n:
         raise BuildError(f"{out}: the chunk markers count {report['pairs_written']} rows but the chunk files hold "
-                         f"{n}; delete {out / WORK_DIR} and build again")
+                         f"{n}; delete {work} and build again")
     report.update({
-        "complete": True, "format": config.format, "shard": {"index": shard_index, "num_shards": num_shards},
+        "complete": True, "format": config.format, "launch": launch or {"processes": 1, "process_group": None},
         "chunks": [[m["chunk"], m["rows"]] for m in metas], "chunk_size": config.chunk_size,
         "image_negative": negative_summary(config),
-        "row_order": curriculum or "seed",
-        "curriculum": curriculum_summary(config, split_info, deferred=bool(config.curriculum and not curriculum)),
+        "row_order": config.curriculum or "seed",
+        "curriculum": curriculum_summary(config, split_info),
         "config": config.to_dict(), "provenance": provenance,
     })
     atomic_write_json(out / CONFIG_FILE, config.to_dict())
     return report
+
+
+def _shard_result(out: Path, job: Job, units: list[int], num_units: int, num_shards: int, shard_index: int,
+                  progress: bool) -> BuildResult:
+    """What a ``--shard-index`` process did: its chunks are done; the dataset is written once all shards are."""
+    report = aggregate([job.marker(c) for c in units], {})
+    missing = job.missing(num_units)
+    report.update({"complete": False, "shard": {"index": shard_index, "num_shards": num_shards},
+                   "chunks": len(units), "chunks_missing": len(missing), "num_chunks": num_units})
+    if progress:
+        logger.info("Shard %d of %d: %d chunks done (%d pairs) under %s; %s.", shard_index, num_shards, len(units),
+                    report["pairs_written"], out / WORK_DIR, shard_next_step(len(missing)))
+    return BuildResult(str(out), report["pairs_written"], report["seeds_read"], report["drops"], "", report,
+                       complete=False, rank=shard_index)
+
+
+def shard_next_step(missing: int) -> str:
+    """What to do after a ``--shard-index`` process (one sentence)."""
+    what = (f"{missing} chunk(s) of other shards are still to be built" if missing
+            else "every chunk of the build is done")
+    return (f"{what}; once every shard has finished, run the same command without --num-shards/--shard-index to "
+            "write the dataset")

@@ -147,10 +147,18 @@ def _build(ctx: typer.Context, **values) -> None:
         config = BuildConfig.from_dict(values)
     except (TypeError, *_build_errors()) as e:  # TypeError: a value of the wrong type in a --config file
         fail(f"{config_file}: {e}" if config_file else str(e))
+    from realign_data.jobs import WaitTimeout
+
     try:
         result = builder.build(config)
     except _build_errors() as e:
         fail(str(e))
+    except WaitTimeout as e:  # the other processes of a launched build stopped making progress
+        fail(str(e), 1)
+    if not result.complete or result.rank != 0:  # a --shard-index process (it logged what comes next), or rank > 0
+        if push_repo and not result.complete:
+            typer.echo(f"Not pushing to {push_repo}: this shard's chunks are done, the dataset is not written yet")
+        return
     if not quiet:
         typer.echo(f"Dataset: {result.out} ({result.pairs_written} pairs); report: {result.report_path}")
     if push_repo:
@@ -229,7 +237,9 @@ def merge(
     out: Path = typer.Option(..., "--out", help="Directory for the merged dataset (new or empty)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
-    """Join the outputs of a sharded build into the dataset a single process would have written."""
+    """Join shard builds made in separate directories (--num-shards N --shard-index I) into the dataset a single
+    process would have written. Shards built into one shared --out need no merge: run the build command there
+    again without --num-shards/--shard-index."""
     from realign_data.merge import merge as run_merge
 
     _setup_logging(quiet)
@@ -264,7 +274,10 @@ def index_build(
     model: str = typer.Option("ViT-B-32", "--model", help="open_clip model name, or an open_clip model-config JSON."),
     pretrained: str = typer.Option("laion2b_s34b_b79k", "--pretrained",
                                    help="open_clip pretrained tag, local checkpoint path, or 'none' (random)."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda, cuda:1 ..."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda:LOCAL_RANK when CUDA is available, else cpu), "
+                               "cpu, cuda, cuda:N or mps."),
+    dtype: str = typer.Option("auto", "--dtype", help="Encoder precision: auto (fp16 on CUDA, fp32 on the CPU), "
+                              "bf16, fp16 or fp32."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers",
                                               help="DataLoader workers decoding images (default: CPU cores, max 4)."),
@@ -283,6 +296,7 @@ def index_build(
 
     from realign_data.corpus import CorpusError, open_source
     from realign_data.encoder import EncoderError
+    from realign_data.jobs import WaitTimeout
     from realign_data.knowledge_base import KnowledgeBaseError, index_dir_for_name
     from realign_data.knowledge_base_build import build_knowledge_base
 
@@ -294,11 +308,13 @@ def index_build(
         dest = index_dir_for_name(name) if name else out
         corpus = open_source(source, root, split=split, image_column=image_column, streaming=streaming)
         report = build_knowledge_base(
-            corpus, dest, model=model, pretrained=pretrained, device=device, batch_size=batch_size,
+            corpus, dest, model=model, pretrained=pretrained, device=device, precision=dtype, batch_size=batch_size,
             num_workers=num_workers, shard_size=shard_size, min_side=min_side, index_type=index_type,
             target_recall=target_recall, memory_budget=memory_budget, progress=not quiet)
     except (CorpusError, EncoderError, KnowledgeBaseError) as e:
         fail(str(e))
+    except WaitTimeout as e:  # the other processes of a launched build stopped making progress
+        fail(str(e), 1)
     if quiet or report.rank != 0:
         return
     typer.echo(f"Knowledge base: {report.path}")

@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from realign_data.devices import DEVICE_HELP, DEVICE_MAPS, DTYPE_ALIASES, DTYPES, DeviceError, check_device_name
 from realign_data.fillers import FILLERS
 from realign_data.gate import GATES
 from realign_data.masking import MASKERS, SPAN_KINDS
@@ -88,8 +89,14 @@ class BuildConfig:
     request_timeout: float = _opt(60.0, "OpenAI filler: seconds per attempt.", PIPELINE, runtime=True)
     max_new_tokens: int = _opt(128, "VLM fillers: generation bound.", PIPELINE)
     batch_size: int = _opt(8, "Transformers filler: prompts per generate call.", PIPELINE)
-    device: str = _opt("cpu", "Transformers filler device.", PIPELINE, runtime=True)
-    dtype: str = _opt("auto", "Transformers filler dtype (auto, float32, bfloat16, float16).", PIPELINE)
+    device: str = _opt("auto", f"Device of the models (transformers filler, sentence gate, encoder): {DEVICE_HELP}.",
+                       PIPELINE, runtime=True)
+    dtype: str = _opt("auto", "Transformers filler precision (auto: bf16 on GPUs that support it, else fp16 on CUDA; "
+                      "fp32 on the CPU).", PIPELINE, choices=DTYPES)
+    device_map: Optional[str] = _opt(None, "Spread a transformers filler too large for one GPU over several "
+                                     "(accelerate's device_map; under torchrun each process gets its share of the "
+                                     "node's GPUs).", PIPELINE, runtime=True, choices=DEVICE_MAPS,
+                                     default_text="one device")
     gate: str = _opt("auto", "Similarity gate (auto: the sentence model, else the lexical TF-IDF gate).", PIPELINE,
                      choices=GATES)
     gate_model: str = _opt("sentence-transformers/all-MiniLM-L6-v2", "SentenceTransformer of the gate.", PIPELINE)
@@ -109,8 +116,14 @@ class BuildConfig:
                                      default_text="none")
     max_samples: Optional[int] = _opt(None, "Use only the first N seeds.", RUN, default_text="all")
     seed: int = _opt(0, "Seed of every random choice (same seed = same bytes).", RUN)
-    num_shards: Optional[int] = _opt(None, "Split seeds over N processes.", RUN, default_text="WORLD_SIZE or 1")
-    shard_index: Optional[int] = _opt(None, "This process's shard.", RUN, default_text="RANK or 0")
+    num_shards: Optional[int] = _opt(None, "Split the seeds over N separately started processes (array jobs): each "
+                                     "writes its chunks; the same command without --num-shards/--shard-index then "
+                                     "writes the dataset. Under torchrun/accelerate leave it unset.", RUN,
+                                     default_text="WORLD_SIZE, processes wait for each other")
+    shard_index: Optional[int] = _opt(None, "This process's shard, in [0, --num-shards).", RUN, default_text="none")
+    wait_timeout: float = _opt(3600.0, "Processes launched together: seconds one waits without any progress of the "
+                               "others (a finished chunk, rank 0 writing the dataset) before it stops with an error.",
+                               RUN, runtime=True)
     chunk_size: int = _opt(64, "Seeds per checkpoint.", RUN)
     format: str = _opt("arrow", "Dataset files: save_to_disk Arrow, or data/*.parquet shards.", RUN, choices=FORMATS)
     progress: bool = _opt(True, "Progress bar, stage messages and the final summary.", RUN, runtime=True,
@@ -122,6 +135,7 @@ class BuildConfig:
         for name in ("prompts", "mask_kinds"):  # an empty repeatable flag means "the default"
             if getattr(self, name) is not None and not getattr(self, name):
                 setattr(self, name, None)
+        self.dtype = DTYPE_ALIASES.get(self.dtype, self.dtype)  # torch's names (bfloat16 ...), as earlier configs had
         self.validate()
 
     # --------------------------------------------------------------------------------------- (de)serialise
@@ -146,7 +160,7 @@ class BuildConfig:
         return dict(model=self.model, base_url=self.base_url, api_key_env=self.api_key_env,
                     concurrency=self.concurrency, max_retries=self.max_retries, timeout=self.request_timeout,
                     max_new_tokens=self.max_new_tokens, max_tokens=self.max_new_tokens, batch_size=self.batch_size,
-                    device=self.device, dtype=self.dtype, seed=self.seed)
+                    device=self.device, dtype=self.dtype, device_map=self.device_map, seed=self.seed)
 
     # ------------------------------------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -158,7 +172,13 @@ class BuildConfig:
             bad = [v for v in (value if isinstance(value, list) else [value]) if v not in choices]
             if bad:
                 raise BuildError(_choice_error(f.name, value, choices))
+        try:
+            check_device_name(self.device)
+        except DeviceError as e:
+            raise BuildError(str(e)) from None
         checks = [
+            (self.shard_index is None or self.num_shards is not None, "--shard-index needs --num-shards"),
+            (self.wait_timeout > 0, f"wait timeout must be > 0 seconds, got {self.wait_timeout}"),
             (self.top_k >= 1, f"top-k must be >= 1, got {self.top_k}"),
             (0 < self.sim_threshold <= 1, f"sim-threshold must be in (0, 1], got {self.sim_threshold}"),
             (self.chunk_size >= 1, f"chunk size must be >= 1, got {self.chunk_size}"),

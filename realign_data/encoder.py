@@ -7,7 +7,8 @@
 
 Model names are open_clip config names (``open_clip.list_models()``, which includes configs registered
 at run time, such as the tiny test model of :mod:`realign_data.tiny_models`) or the path of an open_clip
-model-config JSON file (registered under its file stem). Device ``auto`` picks CUDA when available; on GPU the model runs in ``fp16``/``bf16``.
+model-config JSON file (registered under its file stem). Device ``auto`` picks ``cuda:LOCAL_RANK`` when CUDA is
+available (:mod:`realign_data.devices`); on GPU the model runs in ``fp16`` unless told otherwise.
 
 Decoding and preprocessing run in ``torch.utils.data.DataLoader`` workers (:meth:`Encoder.iter_embed`);
 images that cannot be decoded, or that are smaller than ``min_side`` pixels, are skipped and reported
@@ -85,14 +86,6 @@ def _resolve_model_name(model: str) -> str:
     return model
 
 
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 @dataclass
 class EmbeddedBatch:
     """One batch out of :meth:`Encoder.iter_embed`: positions into the input, embeddings, sizes, skips."""
@@ -143,8 +136,9 @@ class Encoder:
         model: open_clip config name, or an open_clip model-config JSON path.
         pretrained: an open_clip pretrained tag, a local checkpoint file (``.safetensors``/``.pt``), or
             ``"none"`` for random initialisation.
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        precision: ``"auto"`` (fp16 on CUDA, fp32 on CPU), ``"fp32"``, ``"fp16"`` or ``"bf16"``.
+        device: ``"auto"`` (``cuda:LOCAL_RANK`` when CUDA is available, else MPS, else CPU), ``"cpu"``, ``"cuda:1"``...
+        precision: ``"auto"`` (fp16 on CUDA: more mantissa bits than bf16 for the embeddings; fp32 on CPU),
+            ``"fp32"``, ``"fp16"`` or ``"bf16"``.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, pretrained: Optional[str] = DEFAULT_PRETRAINED, *,
@@ -152,14 +146,15 @@ class Encoder:
         import open_clip
         import torch
 
+        from realign_data.devices import DeviceError, resolve_device, resolve_dtype, torch_dtype
+
         self.model_name = model
-        self.device = resolve_device(device)
-        if precision == "auto":
-            precision = "fp16" if self.device.startswith("cuda") else "fp32"
-        if precision not in ("fp32", "fp16", "bf16"):
-            raise EncoderError(f"unknown precision {precision!r} (valid: auto, fp32, fp16, bf16)")
-        self.precision = precision
-        self._dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+        try:
+            self.device = resolve_device(device)
+            self.precision = resolve_dtype(precision, self.device, half="fp16")
+        except DeviceError as e:
+            raise EncoderError(str(e).replace("dtype", "precision")) from None
+        self._dtype = torch_dtype(self.precision)
         name = _resolve_model_name(model)
         self.pretrained, self.checkpoint_sha256 = describe_pretrained(pretrained)
         pretrained = None if self.pretrained == "none" else self.pretrained

@@ -103,16 +103,21 @@ class LexicalGate:
 class SentenceGate:
     """SentenceTransformer cosine similarity between chosen and fill, batched.
 
-    ``model`` is a Hub id or local path; loading failures raise :class:`GateError` with the reason.
-    Scores are rounded to 6 decimals so that a re-run on the same machine records identical figures.
+    ``model`` is a Hub id or local path; loading failures raise :class:`GateError` with the reason. ``device``
+    ``auto`` is ``cuda:LOCAL_RANK`` when CUDA is available (:mod:`realign_data.devices`); the model stays in fp32,
+    since its scores are compared to a threshold. Scores are rounded to 6 decimals so that a re-run on the same
+    machine records identical figures.
     """
 
     name = "sentence"
 
-    def __init__(self, model: str = DEFAULT_SENTENCE_MODEL, *, device: str = "cpu", batch_size: int = 64,
+    def __init__(self, model: str = DEFAULT_SENTENCE_MODEL, *, device: str = "auto", batch_size: int = 64,
                  trust_remote_code: bool = False, local_files_only: bool = False) -> None:
+        from realign_data.devices import resolve_device
+
         self.model_name = str(model)
         self.batch_size = batch_size
+        device = resolve_device(device)  # a DeviceError is the user's to fix, not a reason to fall back
         try:
             from sentence_transformers import SentenceTransformer
 
@@ -138,7 +143,7 @@ class SentenceGate:
         return {"gate": self.name, "model": self.model_name}
 
 
-def load_gate(kind: str = "auto", model: str = DEFAULT_SENTENCE_MODEL, *, device: str = "cpu",
+def load_gate(kind: str = "auto", model: str = DEFAULT_SENTENCE_MODEL, *, device: str = "auto",
               batch_size: int = 64, local_files_only: bool = False) -> Gate:
     """Build a gate. ``auto`` tries the sentence model and falls back to the lexical gate, saying so.
 

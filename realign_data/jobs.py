@@ -6,14 +6,22 @@ sha256 of each file the unit wrote), written to a temporary name and renamed las
 and complete files or is done again. A re-run skips finished units: a job killed at any point (even ``kill -9``)
 resumes and ends with what an uninterrupted run writes. The job directory records the job's **fingerprint**
 (what the units depend on); running other settings into it is refused with the list of differences. When every
-unit has its marker, the caller **finalises** once (the knowledge base: rank 0 indexes every shard).
+unit has its marker, the caller **finalises** once: rank 0 writes the final files (the knowledge base's index,
+the dataset) while the other processes wait for them.
 
     job = Job(out, out / "embeddings", "shard", config_file=out / "build_config.json")
     job.open(fingerprint)                                       # or JobMismatch / JobDirNotEmpty
     run = job.run(chunked(items, 1000), do_unit, advance=bar.update)   # do_unit(i, items) -> (meta, files)
-    if job.rank == 0:
-        job.wait_for(range(run.num_units), timeout=3600)
-        finalise([job.marker(i) for i in range(run.num_units)])
+    job.barrier(run.num_units, timeout=3600)                    # every process's units are done
+    result = job.finish(lambda: finalise(run.num_units), read_result, timeout=3600)  # rank 0 writes, all return
+
+Processes launched together (``torchrun``, ``accelerate launch``, ``mpirun``, ``srun``) share one job directory.
+The barrier is a **file barrier**: a process waits until every unit's marker is visible (so it works across
+nodes on a shared filesystem, and a relaunch after a crash never passes it early: markers are results, not
+arrival tokens), then, when a ``torch.distributed`` process group is initialised, a real
+``torch.distributed.barrier()``. The long waits are on files, so no collective times out while the slowest
+process finishes its last unit; a wait gives up, naming the missing units and their ranks, only after
+``timeout`` seconds without progress (no new marker, no sign of life from the finalising rank).
 
 Rank and world come from the process group when one is initialised (``torch.distributed``, e.g. by
 accelerate's ``PartialState``), else from what the launcher exported (torchrun, ``accelerate launch``, MPI),
@@ -44,19 +52,60 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    local_world: int = 1  # processes of this run on this node
+    process_group: bool = False  # a torch.distributed process group is initialised (barriers use it)
+
+
+def _process_group():
+    """``torch.distributed`` when a process group is initialised (never imports torch itself)."""
+    dist = sys.modules.get("torch.distributed")
+    return dist if dist is not None and dist.is_available() and dist.is_initialized() else None
 
 
 def distributed() -> Dist:
     """Rank, world size and local rank of this process (see the module docstring)."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+    dist = _process_group()
+    if dist is not None:
+        rank, world = dist.get_rank(), dist.get_world_size()
+        return Dist(rank, world, int(os.environ.get("LOCAL_RANK", rank)),
+                    int(os.environ.get("LOCAL_WORLD_SIZE", world)), True)
     if not any(os.environ.get(v) for v in _WORLD_SIZE_VARS):
         return Dist()
     from accelerate.utils import get_cpu_distributed_information
 
     info = get_cpu_distributed_information()
-    return Dist(info.rank, info.world_size, info.local_rank)
+    return Dist(info.rank, info.world_size, info.local_rank, info.local_world_size)
+
+
+def process_group_backend() -> Optional[str]:
+    """The backend (``gloo``, ``nccl``...) of the initialised ``torch.distributed`` process group, else None."""
+    dist = _process_group()
+    return dist.get_backend() if dist is not None else None
+
+
+def process_group_barrier() -> None:
+    """``torch.distributed.barrier()`` when a process group is initialised; nothing otherwise."""
+    dist = _process_group()
+    if dist is not None:
+        dist.barrier()
+
+
+class WaitTimeout(TimeoutError):
+    """A process waited ``timeout`` seconds without progress from the others (the message says for what)."""
+
+
+def wait_until(ready: Callable[[], bool], *, timeout: float, message: Callable[[], str],
+               progress: Callable[[], object] = lambda: None, poll: float = 0.5) -> None:
+    """Poll ``ready()`` until it is true. The clock restarts whenever ``progress()`` changes, so a long job that
+    keeps moving never times out; :class:`WaitTimeout` with ``message()`` after ``timeout`` seconds of standstill."""
+    last, since = progress(), time.monotonic()
+    while not ready():
+        now = progress()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > timeout:
+            raise WaitTimeout(message())
+        time.sleep(poll)
 
 
 def library_versions(packages: Iterable[str], *, python: bool = False) -> dict:
@@ -187,17 +236,63 @@ class Job:
             run.items_now += len(items)
         return run
 
-    def wait_for(self, indices: Iterable[int], timeout: float, poll: float = 0.2) -> None:
-        """Block until every unit in ``indices`` has a marker (other processes' work); TimeoutError names the rest."""
-        indices = list(indices)
-        deadline = time.time() + timeout
-        while True:
-            missing = [i for i in indices if not self.path(i, ".json").is_file()]
-            if not missing:
-                return
-            if time.time() > deadline:
-                raise TimeoutError(f"timed out waiting for {self.prefix}s {missing} from the other processes")
-            time.sleep(poll)
+    # ------------------------------------------------------------------------------ several processes
+    def missing(self, num_units: int) -> list[int]:
+        """Units of ``0..num_units-1`` without a marker (one directory listing, not one stat per unit)."""
+        have = set(os.listdir(self.units_dir)) if self.units_dir.is_dir() else set()
+        return [i for i in range(num_units) if self.path(i, ".json").name not in have]
+
+    def barrier(self, num_units: int, *, timeout: float, poll: float = 0.5) -> None:
+        """Wait until every unit of the job has its marker (the other processes' units too), then pass the process
+        group's barrier when there is one. :class:`WaitTimeout` after ``timeout`` seconds without a new marker."""
+        left = self.missing(num_units)
+
+        def ready() -> bool:
+            nonlocal left
+            left = self.missing(num_units) if left else left
+            return not left
+
+        def message() -> str:
+            ranks = sorted({i % self.world for i in left})
+            shown = ", ".join(map(str, left[:10])) + (" ..." if len(left) > 10 else "")
+            return (f"waited {timeout:g} s without progress for {len(left)} {self.prefix}(s) of rank(s) "
+                    f"{', '.join(map(str, ranks))} ({self.prefix}s {shown}) under {self.units_dir}: is every one of "
+                    f"the {self.world} processes running, with an output directory they all see (a filesystem shared "
+                    "by every node)? Run the same command again to resume")
+
+        wait_until(ready, timeout=timeout, message=message, progress=lambda: len(left), poll=poll)
+        process_group_barrier()
+
+    def finish(self, finalise: Callable[[], object], result: Callable[[], object], *, timeout: float,
+               heartbeat: Optional[Path] = None, poll: float = 0.5):
+        """Rank 0 runs ``finalise()`` once (after :meth:`barrier`); the other processes wait until ``result()``
+        returns something other than None (the files rank 0 writes last) and return it. ``heartbeat`` is a file
+        rank 0 touches while it works: the others' timeout counts seconds without it changing."""
+        if self.rank == 0:
+            value = finalise()
+        else:
+            def beat():
+                try:
+                    return heartbeat.stat().st_mtime_ns if heartbeat is not None else None
+                except FileNotFoundError:
+                    return None
+
+            wait_until(lambda: result() is not None, timeout=timeout, progress=beat, poll=poll,
+                       message=lambda: f"waited {timeout:g} s for rank 0 to write the final files into {self.root} "
+                                       "without any sign of progress; is rank 0 still running? Run the same command "
+                                       "again to resume")
+            value = result()
+        process_group_barrier()
+        return value
+
+    def record_num_units(self, num_units: int) -> None:
+        """Record how many units the whole job has (known once a process has read its whole input)."""
+        atomic_write_json(self.units_dir / "units.json", {"num_units": num_units})
+
+    def num_units(self) -> Optional[int]:
+        """The job's unit count, when a process has recorded it (:meth:`record_num_units`)."""
+        f = self.units_dir / "units.json"
+        return json.loads(f.read_text())["num_units"] if f.is_file() else None
 
 
 def _differences(have: dict, want: dict) -> list[str]:

@@ -8,9 +8,11 @@
 The embedding is a :class:`realign_data.jobs.Job`: a unit is a shard of ``shard_size`` corpus items (in corpus
 order), its files are ``embeddings/shard-NNNNN.{npy,parquet}`` and its marker ``shard-NNNNN.json``; a finished
 shard is never redone, so an interrupted build (even ``kill -9``) resumes where it stopped and ends with the same
-files as an uninterrupted one. Under ``torchrun`` / ``accelerate launch`` rank r embeds shards r, r+W, r+2W, ...;
-rank 0 waits for every shard, then builds the index once (the finalisation). See :mod:`realign_data.knowledge_base`
-for the files and for querying.
+files as an uninterrupted one. Under ``torchrun`` / ``accelerate launch`` rank r embeds shards r, r+W, r+2W, ...
+(on its own GPU: ``cuda:LOCAL_RANK``); every rank waits until all shards are done, rank 0 builds the index once
+(the finalisation) and the others wait for it, so every process returns with the index in place (a build that
+needs the index next, like ``realign-data build`` creating it on the fly, can use it at once). See
+:mod:`realign_data.knowledge_base` for the files and for querying.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 from realign_data.atomic import atomic_path, atomic_write_json
 from realign_data.corpus import CorpusItem, CorpusSource
+from realign_data.devices import DeviceError, check_device_name, normalize_dtype
 from realign_data.encoder import DEFAULT_MIN_SIDE, DEFAULT_MODEL, DEFAULT_PRETRAINED, describe_pretrained
 from realign_data.jobs import Job, JobDirNotEmpty, JobMismatch, chunked, distributed, library_versions
 from realign_data.knowledge_base import FORMAT, FORMAT_VERSION, KnowledgeBaseError
@@ -113,6 +116,7 @@ def build_knowledge_base(
         target_recall: recall@10 the search parameter is tuned to reach (approximate indexes).
         memory_budget: RAM the index may use (``"4GB"``; ``"auto"`` = half the machine's RAM).
         rank, world_size: this process's share; default from the launcher (:func:`realign_data.jobs.distributed`).
+        wait_timeout: seconds a process waits without progress for the others' shards or for rank 0's index.
 
     Embedding inputs (source, encoder, shard_size, min_side) are fixed per directory: a re-run with other
     values raises :class:`KnowledgeBaseError`. Index options may change: the index is rebuilt from the shards.
@@ -127,6 +131,11 @@ def build_knowledge_base(
         raise KnowledgeBaseError("shard_size and batch_size must be >= 1 and num_workers >= 0")
     if not 0 < target_recall <= 1:
         raise KnowledgeBaseError(f"target recall must be in (0, 1], got {target_recall}")
+    try:
+        check_device_name(device)
+        normalize_dtype(precision)
+    except DeviceError as e:
+        raise KnowledgeBaseError(str(e).replace("dtype", "precision (--dtype)")) from None
     try:
         parse_memory(memory_budget)
         if index_type != "auto":
@@ -154,13 +163,11 @@ def build_knowledge_base(
     index_args = {"index_type": index_type, "target_recall": target_recall, "memory_budget": str(memory_budget)}
 
     manifest_path = out / "manifest.json"
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("index_args") == index_args:
-            if job.rank == 0:
-                _fill_report(report, manifest, out, t0)
-                report.resumed_shards = report.num_shards  # nothing left to do: everything was resumed
-            return report
+    manifest = _current_manifest(manifest_path, index_args)
+    if manifest is not None:
+        _fill_report(report, manifest, out, t0)
+        report.resumed_shards = report.num_shards  # nothing left to do: everything was resumed
+        return report
 
     bar = None
     if progress and job.rank == 0:
@@ -174,7 +181,9 @@ def build_knowledge_base(
     def embed_shard(i: int, items: list) -> tuple[dict, list[Path]]:
         nonlocal encoder
         if encoder is None:
-            encoder = _encoder(model, pretrained, device, precision, job.world, here.local_rank)
+            from realign_data.encoder import Encoder
+
+            encoder = Encoder(model, pretrained, device=device, precision=precision)  # auto: cuda:LOCAL_RANK
         embs, rows, skipped = [], [], []
         for b in encoder.iter_embed(items, batch_size=batch_size, num_workers=num_workers, min_side=min_side):
             embs.append(b.embeddings)
@@ -196,30 +205,23 @@ def build_knowledge_base(
             bar.close()
     if run.num_units == 0:
         raise KnowledgeBaseError(f"the corpus at {source.describe().get('root')} has no images")
-    report.num_shards, report.resumed_shards = run.num_units, run.resumed
-    if job.rank != 0:
-        report.seconds = time.time() - t0
-        return report
-
-    # ---- rank 0 finalises once: wait for every shard, then index
-    try:
-        job.wait_for(range(run.num_units), timeout=wait_timeout)
-    except TimeoutError as e:
-        raise KnowledgeBaseError(str(e)) from None
-    _build_index(out, job, config, run.num_units, index_args, progress=progress)
-    _fill_report(report, json.loads(manifest_path.read_text()), out, t0)
-    report.index_built = True
+    # ---- every shard done (all ranks), then rank 0 indexes once while the others wait for the manifest
+    job.barrier(run.num_units, timeout=wait_timeout)  # WaitTimeout: a runtime failure, not a usage error
+    manifest = job.finish(lambda: _build_index(out, job, config, run.num_units, index_args, progress=progress),
+                          lambda: _current_manifest(manifest_path, index_args), timeout=wait_timeout)
+    _fill_report(report, manifest or json.loads(manifest_path.read_text()), out, t0)
+    report.resumed_shards = run.resumed
+    report.index_built = job.rank == 0
     return report
 
 
-def _encoder(model, pretrained, device: str, precision: str, world: int, local_rank: int):
-    from realign_data.encoder import Encoder
-
-    if world > 1 and device == "auto":  # one GPU per local rank
-        import torch
-
-        device = f"cuda:{local_rank % max(1, torch.cuda.device_count())}" if torch.cuda.is_available() else "cpu"
-    return Encoder(model, pretrained, device=device, precision=precision)
+def _current_manifest(path: Path, index_args: dict) -> Optional[dict]:
+    """The manifest at ``path`` when it describes an index built with ``index_args``, else None."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return manifest if manifest.get("index_args") == index_args else None
 
 
 def _write_shard(job: Job, i: int, emb: np.ndarray, rows: list[dict]) -> list[Path]:

@@ -7,7 +7,8 @@ A build directory (``--out``)::
     OUT/data/{split}-*.parquet                         ``--format parquet``
     OUT/realign_build.json                             the BuildConfig (``CONFIG_FILE``)
     OUT/build_report.json                              counts, drops, histograms, provenance (``REPORT_FILE``)
-    OUT/.realign-build/                                work files: config check, chunk markers (``WORK_DIR``)
+    OUT/.realign-build/                                work files: config check, chunk files and markers, the
+                                                       chunk count and the stages' provenance (``WORK_DIR``)
 
 The report, the merge, the inspect page and the Hub push read builds only through this module, so the names
 live here once. The final dataset is written from the chunk tables in one pass: the rows go to one Arrow stream
@@ -28,6 +29,7 @@ from realign_data.config import BuildError
 from realign_data.schema import is_saved_dataset
 
 WORK_DIR = ".realign-build"
+PROVENANCE_FILE = "provenance.json"  # in WORK_DIR: what the stages were, for whoever writes the dataset
 REPORT_FILE = "build_report.json"
 CONFIG_FILE = "realign_build.json"
 INSPECT_FILE = "inspect.html"

@@ -52,6 +52,7 @@ class Pipeline:
     """Holds what the stages use (knowledge base, COCO annotations, masker, filler, gate, chosen backend)."""
 
     def __init__(self, config: BuildConfig, kb, annotations) -> None:
+        from realign_data.devices import DeviceError
         from realign_data.fillers import load_filler
         from realign_data.gate import GateError, load_gate
         from realign_data.hub import hub_reachable
@@ -81,8 +82,8 @@ class Pipeline:
                     raise BuildError(str(e)) from None
         try:
             local_only = not Path(config.gate_model).expanduser().is_dir() and not hub_reachable()
-            self.gate = load_gate(config.gate, config.gate_model, local_files_only=local_only)
-        except GateError as e:
+            self.gate = load_gate(config.gate, config.gate_model, device=config.device, local_files_only=local_only)
+        except (GateError, DeviceError) as e:
             raise BuildError(str(e)) from None
         self._decoded: dict[str, Any] = {}  # the chunk's image cache: corpus id -> decoded image
 

@@ -92,13 +92,11 @@ def negative_summary(config: Any) -> dict:
     return params
 
 
-def curriculum_summary(config: Any, split_info: Optional[dict], deferred: bool = False) -> dict:
+def curriculum_summary(config: Any, split_info: Optional[dict]) -> dict:
     d: dict = {"order": config.curriculum, "difficulty_image_weight": config.difficulty_image_weight,
                "difficulty": DIFFICULTY_FORMULA}
     if split_info:
         d["splits"] = split_info
-    if deferred:
-        d["note"] = "sharded build: rows are in seed order; `realign-data merge` orders them and writes the splits"
     return d
 
 
@@ -147,11 +145,12 @@ def format_summary(report: dict) -> str:
             for k, v in cur["splits"].items() if k != "train"))
     elif cur.get("note"):
         lines.append(f"Curriculum: {cur['note']}")
-    t = report.get("throughput", {})
+    t, procs = report.get("throughput", {}), report.get("launch", {}).get("processes", 1)
     if t.get("pairs_per_second") is not None:
         lines.append(f"Throughput: {t['pairs_per_second']:.1f} pairs/s, {t['seeds_per_second']:.1f} seeds/s "
                      f"({t['seconds_building']:.1f} s building, {t['seconds_total']:.1f} s total"
-                     f"{', ' + str(t['resumed_chunks']) + ' chunks resumed' if t.get('resumed_chunks') else ''})")
+                     f"{', ' + str(t['resumed_chunks']) + ' chunks resumed' if t.get('resumed_chunks') else ''}"
+                     f"{', figures of rank 0 of ' + str(procs) if procs > 1 else ''})")
     prov = report.get("provenance", {})
     gate = prov.get("gate", {})
     if gate:

@@ -111,8 +111,9 @@ def eval_(
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="--base-url: environment variable holding the API key."),
     concurrency: int = typer.Option(16, "--concurrency", help="--base-url: requests in flight."),
     max_retries: int = typer.Option(5, "--max-retries", help="--base-url: retries on 429/5xx/timeouts/refused connections."),
-    device: str = typer.Option("auto", "--device", help="auto (every GPU, else MPS, else CPU), cpu, cuda, cuda:1 ..."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (checkpoint dtype; float32 on CPU), float32, bfloat16 or float16."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda:LOCAL_RANK, else MPS, else CPU), cpu, cuda, cuda:N or mps."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPUs that have it, else fp16; fp32 on CPU/MPS), bf16, fp16 or fp32."),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help="Spread a model too large for one GPU over several: auto, balanced, balanced_low_0 or sequential (accelerate)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Prompts per generate call."),
     pope_max_new_tokens: int = typer.Option(32, "--pope-max-new-tokens", help="Length bound of POPE answers."),
     chair_max_new_tokens: int = typer.Option(256, "--chair-max-new-tokens", help="Length bound of CHAIR descriptions."),
@@ -147,7 +148,7 @@ def eval_(
                   pope_splits=pope_splits, num_images=num_images, min_objects=min_objects, seed=seed,
                   vocabulary=vocabulary, chair_prompt=chair_prompt, pope_suffix=pope_suffix, out=out,
                   base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
-                  device=device, dtype=dtype,
+                  device=device, dtype=dtype, device_map=device_map,
                   batch_size=batch_size, pope_max_new_tokens=pope_max_new_tokens,
                   chair_max_new_tokens=chair_max_new_tokens, trust_remote_code=trust_remote_code, quiet=quiet)
     except EvalError as e:
@@ -187,7 +188,7 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
     if bad or not splits:
         raise EvalError(f"unknown POPE sampling {', '.join(bad) or '(none)'}; valid: {', '.join(POPE_SPLITS)}.")
     if not base_url:
-        check_model_args(model, adapter=options["adapter"], dtype=options["dtype"])
+        check_model_args(model, adapter=options["adapter"], dtype=options["dtype"], device=options["device"])
     out = out or Path(f"eval-{Path(model.rstrip('/')).name or 'model'}")
     suite = EvalSuite.from_coco(options["coco_root"], split=options["split"], benches=benches,
                                 num_images=options["num_images"], seed=options["seed"],
@@ -200,7 +201,8 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
                                     concurrency=options["concurrency"], max_retries=options["max_retries"])
         else:
             backend = TransformersBackend(model, adapter=options["adapter"], device=options["device"],
-                                          dtype=options["dtype"], batch_size=options["batch_size"],
+                                          dtype=options["dtype"], device_map=options["device_map"],
+                                          batch_size=options["batch_size"],
                                           trust_remote_code=options["trust_remote_code"])
     except EvalRuntimeError as e:
         _fail(str(e), 1)

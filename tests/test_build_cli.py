@@ -101,6 +101,9 @@ def test_build_inspect_merge_cli(tiny_kb, tmp_path):
     for i in range(2):
         r = runner.invoke(app, base + ["--out", str(tmp_path / f"s{i}"), "--num-shards", "2", "--shard-index", str(i)])
         assert r.exit_code == 0, r.output
+    r = runner.invoke(app, base[:-1] + ["--out", str(tmp_path / "s1"), "--num-shards", "2", "--shard-index", "1"])
+    assert r.exit_code == 0 and "Shard 1 of 2: 2 chunks done" in r.output, r.output  # a re-run: already done
+    assert "run the same command without --num-shards/--shard-index to write the dataset" in r.output
     r = runner.invoke(app, ["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m")])
     assert r.exit_code == 0, r.output
     assert "Merged 2 shards" in r.output

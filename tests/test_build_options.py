@@ -69,7 +69,7 @@ def test_each_flag_reaches_its_field(monkeypatch, tmp_path):
     got = seen[-1]
     assert (got.kb_model, got.kb_pretrained, got.prompts, got.chosen_backend, got.mask_kinds, got.max_similarity,
             got.request_timeout, got.dtype, got.format, got.curriculum, got.progress) == \
-        ("RN50", "none", ["Describe it.", "What is there?"], "openai", ["object", "color"], 0.9, 5.0, "bfloat16",
+        ("RN50", "none", ["Describe it.", "What is there?"], "openai", ["object", "color"], 0.9, 5.0, "bf16",
          "parquet", None, False)
     assert {k: v for k, v in got.to_dict().items() if k not in {
         "out", "kb_model", "kb_pretrained", "prompts", "chosen_backend", "mask_kinds", "max_similarity",

@@ -210,21 +210,36 @@ def test_chosen_generated_by_a_vlm(tiny_kb, tmp_path, sample_corpus):
 
 def test_shards_merge_into_the_single_process_dataset(tiny_kb, tmp_path):
     build(cfg(tiny_kb, tmp_path / "single"))
-    for i in range(2):
-        build(cfg(tiny_kb, tmp_path / f"s{i}", num_shards=2, shard_index=i))
-    assert 0 < len(load_built(tmp_path / "s0")) < len(load_built(tmp_path / "single"))
-    merge([tmp_path / "s0", tmp_path / "s1"], tmp_path / "merged", progress=False)
+    for i in range(2):  # separate directories (no shared filesystem): each keeps its chunks, no partial dataset
+        r = build(cfg(tiny_kb, tmp_path / f"s{i}", num_shards=2, shard_index=i))
+        assert not r.complete and r.report["shard"] == {"index": i, "num_shards": 2}
+        assert (r.report["chunks"], r.report["chunks_missing"]) == [(3, 2), (2, 3)][i]  # of 5 chunks
+        assert not (tmp_path / f"s{i}" / "build_report.json").exists()
+        assert not list((tmp_path / f"s{i}").glob("*.arrow"))
+    with pytest.raises(BuildError, match=r"2 of 5 chunks \(1, 3\) are in none of the shard directories"):
+        merge([tmp_path / "s0"], tmp_path / "m0", progress=False)
+    report = merge([tmp_path / "s0", tmp_path / "s1"], tmp_path / "merged", progress=False)
     assert file_hashes(tmp_path / "merged") == file_hashes(tmp_path / "single")
-    with pytest.raises(BuildError, match="complete build"):
-        merge([tmp_path / "s0"], tmp_path / "m2", progress=False)
+    assert report["pairs_written"] == len(load_built(tmp_path / "single"))
+    assert build(cfg(tiny_kb, tmp_path / "merged")).pairs_written == report["pairs_written"]  # the same build: no-op
+    with pytest.raises(BuildError, match="is a finished build"):
+        merge([tmp_path / "single"], tmp_path / "m1", progress=False)
 
 
-def test_shard_from_torchrun_environment(tiny_kb, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    res = build(cfg(tiny_kb, tmp_path / "out"))
-    assert res.report["shard"] == {"index": 1, "num_shards": 2}
-    assert [c for c, _ in res.report["chunks"]] == [1, 3]
+def test_shards_into_one_directory_then_the_plain_command_writes_the_dataset(tiny_kb, tmp_path):
+    """An array job: shards run one after another into one --out; none writes a partial dataset, and the command
+    without --num-shards/--shard-index (nothing left to build) writes the single-process dataset."""
+    build(cfg(tiny_kb, tmp_path / "single"))
+    out = tmp_path / "shared"
+    for i in (2, 0):  # shard 1 never ran: the plain command builds its chunks itself
+        r = build(cfg(tiny_kb, out, num_shards=3, shard_index=i))
+        assert not r.complete and not (out / "build_report.json").exists()
+    assert r.report["chunks_missing"] == 2  # chunks 0, 3 (shard 0) and 2 (shard 2) done; 1 and 4 are shard 1's
+    res = build(cfg(tiny_kb, out))
+    assert res.complete and res.report["throughput"]["resumed_chunks"] == 3
+    assert file_hashes(out) == file_hashes(tmp_path / "single")
+    with pytest.raises(BuildError, match="--shard-index needs --num-shards"):
+        cfg(tiny_kb, out, shard_index=1)
 
 
 def test_parquet_format(tiny_kb, tmp_path):

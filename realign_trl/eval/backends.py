@@ -20,7 +20,6 @@ from typing import Any, Iterator, Optional, Sequence
 
 from .suite import EvalError
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 Item = tuple  # (prompt, load_image, image_bytes)
 Answer = tuple  # (text or None, error or None)
@@ -30,47 +29,41 @@ class EvalRuntimeError(RuntimeError):
     """An evaluation failed at run time (a model that cannot be loaded, an endpoint that does not answer)."""
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``mps``, else ``cpu``; anything else is returned as given."""
-    if device != "auto":
-        return device
-    import torch
+def check_model_args(model: str, *, adapter: Optional[str] = None, dtype: str = "auto",
+                     device: str = "auto") -> None:
+    """The mistakes worth catching before importing torch: a missing local directory, an unknown dtype or device."""
+    from realign_data.devices import DeviceError, check_device_name, normalize_dtype
 
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def check_model_args(model: str, *, adapter: Optional[str] = None, dtype: str = "auto") -> None:
-    """The mistakes worth catching before importing torch: a missing local directory, an unknown dtype."""
-    if dtype not in DTYPES:
-        raise EvalError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}.")
+    try:
+        normalize_dtype(dtype)
+        check_device_name(device)
+    except DeviceError as e:
+        raise EvalError(f"{e}.") from None
     for what, path in (("model", model), ("adapter", adapter)):
         if path and str(path).startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(str(path))):
             raise EvalError(f"{what} directory {str(path)!r} does not exist.")
 
 
 def load_model(model: str, *, adapter: Optional[str] = None, device: str = "auto", dtype: str = "auto",
-               trust_remote_code: bool = False):
+               device_map: Optional[str] = None, trust_remote_code: bool = False):
     """``(model, processor)`` of a checkpoint directory or Hub id, in eval mode, PEFT ``adapter`` merged in.
 
-    ``device="auto"`` spreads the model over every GPU when there are several (``device_map="auto"``).
-    ``dtype="auto"`` is the checkpoint's dtype on an accelerator and float32 on CPU.
+    Placed as the build's filler is (:mod:`realign_data.devices`): ``device="auto"`` is ``cuda:LOCAL_RANK`` (else
+    MPS, else the CPU), ``dtype="auto"`` bf16 (fp16 on GPUs without bf16) on CUDA and float32 elsewhere, and
+    ``device_map="auto"`` spreads a model too large for one GPU over several.
     """
-    check_model_args(model, adapter=adapter, dtype=dtype)
-    import torch
+    check_model_args(model, adapter=adapter, dtype=dtype, device=device)
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    resolved = resolve_device(device)
-    multi_gpu = device == "auto" and resolved == "cuda" and torch.cuda.device_count() > 1
-    torch_dtype = (torch.float32 if resolved == "cpu" else "auto") if dtype == "auto" else getattr(torch, dtype)
+    from realign_data.devices import DeviceError, placement
+
+    try:
+        where, _ = placement(device, device_map, dtype)
+    except DeviceError as e:
+        raise EvalError(f"{e}.") from None
     try:
         processor = AutoProcessor.from_pretrained(str(model), trust_remote_code=trust_remote_code)
-        vlm = AutoModelForImageTextToText.from_pretrained(
-            str(model), dtype=torch_dtype, trust_remote_code=trust_remote_code,
-            device_map="auto" if multi_gpu else resolved)
+        vlm = AutoModelForImageTextToText.from_pretrained(str(model), trust_remote_code=trust_remote_code, **where)
     except Exception as e:  # noqa: BLE001 - missing weights, offline Hub, unsupported architecture...
         raise EvalRuntimeError(f"cannot load {str(model)!r} as an image-text-to-text model and processor "
                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from e
@@ -91,7 +84,7 @@ class TransformersBackend:
     Args:
         model: a directory / Hub id (loaded with :func:`load_model`), or a loaded model (then give ``processor``).
         processor: the model's processor (needed with a loaded model).
-        adapter, device, dtype, trust_remote_code: loading options (see :func:`load_model`).
+        adapter, device, dtype, device_map, trust_remote_code: loading options (see :func:`load_model`).
         batch_size: prompts per ``generate`` call.
         name: how results name the model (default: the id or directory).
     """
@@ -99,15 +92,15 @@ class TransformersBackend:
     kind = "transformers"
 
     def __init__(self, model: Any, processor: Any = None, *, adapter: Optional[str] = None, device: str = "auto",
-                 dtype: str = "auto", batch_size: int = 8, trust_remote_code: bool = False,
-                 name: Optional[str] = None) -> None:
+                 dtype: str = "auto", device_map: Optional[str] = None, batch_size: int = 8,
+                 trust_remote_code: bool = False, name: Optional[str] = None) -> None:
         if batch_size < 1:
             raise EvalError(f"batch size must be at least 1 (got {batch_size}).")
         self.batch_size = batch_size
         if isinstance(model, (str, os.PathLike)):
             self.name = name or str(model)
             self.model, self.processor = load_model(str(model), adapter=adapter, device=device, dtype=dtype,
-                                                    trust_remote_code=trust_remote_code)
+                                                    device_map=device_map, trust_remote_code=trust_remote_code)
         else:
             if processor is None:
                 raise EvalError("a loaded model needs its processor (processor=...).")

@@ -132,8 +132,8 @@ def evaluate(model: Any, suite: EvalSuite, *, processor: Any = None, pope_max_ne
         suite: the :class:`EvalSuite` (build it once, evaluate many models).
         pope_max_new_tokens / chair_max_new_tokens: generation bounds of POPE answers and CHAIR descriptions.
         out: a directory for ``eval_results.json``, the records and the resumable ``answers.jsonl``.
-        **backend_options: ``batch_size``, ``device``, ``dtype``, ``adapter``, ``trust_remote_code`` for a model
-            loaded here.
+        **backend_options: ``batch_size``, ``device``, ``dtype``, ``device_map``, ``adapter``, ``trust_remote_code``
+            for a model loaded here.
     """
     started = time.time()
     backend = make_backend(model, processor=processor, **backend_options)
