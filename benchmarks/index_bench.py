@@ -70,7 +70,8 @@ def main() -> None:
 
     import faiss
 
-    from realign_data.index_tuning import choose_factory, make_index, recall_at_k, train_and_add, tune_index
+    from realign_data.index_auto import build_index
+    from realign_data.index_tuning import recall_at_k
 
     if args.threads:
         faiss.omp_set_num_threads(args.threads)
@@ -86,19 +87,17 @@ def main() -> None:
     flat.add(x)
     flat_build = time.perf_counter() - t
 
-    factory = choose_factory(args.n, args.dim, args.memory_budget) if args.index_type == "auto" else args.index_type
     t = time.perf_counter()
-    auto = make_index(factory, args.dim)
-    train_and_add(auto, x)
-    auto_build = time.perf_counter() - t
-    t = time.perf_counter()
-    tuned = tune_index(auto, x, target_recall=args.target_recall, k=10)
-    tune_s = time.perf_counter() - t
-
+    built = build_index(x, index_type=args.index_type, target_recall=args.target_recall,
+                        memory_budget=args.memory_budget)
+    auto, factory = built.searcher, built.info["factory"]
+    auto_build, tune_s = time.perf_counter() - t, 0.0
+    tuned = type("T", (), {"params": built.info["search_params"], "recall": built.info["recall_at_10"],
+                           "trace": built.info["candidates"]})
     truth, flat_qps = timed_search(flat, q, 10)
     found, auto_qps = timed_search(auto, q, 10, repeats=3)
     recall = recall_at_k(found, truth, 10)
-    flat_mem, auto_mem = args.n * args.dim * 4, index_bytes(auto)
+    flat_mem, auto_mem = args.n * args.dim * 4, index_bytes(built.index)
     res = {
         "n": args.n, "dim": args.dim, "clusters": args.clusters, "spread": args.spread, "queries": args.queries,
         "faiss_threads": threads, "factory": factory, "search_params": tuned.params,

@@ -334,10 +334,12 @@ def index_build(
 def index_info(
     index: str = typer.Argument(None, help="Index name or directory (or use --name)."),
     name: Optional[str] = typer.Option(None, "--name", help="Index name or directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole manifest as JSON."),
 ) -> None:
-    """Print an index's manifest (JSON)."""
+    """Print an index's size, encoder, chosen FAISS index and the candidates auto measured (or --json)."""
     import json
 
+    from realign_data.index_auto import describe
     from realign_data.knowledge_base import KnowledgeBaseError, resolve_index
 
     target = name or index
@@ -349,7 +351,8 @@ def index_info(
         fail(str(e))
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["path"] = str(path)
-    typer.echo(json.dumps(manifest, indent=2))
+    typer.echo(json.dumps(manifest, indent=2) if as_json else f"{path}: {manifest['count']} images, "
+               f"{manifest['encoder']['model']} ({manifest['dim']}-d)\n{describe(manifest['index'])}")
 
 
 @index_app.command("search")

@@ -1,0 +1,163 @@
+"""Embeddings that stay on disk: ``.npy`` shards read one at a time, so an index build's memory stays bounded.
+
+    vectors = ShardedVectors([out / "embeddings/shard-00000.npy", ...])   # float16 or float32 [n_i, dim]
+    for start, block in vectors.blocks():        # float32, L2-normalised, one shard (or less) in memory
+        index.add(block)
+    sample = vectors.take(np.arange(0, len(vectors), 97))     # sorted rows, gathered shard by shard
+    truth = exact_knn(vectors, queries, 10)                    # exact top-k, one shard at a time
+
+A shard is read with a plain file read, never kept mapped: pages of a long-lived memory map count in the
+process's resident memory (RSS) as they are touched, so streaming a 20 GB file through one map would make the
+build's peak RSS the size of the corpus. :class:`ArrayVectors` gives an in-memory array the same interface.
+:class:`ShardReranker` re-scores an approximate index's candidates exactly from the shards, for indexes whose
+full-precision copy does not fit the memory budget.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+BLOCK = 65_536  # rows converted to float32 at a time (256 MiB at dim 1024)
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (``getrusage``; kilobytes on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _normalized(block: np.ndarray) -> np.ndarray:
+    import faiss
+
+    out = np.array(block, dtype=np.float32, order="C")  # a copy: the caller's data is never modified
+    faiss.normalize_L2(out)
+    return out
+
+
+class ArrayVectors:
+    """An in-memory ``[n, dim]`` array behind the :class:`ShardedVectors` interface."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = x
+        self.dim = int(x.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def blocks(self, size: int = BLOCK) -> Iterator[tuple[int, np.ndarray]]:
+        for s in range(0, len(self.x), size):
+            yield s, _normalized(self.x[s:s + size])
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return _normalized(self.x[np.asarray(rows, dtype=np.int64)])
+
+
+class ShardedVectors:
+    """Row-concatenation of ``.npy`` shard files (row ``i`` of the whole = row ``i - offset`` of its shard)."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike]) -> None:
+        self.paths = [Path(p) for p in paths]
+        shapes = [np.load(p, mmap_mode="r", allow_pickle=False).shape for p in self.paths]  # header only
+        self.dim = int(shapes[0][1]) if shapes else 0
+        if any(len(s) != 2 or s[1] != self.dim for s in shapes):
+            raise ValueError(f"shards under {self.paths[0].parent} do not all hold [n, {self.dim}] vectors")
+        self.offsets = np.cumsum([0] + [s[0] for s in shapes])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def blocks(self, size: int = BLOCK) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first row, float32 normalised block)`` in row order; at most one shard is in memory at a time."""
+        for i, p in enumerate(self.paths):
+            shard = np.load(p, allow_pickle=False)
+            for s in range(0, len(shard), size):
+                yield int(self.offsets[i]) + s, _normalized(shard[s:s + size])
+            del shard
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows (any order) as float32 normalised vectors, each shard opened only while its rows are read."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.dim), np.float32)
+        which = np.searchsorted(self.offsets, rows, side="right") - 1
+        for s in np.unique(which):
+            sel = np.nonzero(which == s)[0]
+            shard = np.load(self.paths[s], mmap_mode="r", allow_pickle=False)
+            out[sel] = shard[rows[sel] - self.offsets[s]]
+            del shard  # unmapped: touched pages leave this process's RSS
+        return _normalized(out)
+
+
+def as_vectors(x) -> "ArrayVectors | ShardedVectors":
+    return x if isinstance(x, (ArrayVectors, ShardedVectors)) else ArrayVectors(np.asarray(x))
+
+
+def exact_knn(vectors, queries: np.ndarray, k: int, *, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Exact top-``k`` rows by inner product, streaming over ``vectors`` with a running merge of partial results.
+
+    ``exclude[j]`` (a row, or -1) is left out of query ``j``'s result (a stored vector's own row). Missing
+    results are -1. Memory: the queries, ``k`` results each, and one block of vectors.
+    """
+    import faiss
+
+    vectors = as_vectors(vectors)
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    extra = 0 if exclude is None else 1
+    heap = faiss.ResultHeap(len(q), k + extra, keep_max=True)
+    for start, block in vectors.blocks():
+        d, i = faiss.knn(q, block, min(k + extra, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
+        if d.shape[1] < k + extra:
+            pad = k + extra - d.shape[1]
+            d = np.hstack([d, np.full((len(q), pad), -np.inf, np.float32)])
+            i = np.hstack([i, np.full((len(q), pad), -1 - start, np.int64)])
+        heap.add_result(d, i + start)
+    heap.finalize()
+    ids = heap.I
+    if exclude is None:
+        return ids[:, :k]
+    return drop_rows(ids, exclude, k)
+
+
+def drop_rows(ids: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:
+    """Each row of ``ids`` without its ``exclude`` entry (and without -1), cut to ``k`` (padded with -1)."""
+    out = np.full((len(ids), k), -1, dtype=np.int64)
+    for r, (row, me) in enumerate(zip(ids.tolist(), np.asarray(exclude).tolist())):
+        rest = [i for i in row if i != me and i >= 0][:k]
+        out[r, :len(rest)] = rest
+    return out
+
+
+class ShardReranker:
+    """An approximate index whose top ``k * k_factor`` candidates are re-scored exactly from on-disk shards.
+
+    It answers ``search(q, k) -> (scores, rows)`` like a FAISS index, with the full-precision vectors read from
+    disk instead of held in RAM (FAISS' ``IndexRefineFlat`` keeps them in RAM).
+    """
+
+    def __init__(self, index, vectors: ShardedVectors, k_factor: int = 8) -> None:
+        self.index, self.vectors, self.k_factor = index, vectors, int(k_factor)
+        self.ntotal, self.d = index.ntotal, index.d
+
+    def search(self, q: np.ndarray, k: int, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        scores = np.full((len(q), k), -np.inf, np.float32)
+        rows = np.full((len(q), k), -1, np.int64)
+        for s in range(0, len(q), batch):  # candidates of a batch read at once: memory ~ batch * k * k_factor
+            qb = q[s:s + batch]
+            _, cand = self.index.search(qb, min(self.ntotal, k * self.k_factor))
+            flat = np.unique(cand[cand >= 0])
+            vecs = self.vectors.take(flat)
+            pos = np.searchsorted(flat, np.where(cand >= 0, cand, flat[0] if len(flat) else 0))
+            exact = np.einsum("qd,qcd->qc", qb, vecs[pos]) if len(flat) else np.zeros(cand.shape, np.float32)
+            exact = np.where(cand >= 0, exact, -np.inf)
+            order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+            m = order.shape[1]
+            scores[s:s + len(qb), :m] = np.take_along_axis(exact, order, 1)
+            rows[s:s + len(qb), :m] = np.where(np.isfinite(scores[s:s + len(qb), :m]),
+                                               np.take_along_axis(cand, order, 1), -1)
+        return scores, rows
