@@ -18,7 +18,8 @@ Families: ``Flat``; ``HNSW32,Flat`` (graph, ``efSearch``); ``IVF{nlist},Flat`` (
 ``IVF{nlist},PQ{dim/4}x4fs`` — 4-bit fast-scan product codes, one byte per two dimensions — whose
 ``k * k_factor`` best candidates are re-scored exactly, from a float copy in RAM (FAISS ``RFlat``) when it fits
 the budget, else from the on-disk shards (:class:`~realign_data.vector_shards.ShardReranker`). ``nlist`` is a
-power of two near ``4 * sqrt(n)``; from 16,384 lists on, the coarse quantizer is an HNSW graph
+power of two near ``4 * sqrt(n)`` (fewer when the budget cannot hold 40 training vectors per list); from 16,384
+lists on, the coarse quantizer is an HNSW graph
 (``IVF{nlist}_HNSW32``), because scanning every centroid would then cost more than the lists probed.
 
 Memory: vectors stay in their shards (read one at a time); a candidate counts only if its estimated full-size
@@ -79,32 +80,48 @@ def _pq_m(dim: int) -> int:
     return max(2, m + (m % 2))
 
 
-def _template(family: str, n: int, dim: int) -> str:
+def ivf_lists(n: int, dim: int, budget: int = 2**62) -> int:
+    """IVF list count: a power of two near ``4 * sqrt(n)``, halved until a training sample of 40 vectors per list
+    (held twice while training) takes at most half the budget."""
     nl = nlist_for(n)
+    while nl > 1 and 2 * 40 * nl * dim * 4 > budget // 2:
+        nl //= 2
+    return nl
+
+
+def _template(family: str, n: int, dim: int, budget: int = 2**62) -> str:
+    nl = ivf_lists(n, dim, budget)
     ivf = f"IVF{nl}" + ("_HNSW32" if nl >= HNSW_QUANTIZER_MIN else "")
     return {"Flat": "Flat", "HNSW": f"HNSW{HNSW_M},Flat", "IVF-Flat": f"{ivf},Flat",
             "IVF-PQfs+refine": f"{ivf},PQ{_pq_m(dim)}x4fs"}[family]
 
 
-def estimate_bytes(family: str, n: int, dim: int, rerank: Optional[str] = None) -> tuple[int, int]:
+def train_rows(n: int, dim: int, budget: int) -> int:
+    """Training sample of an IVF index: 40 vectors per list (FAISS wants 39), else up to 131,072 as the budget
+    allows (training holds the sample twice: the vectors and their residuals)."""
+    return min(n, max(40 * ivf_lists(n, dim, budget), min(MAX_TRAIN, budget // (4 * dim * 4))))
+
+
+def estimate_bytes(family: str, n: int, dim: int, rerank: Optional[str] = None, *, budget: int = 2**62,
+                   block_rows: int = BLOCK) -> tuple[int, int]:
     """(RAM of the index, peak RAM of its build) for ``n`` vectors, rough but on the safe side."""
-    nl = nlist_for(n)
+    nl = ivf_lists(n, dim, budget)
     centroids = nl * dim * 4 + (nl * (HNSW_M * 2 * 4 * 1.1 + 16) if nl >= HNSW_QUANTIZER_MIN else 0)
     raw = n * dim * 4
     index = {"Flat": raw, "HNSW": n * (dim * 4 + HNSW_M * 2 * 4 * 1.1 + 16), "IVF-Flat": raw + n * 8 + centroids,
              "IVF-PQfs+refine": n * (_pq_m(dim) / 2 + 8) + centroids + (raw if rerank == "ram" else 0)}[family]
-    train = min(n, max(MAX_TRAIN, 40 * nl)) * dim * 4 if family.startswith("IVF") else 0
-    block = 3 * min(n, BLOCK) * dim * 4  # a block read, converted to float32, normalised
+    train = 2 * train_rows(n, dim, budget) * dim * 4 if family.startswith("IVF") else 0
+    block = 3 * min(n, block_rows) * dim * 4  # a shard read, a block of it in float32, normalised
     return int(index), int(max(train + centroids * 2, index + block))
 
 
-def candidates(n: int, dim: int, budget: int, *, on_disk: bool) -> list[Candidate]:
+def candidates(n: int, dim: int, budget: int, *, on_disk: bool, block_rows: int = BLOCK) -> list[Candidate]:
     """The families ``auto`` considers for ``n`` vectors, each marked ``over memory budget`` when it does not fit."""
     out = []
     for family, rerank in (("Flat", None), ("HNSW", None), ("IVF-Flat", None), ("IVF-PQfs+refine", "ram"),
                            ("IVF-PQfs+refine", "disk")):
-        index_b, build_b = estimate_bytes(family, n, dim, rerank)
-        factory = _template(family, n, dim) + (",RFlat" if rerank == "ram" else "")
+        index_b, build_b = estimate_bytes(family, n, dim, rerank, budget=budget, block_rows=block_rows)
+        factory = _template(family, n, dim, budget) + (",RFlat" if rerank == "ram" else "")
         c = Candidate(family, factory, rerank, index_b, build_b)
         if rerank == "disk" and (not on_disk or out[-1].build_bytes <= budget):
             continue  # re-ranking from disk only when the in-RAM copy does not fit (and there are shards)
@@ -134,14 +151,14 @@ def choose(vectors, *, target_recall: float, budget: int, k: int = 10, seed: int
            exact_max: int = EXACT_MAX, sample_max: int = SAMPLE_MAX) -> tuple[Candidate, list[Candidate], int]:
     """Measure the candidates on a sample; return (winner, all candidates, sample size)."""
     n, dim = len(vectors), vectors.dim
-    cands = candidates(n, dim, budget, on_disk=isinstance(vectors, ShardedVectors))
+    cands = candidates(n, dim, budget, on_disk=isinstance(vectors, ShardedVectors), block_rows=vectors.block_rows)
     if n <= exact_max:
         cands = [c for c in cands if c.family == "Flat"]
         cands[0].status = f"chosen: exact, at most {exact_max:,} vectors"
         cands[0].recall = cands[0].recall_lower = 1.0
         return cands[0], cands, 0
     nq = min(SAMPLE_QUERIES, max(1, n // 10))
-    s = int(min(sample_max, n - nq, max(1_000, budget // (dim * 4 * 4))))
+    s = int(min(sample_max, n - nq, max(1_000, budget // (dim * 4 * 6))))  # sample, index, training copy
     rng = np.random.default_rng(seed)
     rows = rng.permutation(n)[:s + nq]
     sample, queries = vectors.take(np.sort(rows[:s])), vectors.take(np.sort(rows[s:]))
@@ -182,7 +199,7 @@ def build_index(vectors, *, index_type: str = "auto", target_recall: float = 0.9
     choose_s = time.perf_counter() - t0
     logger.info("building %s over %d vectors%s", factory, n, " (re-ranking from disk)" if rerank == "disk" else "")
     index = make_index(factory, dim)
-    train_and_add(index, vectors, max_train=MAX_TRAIN)
+    train_and_add(index, vectors, max_train=train_rows(n, dim, budget))
     searcher = ShardReranker(index, vectors) if rerank == "disk" else index
     tuned = tune_index(searcher, vectors, target_recall=target_recall, k=k, seed=seed)
     info = {"factory": factory, "requested": index_type, "rerank": rerank, "search_params": tuned.params,

@@ -121,7 +121,7 @@ def parameter_range(index, name: Optional[str]) -> list[int]:
     if name == "efSearch":
         return [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048]
     if name == "k_factor":
-        return [1, 2, 4, 8, 16, 32, 64]
+        return [1, 2, 4, 8, 16, 32, 64, 128, 256]
     return []
 
 
@@ -156,7 +156,7 @@ def train_and_add(index, vectors, *, seed: int = 1234, max_train: int = 131_072)
         try:  # 10 k-means iterations (FAISS default 25): ~same recall after tuning, 2.5x faster training
             ivf = faiss.extract_index_ivf(_base(index))
             ivf.cp.niter = 10
-            max_train = max(max_train, 40 * ivf.nlist)  # FAISS wants >= 39 training points per list
+            max_train = max(max_train, 39 * ivf.nlist)  # FAISS wants >= 39 training points per list
         except Exception:  # noqa: BLE001 - not an IVF index
             pass
         n = len(vectors)
@@ -244,19 +244,32 @@ def tune_index(index, vectors, *, target_recall: float = 0.95, k: int = 10, num_
     main = names[0] if names[0] != "k_factor" else None
     depths = parameter_range(index, "k_factor") if "k_factor" in names else [None]
     trace, ok, last = [], [], None
+
+    def attempt(value, depth) -> bool:
+        nonlocal last
+        params = {p: v for p, v in ((main, value), ("k_factor", depth)) if v is not None}
+        apply_search_params(index, params)
+        found, secs = timed_search(index, queries, kk)
+        rec = recall_at_k(drop_rows(found, exclude, keff) if exclude is not None else found, truth, keff)
+        trace.append((params, round(rec, 4), round(secs, 4)))
+        last = (params, rec, secs)
+        return wilson_lower(rec, keff * len(queries)) >= target_recall
+
     for value in parameter_range(index, main) if main else [None]:
-        for depth in depths:
-            params = {p: v for p, v in ((main, value), ("k_factor", depth)) if v is not None}
-            apply_search_params(index, params)
-            found, secs = timed_search(index, queries, kk)
-            if exclude is not None:
-                found = drop_rows(found, exclude, keff)
-            rec = recall_at_k(found, truth, keff)
-            trace.append((params, round(rec, 4), round(secs, 4)))
-            last = (params, rec, secs)
-            if wilson_lower(rec, keff * len(queries)) >= target_recall:
-                ok.append(last)
-                break
+        if len(depths) > 1:  # recall grows with depth: when the deepest re-ranking falls short, so do the others
+            if not attempt(value, depths[-1]):
+                continue
+            deepest = last
+            lo, hi = 0, len(depths) - 1
+            while lo < hi:  # bisect for the shallowest (cheapest) depth that reaches the target
+                mid = (lo + hi) // 2
+                if attempt(value, depths[mid]):
+                    hi, deepest = mid, last
+                else:
+                    lo = mid + 1
+            ok.append(deepest)
+        elif attempt(value, None):
+            ok.append(last)
         if ok and (ok[-1][0].get("k_factor") in (None, depths[0]) or ok[-1][2] > 2 * min(o[2] for o in ok)):
             break  # deeper scans only cost more from here
         if ok:  # a wider scan is only worth trying with a shallower re-ranking

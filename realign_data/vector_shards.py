@@ -50,6 +50,11 @@ class ArrayVectors:
     def __len__(self) -> int:
         return len(self.x)
 
+    @property
+    def block_rows(self) -> int:
+        """Most rows :meth:`blocks` holds in memory at once."""
+        return min(len(self.x), BLOCK)
+
     def blocks(self, size: int = BLOCK) -> Iterator[tuple[int, np.ndarray]]:
         for s in range(0, len(self.x), size):
             yield s, _normalized(self.x[s:s + size])
@@ -72,6 +77,11 @@ class ShardedVectors:
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
+    @property
+    def block_rows(self) -> int:
+        """Most rows :meth:`blocks` holds in memory at once (a whole shard is read, then cut into blocks)."""
+        return int(max(np.diff(self.offsets), default=0))
+
     def blocks(self, size: int = BLOCK) -> Iterator[tuple[int, np.ndarray]]:
         """``(first row, float32 normalised block)`` in row order; at most one shard is in memory at a time."""
         for i, p in enumerate(self.paths):
@@ -84,13 +94,20 @@ class ShardedVectors:
         """Rows (any order) as float32 normalised vectors, each shard opened only while its rows are read."""
         rows = np.asarray(rows, dtype=np.int64)
         out = np.empty((len(rows), self.dim), np.float32)
-        which = np.searchsorted(self.offsets, rows, side="right") - 1
-        for s in np.unique(which):
-            sel = np.nonzero(which == s)[0]
+        order = np.argsort(rows, kind="stable")  # read each shard in row order
+        ordered = rows[order]
+        bounds = np.searchsorted(ordered, self.offsets)
+        for s in range(len(self.paths)):
+            a, b = bounds[s], bounds[s + 1]
+            if a == b:
+                continue
             shard = np.load(self.paths[s], mmap_mode="r", allow_pickle=False)
-            out[sel] = shard[rows[sel] - self.offsets[s]]
+            out[order[a:b]] = shard[ordered[a:b] - self.offsets[s]]
             del shard  # unmapped: touched pages leave this process's RSS
-        return _normalized(out)
+        import faiss
+
+        faiss.normalize_L2(out)
+        return out
 
 
 def as_vectors(x) -> "ArrayVectors | ShardedVectors":
@@ -143,21 +160,21 @@ class ShardReranker:
         self.index, self.vectors, self.k_factor = index, vectors, int(k_factor)
         self.ntotal, self.d = index.ntotal, index.d
 
-    def search(self, q: np.ndarray, k: int, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, q: np.ndarray, k: int, batch_bytes: int = 32 * 2**20) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(q, dtype=np.float32)
+        kc = min(self.ntotal, k * self.k_factor)
         scores = np.full((len(q), k), -np.inf, np.float32)
         rows = np.full((len(q), k), -1, np.int64)
-        for s in range(0, len(q), batch):  # candidates of a batch read at once: memory ~ batch * k * k_factor
+        batch = max(1, batch_bytes // (max(kc, 1) * self.d * 4))  # candidate vectors read at once: ~32 MiB
+        for s in range(0, len(q), batch):
             qb = q[s:s + batch]
-            _, cand = self.index.search(qb, min(self.ntotal, k * self.k_factor))
-            flat = np.unique(cand[cand >= 0])
-            vecs = self.vectors.take(flat)
-            pos = np.searchsorted(flat, np.where(cand >= 0, cand, flat[0] if len(flat) else 0))
-            exact = np.einsum("qd,qcd->qc", qb, vecs[pos]) if len(flat) else np.zeros(cand.shape, np.float32)
-            exact = np.where(cand >= 0, exact, -np.inf)
+            _, cand = self.index.search(qb, kc)
+            valid = cand >= 0
+            vecs = self.vectors.take(np.where(valid, cand, 0).ravel()).reshape(len(qb), kc, -1)
+            exact = np.where(valid, np.einsum("qd,qcd->qc", qb, vecs), -np.inf)
             order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
             m = order.shape[1]
-            scores[s:s + len(qb), :m] = np.take_along_axis(exact, order, 1)
-            rows[s:s + len(qb), :m] = np.where(np.isfinite(scores[s:s + len(qb), :m]),
-                                               np.take_along_axis(cand, order, 1), -1)
+            top = np.take_along_axis(exact, order, 1)
+            scores[s:s + len(qb), :m] = top
+            rows[s:s + len(qb), :m] = np.where(np.isfinite(top), np.take_along_axis(cand, order, 1), -1)
         return scores, rows

@@ -190,7 +190,10 @@ def test_auto_index_candidates_by_size_and_memory():
     assert all(c.status == "not measured" for c in cs)  # all fit: measured, none assumed
     big = candidates(10_000_000, 512, parse_memory("4GB"), on_disk=True)
     assert fams(big)[-1] == ("IVF-PQfs+refine", "disk", "not measured")  # codes in RAM, floats stay on disk
-    assert big[-1].factory == "IVF16384_HNSW32,PQ128x4fs" and big[-1].build_bytes <= parse_memory("4GB")
+    # fewer lists than 4*sqrt(n) = 16384, so that 40 training vectors per list fit the budget
+    assert big[-1].factory == "IVF8192,PQ128x4fs" and big[-1].build_bytes <= parse_memory("4GB")
+    roomy = candidates(10_000_000, 512, parse_memory("8GB"), on_disk=True)  # HNSW coarse quantizer from 16384 lists
+    assert roomy[-1].factory == "IVF16384_HNSW32,PQ128x4fs" and roomy[-1].rerank == "disk"
     assert all(c.status == "over memory budget" for c in big[:-1])
     assert "disk" not in [c.rerank for c in candidates(10_000_000, 512, parse_memory("4GB"), on_disk=False)]
     assert parse_memory("512MiB") == 512 * 2**20 and parse_memory(1000) == 1000
