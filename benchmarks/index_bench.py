@@ -193,6 +193,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", dest="json_path")
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # each shape's table as soon as it is measured
 
     import faiss
 

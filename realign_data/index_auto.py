@@ -15,7 +15,7 @@ recall of the index that was written. At most 10,000 vectors get ``Flat`` withou
 them takes about a millisecond).
 
 Families: ``Flat``; ``HNSW32,Flat`` (graph, ``efSearch``); ``IVF{nlist},Flat`` (``nprobe``); and
-``IVF{nlist},PQ{dim/4}x4fs`` — 4-bit fast-scan product codes, one byte per two dimensions — whose
+``IVF{nlist},PQ{dim/4}x4fs`` — 4-bit fast-scan product codes, 4 bits per 4 dimensions — whose
 ``k * k_factor`` best candidates are re-scored exactly, from a float copy in RAM (FAISS ``RFlat``) when it fits
 the budget, else from the on-disk shards (:class:`~realign_data.vector_shards.ShardReranker`). ``nlist`` is a
 power of two near ``4 * sqrt(n)`` (fewer when the budget cannot hold 40 training vectors per list); from 16,384
@@ -47,6 +47,7 @@ SAMPLE_QUERIES = 500
 HNSW_M = 32
 HNSW_QUANTIZER_MIN = 16_384
 MAX_TRAIN = 131_072
+SEARCH_BYTES = 48 * 2**20  # tuning's search buffers (results, re-ranking batches) and allocator slack
 
 
 @dataclass
@@ -112,7 +113,7 @@ def estimate_bytes(family: str, n: int, dim: int, rerank: Optional[str] = None, 
              "IVF-PQfs+refine": n * (_pq_m(dim) / 2 + 8) + centroids + (raw if rerank == "ram" else 0)}[family]
     train = 2 * train_rows(n, dim, budget) * dim * 4 if family.startswith("IVF") else 0
     block = 3 * min(n, block_rows) * dim * 4  # a shard read, a block of it in float32, normalised
-    return int(index), int(max(train + centroids * 2, index + block))
+    return int(index), int(max(train + centroids * 2, index + block + SEARCH_BYTES))
 
 
 def candidates(n: int, dim: int, budget: int, *, on_disk: bool, block_rows: int = BLOCK) -> list[Candidate]:

@@ -27,7 +27,19 @@ BLOCK = 65_536  # rows converted to float32 at a time (256 MiB at dim 1024)
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far (``getrusage``; kilobytes on Linux, bytes on macOS)."""
+    """This process's peak resident memory so far.
+
+    Linux: ``VmHWM`` of ``/proc/self/status`` (``getrusage``'s ``ru_maxrss`` would also count the parent's
+    resident memory at fork, which a child started by ``subprocess`` or ``multiprocessing`` inherits).
+    Elsewhere: ``getrusage`` (kilobytes, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
@@ -160,12 +172,12 @@ class ShardReranker:
         self.index, self.vectors, self.k_factor = index, vectors, int(k_factor)
         self.ntotal, self.d = index.ntotal, index.d
 
-    def search(self, q: np.ndarray, k: int, batch_bytes: int = 32 * 2**20) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, q: np.ndarray, k: int, batch_bytes: int = 8 * 2**20) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(q, dtype=np.float32)
         kc = min(self.ntotal, k * self.k_factor)
         scores = np.full((len(q), k), -np.inf, np.float32)
         rows = np.full((len(q), k), -1, np.int64)
-        batch = max(1, batch_bytes // (max(kc, 1) * self.d * 4))  # candidate vectors read at once: ~32 MiB
+        batch = max(1, batch_bytes // (max(kc, 1) * self.d * 4))  # candidate vectors read at once: ~8 MiB
         for s in range(0, len(q), batch):
             qb = q[s:s + batch]
             _, cand = self.index.search(qb, kc)
