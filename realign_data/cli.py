@@ -284,7 +284,7 @@ def index_build(
     shard_size: int = typer.Option(10_000, "--shard-size", help="Images per shard (unit of resume and of ranks)."),
     index_type: str = typer.Option("auto", "--index-type", help="auto, or a FAISS factory string (e.g. IVF1024,Flat)."),
     target_recall: float = typer.Option(0.95, "--target-recall", help="recall@10 the search parameter is tuned to."),
-    memory_budget: str = typer.Option("auto", "--memory-budget", help="Index RAM budget, e.g. 4GB (auto: half RAM)."),
+    memory_budget: str = typer.Option("auto", "--memory-budget", help="Build RAM budget, e.g. 4GB (auto: half RAM)."),
     image_column: Optional[str] = typer.Option(None, "--image-column", help="Image column (--source hf)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split: train2014 for coco; dataset split for hf."),
     streaming: bool = typer.Option(False, "--streaming", help="Stream the dataset (--source hf)."),

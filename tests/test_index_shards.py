@@ -120,5 +120,6 @@ def test_build_peak_rss_stays_within_the_budget(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert n * dim * 4 > budget and out["info"]["rerank"] == "disk" and out["info"]["target_reached"], json.dumps(out["info"])
-    assert out["after"] - out["before"] <= budget, (out["after"] - out["before"]) / 1e6
+    info = out["info"]
+    assert n * dim * 4 > budget and info["rerank"] == "disk" and info["target_reached"], json.dumps(info)
+    assert out["after"] - out["before"] <= budget, (out["after"] - out["before"]) / 1e6  # MB over the baseline
