@@ -114,7 +114,12 @@ def run_shape(kind: str, args, folder: Path) -> dict:
     child = ctx.Process(target=build_child, args=(paths, args.index_type, args.target_recall, args.memory_budget,
                                                   folder / f"{kind}.faiss", args.threads, send))
     child.start()
-    built = recv.recv()
+    send.close()  # the child holds the only writing end: a failed build ends recv() with EOFError
+    try:
+        built = recv.recv()
+    except EOFError:
+        child.join()
+        raise SystemExit(f"the {kind} index build failed (exit code {child.exitcode}); see its error above")
     child.join()
     info = built["info"]
 

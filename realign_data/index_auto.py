@@ -104,7 +104,7 @@ def train_rows(n: int, dim: int, budget: int) -> int:
 
 
 def estimate_bytes(family: str, n: int, dim: int, rerank: Optional[str] = None, *, budget: int = 2**62,
-                   block_rows: int = BLOCK) -> tuple[int, int]:
+                   block_bytes: Optional[int] = None) -> tuple[int, int]:
     """(RAM of the index, peak RAM of its build) for ``n`` vectors, rough but on the safe side."""
     nl = ivf_lists(n, dim, budget)
     centroids = nl * dim * 4 + (nl * (HNSW_M * 2 * 4 * 1.1 + 16) if nl >= HNSW_QUANTIZER_MIN else 0)
@@ -112,16 +112,16 @@ def estimate_bytes(family: str, n: int, dim: int, rerank: Optional[str] = None, 
     index = {"Flat": raw, "HNSW": n * (dim * 4 + HNSW_M * 2 * 4 * 1.1 + 16), "IVF-Flat": raw + n * 8 + centroids,
              "IVF-PQfs+refine": n * (_pq_m(dim) / 2 + 8) + centroids + (raw if rerank == "ram" else 0)}[family]
     train = 2 * train_rows(n, dim, budget) * dim * 4 if family.startswith("IVF") else 0
-    block = 3 * min(n, block_rows) * dim * 4  # a shard read, a block of it in float32, normalised
+    block = block_bytes if block_bytes is not None else 2 * min(n, BLOCK) * dim * 4  # a shard read, a float32 block
     return int(index), int(max(train + centroids * 2, index + block + SEARCH_BYTES))
 
 
-def candidates(n: int, dim: int, budget: int, *, on_disk: bool, block_rows: int = BLOCK) -> list[Candidate]:
+def candidates(n: int, dim: int, budget: int, *, on_disk: bool, block_bytes: Optional[int] = None) -> list[Candidate]:
     """The families ``auto`` considers for ``n`` vectors, each marked ``over memory budget`` when it does not fit."""
     out = []
     for family, rerank in (("Flat", None), ("HNSW", None), ("IVF-Flat", None), ("IVF-PQfs+refine", "ram"),
                            ("IVF-PQfs+refine", "disk")):
-        index_b, build_b = estimate_bytes(family, n, dim, rerank, budget=budget, block_rows=block_rows)
+        index_b, build_b = estimate_bytes(family, n, dim, rerank, budget=budget, block_bytes=block_bytes)
         factory = _template(family, n, dim, budget) + (",RFlat" if rerank == "ram" else "")
         c = Candidate(family, factory, rerank, index_b, build_b)
         if rerank == "disk" and (not on_disk or out[-1].build_bytes <= budget):
@@ -152,7 +152,7 @@ def choose(vectors, *, target_recall: float, budget: int, k: int = 10, seed: int
            exact_max: int = EXACT_MAX, sample_max: int = SAMPLE_MAX) -> tuple[Candidate, list[Candidate], int]:
     """Measure the candidates on a sample; return (winner, all candidates, sample size)."""
     n, dim = len(vectors), vectors.dim
-    cands = candidates(n, dim, budget, on_disk=isinstance(vectors, ShardedVectors), block_rows=vectors.block_rows)
+    cands = candidates(n, dim, budget, on_disk=isinstance(vectors, ShardedVectors), block_bytes=vectors.block_bytes)
     if n <= exact_max:
         cands = [c for c in cands if c.family == "Flat"]
         cands[0].status = f"chosen: exact, at most {exact_max:,} vectors"

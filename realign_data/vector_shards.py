@@ -63,9 +63,9 @@ class ArrayVectors:
         return len(self.x)
 
     @property
-    def block_rows(self) -> int:
-        """Most rows :meth:`blocks` holds in memory at once."""
-        return min(len(self.x), BLOCK)
+    def block_bytes(self) -> int:
+        """Most bytes :meth:`blocks` holds in memory at once (a float32 copy of a block)."""
+        return min(len(self.x), BLOCK) * self.dim * 4
 
     def blocks(self, size: int = BLOCK) -> Iterator[tuple[int, np.ndarray]]:
         for s in range(0, len(self.x), size):
@@ -80,8 +80,11 @@ class ShardedVectors:
 
     def __init__(self, paths: Sequence[str | os.PathLike]) -> None:
         self.paths = [Path(p) for p in paths]
-        shapes = [np.load(p, mmap_mode="r", allow_pickle=False).shape for p in self.paths]  # header only
+        heads = [np.load(p, mmap_mode="r", allow_pickle=False) for p in self.paths]  # headers only
+        shapes = [h.shape for h in heads]
         self.dim = int(shapes[0][1]) if shapes else 0
+        self.itemsize = max((h.dtype.itemsize for h in heads), default=4)
+        del heads
         if any(len(s) != 2 or s[1] != self.dim for s in shapes):
             raise ValueError(f"shards under {self.paths[0].parent} do not all hold [n, {self.dim}] vectors")
         self.offsets = np.cumsum([0] + [s[0] for s in shapes])
@@ -90,9 +93,10 @@ class ShardedVectors:
         return int(self.offsets[-1])
 
     @property
-    def block_rows(self) -> int:
-        """Most rows :meth:`blocks` holds in memory at once (a whole shard is read, then cut into blocks)."""
-        return int(max(np.diff(self.offsets), default=0))
+    def block_bytes(self) -> int:
+        """Most bytes :meth:`blocks` holds in memory at once: a whole shard as stored, and a float32 block of it."""
+        rows = int(max(np.diff(self.offsets), default=0))
+        return rows * self.dim * self.itemsize + min(rows, BLOCK) * self.dim * 4
 
     def blocks(self, size: int = BLOCK) -> Iterator[tuple[int, np.ndarray]]:
         """``(first row, float32 normalised block)`` in row order; at most one shard is in memory at a time."""

@@ -41,7 +41,7 @@ def shards(tmp_path_factory):
 def test_shards_read_like_one_array_and_ground_truth_streams(shards):
     x, paths = shards
     v = ShardedVectors(paths)
-    assert len(v) == 30_000 and v.dim == 64 and v.block_rows == 7_000
+    assert len(v) == 30_000 and v.dim == 64 and v.block_bytes == 7_000 * 64 * (2 + 4)  # a float16 shard + float32
     full = x.astype(np.float16).astype(np.float32)
     faiss.normalize_L2(full)
     rows = np.array([29_999, 3, 7_000, 6_999, 14_123])

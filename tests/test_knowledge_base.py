@@ -116,6 +116,30 @@ def test_encoder_mismatch_is_a_clear_error(kb_dir, tiny_open_clip, tmp_path):
         KnowledgeBase.load(kb_dir, encoder=Encoder(str(tmp_path / "tiny16.json"), "none"))
 
 
+def test_an_index_reranked_from_disk_answers_like_exact_search(kb_dir, kb, tmp_path):
+    """What a build under a tight --memory-budget writes: 4-bit codes in the index, floats left in the shards."""
+    import shutil
+
+    import faiss
+
+    from realign_data.vector_shards import ShardedVectors
+
+    d = tmp_path / "disk"
+    shutil.copytree(kb_dir, d)
+    m = json.loads((d / "manifest.json").read_text())
+    codes = make_index("IVF2,PQ8x4fs", 32)
+    train_and_add(codes, ShardedVectors([d / "embeddings" / s["file"] for s in m["shards"]]))
+    faiss.write_index(codes, str(d / "index.faiss"))
+    m["index"].update(factory="IVF2,PQ8x4fs", rerank="disk", search_params={"nprobe": 2, "k_factor": 8})
+    (d / "manifest.json").write_text(json.dumps(m))
+    disk = KnowledgeBase.load(d)
+    assert disk.index.k_factor == 8 and faiss.extract_index_ivf(disk.index.index).nprobe == 2
+    got, want = disk.search(kb.ids[:6], k=4, kind="id"), kb.search(kb.ids[:6], k=4, kind="id")  # all re-scored
+    assert [[h.id for h in hits] for hits in got] == [[h.id for h in hits] for hits in want]
+    np.testing.assert_allclose([[h.score for h in hits] for hits in got], [[h.score for h in hits] for hits in want],
+                               rtol=1e-5)
+
+
 def test_named_indexes(kb_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("REALIGN_HOME", str(tmp_path))
     assert resolve_index(str(kb_dir)) == kb_dir
