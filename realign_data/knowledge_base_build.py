@@ -265,6 +265,7 @@ def _build_index(out: Path, job: Job, config: dict, num_shards: int, index_args:
     import pyarrow.parquet as pq
 
     from realign_data.index_auto import build_index
+    from realign_data.index_tuning import IndexConfigError
     from realign_data.vector_shards import peak_rss_bytes
 
     vectors, table, skipped, shards = _load_shards(out, job, num_shards)
@@ -276,8 +277,11 @@ def _build_index(out: Path, job: Job, config: dict, num_shards: int, index_args:
         raise KnowledgeBaseError("the corpus yields duplicate ids; each image needs a unique id")
     if progress:
         logger.info("indexing %d vectors (%s)", n, index_args["index_type"])
-    built = build_index(vectors, index_type=index_args["index_type"], target_recall=index_args["target_recall"],
-                        memory_budget=index_args["memory_budget"], k=10)
+    try:
+        built = build_index(vectors, index_type=index_args["index_type"], target_recall=index_args["target_recall"],
+                            memory_budget=index_args["memory_budget"], k=10)
+    except IndexConfigError as e:  # e.g. a budget too small for any index of this corpus
+        raise KnowledgeBaseError(str(e)) from None
     with atomic_path(out / "index.faiss") as tmp:
         faiss.write_index(built.index, str(tmp))
     with atomic_path(out / "metadata.parquet") as tmp:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from realign_data.index_auto import build_index
-from realign_data.index_tuning import recall_at_k
+from realign_data.index_tuning import IndexConfigError, recall_at_k
 from realign_data.vector_shards import ShardedVectors, ShardReranker, exact_knn
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -89,6 +89,11 @@ def test_a_tight_budget_keeps_floats_on_disk_and_reranks_from_there(shards):
     assert "k_factor" in b.info["search_params"] and not b.info["factory"].endswith("RFlat")
     q = lowrank(300, seed=7)
     assert recall_at_k(b.searcher.search(q, 10)[1], exact_knn(v, q, 10), 10) >= 0.88
+
+
+def test_a_budget_too_small_for_any_index_is_one_sentence(shards):
+    with pytest.raises(IndexConfigError, match="cannot hold the build of 30000 vectors .* raise --memory-budget"):
+        build_index(ShardedVectors(shards[1]), memory_budget="20MB", exact_max=0)
 
 
 PEAK_SCRIPT = """
