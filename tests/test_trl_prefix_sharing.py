@@ -1,0 +1,125 @@
+"""Prefix sharing: the packed 2B-row layout scores exactly what the 3B-row layout scores.
+
+The reference is TRL's own way of scoring a completion (labels = input ids outside the completion masked,
+one row per sequence); the packed rows go through the public pieces of ``realign_trl.prefix_sharing``. Both run
+the same real tiny model, so any difference in mask, positions, truncation or image order shows up.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+import torch
+
+from realign_trl import prefix_sharing
+from trl_models import load, make_dataset, make_rows, make_trainer, tiny_args
+
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def tiny_llava_next(tiny_dir, tiny_llava):
+    """A tiny ``LlavaNextForConditionalGeneration``: anyres tiling, so the image-token count follows the image size."""
+    out = tiny_dir / "llava_next"
+    if (out / "config.json").exists():
+        return out
+    from transformers import (AutoProcessor, CLIPVisionConfig, LlamaConfig, LlavaNextConfig,
+                              LlavaNextForConditionalGeneration, LlavaNextImageProcessor, LlavaNextProcessor)
+
+    from realign_data.tiny_models import LLAVA_CHAT_TEMPLATE
+
+    tokenizer = AutoProcessor.from_pretrained(tiny_llava).tokenizer
+    pinpoints = [[16, 32], [32, 16], [32, 32]]
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=16, patch_size=8, projection_dim=32)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
+    config = LlavaNextConfig(vision_config=vision, text_config=text, image_grid_pinpoints=pinpoints,
+                             image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+                             vision_feature_select_strategy="default", vision_feature_layer=-1)
+    torch.manual_seed(0)
+    model = LlavaNextForConditionalGeneration(config)
+    with torch.no_grad():
+        model.model.image_newline.normal_(0.0, 0.02)
+    image_processor = LlavaNextImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16},
+                                              image_grid_pinpoints=pinpoints)
+    processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=8,
+                                   vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                   chat_template=LLAVA_CHAT_TEMPLATE)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def _examples(family: str, n: int = 4):
+    """Prompts and answers of different lengths (padding on both sides); LLaVA-NeXT's rejected images have another
+    aspect ratio, so the two prompts of an example differ in length too."""
+    rows = make_rows(n, size=(32, 16) if family == "tiny_llava_next" else (32, 32))
+    if family == "tiny_llava_next":
+        rows["rejected_images"] = make_rows(n, seed=1, size=(16, 32))["images"]
+    return [{k: v[i] for k, v in rows.items()} for i in range(n)]
+
+
+def _three_row_logps(model, batch):
+    """TRL's scoring of [chosen; rejected; chosen on rejected image]: completion tokens, one row each."""
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    out = model(**{k: v for k, v in batch.items() if k != "completion_mask"}, labels=labels, fused_lm_head=True,
+                use_cache=False)
+    return torch.stack(out.log_probs.sum(dim=1).chunk(3))
+
+
+def _packed_logps(model, batch):
+    gemma = model.config.model_type == "gemma3"
+    masks = prefix_sharing.attention_masks(batch["rdpo_segments"], batch["position_ids"], torch.float32,
+                                           model.config, batch.get("token_type_ids") if gemma else None)
+    kwargs = {k: v for k, v in batch.items()
+              if k not in ("rdpo_segments", "rdpo_targets", "attention_mask", "token_type_ids")}
+    out = model(**kwargs, attention_mask=masks, shift_labels=batch["rdpo_targets"], fused_lm_head=True,
+                use_cache=False)
+    of = prefix_sharing.target_segments(batch["rdpo_segments"], batch["rdpo_targets"])
+    b = batch["input_ids"].size(0) // 2
+    return torch.stack([prefix_sharing.segment_logps(out.log_probs[:b], of[:b], prefix_sharing.CHOSEN),
+                        prefix_sharing.segment_logps(out.log_probs[:b], of[:b], prefix_sharing.REJECTED),
+                        prefix_sharing.segment_logps(out.log_probs[b:], of[b:], prefix_sharing.CHOSEN)])
+
+
+@pytest.mark.parametrize("family", ["tiny_llava", "tiny_llava_next", "tiny_gemma3"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_log_probs_and_gradients_equal_three_rows(family, attention, request, tmp_path):
+    trainer = make_trainer(request.getfixturevalue(family), tmp_path, ref=False)
+    assert trainer.data_collator.prefix_sharing  # auto: on for this family
+    model = trainer.model
+    model.set_attn_implementation(attention)
+    if family == "tiny_gemma3":  # a window shorter than the rows, so the sliding layers are really bounded
+        model.config.get_text_config().sliding_window = 16
+    examples = _examples(family)
+    collator = trainer.data_collator
+    cut = None
+    for truncate in (False, True):  # untruncated, then cut inside the answers at a different point per row
+        results = {}
+        for share in (False, True):
+            collator.prefix_sharing, collator.max_length = share, cut if truncate else None
+            batch = trainer._prepare_inputs(collator(examples))
+            if not share and not truncate:
+                prompt = batch["attention_mask"] - batch["completion_mask"]
+                cut = int(prompt.sum(1).max()) + 3
+                full_answers = batch["completion_mask"].sum()
+                if family == "tiny_llava_next":  # anyres: the two images of an example give different prompts
+                    assert not torch.equal(prompt.sum(1)[:4], prompt.sum(1)[8:])
+            if not share and truncate:
+                assert 0 < batch["completion_mask"].sum() < full_answers
+            model.zero_grad()
+            logps = (_packed_logps if share else _three_row_logps)(model, batch)
+            (logps * torch.tensor([[1.0], [-0.5], [-0.5]])).sum().backward()
+            grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+            results[share] = logps.detach(), grads, batch["input_ids"].size(0)
+        (three, g3, rows3), (packed, g2, rows2) = results[False], results[True]
+        assert (rows3, rows2) == (12, 8)  # 2B rows instead of 3B
+        torch.testing.assert_close(packed, three, rtol=0, atol=ATOL)
+        assert (three < 0).all()  # real answers were scored
+        torch.testing.assert_close(g2, g3, rtol=0, atol=ATOL)
+        assert g3.abs().max() > 1e-3
