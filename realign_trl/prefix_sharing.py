@@ -42,8 +42,8 @@ _FAMILIES = {"llava": ("llama", "mistral"), "llava_next": ("llama", "mistral"), 
 _ATTENTION = ("sdpa", "eager")
 
 
-def decide(model: Any, mode: str) -> tuple[bool, str]:
-    """Whether to pack the text pair for ``model`` under ``mode`` (auto/on/off), and why, in a few words.
+def decide(config: Any, mode: str) -> tuple[bool, str]:
+    """Whether to pack the text pair for a model of ``config`` under ``mode`` (auto/on/off), and why, in a few words.
 
     ``on`` for a model where packing is not exact raises ``ValueError`` instead of training on wrong log-probs.
     """
@@ -51,7 +51,6 @@ def decide(model: Any, mode: str) -> tuple[bool, str]:
         raise ValueError(f"rdpo_prefix_sharing={mode!r} is not a mode; use {', '.join(MODES)}.")
     if mode == "off":
         return False, "rdpo_prefix_sharing=off"
-    config = model.config
     family = getattr(config, "model_type", None)
     text = config.get_text_config()
     backbone = getattr(text, "model_type", None)

@@ -147,7 +147,7 @@ def _patched_init(self, *args: Any, **kwargs: Any) -> None:
         )
     if rdpo and isinstance(self.data_collator, DataCollatorForVisionPreference) and hasattr(
             self.data_collator, "prefix_sharing"):
-        share, why = prefix_sharing.decide(self.model, _knob(config, "rdpo_prefix_sharing"))
+        share, why = prefix_sharing.decide(self.model.config, _knob(config, "rdpo_prefix_sharing"))
         self.data_collator.prefix_sharing = share
         logger.info("rDPO: %s (%s).", "prefix sharing on, 2B rows per batch" if share
                     else "prefix sharing off, 3B rows per batch", why)

@@ -123,3 +123,73 @@ def test_packed_log_probs_and_gradients_equal_three_rows(family, attention, requ
         assert (three < 0).all()  # real answers were scored
         torch.testing.assert_close(g2, g3, rtol=0, atol=ATOL)
         assert g3.abs().max() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def demo_dataset(tmp_path_factory, sample_corpus, tiny_kb):
+    """A dual-preference dataset built the way ``realign-data demo`` builds one (synthetic COCO, annotation filler)."""
+    import datasets
+
+    from realign_data.builder import build
+    from realign_data.config import BuildConfig
+
+    out = tmp_path_factory.mktemp("demo") / "dataset"
+    build(BuildConfig(index=str(tiny_kb), coco_root=str(sample_corpus), out=str(out), gate="lexical", top_k=3,
+                      max_samples=12, progress=False))
+    return datasets.load_from_disk(str(out))
+
+
+def test_same_loss_curve_with_and_without_sharing(tiny_llava, demo_dataset, tmp_path, caplog):
+    """20 optimizer steps (batch 2, gradient accumulation 2, fp32) on the demo-like dataset: the same losses and
+    log-probs either way, to float noise (bf16 autocast, TRL's CPU default, would add bf16 noise to both)."""
+    curves = {}
+    for mode in ("off", "on"):
+        with caplog.at_level(logging.INFO, logger="realign_trl"):
+            trainer = make_trainer(tiny_llava, tmp_path / mode, dataset=demo_dataset, rdpo_prefix_sharing=mode,
+                                   max_steps=20, gradient_accumulation_steps=2, learning_rate=1e-3, bf16=False)
+        assert f"prefix sharing {mode}" in caplog.text
+        trainer.train()
+        logs = [h for h in trainer.state.log_history if "loss" in h]
+        curves[mode] = [(h["loss"], h["logps/rejected"], h["logps/visual_rejected"]) for h in logs]
+    assert len(curves["on"]) == 20
+    assert curves["on"][-1][0] < curves["on"][0][0] - 0.05  # it trained
+    for step, (off, on) in enumerate(zip(curves["off"], curves["on"])):
+        assert on == pytest.approx(off, rel=1e-5, abs=1e-5), step
+
+
+def test_falls_back_where_packing_is_not_exact(tiny_qwen2_vl, tmp_path, caplog):
+    """Qwen2-VL derives multimodal RoPE positions itself: auto keeps the 3B-row path and says why; on refuses."""
+    with caplog.at_level(logging.INFO, logger="realign_trl"):
+        trainer = make_trainer(tiny_qwen2_vl, tmp_path, ref=False, max_steps=1)
+    line = next(r.getMessage() for r in caplog.records if "prefix sharing" in r.getMessage())
+    assert line.startswith("rDPO: prefix sharing off, 3B rows per batch") and "qwen2_vl" in line
+    assert trainer.data_collator([trainer.train_dataset[i] for i in range(2)])["input_ids"].size(0) == 6
+    trainer.train()
+    assert math.isfinite(trainer.state.log_history[0]["loss"])
+    with pytest.raises(ValueError, match=r"rdpo_prefix_sharing=on, but model type 'qwen2_vl'"):
+        make_trainer(tiny_qwen2_vl, tmp_path, ref=False, rdpo_prefix_sharing="on")
+
+
+def test_attention_without_4d_masks_falls_back(tiny_llava, tmp_path):
+    config = load(tiny_llava)[0].config
+    assert prefix_sharing.decide(config, "auto") == (True, "llava with sdpa attention takes a packed 4D mask exactly")
+    config.get_text_config()._attn_implementation = "flash_attention_2"
+    share, why = prefix_sharing.decide(config, "auto")
+    assert not share and "flash_attention_2" in why
+    assert prefix_sharing.decide(config, "off") == (False, "rdpo_prefix_sharing=off")
+    with pytest.raises(ValueError, match="is not a mode"):
+        tiny_args(tmp_path, rdpo_prefix_sharing="always")
+
+
+def test_accumulated_loss_gradient_equals_unshared(tiny_llava, tmp_path):
+    """One SGD step (lr 1) accumulated over two micro-batches of 2: the update IS the loss gradient; same either way."""
+    updates = {}
+    for mode in ("off", "on"):
+        trainer = make_trainer(tiny_llava, tmp_path / mode, dataset=make_dataset(4), rdpo_prefix_sharing=mode,
+                               max_steps=1, optim="sgd", learning_rate=1.0, lr_scheduler_type="constant",
+                               gradient_accumulation_steps=2, rdpo_anchor_weight=0.5, bf16=False)  # fp32
+        before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+        trainer.train()
+        updates[mode] = torch.cat([(p.detach() - before[n]).flatten() for n, p in trainer.model.named_parameters()])
+    assert updates["on"].abs().max() > 1e-3
+    torch.testing.assert_close(updates["on"], updates["off"], rtol=0, atol=ATOL)
