@@ -57,6 +57,11 @@ def _is_rdpo(trainer: Any) -> bool:
 def validate_rdpo_args(args: Any) -> None:
     """Reject option combinations the rdpo path does not implement, naming the option and the fix."""
     loss_types = _loss_types(args)
+    if "sft" in loss_types and loss_types != [RDPO_LOSS_TYPE]:
+        raise ValueError(
+            f"loss_type='rdpo' cannot be combined with other loss types (got loss_type={loss_types}); for an SFT "
+            "term on the chosen answer use loss_type='rdpo' with rdpo_sft_weight (Re-Align's sft_weight)."
+        )
     if loss_types != [RDPO_LOSS_TYPE]:
         raise ValueError(
             f"loss_type='rdpo' cannot be combined with other loss types (got loss_type={loss_types}): rDPO batches "

@@ -112,7 +112,7 @@ def test_custom_rejected_images_column_and_remove_unused_columns(tiny_llava, tmp
 
 
 @pytest.mark.parametrize("overrides,match", [
-    ({"loss_type": ["rdpo", "sft"]}, "cannot be combined"),
+    ({"loss_type": ["rdpo", "sft"]}, "cannot be combined.*rdpo_sft_weight"),
     ({"ld_alpha": 0.5}, "ld_alpha"),
     ({"f_divergence_type": "js_divergence"}, "f_divergence_type"),
     ({"use_weighting": True}, "use_weighting"),
