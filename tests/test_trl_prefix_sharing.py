@@ -55,6 +55,26 @@ def tiny_llava_next(tiny_dir, tiny_llava):
     return out
 
 
+@pytest.fixture(scope="module")
+def tiny_llava_mistral(tiny_dir, tiny_llava):
+    """Tiny LLaVA on a Mistral language model whose sliding window (16) is shorter than the sequences."""
+    out = tiny_dir / "llava_mistral"
+    if (out / "config.json").exists():
+        return out
+    from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration, MistralConfig
+
+    config = AutoConfig.from_pretrained(tiny_llava)
+    text = config.text_config
+    config.text_config = MistralConfig(
+        vocab_size=text.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=512, sliding_window=16, bos_token_id=text.bos_token_id,
+        eos_token_id=text.eos_token_id, pad_token_id=text.pad_token_id)
+    torch.manual_seed(0)
+    LlavaForConditionalGeneration(config).save_pretrained(out)
+    AutoProcessor.from_pretrained(tiny_llava).save_pretrained(out)
+    return out
+
+
 def _examples(family: str, n: int = 4):
     """Prompts and answers of different lengths (padding on both sides); LLaVA-NeXT's rejected images have another
     aspect ratio, so the two prompts of an example differ in length too."""
@@ -87,7 +107,7 @@ def _packed_logps(model, batch):
                         prefix_sharing.segment_logps(out.log_probs[b:], of[b:], prefix_sharing.CHOSEN)])
 
 
-@pytest.mark.parametrize("family", ["tiny_llava", "tiny_llava_next", "tiny_gemma3"])
+@pytest.mark.parametrize("family", ["tiny_llava", "tiny_llava_next", "tiny_llava_mistral", "tiny_gemma3"])
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_packed_log_probs_and_gradients_equal_three_rows(family, attention, request, tmp_path):
     trainer = make_trainer(request.getfixturevalue(family), tmp_path, ref=False)
