@@ -19,11 +19,12 @@ Families: ``Flat``; ``HNSW32,Flat`` (graph, ``efSearch``); ``IVF{nlist},Flat`` (
 ``k * k_factor`` best candidates are re-scored exactly, from a float copy in RAM (FAISS ``RFlat``) when it fits
 the budget, else from the on-disk shards (:class:`~realign_data.vector_shards.ShardReranker`). ``nlist`` is a
 power of two near ``4 * sqrt(n)`` (fewer when the budget cannot hold 40 training vectors per list); from 16,384
-lists on, the coarse quantizer is an HNSW graph
-(``IVF{nlist}_HNSW32``), because scanning every centroid would then cost more than the lists probed.
+lists on, the coarse quantizer is an HNSW graph (``IVF{nlist}_HNSW32``), because scanning every centroid would
+then cost more than the lists probed.
 
 Memory: vectors stay in their shards (read one at a time); a candidate counts only if its estimated full-size
-index plus the build's working set (the training sample, one block of vectors) fits the budget.
+index plus the build's working set (the training sample, one shard and a float32 block of it, search buffers)
+fits the budget.
 """
 
 from __future__ import annotations
