@@ -82,8 +82,10 @@ def test_recall_must_hold_with_confidence():
     res = tune_index(index, x, target_recall=0.95, num_queries=300)
     assert res.target_reached and res.recall_lower >= 0.95 and res.recall >= res.recall_lower
     assert set(res.params) == {"nprobe", "k_factor"}
-    tried = [t for t in res.trace if t[0] == res.params]
-    assert tried and wilson_lower(tried[0][1], 3000) >= 0.95
-    # every setting tried before the kept one with a smaller nprobe and the same depth fell short
-    assert all(wilson_lower(r, 3000) < 0.95 for p, r, _ in res.trace
-               if p["nprobe"] < res.params["nprobe"] and p["k_factor"] == res.params["k_factor"])
+    passing = [p for p, r, _ in res.trace if wilson_lower(r, 3000) >= 0.95]
+    assert res.params in passing  # kept: the fastest of the passing settings measured
+    # at its nprobe no shallower re-ranking passed, and no smaller nprobe passed even at the deepest re-ranking
+    assert not [p for p in passing if p["nprobe"] == res.params["nprobe"] and p["k_factor"] < res.params["k_factor"]]
+    first = min(p["nprobe"] for p in passing)
+    assert all(wilson_lower(r, 3000) < 0.95 for p, r, _ in res.trace if p["nprobe"] < first)
+    assert any(p["nprobe"] == first // 2 and p["k_factor"] == 256 for p, _, _ in res.trace)
