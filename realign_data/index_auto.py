@@ -220,9 +220,14 @@ def describe(index_info: dict) -> str:
              + (", re-ranked from the on-disk shards" if index_info.get("rerank") == "disk" else ""),
              f"recall@10: {index_info.get('recall_at_10')} (95% lower bound {index_info.get('recall_lower_bound')}, "
              f"target {index_info.get('target_recall')}, {index_info.get('recall_queries')} queries)"]
+    if index_info.get("peak_rss_bytes"):
+        lines.append(f"index build: {index_info.get('build_seconds')} s; peak RSS of the building process "
+                     f"{index_info['peak_rss_bytes'] / 2**30:.2f} GiB (index budget "
+                     f"{index_info.get('memory_budget_bytes', 0) / 2**30:.2f} GiB)")
     cands = index_info.get("candidates") or []
     if cands:
-        lines.append(f"candidates (measured on {index_info.get('sample_size') or 0:,} sampled vectors):")
+        size = index_info.get("sample_size")
+        lines.append(f"candidates (measured on {size:,} sampled vectors):" if size else "candidates:")
         lines.append(f"  {'factory':<34}{'params':<24}{'recall':>8}{'lower':>8}{'queries/s':>11}{'GiB':>7}  status")
         for c in cands:
             p = ", ".join(f"{k}={v}" for k, v in (c.get("params") or {}).items())
