@@ -105,8 +105,10 @@ class BuildConfig:
     image_negative: str = _opt("retrieval", "Rejected image of the visual pair: the retrieved image (Re-Align), or "
                                "the original perturbed (region-noise: MFPO, crop: mDPO, noise: POVID).", NEGATIVE,
                                choices=KINDS)
-    noise_step: int = _opt(500, f"region-noise/noise: forward-diffusion step t of {NUM_DIFFUSION_STEPS}.", NEGATIVE)
-    noise_schedule: str = _opt("linear", "region-noise/noise: beta schedule (linear: DDPM's).", NEGATIVE,
+    noise_step: int = _opt(500, f"region-noise/noise: forward-diffusion step t in [0, {NUM_DIFFUSION_STEPS - 1}] "
+                           "(POVID's 500).", NEGATIVE)
+    noise_schedule: str = _opt("sigmoid", "region-noise/noise: beta schedule (sigmoid: POVID's and Re-Align's code; "
+                               "linear: DDPM's, ~3x stronger at t=500; cosine: improved DDPM's).", NEGATIVE,
                                choices=SCHEDULES)
     crop_min_area: float = _opt(0.01, "crop: smallest area fraction kept.", NEGATIVE)
     crop_max_area: float = _opt(0.2, "crop: largest area fraction kept.", NEGATIVE)
@@ -192,8 +194,8 @@ class BuildConfig:
             (self.masker != "model" or self.filler != "annotation",
              "the model masker asks the filler's model which words are visual facts: use it with --filler "
              "transformers or --filler openai"),
-            (isinstance(self.noise_step, int) and 1 <= self.noise_step <= NUM_DIFFUSION_STEPS,
-             f"noise step must be an integer in [1, {NUM_DIFFUSION_STEPS}], got {self.noise_step}"),
+            (isinstance(self.noise_step, int) and 0 <= self.noise_step < NUM_DIFFUSION_STEPS,
+             f"noise step must be an integer in [0, {NUM_DIFFUSION_STEPS - 1}], got {self.noise_step}"),
             (0 < self.crop_min_area <= self.crop_max_area <= 1,
              f"crop areas must satisfy 0 < min <= max <= 1, got {self.crop_min_area} and {self.crop_max_area}"),
             (0 <= self.difficulty_image_weight <= 1,
