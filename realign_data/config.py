@@ -49,6 +49,10 @@ class BuildConfig:
     coco_root: Optional[str] = _opt(
         None, "COCO root (train2014/ + annotations/): builds --index from it when missing; its captions are the "
         "default seeds and its instances feed the annotation filler.", SEEDS, default_text="the index's corpus")
+    coco_split: Optional[str] = _opt(
+        None, "COCO split of the seeds and of a knowledge base built from --coco-root ('all': every split). "
+        "Evaluation splits (val2014: POPE, CHAIR) are warned about in the report and card.", SEEDS,
+        default_text="train2014 when present, else all")
     kb_model: Optional[str] = _opt(None, "open_clip model used when the index has to be built.", SEEDS,
                                    default_text="ViT-B-32")
     kb_pretrained: Optional[str] = _opt(None, "open_clip weights used when the index has to be built (a tag, a "

@@ -191,6 +191,12 @@ def _stats(report: dict) -> list[str]:
     return lines
 
 
+def _warnings(report: Optional[Mapping]) -> list[str]:
+    """The build's warnings (evaluation-split images, a gate fallback), shown as notes on the card."""
+    warnings = ((report or {}).get("provenance") or {}).get("warnings") or []
+    return [f"Warning: {w}" for w in warnings if isinstance(w, str)]
+
+
 def _config_view(summary: ConfigSummary) -> dict:
     prov = summary.provenance
     view = {"name": summary.name, "splits": summary.splits, "provenance": prov is not None,
@@ -201,7 +207,7 @@ def _config_view(summary: ConfigSummary) -> dict:
              (("Full build configuration", CONFIG_FILE, prov.config), ("Build report", REPORT_FILE, prov.report),
               ("Knowledge base manifest", INDEX_MANIFEST_FILE, prov.manifest)) if obj]
     return {**view, "settings": _settings(prov), "stats": _stats(prov.report) if prov.report else [],
-            "notes": prov.notes, "files": files, "reproducible": bool(prov.config)}
+            "notes": [*_warnings(prov.report), *prov.notes], "files": files, "reproducible": bool(prov.config)}
 
 
 @lru_cache(maxsize=2)
