@@ -24,7 +24,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SLOT_WORDS = {"[OBJECT]": "zebra", "[COLOR]": "purple", "[SIZE]": "huge", "[MATERIAL]": "wooden",
-              "[COUNT]": "seven", "[RELATION]": "far from"}
+              "[COUNT]": "seven", "[RELATION]": "far from", "[SCENE]": "desert", "[CLOTHING]": "scarf",
+              "[ATTRIBUTE]": "muddy"}
 DEFAULT_ANSWER = "A small red apple next to a blue car on the grass."
 
 
