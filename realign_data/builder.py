@@ -97,6 +97,10 @@ def build(config: BuildConfig) -> BuildResult:
     out = Path(config.out).expanduser().resolve()
     kb = ensure_knowledge_base(config, chatty=chatty)
     annotations = _coco_annotations(config, kb)
+    if config.filler == "annotation" and (annotations is None or kb.manifest.get("source", {}).get("type") != "coco"):
+        raise BuildError(f"the annotation filler describes a retrieved image from its COCO instances and captions, "
+                         f"and the images of knowledge base {config.index!r} have none: use --filler transformers or "
+                         "--filler openai (with --model)")
     pipe = Pipeline(config, kb, annotations)
     try:
         resolved = {"gate": pipe.gate.describe()["gate"], "kb_manifest_sha256": file_sha256(kb.path / "manifest.json")}
@@ -128,7 +132,7 @@ def build(config: BuildConfig) -> BuildResult:
             rows_now += len(res.rows)
             advance(len(batch), mine=True)
             return ({"chunk": c, "seeds": len(batch), "rows": len(res.rows), "drops": res.drops,
-                     "failures": res.failures, "fills": res.fills, "first_seed": batch[0].id,
+                     "failures": res.failures, "fills": res.fills, "fills_rejected": res.fills_rejected, "first_seed": batch[0].id,
                      "evaluation_seeds": seed_evaluation_counts(batch, config.seed_split if config.seeds else None)}, [job.path(c, ".parquet")])
 
         try:

@@ -21,6 +21,7 @@ from realign_data.fillers import FILLERS
 from realign_data.gate import GATES
 from realign_data.masking import MASKERS, SPAN_KINDS
 from realign_data.negatives import KINDS, NUM_DIFFUSION_STEPS, SCHEDULES
+from realign_data.quality import DEFAULT_MAX_LENGTH_RATIO
 from realign_data.seeds import CAPTION_CHOICES
 
 FORMATS = ("arrow", "parquet")
@@ -106,6 +107,14 @@ class BuildConfig:
     gate_model: str = _opt("sentence-transformers/all-MiniLM-L6-v2", "SentenceTransformer of the gate.", PIPELINE)
     sim_threshold: float = _opt(0.95, "A fill is accepted when its similarity to the chosen answer is below this.",
                                 PIPELINE)
+    quality_filters: bool = _opt(True, "Quality floor of a fill (RLAIF-V style): it keeps the unmasked words of the "
+                                 "chosen answer in order, its length is within --max-length-ratio, and it is not "
+                                 "a duplicate of another seed's rejected answer of the same image.", PIPELINE,
+                                 flag="--quality-filters/--no-quality-filters")
+    max_length_ratio: float = _opt(DEFAULT_MAX_LENGTH_RATIO, "Quality filter: largest ratio between the word counts "
+                                   "of the fill and the chosen answer (either way).", PIPELINE)
+    min_similarity: Optional[float] = _opt(None, "Fills less similar than this to the chosen answer (gate "
+                                           "similarity) are not kept.", PIPELINE, default_text="off")
     image_negative: str = _opt("retrieval", "Rejected image of the visual pair: the retrieved image (Re-Align), or "
                                "the original perturbed (region-noise: MFPO, crop: mDPO, noise: POVID).", NEGATIVE,
                                choices=KINDS)
@@ -187,6 +196,9 @@ class BuildConfig:
             (self.wait_timeout > 0, f"wait timeout must be > 0 seconds, got {self.wait_timeout}"),
             (self.top_k >= 1, f"top-k must be >= 1, got {self.top_k}"),
             (0 < self.sim_threshold <= 1, f"sim-threshold must be in (0, 1], got {self.sim_threshold}"),
+            (self.max_length_ratio >= 1, f"max length ratio must be >= 1, got {self.max_length_ratio}"),
+            (self.min_similarity is None or -1 <= self.min_similarity < self.sim_threshold,
+             f"min similarity must be below the sim-threshold {self.sim_threshold}, got {self.min_similarity}"),
             (self.chunk_size >= 1, f"chunk size must be >= 1, got {self.chunk_size}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency}"),
