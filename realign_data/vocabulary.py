@@ -19,8 +19,8 @@ kind           words (singular; plurals come from ``inflect``)
 
 Nouns in :data:`PLURAL_ONLY` (pants, jeans, glasses) have no singular. Words that are ambiguous in running text
 are left out on purpose: "light" (light blue / turned the light on), "top" (on top of), "side", "view", "picture".
-Compounds holding a COCO synonym are left out too ("baseball cap" would hide "baseball" from CHAIR), except where
-the compound is the thing named ("tennis court", "fire truck" stays COCO's truck).
+Compounds that hold a COCO synonym are left out ("baseball cap" would hide "baseball" from CHAIR), except people
+named by their role (:data:`PERSON_COMPOUNDS`: "baseball player" is COCO's person, not a ball and a person).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ SCENE = (
     "hallway", "classroom", "stadium", "court", "tennis court", "ballpark", "soccer field",
     "wall", "floor", "ceiling", "corner", "tree", "palm", "crowd", "traffic",
     "sunset", "sunrise", "night", "daytime", "fog", "rain", "shade", "shadow", "sunlight",
-    "sun", "moon", "autumn", "winter", "summer", "skate park", "countryside", "city street", "plain", "paddock",
+    "sun", "moon", "autumn", "winter", "summer", "skate park", "countryside", "city street", "paddock",
     "courtyard", "plaza", "town square", "waterfront", "coast", "cliff", "canyon", "horizon", "rooftop",
 )
 CLOTHING = (
@@ -70,7 +70,7 @@ CLOTHING = (
     "hoodie", "sweater", "sweatshirt", "vest", "dress", "gown", "skirt", "suit", "tuxedo", "uniform", "jersey",
     "wetsuit", "bikini", "swimsuit", "apron", "robe", "scarf", "bandana", "shoe", "sneaker", "boot", "sandal",
     "sock", "belt", "bracelet", "necklace", "earring", "ring", "mask", "costume", "outfit",
-    "top hat", "blouse", "tank top", "overcoat", "parka", "mitten", 
+    "top hat", "blouse", "tank top", "overcoat", "parka", "mitten",
 )
 PLURAL_ONLY = ("pants", "jeans", "shorts", "trousers", "leggings", "overalls", "glasses", "sunglasses",
                "eyeglasses", "clothes", "pajamas", "goggles", "fries", "headphones", "stairs", "reins")
