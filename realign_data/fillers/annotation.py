@@ -10,8 +10,8 @@ plausible description of the wrong image — exactly the hallucination Re-Align 
   made to agree; invariant nouns count as plural after "a group of", "several"...; a bare singular (mass)
   noun ("a table with pizza") is replaced by a bare plural ("a table with cows");
 * nouns outside COCO-80 (scene, clothing and other object nouns of :mod:`realign_data.vocabulary`) become a
-  noun of the same kind that the retrieved image's captions use and the chosen answer does not, else another
-  word of that kind; a COCO noun the seed image does not annotate, used as a surface ("on the table"), becomes
+  noun of the same kind that the retrieved image's captions use (one the chosen answer does not use first), else
+  another word of that kind; a COCO noun the seed image does not annotate, used as a surface ("on the table"), becomes
   a scene noun of the retrieved captions ("on the grass");
 * colours, sizes, materials and other attributes come from the retrieved image's captions where they describe
   the new noun, else another value of the same kind; relations come from its captions, else the opposite;
@@ -153,11 +153,12 @@ class AnnotationFiller:
         said = {str(sp.value) for sp in spans if sp.kind in NOUN_KINDS}
 
         def new_noun(kind: str, value: str) -> str:
-            """A noun of ``kind`` from the retrieved captions that the answer does not use, else from the list."""
+            """A noun of ``kind`` the retrieved captions use: one the answer does not, else any (the retrieved image
+            has it too: "grass" stays "grass"); without any, another word of that kind from the vocabulary."""
             if (kind, value) not in used:
-                taken = set(used.values()) | said
-                seen = [n for n in facts["nouns"][kind] if n not in taken]
-                pool = seen or [n for n in _VOCABULARY[kind] if n not in taken]
+                free = [n for n in facts["nouns"][kind] if n not in used.values()]
+                seen = [n for n in free if n not in said] or free
+                pool = [n for n in _VOCABULARY[kind] if n not in said and n not in used.values()]
                 used[kind, value] = seen[0] if seen else rng.choice(pool)  # type: ignore[index]
             return used[kind, value]  # type: ignore[index]
 
