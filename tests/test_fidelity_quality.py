@@ -70,6 +70,13 @@ def test_a_duplicate_of_another_seeds_rejected_answer_of_the_same_image_is_dropp
     res = run(tiny_kb, tmp_path / "o", seeds=seeds)  # the server's fill ignores the image: same text twice
     assert res.pairs_written == 1 and res.drops == {"fill_duplicate": 1}
     assert res.report["fills_rejected"] == {"fill_duplicate": 2}
+    from realign_data.dataset_card import ConfigSummary, render_generated_section
+    from realign_data.provenance import read_provenance
+    from realign_data.schema import COLUMNS
+
+    card = render_generated_section("me/ds", [ConfigSummary("default", "data", {"train": 1},
+                                                            read_provenance(tmp_path / "o"))], COLUMNS)
+    assert "| Quality filters | True (`quality_filters`" in card and "Fills not kept by reason: `fill_duplicate` 2" in card
     off = run(tiny_kb, tmp_path / "off", seeds=seeds, quality_filters=False)
     assert off.pairs_written == 2 and off.report["provenance"]["quality_filters"]["checks"] == []
 
