@@ -37,6 +37,7 @@ from realign_data.config import BuildConfig, BuildError
 from realign_data.devices import DeviceError, resolve_device
 from realign_data.jobs import (Job, JobDirNotEmpty, JobMismatch, WaitTimeout, chunked, distributed,
                                library_versions, process_group_backend)
+from realign_data.locks import LockHeld, OutputError, output_lock
 from realign_data.output import (CONFIG_FILE, PROVENANCE_FILE, REPORT_FILE, WORK_DIR, read_chunks, write_chunk,
                                  write_dataset)
 from realign_data.report import aggregate, curriculum_summary, format_summary, negative_summary, write_report
@@ -81,9 +82,8 @@ def shard_of(config: BuildConfig) -> tuple[int, int]:
 
 
 def build(config: BuildConfig) -> BuildResult:
-    """Build (or resume) the dataset described by ``config``; see the module docstring."""
-    from realign_data.pipeline import Pipeline
-
+    """Build (or resume) the dataset described by ``config``; see the module docstring. Raises
+    :class:`~realign_data.locks.LockHeld` while another process builds into the same ``out``."""
     config.validate()
     t0 = time.time()
     try:
@@ -91,9 +91,19 @@ def build(config: BuildConfig) -> BuildResult:
     except DeviceError as e:
         raise BuildError(str(e)) from None
     num_shards, shard_index = shard_of(config)
+    out = Path(config.out).expanduser().resolve()
+    try:  # one writer per share of --out (ranks and --shard-index processes of one build each lock theirs)
+        with output_lock(out, "realign-data build", part=f"rank-{shard_index}" if shard_index else None):
+            return _build(config, out, num_shards, shard_index, t0)
+    except OutputError as e:
+        raise BuildError(str(e)) from None
+
+
+def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0: float) -> BuildResult:
+    from realign_data.pipeline import Pipeline
+
     together = config.num_shards is None and num_shards > 1  # launched together: wait, rank 0 finalises
     chatty = config.progress and not (together and shard_index)  # one voice per launched build
-    out = Path(config.out).expanduser().resolve()
     kb = ensure_knowledge_base(config, chatty=chatty)
     annotations = _coco_annotations(config, kb)
     pipe = Pipeline(config, kb, annotations)
@@ -204,7 +214,7 @@ def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None)
         return KnowledgeBase.load(path)
     except (KnowledgeBaseError, CorpusError) as e:
         raise BuildError(str(e)) from None
-    except WaitTimeout:  # the other processes stopped making progress: a runtime failure, reported as such
+    except (WaitTimeout, LockHeld):  # runtime failures (the others stopped making progress; another writer)
         raise
     except Exception as e:  # noqa: BLE001 - encoder weights unavailable etc.
         raise BuildError(f"could not build knowledge base {config.index!r}: {e}") from None

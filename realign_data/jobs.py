@@ -171,16 +171,22 @@ class Job:
         if not self.config_file.is_file() and self._foreign_files():
             time.sleep(0.5)  # another rank may be renaming the config file into place right now
         if self.config_file.is_file():
-            have = json.loads(self.config_file.read_text())
-            have = upgrade(have) if upgrade else have
-            if have != fingerprint:
-                raise JobMismatch(_differences(have, fingerprint), have)
+            have = _read_json(self.config_file)
+            have = upgrade(have) if upgrade and isinstance(have, dict) else have
+            if have != fingerprint and self._has_units():
+                raise JobMismatch(_differences(have, fingerprint) if isinstance(have, dict) else ["everything"],
+                                  have if isinstance(have, dict) else {})
+            if have != fingerprint:  # a run that failed before its first unit: nothing to protect, start afresh
+                atomic_write_json(self.config_file, fingerprint)
         elif self._foreign_files():
             raise JobDirNotEmpty(str(self.root))
         else:
             self.config_file.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.config_file, fingerprint)
         self.units_dir.mkdir(parents=True, exist_ok=True)
+
+    def _has_units(self) -> bool:
+        return self.units_dir.is_dir() and any(p.suffix == ".json" for p in self.units_dir.iterdir())
 
     def _foreign_files(self) -> bool:
         return self.root.exists() and any(not self.owned(p) for p in self.root.iterdir())
@@ -293,6 +299,14 @@ class Job:
         """The job's unit count, when a process has recorded it (:meth:`record_num_units`)."""
         f = self.units_dir / "units.json"
         return json.loads(f.read_text())["num_units"] if f.is_file() else None
+
+
+def _read_json(path: Path):
+    """A JSON file's value, or None when it is empty or torn (rewritten by whoever finds it so)."""
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
 
 
 def _differences(have: dict, want: dict) -> list[str]:
