@@ -38,8 +38,8 @@ from realign_data.devices import DeviceError, resolve_device
 from realign_data.jobs import (Job, JobDirNotEmpty, JobMismatch, WaitTimeout, chunked, distributed,
                                library_versions, process_group_backend)
 from realign_data.locks import LockHeld, OutputError, output_lock
-from realign_data.output import (CONFIG_FILE, PROVENANCE_FILE, REPORT_FILE, WORK_DIR, read_chunks, write_chunk,
-                                 write_dataset)
+from realign_data.output import (CONFIG_FILE, PROVENANCE_FILE, REPORT_FILE, TRANSIENT_DROPS, WORK_DIR, read_chunks,
+                                 write_chunk, write_dataset)
 from realign_data.report import aggregate, curriculum_summary, format_summary, negative_summary, write_report
 
 logger = logging.getLogger(__name__)
@@ -111,10 +111,12 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
         resolved = {"gate": pipe.gate.describe()["gate"], "kb_manifest_sha256": file_sha256(kb.path / "manifest.json")}
         job = _open_job(out, config, resolved, num_shards, shard_index)
         report = complete_report(out)
-        if report is not None:
+        if report is not None and not (config.retry_failed and report.get("drops_transient")):
             if chatty:
                 logger.info("%s is already complete (%d pairs); nothing to do", out, report["pairs_written"])
             return BuildResult.of(out, report, shard_index)
+        if report is not None and chatty:
+            logger.info("%s: retrying the %d seeds that failed for a transient reason", out, report["drops_transient"])
         seeds = _open_seeds(config, kb, annotations)
         if config.max_samples:
             seeds = itertools.islice(seeds, config.max_samples)
@@ -130,6 +132,10 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
             if bar is not None and (mine or not together):
                 bar.update(n)
 
+        def retry_reason(meta: dict) -> Optional[str]:  # a finished chunk is done again for its transient drops
+            n = sum(meta.get("drops", {}).get(k, 0) for k in TRANSIENT_DROPS)
+            return f"retrying its {n} seeds that failed for a transient reason" if n and config.retry_failed else None
+
         def do_chunk(c: int, batch: list) -> tuple[dict, list[Path]]:
             nonlocal rows_now
             res = pipe.run(batch)
@@ -140,7 +146,7 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
                      "failures": res.failures, "fills": res.fills, "first_seed": batch[0].id}, [job.path(c, ".parquet")])
 
         try:
-            run = job.run(chunked(seeds, config.chunk_size), do_chunk, advance=advance)
+            run = job.run(chunked(seeds, config.chunk_size), do_chunk, advance=advance, redo=retry_reason)
         finally:
             if bar is not None:
                 bar.close()
@@ -152,6 +158,7 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
     work = run.seconds_working
     throughput = {"seconds_total": round(time.time() - t0, 3), "seconds_building": round(work, 3),
                   "seeds_built_now": run.items_now, "pairs_built_now": rows_now, "resumed_chunks": run.resumed,
+                  "redone_chunks": run.redone,
                   "pairs_per_second": round(rows_now / work, 3) if work else None,
                   "seeds_per_second": round(run.items_now / work, 3) if work else None}
     if num_shards > 1 and not together:
@@ -163,7 +170,8 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
         report["throughput"] = {**throughput, "seconds_total": round(time.time() - t0, 3)}
         write_report(out, report)
         for c in range(run.num_units):  # the chunk rows are in the dataset now; the markers stay (re-run: no-op)
-            job.path(c, ".parquet").unlink(missing_ok=True)
+            if not report["drops_transient"]:  # else kept: a re-run redoes only the chunks with transient drops
+                job.path(c, ".parquet").unlink(missing_ok=True)
         (job.config_file.parent / HEARTBEAT_FILE).unlink(missing_ok=True)
         return report
 

@@ -137,6 +137,11 @@ def _build(ctx: typer.Context, **values) -> None:
         if push_repo and not result.complete:
             typer.echo(f"Not pushing to {push_repo}: this shard's chunks are done, the dataset is not written yet")
         return
+    if result.pairs_written == 0:  # nothing to train on is a failed build, whatever the reason
+        drops = ", ".join(f"{k} {v}" for k, v in result.drops.items()) or "no seeds were read"
+        again = (" some seeds failed for a transient reason (the filler service): run the same command again once "
+                 "it answers" if result.report.get("drops_transient") else f" see {result.report_path}")
+        fail(f"the build wrote 0 pairs (dropped: {drops});{again}", 1)
     if not quiet:
         typer.echo(f"Dataset: {result.out} ({result.pairs_written} pairs); report: {result.report_path}")
     if push_repo:

@@ -86,7 +86,11 @@ class BuildConfig:
     api_key_env: str = _opt("OPENAI_API_KEY", "Environment variable holding the API key.", PIPELINE, runtime=True)
     concurrency: int = _opt(16, "OpenAI filler: requests in flight.", PIPELINE, runtime=True)
     max_retries: int = _opt(5, "OpenAI filler: retries on 429/5xx/timeouts.", PIPELINE, runtime=True)
-    request_timeout: float = _opt(60.0, "OpenAI filler: seconds per attempt.", PIPELINE, runtime=True)
+    request_timeout: float = _opt(60.0, "OpenAI filler: seconds one attempt may take in all (connecting, sending, "
+                                  "the whole answer).", PIPELINE, runtime=True)
+    retry_failed: bool = _opt(True, "A re-run retries the seeds that failed for a transient reason (network, HTTP "
+                              "error, timeout of the filler service); permanent drops stay dropped.", RUN,
+                              runtime=True, flag="--retry-failed/--no-retry-failed")
     max_new_tokens: int = _opt(128, "VLM fillers: generation bound.", PIPELINE)
     batch_size: int = _opt(8, "Transformers filler: prompts per generate call.", PIPELINE)
     device: str = _opt("auto", f"Device of the models (transformers filler, sentence gate, encoder): {DEVICE_HELP}.",

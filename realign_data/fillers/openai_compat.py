@@ -154,9 +154,9 @@ class OpenAIFiller(VLMBackend):
             text = retrying(self._attempt, body)
         except _Retryable as e:
             n = retrying.statistics["attempt_number"]
-            return FillResult(None, error=f"{e} after {n} attempts", attempts=n)
-        except _Failed as e:
-            return FillResult(None, error=str(e), attempts=retrying.statistics["attempt_number"])
+            return FillResult(None, error=f"{e} after {n} attempts", attempts=n, transient=True)
+        except _Failed as e:  # the service refused or garbled it: a later run (fixed key, server back) may succeed
+            return FillResult(None, error=str(e), attempts=retrying.statistics["attempt_number"], transient=True)
         return FillResult(text, attempts=retrying.statistics["attempt_number"])
 
     def generate(self, items: list[tuple[str, Any, Any]]) -> list[FillResult]:
