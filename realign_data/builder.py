@@ -249,7 +249,8 @@ def _open_seeds(config: BuildConfig, kb, annotations) -> Iterator:
             it = dataset_seeds(config.seeds, image_column=config.image_column,
                                instruction_column=config.instruction_column, chosen_column=config.chosen_column,
                                id_column=config.id_column, image_root=config.image_root, split=config.seed_split,
-                               require_chosen=not config.chosen_from, kb_lookup=kb.id_for_path)
+                               require_chosen=not config.chosen_from, kb_lookup=kb.id_for_path,
+                               encoding=config.seeds_encoding)
         else:
             if annotations is None:
                 raise BuildError(f"the knowledge base {config.index!r} is not a COCO corpus with captions; "

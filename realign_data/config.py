@@ -56,6 +56,8 @@ class BuildConfig:
     seeds: Optional[str] = _opt(None, "Seed dataset: .jsonl/.json/.parquet/.csv, save_to_disk dir or Hub id.",
                                 SEEDS, default_text="COCO captions")
     seed_split: Optional[str] = _opt(None, "Split of the seed dataset.", SEEDS, default_text="train")
+    seeds_encoding: str = _opt("utf-8", "Text encoding of a .jsonl/.json/.csv seeds file (e.g. latin-1, cp1252).",
+                               SEEDS)
     image_column: Optional[str] = _opt(None, "Seed image column (a path or an Image).", SEEDS, default_text="guessed")
     instruction_column: Optional[str] = _opt(None, "Seed instruction column.", SEEDS, default_text="guessed")
     chosen_column: Optional[str] = _opt(None, "Seed chosen-answer column.", SEEDS, default_text="guessed")
