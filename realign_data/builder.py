@@ -197,19 +197,25 @@ def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None)
 
     Under a multi-process launch every process embeds its share of the corpus and waits while rank 0 writes the
     index (:func:`~realign_data.knowledge_base_build.build_knowledge_base`), so every process returns it."""
-    from realign_data.knowledge_base import KnowledgeBase, KnowledgeBaseError, is_index_name, resolve_index
+    from realign_data.knowledge_base import (KnowledgeBase, KnowledgeBaseCorrupt, KnowledgeBaseError, is_index_name,
+                                             resolve_index)
 
     try:
         return KnowledgeBase.load(config.index)
+    except KnowledgeBaseCorrupt as e:  # there is one, damaged: building "it now" is not the fix
+        raise BuildError(str(e)) from None
     except KnowledgeBaseError as e:
         if not config.coco_root:
             raise BuildError(f"{e}; or pass --coco-root DIR to build it now") from None
     from realign_data.corpus import CorpusError, open_source
     from realign_data.encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED
     from realign_data.knowledge_base_build import build_knowledge_base
+    from realign_data.knowledge_base_check import remove_failed_stub
 
+    path, existed = None, True
     try:
         path = resolve_index(config.index, must_exist=False)
+        existed = path.exists()
         where = f"--name {config.index}" if is_index_name(config.index) and not Path(config.index).is_dir() \
             else f"--out {path}"
         if config.progress if chatty is None else chatty:
@@ -220,11 +226,13 @@ def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None)
                              pretrained=config.kb_pretrained or DEFAULT_PRETRAINED, device=config.device,
                              progress=config.progress, wait_timeout=max(config.wait_timeout, KB_WAIT_TIMEOUT))
         return KnowledgeBase.load(path)
-    except (KnowledgeBaseError, CorpusError) as e:
-        raise BuildError(str(e)) from None
     except (WaitTimeout, LockHeld):  # runtime failures (the others stopped making progress; another writer)
         raise
     except Exception as e:  # noqa: BLE001 - encoder weights unavailable etc.
+        if path is not None and distributed().world == 1:
+            remove_failed_stub(path, existed)  # a retry with other options must not find a stub in the way
+        if isinstance(e, (KnowledgeBaseError, CorpusError)):
+            raise BuildError(str(e)) from None
         raise BuildError(f"could not build knowledge base {config.index!r}: {e}") from None
 
 

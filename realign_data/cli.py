@@ -282,20 +282,25 @@ def index_build(
     from realign_data.jobs import WaitTimeout
     from realign_data.knowledge_base import KnowledgeBaseError, index_dir_for_name
     from realign_data.knowledge_base_build import build_knowledge_base
+    from realign_data.knowledge_base_check import remove_failed_stub
     from realign_data.locks import OutputError
 
     _setup_logging(quiet)
     t0 = time.time()
     if (name is None) == (out is None):
         fail("give exactly one of --name (a named index under $REALIGN_HOME) or --out (a directory)")
+    dest = None
     try:
         dest = index_dir_for_name(name) if name else out
+        existed = Path(dest).exists()
         corpus = open_source(source, root, split=split, image_column=image_column, streaming=streaming)
         report = build_knowledge_base(
             corpus, dest, model=model, pretrained=pretrained, device=device, precision=dtype, batch_size=batch_size,
             num_workers=num_workers, shard_size=shard_size, min_side=min_side, index_type=index_type,
             target_recall=target_recall, memory_budget=memory_budget, progress=not quiet)
     except (CorpusError, EncoderError, KnowledgeBaseError, OutputError) as e:
+        if dest is not None and not isinstance(e, OutputError):  # no stub left to refuse the retry
+            remove_failed_stub(Path(dest), existed)
         fail(str(e))
     except WaitTimeout as e:  # the other processes of a launched build stopped making progress
         fail(str(e), 1)
@@ -319,21 +324,28 @@ def index_info(
     index: str = typer.Argument(None, help="Index name or directory (or use --name)."),
     name: Optional[str] = typer.Option(None, "--name", help="Index name or directory."),
 ) -> None:
-    """Print an index's manifest (JSON)."""
+    """Print an index's manifest (JSON) after checking the files against it (sizes, checksums, row count): a
+    damaged index exits 1 with what is wrong and how to rebuild it."""
     import json
 
     from realign_data.knowledge_base import KnowledgeBaseError, resolve_index
+    from realign_data.knowledge_base_check import KnowledgeBaseDamaged, check_files, check_manifest
 
     target = name or index
     if not target:
         fail("give an index name or directory")
     try:
         path = resolve_index(target)
+        manifest = check_manifest(path)
+        problems = check_files(path, manifest, verify=True)
     except KnowledgeBaseError as e:
         fail(str(e))
-    manifest = json.loads((path / "manifest.json").read_text())
+    except KnowledgeBaseDamaged as e:
+        fail(str(e), 1)
     manifest["path"] = str(path)
     typer.echo(json.dumps(manifest, indent=2))
+    for problem in problems:  # searches work; a rebuild would re-embed these
+        typer.secho(f"Warning: {problem} (searches work; a rebuild re-embeds it)", err=True, fg=typer.colors.YELLOW)
 
 
 @index_app.command("search")
@@ -350,12 +362,20 @@ def index_search(
 ) -> None:
     """Print the K most similar (but not near-identical) corpus images to an image, a text or an id."""
     from realign_data.encoder import EncoderError
-    from realign_data.knowledge_base import KnowledgeBase, KnowledgeBaseError
+    from realign_data.knowledge_base import KnowledgeBase, KnowledgeBaseCorrupt, KnowledgeBaseError
 
     if sum(x is not None for x in (image, text, id_)) != 1:
         fail("give exactly one of --image, --text or --id")
     if image is not None and not image.is_file():
         fail(f"query image {str(image)!r} does not exist")
+    if image is not None:
+        from realign_data.corpus import open_image_file
+
+        try:
+            open_image_file(str(image))
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for what is not an image
+            fail(f"query image {str(image)!r} is not an image PIL can read ({type(e).__name__}); give a JPEG, PNG, "
+                 "GIF, TIFF, WebP... file")
     try:
         encoder = None
         if model or pretrained:
@@ -374,7 +394,7 @@ def index_search(
         else:
             hits = kb.search([text], k, kind="text", max_similarity=max_similarity)[0]
     except (EncoderError, KnowledgeBaseError) as e:
-        fail(str(e))
+        fail(str(e), 1 if isinstance(e, KnowledgeBaseCorrupt) else 2)
     for h in hits:
         path = kb.image_path(h.id)
         typer.echo(f"{h.rank:>3}  {h.score:.4f}  {h.id}" + (f"  {path}" if path and str(path) != h.id else ""))
