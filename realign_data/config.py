@@ -21,6 +21,7 @@ from realign_data.fillers import FILLERS
 from realign_data.gate import GATES
 from realign_data.masking import MASKERS, SPAN_KINDS
 from realign_data.negatives import KINDS, NUM_DIFFUSION_STEPS, SCHEDULES
+from realign_data.redact import check_env_name, redact_url
 from realign_data.seeds import CAPTION_CHOICES
 
 FORMATS = ("arrow", "parquet")
@@ -146,7 +147,8 @@ class BuildConfig:
 
     # --------------------------------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field, as written to files (``realign_build.json``, the report): URL credentials redacted."""
+        return {**dataclasses.asdict(self), "base_url": redact_url(self.base_url)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "BuildConfig":
@@ -182,7 +184,12 @@ class BuildConfig:
             check_device_name(self.device)
         except DeviceError as e:
             raise BuildError(str(e)) from None
+        key_mistake = check_env_name(self.api_key_env)
         checks = [
+            (key_mistake is None, key_mistake or ""),
+            (self.base_url is None or _is_http_url(self.base_url),
+             f"--base-url {redact_url(self.base_url)!r} is not an http(s) URL; give the endpoint root, e.g. "
+             "http://localhost:8000/v1"),
             (self.shard_index is None or self.num_shards is not None, "--shard-index needs --num-shards"),
             (self.wait_timeout > 0, f"wait timeout must be > 0 seconds, got {self.wait_timeout}"),
             (self.top_k >= 1, f"top-k must be >= 1, got {self.top_k}"),
@@ -208,6 +215,17 @@ class BuildConfig:
         for ok, msg in checks:
             if not ok:
                 raise BuildError(msg)
+
+
+def _is_http_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a bad port, brackets that do not close
+        return False
 
 
 _CHOICE_NAMES = {"caption": "caption choice", "chosen_backend": "chosen backend", "mask_kinds": "mask kinds",

@@ -11,7 +11,8 @@ the socket down), so a request ends within ``(max_retries + 1) * timeout`` plus 
 request that still fails yields a :class:`FillResult` with ``error`` set and ``transient`` (the service's fault: a
 re-run retries it), which the builder records per seed.
 The API key is read from an environment variable (``OPENAI_API_KEY`` unless ``api_key_env`` names another) and is
-never logged or written anywhere.
+never logged or written anywhere: a key passed as the variable's name is refused, credentials in ``base_url``
+are redacted in :meth:`describe` and scrubbed from error messages (:mod:`realign_data.redact`).
 
 httpx + tenacity rather than the ``openai`` SDK: the retry policy is stated in one place (what is retried, how
 long to wait, the deadline of an attempt).
@@ -32,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 from realign_data.fillers.base import FillerError, FillResult, VLMBackend, clean_generation
+from realign_data.redact import check_env_name, redact_url, scrub
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -116,10 +118,16 @@ class OpenAIFiller(VLMBackend):
         self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
         self.backoff, self.max_backoff = backoff, max_backoff
         self.max_tokens, self.temperature, self.seed = max_tokens, temperature, seed
+        mistake = check_env_name(api_key_env)
+        if mistake:
+            raise FillerError(mistake)
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
+        self.api_key_env, self.api_key_set = api_key_env, bool(key)
+        userinfo = self.base_url.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[0]
+        self._secrets = [s for s in (key, userinfo, *userinfo.split(":")) if s and len(s) >= 4]
         # httpx writes headers and body separately: without TCP_NODELAY, Nagle's algorithm and the server's
         # delayed ACK hold the body back ~40 ms per request (measured: 0.78 -> 0.98 of ideal throughput)
         transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
@@ -206,11 +214,12 @@ class OpenAIFiller(VLMBackend):
             text = retrying(self._attempt, body)
         except _Retryable as e:
             n = retrying.statistics["attempt_number"]
-            return FillResult(None, error=f"{e} after {n} attempts", attempts=n, transient=True)
+            return FillResult(None, error=scrub(f"{e} after {n} attempts", self._secrets), attempts=n, transient=True)
         except _Failed as e:  # the service refused or garbled it: a later run (fixed key, server back) may succeed
-            return FillResult(None, error=str(e), attempts=retrying.statistics["attempt_number"], transient=True)
+            return FillResult(None, error=scrub(str(e), self._secrets), attempts=retrying.statistics["attempt_number"],
+                              transient=True)
         except Exception as e:  # noqa: BLE001 - whatever a server does, the build goes on; a re-run retries it
-            return FillResult(None, error=f"unexpected: {type(e).__name__}: {e}",
+            return FillResult(None, error=scrub(f"unexpected: {type(e).__name__}: {e}", self._secrets),
                               attempts=retrying.statistics.get("attempt_number", 1), transient=True)
         return FillResult(text, attempts=retrying.statistics["attempt_number"])
 
@@ -218,9 +227,12 @@ class OpenAIFiller(VLMBackend):
         return list(self._pool.map(self._post, items))
 
     def describe(self) -> dict:
-        return {"filler": self.name, "model": self.model, "base_url": self.base_url,
+        """Provenance (written to the report): credentials in the URL redacted, the key's variable and whether it
+        was set, never its value."""
+        return {"filler": self.name, "model": self.model, "base_url": redact_url(self.base_url),
+                "api_key_env": self.api_key_env, "api_key_set": self.api_key_set,
                 "concurrency": self.concurrency, "max_retries": self.max_retries, "max_tokens": self.max_tokens,
-                "temperature": self.temperature}
+                "temperature": self.temperature, "request_timeout": self.timeout}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
