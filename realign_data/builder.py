@@ -233,7 +233,8 @@ def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None)
             remove_failed_stub(path, existed)  # a retry with other options must not find a stub in the way
         if isinstance(e, (KnowledgeBaseError, CorpusError)):
             raise BuildError(str(e)) from None
-        raise BuildError(f"could not build knowledge base {config.index!r}: {e}") from None
+        advice = str(e).replace("--pretrained ", "--kb-pretrained ")  # build's names for the encoder's flags
+        raise BuildError(f"could not build knowledge base {config.index!r}: {advice}") from None
 
 
 def _coco_annotations(config: BuildConfig, kb):
@@ -245,7 +246,12 @@ def _coco_annotations(config: BuildConfig, kb):
         root = src.get("root")
     if root is None or not Path(root).is_dir():
         return None
-    ann = CocoAnnotations(root)
+    from realign_data.corpus import CorpusError
+
+    try:
+        ann = CocoAnnotations(root)
+    except CorpusError as e:  # malformed or wrongly shaped annotation files
+        raise BuildError(str(e)) from None
     return ann if len(ann) else None
 
 
@@ -260,6 +266,10 @@ def _open_seeds(config: BuildConfig, kb, annotations) -> Iterator:
                                require_chosen=not config.chosen_from, kb_lookup=kb.id_for_path,
                                encoding=config.seeds_encoding)
         else:
+            if annotations is None and config.coco_root:
+                raise BuildError(f"the COCO root {config.coco_root!r} has no annotations/captions_*.json, so there "
+                                 "are no caption seeds; add its captions, or give --seeds PATH (a dataset of image, "
+                                 "instruction, chosen)")
             if annotations is None:
                 raise BuildError(f"the knowledge base {config.index!r} is not a COCO corpus with captions; "
                                  "give --seeds PATH (a dataset of image, instruction, chosen)")

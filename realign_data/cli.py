@@ -197,7 +197,7 @@ def demo(
 def inspect(
     directory: Path = typer.Argument(..., help="A built dataset directory."),
     html: Optional[Path] = typer.Option(None, "--html", help="HTML file to write (default DIR/inspect.html)."),
-    num: int = typer.Option(20, "-n", "--num", help="Pairs to show."),
+    num: int = typer.Option(20, "-n", "--num", min=1, help="Pairs to show."),
     split: str = typer.Option("train", "--split", help="Split to show (curriculum builds: train, easy, medium, hard)."),
 ) -> None:
     """Write a self-contained HTML page showing pairs side by side (images inlined, changed words highlighted).
@@ -261,17 +261,19 @@ def index_build(
                                "cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", "--dtype", help="Encoder precision: auto (fp16 on CUDA, fp32 on the CPU), "
                               "bf16, fp16 or fp32."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers",
                                               help="DataLoader workers decoding images (default: CPU cores, max 4)."),
-    shard_size: int = typer.Option(10_000, "--shard-size", help="Images per shard (unit of resume and of ranks)."),
+    shard_size: int = typer.Option(10_000, "--shard-size", min=1,
+                                   help="Images per shard (unit of resume and of ranks)."),
     index_type: str = typer.Option("auto", "--index-type", help="auto, or a FAISS factory string (e.g. IVF1024,Flat)."),
     target_recall: float = typer.Option(0.95, "--target-recall", help="recall@10 the search parameter is tuned to."),
     memory_budget: str = typer.Option("auto", "--memory-budget", help="Index RAM budget, e.g. 4GB (auto: half RAM)."),
     image_column: Optional[str] = typer.Option(None, "--image-column", help="Image column (--source hf)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split: train2014 for coco; dataset split for hf."),
     streaming: bool = typer.Option(False, "--streaming", help="Stream the dataset (--source hf)."),
-    min_side: int = typer.Option(2, "--min-side", help="Skip images whose shorter side is below this (pixels)."),
+    min_side: int = typer.Option(2, "--min-side", min=1,
+                                 help="Skip images whose shorter side is below this (pixels)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Embed a corpus with open_clip and index it with FAISS (resumable; torchrun-aware)."""
@@ -304,6 +306,11 @@ def index_build(
         fail(str(e))
     except WaitTimeout as e:  # the other processes of a launched build stopped making progress
         fail(str(e), 1)
+    except RuntimeError as e:  # FAISS: an index type the corpus is too small to train
+        if "training points" not in str(e):
+            raise
+        fail(f"--index-type {index_type} cannot be trained on this corpus ("
+             f"{str(e).split('failed: ')[-1].strip().splitlines()[0]}); use --index-type auto, or fewer clusters")
     if quiet or report.rank != 0:
         return
     typer.echo(f"Knowledge base: {report.path}")
@@ -354,8 +361,8 @@ def index_search(
     image: Optional[Path] = typer.Option(None, "--image", help="Query image file."),
     text: Optional[str] = typer.Option(None, "--text", help="Query text."),
     id_: Optional[str] = typer.Option(None, "--id", help="Query by corpus id (uses the stored embedding)."),
-    k: int = typer.Option(5, "-k", "--k", help="Number of hits."),
-    max_similarity: float = typer.Option(0.95, "--max-similarity",
+    k: int = typer.Option(5, "-k", "--k", min=1, help="Number of hits."),
+    max_similarity: float = typer.Option(0.95, "--max-similarity", min=0.0, max=1.0,
                                          help="Skip near-duplicates scoring above this (1 keeps all)."),
     model: Optional[str] = typer.Option(None, "--model", help="Query encoder (default: the index's own)."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Query encoder weights."),

@@ -156,6 +156,7 @@ class BuildConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise BuildError(f"unknown build option(s) {unknown}; valid: {', '.join(sorted(names))}")
+        _check_types(cls, d)
         return cls(**d)
 
     def semantic(self) -> dict:
@@ -193,6 +194,8 @@ class BuildConfig:
             (self.shard_index is None or self.num_shards is not None, "--shard-index needs --num-shards"),
             (self.wait_timeout > 0, f"wait timeout must be > 0 seconds, got {self.wait_timeout}"),
             (self.top_k >= 1, f"top-k must be >= 1, got {self.top_k}"),
+            (0 < self.max_similarity <= 1, f"max-similarity must be in (0, 1] (1 keeps near-duplicates), got "
+                                           f"{self.max_similarity}"),
             (0 < self.sim_threshold <= 1, f"sim-threshold must be in (0, 1], got {self.sim_threshold}"),
             (self.chunk_size >= 1, f"chunk size must be >= 1, got {self.chunk_size}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
@@ -215,6 +218,25 @@ class BuildConfig:
         for ok, msg in checks:
             if not ok:
                 raise BuildError(msg)
+
+
+def _check_types(cls, d: dict) -> None:
+    """A value of the wrong JSON type (``"top_k": "eight"`` in a ``--config`` file) is a :class:`BuildError`
+    naming the option and the type it needs (ints are accepted where floats are expected)."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for name, value in d.items():
+        want = [t for t in typing.get_args(hints[name]) or (hints[name],) if t is not type(None)]
+        if value is None and len(want) < len(typing.get_args(hints[name]) or (hints[name],)):
+            continue
+        kinds = tuple(typing.get_origin(t) or t for t in want)
+        kinds += (int,) if float in kinds else ()
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(sorted({k.__name__.replace("str", "text").replace("int", "integer")
+                                        .replace("float", "number").replace("bool", "true/false")
+                                        .replace("list", "list") for k in kinds}))
+            raise BuildError(f"option {name} must be {names}, got {value!r}")
 
 
 def _is_http_url(url: str) -> bool:

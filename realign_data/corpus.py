@@ -375,6 +375,10 @@ def open_source(source: str, root: str | Path, *, split: Optional[str] = None, i
 
 # ------------------------------------------------------------------------------------ COCO annotations
 
+def _shape_problem(e: Exception) -> str:
+    return f"missing key {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {str(e)[:120]}"
+
+
 class CocoAnnotations:
     """COCO ``instances_*.json`` and ``captions_*.json`` of a corpus root, indexed once by ``image_id``.
 
@@ -413,6 +417,16 @@ class CocoAnnotations:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise CorpusError(f"COCO annotation file {str(path)!r} is not valid JSON ({e})") from e
+        try:
+            self._add(split, kind, data)
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise CorpusError(f"COCO annotation file {str(path)!r} is not shaped like COCO's ({_shape_problem(e)}); "
+                              "it needs 'images' (objects with id and file_name) and 'annotations' (objects with "
+                              "image_id and caption, or category_id for instances)") from None
+
+    def _add(self, split: str, kind: str, data: dict) -> None:
+        if not isinstance(data, dict) or not all(isinstance(data.get(k, []), list) for k in ("images", "annotations")):
+            raise TypeError("the file must be an object whose 'images' and 'annotations' are lists")
         for img in data.get("images", []):
             info = dict(img)
             info["split"] = split

@@ -3,14 +3,15 @@
 ``forkserver`` starts one clean server process that imports the heavy modules once (before any OpenMP or FAISS
 thread exists, so forking it is safe); every child is a real process forked from it, with its own pid, file
 descriptors and locks, that runs ``realign-data ARGS`` and exits with the command's exit code. Its stderr goes to
-a file the test reads.
+a file the test reads (stdout too). ``["realign-trl", ...]`` runs ``realign-trl`` instead.
 
-    procs = Commands()
+    procs = shared_commands()
     results = procs.run_together([args_a, args_b])   # [(exit code, stderr text), ...], started at one signal
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import tempfile
@@ -18,13 +19,18 @@ from pathlib import Path
 
 PRELOAD = ["realign_data.cli", "realign_data.builder", "realign_data.pipeline", "realign_data.knowledge_base",
            "realign_data.tiny_models", "realign_data.english", "inflect", "torch", "faiss", "datasets",
-           "pyarrow.parquet", "open_clip"]
+           "pyarrow.parquet", "open_clip", "trl", "realign_trl.cli", "realign_trl.scripts.dpo"]
 
 
 def _child(args: list[str], err: str, go) -> None:
     fd = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 2)
+    os.dup2(fd, 1)  # typer prints usage errors on stdout or stderr depending on the case: read both
     go.wait(60)
+    if args[:1] == ["realign-trl"]:
+        from realign_trl.cli import app as trl_app
+
+        trl_app(args=[str(a) for a in args[1:]], prog_name="realign-trl")
     from realign_data.cli import app
     from realign_data.tiny_models import register_tiny_open_clip
 
@@ -59,3 +65,9 @@ class Commands:
 
     def run(self, args: list, timeout: float = 120) -> tuple[int, str]:
         return self.run_together([args], timeout)[0]
+
+
+@functools.lru_cache(maxsize=1)
+def shared_commands() -> Commands:
+    """One :class:`Commands` per test session: the fork server (and its imports) is paid for once."""
+    return Commands()

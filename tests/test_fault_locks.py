@@ -15,7 +15,7 @@ import pytest
 from realign_data import BuildConfig, build
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fault_procs import Commands  # noqa: E402
+from fault_procs import shared_commands  # noqa: E402
 from test_build_cli import data_hashes  # noqa: E402
 
 ARGS = ["--gate", "lexical", "--top-k", "3", "--chunk-size", "4", "--max-samples", "8", "--quiet"]
@@ -25,7 +25,7 @@ HOLD = ("import sys, time; from realign_data.locks import output_lock\n"
 
 @pytest.fixture(scope="module")
 def commands():
-    return Commands()
+    return shared_commands()
 
 
 def test_two_builds_into_one_out_one_is_refused_and_the_dataset_is_whole(tiny_kb, tmp_path, commands):
