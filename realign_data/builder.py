@@ -107,6 +107,8 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
     chatty = config.progress and not (together and shard_index)  # one voice per launched build
     kb = ensure_knowledge_base(config, chatty=chatty)
     annotations = _coco_annotations(config, kb)
+    if annotations is None and config.coco_root and not config.seeds:  # the first thing wrong is the root
+        raise _no_captions(config)
     if config.filler == "annotation" and (annotations is None or kb.manifest.get("source", {}).get("type") != "coco"):
         raise BuildError(f"the annotation filler describes a retrieved image from its COCO instances and captions, "
                          f"and the images of knowledge base {config.index!r} have none: use --filler transformers or "
@@ -261,6 +263,11 @@ def _coco_annotations(config: BuildConfig, kb):
     return ann if len(ann) else None
 
 
+def _no_captions(config: BuildConfig) -> BuildError:
+    return BuildError(f"the COCO root {config.coco_root!r} has no annotations/captions_*.json, so there are no caption "
+                      "seeds; add its captions, or give --seeds PATH (a dataset of image, instruction, chosen)")
+
+
 def _open_seeds(config: BuildConfig, kb, annotations) -> Iterator:
     from realign_data.seeds import DESCRIPTION_PROMPTS, SeedError, coco_caption_seeds, dataset_seeds
     from realign_data.splits import SplitError, SplitView, seed_splits
@@ -274,9 +281,7 @@ def _open_seeds(config: BuildConfig, kb, annotations) -> Iterator:
                                encoding=config.seeds_encoding)
         else:
             if annotations is None and config.coco_root:
-                raise BuildError(f"the COCO root {config.coco_root!r} has no annotations/captions_*.json, so there "
-                                 "are no caption seeds; add its captions, or give --seeds PATH (a dataset of image, "
-                                 "instruction, chosen)")
+                raise _no_captions(config)
             if annotations is None:
                 raise BuildError(f"the knowledge base {config.index!r} is not a COCO corpus with captions; "
                                  "give --seeds PATH (a dataset of image, instruction, chosen)")
