@@ -268,7 +268,7 @@ def index_build(
                                    help="Images per shard (unit of resume and of ranks)."),
     index_type: str = typer.Option("auto", "--index-type", help="auto, or a FAISS factory string (e.g. IVF1024,Flat)."),
     target_recall: float = typer.Option(0.95, "--target-recall", help="recall@10 the search parameter is tuned to."),
-    memory_budget: str = typer.Option("auto", "--memory-budget", help="Index RAM budget, e.g. 4GB (auto: half RAM)."),
+    memory_budget: str = typer.Option("auto", "--memory-budget", help="Build RAM budget, e.g. 4GB (auto: half RAM)."),
     image_column: Optional[str] = typer.Option(None, "--image-column", help="Image column (--source hf)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split: train2014 for coco; dataset split for hf."),
     streaming: bool = typer.Option(False, "--streaming", help="Stream the dataset (--source hf)."),
@@ -330,11 +330,14 @@ def index_build(
 def index_info(
     index: str = typer.Argument(None, help="Index name or directory (or use --name)."),
     name: Optional[str] = typer.Option(None, "--name", help="Index name or directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole manifest as JSON."),
 ) -> None:
-    """Print an index's manifest (JSON) after checking the files against it (sizes, checksums, row count): a
-    damaged index exits 1 with what is wrong and how to rebuild it."""
+    """Print an index's size, encoder, chosen FAISS index and the candidates auto measured (or the manifest with
+    --json), after checking the files against it (sizes, checksums, row count): a damaged index exits 1 with what
+    is wrong and how to rebuild it."""
     import json
 
+    from realign_data.index_auto import describe
     from realign_data.knowledge_base import KnowledgeBaseError, resolve_index
     from realign_data.knowledge_base_check import KnowledgeBaseDamaged, check_files, check_manifest
 
@@ -350,7 +353,8 @@ def index_info(
     except KnowledgeBaseDamaged as e:
         fail(str(e), 1)
     manifest["path"] = str(path)
-    typer.echo(json.dumps(manifest, indent=2))
+    typer.echo(json.dumps(manifest, indent=2) if as_json else f"{path}: {manifest['count']} images, "
+               f"{manifest['encoder']['model']} ({manifest['dim']}-d)\n{describe(manifest['index'])}")
     for problem in problems:  # searches work; a rebuild would re-embed these
         typer.secho(f"Warning: {problem} (searches work; a rebuild re-embeds it)", err=True, fg=typer.colors.YELLOW)
 

@@ -18,7 +18,8 @@ On disk (every file written to a temporary name, then renamed; no pickle anywher
     DIR/embeddings/shard-00000.json     completion marker: counts, skipped images (with reasons), file sha256
     DIR/index.faiss                FAISS index over all shards, row i = metadata row i
     DIR/metadata.parquet           id, path, width, height, coco_image_id, categories, split, row
-    DIR/manifest.json              encoder, dim, metric, count, factory, search params, recall, versions...
+    DIR/manifest.json              encoder, dim, metric, count, factory, search params, recall, the index
+                                   candidates measured (realign_data.index_auto), build peak RSS, versions...
 
 """
 
@@ -171,6 +172,11 @@ class KnowledgeBase:
                 raise damaged(path, f"metadata.parquet is not readable ({type(e).__name__})") from None
         except KnowledgeBaseDamaged as e:
             raise KnowledgeBaseCorrupt(str(e)) from None
+        if manifest["index"].get("rerank") == "disk":  # candidates re-scored from the stored shards
+            from realign_data.vector_shards import ShardedVectors, ShardReranker
+
+            index = ShardReranker(index, ShardedVectors(
+                [path / "embeddings" / s["file"] for s in manifest["shards"] if s["count"]]))
         apply_search_params(index, manifest["index"].get("search_params", {}))
         return cls(path, manifest, index, table, encoder)
 
