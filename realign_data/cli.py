@@ -14,6 +14,8 @@ from typing import Optional
 
 import typer
 
+from realign_data.sample_options import with_world_options
+
 app = typer.Typer(
     name="realign-data",
     help="Build Re-Align dual-preference (text + image) datasets for VLM preference training.",
@@ -62,21 +64,24 @@ def fail(message: str, code: int = 2) -> None:
 
 
 @app.command()
+@with_world_options  # --width, --height, --cooccurrence, --heldout, ... (realign_data/sample_options.py)
 def sample(
     out: Path = typer.Option(..., "--out", help="Directory to write the corpus into (created if missing)."),
     num_images: int = typer.Option(200, "--num-images", help="Number of images to draw."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    **world,
 ) -> None:
     """Generate a small synthetic COCO-format corpus (images + instances + captions).
 
     Scenes of coloured shapes standing for COCO categories, with polygon segmentations and template
     captions naming objects, colours, counts and spatial relations. Serves demos, tests and benchmarks.
+    The world options make a world where a model can hallucinate (docs/synthetic_world.md).
     """
     from realign_data.sample import SampleCorpusError, make_sample_corpus
 
     try:
-        root = make_sample_corpus(out, num_images=num_images, seed=seed, progress=not quiet)
+        root = make_sample_corpus(out, num_images=num_images, seed=seed, progress=not quiet, **world)
     except SampleCorpusError as e:
         fail(str(e))
     typer.echo(f"Wrote {num_images} images with instances and captions to {root}")
