@@ -70,7 +70,7 @@ def train_clip(out: Path, train_root: Path, sizes, seed: int) -> dict:
         optim.step()
         sched.step()
         if step % 25 == 0 or step == sizes.clip_steps - 1:
-            curve.append({"step": step, "loss": round(float(loss), 4)})
+            curve.append({"step": step, "loss": round(loss.item(), 4)})
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS))
     return {"model": str(config_path), "weights": str(out / WEIGHTS), "curve": curve, "steps": sizes.clip_steps,
             "batch": sizes.clip_batch}
