@@ -86,10 +86,10 @@ def run_seed(out: Path, sizes: Sizes, seed: int, threads: int = 0) -> dict:
 
 def main(
     out: Path = typer.Option(..., "--out", help="Results directory (created; re-running resumes from it)."),
-    seeds: int = typer.Option(3, "--seeds", min=1, help="Number of seeds (0..N-1): each a new world, encoder, SFT, "
-                              "preference data and training seed."),
-    smoke: bool = typer.Option(False, "--smoke", help="Tiny sizes and 1 seed: checks the pipeline (CI), says nothing "
-                               "about the method."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Number of seeds (0..N-1): each a new world, "
+                                        "encoder, SFT, preference data and training seed. [default: 3; 1 with --smoke]"),
+    smoke: bool = typer.Option(False, "--smoke", help="Tiny sizes (and 1 seed unless --seeds): checks the pipeline "
+                               "(CI), says nothing about the method."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Seeds run in parallel (each gets cores / jobs threads)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a size, e.g. --set pref_steps=400 "
                                              "(repeatable; names in study_sizes.py). Recorded in sizes.json."),
@@ -102,7 +102,7 @@ def main(
     except ValueError as e:
         typer.secho(f"Error: bad --set ({e}).", err=True, fg="red")
         raise typer.Exit(2)
-    seeds = 1 if smoke else seeds
+    seeds = seeds or (1 if smoke else 3)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / SIZES_FILE
     if saved.is_file() and json.loads(saved.read_text()) != sizes.to_dict():

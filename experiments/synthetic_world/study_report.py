@@ -69,7 +69,7 @@ def _values(records: list[dict], arm: str, key: str) -> list[float]:
         value = ev["flat"].get(key, ev["partner"].get(key))
         if key in TRAIN_KEYS:
             value = r["arms"].get(arm, {}).get("last_quarter", {}).get(key)
-        if value is not None:
+        if value is not None and math.isfinite(float(value)):  # NaN: no case in this seed (e.g. no missing partner)
             out.append(float(value))
     return out
 
