@@ -62,23 +62,25 @@ def run_seed(out: Path, sizes: Sizes, seed: int, threads: int = 0) -> dict:
     record["retrieval"] = record["clip"]["retrieval"]
     clip_paths = model_paths(root / "clip")
     record["sft"] = stage(root / "sft", f"seed {seed} SFT", lambda d: train_sft(d, train_root, sizes, seed))
-    record["prefs"] = stage(root / "prefs", f"seed {seed} preference builds",
-                            lambda d: build_preferences(d, train_root, root / "clip" / "index", clip_paths, seed))
-    sft_model = str(root / "sft" / "model")
-    record["arms"] = {arm: stage(root / "arms" / arm, f"seed {seed} arm {arm}",
-                                 lambda d, arm=arm: train_arm(d, arm, sft_model, root / "prefs", sizes, seed))
-                      for arm in ARMS}
     suite = None
-    record["eval"] = {}
-    for arm in ("sft", *ARMS):
-        model = sft_model if arm == "sft" else str(root / "arms" / arm / "model")
 
-        def work(d, model=model):
+    def evaluated(arm: str, model: str) -> dict:
+        def work(d):
             nonlocal suite
             suite = suite or heldout_suite(all_root, sizes, seed)
             return evaluate_model(d, model, suite, sizes)
 
-        record["eval"][arm] = stage(root / "eval" / arm, f"seed {seed} eval {arm}", work)
+        return stage(root / "eval" / arm, f"seed {seed} eval {arm}", work)
+
+    sft_model = str(root / "sft" / "model")
+    record["eval"] = {"sft": evaluated("sft", sft_model)}  # first: the base model's hallucination, early
+    record["prefs"] = stage(root / "prefs", f"seed {seed} preference builds",
+                            lambda d: build_preferences(d, train_root, root / "clip" / "index", clip_paths, seed))
+    record["arms"] = {}
+    for arm in ARMS:
+        record["arms"][arm] = stage(root / "arms" / arm, f"seed {seed} arm {arm}",
+                                    lambda d, arm=arm: train_arm(d, arm, sft_model, root / "prefs", sizes, seed))
+        record["eval"][arm] = evaluated(arm, str(root / "arms" / arm / "model"))
     record["invariants"] = check_invariants(root, record, sizes)
     (root / "record.json").write_text(json.dumps(record, indent=1, sort_keys=True))
     return record
