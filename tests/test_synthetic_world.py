@@ -98,3 +98,19 @@ def test_second_run_resumes_from_cached_stages(smoke):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "cached" in again.stderr
     assert (out / "seed-0" / "sft" / "done.json").stat().st_mtime_ns == before
+
+
+def test_report_only_writes_partial_tables_from_finished_stages(smoke, tmp_path):
+    import shutil
+
+    out, _ = smoke
+    partial = tmp_path / "partial"
+    shutil.copytree(out, partial, symlinks=True)
+    shutil.rmtree(partial / "seed-0" / "eval" / "rdpo_anchor")
+    result = subprocess.run([sys.executable, str(STUDY / "run.py"), "--smoke", "--out", str(partial), "--report-only"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    tables = (partial / "tables.md").read_text()
+    assert "**Partial results**" in tables and "eval rdpo_anchor" in tables
+    anchor_row = next(line for line in tables.splitlines() if line.startswith("| (d) rDPO + mDPO anchor") and "F1" not in line)
+    assert "–" in anchor_row and "(c) rDPO |" in tables

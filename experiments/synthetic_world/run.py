@@ -93,6 +93,8 @@ def main(
     smoke: bool = typer.Option(False, "--smoke", help="Tiny sizes (and 1 seed unless --seeds): checks the pipeline "
                                "(CI), says nothing about the method."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Seeds run in parallel (each gets cores / jobs threads)."),
+    report_only: bool = typer.Option(False, "--report-only", help="Train nothing: write the outputs from the stages "
+                                     "finished so far (a run still going, or killed), marking what is missing."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a size, e.g. --set pref_steps=400 "
                                              "(repeatable; names in study_sizes.py). Recorded in sizes.json."),
 ) -> None:
@@ -111,6 +113,14 @@ def main(
         typer.secho(f"Error: {out} holds a run with other sizes ({saved}); use another --out.", err=True, fg="red")
         raise typer.Exit(2)
     saved.write_text(json.dumps(sizes.to_dict(), indent=1))
+    if report_only:
+        from study_report import collect_record
+
+        records = [collect_record(out / f"seed-{s}", s) for s in range(seeds) if (out / f"seed-{s}").is_dir()]
+        write_outputs(out, records, sizes)
+        typer.echo(f"Wrote {out / TABLES}, {out / RESULTS} and {out / FIGURE} from the finished stages of "
+                   f"{len(records)} seed(s).")
+        return
     if jobs > 1 and seeds > 1:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:

@@ -108,12 +108,47 @@ def tables(records: list[dict], sizes) -> str:
              "preference pairs (retrieval / region-noise) | rows per arm | SFT loss first → last |",
              "|---|---|---|---|---|---|---|"]
     for r in records:
-        q, c = r["retrieval"], r["sft"]["curve"]
-        parts.append(f"| {r['seed']} | {q['top1_jaccard']:.3f} | {q['random_jaccard']:.3f} | "
-                     f"{q['top1_same_categories']:.3f} | {r['prefs']['retrieval']['pairs']} / "
-                     f"{r['prefs']['region-noise']['pairs']} | {r['arms']['rdpo']['rows']} | "
-                     f"{c[0]['loss']:.3f} → {c[-1]['loss']:.3f} |")
+        q, c = r.get("retrieval"), r.get("sft", {}).get("curve")
+        prefs, rows = r.get("prefs"), next((a["rows"] for a in r.get("arms", {}).values()), None)
+        parts.append(" | ".join([f"| {r['seed']}",
+                                 *((f"{q['top1_jaccard']:.3f}", f"{q['random_jaccard']:.3f}",
+                                    f"{q['top1_same_categories']:.3f}") if q else ("–",) * 3),
+                                 f"{prefs['retrieval']['pairs']} / {prefs['region-noise']['pairs']}" if prefs else "–",
+                                 str(rows or "–"), f"{c[0]['loss']:.3f} → {c[-1]['loss']:.3f} |" if c else "– |"]))
+    partial = [f"seed {r['seed']}: {', '.join(r['missing'])}" for r in records if r.get("missing")]
+    if partial:
+        parts += ["", "**Partial results** (stages not finished yet: " + "; ".join(partial) + ")."]
     return "\n".join(parts) + "\n"
+
+
+def collect_record(seed_dir: Path, seed: int) -> dict:
+    """A seed's record from the ``done.json`` of its finished stages (a run still going, or killed), with the
+    list of ``missing`` stages."""
+    from study_prefs import ARMS
+    from study_stages import done
+
+    record: dict = {"seed": seed, "arms": {}, "eval": {}, "missing": []}
+    for key, path in (("world", "world"), ("clip", "clip"), ("sft", "sft"), ("prefs", "prefs")):
+        value = done(seed_dir / path)
+        if value is None:
+            record["missing"].append(key)
+        else:
+            record[key] = value
+    if "clip" in record:
+        record["retrieval"] = record["clip"]["retrieval"]
+    for arm in ARM_ORDER:
+        if arm in ARMS:
+            value = done(seed_dir / "arms" / arm)
+            if value is None:
+                record["missing"].append(f"arm {arm}")
+            else:
+                record["arms"][arm] = value
+        value = done(seed_dir / "eval" / arm)
+        if value is None:
+            record["missing"].append(f"eval {arm}")
+        else:
+            record["eval"][arm] = value
+    return record
 
 
 def figure(records: list[dict], out: Path) -> Path:
