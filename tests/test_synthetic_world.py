@@ -56,7 +56,8 @@ def test_smoke_run_writes_tables_figure_and_holds_its_invariants(smoke):
     assert "rewards/visual_margins" in record["arms"]["rdpo"]["log"][-1]
     tables = (out / "tables.md").read_text()
     assert "(c) rDPO" in tables and "adversarial F1" in tables and "CHAIR_i" in tables
-    assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("figure.png", "sft_curve.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_heldout_images_never_reach_training_data(smoke):

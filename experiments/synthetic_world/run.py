@@ -28,6 +28,7 @@ from study_sizes import FULL, SMOKE, Sizes, with_overrides  # noqa: E402
 
 logger = logging.getLogger("synthetic_world")
 RESULTS, TABLES, FIGURE, SIZES_FILE = "results.json", "tables.md", "figure.png", "sizes.json"
+CURVES = "sft_curve.png"
 
 
 def setup_logging() -> None:
@@ -136,13 +137,15 @@ def main(
 
 
 def write_outputs(out: Path, records: list[dict], sizes: Sizes) -> None:
-    """``tables.md`` (mean ± std), ``results.json`` (every seed's record + versions) and ``figure.png``."""
-    from study_report import figure, tables
+    """``tables.md`` (mean ± std), ``results.json`` (every seed's record + versions), ``figure.png`` and
+    ``sft_curve.png`` (the SFT learning curves)."""
+    from study_report import figure, learning_curves, tables
 
     (out / TABLES).write_text(tables(records, sizes))
     (out / RESULTS).write_text(json.dumps({"sizes": sizes.to_dict(), "versions": versions(), "seeds": records},
                                           indent=1, sort_keys=True))
     figure(records, out / FIGURE)
+    learning_curves(records, out / CURVES)
 
 
 def versions() -> dict:

@@ -178,3 +178,24 @@ def figure(records: list[dict], out: Path) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def learning_curves(records: list[dict], out: Path) -> Path:
+    """The SFT loss of every seed against the step (the base model's learning curve)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for r in records:
+        curve = r.get("sft", {}).get("curve") or []
+        ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], label=f"seed {r['seed']}")
+    ax.set_xlabel("SFT step")
+    ax.set_ylabel("training loss (completion tokens)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
