@@ -42,9 +42,8 @@ def train_clip(out: Path, train_root: Path, sizes, seed: int) -> dict:
 
     config_path = out / f"{CONFIG_NAME}.json"
     config_path.write_text(json.dumps(clip_config(sizes.image_size), indent=1))
-    from realign_data.encoder import _resolve_model_name  # registers the JSON under its stem, as the build does
-
-    name = _resolve_model_name(str(config_path))
+    open_clip.add_model_config(config_path)  # registered under the file stem, as realign_data.encoder does
+    name = CONFIG_NAME
     torch.manual_seed(seed)
     model, preprocess, _ = open_clip.create_model_and_transforms(name, pretrained=None)
     tokenizer = open_clip.get_tokenizer(name)
