@@ -161,7 +161,7 @@ def figure(records: list[dict], out: Path) -> Path:
     metrics = [(f"pope_{s}_f1", f"POPE {s}\nF1 ↑") for s in POPE_SPLITS] + \
               [("chair_s", "CHAIR_s ↓"), ("chair_i", "CHAIR_i ↓"), ("object_recall", "recall ↑"),
                ("missing_partner_named", "missing partner\nnamed ↓")]
-    fig, ax = plt.subplots(figsize=(11, 4.2))
+    fig, ax = plt.subplots(figsize=(11, 4.6))
     width = 0.8 / len(ARM_ORDER)
     for k, arm in enumerate(ARM_ORDER):
         vals = [_values(records, arm, m) for m, _ in metrics]
@@ -173,7 +173,7 @@ def figure(records: list[dict], out: Path) -> Path:
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(f"Synthetic world, held-out images: mean ± std over {len(records)} seed(s)")
-    ax.legend(fontsize=7, loc="upper center", ncol=3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=5, frameon=False)  # off the bars
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
