@@ -84,8 +84,7 @@ def sample(
         root = make_sample_corpus(out, num_images=num_images, seed=seed, progress=not quiet, **world)
     except SampleCorpusError as e:
         fail(str(e))
-    held = f" (+ {world['heldout']} held-out in {world['heldout_split']})" if world.get("heldout") else ""
-    typer.echo(f"Wrote {num_images} images{held} with instances and captions to {root}")
+    typer.echo(f"Wrote {num_images} images with instances and captions to {root}")
 
 
 # ---------------------------------------------------------------- build / demo / inspect / merge
