@@ -14,6 +14,7 @@ import typer
 
 from realign_data.cli_common import Commands, fail, setup_logging as _setup_logging
 from realign_data.cli_datasets import pope, push
+from realign_data.sample_options import with_world_options
 
 app = typer.Typer(
     cls=Commands,
@@ -38,6 +39,7 @@ def _root(
 
 
 @app.command()
+@with_world_options  # --width, --height, --cooccurrence, --heldout, ... (realign_data/sample_options.py)
 def sample(
     out: Path = typer.Option(..., "--out", help="Directory to write the corpus into (created if missing)."),
     num_images: int = typer.Option(200, "--num-images", help="Number of images to draw (at most 599999)."),
@@ -45,16 +47,19 @@ def sample(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the split already in --out (refused "
                                    "otherwise; another split is added beside it)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    **world,
 ) -> None:
     """Generate a small synthetic COCO-format corpus (images + instances + captions).
 
     Scenes of coloured shapes standing for COCO categories, with polygon segmentations and template
     captions naming objects, colours, counts and spatial relations. Serves demos, tests and benchmarks.
+    The world options make a world where a model can hallucinate (docs/synthetic_world.md).
     """
     from realign_data.sample import SampleCorpusError, make_sample_corpus
 
     try:
-        root = make_sample_corpus(out, num_images=num_images, seed=seed, progress=not quiet, overwrite=overwrite)
+        root = make_sample_corpus(out, num_images=num_images, seed=seed, progress=not quiet, overwrite=overwrite,
+                                  **world)
     except SampleCorpusError as e:
         fail(str(e))
     typer.echo(f"Wrote {num_images} images with instances and captions to {root}")
