@@ -131,9 +131,11 @@ def build(config: BuildConfig) -> BuildResult:
             write_chunk(job.path(c, ".parquet"), res.rows)
             rows_now += len(res.rows)
             advance(len(batch), mine=True)
-            return ({"chunk": c, "seeds": len(batch), "rows": len(res.rows), "drops": res.drops,
-                     "failures": res.failures, "fills": res.fills, "fills_rejected": res.fills_rejected, "first_seed": batch[0].id,
-                     "evaluation_seeds": seed_evaluation_counts(batch, config.seed_split if config.seeds else None)}, [job.path(c, ".parquet")])
+            meta = {"chunk": c, "seeds": len(batch), "rows": len(res.rows), "drops": res.drops,
+                    "failures": res.failures, "fills": res.fills, "fills_rejected": res.fills_rejected,
+                    "first_seed": batch[0].id,
+                    "evaluation_seeds": seed_evaluation_counts(batch, config.seed_split if config.seeds else None)}
+            return meta, [job.path(c, ".parquet")]
 
         try:
             run = job.run(chunked(seeds, config.chunk_size), do_chunk, advance=advance)
