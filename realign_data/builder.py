@@ -37,8 +37,9 @@ from realign_data.config import BuildConfig, BuildError
 from realign_data.devices import DeviceError, resolve_device
 from realign_data.jobs import (Job, JobDirNotEmpty, JobMismatch, WaitTimeout, chunked, distributed,
                                library_versions, process_group_backend)
-from realign_data.output import (CONFIG_FILE, PROVENANCE_FILE, REPORT_FILE, WORK_DIR, read_chunks, write_chunk,
-                                 write_dataset)
+from realign_data.locks import LockHeld, OutputError, output_lock
+from realign_data.output import (CONFIG_FILE, PROVENANCE_FILE, REPORT_FILE, TRANSIENT_DROPS, WORK_DIR, read_chunks,
+                                 write_chunk, write_dataset)
 from realign_data.report import aggregate, curriculum_summary, format_summary, negative_summary, write_report
 from realign_data.splits import knowledge_base_evaluation_counts, seed_evaluation_counts, split_warning
 
@@ -82,9 +83,8 @@ def shard_of(config: BuildConfig) -> tuple[int, int]:
 
 
 def build(config: BuildConfig) -> BuildResult:
-    """Build (or resume) the dataset described by ``config``; see the module docstring."""
-    from realign_data.pipeline import Pipeline
-
+    """Build (or resume) the dataset described by ``config``; see the module docstring. Raises
+    :class:`~realign_data.locks.LockHeld` while another process builds into the same ``out``."""
     config.validate()
     t0 = time.time()
     try:
@@ -92,9 +92,19 @@ def build(config: BuildConfig) -> BuildResult:
     except DeviceError as e:
         raise BuildError(str(e)) from None
     num_shards, shard_index = shard_of(config)
+    out = Path(config.out).expanduser().resolve()
+    try:  # one writer per share of --out (ranks and --shard-index processes of one build each lock theirs)
+        with output_lock(out, "realign-data build", part=f"rank-{shard_index}" if shard_index else None):
+            return _build(config, out, num_shards, shard_index, t0)
+    except OutputError as e:
+        raise BuildError(str(e)) from None
+
+
+def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0: float) -> BuildResult:
+    from realign_data.pipeline import Pipeline
+
     together = config.num_shards is None and num_shards > 1  # launched together: wait, rank 0 finalises
     chatty = config.progress and not (together and shard_index)  # one voice per launched build
-    out = Path(config.out).expanduser().resolve()
     kb = ensure_knowledge_base(config, chatty=chatty)
     annotations = _coco_annotations(config, kb)
     if config.filler == "annotation" and (annotations is None or kb.manifest.get("source", {}).get("type") != "coco"):
@@ -106,10 +116,12 @@ def build(config: BuildConfig) -> BuildResult:
         resolved = {"gate": pipe.gate.describe()["gate"], "kb_manifest_sha256": file_sha256(kb.path / "manifest.json")}
         job = _open_job(out, config, resolved, num_shards, shard_index)
         report = complete_report(out)
-        if report is not None:
+        if report is not None and not (config.retry_failed and report.get("drops_transient")):
             if chatty:
                 logger.info("%s is already complete (%d pairs); nothing to do", out, report["pairs_written"])
             return BuildResult.of(out, report, shard_index)
+        if report is not None and chatty:
+            logger.info("%s: retrying the %d seeds that failed for a transient reason", out, report["drops_transient"])
         seeds = _open_seeds(config, kb, annotations)
         if config.max_samples:
             seeds = itertools.islice(seeds, config.max_samples)
@@ -125,6 +137,10 @@ def build(config: BuildConfig) -> BuildResult:
             if bar is not None and (mine or not together):
                 bar.update(n)
 
+        def retry_reason(meta: dict) -> Optional[str]:  # a finished chunk is done again for its transient drops
+            n = sum(meta.get("drops", {}).get(k, 0) for k in TRANSIENT_DROPS)
+            return f"retrying its {n} seeds that failed for a transient reason" if n and config.retry_failed else None
+
         def do_chunk(c: int, batch: list) -> tuple[dict, list[Path]]:
             nonlocal rows_now
             res = pipe.run(batch)
@@ -138,7 +154,7 @@ def build(config: BuildConfig) -> BuildResult:
             return meta, [job.path(c, ".parquet")]
 
         try:
-            run = job.run(chunked(seeds, config.chunk_size), do_chunk, advance=advance)
+            run = job.run(chunked(seeds, config.chunk_size), do_chunk, advance=advance, redo=retry_reason)
         finally:
             if bar is not None:
                 bar.close()
@@ -150,6 +166,7 @@ def build(config: BuildConfig) -> BuildResult:
     work = run.seconds_working
     throughput = {"seconds_total": round(time.time() - t0, 3), "seconds_building": round(work, 3),
                   "seeds_built_now": run.items_now, "pairs_built_now": rows_now, "resumed_chunks": run.resumed,
+                  "redone_chunks": run.redone,
                   "pairs_per_second": round(rows_now / work, 3) if work else None,
                   "seeds_per_second": round(run.items_now / work, 3) if work else None}
     if num_shards > 1 and not together:
@@ -161,7 +178,8 @@ def build(config: BuildConfig) -> BuildResult:
         report["throughput"] = {**throughput, "seconds_total": round(time.time() - t0, 3)}
         write_report(out, report)
         for c in range(run.num_units):  # the chunk rows are in the dataset now; the markers stay (re-run: no-op)
-            job.path(c, ".parquet").unlink(missing_ok=True)
+            if not report["drops_transient"]:  # else kept: a re-run redoes only the chunks with transient drops
+                job.path(c, ".parquet").unlink(missing_ok=True)
         (job.config_file.parent / HEARTBEAT_FILE).unlink(missing_ok=True)
         return report
 
@@ -187,19 +205,25 @@ def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None)
 
     Under a multi-process launch every process embeds its share of the corpus and waits while rank 0 writes the
     index (:func:`~realign_data.knowledge_base_build.build_knowledge_base`), so every process returns it."""
-    from realign_data.knowledge_base import KnowledgeBase, KnowledgeBaseError, is_index_name, resolve_index
+    from realign_data.knowledge_base import (KnowledgeBase, KnowledgeBaseCorrupt, KnowledgeBaseError, is_index_name,
+                                             resolve_index)
 
     try:
         return KnowledgeBase.load(config.index)
+    except KnowledgeBaseCorrupt as e:  # there is one, damaged: building "it now" is not the fix
+        raise BuildError(str(e)) from None
     except KnowledgeBaseError as e:
         if not config.coco_root:
             raise BuildError(f"{e}; or pass --coco-root DIR to build it now") from None
     from realign_data.corpus import CorpusError, open_source
     from realign_data.encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED
     from realign_data.knowledge_base_build import build_knowledge_base
+    from realign_data.knowledge_base_check import remove_failed_stub
 
+    path, existed = None, True
     try:
         path = resolve_index(config.index, must_exist=False)
+        existed = path.exists()
         where = f"--name {config.index}" if is_index_name(config.index) and not Path(config.index).is_dir() \
             else f"--out {path}"
         if config.progress if chatty is None else chatty:
@@ -210,12 +234,15 @@ def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None)
                              pretrained=config.kb_pretrained or DEFAULT_PRETRAINED, device=config.device,
                              progress=config.progress, wait_timeout=max(config.wait_timeout, KB_WAIT_TIMEOUT))
         return KnowledgeBase.load(path)
-    except (KnowledgeBaseError, CorpusError) as e:
-        raise BuildError(str(e)) from None
-    except WaitTimeout:  # the other processes stopped making progress: a runtime failure, reported as such
+    except (WaitTimeout, LockHeld):  # runtime failures (the others stopped making progress; another writer)
         raise
     except Exception as e:  # noqa: BLE001 - encoder weights unavailable etc.
-        raise BuildError(f"could not build knowledge base {config.index!r}: {e}") from None
+        if path is not None and distributed().world == 1:
+            remove_failed_stub(path, existed)  # a retry with other options must not find a stub in the way
+        if isinstance(e, (KnowledgeBaseError, CorpusError)):
+            raise BuildError(str(e)) from None
+        advice = str(e).replace("--pretrained ", "--kb-pretrained ")  # build's names for the encoder's flags
+        raise BuildError(f"could not build knowledge base {config.index!r}: {advice}") from None
 
 
 def _coco_annotations(config: BuildConfig, kb):
@@ -227,7 +254,12 @@ def _coco_annotations(config: BuildConfig, kb):
         root = src.get("root")
     if root is None or not Path(root).is_dir():
         return None
-    ann = CocoAnnotations(root)
+    from realign_data.corpus import CorpusError
+
+    try:
+        ann = CocoAnnotations(root)
+    except CorpusError as e:  # malformed or wrongly shaped annotation files
+        raise BuildError(str(e)) from None
     return ann if len(ann) else None
 
 
@@ -240,8 +272,13 @@ def _open_seeds(config: BuildConfig, kb, annotations) -> Iterator:
             it = dataset_seeds(config.seeds, image_column=config.image_column,
                                instruction_column=config.instruction_column, chosen_column=config.chosen_column,
                                id_column=config.id_column, image_root=config.image_root, split=config.seed_split,
-                               require_chosen=not config.chosen_from, kb_lookup=kb.id_for_path)
+                               require_chosen=not config.chosen_from, kb_lookup=kb.id_for_path,
+                               encoding=config.seeds_encoding)
         else:
+            if annotations is None and config.coco_root:
+                raise BuildError(f"the COCO root {config.coco_root!r} has no annotations/captions_*.json, so there "
+                                 "are no caption seeds; add its captions, or give --seeds PATH (a dataset of image, "
+                                 "instruction, chosen)")
             if annotations is None:
                 raise BuildError(f"the knowledge base {config.index!r} is not a COCO corpus with captions; "
                                  "give --seeds PATH (a dataset of image, instruction, chosen)")

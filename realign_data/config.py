@@ -22,6 +22,7 @@ from realign_data.gate import GATES
 from realign_data.masking import MASKERS, SPAN_KINDS
 from realign_data.negatives import KINDS, NUM_DIFFUSION_STEPS, SCHEDULES
 from realign_data.quality import DEFAULT_MAX_LENGTH_RATIO
+from realign_data.redact import check_env_name, redact_url
 from realign_data.seeds import CAPTION_CHOICES
 
 FORMATS = ("arrow", "parquet")
@@ -61,6 +62,8 @@ class BuildConfig:
     seeds: Optional[str] = _opt(None, "Seed dataset: .jsonl/.json/.parquet/.csv, save_to_disk dir or Hub id.",
                                 SEEDS, default_text="COCO captions")
     seed_split: Optional[str] = _opt(None, "Split of the seed dataset.", SEEDS, default_text="train")
+    seeds_encoding: str = _opt("utf-8", "Text encoding of a .jsonl/.json/.csv seeds file (e.g. latin-1, cp1252).",
+                               SEEDS)
     image_column: Optional[str] = _opt(None, "Seed image column (a path or an Image).", SEEDS, default_text="guessed")
     instruction_column: Optional[str] = _opt(None, "Seed instruction column.", SEEDS, default_text="guessed")
     chosen_column: Optional[str] = _opt(None, "Seed chosen-answer column.", SEEDS, default_text="guessed")
@@ -91,7 +94,11 @@ class BuildConfig:
     api_key_env: str = _opt("OPENAI_API_KEY", "Environment variable holding the API key.", PIPELINE, runtime=True)
     concurrency: int = _opt(16, "OpenAI filler: requests in flight.", PIPELINE, runtime=True)
     max_retries: int = _opt(5, "OpenAI filler: retries on 429/5xx/timeouts.", PIPELINE, runtime=True)
-    request_timeout: float = _opt(60.0, "OpenAI filler: seconds per attempt.", PIPELINE, runtime=True)
+    request_timeout: float = _opt(60.0, "OpenAI filler: seconds one attempt may take in all (connecting, sending, "
+                                  "the whole answer).", PIPELINE, runtime=True)
+    retry_failed: bool = _opt(True, "A re-run retries the seeds that failed for a transient reason (network, HTTP "
+                              "error, timeout of the filler service); permanent drops stay dropped.", RUN,
+                              runtime=True, flag="--retry-failed/--no-retry-failed")
     max_new_tokens: int = _opt(128, "VLM fillers: generation bound.", PIPELINE)
     batch_size: int = _opt(8, "Transformers filler: prompts per generate call.", PIPELINE)
     device: str = _opt("auto", f"Device of the models (transformers filler, sentence gate, encoder): {DEVICE_HELP}.",
@@ -155,7 +162,8 @@ class BuildConfig:
 
     # --------------------------------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field, as written to files (``realign_build.json``, the report): URL credentials redacted."""
+        return {**dataclasses.asdict(self), "base_url": redact_url(self.base_url)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "BuildConfig":
@@ -163,6 +171,7 @@ class BuildConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise BuildError(f"unknown build option(s) {unknown}; valid: {', '.join(sorted(names))}")
+        _check_types(cls, d)
         return cls(**d)
 
     def semantic(self) -> dict:
@@ -191,10 +200,17 @@ class BuildConfig:
             check_device_name(self.device)
         except DeviceError as e:
             raise BuildError(str(e)) from None
+        key_mistake = check_env_name(self.api_key_env)
         checks = [
+            (key_mistake is None, key_mistake or ""),
+            (self.base_url is None or _is_http_url(self.base_url),
+             f"--base-url {redact_url(self.base_url)!r} is not an http(s) URL; give the endpoint root, e.g. "
+             "http://localhost:8000/v1"),
             (self.shard_index is None or self.num_shards is not None, "--shard-index needs --num-shards"),
             (self.wait_timeout > 0, f"wait timeout must be > 0 seconds, got {self.wait_timeout}"),
             (self.top_k >= 1, f"top-k must be >= 1, got {self.top_k}"),
+            (0 < self.max_similarity <= 1, f"max-similarity must be in (0, 1] (1 keeps near-duplicates), got "
+                                           f"{self.max_similarity}"),
             (0 < self.sim_threshold <= 1, f"sim-threshold must be in (0, 1], got {self.sim_threshold}"),
             (self.max_length_ratio >= 1, f"max length ratio must be >= 1, got {self.max_length_ratio}"),
             (self.min_similarity is None or -1 <= self.min_similarity < self.sim_threshold,
@@ -220,6 +236,36 @@ class BuildConfig:
         for ok, msg in checks:
             if not ok:
                 raise BuildError(msg)
+
+
+def _check_types(cls, d: dict) -> None:
+    """A value of the wrong JSON type (``"top_k": "eight"`` in a ``--config`` file) is a :class:`BuildError`
+    naming the option and the type it needs (ints are accepted where floats are expected)."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for name, value in d.items():
+        want = [t for t in typing.get_args(hints[name]) or (hints[name],) if t is not type(None)]
+        if value is None and len(want) < len(typing.get_args(hints[name]) or (hints[name],)):
+            continue
+        kinds = tuple(typing.get_origin(t) or t for t in want)
+        kinds += (int,) if float in kinds else ()
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(sorted({k.__name__.replace("str", "text").replace("int", "integer")
+                                        .replace("float", "number").replace("bool", "true/false")
+                                        .replace("list", "list") for k in kinds}))
+            raise BuildError(f"option {name} must be {names}, got {value!r}")
+
+
+def _is_http_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a bad port, brackets that do not close
+        return False
 
 
 _CHOICE_NAMES = {"caption": "caption choice", "chosen_backend": "chosen backend", "mask_kinds": "mask kinds",

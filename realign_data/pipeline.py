@@ -35,6 +35,7 @@ class Candidate:
     hits: list = field(default_factory=list)  # retrieved images, most similar first
     fills_tried: int = 0
     fills_failed: int = 0
+    fills_unavailable: int = 0  # failed for the service's reason (network, HTTP error, timeout)
     fill: Optional[str] = None  # the accepted fill: the rejected answer
     hit: Any = None  # the retrieved image the accepted fill describes
     similarity: Optional[float] = None
@@ -129,7 +130,7 @@ class Pipeline:
                 for reason, n in c.rejections.items():
                     rejected[reason] = rejected.get(reason, 0) + n
                 if c.fill is None:
-                    drop(c, "no_retrieval" if not c.hits else
+                    drop(c, "no_retrieval" if not c.hits else "request_failed" if c.fills_unavailable else
                          "fill_failed" if c.fills_failed == c.fills_tried else _main_rejection(c.rejections))
                     continue
                 try:
@@ -183,7 +184,7 @@ class Pipeline:
 
     def write_chosen(self, cands: list[Candidate], drop: Callable) -> list[Candidate]:
         """A VLM writes the chosen answer of seeds that have none (``--chosen-from``); the rest drop."""
-        errors: dict[int, str] = {}
+        errors: dict[int, tuple[str, bool]] = {}
         need = [c for c in cands if not c.chosen]
         if need and self.chosen_backend is not None:
             items = [(c.seed.instruction, (lambda im=c.image: im), (lambda b=c.image_bytes: b)) for c in need]
@@ -191,13 +192,14 @@ class Pipeline:
                 if res.ok:
                     c.chosen = res.text.strip()
                 else:
-                    errors[id(c)] = res.error or "empty generation"
+                    errors[id(c)] = (res.error or "empty generation", res.transient)
         out = []
         for c in cands:
             if c.chosen:
                 out.append(c)
             elif id(c) in errors:
-                drop(c, "chosen_generation_failed", errors[id(c)])
+                error, transient = errors[id(c)]
+                drop(c, "request_failed" if transient else "chosen_generation_failed", error)
             else:
                 drop(c, "empty_answer")
         return out
@@ -255,6 +257,7 @@ class Pipeline:
                     ok.append((c, res.text.strip()))
                 else:
                     c.fills_failed += 1
+                    c.fills_unavailable += res.transient
                     failures.append({"seed": c.seed.id, "rank": r + 1, "retrieved": c.hits[r].id,
                                      "error": res.error or "empty fill", "attempts": res.attempts})
             sims = self.gate.similarity([c.chosen for c, _ in ok], [t for _, t in ok])

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from realign_data.atomic import atomic_write_json
 from realign_data.negatives import NUM_DIFFUSION_STEPS
-from realign_data.output import DROP_REASONS, REPORT_FILE
+from realign_data.output import DROP_REASONS, REPORT_FILE, TRANSIENT_DROPS
 
 MAX_FAILURE_EXAMPLES = 100
 DIFFICULTY_FORMULA = "w * image_closeness + (1 - w) * clip(text_similarity, 0, 1)"
@@ -69,6 +69,8 @@ def aggregate(metas: list[dict], stats: dict[str, list]) -> dict:
         "seeds_read": sum(m.get("seeds", 0) for m in metas),
         "pairs_written": sum(m.get("rows", 0) for m in metas),
         "drops": dict(sorted(drops.items(), key=lambda kv: (order.get(kv[0], 99), kv[0]))),
+        "drops_transient": sum(v for k, v in drops.items() if k in TRANSIENT_DROPS),  # a re-run retries these
+        "drops_permanent": sum(v for k, v in drops.items() if k not in TRANSIENT_DROPS),
         "fills_tried": sum(m.get("fills", 0) for m in metas),
         "fills_rejected": dict(sorted(fills_rejected.items(), key=lambda kv: (order.get(kv[0], 99), kv[0]))),
         "evaluation_seeds": dict(sorted(evaluation_seeds.items())),
@@ -126,6 +128,9 @@ def format_summary(report: dict) -> str:
     rejected = report.get("fills_rejected", {})
     if rejected:
         lines.append("Fills not kept: " + ", ".join(f"{k} {v}" for k, v in rejected.items()))
+    if report.get("drops_transient"):
+        lines.append(f"{report['drops_transient']} seeds failed for a transient reason (the filler service): run the "
+                     "same command again to retry them")
     fc = report.get("failures", {}).get("count", 0)
     if fc:
         lines.append(f"Failed fill/generation requests: {fc} (see build_report.json)")

@@ -21,6 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realign_data.atomic import atomic_write_bytes, atomic_write_json
+from realign_data.locks import OutputError, output_lock
+
+
+MAX_IMAGES = 599_999  # image ids are drawn from 1..MAX_IMAGES, like COCO's 12-digit ids
 
 
 class SampleCorpusError(ValueError):
@@ -71,17 +75,34 @@ _LICENSE = {"id": 1, "name": "CC0 1.0 Universal (synthetic images)",
 
 
 def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int = 0, *, split: str = "train2014",
-                       width: int = 160, height: int = 120, progress: bool = False) -> Path:
+                       width: int = 160, height: int = 120, progress: bool = False, overwrite: bool = False) -> Path:
     """Write a deterministic synthetic COCO-format corpus of ``num_images`` scenes to ``out``.
 
     The same ``seed`` gives byte-identical annotation files and images. Every file is written to a temporary
-    name and renamed, so an interrupted run never leaves a half-written file behind. Returns ``out``.
+    name and renamed, so an interrupted run never leaves a half-written file behind. A non-empty ``out`` is
+    refused unless ``overwrite`` (then the corpus there is replaced: images of the split that the new corpus does
+    not have are removed). Returns ``out``; :class:`~realign_data.locks.LockHeld` while another process writes it.
     """
     if num_images < 1:
         raise SampleCorpusError(f"--num-images must be at least 1 (got {num_images}).")
+    if num_images > MAX_IMAGES:
+        raise SampleCorpusError(f"--num-images must be at most {MAX_IMAGES} (one COCO-style id each), got "
+                                f"{num_images}.")
     if width < 32 or height < 32:
         raise SampleCorpusError(f"images must be at least 32x32 pixels (got {width}x{height}).")
     root = Path(out)
+    try:
+        with output_lock(root, "realign-data sample"):
+            return _write_corpus(root, num_images, seed, split, width, height, progress, overwrite)
+    except OutputError as e:
+        raise SampleCorpusError(str(e)) from None
+
+
+def _write_corpus(root: Path, num_images: int, seed: int, split: str, width: int, height: int, progress: bool,
+                  overwrite: bool) -> Path:
+    if root.is_dir() and any(root.iterdir()) and not overwrite:
+        raise SampleCorpusError(f"--out {str(root)!r} is not empty; choose a new or empty directory, or pass "
+                                "--overwrite to replace the corpus there.")
     try:
         (root / split).mkdir(parents=True, exist_ok=True)
         (root / "annotations").mkdir(parents=True, exist_ok=True)
@@ -92,7 +113,7 @@ def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int 
         raise SampleCorpusError(f"cannot write to output directory {str(root)!r}: {e.strerror or e}.") from e
 
     rng = random.Random(seed)
-    image_ids = sorted(rng.sample(range(1, 600_000), num_images))
+    image_ids = sorted(rng.sample(range(1, MAX_IMAGES + 1), num_images))
     images, instances, captions = [], [], []
     iterator = image_ids
     if progress:
@@ -129,6 +150,10 @@ def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int 
                         "categories": categories}, indent=None)
     atomic_write_json(root / "annotations" / f"captions_{split}.json",
                        {"info": info, "licenses": [_LICENSE], "images": images, "annotations": captions}, indent=None)
+    keep = {im["file_name"] for im in images}
+    for stale in (root / split).glob(f"COCO_{split}_*.jpg"):  # --overwrite: the previous corpus's other images
+        if stale.name not in keep:
+            stale.unlink()
     return root
 
 

@@ -64,10 +64,10 @@ def dpo(ctx: typer.Context) -> None:
     parser = script.make_parser(prog="realign-trl dpo")
     # Handles -h/--help (exits). Leftover strings are `accelerate launch` options, as in `trl dpo`.
     try:
-        _, dpo_config, model_config, _, config_remaining, cli_remaining = parser.parse_args_and_config(
+        script_config, dpo_config, model_config, _, config_remaining, cli_remaining = parser.parse_args_and_config(
             all_args, return_remaining_strings=True, separate_remaining_strings=True
         )
-        script.preflight(model_config, dpo_config)
+        script.preflight(model_config, dpo_config, script_config)
         if dpo_config.curriculum:
             from .curriculum import check_curriculum_args
 
@@ -76,12 +76,32 @@ def dpo(ctx: typer.Context) -> None:
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"realign-trl dpo: {err}", err=True)
         raise typer.Exit(2) from None
+    except Exception as err:  # noqa: BLE001 - only YAML's errors are expected here; anything else is re-raised
+        import yaml
+
+        if not isinstance(err, yaml.YAMLError):
+            raise
+        typer.echo(f"realign-trl dpo: {_yaml_problem(all_args, err)}", err=True)
+        raise typer.Exit(2) from None
     training_args = _subtract_subsequence(all_args, cli_remaining)
     accelerate_args = launch_command_parser().parse_args(launch_args + [script.__file__] + training_args)
     try:
         launch_command(accelerate_args)
     except subprocess.CalledProcessError as err:
         raise typer.Exit(err.returncode or 1) from None
+
+
+def _yaml_problem(args: list[str], err) -> str:
+    """One sentence for a ``--config`` file YAML cannot read (or would only read by running code: ``!!python``)."""
+    path = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"),
+                next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), "the --config file"))
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if "python/" in problem or "!!python" in problem:
+        return (f"{path} uses a !!python tag{where}, which is refused (it would run code); write plain YAML values "
+                "(strings, numbers, lists, mappings)")
+    return f"{path} is not valid YAML ({problem}{where}); see examples/*.yaml for the expected layout"
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -178,7 +178,7 @@ def test_openai_filler_build_and_failures(tiny_kb, tmp_path):
     with OpenAIServer(fail_first=100, fail_status=503) as srv:
         res = build(cfg(tiny_kb, tmp_path / "bad", filler="openai", model="m", base_url=srv.base_url, max_samples=4,
                         max_retries=1, top_k=2))
-    assert res.pairs_written == 0 and res.drops == {"fill_failed": 4}
+    assert res.pairs_written == 0 and res.drops == {"request_failed": 4} and res.report["drops_transient"] == 4
     failures = res.report["failures"]
     assert failures["count"] == 8 and failures["examples"][0]["error"] == "HTTP 503 after 2 attempts"
 
