@@ -107,7 +107,8 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
     chatty = config.progress and not (together and shard_index)  # one voice per launched build
     kb = ensure_knowledge_base(config, chatty=chatty)
     annotations = _coco_annotations(config, kb)
-    if config.filler == "annotation" and (annotations is None or kb.manifest.get("source", {}).get("type") != "coco"):
+    unannotated = annotations is None or kb.manifest.get("source", {}).get("type") != "coco"
+    if config.filler == "annotation" and unannotated and (config.seeds or annotations is not None):  # else: no seeds
         raise BuildError(f"the annotation filler describes a retrieved image from its COCO instances and captions, "
                          f"and the images of knowledge base {config.index!r} have none: use --filler transformers or "
                          "--filler openai (with --model)")
