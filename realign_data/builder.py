@@ -107,9 +107,8 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
     chatty = config.progress and not (together and shard_index)  # one voice per launched build
     kb = ensure_knowledge_base(config, chatty=chatty)
     annotations = _coco_annotations(config, kb)
-    if annotations is None and config.coco_root and not config.seeds:  # the first thing wrong is the root
-        raise _no_captions(config)
-    if config.filler == "annotation" and (annotations is None or kb.manifest.get("source", {}).get("type") != "coco"):
+    unannotated = annotations is None or kb.manifest.get("source", {}).get("type") != "coco"
+    if config.filler == "annotation" and unannotated and (config.seeds or annotations is not None):  # else: no seeds
         raise BuildError(f"the annotation filler describes a retrieved image from its COCO instances and captions, "
                          f"and the images of knowledge base {config.index!r} have none: use --filler transformers or "
                          "--filler openai (with --model)")
@@ -149,9 +148,11 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
             write_chunk(job.path(c, ".parquet"), res.rows)
             rows_now += len(res.rows)
             advance(len(batch), mine=True)
-            return ({"chunk": c, "seeds": len(batch), "rows": len(res.rows), "drops": res.drops,
-                     "failures": res.failures, "fills": res.fills, "fills_rejected": res.fills_rejected, "first_seed": batch[0].id,
-                     "evaluation_seeds": seed_evaluation_counts(batch, config.seed_split if config.seeds else None)}, [job.path(c, ".parquet")])
+            meta = {"chunk": c, "seeds": len(batch), "rows": len(res.rows), "drops": res.drops,
+                    "failures": res.failures, "fills": res.fills, "fills_rejected": res.fills_rejected,
+                    "first_seed": batch[0].id,
+                    "evaluation_seeds": seed_evaluation_counts(batch, config.seed_split if config.seeds else None)}
+            return meta, [job.path(c, ".parquet")]
 
         try:
             run = job.run(chunked(seeds, config.chunk_size), do_chunk, advance=advance, redo=retry_reason)

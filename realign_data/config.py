@@ -214,7 +214,8 @@ class BuildConfig:
             (0 < self.sim_threshold <= 1, f"sim-threshold must be in (0, 1], got {self.sim_threshold}"),
             (self.max_length_ratio >= 1, f"max length ratio must be >= 1, got {self.max_length_ratio}"),
             (self.min_similarity is None or -1 <= self.min_similarity < self.sim_threshold,
-             f"min similarity must be below the sim-threshold {self.sim_threshold}, got {self.min_similarity}"),
+             f"min similarity must be in [-1, {self.sim_threshold}) (below the sim-threshold), "
+             f"got {self.min_similarity}"),
             (self.chunk_size >= 1, f"chunk size must be >= 1, got {self.chunk_size}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency}"),

@@ -222,8 +222,8 @@ def perturbation_rng(seed: int, key: str, kind: str) -> np.random.Generator:
 
 
 def make_negative(kind: str, image: Image.Image, rng: np.random.Generator, *, instances: Sequence[dict] = (),
-                  categories: Iterable[str] = (), t: int = 500, schedule: str = DEFAULT_SCHEDULE, min_area: float = 0.01,
-                  max_area: float = 0.2) -> Negative:
+                  categories: Iterable[str] = (), t: int = 500, schedule: str = DEFAULT_SCHEDULE,
+                  min_area: float = 0.01, max_area: float = 0.2) -> Negative:
     """The perturbation negative of ``kind`` (``region-noise``, ``crop`` or ``noise``) of ``image``."""
     if kind == "region-noise":
         return region_noise(image, rng, instances, categories, t=t, schedule=schedule)

@@ -88,8 +88,8 @@ ATTRIBUTES = (
 )
 EXTRA_COLORS = ("blond", "blonde", "cream", "khaki", "crimson", "ivory", "olive", "magenta", "cyan", "lavender",
                 "black-and-white", "dark blue", "light blue", "dark green", "light green", "bright red")
-EXTRA_MATERIALS = ("cobblestone", "wood", "granite", "tiled", "straw", "denim", "wool", "cotton", "silk", "velvet", "bamboo",
-                   "stainless steel", "aluminum", "tin", "clay", "silver-colored")
+EXTRA_MATERIALS = ("cobblestone", "wood", "granite", "tiled", "straw", "denim", "wool", "cotton", "silk", "velvet",
+                   "bamboo", "stainless steel", "aluminum", "tin", "clay", "silver-colored")
 QUANTITIES = {"a couple of": 2, "a dozen": 12, "both": 2, "thirty": 30, "several": 3, "a few": 3}
 # people named by a role whose words the CHAIR metric already reads as person ("player", "officer"): one span.
 # "baseball player" is left to CHAIR's reading (a ball and a person), so evaluation stays comparable
@@ -102,13 +102,13 @@ EXTRA_RELATIONS = {
     "against": "away from", "across": "along", "through": "around", "toward": "away from",
     "towards": "away from", "among": "apart from", "alongside": "away from", "opposite": "next to",
     "in between": "beside", "on both sides of": "on one side of", "on one side of": "on both sides of",
-    "in": "outside", "from": "toward", "past": "toward", "out": "into", "by": "far from", "at": "away from", "into": "out of", "out of": "into", "down": "up", "up": "down",
-    "without": "with",
+    "in": "outside", "from": "toward", "past": "toward", "out": "into", "by": "far from", "at": "away from",
+    "into": "out of", "out of": "into", "down": "up", "up": "down", "without": "with",
 }
 # relations that end a phrase (no object after them): swapped only with each other
 STANDALONE_RELATIONS = {"in the background", "in the foreground"}
 # weak relations: masked only when a visual word follows within a few words (as masking._WEAK_RELATIONS)
-WEAK_RELATIONS = {"in", "from", "past", "out", "by", "at", "down", "up", "across", "through", "into", "against", "toward", "towards", "opposite",
-                  "without"}
+WEAK_RELATIONS = {"in", "from", "past", "out", "by", "at", "down", "up", "across", "through", "into", "against",
+                  "toward", "towards", "opposite", "without"}
 # attributes that are facts only next to a noun phrase ("an open field", "the door is open"), not in "open up"
 NEAR_NOUN = {"open", "full", "old", "young", "dark", "bright", "lit", "busy", "clean", "raw", "fresh"}

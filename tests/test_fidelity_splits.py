@@ -16,9 +16,14 @@ from realign_data.splits import is_evaluation_split, split_of_path
 @pytest.fixture(scope="module")
 def two_splits(tmp_path_factory):
     """A COCO root with train2014 and val2014 (different images), like the usual MS-COCO layout."""
-    root = tmp_path_factory.mktemp("coco2") / "coco"
+    import shutil
+
+    root, val = tmp_path_factory.mktemp("coco2") / "coco", tmp_path_factory.mktemp("coco2val") / "coco"
     make_sample_corpus(root, num_images=10, seed=0, split="train2014")
-    make_sample_corpus(root, num_images=6, seed=1, split="val2014")
+    make_sample_corpus(val, num_images=6, seed=1, split="val2014")
+    shutil.copytree(val / "val2014", root / "val2014")
+    for f in (val / "annotations").glob("*_val2014.json"):
+        shutil.copy(f, root / "annotations" / f.name)
     return root
 
 
