@@ -80,7 +80,18 @@ def cases(kb, corpus, d, built):
         ("a build that writes 0 pairs", ["build", "--index", kb, "--out", d / "o7", "--gate", "lexical",
                                          "--max-samples", "4", "--max-similarity", "0.0001", "--quiet"], 1,
          "wrote 0 pairs"),
-    ]
+        ("offline weights: build's own flag", ["build", "--index", d / "new-kb", "--coco-root", corpus, "--out",
+                                               d / "o8", "--quiet"], 2, "use --kb-pretrained none"),
+    ] + ([] if torch_cuda() else [
+        ("--device cuda without a GPU", ["index", "build", "--source", "coco", "--root", corpus, "--out", d / "gpu",
+                                         "--device", "cuda", *tiny], 2, "CUDA is not available"),
+    ])
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def test_no_user_mistake_prints_a_traceback(commands, files, tiny_kb, sample_corpus, tmp_path):
@@ -97,3 +108,4 @@ def test_no_user_mistake_prints_a_traceback(commands, files, tiny_kb, sample_cor
         if got != code or "Traceback" in output or words not in output:
             bad.append(f"{name}: exit {got} (want {code}); {output.strip()[-600:]}")
     assert not bad, "\n\n".join(bad)
+    assert not (files / "new-kb").exists()  # the failed on-the-fly index left no stub in the way of the retry
