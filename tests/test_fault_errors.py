@@ -50,7 +50,7 @@ def cases(kb, corpus, d, built):
          "is not shaped like COCO's"),
         ("IVF4096 on a small corpus", ["index", "build", "--source", "coco", "--root", corpus, "--out", d / "ivf",
                                        "--index-type", "IVF4096,Flat", *tiny], 2, "use --index-type auto"),
-        ("wrongly typed --config value", ["build", "--config", d / "typed.json"], 2, "top_k must be integer"),
+        ("wrongly typed --config value", ["build", "--config", d / "typed.json"], 2, "top_k must be an integer"),
         ("--base-url not a url", ["build", "--index", kb, "--out", d / "o3", "--filler", "openai", "--model", "m",
                                   "--base-url", "not a url"], 2, "is not an http(s) URL"),
         ("sample --num-images 600000", ["sample", "--out", d / "s", "--num-images", "600000"], 2, "at most 599999"),
