@@ -1,19 +1,25 @@
 """rDPO vs TRL's sigmoid DPO: seconds per training step and peak memory, side by side in one run.
 
     python benchmarks/rdpo_bench.py --json rdpo_bench.json
+    python benchmarks/rdpo_bench.py --image-tokens 576 --json rdpo_llava.json   # LLaVA-1.5 proportions
 
-Both arms train the same tiny-but-not-trivial LLaVA (CLIP tower + 8-layer, 512-wide Llama; ~30M parameters)
+All arms train the same tiny-but-not-trivial LLaVA (CLIP tower + 8-layer, 512-wide Llama; ~22M parameters)
 with the stock ``trl.DPOTrainer``, an explicit reference model, full fine-tuning, the same batch of examples
-and the same seed; only ``loss_type`` differs. rDPO runs 3B sequences per step (chosen, rejected, chosen on the
-rejected image) against sigmoid's 2B, so ~1.5x compute is the expected cost.
+and the same seed. Three arms: TRL's ``sigmoid`` (2B sequences per step), ``rdpo`` with prefix sharing (2B rows:
+B packed ``[image + prompt | chosen | rejected]`` rows and B visual rows) and ``rdpo_unshared``
+(``rdpo_prefix_sharing=off``: 3B rows, ~1.5x compute). ``--image-tokens 576`` gives LLaVA-1.5's proportions: a
+192 px image at patch 8 (577 tokens with CLS) and answers of ~100 tokens, where the image+prompt prefix is most
+of each sequence and sharing it matters most.
 
 Method:
-* every arm runs in a fresh subprocess (so peak memory is not polluted by the other arm) and arms are
+* every arm runs in a fresh subprocess (so peak memory is not polluted by another arm) and arms are
   interleaved ``--repeats`` times. Step time per arm is the *minimum* over repeats of each run's median step
   (as ``timeit`` recommends: on a shared machine other tenants only ever add time); the ratio of medians
   over repeats is reported too (``step_time_ratio_median``). Memory figures are medians over repeats;
 * step time: median wall time between consecutive ``on_step_end`` callbacks after ``--warmup`` steps
   (it includes collation/image processing, the policy and reference forwards, backward and optimizer step);
+  the CPU time of the worker process over the same steps (``time.process_time``) is reported too
+  (``cpu_time_ratio``): on a loaded machine it is less disturbed by other tenants than wall time;
 * peak memory: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the worker at the end (peak RSS, what the
   machine must provide). ``tracemalloc`` does not see torch's allocator, hence RSS. Because RSS also counts
   the interpreter, libraries, both models and the optimizer state, the training-only increment
@@ -35,6 +41,8 @@ from pathlib import Path
 
 LONG = ("a small red cat sits on a wooden table next to a blue cup while two dogs play in the green park "
         "behind a white fence under a bright sky")
+ARMS = {"sigmoid": ("sigmoid", "off"), "rdpo": ("rdpo", "on"), "rdpo_unshared": ("rdpo", "off")}
+PATCH = 8
 
 
 def _rss_mb() -> float:
@@ -45,7 +53,17 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _dataset(n: int, image_size: int):
+def _answer(words: list[str], tokens: int | None, tokenizer) -> str:
+    """The words as a sentence, repeated until it is ``tokens`` tokens long (``None``: once)."""
+    if tokens is None:
+        return " ".join(words)
+    out: list[str] = []
+    while len(tokenizer(" ".join(out), add_special_tokens=False)["input_ids"]) < tokens:
+        out.append(words[len(out) % len(words)])
+    return " ".join(out)
+
+
+def _dataset(n: int, image_size: int, answer_tokens: int | None, tokenizer):
     import numpy as np
     from datasets import Dataset
     from PIL import Image
@@ -53,20 +71,21 @@ def _dataset(n: int, image_size: int):
     rng = np.random.RandomState(0)
     img = lambda: Image.fromarray(rng.randint(0, 256, (image_size, image_size, 3), dtype=np.uint8))  # noqa: E731
     words = LONG.split()
+    rejected = _answer(list(reversed(words)), answer_tokens, tokenizer)
     rows = {"images": [], "rejected_images": [], "prompt": [], "chosen": [], "rejected": []}
     for i in range(n):
         rows["images"].append([img()])
         rows["rejected_images"].append([img()])
         rows["prompt"].append([{"role": "user", "content": [{"type": "image"},
                                                             {"type": "text", "text": "describe the image"}]}])
-        chosen = " ".join(words[i % 5:] + words[: i % 5])
-        rejected = " ".join(reversed(words))
+        chosen = _answer(words[i % 5:] + words[: i % 5], answer_tokens, tokenizer)
         rows["chosen"].append([{"role": "assistant", "content": [{"type": "text", "text": chosen}]}])
         rows["rejected"].append([{"role": "assistant", "content": [{"type": "text", "text": rejected}]}])
     return Dataset.from_dict(rows)
 
 
-def worker(loss_type: str, model_dir: str, steps: int, warmup: int, batch_size: int, image_size: int) -> dict:
+def worker(arm: str, model_dir: str, steps: int, warmup: int, batch_size: int, image_size: int,
+           answer_tokens: int | None) -> dict:
     import torch
 
     import realign_trl
@@ -76,12 +95,13 @@ def worker(loss_type: str, model_dir: str, steps: int, warmup: int, batch_size: 
     from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
     from trl import DPOTrainer
 
-    stamps: list[float] = []
+    stamps: list[tuple[float, float]] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            stamps.append(time.perf_counter())
+            stamps.append((time.perf_counter(), time.process_time()))
 
+    loss_type, sharing = ARMS[arm]
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
     ref = AutoModelForImageTextToText.from_pretrained(model_dir)
     processor = AutoProcessor.from_pretrained(model_dir)
@@ -89,38 +109,60 @@ def worker(loss_type: str, model_dir: str, steps: int, warmup: int, batch_size: 
     args = RDPOConfig(output_dir=tempfile.mkdtemp(), use_cpu=True, report_to="none", save_strategy="no",
                       per_device_train_batch_size=batch_size, max_steps=total, learning_rate=1e-5,
                       logging_steps=total, loss_type=loss_type, max_length=None, seed=0,
-                      gradient_checkpointing=False, disable_tqdm=True)
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=_dataset(batch_size * total, image_size),
+                      gradient_checkpointing=False, disable_tqdm=True, rdpo_prefix_sharing=sharing)
+    dataset = _dataset(batch_size * total, image_size, answer_tokens, processor.tokenizer)
+    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset,
                          processing_class=processor, callbacks=[Clock()])
+    batch = trainer.data_collator([dataset[i] for i in range(batch_size)])
     rss_before = _rss_mb()
     trainer.train()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    times = [b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:])] if warmup else []
+    timed = stamps[warmup - 1:] if warmup else stamps
+    wall = [b[0] - a[0] for a, b in zip(timed, timed[1:])]
+    cpu = [b[1] - a[1] for a, b in zip(timed, timed[1:])]
     return {
-        "loss_type": loss_type,
-        "step_time_s": statistics.median(times),
+        "arm": arm,
+        "step_time_s": statistics.median(wall),
+        "cpu_time_s": statistics.median(cpu),
         "peak_rss_mb": peak,
         "rss_before_train_mb": rss_before,
         "peak_delta_mb": peak - rss_before,
         "params": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
+        "rows_per_batch": int(batch["input_ids"].size(0)),
+        "tokens_per_batch": int(batch["attention_mask"].sum()),
+        "images_per_batch": int(batch["pixel_values"].size(0)),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
-    parser.add_argument("--model-dir", type=Path, help="reuse a built benchmark model (built if missing)")
+    parser.add_argument("--model-dir", type=Path, help="reuse a built benchmark model (built if missing; it must "
+                                                       "match --image-tokens)")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per arm")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--image-tokens", type=int,
+                        help="image tokens per image without CLS: a square number; the image is "
+                             f"sqrt(N) * {PATCH} px (576: LLaVA-1.5's count, 192 px). Default 64 (64 px)")
+    parser.add_argument("--answer-tokens", type=int,
+                        help="length of every chosen and rejected answer in tokens (default: ~100 when "
+                             "--image-tokens is given, LLaVA-1.5's proportions; else one 27-word sentence)")
     parser.add_argument("--hidden-size", type=int, default=512)
     parser.add_argument("--num-layers", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved runs per arm (median reported)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch default)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=list(ARMS), help=argparse.SUPPRESS)
     a = parser.parse_args()
+    image_tokens = a.image_tokens or 64
+    side = int(round(image_tokens ** 0.5))
+    if side * side != image_tokens or image_tokens < 1:
+        parser.error(f"--image-tokens must be a square number (64, 144, 576, ...), got {image_tokens}")
+    image_size = side * PATCH
+    answer_tokens = a.answer_tokens
+    if answer_tokens is None and a.image_tokens is not None and not a.worker:
+        answer_tokens = 100
 
     if a.worker:
         if a.threads:
@@ -128,7 +170,7 @@ def main() -> None:
 
             torch.set_num_threads(a.threads)
         print("RESULT=" + json.dumps(worker(a.worker, str(a.model_dir), a.steps, a.warmup, a.batch_size,
-                                            a.image_size)))
+                                            image_size, answer_tokens)))
         return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -137,46 +179,66 @@ def main() -> None:
     if not (Path(model_dir) / "config.json").exists():
         from realign_data.tiny_models import build_tiny_llava
 
-        build_tiny_llava(model_dir, image_size=a.image_size, hidden_size=a.hidden_size, num_layers=a.num_layers)
+        build_tiny_llava(model_dir, image_size=image_size, patch_size=PATCH, hidden_size=a.hidden_size,
+                         num_layers=a.num_layers)
 
-    runs: dict[str, list[dict]] = {"sigmoid": [], "rdpo": []}
+    runs: dict[str, list[dict]] = {arm: [] for arm in ARMS}
     for _ in range(a.repeats):
-        for loss_type in ("sigmoid", "rdpo"):
-            cmd = [sys.executable, __file__, "--worker", loss_type, "--model-dir", str(model_dir),
-                   "--steps", str(a.steps), "--warmup", str(a.warmup), "--batch-size", str(a.batch_size),
-                   "--image-size", str(a.image_size), "--threads", str(a.threads)]
+        for arm in ARMS:
+            cmd = [sys.executable, __file__, "--worker", arm, "--model-dir", str(model_dir), "--steps", str(a.steps),
+                   "--warmup", str(a.warmup), "--batch-size", str(a.batch_size), "--image-tokens",
+                   str(image_tokens), "--threads", str(a.threads)]
+            if answer_tokens is not None:
+                cmd += ["--answer-tokens", str(answer_tokens)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
-                sys.exit(f"worker {loss_type} failed:\n{proc.stderr[-4000:]}")
+                sys.exit(f"worker {arm} failed:\n{proc.stderr[-4000:]}")
             line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT="))
-            runs[loss_type].append(json.loads(line[7:]))
+            runs[arm].append(json.loads(line[7:]))
 
-    med = {k: {f: statistics.median(r[f] for r in v) for f in ("step_time_s", "peak_rss_mb", "peak_delta_mb")}
-           for k, v in runs.items()}
+    fields = ("step_time_s", "cpu_time_s", "peak_rss_mb", "peak_delta_mb")
+    med = {k: {f: statistics.median(r[f] for r in v) for f in fields} for k, v in runs.items()}
     best = {k: min(r["step_time_s"] for r in v) for k, v in runs.items()}
-    result = {
-        "step_time_ratio": best["rdpo"] / best["sigmoid"],
-        "step_time_ratio_median": med["rdpo"]["step_time_s"] / med["sigmoid"]["step_time_s"],
+    best_cpu = {k: min(r["cpu_time_s"] for r in v) for k, v in runs.items()}
+    result = {}
+    for arm, suffix in (("rdpo", ""), ("rdpo_unshared", "_unshared")):
+        result.update({
+            f"step_time_ratio{suffix}": best[arm] / best["sigmoid"],
+            f"step_time_ratio_median{suffix}": med[arm]["step_time_s"] / med["sigmoid"]["step_time_s"],
+            f"cpu_time_ratio{suffix}": best_cpu[arm] / best_cpu["sigmoid"],
+            f"peak_memory_ratio{suffix}": med[arm]["peak_rss_mb"] / med["sigmoid"]["peak_rss_mb"],
+            f"peak_memory_delta_ratio{suffix}": med[arm]["peak_delta_mb"] / med["sigmoid"]["peak_delta_mb"],
+        })
+    first = {arm: v[0] for arm, v in runs.items()}
+    result.update({
         "step_time_s_min": best,
-        "peak_memory_ratio": med["rdpo"]["peak_rss_mb"] / med["sigmoid"]["peak_rss_mb"],
-        "peak_memory_delta_ratio": med["rdpo"]["peak_delta_mb"] / med["sigmoid"]["peak_delta_mb"],
-        "sigmoid": med["sigmoid"],
-        "rdpo": med["rdpo"],
-        "model_params": runs["rdpo"][0]["params"],
-        "torch_threads": runs["rdpo"][0]["threads"],
+        "cpu_time_s_min": best_cpu,
+        **{arm: med[arm] for arm in ARMS},
+        "batch_shape": {arm: {k: first[arm][k] for k in ("rows_per_batch", "tokens_per_batch", "images_per_batch")}
+                        for arm in ARMS},
+        "model_params": first["rdpo"]["params"],
+        "torch_threads": first["rdpo"]["threads"],
         "config": {"batch_size": a.batch_size, "steps": a.steps, "warmup": a.warmup, "repeats": a.repeats,
-                   "image_size": a.image_size, "hidden_size": a.hidden_size, "num_layers": a.num_layers},
+                   "image_size": image_size, "image_tokens": image_tokens + 1, "answer_tokens": answer_tokens,
+                   "hidden_size": a.hidden_size, "num_layers": a.num_layers},
         "runs": runs,
-    }
-    print(f"model: tiny LLaVA, {result['model_params'] / 1e6:.1f}M params; batch {a.batch_size}; "
-          f"{a.steps} timed steps x {a.repeats} interleaved runs")
-    print(f"{'':24}{'sigmoid':>12}{'rdpo':>12}{'ratio':>8}")
-    print(f"{'step time, min (s)':24}{best['sigmoid']:>12.3f}{best['rdpo']:>12.3f}{result['step_time_ratio']:>8.3f}")
-    rows = [("step time, median (s)", "step_time_s", "step_time_ratio_median"),
-            ("peak RSS (MB)", "peak_rss_mb", "peak_memory_ratio"),
-            ("peak - pre-train (MB)", "peak_delta_mb", "peak_memory_delta_ratio")]
-    for label, field, ratio in rows:
-        print(f"{label:24}{med['sigmoid'][field]:>12.3f}{med['rdpo'][field]:>12.3f}{result[ratio]:>8.3f}")
+    })
+    print(f"model: tiny LLaVA, {result['model_params'] / 1e6:.1f}M params; batch {a.batch_size}; {image_size} px "
+          f"({image_tokens + 1} image tokens), answers {answer_tokens or 'one sentence'}; {a.steps} timed steps x "
+          f"{a.repeats} interleaved runs")
+    print(f"{'':26}{'sigmoid':>10}{'rdpo':>10}{'unshared':>10}{'ratio':>8}{'unshared':>10}")
+    rows = [("step time, min (s)", best, "step_time_ratio"),
+            ("CPU time/step, min (s)", best_cpu, "cpu_time_ratio"),
+            ("step time, median (s)", {k: med[k]["step_time_s"] for k in ARMS}, "step_time_ratio_median"),
+            ("peak RSS (MB)", {k: med[k]["peak_rss_mb"] for k in ARMS}, "peak_memory_ratio"),
+            ("peak - pre-train (MB)", {k: med[k]["peak_delta_mb"] for k in ARMS}, "peak_memory_delta_ratio")]
+    for label, values, ratio in rows:
+        print(f"{label:26}{values['sigmoid']:>10.3f}{values['rdpo']:>10.3f}{values['rdpo_unshared']:>10.3f}"
+              f"{result[ratio]:>8.3f}{result[ratio + '_unshared']:>10.3f}")
+    for arm in ARMS:
+        shape = result["batch_shape"][arm]
+        print(f"{arm}: {shape['rows_per_batch']} rows, {shape['tokens_per_batch']} tokens, "
+              f"{shape['images_per_batch']} images per batch")
     if a.json:
         a.json.write_text(json.dumps(result, indent=2))
 

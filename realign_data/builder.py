@@ -41,6 +41,7 @@ from realign_data.locks import LockHeld, OutputError, output_lock
 from realign_data.output import (CONFIG_FILE, PROVENANCE_FILE, REPORT_FILE, TRANSIENT_DROPS, WORK_DIR, read_chunks,
                                  write_chunk, write_dataset)
 from realign_data.report import aggregate, curriculum_summary, format_summary, negative_summary, write_report
+from realign_data.splits import knowledge_base_evaluation_counts, seed_evaluation_counts, split_warning
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,12 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
     chatty = config.progress and not (together and shard_index)  # one voice per launched build
     kb = ensure_knowledge_base(config, chatty=chatty)
     annotations = _coco_annotations(config, kb)
+    if annotations is None and config.coco_root and not config.seeds:  # the first thing wrong is the root
+        raise _no_captions(config)
+    if config.filler == "annotation" and (annotations is None or kb.manifest.get("source", {}).get("type") != "coco"):
+        raise BuildError(f"the annotation filler describes a retrieved image from its COCO instances and captions, "
+                         f"and the images of knowledge base {config.index!r} have none: use --filler transformers or "
+                         "--filler openai (with --model)")
     pipe = Pipeline(config, kb, annotations)
     try:
         resolved = {"gate": pipe.gate.describe()["gate"], "kb_manifest_sha256": file_sha256(kb.path / "manifest.json")}
@@ -143,7 +150,8 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
             rows_now += len(res.rows)
             advance(len(batch), mine=True)
             return ({"chunk": c, "seeds": len(batch), "rows": len(res.rows), "drops": res.drops,
-                     "failures": res.failures, "fills": res.fills, "first_seed": batch[0].id}, [job.path(c, ".parquet")])
+                     "failures": res.failures, "fills": res.fills, "fills_rejected": res.fills_rejected, "first_seed": batch[0].id,
+                     "evaluation_seeds": seed_evaluation_counts(batch, config.seed_split if config.seeds else None)}, [job.path(c, ".parquet")])
 
         try:
             run = job.run(chunked(seeds, config.chunk_size), do_chunk, advance=advance, redo=retry_reason)
@@ -221,7 +229,7 @@ def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None)
         if config.progress if chatty is None else chatty:
             logger.info("Knowledge base %r not found: building it from %s (same as 'realign-data index build "
                         "--source coco --root %s %s')", config.index, config.coco_root, config.coco_root, where)
-        build_knowledge_base(open_source("coco", config.coco_root), path,
+        build_knowledge_base(open_source("coco", config.coco_root, split=config.coco_split), path,
                              model=config.kb_model or DEFAULT_MODEL,
                              pretrained=config.kb_pretrained or DEFAULT_PRETRAINED, device=config.device,
                              progress=config.progress, wait_timeout=max(config.wait_timeout, KB_WAIT_TIMEOUT))
@@ -255,8 +263,14 @@ def _coco_annotations(config: BuildConfig, kb):
     return ann if len(ann) else None
 
 
+def _no_captions(config: BuildConfig) -> BuildError:
+    return BuildError(f"the COCO root {config.coco_root!r} has no annotations/captions_*.json, so there are no caption "
+                      "seeds; add its captions, or give --seeds PATH (a dataset of image, instruction, chosen)")
+
+
 def _open_seeds(config: BuildConfig, kb, annotations) -> Iterator:
     from realign_data.seeds import DESCRIPTION_PROMPTS, SeedError, coco_caption_seeds, dataset_seeds
+    from realign_data.splits import SplitError, SplitView, seed_splits
 
     try:
         if config.seeds:
@@ -267,14 +281,17 @@ def _open_seeds(config: BuildConfig, kb, annotations) -> Iterator:
                                encoding=config.seeds_encoding)
         else:
             if annotations is None and config.coco_root:
-                raise BuildError(f"the COCO root {config.coco_root!r} has no annotations/captions_*.json, so there "
-                                 "are no caption seeds; add its captions, or give --seeds PATH (a dataset of image, "
-                                 "instruction, chosen)")
+                raise _no_captions(config)
             if annotations is None:
                 raise BuildError(f"the knowledge base {config.index!r} is not a COCO corpus with captions; "
                                  "give --seeds PATH (a dataset of image, instruction, chosen)")
+            try:
+                chosen = seed_splits(annotations.splits, config.coco_split)
+            except SplitError as e:
+                raise BuildError(str(e)) from None
             it = coco_caption_seeds(annotations.root, prompts=config.prompts or DESCRIPTION_PROMPTS,
-                                    caption=config.caption, seed=config.seed, annotations=annotations,
+                                    caption=config.caption, seed=config.seed,
+                                    annotations=SplitView(annotations, chosen),
                                     kb_id_for=kb.id_for_coco_image_id)
         first = next(it, None)  # surface column errors now, not mid-build
     except SeedError as e:
@@ -313,13 +330,17 @@ def _provenance(config: BuildConfig, kb, pipe) -> dict:
     enc = dict(kb.manifest.get("encoder", {}))
     stages = pipe.describe()
     fallback = getattr(pipe.gate, "fallback_reason", None)
+    kb_eval = knowledge_base_evaluation_counts(kb.path)
+    kb_warning = split_warning("the knowledge base's images (retrieved images, rejected_images)", kb_eval,
+                               "rebuild it from train2014 only (--coco-split train2014)")
     return {
         "method": METHOD,
         "knowledge_base": {"path": str(kb.path), "count": len(kb), "source": kb.manifest.get("source"),
-                           "encoder": enc, "random_encoder": enc.get("pretrained") in ("none", None)},
+                           "encoder": enc, "random_encoder": enc.get("pretrained") in ("none", None),
+                           "evaluation_splits": kb_eval},
         "seeds": config.seeds or "coco-captions",
         **stages,
-        "warnings": [fallback] if fallback else [],
+        "warnings": [w for w in (fallback, kb_warning) if w],
         "versions": library_versions(VERSIONED),
     }
 
@@ -353,6 +374,10 @@ def finalise_dataset(out: Path, work: Path, config: BuildConfig, units: list[tup
     n, split_info, stats = write_dataset(out, work, tables(), config.format, salt, config.curriculum)
     metas = [m for m, _ in units]
     report = aggregate(metas, stats)
+    seed_warning = split_warning("the seeds (images, chosen answers)", report["evaluation_seeds"],
+                                 "build from train2014 seeds (--coco-split train2014) or other --seeds")
+    if seed_warning:
+        provenance = {**provenance, "warnings": [*provenance.get("warnings", []), seed_warning]}
     if report["pairs_written"] != n:
         raise BuildError(f"{out}: the chunk markers count {report['pairs_written']} rows but the chunk files hold "
                          f"{n}; delete {work} and build again")

@@ -42,8 +42,8 @@ def sample(
     out: Path = typer.Option(..., "--out", help="Directory to write the corpus into (created if missing)."),
     num_images: int = typer.Option(200, "--num-images", help="Number of images to draw (at most 599999)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the corpus in a non-empty --out (refused "
-                                   "otherwise)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the split already in --out (refused "
+                                   "otherwise; another split is added beside it)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Generate a small synthetic COCO-format corpus (images + instances + captions).

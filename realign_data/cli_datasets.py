@@ -55,6 +55,7 @@ def pope(
     min_objects: int = typer.Option(3, "--min-objects", help="Only images with at least this many annotated categories (POPE: 3)."),
     samplings: str = typer.Option("random,popular,adversarial", "--samplings", help="Negative samplings, one split each."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed = same question set, byte for byte)."),
+    exclude_dataset: Optional[str] = typer.Option(None, "--exclude-dataset", help="Training dataset (build directory or Hub id): its images are skipped, with a warning, so the question set holds none of them."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Build a POPE question set: 'Is there a {object} in the image?' about annotated and absent objects.
@@ -70,7 +71,8 @@ def pope(
         with output_lock(out, "realign-data pope"):
             built = build_pope(coco_root, out, split=split, num_images=num_images, seed=seed,
                                objects_per_image=objects_per_image, min_objects=min_objects,
-                               samplings=[s.strip() for s in samplings.split(",") if s.strip()], progress=not quiet)
+                               samplings=[s.strip() for s in samplings.split(",") if s.strip()],
+                               exclude_dataset=exclude_dataset, progress=not quiet)
     except (PopeError, OutputError) as e:
         fail(str(e))
     if not quiet:

@@ -21,6 +21,7 @@ from realign_data.fillers import FILLERS
 from realign_data.gate import GATES
 from realign_data.masking import MASKERS, SPAN_KINDS
 from realign_data.negatives import KINDS, NUM_DIFFUSION_STEPS, SCHEDULES
+from realign_data.quality import DEFAULT_MAX_LENGTH_RATIO
 from realign_data.redact import check_env_name, redact_url
 from realign_data.seeds import CAPTION_CHOICES
 
@@ -50,6 +51,10 @@ class BuildConfig:
     coco_root: Optional[str] = _opt(
         None, "COCO root (train2014/ + annotations/): builds --index from it when missing; its captions are the "
         "default seeds and its instances feed the annotation filler.", SEEDS, default_text="the index's corpus")
+    coco_split: Optional[str] = _opt(
+        None, "COCO split of the seeds and of a knowledge base built from --coco-root ('all': every split). "
+        "Evaluation splits (val2014: POPE, CHAIR) are warned about in the report and card.", SEEDS,
+        default_text="train2014 when present, else all")
     kb_model: Optional[str] = _opt(None, "open_clip model used when the index has to be built.", SEEDS,
                                    default_text="ViT-B-32")
     kb_pretrained: Optional[str] = _opt(None, "open_clip weights used when the index has to be built (a tag, a "
@@ -109,11 +114,21 @@ class BuildConfig:
     gate_model: str = _opt("sentence-transformers/all-MiniLM-L6-v2", "SentenceTransformer of the gate.", PIPELINE)
     sim_threshold: float = _opt(0.95, "A fill is accepted when its similarity to the chosen answer is below this.",
                                 PIPELINE)
+    quality_filters: bool = _opt(True, "Quality floor of a fill (RLAIF-V style): it keeps the unmasked words of the "
+                                 "chosen answer in order, its length is within --max-length-ratio, and it is not "
+                                 "a duplicate of another seed's rejected answer of the same image.", PIPELINE,
+                                 flag="--quality-filters/--no-quality-filters")
+    max_length_ratio: float = _opt(DEFAULT_MAX_LENGTH_RATIO, "Quality filter: largest ratio between the word counts "
+                                   "of the fill and the chosen answer (either way).", PIPELINE)
+    min_similarity: Optional[float] = _opt(None, "Fills less similar than this to the chosen answer (gate "
+                                           "similarity) are not kept.", PIPELINE, default_text="off")
     image_negative: str = _opt("retrieval", "Rejected image of the visual pair: the retrieved image (Re-Align), or "
                                "the original perturbed (region-noise: MFPO, crop: mDPO, noise: POVID).", NEGATIVE,
                                choices=KINDS)
-    noise_step: int = _opt(500, f"region-noise/noise: forward-diffusion step t of {NUM_DIFFUSION_STEPS}.", NEGATIVE)
-    noise_schedule: str = _opt("linear", "region-noise/noise: beta schedule (linear: DDPM's).", NEGATIVE,
+    noise_step: int = _opt(500, f"region-noise/noise: forward-diffusion step t in [0, {NUM_DIFFUSION_STEPS - 1}] "
+                           "(POVID's 500).", NEGATIVE)
+    noise_schedule: str = _opt("sigmoid", "region-noise/noise: beta schedule (sigmoid: POVID's and Re-Align's code; "
+                               "linear: DDPM's, ~3x stronger at t=500; cosine: improved DDPM's).", NEGATIVE,
                                choices=SCHEDULES)
     crop_min_area: float = _opt(0.01, "crop: smallest area fraction kept.", NEGATIVE)
     crop_max_area: float = _opt(0.2, "crop: largest area fraction kept.", NEGATIVE)
@@ -196,6 +211,9 @@ class BuildConfig:
             (0 < self.max_similarity <= 1, f"max-similarity must be in (0, 1] (1 keeps near-duplicates), got "
                                            f"{self.max_similarity}"),
             (0 < self.sim_threshold <= 1, f"sim-threshold must be in (0, 1], got {self.sim_threshold}"),
+            (self.max_length_ratio >= 1, f"max length ratio must be >= 1, got {self.max_length_ratio}"),
+            (self.min_similarity is None or -1 <= self.min_similarity < self.sim_threshold,
+             f"min similarity must be below the sim-threshold {self.sim_threshold}, got {self.min_similarity}"),
             (self.chunk_size >= 1, f"chunk size must be >= 1, got {self.chunk_size}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency}"),
@@ -207,8 +225,8 @@ class BuildConfig:
             (self.masker != "model" or self.filler != "annotation",
              "the model masker asks the filler's model which words are visual facts: use it with --filler "
              "transformers or --filler openai"),
-            (isinstance(self.noise_step, int) and 1 <= self.noise_step <= NUM_DIFFUSION_STEPS,
-             f"noise step must be an integer in [1, {NUM_DIFFUSION_STEPS}], got {self.noise_step}"),
+            (isinstance(self.noise_step, int) and 0 <= self.noise_step < NUM_DIFFUSION_STEPS,
+             f"noise step must be an integer in [0, {NUM_DIFFUSION_STEPS - 1}], got {self.noise_step}"),
             (0 < self.crop_min_area <= self.crop_max_area <= 1,
              f"crop areas must satisfy 0 < min <= max <= 1, got {self.crop_min_area} and {self.crop_max_area}"),
             (0 <= self.difficulty_image_weight <= 1,

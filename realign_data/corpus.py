@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+from realign_data.splits import ALL_SPLITS, IMAGE_EXTENSIONS, SplitError, coco_split_folders
+
 SOURCE_TYPES = ("coco", "folder", "hf")
 _COCO_ID = re.compile(r"(\d{6,})\.[A-Za-z]+$")
 
@@ -200,7 +201,8 @@ def _entry(root: Path, path: Path) -> tuple[str, Optional[Path], Optional[str]]:
 class CocoSource(CorpusSource):
     """A COCO-layout root: image split folders (``train2014/`` ...) and optional ``annotations/``.
 
-    ``split=None`` takes every sub-folder holding images (except ``annotations``). Metadata keeps the COCO
+    ``split=None`` takes ``train2014`` when the root has it, else every sub-folder holding images (except
+    ``annotations``); ``split="all"`` takes every one (see :mod:`realign_data.splits`). Metadata keeps the COCO
     ``image_id`` (from the annotations, else parsed from the file name), the split and the sorted names of
     the categories present in the image (empty when there are no instance annotations).
     """
@@ -211,19 +213,11 @@ class CocoSource(CorpusSource):
         self.root = Path(root).expanduser().resolve()
         if not self.root.is_dir():
             raise CorpusError(f"COCO root {str(root)!r} does not exist or is not a directory")
-        if split:
-            if not (self.root / split).is_dir():
-                raise CorpusError(f"COCO root {str(self.root)!r} has no split folder {split!r}")
-            self.splits = [split]
-        else:
-            self.splits = sorted(
-                d.name for d in self.root.iterdir()
-                if d.is_dir() and d.name != "annotations" and not d.name.startswith(".")
-                and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in d.iterdir())
-            )
-            if not self.splits:
-                raise CorpusError(f"COCO root {str(self.root)!r} has no image folder such as train2014/")
-        self.split = split
+        try:
+            self.splits = coco_split_folders(self.root, split)
+        except SplitError as e:
+            raise CorpusError(str(e)) from None
+        self.split = self.splits[0] if len(self.splits) == 1 else ALL_SPLITS
         self.annotations = CocoAnnotations(self.root, splits=self.splits)
         self._paths = []
         for s in self.splits:

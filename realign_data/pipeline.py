@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from realign_data.config import BuildConfig, BuildError
+from realign_data.output import DROP_REASONS
+from realign_data.quality import QualityFilters
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Candidate:
     hit: Any = None  # the retrieved image the accepted fill describes
     similarity: Optional[float] = None
     negative: Optional[dict] = None  # rejected image: bytes, name, corpus id, params, difficulty
+    rejections: dict = field(default_factory=dict)  # why fills were not kept: reason -> count
     drop: Optional[str] = None
 
 
@@ -47,6 +50,7 @@ class ChunkResult:
     drops: dict[str, int]
     failures: list[dict]
     fills: int
+    fills_rejected: dict[str, int] = field(default_factory=dict)  # fills not kept, by reason (gate + quality)
 
 
 class Pipeline:
@@ -87,6 +91,7 @@ class Pipeline:
         except (GateError, DeviceError) as e:
             raise BuildError(str(e)) from None
         self._decoded: dict[str, Any] = {}  # the chunk's image cache: corpus id -> decoded image
+        self.quality = QualityFilters.of(config)
 
     def close(self) -> None:
         self.filler.close()
@@ -97,6 +102,7 @@ class Pipeline:
         """Provenance of the stages: masker, filler, gate (with its threshold), chosen backend."""
         return {"masker": self.masker.to_config(), "filler": self.filler.describe(),
                 "gate": {**self.gate.describe(), "threshold": self.config.sim_threshold},
+                "quality_filters": self.quality.describe(),
                 "chosen_from": self.chosen_backend.describe() if self.chosen_backend is not None else None}
 
     # ---------------------------------------------------------------------------------------------- chunk
@@ -119,10 +125,13 @@ class Pipeline:
             self.retrieve(cands)
             fills = self.fill_until_accepted(cands, failures)
             rows = []
+            rejected: dict[str, int] = {}
             for c in cands:
+                for reason, n in c.rejections.items():
+                    rejected[reason] = rejected.get(reason, 0) + n
                 if c.fill is None:
                     drop(c, "no_retrieval" if not c.hits else "request_failed" if c.fills_unavailable else
-                         "fill_failed" if c.fills_failed == c.fills_tried else "all_fills_too_similar")
+                         "fill_failed" if c.fills_failed == c.fills_tried else _main_rejection(c.rejections))
                     continue
                 try:
                     c.negative = self.visual_negative(c)
@@ -135,7 +144,7 @@ class Pipeline:
                 rows.append(self.row(c))
         finally:
             self._decoded = {}
-        return ChunkResult(rows, drops, failures, fills)
+        return ChunkResult(rows, drops, failures, fills, dict(sorted(rejected.items(), key=lambda kv: _order(kv[0]))))
 
     # --------------------------------------------------------------------------------------------- stages
     def load(self, seeds: list, drop: Callable) -> list[Candidate]:
@@ -223,10 +232,11 @@ class Pipeline:
     def fill_until_accepted(self, cands: list[Candidate], failures: list[dict]) -> int:
         """Fill with the retrieved images in rank order, a round per rank; the gate accepts or the next is tried."""
         from realign_data.fillers import FillRequest
-        from realign_data.gate import is_rejected_fill
+        from realign_data.gate import is_rejected_fill, normalize_text
 
         cfg = self.config
         tried = 0
+        kept: set = set()  # (seed image, normalised fill) of the rejected answers kept in this chunk
         for r in range(cfg.top_k):
             todo = [c for c in cands if c.fill is None and len(c.hits) > r]
             if not todo:
@@ -251,9 +261,17 @@ class Pipeline:
                     failures.append({"seed": c.seed.id, "rank": r + 1, "retrieved": c.hits[r].id,
                                      "error": res.error or "empty fill", "attempts": res.attempts})
             sims = self.gate.similarity([c.chosen for c, _ in ok], [t for _, t in ok])
-            for (c, text), sim in zip(ok, sims):
-                if is_rejected_fill(c.chosen, text, sim, cfg.sim_threshold):
-                    c.fill, c.hit, c.similarity = text, c.hits[r], sim
+            for (c, text), sim in zip(ok, sims):  # seed order: which of two duplicates is kept is deterministic
+                reason = None if is_rejected_fill(c.chosen, text, sim, cfg.sim_threshold) else "all_fills_too_similar"
+                reason = reason or self.quality.check(c.masked.masked, c.chosen, text, sim)
+                key = (c.seed.image_id, normalize_text(text))
+                if reason is None and self.quality.enabled and key in kept:
+                    reason = "fill_duplicate"
+                if reason:
+                    c.rejections[reason] = c.rejections.get(reason, 0) + 1
+                    continue
+                kept.add(key)
+                c.fill, c.hit, c.similarity = text, c.hits[r], sim
         return tried
 
     def visual_negative(self, c: Candidate) -> dict:
@@ -315,6 +333,15 @@ class Pipeline:
         if image_id is None:
             return None
         return {"instances": self.ann.instances(int(image_id)), "captions": self.ann.captions(int(image_id))}
+
+
+def _order(reason: str) -> int:
+    return DROP_REASONS.index(reason) if reason in DROP_REASONS else len(DROP_REASONS)
+
+
+def _main_rejection(rejections: dict) -> str:
+    """The drop reason of a seed none of whose fills was kept: what rejected most of them (ties: report order)."""
+    return min(rejections, key=lambda r: (-rejections[r], _order(r))) if rejections else "all_fills_too_similar"
 
 
 def _image_name(path: Optional[str]) -> Optional[str]:

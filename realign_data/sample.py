@@ -80,8 +80,8 @@ def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int 
 
     The same ``seed`` gives byte-identical annotation files and images. Every file is written to a temporary
     name and renamed, so an interrupted run never leaves a half-written file behind. A non-empty ``out`` is
-    refused unless ``overwrite`` (then the corpus there is replaced: images of the split that the new corpus does
-    not have are removed). Returns ``out``; :class:`~realign_data.locks.LockHeld` while another process writes it.
+    refused where it holds ``split`` already (or is not a COCO root) unless ``overwrite`` (then that split is
+    replaced: its images that the new corpus does not have are removed); another split is added beside it. Returns ``out``; :class:`~realign_data.locks.LockHeld` while another process writes it.
     """
     if num_images < 1:
         raise SampleCorpusError(f"--num-images must be at least 1 (got {num_images}).")
@@ -98,11 +98,23 @@ def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int 
         raise SampleCorpusError(str(e)) from None
 
 
+def _occupied(root: Path, split: str) -> bool:
+    """Whether writing ``split`` into ``root`` would replace something: the split already exists, or ``root`` is a
+    non-empty folder that is not a COCO root. Another split of the same corpus (a held-out val2014 beside
+    train2014) is added, not replaced."""
+    if not root.is_dir() or not any(root.iterdir()):
+        return False
+    if not (root / "annotations").is_dir():
+        return True
+    split_dir = root / split
+    return (split_dir.is_dir() and any(split_dir.iterdir())) or any((root / "annotations").glob(f"*_{split}.json"))
+
+
 def _write_corpus(root: Path, num_images: int, seed: int, split: str, width: int, height: int, progress: bool,
                   overwrite: bool) -> Path:
-    if root.is_dir() and any(root.iterdir()) and not overwrite:
-        raise SampleCorpusError(f"--out {str(root)!r} is not empty; choose a new or empty directory, or pass "
-                                "--overwrite to replace the corpus there.")
+    if not overwrite and _occupied(root, split):
+        raise SampleCorpusError(f"--out {str(root)!r} already holds split {split} or files that are not a COCO "
+                                "corpus; choose a new or empty directory, or pass --overwrite to replace that split.")
     try:
         (root / split).mkdir(parents=True, exist_ok=True)
         (root / "annotations").mkdir(parents=True, exist_ok=True)

@@ -119,6 +119,7 @@ def eval_(
     coco_root: Optional[Path] = typer.Option(None, "--coco-root", help="COCO-layout corpus with instances (and captions for CHAIR): MS-COCO, or `realign-data sample`."),
     split: Optional[str] = typer.Option(None, "--split", help="Annotated split, e.g. val2014 (default: the only one with instances)."),
     pope: Optional[str] = typer.Option(None, "--pope", help="A `realign-data pope` question set (directory or Hub id) instead of drawing one from --coco-root."),
+    exclude_dataset: Optional[str] = typer.Option(None, "--exclude-dataset", help="Training dataset (build directory or Hub id): refuse (exit 2) when an evaluation image appears in it."),
     pope_splits: str = typer.Option("random,popular,adversarial", "--pope-splits", help="POPE samplings to evaluate."),
     num_images: int = typer.Option(500, "--num-images", help="Held-out images: POPE asks about them, CHAIR describes them."),
     min_objects: int = typer.Option(3, "--min-objects", help="Only images with at least this many annotated categories (POPE: 3)."),
@@ -165,7 +166,8 @@ def eval_(
             raise EvalError("--adapter loads a PEFT adapter locally; with --base-url, serve the adapter from the "
                             "endpoint instead.")
         _evaluate(model=model, adapter=adapter, bench=bench, coco_root=coco_root, split=split, pope=pope,
-                  pope_splits=pope_splits, num_images=num_images, min_objects=min_objects, seed=seed,
+                  exclude_dataset=exclude_dataset, pope_splits=pope_splits, num_images=num_images,
+                  min_objects=min_objects, seed=seed,
                   vocabulary=vocabulary, chair_prompt=chair_prompt, pope_suffix=pope_suffix, out=out,
                   base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
                   device=device, dtype=dtype, device_map=device_map,
@@ -194,7 +196,7 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
 
     from realign_trl.eval.backends import EvalRuntimeError, OpenAIBackend, TransformersBackend, check_model_args
     from realign_trl.eval.runner import evaluate
-    from realign_trl.eval.suite import EvalError, EvalSuite, parse_benches
+    from realign_trl.eval.suite import EvalError, EvalSuite, parse_benches, refuse_training_images
 
     started = time.time()
     benches = parse_benches(bench)
@@ -215,6 +217,8 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
                                 min_objects=options["min_objects"], pope=options["pope"], pope_splits=splits,
                                 vocabulary=options["vocabulary"], chair_prompt=options["chair_prompt"],
                                 pope_suffix=options["pope_suffix"], progress=not quiet)
+    if options["exclude_dataset"]:
+        refuse_training_images(suite, options["exclude_dataset"])
     try:
         if base_url:
             backend = OpenAIBackend(model, base_url=base_url, api_key_env=options["api_key_env"],

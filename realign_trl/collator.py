@@ -6,6 +6,11 @@ answers. rDPO needs a third score, the chosen answer under the *rejected image*,
 ONE reference forward over all 3B rows; the chosen-with-original-image row is shared by the text pair and the
 visual pair and is never computed twice.
 
+With ``prefix_sharing=True`` (set by the trainer where it is exact, see :mod:`realign_trl.prefix_sharing`) it
+emits 2B rows instead: B packed rows ``[image + prompt | chosen | rejected]`` and B visual rows
+``[rejected image + prompt | chosen]``, each row's layout described by ``position_ids``, ``rdpo_segments`` and
+``rdpo_targets``. Truncation keeps exactly the tokens the 3B-row layout keeps.
+
 The tokenisation mirrors TRL's collator line for line (left-padded prompts, right-padded completions,
 ``flush_left``, truncation, Gemma ``token_type_ids`` and Qwen ``mm_token_type_ids``) so that for the first 2B
 rows the tensors are exactly what TRL would build.
@@ -20,6 +25,8 @@ import torch
 from trl.data_utils import apply_chat_template, is_conversational, prepare_multimodal_messages
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 from trl.trainer.utils import flush_left, pad
+
+from .prefix_sharing import pack_rows
 
 __all__ = ["DataCollatorForVisionRDPO"]
 
@@ -37,9 +44,11 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
     Args:
         rejected_images_column: name of the column holding the rejected (retrieved) images, parallel to
             ``images``: one rejected image per original image, substituted in the same prompt positions.
+        prefix_sharing: emit the 2B-row packed layout (the trainer sets it where it is exact).
     """
 
     rejected_images_column: str = "rejected_images"
+    prefix_sharing: bool = False
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         if self.pad_to_multiple_of is not None:
@@ -65,10 +74,6 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
             originals.append(images)
             retrieved.append(rejected)
 
-        # [chosen | image ; rejected | image ; chosen | rejected image]
-        images = originals * 2 + retrieved
-        if all(img_list == [] for img_list in images):
-            images = None
         texts = []
         for example, imgs in zip(examples, originals):
             example = {"prompt": example["prompt"], "chosen": example["chosen"], "rejected": example["rejected"],
@@ -81,7 +86,13 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
                 example["rejected"] = prepare_multimodal_messages(example["rejected"])
                 example = apply_chat_template(example, self.processor)
             texts.append(example)
+        if self.prefix_sharing:
+            return self._packed_call(texts, originals, retrieved)
 
+        # [chosen | image ; rejected | image ; chosen | rejected image]
+        images = originals * 2 + retrieved
+        if all(img_list == [] for img_list in images):
+            images = None
         prompts = [t["prompt"] for t in texts] * 3
         chosens = [t["chosen"] for t in texts]
         rejecteds = [t["rejected"] for t in texts]
@@ -133,6 +144,50 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
         for (name, _), tensor in zip(extra, extra_tensors):
             output[name] = tensor
         return output
+
+    def _packed_call(self, texts: list[dict], originals: list, retrieved: list) -> dict[str, Any]:
+        """[image + prompt | chosen | rejected] x B, then [rejected image + prompt | chosen] x B."""
+        images = originals + retrieved
+        if all(img_list == [] for img_list in images):
+            images = None
+        processed = self.processor(
+            images=images, text=[t["prompt"] for t in texts] * 2, padding=True, padding_side="left",
+            return_tensors=self.return_tensors, add_special_tokens=False,
+        )
+        if "mm_token_type_ids" in processed:
+            raise ValueError("prefix_sharing=True does not support processors emitting mm_token_type_ids "
+                             "(multimodal RoPE models); set rdpo_prefix_sharing=off.")
+        prompts = _unpad(processed["input_ids"], processed["attention_mask"])
+        types = _unpad(processed["token_type_ids"], processed["attention_mask"]) if "token_type_ids" in processed \
+            else None
+        chosen, rejected = (
+            _unpad(**{k: v for k, v in self.processor(
+                text=[t[key] for t in texts], padding=True, padding_side="right",
+                return_tensors=self.return_tensors, add_special_tokens=False).items()
+                if k in ("input_ids", "attention_mask")})
+            for key in ("chosen", "rejected")
+        )
+        b = len(texts)
+        if self.max_length is not None:  # what the 3B-row layout keeps, align_truncated_chosen included
+            room = [max(0, self.max_length - p.numel()) for p in prompts]
+            chosen = [c[: min(room[i], room[b + i])] for i, c in enumerate(chosen)]
+            rejected = [r[: room[i]] for i, r in enumerate(rejected)]
+            prompts = [p[: self.max_length] for p in prompts]
+            types = None if types is None else [t[: self.max_length] for t in types]
+        packed = pack_rows(prompts[:b], chosen, rejected, None if types is None else types[:b])
+        visual = pack_rows(prompts[b:], chosen, None, None if types is None else types[b:])
+        pad_token_id = self.processor.tokenizer.pad_token_id or self.processor.tokenizer.eos_token_id
+        fill = {"input_ids": pad_token_id, "position_ids": 0, "rdpo_segments": 0, "rdpo_targets": -100,
+                "token_type_ids": 0}
+        output = processed  # holds pixel_values and the per-image grids
+        for key, rows in packed.items():
+            output[key] = pad(rows + visual[key], padding_value=fill[key], padding_side="right")
+        output["attention_mask"] = (output["rdpo_segments"] != 0).long()
+        return output
+
+
+def _unpad(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+    return [ids[mask.bool()] for ids, mask in zip(input_ids, attention_mask)]
 
 
 def align_truncated_chosen(completion_mask: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,13 @@ RDPO_DEFAULTS = {
     "rdpo_visual_weight": 1.0,
     "rdpo_anchor_weight": 0.0,
     "rdpo_anchor_margin": 0.0,
+    "rdpo_sft_weight": 0.0,
+    "rdpo_prefix_sharing": "auto",
     "rejected_images_column": "rejected_images",
 }
+
+#: Values of ``RDPOConfig.rdpo_prefix_sharing`` (mirrors ``realign_trl.prefix_sharing.MODES``, which imports torch).
+PREFIX_SHARING_MODES = ("auto", "on", "off")
 
 
 @dataclass
@@ -44,6 +49,14 @@ class RDPOConfig(DPOConfig):
             together with ``rdpo_anchor_margin``.
         rdpo_anchor_margin (`float`, *optional*, defaults to `0.0`):
             Margin ``eta`` of the anchor (MFPO's margin term; mDPO uses 0).
+        rdpo_sft_weight (`float`, *optional*, defaults to `0.0`):
+            Weight of an SFT term, the mean token NLL of the chosen answer on the original image over the batch,
+            added to the rDPO loss and logged as ``loss/sft`` (Re-Align's ``sft_weight``; 0 leaves the loss
+            untouched).
+        rdpo_prefix_sharing (`str`, *optional*, defaults to `"auto"`):
+            ``"auto"`` scores the chosen and rejected answers in one packed row that computes the image and prompt
+            once, where that is exact (LLaVA, LLaVA-NeXT, Gemma 3 with sdpa or eager attention), and uses three
+            separate rows elsewhere; ``"on"`` requires the packed layout, ``"off"`` never uses it.
         rejected_images_column (`str`, *optional*, defaults to `"rejected_images"`):
             Dataset column holding the rejected (retrieved) images, parallel to ``images``.
         curriculum (`str` or `None`, *optional*, defaults to `None`):
@@ -90,6 +103,18 @@ class RDPOConfig(DPOConfig):
     rdpo_anchor_margin: float = field(
         default=RDPO_DEFAULTS["rdpo_anchor_margin"],
         metadata={"help": "rDPO: margin eta of the anchor term (MFPO)."},
+    )
+    rdpo_sft_weight: float = field(
+        default=RDPO_DEFAULTS["rdpo_sft_weight"],
+        metadata={"help": "rDPO: weight of the SFT term (mean token NLL of the chosen answer on the original image), "
+                          "logged as loss/sft. Re-Align's sft_weight; default 0 (off)."},
+    )
+    rdpo_prefix_sharing: str = field(
+        default=RDPO_DEFAULTS["rdpo_prefix_sharing"],
+        metadata={"help": "rDPO: compute the image+prompt prefix once for the chosen and rejected answers (one packed "
+                          "row). 'auto': where exact (LLaVA, LLaVA-NeXT, Gemma 3; sdpa/eager), 'on': required, "
+                          "'off': three separate rows.",
+                  "choices": list(PREFIX_SHARING_MODES)},
     )
     rejected_images_column: str = field(
         default=RDPO_DEFAULTS["rejected_images_column"],
@@ -152,6 +177,9 @@ class RDPOConfig(DPOConfig):
         if self.curriculum_reference not in REFERENCE_POLICIES:
             raise ValueError(f"curriculum_reference={self.curriculum_reference!r} is not a reference policy; use "
                              f"{' or '.join(REFERENCE_POLICIES)}.")
+        if self.rdpo_prefix_sharing not in PREFIX_SHARING_MODES:
+            raise ValueError(f"rdpo_prefix_sharing={self.rdpo_prefix_sharing!r} is not a mode; use "
+                             f"{', '.join(PREFIX_SHARING_MODES)}.")
         self._check_hallucination_eval()
         super().__post_init__()
 

@@ -4,7 +4,8 @@ TRL has no plugin hook for loss types: ``DPOTrainer._compute_loss`` is one if/el
 :func:`patch_dpo_trainer` wraps exactly three methods *on the stock class*:
 
 * ``__init__``: validates an rdpo configuration and dataset up front (clear errors instead of a failure deep
-  in the first step), then swaps TRL's default vision collator for :class:`DataCollatorForVisionRDPO`.
+  in the first step), then swaps TRL's default vision collator for :class:`DataCollatorForVisionRDPO`, in the
+  packed prefix-sharing layout where that is exact for the model (:mod:`realign_trl.prefix_sharing`).
 * ``_set_signature_columns_if_needed``: keeps the rejected-images column through ``remove_unused_columns``.
 * ``_compute_loss``: runs the rdpo loss.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from typing import Any
 
 import torch
@@ -25,6 +27,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference, DPOTrainer
 from trl.trainer.utils import use_adapter
 
+from . import prefix_sharing
 from .config import RDPO_DEFAULTS
 from .loss import rdpo_loss
 
@@ -34,6 +37,7 @@ RDPO_LOSS_TYPE = "rdpo"
 BUILD_HINT = "`realign-data build --index coco ...`"
 _PATCH_FLAG = "_realign_rdpo_patched"
 _ORIGINAL: dict[str, Any] = {}
+logger = logging.getLogger(__name__)
 
 
 def _knob(args: Any, name: str) -> Any:
@@ -53,6 +57,11 @@ def _is_rdpo(trainer: Any) -> bool:
 def validate_rdpo_args(args: Any) -> None:
     """Reject option combinations the rdpo path does not implement, naming the option and the fix."""
     loss_types = _loss_types(args)
+    if "sft" in loss_types and loss_types != [RDPO_LOSS_TYPE]:
+        raise ValueError(
+            f"loss_type='rdpo' cannot be combined with other loss types (got loss_type={loss_types}); for an SFT "
+            "term on the chosen answer use loss_type='rdpo' with rdpo_sft_weight (Re-Align's sft_weight)."
+        )
     if loss_types != [RDPO_LOSS_TYPE]:
         raise ValueError(
             f"loss_type='rdpo' cannot be combined with other loss types (got loss_type={loss_types}): rDPO batches "
@@ -141,6 +150,12 @@ def _patched_init(self, *args: Any, **kwargs: Any) -> None:
             pad_to_multiple_of=collator.pad_to_multiple_of,
             rejected_images_column=column,
         )
+    if rdpo and isinstance(self.data_collator, DataCollatorForVisionPreference) and hasattr(
+            self.data_collator, "prefix_sharing"):
+        share, why = prefix_sharing.decide(self.model.config, _knob(config, "rdpo_prefix_sharing"))
+        self.data_collator.prefix_sharing = share
+        logger.info("rDPO: %s (%s).", "prefix sharing on, 2B rows per batch" if share
+                    else "prefix sharing off, 3B rows per batch", why)
     if rdpo:
         self.model.add_model_tags(["rdpo", "re-align"])
 
@@ -160,42 +175,33 @@ def _patched_compute_loss(self, model, inputs, return_outputs):
 
 
 def _rdpo_compute_loss(self, model, inputs, return_outputs):
-    """TRL's ``_compute_loss`` specialised to 3B-row batches ``[chosen; rejected; chosen on rejected image]``."""
+    """TRL's ``_compute_loss`` for rdpo batches: 3B rows ``[chosen; rejected; chosen on rejected image]``, or
+    the 2B-row prefix-sharing layout (``rdpo_segments`` present)."""
     mode = "train" if self.model.training else "eval"
     args = self.args
-    if inputs["input_ids"].size(0) % 3 != 0:
-        raise ValueError(
-            "loss_type='rdpo' expects batches of 3B sequences from DataCollatorForVisionRDPO; got "
-            f"{inputs['input_ids'].size(0)} rows. A custom data_collator must build [chosen; rejected; chosen on "
-            "rejected image]."
-        )
+    layout = _PackedLayout(inputs) if "rdpo_segments" in inputs else _ThreeRowLayout(inputs)
 
-    model_kwargs = {k: v for k, v in inputs.items() if k != "completion_mask"}
+    # DDP/FSDP wrappers hide the config: the layout reads it from the unwrapped model.
+    model_kwargs = layout.model_kwargs(self.accelerator.unwrap_model(model))
     model_kwargs["use_cache"] = False
     if self.aux_loss_enabled:
         model_kwargs["output_router_logits"] = True
-    completion_mask = inputs["completion_mask"]
-    shift_completion_mask = completion_mask[..., 1:]
-    labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
 
-    # One policy forward over all 3B rows.
-    outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
-    seq_len = shift_completion_mask.size(1)
-    per_token_logps = outputs.log_probs[:, -seq_len:]
-    chosen_logps, rejected_logps, visual_logps = per_token_logps.sum(dim=1).chunk(3, dim=0)
+    # One policy forward over all rows.
+    outputs = model(**model_kwargs, **layout.label_kwargs, fused_lm_head=True)
+    chosen_logps, rejected_logps, visual_logps = layout.sequence_logps(outputs.log_probs)
 
-    # One reference forward over all 3B rows (adapters disabled for PEFT without an explicit ref model).
+    # One reference forward over all rows (adapters disabled for PEFT without an explicit ref model).
     ref_model_kwargs = {k: v for k, v in model_kwargs.items() if k != "output_router_logits"}
     with torch.no_grad(), disable_gradient_checkpointing(self.model, args.gradient_checkpointing_kwargs):
         if self.ref_model is None:  # TRL only leaves it unset for PEFT models here
             unwrapped = self.accelerator.unwrap_model(self.model)
             with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
-                ref_outputs = self.model(**ref_model_kwargs, labels=labels, fused_lm_head=True)
+                ref_outputs = self.model(**ref_model_kwargs, **layout.label_kwargs, fused_lm_head=True)
         else:
-            ref_outputs = self.ref_model(**ref_model_kwargs, labels=labels, fused_lm_head=True)
-    ref_chosen_logps, ref_rejected_logps, ref_visual_logps = (
-        ref_outputs.log_probs[:, -seq_len:].sum(dim=1).chunk(3, dim=0)
-    )
+            ref_model_kwargs.update(layout.model_kwargs(self.accelerator.unwrap_model(self.ref_model), masks_only=True))
+            ref_outputs = self.ref_model(**ref_model_kwargs, **layout.label_kwargs, fused_lm_head=True)
+    ref_chosen_logps, ref_rejected_logps, ref_visual_logps = layout.sequence_logps(ref_outputs.log_probs)
 
     anchor_weight = _knob(args, "rdpo_anchor_weight")
     losses, metrics = rdpo_loss(
@@ -208,13 +214,20 @@ def _rdpo_compute_loss(self, model, inputs, return_outputs):
     )
     loss = losses.mean() * self.loss_weights[0]
 
+    sft_weight = _knob(args, "rdpo_sft_weight")
+    if sft_weight != 0:  # Re-Align's sft_weight: mean token NLL of the chosen answer on the original image
+        chosen_tokens = layout.chosen_mask
+        sft_loss = -(outputs.log_probs[layout.chosen_rows] * chosen_tokens).sum() / chosen_tokens.sum().clamp(min=1)
+        loss = loss + sft_weight * sft_loss
+        self._metrics[mode]["loss/sft"].append(self.accelerator.gather_for_metrics(sft_loss.detach()).mean().item())
+
     if self.aux_loss_enabled:
         aux_loss = outputs.aux_loss
         loss = loss + self.router_aux_loss_coef * aux_loss
         self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(aux_loss).mean().item())
 
-    _log_metrics(self, mode, inputs, outputs, shift_completion_mask, seq_len, metrics,
-                 (chosen_logps, rejected_logps, visual_logps), anchor_weight != 0)
+    _log_metrics(self, mode, layout, outputs, metrics, (chosen_logps, rejected_logps, visual_logps),
+                 anchor_weight != 0)
 
     if return_outputs:  # same (deprecated) contract as TRL: logits recomputed without the fused head
         with torch.no_grad():
@@ -222,28 +235,98 @@ def _rdpo_compute_loss(self, model, inputs, return_outputs):
     return (loss, outputs) if return_outputs else loss
 
 
-def _log_metrics(self, mode, inputs, outputs, shift_completion_mask, seq_len, metrics, logps, log_anchor):
+class _ThreeRowLayout:
+    """3B rows ``[chosen; rejected; chosen on rejected image]``: TRL's labels, sums over completion tokens."""
+
+    def __init__(self, inputs):
+        rows = inputs["input_ids"].size(0)
+        if rows % 3 != 0:
+            raise ValueError(
+                "loss_type='rdpo' expects batches of 3B sequences from DataCollatorForVisionRDPO; got "
+                f"{rows} rows. A custom data_collator must build [chosen; rejected; chosen on rejected image]."
+            )
+        self.inputs, self.b = inputs, rows // 3
+        self.mask = inputs["completion_mask"][..., 1:]
+        self.label_kwargs = {"labels": inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)}
+        self.chosen_rows, self.rejected_rows = slice(0, self.b), slice(self.b, 2 * self.b)
+        self.chosen_mask, self.rejected_mask = self.mask[: self.b], self.mask[self.b: 2 * self.b]
+        self.text_tokens = inputs["attention_mask"][: 2 * self.b].sum()
+
+    def model_kwargs(self, model, masks_only=False):
+        return {} if masks_only else {k: v for k, v in self.inputs.items() if k != "completion_mask"}
+
+    def sequence_logps(self, log_probs):
+        return log_probs[:, -self.mask.size(1):].sum(dim=1).chunk(3, dim=0)
+
+
+class _PackedLayout:
+    """2B rows: B packed ``[prefix | chosen | rejected]`` rows, then B visual rows (see ``prefix_sharing``)."""
+
+    _LAYOUT_KEYS = ("rdpo_segments", "rdpo_targets", "token_type_ids", "completion_mask")
+
+    def __init__(self, inputs):
+        rows = inputs["input_ids"].size(0)
+        if rows % 2 != 0:
+            raise ValueError(f"a prefix-sharing rdpo batch holds 2B rows (packed text pairs, then visual rows); "
+                             f"got {rows}.")
+        self.inputs, self.b = inputs, rows // 2
+        targets = inputs["rdpo_targets"]
+        self.label_kwargs = {"shift_labels": targets}
+        self.of_targets = prefix_sharing.target_segments(inputs["rdpo_segments"], targets)
+        self.chosen_rows = self.rejected_rows = slice(0, self.b)
+        self.chosen_mask = self.of_targets[: self.b] == prefix_sharing.CHOSEN
+        self.rejected_mask = self.of_targets[: self.b] == prefix_sharing.REJECTED
+        self.text_tokens = inputs["attention_mask"][: self.b].sum()
+        self._masks = {}
+
+    def model_kwargs(self, model, masks_only=False):
+        dtype = _compute_dtype(model)
+        if dtype not in self._masks:
+            config = model.config
+            self._masks[dtype] = prefix_sharing.attention_masks(
+                self.inputs["rdpo_segments"], self.inputs["position_ids"], dtype, config,
+                self.inputs.get("token_type_ids") if getattr(config, "model_type", None) == "gemma3" else None)
+        kwargs = {"attention_mask": self._masks[dtype]}
+        if not masks_only:
+            kwargs.update({k: v for k, v in self.inputs.items() if k not in self._LAYOUT_KEYS and k != "attention_mask"})
+        return kwargs
+
+    def sequence_logps(self, log_probs):
+        packed, visual = log_probs[: self.b], log_probs[self.b:]
+        of_packed, of_visual = self.of_targets[: self.b], self.of_targets[self.b:]
+        return (prefix_sharing.segment_logps(packed, of_packed, prefix_sharing.CHOSEN),
+                prefix_sharing.segment_logps(packed, of_packed, prefix_sharing.REJECTED),
+                prefix_sharing.segment_logps(visual, of_visual, prefix_sharing.CHOSEN))
+
+
+def _compute_dtype(model) -> torch.dtype:
+    """The dtype the attention scores are computed in (wrappers such as DDP hide ``get_input_embeddings``)."""
+    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
+    if embeddings is not None:
+        return embeddings.weight.dtype
+    return next(p.dtype for p in model.parameters() if p.is_floating_point())
+
+
+def _log_metrics(self, mode, layout, outputs, metrics, logps, log_anchor):
     """TRL's metric set (over the text pair) plus the visual ones, gathered across processes."""
     gather = self.accelerator.gather_for_metrics
-    mask = shift_completion_mask
-    chosen_mask, rejected_mask, _ = mask.chunk(3, dim=0)
-    text_rows = chosen_mask.size(0) * 2  # TRL's entropy/logit/token metrics describe [chosen; rejected]
-    text_mask = mask[:text_rows]
+    chosen_mask, rejected_mask = layout.chosen_mask, layout.rejected_mask
+    width = chosen_mask.size(1)
 
-    # Token-level sums, one collective for all of them
-    entropy = outputs.entropy[:text_rows, -seq_len:].detach()
-    mean_logits = outputs.mean_logits[:, -seq_len:].detach()
-    chosen_mean_logits, rejected_mean_logits, _ = mean_logits.chunk(3, dim=0)
-    chosen_is_top1 = outputs.is_top1[:, -seq_len:].chunk(3, dim=0)[0]
+    def rows(values, which):  # the per-token outputs of the chosen or rejected rows, aligned with the masks
+        return values[which, -width:].detach()
+
+    entropy_sum = ((rows(outputs.entropy, layout.chosen_rows) * chosen_mask).sum()
+                   + (rows(outputs.entropy, layout.rejected_rows) * rejected_mask).sum())
     sums = torch.stack([
-        (entropy * text_mask).sum().float(),
-        text_mask.sum().float(),
-        chosen_mean_logits[chosen_mask.bool()].sum().float(),
+        entropy_sum.float(),
+        (chosen_mask.sum() + rejected_mask.sum()).float(),
+        rows(outputs.mean_logits, layout.chosen_rows)[chosen_mask.bool()].sum().float(),
         chosen_mask.sum().float(),
-        rejected_mean_logits[rejected_mask.bool()].sum().float(),
+        rows(outputs.mean_logits, layout.rejected_rows)[rejected_mask.bool()].sum().float(),
         rejected_mask.sum().float(),
-        (chosen_is_top1 & chosen_mask.bool()).sum().float(),
-        inputs["attention_mask"][:text_rows].sum().float(),
+        (rows(outputs.is_top1, layout.chosen_rows) & chosen_mask.bool()).sum().float(),
+        layout.text_tokens.float(),
     ]).unsqueeze(0)
     (ent, n_tok, c_logit, n_c, r_logit, n_r, top1, attn) = gather(sums).sum(dim=0).tolist()
     m = self._metrics[mode]

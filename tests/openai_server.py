@@ -32,7 +32,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SLOT_WORDS = {"[OBJECT]": "zebra", "[COLOR]": "purple", "[SIZE]": "huge", "[MATERIAL]": "wooden",
-              "[COUNT]": "seven", "[RELATION]": "far from"}
+              "[COUNT]": "seven", "[RELATION]": "far from", "[SCENE]": "desert", "[CLOTHING]": "scarf",
+              "[ATTRIBUTE]": "muddy"}
 DEFAULT_ANSWER = "A small red apple next to a blue car on the grass."
 
 
@@ -61,7 +62,9 @@ def answer_for(prompt: str) -> str:
 class OpenAIServer:
     def __init__(self, latency: float = 0.0, *, fail_first: int = 0, fail_status: int = 429,
                  always_fail_marker: str | None = None, retry_after: str | None = None,
-                 drop_idle: bool = False, mode: str | None = None, trickle_interval: float = 0.5) -> None:
+                 drop_idle: bool = False, answer=None, mode: str | None = None,
+                 trickle_interval: float = 0.5) -> None:
+        self.answer = answer or answer_for  # prompt -> text: a test may construct its own (e.g. bad fills)
         self.mode, self.trickle_interval = mode, trickle_interval
         self.fail_after: int | None = None
         self.latency, self.fail_first, self.fail_status = latency, fail_first, fail_status
@@ -143,7 +146,7 @@ class OpenAIServer:
                     if server.mode == "down" or late or (server.always_fail_marker and server.always_fail_marker in prompt) or n <= server.fail_first:
                         headers = {"Retry-After": server.retry_after} if server.retry_after else None
                         return self._send(server.fail_status, {"error": {"message": "injected failure"}}, headers)
-                    text = answer_for(prompt)
+                    text = server.answer(prompt)
                     self._send(200, {"id": f"cmpl-{server.requests}", "object": "chat.completion",
                                      "model": body.get("model"),
                                      "choices": [{"index": 0, "finish_reason": "stop",

@@ -25,7 +25,7 @@ def test_coco_source_ids_meta_and_loading(sample_corpus):
     img = first.load()
     info = ann.image_info(first.meta["coco_image_id"])
     assert img.mode == "RGB" and img.size == (info["width"], info["height"])
-    assert src.describe() == {"type": "coco", "root": str(sample_corpus.resolve()), "split": None}
+    assert src.describe() == {"type": "coco", "root": str(sample_corpus.resolve()), "split": "train2014"}
 
 
 def test_coco_annotations_lookups(sample_corpus):

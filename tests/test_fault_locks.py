@@ -82,3 +82,16 @@ def test_sample_refuses_an_existing_corpus_unless_overwrite(tmp_path):
     assert len(images) == 3
     r = runner.invoke(app, ["sample", "--out", str(tmp_path / "big"), "--num-images", "600000"])
     assert r.exit_code == 2 and "599999" in r.output
+
+
+def test_sample_adds_a_new_split_beside_an_existing_one(tmp_path):
+    """A held-out split written into a corpus root is added, not refused, and leaves the first split untouched."""
+    from realign_data.sample import make_sample_corpus
+
+    root = tmp_path / "coco"
+    make_sample_corpus(root, num_images=4, seed=0, split="train2014")
+    before = {p.name: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    make_sample_corpus(root, num_images=3, seed=1, split="val2014")
+    after = {p.name: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert all(after[name] == data for name, data in before.items())
+    assert len(list((root / "val2014").iterdir())) == 3

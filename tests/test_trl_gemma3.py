@@ -20,7 +20,7 @@ from trl_models import load, make_dataset, make_trainer
 def test_collator_token_type_ids_follow_image_tokens(tiny_gemma3, tmp_path):
     from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
-    trainer = make_trainer(tiny_gemma3, tmp_path, ref=False)
+    trainer = make_trainer(tiny_gemma3, tmp_path, ref=False, rdpo_prefix_sharing="off")  # the 3B-row layout
     examples = [trainer.train_dataset[i] for i in range(3)]
     batch = trainer.data_collator(examples)
     ids, tt = batch["input_ids"], batch["token_type_ids"]

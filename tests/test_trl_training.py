@@ -46,15 +46,17 @@ def _loss_and_grads(trainer, inputs, visual_weight):
     return loss.detach(), grads
 
 
+@pytest.mark.parametrize("sharing,rows", [("off", 12), ("on", 8)])
 @pytest.mark.parametrize("same_images", [True, False])
-def test_visual_term_uses_rejected_images(tiny_llava, tmp_path, same_images):
+def test_visual_term_uses_rejected_images(tiny_llava, tmp_path, same_images, sharing, rows):
     """At step 0 (policy == reference) the visual term is log 2 either way; its gradient vanishes only when
-    the rejected image IS the original image, which proves the third sequence is fed ``rejected_images``."""
+    the rejected image IS the original image, which proves the third sequence is fed ``rejected_images``
+    (3B rows, or 2B with the text pair packed)."""
     dataset = make_dataset(4, same_images=same_images)
-    trainer = make_trainer(tiny_llava, tmp_path, dataset=dataset)
+    trainer = make_trainer(tiny_llava, tmp_path, dataset=dataset, rdpo_prefix_sharing=sharing)
     trainer.model.train()
     batch = trainer.data_collator([dataset[i] for i in range(4)])
-    assert batch["input_ids"].size(0) == 12  # 3B sequences in one batch
+    assert batch["input_ids"].size(0) == rows
     inputs = trainer._prepare_inputs(batch)
     full_loss, full_grads = _loss_and_grads(trainer, inputs, 1.0)
     text_loss, text_grads = _loss_and_grads(trainer, inputs, 0.0)
