@@ -81,7 +81,8 @@ def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int 
     The same ``seed`` gives byte-identical annotation files and images. Every file is written to a temporary
     name and renamed, so an interrupted run never leaves a half-written file behind. A non-empty ``out`` is
     refused where it holds ``split`` already (or is not a COCO root) unless ``overwrite`` (then that split is
-    replaced: its images that the new corpus does not have are removed); another split is added beside it. Returns ``out``; :class:`~realign_data.locks.LockHeld` while another process writes it.
+    replaced: its images that the new corpus does not have are removed); another split is added beside it.
+    Returns ``out``; :class:`~realign_data.locks.LockHeld` while another process writes it.
     """
     if num_images < 1:
         raise SampleCorpusError(f"--num-images must be at least 1 (got {num_images}).")
