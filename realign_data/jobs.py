@@ -267,6 +267,7 @@ class Job:
                     continue
             if why != "no marker":
                 logger.warning("%s %d under %s: %s; doing it again", self.prefix, i, self.units_dir, why)
+                self.path(i, ".json").unlink(missing_ok=True)  # the others' barrier waits for the new marker
                 run.redone += 1
             t0 = time.time()
             meta, files = work(i, items)
