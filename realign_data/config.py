@@ -171,8 +171,7 @@ class BuildConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise BuildError(f"unknown build option(s) {unknown}; valid: {', '.join(sorted(names))}")
-        _check_types(cls, d)
-        return cls(**d)
+        return cls(**_check_types(cls, d))
 
     def semantic(self) -> dict:
         """The options the rows depend on (runtime fields and sharding excluded: shards of one build share these)."""
@@ -239,23 +238,25 @@ class BuildConfig:
                 raise BuildError(msg)
 
 
-def _check_types(cls, d: dict) -> None:
-    """A value of the wrong JSON type (``"top_k": "eight"`` in a ``--config`` file) is a :class:`BuildError`
-    naming the option and the type it needs (ints are accepted where floats are expected)."""
+def _check_types(cls, d: dict) -> dict:
+    """``d`` with paths as text, or a :class:`BuildError` naming the option and the type it needs for a value of
+    the wrong type (``"top_k": "eight"`` in a ``--config`` file; ints are accepted where floats are expected)."""
+    import os
     import typing
 
+    d = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in d.items()}
+    words = {str: "text", int: "an integer", float: "a number", bool: "true or false", list: "a list"}
     hints = typing.get_type_hints(cls)
     for name, value in d.items():
-        want = [t for t in typing.get_args(hints[name]) or (hints[name],) if t is not type(None)]
-        if value is None and len(want) < len(typing.get_args(hints[name]) or (hints[name],)):
+        args = typing.get_args(hints[name]) or (hints[name],)
+        if value is None and type(None) in args:
             continue
-        kinds = tuple(typing.get_origin(t) or t for t in want)
-        kinds += (int,) if float in kinds else ()
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            names = " or ".join(sorted({k.__name__.replace("str", "text").replace("int", "integer")
-                                        .replace("float", "number").replace("bool", "true/false")
-                                        .replace("list", "list") for k in kinds}))
-            raise BuildError(f"option {name} must be {names}, got {value!r}")
+        kinds = tuple(typing.get_origin(t) or t for t in args if t is not type(None))
+        ok = isinstance(value, kinds + ((int,) if float in kinds else ()))
+        if not ok or (isinstance(value, bool) and bool not in kinds):
+            raise BuildError(f"option {name} must be {' or '.join(words.get(k, k.__name__) for k in kinds)}, got "
+                             f"{value!r}")
+    return d
 
 
 def _is_http_url(url: str) -> bool:

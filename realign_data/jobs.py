@@ -171,7 +171,9 @@ class Job:
         """Record ``fingerprint`` in a new job directory, or check it against the one recorded.
 
         ``upgrade`` completes a recorded fingerprint written by an older version (new options take their
-        defaults) before comparing. Raises :class:`JobMismatch` or :class:`JobDirNotEmpty`.
+        defaults) before comparing. A directory without any finished unit (a run that failed before its first,
+        e.g. on weights that could not be loaded) takes the new fingerprint: there is nothing to protect, and the
+        retry the error advised must not be refused. Raises :class:`JobMismatch` or :class:`JobDirNotEmpty`.
         """
         if not self.config_file.is_file() and self._foreign_files():
             time.sleep(0.5)  # another rank may be renaming the config file into place right now
@@ -179,8 +181,8 @@ class Job:
             have = _read_json(self.config_file)
             have = upgrade(have) if upgrade and isinstance(have, dict) else have
             if have != fingerprint and self._has_units():
-                raise JobMismatch(_differences(have, fingerprint) if isinstance(have, dict) else ["everything"],
-                                  have if isinstance(have, dict) else {})
+                raise JobMismatch(_differences(have, fingerprint) if isinstance(have, dict) else
+                                  ["config.settings (the record is unreadable)"], have if isinstance(have, dict) else {})
             if have != fingerprint:  # a run that failed before its first unit: nothing to protect, start afresh
                 atomic_write_json(self.config_file, fingerprint)
         elif self._foreign_files():
@@ -265,6 +267,7 @@ class Job:
                     continue
             if why != "no marker":
                 logger.warning("%s %d under %s: %s; doing it again", self.prefix, i, self.units_dir, why)
+                self.path(i, ".json").unlink(missing_ok=True)  # the others' barrier waits for the new marker
                 run.redone += 1
             t0 = time.time()
             meta, files = work(i, items)

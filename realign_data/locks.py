@@ -16,6 +16,7 @@ per shard) pass ``part`` and lock only their share.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -73,6 +74,12 @@ def _acquire(path: Path, out: Path, what: str) -> int:
             raise LockHeld(f"{out} is being written by "
                            f"{_describe(holder) if holder else 'another process'}; wait for it to finish (or stop it), "
                            "then run the command again") from None
+        except OSError as e:  # a filesystem without locks (Lustre without -o flock, some NFS setups): go on, say so
+            if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            logger.warning("The filesystem of %s does not support locks (%s): nothing stops a second command from "
+                           "writing the same output at the same time", out, e.strerror)
+            break
         try:  # the holder may have removed the file between our open and our lock: lock the file that is there
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
                 break

@@ -50,7 +50,7 @@ def cases(kb, corpus, d, built):
          "is not shaped like COCO's"),
         ("IVF4096 on a small corpus", ["index", "build", "--source", "coco", "--root", corpus, "--out", d / "ivf",
                                        "--index-type", "IVF4096,Flat", *tiny], 2, "use --index-type auto"),
-        ("wrongly typed --config value", ["build", "--config", d / "typed.json"], 2, "top_k must be integer"),
+        ("wrongly typed --config value", ["build", "--config", d / "typed.json"], 2, "top_k must be an integer"),
         ("--base-url not a url", ["build", "--index", kb, "--out", d / "o3", "--filler", "openai", "--model", "m",
                                   "--base-url", "not a url"], 2, "is not an http(s) URL"),
         ("sample --num-images 600000", ["sample", "--out", d / "s", "--num-images", "600000"], 2, "at most 599999"),
@@ -80,7 +80,18 @@ def cases(kb, corpus, d, built):
         ("a build that writes 0 pairs", ["build", "--index", kb, "--out", d / "o7", "--gate", "lexical",
                                          "--max-samples", "4", "--max-similarity", "0.0001", "--quiet"], 1,
          "wrote 0 pairs"),
-    ]
+        ("offline weights: build's own flag", ["build", "--index", d / "new-kb", "--coco-root", corpus, "--out",
+                                               d / "o8", "--quiet"], 2, "use --kb-pretrained none"),
+    ] + ([] if torch_cuda() else [
+        ("--device cuda without a GPU", ["index", "build", "--source", "coco", "--root", corpus, "--out", d / "gpu",
+                                         "--device", "cuda", *tiny], 2, "CUDA is not available"),
+    ])
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def test_no_user_mistake_prints_a_traceback(commands, files, tiny_kb, sample_corpus, tmp_path):
@@ -97,3 +108,4 @@ def test_no_user_mistake_prints_a_traceback(commands, files, tiny_kb, sample_cor
         if got != code or "Traceback" in output or words not in output:
             bad.append(f"{name}: exit {got} (want {code}); {output.strip()[-600:]}")
     assert not bad, "\n\n".join(bad)
+    assert not (files / "new-kb").exists()  # the failed on-the-fly index left no stub in the way of the retry
