@@ -149,7 +149,7 @@ class Pipeline:
     # --------------------------------------------------------------------------------------------- stages
     def load(self, seeds: list, drop: Callable) -> list[Candidate]:
         """Read and decode each seed image (once); missing or corrupt images and empty instructions drop."""
-        from PIL import Image
+        from PIL import Image, ImageOps
 
         out = []
         for s in seeds:
@@ -169,7 +169,7 @@ class Pipeline:
                         im.load()
                         if min(im.size) < 1:
                             raise ValueError("empty image")
-                        c.image = im.convert("RGB")
+                        c.image = ImageOps.exif_transpose(im).convert("RGB")  # upright, as datasets decodes it
             except Exception as e:  # noqa: BLE001 - PIL raises many types for bad data
                 drop(c, "corrupt_image", f"corrupt image ({type(e).__name__}: {e})")
                 continue

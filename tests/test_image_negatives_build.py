@@ -397,3 +397,26 @@ def test_a_build_started_before_the_new_options_resumes(tiny_kb, tmp_path):
     assert build(cfg(tiny_kb, out, max_samples=8)).pairs_written == res.pairs_written
     with pytest.raises(BuildError, match="image_negative"):
         build(cfg(tiny_kb, out, max_samples=8, image_negative="crop"))
+
+
+def test_a_phone_photo_seed_is_perturbed_upright(tiny_kb, tmp_path, sample_corpus):
+    """A seed JPEG stored sideways with an EXIF orientation tag: the negative is made from the upright image, the
+    way `datasets` decodes the chosen one, so the pair is aligned pixel for pixel."""
+    from realign_data.corpus import CocoAnnotations
+
+    ann = CocoAnnotations(sample_corpus)
+    rows = []
+    for n, image_id in enumerate(ann.image_ids()[:4]):
+        upright = Image.open(ann.image_path(image_id)).convert("RGB")
+        exif = Image.Exif()
+        exif[0x0112] = 6  # "rotate 90 CW to display": stored rotated the other way
+        p = tmp_path / f"phone{n}.jpg"
+        upright.transpose(Image.Transpose.ROTATE_90).save(p, exif=exif, quality=95)
+        rows.append({"image": str(p), "question": "Describe the image.", "answer": ann.captions(image_id)[0]})
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    build(cfg(tiny_kb, tmp_path / "out", seeds=str(seeds), image_negative="crop"))
+    ds = load_built(tmp_path / "out")
+    assert len(ds) > 0
+    for row in ds:
+        assert row["images"][0].size == row["rejected_images"][0].size == upright.size
