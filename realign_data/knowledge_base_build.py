@@ -34,6 +34,8 @@ from realign_data.devices import DeviceError, check_device_name, normalize_dtype
 from realign_data.encoder import DEFAULT_MIN_SIDE, DEFAULT_MODEL, DEFAULT_PRETRAINED, describe_pretrained
 from realign_data.jobs import Job, JobDirNotEmpty, JobMismatch, chunked, distributed, library_versions
 from realign_data.knowledge_base import FORMAT, FORMAT_VERSION, KnowledgeBaseError
+from realign_data.knowledge_base_check import file_records
+from realign_data.locks import locked_output
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+@locked_output("realign-data index build")
 def build_knowledge_base(
     source: CorpusSource,
     out: str | os.PathLike,
@@ -114,7 +117,8 @@ def build_knowledge_base(
         min_side: images whose shorter side is below this (pixels) are skipped as too small.
         index_type: ``"auto"`` or any FAISS factory string (``"Flat"``, ``"HNSW32,Flat"``, ``"IVF1024,Flat"``...).
         target_recall: recall@10 the search parameter is tuned to reach (approximate indexes).
-        memory_budget: RAM the index may use (``"4GB"``; ``"auto"`` = half the machine's RAM).
+        memory_budget: RAM the index build may use, peak included (``"4GB"``; ``"auto"`` = half the machine's
+            RAM); see :mod:`realign_data.index_auto`.
         rank, world_size: this process's share; default from the launcher (:func:`realign_data.jobs.distributed`).
         wait_timeout: seconds a process waits without progress for the others' shards or for rank 0's index.
 
@@ -238,48 +242,51 @@ def _write_shard(job: Job, i: int, emb: np.ndarray, rows: list[dict]) -> list[Pa
 
 
 def _load_shards(out: Path, job: Job, num_shards: int):
+    """Shard vectors (left on disk), their metadata rows, skipped images and the manifest's shard list."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    vecs, tables, skipped, shards = [], [], [], []
+    from realign_data.vector_shards import ShardedVectors
+
+    paths, tables, skipped, shards = [], [], [], []
     for i in range(num_shards):
         npy = job.path(i, ".npy")
-        v = np.load(npy, allow_pickle=False)
         t = pq.read_table(job.path(i, ".parquet"), schema=_meta_schema())
-        if len(v) != len(t):
-            raise KnowledgeBaseError(f"shard {i} of {out} is inconsistent ({len(v)} vectors, {len(t)} rows)")
-        vecs.append(v)
+        count = int(np.load(npy, mmap_mode="r", allow_pickle=False).shape[0])  # the header only
+        if count != len(t):
+            raise KnowledgeBaseError(f"shard {i} of {out} is inconsistent ({count} vectors, {len(t)} rows)")
+        if count:
+            paths.append(npy)
         tables.append(t)
         skipped += job.marker(i)["skipped"]
-        shards.append({"file": npy.name, "count": int(len(v))})
-    return vecs, pa.concat_tables(tables), skipped, shards
+        shards.append({"file": npy.name, "count": count})
+    return ShardedVectors(paths), pa.concat_tables(tables), skipped, shards
 
 
 def _build_index(out: Path, job: Job, config: dict, num_shards: int, index_args: dict, *, progress: bool) -> None:
     import faiss
     import pyarrow.parquet as pq
 
-    from realign_data.index_tuning import choose_factory, make_index, train_and_add, tune_index
+    from realign_data.index_auto import build_index
+    from realign_data.index_tuning import IndexConfigError
+    from realign_data.vector_shards import peak_rss_bytes
 
-    vecs, table, skipped, shards = _load_shards(out, job, num_shards)
-    dim = int(vecs[0].shape[1]) if vecs else 0
-    vectors = np.concatenate(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)
-    if len(vectors) == 0:
+    vectors, table, skipped, shards = _load_shards(out, job, num_shards)
+    n, dim = len(vectors), vectors.dim
+    if n == 0:
         raise KnowledgeBaseError(f"no image of the corpus could be embedded ({len(skipped)} skipped)")
     ids = table.column("id").to_pylist()
     if len(set(ids)) != len(ids):
         raise KnowledgeBaseError("the corpus yields duplicate ids; each image needs a unique id")
-    faiss.normalize_L2(vectors)
-    n = len(vectors)
-    requested = index_args["index_type"]
-    factory = choose_factory(n, dim, index_args["memory_budget"]) if requested == "auto" else requested
     if progress:
-        logger.info("indexing %d vectors with %s", n, factory)
-    index = make_index(factory, dim)
-    train_and_add(index, vectors)
-    tuned = tune_index(index, vectors, target_recall=index_args["target_recall"], k=10)
+        logger.info("indexing %d vectors (%s)", n, index_args["index_type"])
+    try:
+        built = build_index(vectors, index_type=index_args["index_type"], target_recall=index_args["target_recall"],
+                            memory_budget=index_args["memory_budget"], k=10)
+    except IndexConfigError as e:  # e.g. a budget too small for any index of this corpus
+        raise KnowledgeBaseError(str(e)) from None
     with atomic_path(out / "index.faiss") as tmp:
-        faiss.write_index(index, str(tmp))
+        faiss.write_index(built.index, str(tmp))
     with atomic_path(out / "metadata.parquet") as tmp:
         pq.write_table(table, tmp)
     manifest = {
@@ -287,14 +294,12 @@ def _build_index(out: Path, job: Job, config: dict, num_shards: int, index_args:
         "encoder": {"model": config["model"], "pretrained": config["pretrained"],
                     "checkpoint_sha256": config["checkpoint_sha256"], "dim": dim},
         "dim": dim, "metric": "cosine (inner product on L2-normalised vectors)", "count": n,
-        "index": {"factory": factory, "requested": requested, "search_params": tuned.params,
-                  "recall_at_10": round(tuned.recall, 4), "target_recall": index_args["target_recall"],
-                  "target_reached": tuned.target_reached, "recall_queries": tuned.num_queries,
-                  "memory_budget": index_args["memory_budget"], "bytes": int((out / "index.faiss").stat().st_size)},
+        "index": {**built.info, "memory_budget": index_args["memory_budget"],
+                  "bytes": int((out / "index.faiss").stat().st_size), "peak_rss_bytes": peak_rss_bytes()},
         "source": config["source"],
         "shard_size": config["shard_size"], "min_side": config["min_side"], "shards": shards,
         "skipped": skipped, "num_skipped": len(skipped),
-        "index_args": index_args,
+        "index_args": index_args, "files": file_records(out),  # sizes + sha256 that loads and `index info` check
         "versions": library_versions(VERSIONED, python=True),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

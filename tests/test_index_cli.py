@@ -41,8 +41,11 @@ def test_build_info_search_list(home, sample_corpus, tiny_open_clip):
     assert "recall@10" in r.output and "size on disk" in r.output
     assert (home / "indexes" / "sample" / "manifest.json").is_file()
 
-    r = runner.invoke(app, ["index", "info", "sample"])
+    r = runner.invoke(app, ["index", "info", "sample", "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["count"] == 40
+    r = runner.invoke(app, ["index", "info", "sample"])
+    assert r.exit_code == 0 and "40 images" in r.output and "index: Flat (exact)" in r.output
+    assert "chosen: exact, at most 10,000 vectors" in r.output
 
     query = sorted((sample_corpus / "train2014").iterdir())[7]
     r = runner.invoke(app, ["index", "search", "--name", "sample", "--image", str(query), "-k", "5"])

@@ -13,8 +13,8 @@ import pytest
 
 from realign_data.corpus import FolderSource, HFSource, open_source
 from realign_data.encoder import Encoder
-from realign_data.index_tuning import (IndexConfigError, choose_factory, make_index, parse_memory, train_and_add,
-                                       tune_index)
+from realign_data.index_auto import candidates
+from realign_data.index_tuning import IndexConfigError, make_index, parse_memory, train_and_add, tune_index
 from realign_data.knowledge_base_build import build_knowledge_base
 from realign_data.knowledge_base import (KnowledgeBase, KnowledgeBaseError, list_indexes,
                                          resolve_index)
@@ -116,6 +116,32 @@ def test_encoder_mismatch_is_a_clear_error(kb_dir, tiny_open_clip, tmp_path):
         KnowledgeBase.load(kb_dir, encoder=Encoder(str(tmp_path / "tiny16.json"), "none"))
 
 
+def test_an_index_reranked_from_disk_answers_like_exact_search(kb_dir, kb, tmp_path):
+    """What a build under a tight --memory-budget writes: 4-bit codes in the index, floats left in the shards."""
+    import shutil
+
+    import faiss
+
+    from realign_data.knowledge_base_check import file_records
+    from realign_data.vector_shards import ShardedVectors
+
+    d = tmp_path / "disk"
+    shutil.copytree(kb_dir, d)
+    m = json.loads((d / "manifest.json").read_text())
+    codes = make_index("IVF2,PQ8x4fs", 32)
+    train_and_add(codes, ShardedVectors([d / "embeddings" / s["file"] for s in m["shards"]]))
+    faiss.write_index(codes, str(d / "index.faiss"))
+    m["index"].update(factory="IVF2,PQ8x4fs", rerank="disk", search_params={"nprobe": 2, "k_factor": 8})
+    m["files"] = file_records(d)  # the manifest vouches for the files it describes
+    (d / "manifest.json").write_text(json.dumps(m))
+    disk = KnowledgeBase.load(d)
+    assert disk.index.k_factor == 8 and faiss.extract_index_ivf(disk.index.index).nprobe == 2
+    got, want = disk.search(kb.ids[:6], k=4, kind="id"), kb.search(kb.ids[:6], k=4, kind="id")  # all re-scored
+    assert [[h.id for h in hits] for hits in got] == [[h.id for h in hits] for hits in want]
+    np.testing.assert_allclose([[h.score for h in hits] for hits in got], [[h.score for h in hits] for hits in want],
+                               rtol=1e-5)
+
+
 def test_named_indexes(kb_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("REALIGN_HOME", str(tmp_path))
     assert resolve_index(str(kb_dir)) == kb_dir
@@ -183,16 +209,20 @@ def test_bad_index_options(tmp_path, sample_corpus):
 
 # ------------------------------------------------------------------------------ index choice & tuning
 
-def test_auto_index_choice_by_size_and_memory():
-    assert choose_factory(5_000, 512, "8GB") == "Flat"
-    assert choose_factory(100_000, 512, "8GB") == "HNSW32,Flat"
-    assert choose_factory(1_000_000, 512, "8GB") == "IVF4096,Flat"
-    assert choose_factory(83_000, 512, "100MB").startswith("OPQ")  # 170 MB of raw vectors do not fit
-    assert choose_factory(10_000_000, 512, "1GB") == "OPQ64,IVF16384,PQ64"
-    assert choose_factory(5_000, 512, "2MB").startswith("OPQ")
+def test_auto_index_candidates_by_size_and_memory():
+    fams = lambda cs: [(c.family, c.rerank, c.status) for c in cs]  # noqa: E731
+    cs = candidates(1_000_000, 512, parse_memory("8GB"), on_disk=True)
+    assert [c.factory for c in cs] == ["Flat", "HNSW32,Flat", "IVF4096,Flat", "IVF4096,PQ128x4fs,RFlat"]
+    assert all(c.status == "not measured" for c in cs)  # all fit: measured, none assumed
+    big = candidates(10_000_000, 512, parse_memory("4GB"), on_disk=True)
+    assert fams(big)[-1] == ("IVF-PQfs+refine", "disk", "not measured")  # codes in RAM, floats stay on disk
+    # fewer lists than 4*sqrt(n) = 16384, so that 40 training vectors per list fit the budget
+    assert big[-1].factory == "IVF8192,PQ128x4fs" and big[-1].build_bytes <= parse_memory("4GB")
+    roomy = candidates(10_000_000, 512, parse_memory("8GB"), on_disk=True)  # HNSW coarse quantizer from 16384 lists
+    assert roomy[-1].factory == "IVF16384_HNSW32,PQ128x4fs" and roomy[-1].rerank == "disk"
+    assert all(c.status == "over memory budget" for c in big[:-1])
+    assert "disk" not in [c.rerank for c in candidates(10_000_000, 512, parse_memory("4GB"), on_disk=False)]
     assert parse_memory("512MiB") == 512 * 2**20 and parse_memory(1000) == 1000
-    with pytest.raises(IndexConfigError):
-        choose_factory(10**9, 512, "10MB")
     with pytest.raises(IndexConfigError):
         make_index("NotAFactory", 32)
 
