@@ -63,7 +63,7 @@ def _answer(words: list[str], tokens: int | None, tokenizer) -> str:
     return " ".join(out)
 
 
-def _dataset(n: int, image_size: int, answer_tokens: int | None, tokenizer):
+def _dataset(n: int, image_size: int, answer_tokens: int | None, tokenizer, spread: int = 0):
     import numpy as np
     from datasets import Dataset
     from PIL import Image
@@ -71,21 +71,27 @@ def _dataset(n: int, image_size: int, answer_tokens: int | None, tokenizer):
     rng = np.random.RandomState(0)
     img = lambda: Image.fromarray(rng.randint(0, 256, (image_size, image_size, 3), dtype=np.uint8))  # noqa: E731
     words = LONG.split()
-    rejected = _answer(list(reversed(words)), answer_tokens, tokenizer)
+
+    def length() -> int | None:
+        """Answer lengths in answer_tokens +- spread, as in real data (then every arm's batch has padding)."""
+        return answer_tokens + int(rng.randint(-spread, spread + 1)) if answer_tokens and spread else answer_tokens
+
+    fixed_rejected = _answer(list(reversed(words)), answer_tokens, tokenizer)
     rows = {"images": [], "rejected_images": [], "prompt": [], "chosen": [], "rejected": []}
     for i in range(n):
         rows["images"].append([img()])
         rows["rejected_images"].append([img()])
         rows["prompt"].append([{"role": "user", "content": [{"type": "image"},
                                                             {"type": "text", "text": "describe the image"}]}])
-        chosen = _answer(words[i % 5:] + words[: i % 5], answer_tokens, tokenizer)
+        chosen = _answer(words[i % 5:] + words[: i % 5], length(), tokenizer)
+        rejected = _answer(list(reversed(words)), length(), tokenizer) if spread else fixed_rejected
         rows["chosen"].append([{"role": "assistant", "content": [{"type": "text", "text": chosen}]}])
         rows["rejected"].append([{"role": "assistant", "content": [{"type": "text", "text": rejected}]}])
     return Dataset.from_dict(rows)
 
 
 def worker(arm: str, model_dir: str, steps: int, warmup: int, batch_size: int, image_size: int,
-           answer_tokens: int | None) -> dict:
+           answer_tokens: int | None, spread: int = 0) -> dict:
     import torch
 
     import realign_trl
@@ -110,7 +116,7 @@ def worker(arm: str, model_dir: str, steps: int, warmup: int, batch_size: int, i
                       per_device_train_batch_size=batch_size, max_steps=total, learning_rate=1e-5,
                       logging_steps=total, loss_type=loss_type, max_length=None, seed=0,
                       gradient_checkpointing=False, disable_tqdm=True, rdpo_prefix_sharing=sharing)
-    dataset = _dataset(batch_size * total, image_size, answer_tokens, processor.tokenizer)
+    dataset = _dataset(batch_size * total, image_size, answer_tokens, processor.tokenizer, spread)
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset,
                          processing_class=processor, callbacks=[Clock()])
     batch = trainer.data_collator([dataset[i] for i in range(batch_size)])
@@ -149,6 +155,9 @@ def main() -> None:
     parser.add_argument("--answer-tokens", type=int,
                         help="length of every chosen and rejected answer in tokens (default: ~100 when "
                              "--image-tokens is given, LLaVA-1.5's proportions; else one 27-word sentence)")
+    parser.add_argument("--answer-spread", type=int, default=0,
+                        help="answers vary in length by up to this many tokens around --answer-tokens (default 0: "
+                             "all equal, so sigmoid's rows need no padding mask, its best case; real data varies)")
     parser.add_argument("--hidden-size", type=int, default=512)
     parser.add_argument("--num-layers", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved runs per arm (median reported)")
@@ -170,7 +179,7 @@ def main() -> None:
 
             torch.set_num_threads(a.threads)
         print("RESULT=" + json.dumps(worker(a.worker, str(a.model_dir), a.steps, a.warmup, a.batch_size,
-                                            image_size, answer_tokens)))
+                                            image_size, answer_tokens, a.answer_spread)))
         return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -189,7 +198,7 @@ def main() -> None:
                    "--warmup", str(a.warmup), "--batch-size", str(a.batch_size), "--image-tokens",
                    str(image_tokens), "--threads", str(a.threads)]
             if answer_tokens is not None:
-                cmd += ["--answer-tokens", str(answer_tokens)]
+                cmd += ["--answer-tokens", str(answer_tokens), "--answer-spread", str(a.answer_spread)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.exit(f"worker {arm} failed:\n{proc.stderr[-4000:]}")
@@ -220,11 +229,13 @@ def main() -> None:
         "torch_threads": first["rdpo"]["threads"],
         "config": {"batch_size": a.batch_size, "steps": a.steps, "warmup": a.warmup, "repeats": a.repeats,
                    "image_size": image_size, "image_tokens": image_tokens + 1, "answer_tokens": answer_tokens,
+                   "answer_spread": a.answer_spread,
                    "hidden_size": a.hidden_size, "num_layers": a.num_layers},
         "runs": runs,
     })
+    spread = f" +- {a.answer_spread}" if a.answer_spread else ""
     print(f"model: tiny LLaVA, {result['model_params'] / 1e6:.1f}M params; batch {a.batch_size}; {image_size} px "
-          f"({image_tokens + 1} image tokens), answers {answer_tokens or 'one sentence'}; {a.steps} timed steps x "
+          f"({image_tokens + 1} image tokens), answers {answer_tokens or 'one sentence'}{spread}; {a.steps} timed steps x "
           f"{a.repeats} interleaved runs")
     print(f"{'':26}{'sigmoid':>10}{'rdpo':>10}{'unshared':>10}{'ratio':>8}{'unshared':>10}")
     rows = [("step time, min (s)", best, "step_time_ratio"),

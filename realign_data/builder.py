@@ -37,9 +37,11 @@ from realign_data.config import BuildConfig, BuildError
 from realign_data.devices import DeviceError, resolve_device
 from realign_data.jobs import (Job, JobDirNotEmpty, JobMismatch, WaitTimeout, chunked, distributed,
                                library_versions, process_group_backend)
-from realign_data.output import (CONFIG_FILE, PROVENANCE_FILE, REPORT_FILE, WORK_DIR, read_chunks, write_chunk,
-                                 write_dataset)
+from realign_data.locks import LockHeld, OutputError, output_lock
+from realign_data.output import (CONFIG_FILE, PROVENANCE_FILE, REPORT_FILE, TRANSIENT_DROPS, WORK_DIR, read_chunks,
+                                 write_chunk, write_dataset)
 from realign_data.report import aggregate, curriculum_summary, format_summary, negative_summary, write_report
+from realign_data.splits import knowledge_base_evaluation_counts, seed_evaluation_counts, split_warning
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +83,8 @@ def shard_of(config: BuildConfig) -> tuple[int, int]:
 
 
 def build(config: BuildConfig) -> BuildResult:
-    """Build (or resume) the dataset described by ``config``; see the module docstring."""
-    from realign_data.pipeline import Pipeline
-
+    """Build (or resume) the dataset described by ``config``; see the module docstring. Raises
+    :class:`~realign_data.locks.LockHeld` while another process builds into the same ``out``."""
     config.validate()
     t0 = time.time()
     try:
@@ -91,20 +92,37 @@ def build(config: BuildConfig) -> BuildResult:
     except DeviceError as e:
         raise BuildError(str(e)) from None
     num_shards, shard_index = shard_of(config)
+    out = Path(config.out).expanduser().resolve()
+    try:  # one writer per share of --out (ranks and --shard-index processes of one build each lock theirs)
+        with output_lock(out, "realign-data build", part=f"rank-{shard_index}" if shard_index else None):
+            return _build(config, out, num_shards, shard_index, t0)
+    except OutputError as e:
+        raise BuildError(str(e)) from None
+
+
+def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0: float) -> BuildResult:
+    from realign_data.pipeline import Pipeline
+
     together = config.num_shards is None and num_shards > 1  # launched together: wait, rank 0 finalises
     chatty = config.progress and not (together and shard_index)  # one voice per launched build
-    out = Path(config.out).expanduser().resolve()
     kb = ensure_knowledge_base(config, chatty=chatty)
     annotations = _coco_annotations(config, kb)
+    unannotated = annotations is None or kb.manifest.get("source", {}).get("type") != "coco"
+    if config.filler == "annotation" and unannotated and (config.seeds or annotations is not None):  # else: no seeds
+        raise BuildError(f"the annotation filler describes a retrieved image from its COCO instances and captions, "
+                         f"and the images of knowledge base {config.index!r} have none: use --filler transformers or "
+                         "--filler openai (with --model)")
     pipe = Pipeline(config, kb, annotations)
     try:
         resolved = {"gate": pipe.gate.describe()["gate"], "kb_manifest_sha256": file_sha256(kb.path / "manifest.json")}
         job = _open_job(out, config, resolved, num_shards, shard_index)
         report = complete_report(out)
-        if report is not None:
+        if report is not None and not (config.retry_failed and report.get("drops_transient")):
             if chatty:
                 logger.info("%s is already complete (%d pairs); nothing to do", out, report["pairs_written"])
             return BuildResult.of(out, report, shard_index)
+        if report is not None and chatty:
+            logger.info("%s: retrying the %d seeds that failed for a transient reason", out, report["drops_transient"])
         seeds = _open_seeds(config, kb, annotations)
         if config.max_samples:
             seeds = itertools.islice(seeds, config.max_samples)
@@ -120,17 +138,24 @@ def build(config: BuildConfig) -> BuildResult:
             if bar is not None and (mine or not together):
                 bar.update(n)
 
+        def retry_reason(meta: dict) -> Optional[str]:  # a finished chunk is done again for its transient drops
+            n = sum(meta.get("drops", {}).get(k, 0) for k in TRANSIENT_DROPS)
+            return f"retrying its {n} seeds that failed for a transient reason" if n and config.retry_failed else None
+
         def do_chunk(c: int, batch: list) -> tuple[dict, list[Path]]:
             nonlocal rows_now
             res = pipe.run(batch)
             write_chunk(job.path(c, ".parquet"), res.rows)
             rows_now += len(res.rows)
             advance(len(batch), mine=True)
-            return ({"chunk": c, "seeds": len(batch), "rows": len(res.rows), "drops": res.drops,
-                     "failures": res.failures, "fills": res.fills, "first_seed": batch[0].id}, [job.path(c, ".parquet")])
+            meta = {"chunk": c, "seeds": len(batch), "rows": len(res.rows), "drops": res.drops,
+                    "failures": res.failures, "fills": res.fills, "fills_rejected": res.fills_rejected,
+                    "first_seed": batch[0].id,
+                    "evaluation_seeds": seed_evaluation_counts(batch, config.seed_split if config.seeds else None)}
+            return meta, [job.path(c, ".parquet")]
 
         try:
-            run = job.run(chunked(seeds, config.chunk_size), do_chunk, advance=advance)
+            run = job.run(chunked(seeds, config.chunk_size), do_chunk, advance=advance, redo=retry_reason)
         finally:
             if bar is not None:
                 bar.close()
@@ -142,6 +167,7 @@ def build(config: BuildConfig) -> BuildResult:
     work = run.seconds_working
     throughput = {"seconds_total": round(time.time() - t0, 3), "seconds_building": round(work, 3),
                   "seeds_built_now": run.items_now, "pairs_built_now": rows_now, "resumed_chunks": run.resumed,
+                  "redone_chunks": run.redone,
                   "pairs_per_second": round(rows_now / work, 3) if work else None,
                   "seeds_per_second": round(run.items_now / work, 3) if work else None}
     if num_shards > 1 and not together:
@@ -153,7 +179,8 @@ def build(config: BuildConfig) -> BuildResult:
         report["throughput"] = {**throughput, "seconds_total": round(time.time() - t0, 3)}
         write_report(out, report)
         for c in range(run.num_units):  # the chunk rows are in the dataset now; the markers stay (re-run: no-op)
-            job.path(c, ".parquet").unlink(missing_ok=True)
+            if not report["drops_transient"]:  # else kept: a re-run redoes only the chunks with transient drops
+                job.path(c, ".parquet").unlink(missing_ok=True)
         (job.config_file.parent / HEARTBEAT_FILE).unlink(missing_ok=True)
         return report
 
@@ -179,35 +206,44 @@ def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None)
 
     Under a multi-process launch every process embeds its share of the corpus and waits while rank 0 writes the
     index (:func:`~realign_data.knowledge_base_build.build_knowledge_base`), so every process returns it."""
-    from realign_data.knowledge_base import KnowledgeBase, KnowledgeBaseError, is_index_name, resolve_index
+    from realign_data.knowledge_base import (KnowledgeBase, KnowledgeBaseCorrupt, KnowledgeBaseError, is_index_name,
+                                             resolve_index)
 
     try:
         return KnowledgeBase.load(config.index)
+    except KnowledgeBaseCorrupt as e:  # there is one, damaged: building "it now" is not the fix
+        raise BuildError(str(e)) from None
     except KnowledgeBaseError as e:
         if not config.coco_root:
             raise BuildError(f"{e}; or pass --coco-root DIR to build it now") from None
     from realign_data.corpus import CorpusError, open_source
     from realign_data.encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED
     from realign_data.knowledge_base_build import build_knowledge_base
+    from realign_data.knowledge_base_check import remove_failed_stub
 
+    path, existed = None, True
     try:
         path = resolve_index(config.index, must_exist=False)
+        existed = path.exists()
         where = f"--name {config.index}" if is_index_name(config.index) and not Path(config.index).is_dir() \
             else f"--out {path}"
         if config.progress if chatty is None else chatty:
             logger.info("Knowledge base %r not found: building it from %s (same as 'realign-data index build "
                         "--source coco --root %s %s')", config.index, config.coco_root, config.coco_root, where)
-        build_knowledge_base(open_source("coco", config.coco_root), path,
+        build_knowledge_base(open_source("coco", config.coco_root, split=config.coco_split), path,
                              model=config.kb_model or DEFAULT_MODEL,
                              pretrained=config.kb_pretrained or DEFAULT_PRETRAINED, device=config.device,
                              progress=config.progress, wait_timeout=max(config.wait_timeout, KB_WAIT_TIMEOUT))
         return KnowledgeBase.load(path)
-    except (KnowledgeBaseError, CorpusError) as e:
-        raise BuildError(str(e)) from None
-    except WaitTimeout:  # the other processes stopped making progress: a runtime failure, reported as such
+    except (WaitTimeout, LockHeld):  # runtime failures (the others stopped making progress; another writer)
         raise
     except Exception as e:  # noqa: BLE001 - encoder weights unavailable etc.
-        raise BuildError(f"could not build knowledge base {config.index!r}: {e}") from None
+        if path is not None and distributed().world == 1:
+            remove_failed_stub(path, existed)  # a retry with other options must not find a stub in the way
+        if isinstance(e, (KnowledgeBaseError, CorpusError)):
+            raise BuildError(str(e)) from None
+        advice = str(e).replace("--pretrained ", "--kb-pretrained ")  # build's names for the encoder's flags
+        raise BuildError(f"could not build knowledge base {config.index!r}: {advice}") from None
 
 
 def _coco_annotations(config: BuildConfig, kb):
@@ -219,25 +255,44 @@ def _coco_annotations(config: BuildConfig, kb):
         root = src.get("root")
     if root is None or not Path(root).is_dir():
         return None
-    ann = CocoAnnotations(root)
+    from realign_data.corpus import CorpusError
+
+    try:
+        ann = CocoAnnotations(root)
+    except CorpusError as e:  # malformed or wrongly shaped annotation files
+        raise BuildError(str(e)) from None
     return ann if len(ann) else None
+
+
+def _no_captions(config: BuildConfig) -> BuildError:
+    return BuildError(f"the COCO root {config.coco_root!r} has no annotations/captions_*.json, so there are no caption "
+                      "seeds; add its captions, or give --seeds PATH (a dataset of image, instruction, chosen)")
 
 
 def _open_seeds(config: BuildConfig, kb, annotations) -> Iterator:
     from realign_data.seeds import DESCRIPTION_PROMPTS, SeedError, coco_caption_seeds, dataset_seeds
+    from realign_data.splits import SplitError, SplitView, seed_splits
 
     try:
         if config.seeds:
             it = dataset_seeds(config.seeds, image_column=config.image_column,
                                instruction_column=config.instruction_column, chosen_column=config.chosen_column,
                                id_column=config.id_column, image_root=config.image_root, split=config.seed_split,
-                               require_chosen=not config.chosen_from, kb_lookup=kb.id_for_path)
+                               require_chosen=not config.chosen_from, kb_lookup=kb.id_for_path,
+                               encoding=config.seeds_encoding)
         else:
+            if annotations is None and config.coco_root:
+                raise _no_captions(config)
             if annotations is None:
                 raise BuildError(f"the knowledge base {config.index!r} is not a COCO corpus with captions; "
                                  "give --seeds PATH (a dataset of image, instruction, chosen)")
+            try:
+                chosen = seed_splits(annotations.splits, config.coco_split)
+            except SplitError as e:
+                raise BuildError(str(e)) from None
             it = coco_caption_seeds(annotations.root, prompts=config.prompts or DESCRIPTION_PROMPTS,
-                                    caption=config.caption, seed=config.seed, annotations=annotations,
+                                    caption=config.caption, seed=config.seed,
+                                    annotations=SplitView(annotations, chosen),
                                     kb_id_for=kb.id_for_coco_image_id)
         first = next(it, None)  # surface column errors now, not mid-build
     except SeedError as e:
@@ -276,13 +331,17 @@ def _provenance(config: BuildConfig, kb, pipe) -> dict:
     enc = dict(kb.manifest.get("encoder", {}))
     stages = pipe.describe()
     fallback = getattr(pipe.gate, "fallback_reason", None)
+    kb_eval = knowledge_base_evaluation_counts(kb.path)
+    kb_warning = split_warning("the knowledge base's images (retrieved images, rejected_images)", kb_eval,
+                               "rebuild it from train2014 only (--coco-split train2014)")
     return {
         "method": METHOD,
         "knowledge_base": {"path": str(kb.path), "count": len(kb), "source": kb.manifest.get("source"),
-                           "encoder": enc, "random_encoder": enc.get("pretrained") in ("none", None)},
+                           "encoder": enc, "random_encoder": enc.get("pretrained") in ("none", None),
+                           "evaluation_splits": kb_eval},
         "seeds": config.seeds or "coco-captions",
         **stages,
-        "warnings": [fallback] if fallback else [],
+        "warnings": [w for w in (fallback, kb_warning) if w],
         "versions": library_versions(VERSIONED),
     }
 
@@ -316,6 +375,10 @@ def finalise_dataset(out: Path, work: Path, config: BuildConfig, units: list[tup
     n, split_info, stats = write_dataset(out, work, tables(), config.format, salt, config.curriculum)
     metas = [m for m, _ in units]
     report = aggregate(metas, stats)
+    seed_warning = split_warning("the seeds (images, chosen answers)", report["evaluation_seeds"],
+                                 "build from train2014 seeds (--coco-split train2014) or other --seeds")
+    if seed_warning:
+        provenance = {**provenance, "warnings": [*provenance.get("warnings", []), seed_warning]}
     if report["pairs_written"] != n:
         raise BuildError(f"{out}: the chunk markers count {report['pairs_written']} rows but the chunk files hold "
                          f"{n}; delete {work} and build again")

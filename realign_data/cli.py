@@ -7,14 +7,17 @@ inside the commands so that ``realign-data --help`` answers instantly.
 from __future__ import annotations
 
 import inspect as pyinspect
-import logging
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from realign_data.cli_common import Commands, fail, setup_logging as _setup_logging
+from realign_data.cli_datasets import pope, push
+from realign_data.sample_options import with_world_options
+
 app = typer.Typer(
+    cls=Commands,
     name="realign-data",
     help="Build Re-Align dual-preference (text + image) datasets for VLM preference training.",
     no_args_is_help=True,
@@ -35,48 +38,28 @@ def _root(
         raise typer.Exit()
 
 
-class _Stderr(logging.Handler):
-    """Log records as lines on the current ``sys.stderr``: ``Warning: ...`` / ``Error: ...``, plain for info."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        prefix = {logging.WARNING: "Warning: ", logging.ERROR: "Error: "}.get(record.levelno, "")
-        print(prefix + record.getMessage(), file=sys.stderr, flush=True)
-
-
-_HANDLER = _Stderr()
-
-
-def _setup_logging(quiet: bool) -> None:
-    """Show the package's logs: stage messages and summaries (info) unless ``--quiet``, warnings always."""
-    logger = logging.getLogger("realign_data")
-    if _HANDLER not in logger.handlers:
-        logger.addHandler(_HANDLER)
-        logger.propagate = False
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print one clear sentence to stderr and exit (2 = bad usage/input, 1 = runtime failure)."""
-    typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
-
-
 @app.command()
+@with_world_options  # --width, --height, --cooccurrence, --heldout, ... (realign_data/sample_options.py)
 def sample(
     out: Path = typer.Option(..., "--out", help="Directory to write the corpus into (created if missing)."),
-    num_images: int = typer.Option(200, "--num-images", help="Number of images to draw."),
+    num_images: int = typer.Option(200, "--num-images", help="Number of images to draw (at most 599999)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the split already in --out (refused "
+                                   "otherwise; another split is added beside it)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    **world,
 ) -> None:
     """Generate a small synthetic COCO-format corpus (images + instances + captions).
 
     Scenes of coloured shapes standing for COCO categories, with polygon segmentations and template
     captions naming objects, colours, counts and spatial relations. Serves demos, tests and benchmarks.
+    The world options make a world where a model can hallucinate (docs/synthetic_world.md).
     """
     from realign_data.sample import SampleCorpusError, make_sample_corpus
 
     try:
-        root = make_sample_corpus(out, num_images=num_images, seed=seed, progress=not quiet)
+        root = make_sample_corpus(out, num_images=num_images, seed=seed, progress=not quiet, overwrite=overwrite,
+                                  **world)
     except SampleCorpusError as e:
         fail(str(e))
     typer.echo(f"Wrote {num_images} images with instances and captions to {root}")
@@ -159,6 +142,11 @@ def _build(ctx: typer.Context, **values) -> None:
         if push_repo and not result.complete:
             typer.echo(f"Not pushing to {push_repo}: this shard's chunks are done, the dataset is not written yet")
         return
+    if result.pairs_written == 0:  # nothing to train on is a failed build, whatever the reason
+        drops = ", ".join(f"{k} {v}" for k, v in result.drops.items()) or "no seeds were read"
+        again = (" some seeds failed for a transient reason (the filler service): run the same command again once "
+                 "it answers" if result.report.get("drops_transient") else f" see {result.report_path}")
+        fail(f"the build wrote 0 pairs (dropped: {drops});{again}", 1)
     if not quiet:
         typer.echo(f"Dataset: {result.out} ({result.pairs_written} pairs); report: {result.report_path}")
     if push_repo:
@@ -214,7 +202,7 @@ def demo(
 def inspect(
     directory: Path = typer.Argument(..., help="A built dataset directory."),
     html: Optional[Path] = typer.Option(None, "--html", help="HTML file to write (default DIR/inspect.html)."),
-    num: int = typer.Option(20, "-n", "--num", help="Pairs to show."),
+    num: int = typer.Option(20, "-n", "--num", min=1, help="Pairs to show."),
     split: str = typer.Option("train", "--split", help="Split to show (curriculum builds: train, easy, medium, hard)."),
 ) -> None:
     """Write a self-contained HTML page showing pairs side by side (images inlined, changed words highlighted).
@@ -278,17 +266,19 @@ def index_build(
                                "cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", "--dtype", help="Encoder precision: auto (fp16 on CUDA, fp32 on the CPU), "
                               "bf16, fp16 or fp32."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers",
                                               help="DataLoader workers decoding images (default: CPU cores, max 4)."),
-    shard_size: int = typer.Option(10_000, "--shard-size", help="Images per shard (unit of resume and of ranks)."),
+    shard_size: int = typer.Option(10_000, "--shard-size", min=1,
+                                   help="Images per shard (unit of resume and of ranks)."),
     index_type: str = typer.Option("auto", "--index-type", help="auto, or a FAISS factory string (e.g. IVF1024,Flat)."),
     target_recall: float = typer.Option(0.95, "--target-recall", help="recall@10 the search parameter is tuned to."),
     memory_budget: str = typer.Option("auto", "--memory-budget", help="Build RAM budget, e.g. 4GB (auto: half RAM)."),
     image_column: Optional[str] = typer.Option(None, "--image-column", help="Image column (--source hf)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split: train2014 for coco; dataset split for hf."),
     streaming: bool = typer.Option(False, "--streaming", help="Stream the dataset (--source hf)."),
-    min_side: int = typer.Option(2, "--min-side", help="Skip images whose shorter side is below this (pixels)."),
+    min_side: int = typer.Option(2, "--min-side", min=1,
+                                 help="Skip images whose shorter side is below this (pixels)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Embed a corpus with open_clip and index it with FAISS (resumable; torchrun-aware)."""
@@ -299,22 +289,33 @@ def index_build(
     from realign_data.jobs import WaitTimeout
     from realign_data.knowledge_base import KnowledgeBaseError, index_dir_for_name
     from realign_data.knowledge_base_build import build_knowledge_base
+    from realign_data.knowledge_base_check import remove_failed_stub
+    from realign_data.locks import OutputError
 
     _setup_logging(quiet)
     t0 = time.time()
     if (name is None) == (out is None):
         fail("give exactly one of --name (a named index under $REALIGN_HOME) or --out (a directory)")
+    dest = None
     try:
         dest = index_dir_for_name(name) if name else out
+        existed = Path(dest).exists()
         corpus = open_source(source, root, split=split, image_column=image_column, streaming=streaming)
         report = build_knowledge_base(
             corpus, dest, model=model, pretrained=pretrained, device=device, precision=dtype, batch_size=batch_size,
             num_workers=num_workers, shard_size=shard_size, min_side=min_side, index_type=index_type,
             target_recall=target_recall, memory_budget=memory_budget, progress=not quiet)
-    except (CorpusError, EncoderError, KnowledgeBaseError) as e:
+    except (CorpusError, EncoderError, KnowledgeBaseError, OutputError) as e:
+        if dest is not None and not isinstance(e, OutputError):  # no stub left to refuse the retry
+            remove_failed_stub(Path(dest), existed)
         fail(str(e))
     except WaitTimeout as e:  # the other processes of a launched build stopped making progress
         fail(str(e), 1)
+    except RuntimeError as e:  # FAISS: an index type the corpus is too small to train
+        if "training points" not in str(e):
+            raise
+        fail(f"--index-type {index_type} cannot be trained on this corpus ("
+             f"{str(e).split('failed: ')[-1].strip().splitlines()[0]}); use --index-type auto, or fewer clusters")
     if quiet or report.rank != 0:
         return
     typer.echo(f"Knowledge base: {report.path}")
@@ -336,23 +337,31 @@ def index_info(
     name: Optional[str] = typer.Option(None, "--name", help="Index name or directory."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole manifest as JSON."),
 ) -> None:
-    """Print an index's size, encoder, chosen FAISS index and the candidates auto measured (or --json)."""
+    """Print an index's size, encoder, chosen FAISS index and the candidates auto measured (or the manifest with
+    --json), after checking the files against it (sizes, checksums, row count): a damaged index exits 1 with what
+    is wrong and how to rebuild it."""
     import json
 
     from realign_data.index_auto import describe
     from realign_data.knowledge_base import KnowledgeBaseError, resolve_index
+    from realign_data.knowledge_base_check import KnowledgeBaseDamaged, check_files, check_manifest
 
     target = name or index
     if not target:
         fail("give an index name or directory")
     try:
         path = resolve_index(target)
+        manifest = check_manifest(path)
+        problems = check_files(path, manifest, verify=True)
     except KnowledgeBaseError as e:
         fail(str(e))
-    manifest = json.loads((path / "manifest.json").read_text())
+    except KnowledgeBaseDamaged as e:
+        fail(str(e), 1)
     manifest["path"] = str(path)
     typer.echo(json.dumps(manifest, indent=2) if as_json else f"{path}: {manifest['count']} images, "
                f"{manifest['encoder']['model']} ({manifest['dim']}-d)\n{describe(manifest['index'])}")
+    for problem in problems:  # searches work; a rebuild would re-embed these
+        typer.secho(f"Warning: {problem} (searches work; a rebuild re-embeds it)", err=True, fg=typer.colors.YELLOW)
 
 
 @index_app.command("search")
@@ -361,20 +370,28 @@ def index_search(
     image: Optional[Path] = typer.Option(None, "--image", help="Query image file."),
     text: Optional[str] = typer.Option(None, "--text", help="Query text."),
     id_: Optional[str] = typer.Option(None, "--id", help="Query by corpus id (uses the stored embedding)."),
-    k: int = typer.Option(5, "-k", "--k", help="Number of hits."),
-    max_similarity: float = typer.Option(0.95, "--max-similarity",
+    k: int = typer.Option(5, "-k", "--k", min=1, help="Number of hits."),
+    max_similarity: float = typer.Option(0.95, "--max-similarity", min=0.0, max=1.0,
                                          help="Skip near-duplicates scoring above this (1 keeps all)."),
     model: Optional[str] = typer.Option(None, "--model", help="Query encoder (default: the index's own)."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Query encoder weights."),
 ) -> None:
     """Print the K most similar (but not near-identical) corpus images to an image, a text or an id."""
     from realign_data.encoder import EncoderError
-    from realign_data.knowledge_base import KnowledgeBase, KnowledgeBaseError
+    from realign_data.knowledge_base import KnowledgeBase, KnowledgeBaseCorrupt, KnowledgeBaseError
 
     if sum(x is not None for x in (image, text, id_)) != 1:
         fail("give exactly one of --image, --text or --id")
     if image is not None and not image.is_file():
         fail(f"query image {str(image)!r} does not exist")
+    if image is not None:
+        from realign_data.corpus import open_image_file
+
+        try:
+            open_image_file(str(image))
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for what is not an image
+            fail(f"query image {str(image)!r} is not an image PIL can read ({type(e).__name__}); give a JPEG, PNG, "
+                 "GIF, TIFF, WebP... file")
     try:
         encoder = None
         if model or pretrained:
@@ -393,7 +410,7 @@ def index_search(
         else:
             hits = kb.search([text], k, kind="text", max_similarity=max_similarity)[0]
     except (EncoderError, KnowledgeBaseError) as e:
-        fail(str(e))
+        fail(str(e), 1 if isinstance(e, KnowledgeBaseCorrupt) else 2)
     for h in hits:
         path = kb.image_path(h.id)
         typer.echo(f"{h.rank:>3}  {h.score:.4f}  {h.id}" + (f"  {path}" if path and str(path) != h.id else ""))
@@ -416,76 +433,8 @@ def index_list() -> None:
             typer.echo(f"{e['name']:<20} (incomplete build)  {e['path']}")
 
 
-@app.command()
-def push(
-    directory: Path = typer.Argument(..., help="Build output directory (or its save_to_disk dataset)."),
-    repo_id: str = typer.Argument(..., help="Hub dataset repo: namespace/name (a bare name goes to your user)."),
-    private: bool = typer.Option(False, "--private", help="Create the repo private (ignored if it exists)."),
-    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to push to (created from main)."),
-    config_name: str = typer.Option("default", "--config-name", help="Hub config (subset); others are kept."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split name (default: train, or every split)."),
-    token: Optional[str] = typer.Option(None, "--token", help="Write token (default: HF_TOKEN / hf auth login)."),
-    max_shard_size: Optional[str] = typer.Option(None, "--max-shard-size", help="Parquet shard size, e.g. 500MB."),
-    commit_message: Optional[str] = typer.Option(None, "--commit-message", help="Message of the data commit."),
-    license: Optional[str] = typer.Option(None, "--license", help="Card licence id (default: corpus licence, else other)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-) -> None:
-    """Publish a built dataset to the Hugging Face Hub with its build config, report and a dataset card.
-
-    Uploads Parquet shards (images embedded), realign_build.json / build_report.json / index_manifest.json next to
-    the data, and merges the dataset card with the one already on the Hub. The local directory is only read.
-    """
-    from realign_data.hub import HubPushError, HubUsageError, push_to_hub
-
-    _setup_logging(quiet)
-    try:
-        res = push_to_hub(directory, repo_id, private=private, revision=revision, config_name=config_name,
-                          split=split, token=token, max_shard_size=max_shard_size, commit_message=commit_message,
-                          license=license, progress=not quiet)
-    except HubUsageError as e:
-        fail(str(e), 2)
-    except HubPushError as e:
-        fail(str(e), 1)
-    rows = ", ".join(f"{s}: {n} pairs" for s, n in res.splits.items())
-    typer.echo(f"Pushed {rows} to {res.repo_id} (config {res.config_name}, branch {res.revision}): {res.url}")
-
-
-@app.command()
-def pope(
-    coco_root: Path = typer.Option(..., "--coco-root", help="COCO-layout corpus with instance annotations (MS-COCO, or `realign-data sample`)."),
-    out: Path = typer.Option(..., "--out", help="Directory for the question set (replaced if it holds one)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Annotated split, e.g. val2014 (default: the only one with instances)."),
-    num_images: int = typer.Option(500, "--num-images", help="Images to ask about (POPE: 500)."),
-    objects_per_image: int = typer.Option(3, "--objects-per-image", help="Objects asked about per image, and as many absent ones (POPE: 3)."),
-    min_objects: int = typer.Option(3, "--min-objects", help="Only images with at least this many annotated categories (POPE: 3)."),
-    samplings: str = typer.Option("random,popular,adversarial", "--samplings", help="Negative samplings, one split each."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (same seed = same question set, byte for byte)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
-) -> None:
-    """Build a POPE question set: 'Is there a {object} in the image?' about annotated and absent objects.
-
-    Absent objects follow POPE's three negative samplings (random, popular = most frequent categories of the corpus, adversarial = most co-occurring with the asked object); see docs/evaluation.md.
-
-    Writes a `datasets` DatasetDict with one split per sampling (images embedded), pushable with `realign-data push`.
-    """
-    from realign_data.pope import PopeError, build_pope
-
-    try:
-        built = build_pope(coco_root, out, split=split, num_images=num_images, seed=seed,
-                           objects_per_image=objects_per_image, min_objects=min_objects,
-                           samplings=[s.strip() for s in samplings.split(",") if s.strip()], progress=not quiet)
-    except PopeError as e:
-        fail(str(e))
-    if not quiet:
-        rep = built.report
-        counts = ", ".join(f"{s}: {n}" for s, n in rep.questions.items())
-        typer.echo(f"POPE question set: {rep.images} images of split {built.config.split} ({counts} questions) "
-                   f"in {out}")
-        if rep.images < num_images:
-            typer.echo(f"  only {rep.eligible_images} images have at least {min_objects} annotated categories"
-                       + (f" ({len(rep.skipped)} unreadable, skipped)" if rep.skipped else ""))
-        elif rep.skipped:
-            typer.echo(f"  {len(rep.skipped)} unreadable images skipped (listed in build_report.json)")
+app.command()(push)
+app.command()(pope)
 
 
 def main() -> None:

@@ -21,6 +21,8 @@ from realign_data.fillers import FILLERS
 from realign_data.gate import GATES
 from realign_data.masking import MASKERS, SPAN_KINDS
 from realign_data.negatives import KINDS, NUM_DIFFUSION_STEPS, SCHEDULES
+from realign_data.quality import DEFAULT_MAX_LENGTH_RATIO
+from realign_data.redact import check_env_name, redact_url
 from realign_data.seeds import CAPTION_CHOICES
 
 FORMATS = ("arrow", "parquet")
@@ -49,6 +51,10 @@ class BuildConfig:
     coco_root: Optional[str] = _opt(
         None, "COCO root (train2014/ + annotations/): builds --index from it when missing; its captions are the "
         "default seeds and its instances feed the annotation filler.", SEEDS, default_text="the index's corpus")
+    coco_split: Optional[str] = _opt(
+        None, "COCO split of the seeds and of a knowledge base built from --coco-root ('all': every split). "
+        "Evaluation splits (val2014: POPE, CHAIR) are warned about in the report and card.", SEEDS,
+        default_text="train2014 when present, else all")
     kb_model: Optional[str] = _opt(None, "open_clip model used when the index has to be built.", SEEDS,
                                    default_text="ViT-B-32")
     kb_pretrained: Optional[str] = _opt(None, "open_clip weights used when the index has to be built (a tag, a "
@@ -56,6 +62,8 @@ class BuildConfig:
     seeds: Optional[str] = _opt(None, "Seed dataset: .jsonl/.json/.parquet/.csv, save_to_disk dir or Hub id.",
                                 SEEDS, default_text="COCO captions")
     seed_split: Optional[str] = _opt(None, "Split of the seed dataset.", SEEDS, default_text="train")
+    seeds_encoding: str = _opt("utf-8", "Text encoding of a .jsonl/.json/.csv seeds file (e.g. latin-1, cp1252).",
+                               SEEDS)
     image_column: Optional[str] = _opt(None, "Seed image column (a path or an Image).", SEEDS, default_text="guessed")
     instruction_column: Optional[str] = _opt(None, "Seed instruction column.", SEEDS, default_text="guessed")
     chosen_column: Optional[str] = _opt(None, "Seed chosen-answer column.", SEEDS, default_text="guessed")
@@ -86,7 +94,11 @@ class BuildConfig:
     api_key_env: str = _opt("OPENAI_API_KEY", "Environment variable holding the API key.", PIPELINE, runtime=True)
     concurrency: int = _opt(16, "OpenAI filler: requests in flight.", PIPELINE, runtime=True)
     max_retries: int = _opt(5, "OpenAI filler: retries on 429/5xx/timeouts.", PIPELINE, runtime=True)
-    request_timeout: float = _opt(60.0, "OpenAI filler: seconds per attempt.", PIPELINE, runtime=True)
+    request_timeout: float = _opt(60.0, "OpenAI filler: seconds one attempt may take in all (connecting, sending, "
+                                  "the whole answer).", PIPELINE, runtime=True)
+    retry_failed: bool = _opt(True, "A re-run retries the seeds that failed for a transient reason (network, HTTP "
+                              "error, timeout of the filler service); permanent drops stay dropped.", RUN,
+                              runtime=True, flag="--retry-failed/--no-retry-failed")
     max_new_tokens: int = _opt(128, "VLM fillers: generation bound.", PIPELINE)
     batch_size: int = _opt(8, "Transformers filler: prompts per generate call.", PIPELINE)
     device: str = _opt("auto", f"Device of the models (transformers filler, sentence gate, encoder): {DEVICE_HELP}.",
@@ -102,11 +114,21 @@ class BuildConfig:
     gate_model: str = _opt("sentence-transformers/all-MiniLM-L6-v2", "SentenceTransformer of the gate.", PIPELINE)
     sim_threshold: float = _opt(0.95, "A fill is accepted when its similarity to the chosen answer is below this.",
                                 PIPELINE)
+    quality_filters: bool = _opt(True, "Quality floor of a fill (RLAIF-V style): it keeps the unmasked words of the "
+                                 "chosen answer in order, its length is within --max-length-ratio, and it is not "
+                                 "a duplicate of another seed's rejected answer of the same image.", PIPELINE,
+                                 flag="--quality-filters/--no-quality-filters")
+    max_length_ratio: float = _opt(DEFAULT_MAX_LENGTH_RATIO, "Quality filter: largest ratio between the word counts "
+                                   "of the fill and the chosen answer (either way).", PIPELINE)
+    min_similarity: Optional[float] = _opt(None, "Fills less similar than this to the chosen answer (gate "
+                                           "similarity) are not kept.", PIPELINE, default_text="off")
     image_negative: str = _opt("retrieval", "Rejected image of the visual pair: the retrieved image (Re-Align), or "
                                "the original perturbed (region-noise: MFPO, crop: mDPO, noise: POVID).", NEGATIVE,
                                choices=KINDS)
-    noise_step: int = _opt(500, f"region-noise/noise: forward-diffusion step t of {NUM_DIFFUSION_STEPS}.", NEGATIVE)
-    noise_schedule: str = _opt("linear", "region-noise/noise: beta schedule (linear: DDPM's).", NEGATIVE,
+    noise_step: int = _opt(500, f"region-noise/noise: forward-diffusion step t in [0, {NUM_DIFFUSION_STEPS - 1}] "
+                           "(POVID's 500).", NEGATIVE)
+    noise_schedule: str = _opt("sigmoid", "region-noise/noise: beta schedule (sigmoid: POVID's and Re-Align's code; "
+                               "linear: DDPM's, ~3x stronger at t=500; cosine: improved DDPM's).", NEGATIVE,
                                choices=SCHEDULES)
     crop_min_area: float = _opt(0.01, "crop: smallest area fraction kept.", NEGATIVE)
     crop_max_area: float = _opt(0.2, "crop: largest area fraction kept.", NEGATIVE)
@@ -140,7 +162,8 @@ class BuildConfig:
 
     # --------------------------------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field, as written to files (``realign_build.json``, the report): URL credentials redacted."""
+        return {**dataclasses.asdict(self), "base_url": redact_url(self.base_url)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "BuildConfig":
@@ -148,7 +171,7 @@ class BuildConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise BuildError(f"unknown build option(s) {unknown}; valid: {', '.join(sorted(names))}")
-        return cls(**d)
+        return cls(**_check_types(cls, d))
 
     def semantic(self) -> dict:
         """The options the rows depend on (runtime fields and sharding excluded: shards of one build share these)."""
@@ -176,11 +199,22 @@ class BuildConfig:
             check_device_name(self.device)
         except DeviceError as e:
             raise BuildError(str(e)) from None
+        key_mistake = check_env_name(self.api_key_env)
         checks = [
+            (key_mistake is None, key_mistake or ""),
+            (self.base_url is None or _is_http_url(self.base_url),
+             f"--base-url {redact_url(self.base_url)!r} is not an http(s) URL; give the endpoint root, e.g. "
+             "http://localhost:8000/v1"),
             (self.shard_index is None or self.num_shards is not None, "--shard-index needs --num-shards"),
             (self.wait_timeout > 0, f"wait timeout must be > 0 seconds, got {self.wait_timeout}"),
             (self.top_k >= 1, f"top-k must be >= 1, got {self.top_k}"),
+            (0 < self.max_similarity <= 1, f"max-similarity must be in (0, 1] (1 keeps near-duplicates), got "
+                                           f"{self.max_similarity}"),
             (0 < self.sim_threshold <= 1, f"sim-threshold must be in (0, 1], got {self.sim_threshold}"),
+            (self.max_length_ratio >= 1, f"max length ratio must be >= 1, got {self.max_length_ratio}"),
+            (self.min_similarity is None or -1 <= self.min_similarity < self.sim_threshold,
+             f"min similarity must be in [-1, {self.sim_threshold}) (below the sim-threshold), "
+             f"got {self.min_similarity}"),
             (self.chunk_size >= 1, f"chunk size must be >= 1, got {self.chunk_size}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency}"),
@@ -192,8 +226,8 @@ class BuildConfig:
             (self.masker != "model" or self.filler != "annotation",
              "the model masker asks the filler's model which words are visual facts: use it with --filler "
              "transformers or --filler openai"),
-            (isinstance(self.noise_step, int) and 1 <= self.noise_step <= NUM_DIFFUSION_STEPS,
-             f"noise step must be an integer in [1, {NUM_DIFFUSION_STEPS}], got {self.noise_step}"),
+            (isinstance(self.noise_step, int) and 0 <= self.noise_step < NUM_DIFFUSION_STEPS,
+             f"noise step must be an integer in [0, {NUM_DIFFUSION_STEPS - 1}], got {self.noise_step}"),
             (0 < self.crop_min_area <= self.crop_max_area <= 1,
              f"crop areas must satisfy 0 < min <= max <= 1, got {self.crop_min_area} and {self.crop_max_area}"),
             (0 <= self.difficulty_image_weight <= 1,
@@ -202,6 +236,38 @@ class BuildConfig:
         for ok, msg in checks:
             if not ok:
                 raise BuildError(msg)
+
+
+def _check_types(cls, d: dict) -> dict:
+    """``d`` with paths as text, or a :class:`BuildError` naming the option and the type it needs for a value of
+    the wrong type (``"top_k": "eight"`` in a ``--config`` file; ints are accepted where floats are expected)."""
+    import os
+    import typing
+
+    d = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in d.items()}
+    words = {str: "text", int: "an integer", float: "a number", bool: "true or false", list: "a list"}
+    hints = typing.get_type_hints(cls)
+    for name, value in d.items():
+        args = typing.get_args(hints[name]) or (hints[name],)
+        if value is None and type(None) in args:
+            continue
+        kinds = tuple(typing.get_origin(t) or t for t in args if t is not type(None))
+        ok = isinstance(value, kinds + ((int,) if float in kinds else ()))
+        if not ok or (isinstance(value, bool) and bool not in kinds):
+            raise BuildError(f"option {name} must be {' or '.join(words.get(k, k.__name__) for k in kinds)}, got "
+                             f"{value!r}")
+    return d
+
+
+def _is_http_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a bad port, brackets that do not close
+        return False
 
 
 _CHOICE_NAMES = {"caption": "caption choice", "chosen_backend": "chosen backend", "mask_kinds": "mask kinds",

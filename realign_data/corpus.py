@@ -19,16 +19,19 @@ answers per-``image_id`` questions (instances, captions, file names) in O(1); th
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import json
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+from realign_data.splits import ALL_SPLITS, IMAGE_EXTENSIONS, SplitError, coco_split_folders
+
 SOURCE_TYPES = ("coco", "folder", "hf")
 _COCO_ID = re.compile(r"(\d{6,})\.[A-Za-z]+$")
 
@@ -50,20 +53,38 @@ class CorpusItem:
 # Module-level functions wrapped in functools.partial: picklable, so DataLoader workers can run them.
 
 def open_image_file(path: str):
-    """Decode an image file fully (truncated files raise here, not later) and convert it to RGB."""
-    from PIL import Image
+    """Decode an image file fully (truncated files raise here, not later), upright (its EXIF orientation applied:
+    a phone photo is not embedded sideways; a GIF gives its first frame) and in RGB."""
+    from PIL import Image, ImageOps
 
     with Image.open(path) as im:
         im.load()
-        return im.convert("RGB")
+        return ImageOps.exif_transpose(im).convert("RGB")
 
 
 def open_image_bytes(data: bytes):
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(data)) as im:
         im.load()
-        return im.convert("RGB")
+        return ImageOps.exif_transpose(im).convert("RGB")
+
+
+class Skipped(ValueError):
+    """A folder entry that is not read (the message says why); the index build lists it with its reason."""
+
+
+def _skip(reason: str):
+    raise Skipped(reason)
+
+
+@functools.lru_cache(maxsize=1)
+def image_extensions() -> frozenset:
+    """Every file extension PIL can open (jpg, png, gif, tif/tiff, webp, bmp, ... and any plugin registered)."""
+    from PIL import Image
+
+    Image.init()
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
 
 
 def _open_hf_value(value):
@@ -110,7 +131,11 @@ class CorpusSource:
 
 
 class FolderSource(CorpusSource):
-    """Every image under ``root`` (recursive; jpg/jpeg/png/webp/bmp, any case), sorted by relative path."""
+    """Every file under ``root`` (recursive), sorted by relative path: images in any format PIL opens (any case)
+    are read; every other entry is an item whose ``load`` raises :class:`Skipped` with the reason (not an image,
+    hidden, a link to a folder or a dangling or looping link, a name that is not UTF-8), so the index build lists
+    it among its skipped images: nothing in the folder goes unaccounted. Links to files are followed; links to
+    folders are not (no loops, no corpus outside the root)."""
 
     source_type = "folder"
 
@@ -118,28 +143,66 @@ class FolderSource(CorpusSource):
         self.root = Path(root).expanduser().resolve()
         if not self.root.is_dir():
             raise CorpusError(f"image folder {str(root)!r} does not exist or is not a directory")
-        self._paths = sorted(
-            (p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-             and not any(part.startswith(".") for part in p.relative_to(self.root).parts)),
-            key=lambda p: p.relative_to(self.root).as_posix(),
-        )
+        entries = []  # (id, path or None, reason or None)
+        for here, dirs, files in os.walk(self.root, onerror=lambda e: entries.append(
+                (_text(Path(e.filename).relative_to(self.root).as_posix()), None, f"not readable ({e.strerror})"))):
+            base = Path(here)
+            for d in list(dirs):
+                rel, why = (base / d).relative_to(self.root).as_posix(), None
+                if (base / d).is_symlink():
+                    why = "a link to a folder (not followed)"
+                elif d.startswith("."):
+                    why = "a hidden folder (not read)"
+                if why:
+                    dirs.remove(d)
+                    entries.append((_text(rel) + "/", None, why))
+            for f in files:
+                entries.append(_entry(self.root, base / f))
+        self._entries = sorted(entries, key=lambda e: e[0])
 
     def __len__(self) -> int:
-        return len(self._paths)
+        return len(self._entries)
 
     def __iter__(self) -> Iterator[CorpusItem]:
-        for p in self._paths:
-            rel = p.relative_to(self.root).as_posix()
-            yield CorpusItem(rel, functools.partial(open_image_file, str(p)), {"path": rel})
+        for rel, path, why in self._entries:
+            load = functools.partial(open_image_file, str(path)) if why is None else functools.partial(_skip, why)
+            yield CorpusItem(rel, load, {"path": rel})
 
     def describe(self) -> dict:
         return {"type": self.source_type, "root": str(self.root)}
 
 
+def _text(name: str) -> str:
+    """``name`` as valid UTF-8 text: undecodable bytes (kept by the OS as surrogate escapes) shown as ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _entry(root: Path, path: Path) -> tuple[str, Optional[Path], Optional[str]]:
+    """``(id, path, None)`` for an image to read, else ``(id, None, why it is skipped)``."""
+    rel = path.relative_to(root).as_posix()
+    shown = _text(rel)
+    if shown != rel:
+        return shown, None, "the file name is not valid UTF-8 (rename it to read it)"
+    if any(part.startswith(".") for part in path.relative_to(root).parts):
+        return rel, None, "a hidden file (not read)"
+    if path.is_symlink():
+        try:
+            path.stat()
+        except OSError as e:
+            return rel, None, ("a symbolic link loop" if e.errno == errno.ELOOP else
+                               f"a dangling link (to {_text(os.readlink(path))})")
+    if path.suffix.lower() not in image_extensions():
+        return rel, None, f"not an image format PIL opens ({path.suffix or 'no extension'})"
+    if not path.is_file():
+        return rel, None, "not a regular file"
+    return rel, path, None
+
+
 class CocoSource(CorpusSource):
     """A COCO-layout root: image split folders (``train2014/`` ...) and optional ``annotations/``.
 
-    ``split=None`` takes every sub-folder holding images (except ``annotations``). Metadata keeps the COCO
+    ``split=None`` takes ``train2014`` when the root has it, else every sub-folder holding images (except
+    ``annotations``); ``split="all"`` takes every one (see :mod:`realign_data.splits`). Metadata keeps the COCO
     ``image_id`` (from the annotations, else parsed from the file name), the split and the sorted names of
     the categories present in the image (empty when there are no instance annotations).
     """
@@ -150,19 +213,11 @@ class CocoSource(CorpusSource):
         self.root = Path(root).expanduser().resolve()
         if not self.root.is_dir():
             raise CorpusError(f"COCO root {str(root)!r} does not exist or is not a directory")
-        if split:
-            if not (self.root / split).is_dir():
-                raise CorpusError(f"COCO root {str(self.root)!r} has no split folder {split!r}")
-            self.splits = [split]
-        else:
-            self.splits = sorted(
-                d.name for d in self.root.iterdir()
-                if d.is_dir() and d.name != "annotations" and not d.name.startswith(".")
-                and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in d.iterdir())
-            )
-            if not self.splits:
-                raise CorpusError(f"COCO root {str(self.root)!r} has no image folder such as train2014/")
-        self.split = split
+        try:
+            self.splits = coco_split_folders(self.root, split)
+        except SplitError as e:
+            raise CorpusError(str(e)) from None
+        self.split = self.splits[0] if len(self.splits) == 1 else ALL_SPLITS
         self.annotations = CocoAnnotations(self.root, splits=self.splits)
         self._paths = []
         for s in self.splits:
@@ -314,6 +369,10 @@ def open_source(source: str, root: str | Path, *, split: Optional[str] = None, i
 
 # ------------------------------------------------------------------------------------ COCO annotations
 
+def _shape_problem(e: Exception) -> str:
+    return f"missing key {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {str(e)[:120]}"
+
+
 class CocoAnnotations:
     """COCO ``instances_*.json`` and ``captions_*.json`` of a corpus root, indexed once by ``image_id``.
 
@@ -352,6 +411,16 @@ class CocoAnnotations:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise CorpusError(f"COCO annotation file {str(path)!r} is not valid JSON ({e})") from e
+        try:
+            self._add(split, kind, data)
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise CorpusError(f"COCO annotation file {str(path)!r} is not shaped like COCO's ({_shape_problem(e)}); "
+                              "it needs 'images' (objects with id and file_name) and 'annotations' (objects with "
+                              "image_id and caption, or category_id for instances)") from None
+
+    def _add(self, split: str, kind: str, data: dict) -> None:
+        if not isinstance(data, dict) or not all(isinstance(data.get(k, []), list) for k in ("images", "annotations")):
+            raise TypeError("the file must be an object whose 'images' and 'annotations' are lists")
         for img in data.get("images", []):
             info = dict(img)
             info["split"] = split

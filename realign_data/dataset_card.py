@@ -70,11 +70,14 @@ COLUMN_DOCS: dict[str, str] = {
 }
 
 # (label, BuildConfig field) of the settings table, in this order
-SETTINGS = [("Corpus", "coco_root"), ("Knowledge base (index)", "index"), ("Seed source", "seeds"),
+SETTINGS = [("Corpus", "coco_root"), ("COCO split", "coco_split"), ("Knowledge base (index)", "index"),
+            ("Seed source", "seeds"),
             ("Filler backend", "filler"), ("Filler model", "model"), ("Masker", "masker"),
             ("Masked span kinds", "mask_kinds"), ("Top-k retrieved images", "top_k"),
             ("Near-duplicate cut (image similarity)", "max_similarity"), ("Gate", "gate"),
             ("Gate model", "gate_model"), ("Similarity threshold", "sim_threshold"),
+            ("Quality filters", "quality_filters"), ("Max length ratio", "max_length_ratio"),
+            ("Min similarity", "min_similarity"),
             ("Image negative", "image_negative"), ("Curriculum", "curriculum"),
             ("Difficulty image weight", "difficulty_image_weight"), ("Random seed", "seed")]
 NEGATIVE_SETTINGS = [("noise_step", "Noise step (of 1000)"), ("noise_schedule", "Noise schedule"),
@@ -175,6 +178,9 @@ def _stats(report: dict) -> list[str]:
     drops = report.get("drops")
     if isinstance(drops, Mapping):
         lines.append("Drops by reason: " + (", ".join(f"`{k}` {_cell(v)}" for k, v in drops.items()) or "none"))
+    rejected = report.get("fills_rejected")
+    if isinstance(rejected, Mapping) and rejected:
+        lines.append("Fills not kept by reason: " + ", ".join(f"`{k}` {_cell(v)}" for k, v in rejected.items()))
     negs = report.get("image_negatives") or {}
     if negs.get("by_kind"):
         lines.append("Image negatives by kind: " + ", ".join(f"`{k}` {_cell(v)}" for k, v in negs["by_kind"].items()))
@@ -191,6 +197,12 @@ def _stats(report: dict) -> list[str]:
     return lines
 
 
+def _warnings(report: Optional[Mapping]) -> list[str]:
+    """The build's warnings (evaluation-split images, a gate fallback), shown as notes on the card."""
+    warnings = ((report or {}).get("provenance") or {}).get("warnings") or []
+    return [f"Warning: {w}" for w in warnings if isinstance(w, str)]
+
+
 def _config_view(summary: ConfigSummary) -> dict:
     prov = summary.provenance
     view = {"name": summary.name, "splits": summary.splits, "provenance": prov is not None,
@@ -201,7 +213,7 @@ def _config_view(summary: ConfigSummary) -> dict:
              (("Full build configuration", CONFIG_FILE, prov.config), ("Build report", REPORT_FILE, prov.report),
               ("Knowledge base manifest", INDEX_MANIFEST_FILE, prov.manifest)) if obj]
     return {**view, "settings": _settings(prov), "stats": _stats(prov.report) if prov.report else [],
-            "notes": prov.notes, "files": files, "reproducible": bool(prov.config)}
+            "notes": [*_warnings(prov.report), *prov.notes], "files": files, "reproducible": bool(prov.config)}
 
 
 @lru_cache(maxsize=2)

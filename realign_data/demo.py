@@ -36,7 +36,7 @@ def run_demo(out: str | os.PathLike = "realign-demo", *, num_images: int = 200, 
     corpus = out / "coco"
     if not (corpus / "annotations" / "captions_train2014.json").is_file():
         say("[1/4] Generating a %d-image synthetic COCO corpus in %s", num_images, corpus)
-        make_sample_corpus(corpus, num_images=num_images, seed=seed, progress=progress)
+        make_sample_corpus(corpus, num_images=num_images, seed=seed, progress=progress, overwrite=True)
     else:
         say("[1/4] Using the corpus in %s", corpus)
     index = out / "index"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from realign_data.atomic import atomic_write_text
+from realign_data.config import BuildError
 from realign_data.output import INSPECT_FILE, REPORT_FILE, load_built
 from realign_data.report import format_summary
 from realign_data.schema import message_text
@@ -157,6 +158,14 @@ def write_inspect_html(dataset_dir: str | Path, out_html: str | Path | None = No
     if (dataset_dir / REPORT_FILE).is_file():
         report = json.loads((dataset_dir / REPORT_FILE).read_text())
     out_html = Path(out_html) if out_html else dataset_dir / INSPECT_FILE
+    if out_html.is_dir():
+        raise BuildError(f"--html {str(out_html)!r} is a folder; give the file to write, e.g. {out_html / INSPECT_FILE}")
+    if num < 1:
+        raise BuildError(f"-n must be at least 1 (pairs to show), got {num}")
+    try:
+        out_html.parent.mkdir(parents=True, exist_ok=True)  # a new folder for the page is fine
+    except OSError as e:
+        raise BuildError(f"cannot create the folder of --html {str(out_html)!r} ({e.strerror or e})") from None
     title = f"realign · {dataset_dir.name}" + (f" · {split}" if split != "train" else "")
     atomic_write_text(out_html, render_html(ds, num=num, title=title, report=report))
     return out_html

@@ -3,7 +3,8 @@
 A job cuts its input into numbered **units** (a shard of corpus images, a chunk of seeds). Unit ``i`` belongs
 to process ``i % world``; a finished unit leaves a **marker** (JSON: the caller's counts, plus the name, size and
 sha256 of each file the unit wrote), written to a temporary name and renamed last, so a unit either has a marker
-and complete files or is done again. A re-run skips finished units: a job killed at any point (even ``kill -9``)
+and complete files or is done again; a resume checks every file against its marker, so a truncated, deleted or
+swapped file (or an empty marker) is found, logged and its unit done again. A re-run skips finished units: a job killed at any point (even ``kill -9``)
 resumes and ends with what an uninterrupted run writes. The job directory records the job's **fingerprint**
 (what the units depend on); running other settings into it is refused with the list of differences. When every
 unit has its marker, the caller **finalises** once: rank 0 writes the final files (the knowledge base's index,
@@ -31,6 +32,7 @@ read by accelerate's :func:`~accelerate.utils.get_cpu_distributed_information`; 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -40,6 +42,8 @@ from typing import Callable, Iterable, Optional
 
 from realign_data.atomic import atomic_write_json, file_sha256
 
+
+logger = logging.getLogger(__name__)
 
 # launcher variables holding the world size (the ones accelerate reads); without any, nothing is imported
 _WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -141,6 +145,7 @@ class JobRun:
     num_units: int = 0  # units in the whole job (every process's)
     done_now: int = 0
     resumed: int = 0
+    redone: int = 0  # units with a marker done again (a damaged file or marker, or ``redo``'s reason)
     items_now: int = 0
     seconds_working: float = 0.0
 
@@ -166,21 +171,29 @@ class Job:
         """Record ``fingerprint`` in a new job directory, or check it against the one recorded.
 
         ``upgrade`` completes a recorded fingerprint written by an older version (new options take their
-        defaults) before comparing. Raises :class:`JobMismatch` or :class:`JobDirNotEmpty`.
+        defaults) before comparing. A directory without any finished unit (a run that failed before its first,
+        e.g. on weights that could not be loaded) takes the new fingerprint: there is nothing to protect, and the
+        retry the error advised must not be refused. Raises :class:`JobMismatch` or :class:`JobDirNotEmpty`.
         """
         if not self.config_file.is_file() and self._foreign_files():
             time.sleep(0.5)  # another rank may be renaming the config file into place right now
         if self.config_file.is_file():
-            have = json.loads(self.config_file.read_text())
-            have = upgrade(have) if upgrade else have
-            if have != fingerprint:
-                raise JobMismatch(_differences(have, fingerprint), have)
+            have = _read_json(self.config_file)
+            have = upgrade(have) if upgrade and isinstance(have, dict) else have
+            if have != fingerprint and self._has_units():
+                raise JobMismatch(_differences(have, fingerprint) if isinstance(have, dict) else
+                                  ["config.settings (the record is unreadable)"], have if isinstance(have, dict) else {})
+            if have != fingerprint:  # a run that failed before its first unit: nothing to protect, start afresh
+                atomic_write_json(self.config_file, fingerprint)
         elif self._foreign_files():
             raise JobDirNotEmpty(str(self.root))
         else:
             self.config_file.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.config_file, fingerprint)
         self.units_dir.mkdir(parents=True, exist_ok=True)
+
+    def _has_units(self) -> bool:
+        return self.units_dir.is_dir() and any(p.suffix == ".json" for p in self.units_dir.iterdir())
 
     def _foreign_files(self) -> bool:
         return self.root.exists() and any(not self.owned(p) for p in self.root.iterdir())
@@ -193,14 +206,31 @@ class Job:
     def mine(self, i: int) -> bool:
         return i % self.world == self.rank
 
-    def done(self, i: int) -> bool:
-        """Unit ``i`` has its marker and every file the marker names (a unit whose files were consumed by the
-        finalisation counts as not done: a re-run before the final files exist redoes it)."""
+    def check(self, i: int) -> Optional[str]:
+        """Why unit ``i`` is not done (no marker, an unreadable marker, a file it names missing, or of another size
+        or sha256 than recorded), or None when its marker and every file it names are intact. A unit whose files
+        were consumed by the finalisation counts as not done: a re-run before the final files exist redoes it."""
         marker = self.path(i, ".json")
         if not marker.is_file():
-            return False
-        files = json.loads(marker.read_text()).get("files", {})
-        return all((self.units_dir / name).is_file() for name in files)
+            return "no marker"
+        meta = _read_json(marker)
+        if not isinstance(meta, dict) or not isinstance(meta.get("files", {}), dict):
+            return f"its marker {marker.name} is empty or unreadable"
+        for name, want in meta.get("files", {}).items():
+            f = self.units_dir / name
+            if not f.is_file():
+                return f"{name} is missing"
+            if not isinstance(want, dict):
+                continue  # a marker of an older version: presence only
+            if f.stat().st_size != want.get("bytes"):
+                return f"{name} has {f.stat().st_size} bytes where its marker recorded {want.get('bytes')}"
+            if file_sha256(f) != want.get("sha256"):
+                return f"{name} is not the file its marker recorded (sha256 differs)"
+        return None
+
+    def done(self, i: int) -> bool:
+        """Unit ``i`` has an intact marker and every file it names, unchanged (see :meth:`check`)."""
+        return self.check(i) is None
 
     def marker(self, i: int) -> dict:
         return json.loads(self.path(i, ".json").read_text())
@@ -211,11 +241,15 @@ class Job:
         atomic_write_json(self.path(i, ".json"), {**meta, "files": listed}, indent=None)
 
     def run(self, units: Iterable[tuple[int, list]], work: Callable[[int, list], tuple[dict, list[Path]]], *,
-            advance: Callable[[int], object] = lambda n: None) -> JobRun:
+            advance: Callable[[int], object] = lambda n: None,
+            redo: Callable[[dict], Optional[str]] = lambda meta: None) -> JobRun:
         """Do this process's unfinished units in order; ``work(i, items) -> (meta, files)`` writes the files.
 
-        ``advance(n)`` is told about units skipped (another process's) or resumed; ``work`` reports its own
-        progress. Units are consumed once, so a streaming input is read exactly once.
+        A unit with a marker is checked (:meth:`check`): a missing, truncated or swapped file, or an empty marker,
+        is logged and the unit done again. ``redo(meta)`` may give a reason to redo an intact unit too (the build:
+        seeds that failed for a transient reason). ``advance(n)`` is told about units skipped (another process's)
+        or resumed; ``work`` reports its own progress. Units are consumed once, so a streaming input is read
+        exactly once.
         """
         run = JobRun()
         for i, items in units:
@@ -224,10 +258,17 @@ class Job:
                 advance(len(items))
                 continue
             run.units.append(i)
-            if self.done(i):
-                run.resumed += 1
-                advance(len(items))
-                continue
+            why = self.check(i)
+            if why is None:
+                why = redo(self.marker(i))
+                if why is None:
+                    run.resumed += 1
+                    advance(len(items))
+                    continue
+            if why != "no marker":
+                logger.warning("%s %d under %s: %s; doing it again", self.prefix, i, self.units_dir, why)
+                self.path(i, ".json").unlink(missing_ok=True)  # the others' barrier waits for the new marker
+                run.redone += 1
             t0 = time.time()
             meta, files = work(i, items)
             self.complete(i, meta, files)
@@ -293,6 +334,14 @@ class Job:
         """The job's unit count, when a process has recorded it (:meth:`record_num_units`)."""
         f = self.units_dir / "units.json"
         return json.loads(f.read_text())["num_units"] if f.is_file() else None
+
+
+def _read_json(path: Path):
+    """A JSON file's value, or None when it is empty or torn (rewritten by whoever finds it so)."""
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
 
 
 def _differences(have: dict, want: dict) -> list[str]:

@@ -46,6 +46,10 @@ class KnowledgeBaseError(ValueError):
     """A knowledge base cannot be built, found or queried as asked (one clear sentence)."""
 
 
+class KnowledgeBaseCorrupt(KnowledgeBaseError):
+    """A finished knowledge base whose files do not match its manifest (the message says how to rebuild it)."""
+
+
 # ------------------------------------------------------------------------------------- named indexes
 
 def realign_home() -> Path:
@@ -151,26 +155,29 @@ class KnowledgeBase:
         import pyarrow.parquet as pq
 
         from realign_data.index_tuning import apply_search_params
+        from realign_data.knowledge_base_check import (KnowledgeBaseDamaged, check_files, check_index,
+                                                       check_manifest, damaged, read_index)
 
         path = resolve_index(name_or_path)
-        try:
-            manifest = json.loads((path / "manifest.json").read_text())
-        except ValueError as e:
-            raise KnowledgeBaseError(f"{path}/manifest.json is not valid JSON ({e})") from e
-        if manifest.get("format") != FORMAT or manifest.get("format_version", 0) > FORMAT_VERSION:
-            raise KnowledgeBaseError(f"{path} is not a {FORMAT} (version <= {FORMAT_VERSION}) directory")
-        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
-        index = faiss.read_index(str(path / "index.faiss"), flags)
+        try:  # every file checked against the manifest first: a damaged base is one sentence with its fix
+            manifest = check_manifest(path)
+            if manifest.get("format") != FORMAT or manifest.get("format_version", 0) > FORMAT_VERSION:
+                raise KnowledgeBaseError(f"{path} is not a {FORMAT} (version <= {FORMAT_VERSION}) directory")
+            check_files(path, manifest)
+            index = read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0)
+            check_index(path, manifest, index)
+            try:
+                table = pq.read_table(path / "metadata.parquet")
+            except Exception as e:  # noqa: BLE001 - Arrow raises several types for a garbled file
+                raise damaged(path, f"metadata.parquet is not readable ({type(e).__name__})") from None
+        except KnowledgeBaseDamaged as e:
+            raise KnowledgeBaseCorrupt(str(e)) from None
         if manifest["index"].get("rerank") == "disk":  # candidates re-scored from the stored shards
             from realign_data.vector_shards import ShardedVectors, ShardReranker
 
             index = ShardReranker(index, ShardedVectors(
                 [path / "embeddings" / s["file"] for s in manifest["shards"] if s["count"]]))
         apply_search_params(index, manifest["index"].get("search_params", {}))
-        table = pq.read_table(path / "metadata.parquet")
-        if index.ntotal != len(table) or index.d != manifest["dim"]:
-            raise KnowledgeBaseError(f"{path} is inconsistent: index has {index.ntotal} vectors of dim {index.d}, "
-                                     f"metadata {len(table)} rows, manifest dim {manifest['dim']}")
         return cls(path, manifest, index, table, encoder)
 
     def __len__(self) -> int:

@@ -34,6 +34,8 @@ from realign_data.devices import DeviceError, check_device_name, normalize_dtype
 from realign_data.encoder import DEFAULT_MIN_SIDE, DEFAULT_MODEL, DEFAULT_PRETRAINED, describe_pretrained
 from realign_data.jobs import Job, JobDirNotEmpty, JobMismatch, chunked, distributed, library_versions
 from realign_data.knowledge_base import FORMAT, FORMAT_VERSION, KnowledgeBaseError
+from realign_data.knowledge_base_check import file_records
+from realign_data.locks import locked_output
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+@locked_output("realign-data index build")
 def build_knowledge_base(
     source: CorpusSource,
     out: str | os.PathLike,
@@ -296,7 +299,7 @@ def _build_index(out: Path, job: Job, config: dict, num_shards: int, index_args:
         "source": config["source"],
         "shard_size": config["shard_size"], "min_side": config["min_side"], "shards": shards,
         "skipped": skipped, "num_skipped": len(skipped),
-        "index_args": index_args,
+        "index_args": index_args, "files": file_records(out),  # sizes + sha256 that loads and `index info` check
         "versions": library_versions(VERSIONED, python=True),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -5,10 +5,12 @@ attributes (colour, size, material), counts and spatial relations — and asks a
 while looking at a *different* (retrieved) image. This module finds those spans.
 
 The default :class:`LexiconMasker` is deterministic and model-free. Objects are the 80 MS-COCO categories
-with the synonym lists of the CHAIR hallucination metric (Rohrbach et al., 2018) and their plurals;
-attributes, number words/digits and spatial prepositions come from fixed word lists. Matching is
-case-insensitive, longest phrase first, on word boundaries. "orange" is a colour when another attribute
-or an object follows it ("an orange cat") and the fruit otherwise.
+with the synonym lists of the CHAIR hallucination metric (Rohrbach et al., 2018) and their plurals, plus the
+scene, clothing and other nouns, attributes, quantities and relations of :mod:`realign_data.vocabulary`, and
+unknown nouns heading a noun phrase (:mod:`realign_data.open_nouns`); colours, sizes, materials, number
+words/digits and spatial prepositions come from fixed word lists. Matching is case-insensitive, longest phrase
+first, on word boundaries. "orange" is a colour when another attribute or an object follows it ("an orange cat")
+and the fruit otherwise.
 
 An LLM-based masker (:class:`ModelMasker`) can use any :mod:`realign_data.fillers` backend with the same
 output type; it falls back to the lexicon for span positions.
@@ -27,7 +29,9 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Iterable
 
+from realign_data import vocabulary
 from realign_data.english import pluralize
+from realign_data.open_nouns import open_noun_spans
 
 # ---------------------------------------------------------------------------------------------- lexicon
 # COCO category -> synonyms (singular), after the CHAIR metric's synonym table.
@@ -154,8 +158,14 @@ RELATIONS: dict[str, str] = {
 # relation, "turned on" is not): masked only when an object or attribute follows within a few words.
 _WEAK_RELATIONS = {"on", "over", "around", "along", "near", "under", "inside", "outside"}
 
+RELATIONS.update({k: v for k, v in vocabulary.EXTRA_RELATIONS.items() if k not in RELATIONS})
+_WEAK_RELATIONS |= vocabulary.WEAK_RELATIONS
+
 MASK_TOKENS = {"object": "[OBJECT]", "color": "[COLOR]", "size": "[SIZE]", "material": "[MATERIAL]",
-               "count": "[COUNT]", "relation": "[RELATION]"}
+               "count": "[COUNT]", "relation": "[RELATION]", "scene": "[SCENE]", "clothing": "[CLOTHING]",
+               "attribute": "[ATTRIBUTE]"}
+NOUN_KINDS = ("object", "scene", "clothing")  # the head of a noun phrase; the other kinds modify or relate
+MODIFIER_KINDS = ("color", "size", "material", "count", "attribute")
 SPAN_KINDS = tuple(MASK_TOKENS)
 MASKERS = ("lexicon", "model")  # model: ModelMasker over the filler's backend, the lexicon as fallback
 
@@ -164,9 +174,9 @@ MASKERS = ("lexicon", "model")  # model: ModelMasker over the filler's backend, 
 class Span:
     """A masked visual fact: ``text[start:end]`` of the original response.
 
-    ``kind`` is one of object/color/size/material/count/relation; ``value`` is the canonical form
-    (COCO category for objects, the integer for counts, the lower-cased word otherwise);
-    ``plural`` says whether an object noun was plural.
+    ``kind`` is one of :data:`SPAN_KINDS`; ``value`` is the canonical form (COCO category for COCO objects, the
+    singular noun for other nouns, the integer for counts, the lower-cased word otherwise); ``plural`` says
+    whether a noun was plural.
     """
 
     start: int
@@ -189,8 +199,8 @@ class MaskResult:
     spans: list[Span] = field(default_factory=list)
 
     def objects(self) -> set[str]:
-        """COCO categories named in the response."""
-        return {str(s.value) for s in self.spans if s.kind == "object"}
+        """COCO categories named in the response (other nouns of :mod:`realign_data.vocabulary` excluded)."""
+        return {str(s.value) for s in self.spans if s.kind == "object" and s.value in COCO_SYNONYMS}
 
     def to_dict(self) -> dict:
         return {"original": self.original, "masked": self.masked, "spans": [s.to_dict() for s in self.spans]}
@@ -208,6 +218,24 @@ def _phrases() -> dict[str, tuple[str, str | int, bool]]:
             if plural != syn:
                 phrase_kind.setdefault(plural, ("object", cat, True))
     phrase_kind["people"] = ("object", "person", True)
+    for word in vocabulary.PERSON_COMPOUNDS:
+        phrase_kind.setdefault(word, ("object", "person", False))
+        phrase_kind.setdefault(pluralize(word), ("object", "person", True))
+    for kind, words in (("object", vocabulary.OBJECTS), ("scene", vocabulary.SCENE),
+                        ("clothing", vocabulary.CLOTHING)):
+        for word in words:
+            phrase_kind.setdefault(word, (kind, word, False))
+            phrase_kind.setdefault(pluralize(word), (kind, word, True))
+    for word in vocabulary.PLURAL_ONLY:
+        phrase_kind.setdefault(word, ("clothing" if word in vocabulary.PLURAL_ONLY_CLOTHING else "object", word, True))
+    for w in vocabulary.ATTRIBUTES:
+        phrase_kind.setdefault(w, ("attribute", w, False))
+    for w in vocabulary.EXTRA_COLORS:
+        phrase_kind.setdefault(w, ("color", w, False))
+    for w in vocabulary.EXTRA_MATERIALS:
+        phrase_kind.setdefault(w, ("material", w, False))
+    for w, n in vocabulary.QUANTITIES.items():
+        phrase_kind.setdefault(w, ("count", n, False))
     for w in COLORS:
         phrase_kind.setdefault(w, ("color", w, False))
     phrase_kind["orange"] = ("object", "orange", False)  # disambiguated in _classify
@@ -232,17 +260,19 @@ def _pattern() -> re.Pattern:
 class LexiconMasker:
     """Deterministic, model-free masker (see module docstring).
 
-    ``kinds`` restricts which span kinds are masked (default: all six).
+    ``kinds`` restricts which span kinds are masked (default: all of :data:`SPAN_KINDS`); ``open_nouns=False``
+    masks only the words of the lists.
     """
 
     name = "lexicon"
 
-    def __init__(self, kinds: Iterable[str] = SPAN_KINDS) -> None:
+    def __init__(self, kinds: Iterable[str] = SPAN_KINDS, open_nouns: bool = True) -> None:
         kinds = tuple(kinds)
         bad = [k for k in kinds if k not in SPAN_KINDS]
         if bad:
             raise ValueError(f"unknown span kind(s) {bad}; valid: {', '.join(SPAN_KINDS)}")
         self.kinds = kinds
+        self.open_nouns = open_nouns  # also mask nouns no list knows (realign_data.open_nouns)
 
     def find_spans(self, text: str) -> list[Span]:
         raw: list[Span] = []
@@ -250,10 +280,15 @@ class LexiconMasker:
             word = m.group(0)
             key = re.sub(r"\s+", " ", word.lower())
             if key.isdigit():
-                raw.append(Span(m.start(), m.end(), word, "count", int(key)))
+                if len(key) != 4:  # four digits are a year, not a count
+                    raw.append(Span(m.start(), m.end(), word, "count", int(key)))
                 continue
             kind, value, plural = _phrases()[key]
             raw.append(Span(m.start(), m.end(), word, kind, value, plural))
+        if self.open_nouns:
+            found = open_noun_spans(text, [(s.start, s.end, s.kind) for s in raw])
+            raw = sorted(raw + [Span(a, b, text[a:b], kind, value, plural) for a, b, kind, value, plural in found],
+                         key=lambda s: s.start)
         spans = []
         for i, s in enumerate(raw):
             s = self._classify(text, raw, i)
@@ -272,31 +307,42 @@ class LexiconMasker:
                 return False
             if raw[j].kind in kinds:
                 return True
-            if raw[j].kind not in ("color", "size", "material", "count"):
+            if raw[j].kind not in MODIFIER_KINDS:
                 return False
         return False
 
     def _classify(self, text: str, raw: list[Span], i: int) -> Span | None:
         s = raw[i]
         low = s.text.lower()
+        nouns = set(NOUN_KINDS)
         if s.kind == "object" and low == "orange":
             # colour when it modifies a following noun: "an orange cat", "orange and white cups"
-            if self._followed_by(text, raw, i, {"object"}, 2):
+            if self._followed_by(text, raw, i, nouns, 2):
                 return Span(s.start, s.end, s.text, "color", "orange")
             return s
         if s.kind == "count":
-            if isinstance(s.value, int) and low.isdigit() and len(low) == 4:  # years, not counts
-                return None
-            if low == "one" and not self._followed_by(text, raw, i, {"object"}, 2):
+            if low == "one" and not self._followed_by(text, raw, i, nouns, 2):
                 return None  # "one of the", "the one on the left"
             return s
+        if s.kind == "relation" and low == "in" and self._followed_by(text, raw, i, {"clothing"}, 3):
+            return None  # "a man in a red shirt": wearing, not a place
         if s.kind == "relation" and re.sub(r"\s+", " ", low) in _WEAK_RELATIONS:
-            return s if self._followed_by(text, raw, i, {"object", "color", "size", "material", "count"}, 3) \
-                else None
+            return s if self._followed_by(text, raw, i, nouns, 3) else None  # through modifiers, to a noun
         if s.kind == "size" and low in ("short", "long", "tall", "wide", "narrow"):
             # adjectives that are only visual facts before a noun ("a tall giraffe", not "long ago")
-            return s if self._followed_by(text, raw, i, {"object"}, 2) else None
+            return s if self._followed_by(text, raw, i, nouns, 2) else None
+        if s.kind == "attribute" and low in vocabulary.NEAR_NOUN:
+            # "an open field" / "the door is open", not "open up" or "old enough"
+            return s if self._followed_by(text, raw, i, nouns, 2) or self._after_noun(text, raw, i) else None
         return s
+
+    @staticmethod
+    def _after_noun(text: str, raw: list[Span], i: int) -> bool:
+        """Is span ``i`` a predicate of the noun right before it ("the door is open", "a street that is busy")?"""
+        if i == 0 or raw[i - 1].kind not in NOUN_KINDS:
+            return False
+        gap = text[raw[i - 1].end:raw[i].start]
+        return not re.search(r"[.,;:!?()]", gap) and len(gap.split()) <= 3
 
     def mask_many(self, texts: list[str]) -> list[MaskResult]:
         return [self.mask(t) for t in texts]
@@ -339,7 +385,7 @@ class ModelMasker:
 
     name = "model"
     PROMPT = ("Repeat the text below exactly, but wrap every word or phrase that states a visual fact as "
-              "[[kind:words]] where kind is one of object, color, size, material, count, relation.\n\n"
+              "[[kind:words]] where kind is one of " + ", ".join(SPAN_KINDS) + ".\n\n"
               "Text: {text}")
 
     def __init__(self, generate, fallback: LexiconMasker | None = None) -> None:

@@ -19,6 +19,7 @@ from realign_data.atomic import atomic_write_json
 from realign_data.builder import complete_report, finalise_dataset
 from realign_data.config import BuildConfig, BuildError
 from realign_data.jobs import Job
+from realign_data.locks import OutputError, output_lock
 from realign_data.output import PROVENANCE_FILE, WORK_DIR
 from realign_data.report import format_summary, write_report
 
@@ -31,7 +32,16 @@ def _shard_job(d: Path) -> Job:
 
 
 def merge(shard_dirs: list[str | os.PathLike], out: str | os.PathLike, *, progress: bool = True) -> dict:
-    """Join the chunks of ``--num-shards N`` builds made in ``shard_dirs`` into ``out``; returns the report."""
+    """Join the chunks of ``--num-shards N`` builds made in ``shard_dirs`` into ``out``; returns the report.
+    Raises :class:`~realign_data.locks.LockHeld` while another process writes ``out``."""
+    try:
+        with output_lock(out, "realign-data merge"):
+            return _merge(shard_dirs, out, progress)
+    except OutputError as e:
+        raise BuildError(str(e)) from None
+
+
+def _merge(shard_dirs: list[str | os.PathLike], out: str | os.PathLike, progress: bool) -> dict:
     dirs = [Path(d).expanduser().resolve() for d in shard_dirs]
     jobs, fingerprints = [], []
     for d in dirs:

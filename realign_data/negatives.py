@@ -10,10 +10,14 @@ true. Retrieval (Re-Align) finds a different image; the kinds here perturb the o
 - ``noise`` (POVID, arXiv 2402.11411): forward-diffusion noise at step ``t`` over the whole image.
 
 Forward diffusion follows DDPM (Ho et al., 2020): with pixels scaled to [-1, 1],
-``x_t = sqrt(abar_t) * x_0 + sqrt(1 - abar_t) * eps``, ``eps ~ N(0, I)``, ``abar_t = prod_{s<=t} (1 - beta_s)``.
-Schedules over ``T = 1000`` steps: ``linear`` is DDPM's linear betas from 1e-4 to 0.02; ``cosine`` is the
-improved-DDPM schedule (Nichol & Dhariwal, 2021). The result is clipped to [-1, 1] and quantised back to
-8-bit. Perturbed images are encoded as PNG, so pixels that were not perturbed stay exactly as decoded.
+``x_t = sqrt(abar_t) * x_0 + sqrt(1 - abar_t) * eps``, ``eps ~ N(0, I)``, ``abar_t = prod_{s<=t} (1 - beta_s)``
+with steps indexed 0..T-1 as in the published code (``alphas_bar_sqrt[t]`` in POVID's ``add_diffusion_noise``,
+``alphas_cumprod[t]`` in diffusers), so a step means what it means there. Schedules over ``T = 1000`` steps:
+``sigmoid`` (the default) is POVID's, copied into Re-Align's ``train_rdpo.py``:
+``betas = sigmoid(linspace(-6, 6, T)) * (5e-3 - 1e-5) + 1e-5``; ``linear`` is DDPM's linear betas from 1e-4 to
+0.02 (about three times stronger noise at t = 500); ``cosine`` is the improved-DDPM schedule (Nichol &
+Dhariwal, 2021; betas clipped at 0.999). The result is clipped to [-1, 1] and quantised back to 8-bit.
+Perturbed images are encoded as PNG, so pixels that were not perturbed stay exactly as decoded.
 
 Every function takes a ``numpy.random.Generator``; the builder seeds it from ``--seed`` and the row id,
 so a build is deterministic. numpy, PIL and pycocotools are imported inside the functions, so the option
@@ -22,6 +26,7 @@ vocabulary below can be read (``realign-data build --help``) without them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
@@ -33,7 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
 KINDS = ("retrieval", "region-noise", "crop", "noise")
-SCHEDULES = ("linear", "cosine")
+SCHEDULES = ("sigmoid", "linear", "cosine")
+DEFAULT_SCHEDULE = "sigmoid"
 NUM_DIFFUSION_STEPS = 1000
 
 
@@ -51,29 +57,32 @@ class Negative:
         return buffer.getvalue()
 
 
-def alpha_bar(t: int, schedule: str = "linear", num_steps: int = NUM_DIFFUSION_STEPS) -> float:
-    """Cumulative signal fraction ``abar_t`` of the forward diffusion after ``t`` steps (``t`` in 0..T)."""
+@functools.lru_cache(maxsize=None)
+def _alphas_cumprod(schedule: str, num_steps: int) -> tuple[float, ...]:
+    import numpy as np
+
+    if schedule == "sigmoid":
+        x = np.linspace(-6.0, 6.0, num_steps, dtype=np.float64)
+        betas = 1.0 / (1.0 + np.exp(-x)) * (5e-3 - 1e-5) + 1e-5
+    elif schedule == "linear":
+        betas = np.linspace(1e-4, 0.02, num_steps, dtype=np.float64)
+    else:
+        steps = np.arange(num_steps + 1, dtype=np.float64)
+        f = np.cos((steps / num_steps + 0.008) / 1.008 * math.pi / 2) ** 2
+        betas = np.minimum(1.0 - f[1:] / f[:-1], 0.999)
+    return tuple(float(v) for v in np.cumprod(1.0 - betas))
+
+
+def alpha_bar(t: int, schedule: str = DEFAULT_SCHEDULE, num_steps: int = NUM_DIFFUSION_STEPS) -> float:
+    """Cumulative signal fraction ``abar_t = prod_{s<=t} (1 - beta_s)`` at step ``t`` in 0..T-1 (code indexing)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown noise schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}.")
-    if not 0 <= t <= num_steps:
-        raise ValueError(f"diffusion step must be between 0 and {num_steps} (got {t}).")
-    if t == 0:
-        return 1.0
-    if schedule == "linear":
-        import numpy as np
-
-        betas = np.linspace(1e-4, 0.02, num_steps, dtype=np.float64)[:t]
-        return float(np.prod(1.0 - betas))
-    s = 0.008
-
-    def f(step: int) -> float:
-        return math.cos((step / num_steps + s) / (1 + s) * math.pi / 2) ** 2
-
-    # betas are clipped at 0.999 in improved DDPM; abar itself is f(t)/f(0)
-    return max(f(t) / f(0), 1e-12)
+    if not 0 <= t < num_steps:
+        raise ValueError(f"diffusion step must be between 0 and {num_steps - 1} (got {t}).")
+    return _alphas_cumprod(schedule, num_steps)[t]
 
 
-def diffuse(x0: np.ndarray, t: int, rng: np.random.Generator, schedule: str = "linear") -> np.ndarray:
+def diffuse(x0: np.ndarray, t: int, rng: np.random.Generator, schedule: str = DEFAULT_SCHEDULE) -> np.ndarray:
     """Forward-diffuse ``x0`` (float, in [-1, 1]) to step ``t``; unclipped, for analysis and tests."""
     abar = alpha_bar(t, schedule)
     eps = rng.standard_normal(x0.shape)
@@ -93,7 +102,7 @@ def _to_image(x: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.rint((np.clip(x, -1.0, 1.0) + 1.0) * 127.5), 0, 255).astype(np.uint8))
 
 
-def add_noise(image: Image.Image, rng: np.random.Generator, *, t: int = 500, schedule: str = "linear",
+def add_noise(image: Image.Image, rng: np.random.Generator, *, t: int = 500, schedule: str = DEFAULT_SCHEDULE,
               mask: np.ndarray | None = None) -> Image.Image:
     """Diffusion noise at step ``t`` over the whole image, or only where the boolean ``mask`` is true."""
     import numpy as np
@@ -130,7 +139,7 @@ def segmentation_mask(segmentations: Iterable[Any], size: tuple[int, int]) -> np
 
 
 def region_noise(image: Image.Image, rng: np.random.Generator, instances: Sequence[dict], categories: Iterable[str],
-                 *, t: int = 500, schedule: str = "linear") -> Negative:
+                 *, t: int = 500, schedule: str = DEFAULT_SCHEDULE) -> Negative:
     """MFPO's key-region negative: noise inside the masks of the instances whose category the answer names.
 
     ``instances`` are COCO annotations of the image, each with ``category`` (name) and ``segmentation``
@@ -151,7 +160,7 @@ def region_noise(image: Image.Image, rng: np.random.Generator, instances: Sequen
 
 
 def whole_image_noise(image: Image.Image, rng: np.random.Generator, *, t: int = 500,
-                      schedule: str = "linear") -> Negative:
+                      schedule: str = DEFAULT_SCHEDULE) -> Negative:
     """POVID's negative: diffusion noise at step ``t`` over the whole image."""
     return Negative(add_noise(image, rng, t=t, schedule=schedule), "noise",
                     {"t": t, "schedule": schedule, "region_fraction": 1.0})
@@ -213,8 +222,8 @@ def perturbation_rng(seed: int, key: str, kind: str) -> np.random.Generator:
 
 
 def make_negative(kind: str, image: Image.Image, rng: np.random.Generator, *, instances: Sequence[dict] = (),
-                  categories: Iterable[str] = (), t: int = 500, schedule: str = "linear", min_area: float = 0.01,
-                  max_area: float = 0.2) -> Negative:
+                  categories: Iterable[str] = (), t: int = 500, schedule: str = DEFAULT_SCHEDULE,
+                  min_area: float = 0.01, max_area: float = 0.2) -> Negative:
     """The perturbation negative of ``kind`` (``region-noise``, ``crop`` or ``noise``) of ``image``."""
     if kind == "region-noise":
         return region_noise(image, rng, instances, categories, t=t, schedule=schedule)

@@ -35,7 +35,10 @@ CONFIG_FILE = "realign_build.json"
 INSPECT_FILE = "inspect.html"
 OUTPUT_SPLITS = ("train", "easy", "medium", "hard")  # a curriculum build: train = every row, easiest first
 DROP_REASONS = ("missing_image", "corrupt_image", "empty_instruction", "empty_answer", "chosen_generation_failed",
-                "nothing_to_mask", "no_retrieval", "fill_failed", "all_fills_too_similar")
+                "nothing_to_mask", "no_retrieval", "fill_failed", "all_fills_too_similar", "fill_changed_unmasked",
+                "fill_length", "fill_duplicate", "fill_below_min_similarity", "request_failed")
+# drops a later run may undo: the filler's service failed (network, HTTP error, timeout); re-runs retry them
+TRANSIENT_DROPS = ("request_failed",)
 STATS_COLUMNS = ("retrieval_score", "text_similarity", "retrieval_rank", "difficulty", "image_negative",
                  "negative_params")
 PARQUET_ROWS_PER_SHARD = 1000

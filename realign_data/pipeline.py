@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from realign_data.config import BuildConfig, BuildError
+from realign_data.output import DROP_REASONS
+from realign_data.quality import QualityFilters
 
 
 @dataclass
@@ -33,10 +35,12 @@ class Candidate:
     hits: list = field(default_factory=list)  # retrieved images, most similar first
     fills_tried: int = 0
     fills_failed: int = 0
+    fills_unavailable: int = 0  # failed for the service's reason (network, HTTP error, timeout)
     fill: Optional[str] = None  # the accepted fill: the rejected answer
     hit: Any = None  # the retrieved image the accepted fill describes
     similarity: Optional[float] = None
     negative: Optional[dict] = None  # rejected image: bytes, name, corpus id, params, difficulty
+    rejections: dict = field(default_factory=dict)  # why fills were not kept: reason -> count
     drop: Optional[str] = None
 
 
@@ -46,6 +50,7 @@ class ChunkResult:
     drops: dict[str, int]
     failures: list[dict]
     fills: int
+    fills_rejected: dict[str, int] = field(default_factory=dict)  # fills not kept, by reason (gate + quality)
 
 
 class Pipeline:
@@ -86,6 +91,7 @@ class Pipeline:
         except (GateError, DeviceError) as e:
             raise BuildError(str(e)) from None
         self._decoded: dict[str, Any] = {}  # the chunk's image cache: corpus id -> decoded image
+        self.quality = QualityFilters.of(config)
 
     def close(self) -> None:
         self.filler.close()
@@ -96,6 +102,7 @@ class Pipeline:
         """Provenance of the stages: masker, filler, gate (with its threshold), chosen backend."""
         return {"masker": self.masker.to_config(), "filler": self.filler.describe(),
                 "gate": {**self.gate.describe(), "threshold": self.config.sim_threshold},
+                "quality_filters": self.quality.describe(),
                 "chosen_from": self.chosen_backend.describe() if self.chosen_backend is not None else None}
 
     # ---------------------------------------------------------------------------------------------- chunk
@@ -118,10 +125,13 @@ class Pipeline:
             self.retrieve(cands)
             fills = self.fill_until_accepted(cands, failures)
             rows = []
+            rejected: dict[str, int] = {}
             for c in cands:
+                for reason, n in c.rejections.items():
+                    rejected[reason] = rejected.get(reason, 0) + n
                 if c.fill is None:
-                    drop(c, "no_retrieval" if not c.hits else
-                         "fill_failed" if c.fills_failed == c.fills_tried else "all_fills_too_similar")
+                    drop(c, "no_retrieval" if not c.hits else "request_failed" if c.fills_unavailable else
+                         "fill_failed" if c.fills_failed == c.fills_tried else _main_rejection(c.rejections))
                     continue
                 try:
                     c.negative = self.visual_negative(c)
@@ -134,12 +144,12 @@ class Pipeline:
                 rows.append(self.row(c))
         finally:
             self._decoded = {}
-        return ChunkResult(rows, drops, failures, fills)
+        return ChunkResult(rows, drops, failures, fills, dict(sorted(rejected.items(), key=lambda kv: _order(kv[0]))))
 
     # --------------------------------------------------------------------------------------------- stages
     def load(self, seeds: list, drop: Callable) -> list[Candidate]:
         """Read and decode each seed image (once); missing or corrupt images and empty instructions drop."""
-        from PIL import Image
+        from PIL import Image, ImageOps
 
         out = []
         for s in seeds:
@@ -159,7 +169,7 @@ class Pipeline:
                         im.load()
                         if min(im.size) < 1:
                             raise ValueError("empty image")
-                        c.image = im.convert("RGB")
+                        c.image = ImageOps.exif_transpose(im).convert("RGB")  # upright, as datasets decodes it
             except Exception as e:  # noqa: BLE001 - PIL raises many types for bad data
                 drop(c, "corrupt_image", f"corrupt image ({type(e).__name__}: {e})")
                 continue
@@ -174,7 +184,7 @@ class Pipeline:
 
     def write_chosen(self, cands: list[Candidate], drop: Callable) -> list[Candidate]:
         """A VLM writes the chosen answer of seeds that have none (``--chosen-from``); the rest drop."""
-        errors: dict[int, str] = {}
+        errors: dict[int, tuple[str, bool]] = {}
         need = [c for c in cands if not c.chosen]
         if need and self.chosen_backend is not None:
             items = [(c.seed.instruction, (lambda im=c.image: im), (lambda b=c.image_bytes: b)) for c in need]
@@ -182,13 +192,14 @@ class Pipeline:
                 if res.ok:
                     c.chosen = res.text.strip()
                 else:
-                    errors[id(c)] = res.error or "empty generation"
+                    errors[id(c)] = (res.error or "empty generation", res.transient)
         out = []
         for c in cands:
             if c.chosen:
                 out.append(c)
             elif id(c) in errors:
-                drop(c, "chosen_generation_failed", errors[id(c)])
+                error, transient = errors[id(c)]
+                drop(c, "request_failed" if transient else "chosen_generation_failed", error)
             else:
                 drop(c, "empty_answer")
         return out
@@ -221,10 +232,11 @@ class Pipeline:
     def fill_until_accepted(self, cands: list[Candidate], failures: list[dict]) -> int:
         """Fill with the retrieved images in rank order, a round per rank; the gate accepts or the next is tried."""
         from realign_data.fillers import FillRequest
-        from realign_data.gate import is_rejected_fill
+        from realign_data.gate import is_rejected_fill, normalize_text
 
         cfg = self.config
         tried = 0
+        kept: set = set()  # (seed image, normalised fill) of the rejected answers kept in this chunk
         for r in range(cfg.top_k):
             todo = [c for c in cands if c.fill is None and len(c.hits) > r]
             if not todo:
@@ -245,12 +257,21 @@ class Pipeline:
                     ok.append((c, res.text.strip()))
                 else:
                     c.fills_failed += 1
+                    c.fills_unavailable += res.transient
                     failures.append({"seed": c.seed.id, "rank": r + 1, "retrieved": c.hits[r].id,
                                      "error": res.error or "empty fill", "attempts": res.attempts})
             sims = self.gate.similarity([c.chosen for c, _ in ok], [t for _, t in ok])
-            for (c, text), sim in zip(ok, sims):
-                if is_rejected_fill(c.chosen, text, sim, cfg.sim_threshold):
-                    c.fill, c.hit, c.similarity = text, c.hits[r], sim
+            for (c, text), sim in zip(ok, sims):  # seed order: which of two duplicates is kept is deterministic
+                reason = None if is_rejected_fill(c.chosen, text, sim, cfg.sim_threshold) else "all_fills_too_similar"
+                reason = reason or self.quality.check(c.masked.masked, c.chosen, text, sim)
+                key = (c.seed.image_id, normalize_text(text))
+                if reason is None and self.quality.enabled and key in kept:
+                    reason = "fill_duplicate"
+                if reason:
+                    c.rejections[reason] = c.rejections.get(reason, 0) + 1
+                    continue
+                kept.add(key)
+                c.fill, c.hit, c.similarity = text, c.hits[r], sim
         return tried
 
     def visual_negative(self, c: Candidate) -> dict:
@@ -312,6 +333,15 @@ class Pipeline:
         if image_id is None:
             return None
         return {"instances": self.ann.instances(int(image_id)), "captions": self.ann.captions(int(image_id))}
+
+
+def _order(reason: str) -> int:
+    return DROP_REASONS.index(reason) if reason in DROP_REASONS else len(DROP_REASONS)
+
+
+def _main_rejection(rejections: dict) -> str:
+    """The drop reason of a seed none of whose fills was kept: what rejected most of them (ties: report order)."""
+    return min(rejections, key=lambda r: (-rejections[r], _order(r))) if rejections else "all_fills_too_similar"
 
 
 def _image_name(path: Optional[str]) -> Optional[str]:

@@ -26,6 +26,7 @@ pushed with ``realign-data push`` like any built dataset) next to ``realign_buil
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import shutil
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from realign_data.corpus import CocoAnnotations
+
+logger = logging.getLogger(__name__)
 
 POPE_SPLITS = ("random", "popular", "adversarial")
 QUESTION_TEMPLATE = "Is there {article} {object} in the image?"
@@ -62,6 +65,7 @@ class PopeConfig:
     objects_per_image: int = 3
     min_objects: int = 3
     samplings: tuple[str, ...] = POPE_SPLITS
+    exclude_dataset: Optional[str] = None  # images of this training dataset are skipped (realign_data.overlap)
     benchmark: str = "pope"  # marks the file as a POPE build (the Hub card and `realign-trl eval` read it)
 
     def check(self) -> None:
@@ -192,10 +196,11 @@ class PopeReport:
     questions: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (image_id, reason)
     eligible_images: int = 0
+    excluded: list[int] = field(default_factory=list)  # image ids found in --exclude-dataset's training data
 
     def to_dict(self) -> dict:
         return {"images": self.images, "eligible_images": self.eligible_images, "questions": self.questions,
-                "skipped": [{"image_id": i, "reason": r} for i, r in self.skipped]}
+                "skipped": [{"image_id": i, "reason": r} for i, r in self.skipped], "excluded": self.excluded}
 
 
 @dataclass
@@ -209,10 +214,11 @@ class PopeBuild:
 
 
 def select_images(ann: CocoAnnotations, num_images: int, *, seed: int = 0, min_objects: int = 1,
-                  progress: bool = False, report: Optional[PopeReport] = None) -> dict[int, bytes]:
+                  progress: bool = False, report: Optional[PopeReport] = None, exclude=None) -> dict[int, bytes]:
     """The first ``num_images`` readable images of :func:`image_order`, as ``{image_id: file bytes}``.
 
-    Unreadable or missing files are skipped (and listed in ``report``), and the next image of the order takes
+    Unreadable or missing files are skipped (and listed in ``report``), and so are images of ``exclude`` (a
+    :class:`realign_data.overlap.TrainingImages`: they appear in training data); the next image of the order takes
     their place. Raises :class:`PopeError` when no image qualifies.
     """
     from realign_data.corpus import open_image_bytes
@@ -239,6 +245,10 @@ def select_images(ann: CocoAnnotations, num_images: int, *, seed: int = 0, min_o
             if report is not None:
                 report.skipped.append((image_id, f"{type(e).__name__}: {e}"))
             continue
+        if exclude is not None and exclude.contains(image_id=image_id, file_name=ann.file_name(image_id), data=data):
+            if report is not None:
+                report.excluded.append(image_id)
+            continue
         chosen[image_id] = data
         if bar is not None:
             bar.update(1)
@@ -261,25 +271,32 @@ def features():
 
 def build_pope(coco_root: str | os.PathLike, out: Optional[str | os.PathLike] = None, *, split: Optional[str] = None,
                num_images: int = 500, seed: int = 0, objects_per_image: int = 3, min_objects: int = 3,
-               samplings: Sequence[str] = POPE_SPLITS, progress: bool = False):
+               samplings: Sequence[str] = POPE_SPLITS, exclude_dataset: Optional[str] = None, progress: bool = False):
     """Build a POPE question set from a COCO-layout corpus; save it to ``out`` when given.
 
     Returns a :class:`PopeBuild` whose ``dataset`` is a ``datasets.DatasetDict`` with one split per sampling and
     the columns ``question_id, image_id, file_name, image, question, object, label``. ``out`` is replaced
-    atomically (a previous question set there is overwritten, never appended to).
+    atomically (a previous question set there is overwritten, never appended to). ``exclude_dataset`` (a build
+    directory or Hub id) skips the images its training rows contain, with a warning saying how many.
     """
     import datasets
 
     config = PopeConfig(coco_root=str(Path(coco_root).expanduser().resolve()), split=split, num_images=num_images,
                         seed=seed, objects_per_image=objects_per_image, min_objects=min_objects,
-                        samplings=tuple(samplings))
+                        samplings=tuple(samplings), exclude_dataset=exclude_dataset)
     config.check()
     if out is not None:
         _check_out(Path(out))
     ann = open_annotations(config.coco_root, split)
     config.split = ann.splits[0]
     report = PopeReport()
-    chosen = select_images(ann, num_images, seed=seed, min_objects=min_objects, progress=progress, report=report)
+    exclude = _training_images(exclude_dataset) if exclude_dataset else None
+    chosen = select_images(ann, num_images, seed=seed, min_objects=min_objects, progress=progress, report=report,
+                           exclude=exclude)
+    if report.excluded:
+        logger.warning("POPE: skipped %d images of %s that appear in the training data of %s; other images of the "
+                       "split took their place (listed under 'excluded' in build_report.json)", len(report.excluded),
+                       config.split, exclude_dataset)
     stats = CorpusStats.of(ann.categories(i) for i in ann.image_ids())
     questions = pope_questions({i: ann.categories(i) for i in chosen}, stats, seed=seed,
                                objects_per_image=objects_per_image, samplings=config.samplings)
@@ -302,6 +319,15 @@ def build_pope(coco_root: str | os.PathLike, out: Optional[str | os.PathLike] = 
     if out is not None:
         _save(ds, Path(out), config, report)
     return PopeBuild(ds, config, report, Path(out) if out is not None else None)
+
+
+def _training_images(dir_or_repo: str):
+    from realign_data.overlap import OverlapError, training_images
+
+    try:
+        return training_images(dir_or_repo)
+    except OverlapError as e:
+        raise PopeError(str(e)) from None
 
 
 def _check_out(out: Path) -> None:

@@ -1,9 +1,11 @@
 """The build report (``build_report.json``) and its human summary.
 
-The report holds: seeds read, pairs written, drops by reason, fills tried, failed requests (count and
-examples), histograms of retrieval score, text similarity, difficulty and the retrieval rank used, the visual
-negative and the curriculum, throughput, the chunk list (for resume/merge), the build config and provenance
-(knowledge base, encoder, masker, filler, gate, warnings such as an offline fallback, library versions).
+The report holds: seeds read, pairs written, drops by reason, fills tried and the fills not kept by reason
+(``fills_rejected``: the gate and the quality filters of ``quality.py``), failed requests (count and
+examples), seeds per evaluation split (``evaluation_seeds``, see ``splits.py``), histograms of retrieval score,
+text similarity, difficulty and the retrieval rank used, the visual negative and the curriculum, throughput, the
+chunk list (for resume/merge), the build config and provenance (knowledge base, encoder, masker, filler, gate,
+warnings such as an offline fallback or evaluation-split images, library versions).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Optional
 
 from realign_data.atomic import atomic_write_json
 from realign_data.negatives import NUM_DIFFUSION_STEPS
-from realign_data.output import DROP_REASONS, REPORT_FILE
+from realign_data.output import DROP_REASONS, REPORT_FILE, TRANSIENT_DROPS
 
 MAX_FAILURE_EXAMPLES = 100
 DIFFICULTY_FORMULA = "w * image_closeness + (1 - w) * clip(text_similarity, 0, 1)"
@@ -40,11 +42,17 @@ def aggregate(metas: list[dict], stats: dict[str, list]) -> dict:
     drops: dict[str, int] = {}
     failures: list[dict] = []
     failure_count = 0
+    evaluation_seeds: dict[str, int] = {}  # seeds whose image comes from an evaluation split (splits.py)
+    fills_rejected: dict[str, int] = {}  # fills not kept, by gate / quality reason (quality.py)
     for m in metas:
         for k, v in m.get("drops", {}).items():
             drops[k] = drops.get(k, 0) + v
         failures += m.get("failures", [])
         failure_count += m.get("failure_count", len(m.get("failures", [])))
+        for k, v in m.get("evaluation_seeds", {}).items():
+            evaluation_seeds[k] = evaluation_seeds.get(k, 0) + v
+        for k, v in m.get("fills_rejected", {}).items():
+            fills_rejected[k] = fills_rejected.get(k, 0) + v
     order = {r: i for i, r in enumerate(DROP_REASONS)}
     ranks: dict[str, int] = {}
     for r in stats.get("retrieval_rank", []):
@@ -61,7 +69,11 @@ def aggregate(metas: list[dict], stats: dict[str, list]) -> dict:
         "seeds_read": sum(m.get("seeds", 0) for m in metas),
         "pairs_written": sum(m.get("rows", 0) for m in metas),
         "drops": dict(sorted(drops.items(), key=lambda kv: (order.get(kv[0], 99), kv[0]))),
+        "drops_transient": sum(v for k, v in drops.items() if k in TRANSIENT_DROPS),  # a re-run retries these
+        "drops_permanent": sum(v for k, v in drops.items() if k not in TRANSIENT_DROPS),
         "fills_tried": sum(m.get("fills", 0) for m in metas),
+        "fills_rejected": dict(sorted(fills_rejected.items(), key=lambda kv: (order.get(kv[0], 99), kv[0]))),
+        "evaluation_seeds": dict(sorted(evaluation_seeds.items())),
         "failures": {"count": failure_count, "examples": failures[:MAX_FAILURE_EXAMPLES]},
         "histograms": {
             "retrieval_score": histogram(stats.get("retrieval_score", []), -1.0, 1.0, 40),
@@ -113,6 +125,12 @@ def format_summary(report: dict) -> str:
         lines.append("Dropped: " + ", ".join(f"{k} {v}" for k, v in drops.items()))
     else:
         lines.append("Dropped: none")
+    rejected = report.get("fills_rejected", {})
+    if rejected:
+        lines.append("Fills not kept: " + ", ".join(f"{k} {v}" for k, v in rejected.items()))
+    if report.get("drops_transient"):
+        lines.append(f"{report['drops_transient']} seeds failed for a transient reason (the filler service): run the "
+                     "same command again to retry them")
     fc = report.get("failures", {}).get("count", 0)
     if fc:
         lines.append(f"Failed fill/generation requests: {fc} (see build_report.json)")

@@ -10,6 +10,13 @@ Layout (what ``realign-data index build --source coco`` and the builder expect):
     OUT/train2014/COCO_train2014_000000000123.jpg
     OUT/annotations/instances_train2014.json
     OUT/annotations/captions_train2014.json
+
+World options (all off by default; the default corpus is byte-identical to earlier versions) turn the corpus
+into a small world where a captioning model can hallucinate, as on COCO where a fork makes a model say
+"table": a category co-occurrence prior (:data:`COOCCURRING_PAIRS`, ``cooccurrence`` = probability that a
+drawn member's partner joins the scene), a held-out split written as a second COCO split, a complete caption
+naming every annotated object, backgrounds that no COCO category is called (recorded per image), and a
+minimum visible fraction below which an occluded instance is not annotated. See docs/synthetic_world.md.
 """
 
 from __future__ import annotations
@@ -21,6 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realign_data.atomic import atomic_write_bytes, atomic_write_json
+from realign_data.locks import OutputError, output_lock
+
+
+MAX_IMAGES = 599_999  # image ids are drawn from 1..MAX_IMAGES, like COCO's 12-digit ids
 
 
 class SampleCorpusError(ValueError):
@@ -64,24 +75,97 @@ BACKGROUNDS: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("road", (90, 90, 95)),
 )
 
+# Backgrounds of the world options: "table" reads as the COCO category "dining table", so it becomes "floor".
+WORLD_BACKGROUNDS: tuple[tuple[str, tuple[int, int, int]], ...] = tuple(
+    ("floor", rgb) if name == "table" else (name, rgb) for name, rgb in BACKGROUNDS)
+
+# The language prior of ``cooccurrence``: each category of a pair draws the other one into its scene.
+COOCCURRING_PAIRS: tuple[tuple[str, str], ...] = (
+    ("car", "bus"), ("cat", "dog"), ("cup", "bottle"), ("apple", "banana"), ("chair", "clock"), ("bird", "umbrella"),
+)
+_BY_NAME = {c.name: c for c in CATEGORIES}
+PARTNER: dict[str, str] = {**dict(COOCCURRING_PAIRS), **{b: a for a, b in COOCCURRING_PAIRS}}
+
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
 _SIZE_SCALE = {"small": 0.10, "medium": 0.15, "large": 0.22}
 _LICENSE = {"id": 1, "name": "CC0 1.0 Universal (synthetic images)",
             "url": "https://creativecommons.org/publicdomain/zero/1.0/"}
 
 
+@dataclass(frozen=True)
+class World:
+    """The world options of :func:`make_sample_corpus` (defaults: the plain sample corpus)."""
+
+    cooccurrence: float = 0.0  # probability that a drawn pair member's partner joins the scene
+    min_visible: float = 0.0  # instances with a smaller visible share of their polygon are not annotated
+    complete_caption: bool = False  # the first caption names every annotated object, with counts and colours
+    world_backgrounds: bool = False  # "floor" instead of "table"; each image records its "background"
+
+    @property
+    def redraws(self) -> bool:
+        return self.min_visible > 0
+
+
 def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int = 0, *, split: str = "train2014",
-                       width: int = 160, height: int = 120, progress: bool = False) -> Path:
+                       width: int = 160, height: int = 120, progress: bool = False, cooccurrence: float = 0.0,
+                       heldout: int = 0, heldout_split: str = "val2014", min_visible: float = 0.0,
+                       complete_caption: bool = False, world_backgrounds: bool = False, overwrite: bool = False) -> Path:
     """Write a deterministic synthetic COCO-format corpus of ``num_images`` scenes to ``out``.
 
     The same ``seed`` gives byte-identical annotation files and images. Every file is written to a temporary
-    name and renamed, so an interrupted run never leaves a half-written file behind. Returns ``out``.
+    name and renamed, so an interrupted run never leaves a half-written file behind. A non-empty ``out`` is
+    refused where it holds a split to be written already (or is not a COCO root) unless ``overwrite`` (then that
+    split is replaced: its images that the new corpus does not have are removed); another split is added beside
+    it. Returns ``out``; :class:`~realign_data.locks.LockHeld` while another process writes it.
+
+    World options: ``cooccurrence`` in [0, 1] is the strength of the prior (:data:`COOCCURRING_PAIRS`);
+    ``heldout`` images of the same world go to a second split ``heldout_split`` (image ids disjoint from
+    ``split``'s); ``min_visible`` in [0, 1) drops occluded instances from annotations and captions;
+    ``complete_caption`` and ``world_backgrounds`` as in :class:`World`.
     """
     if num_images < 1:
         raise SampleCorpusError(f"--num-images must be at least 1 (got {num_images}).")
+    if num_images + max(heldout, 0) > MAX_IMAGES:
+        raise SampleCorpusError(f"--num-images must be at most {MAX_IMAGES} (one COCO-style id each, held-out "
+                                f"images included), got {num_images + max(heldout, 0)}.")
     if width < 32 or height < 32:
         raise SampleCorpusError(f"images must be at least 32x32 pixels (got {width}x{height}).")
+    if not 0.0 <= cooccurrence <= 1.0:
+        raise SampleCorpusError(f"--cooccurrence must be between 0 and 1 (got {cooccurrence}).")
+    if not 0.0 <= min_visible < 1.0:
+        raise SampleCorpusError(f"--min-visible must be at least 0 and below 1 (got {min_visible}).")
+    if heldout < 0:
+        raise SampleCorpusError(f"--heldout must be at least 0 (got {heldout}).")
+    if heldout and heldout_split == split:
+        raise SampleCorpusError(f"the held-out split must differ from the training split ({split!r}).")
+    world = World(cooccurrence, min_visible, complete_caption, world_backgrounds)
     root = Path(out)
+    try:
+        with output_lock(root, "realign-data sample"):
+            return _write_corpus(root, num_images, seed, split, width, height, progress, world, heldout,
+                                 heldout_split, overwrite)
+    except OutputError as e:
+        raise SampleCorpusError(str(e)) from None
+
+
+def _occupied(root: Path, split: str) -> bool:
+    """Whether writing ``split`` into ``root`` would replace something: the split already exists, or ``root`` is a
+    non-empty folder that is not a COCO root. Another split of the same corpus (a held-out val2014 beside
+    train2014) is added, not replaced."""
+    if not root.is_dir() or not any(root.iterdir()):
+        return False
+    if not (root / "annotations").is_dir():
+        return True
+    split_dir = root / split
+    return (split_dir.is_dir() and any(split_dir.iterdir())) or any((root / "annotations").glob(f"*_{split}.json"))
+
+
+def _write_corpus(root: Path, num_images: int, seed: int, split: str, width: int, height: int, progress: bool,
+                  world: World, heldout: int, heldout_split: str, overwrite: bool) -> Path:
+    for name in (split, heldout_split) if heldout else (split,):
+        if not overwrite and _occupied(root, name):
+            raise SampleCorpusError(f"--out {str(root)!r} already holds split {name} or files that are not a COCO "
+                                    "corpus; choose a new or empty directory, or pass --overwrite to replace it.")
     try:
         (root / split).mkdir(parents=True, exist_ok=True)
         (root / "annotations").mkdir(parents=True, exist_ok=True)
@@ -92,7 +176,18 @@ def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int 
         raise SampleCorpusError(f"cannot write to output directory {str(root)!r}: {e.strerror or e}.") from e
 
     rng = random.Random(seed)
-    image_ids = sorted(rng.sample(range(1, 600_000), num_images))
+    drawn = rng.sample(range(1, MAX_IMAGES + 1), num_images + heldout)
+    splits = [(split, sorted(drawn[:num_images]))]
+    if heldout:
+        (root / heldout_split).mkdir(parents=True, exist_ok=True)
+        splits.append((heldout_split, sorted(drawn[num_images:])))
+    for name, image_ids in splits:
+        _write_split(root, name, image_ids, rng, seed, width, height, progress, world)
+    return root
+
+
+def _write_split(root: Path, split: str, image_ids: list[int], rng: random.Random, seed: int, width: int,
+                 height: int, progress: bool, world: World) -> None:
     images, instances, captions = [], [], []
     iterator = image_ids
     if progress:
@@ -101,12 +196,15 @@ def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int 
         iterator = tqdm(image_ids, desc="Drawing sample images", unit="img")
     for image_id in iterator:
         file_name = f"COCO_{split}_{image_id:012d}.jpg"
-        scene = _random_scene(rng, width, height)
+        scene = _world_scene(rng, width, height, world)
         atomic_write_bytes(root / split / file_name, _render_jpeg(scene, width, height))
         images.append({
             "license": 1, "file_name": file_name, "coco_url": "", "height": height, "width": width,
             "date_captured": "2026-01-01 00:00:00", "flickr_url": "", "id": image_id,
         })
+        if world.world_backgrounds:
+            images[-1]["background"] = scene["background"][0]
+        scene = {**scene, "objects": scene.get("visible", scene["objects"])}
         for obj in scene["objects"]:
             instances.append({
                 "segmentation": [[round(v, 2) for xy in obj["polygon"] for v in xy]],
@@ -117,7 +215,7 @@ def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int 
                 "category_id": obj["category"].id,
                 "id": len(instances) + 1,
             })
-        for text in _captions(rng, scene):
+        for text in _captions(rng, scene, complete_first=world.complete_caption):
             captions.append({"image_id": image_id, "id": len(captions) + 1, "caption": text})
 
     info = {"description": "realign synthetic sample corpus (COCO format)", "url": "", "version": "1.0",
@@ -129,12 +227,51 @@ def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int 
                         "categories": categories}, indent=None)
     atomic_write_json(root / "annotations" / f"captions_{split}.json",
                        {"info": info, "licenses": [_LICENSE], "images": images, "annotations": captions}, indent=None)
-    return root
+    keep = {im["file_name"] for im in images}
+    for stale in (root / split).glob(f"COCO_{split}_*.jpg"):  # --overwrite: the previous corpus's other images
+        if stale.name not in keep:
+            stale.unlink()
 
 
-def _random_scene(rng: random.Random, width: int, height: int) -> dict:
-    background = rng.choice(BACKGROUNDS)
+def _world_scene(rng: random.Random, width: int, height: int, world: World) -> dict:
+    """A scene; with ``min_visible``, redrawn until at least two categories stay visible enough to annotate."""
+    while True:
+        scene = _random_scene(rng, width, height, world)
+        if not world.redraws:
+            return scene
+        visible = [o for o, share in zip(scene["objects"], _visible_shares(scene, width, height))
+                   if share >= world.min_visible]
+        if len({o["category"] for o in visible}) >= 2:
+            return {**scene, "visible": visible}
+
+
+def _visible_shares(scene: dict, width: int, height: int) -> list[float]:
+    """Share of each object's own pixels left uncovered by the objects drawn after it."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    labels = Image.new("I", (width, height), 0)
+    draw = ImageDraw.Draw(labels)
+    for k, obj in enumerate(scene["objects"], start=1):
+        draw.polygon(obj["polygon"], fill=k)
+    top = np.asarray(labels)
+    shares = []
+    for k, obj in enumerate(scene["objects"], start=1):
+        alone = Image.new("1", (width, height), 0)
+        ImageDraw.Draw(alone).polygon(obj["polygon"], fill=1)
+        own = int(np.asarray(alone).sum())
+        shares.append(float((top == k).sum()) / own if own else 0.0)
+    return shares
+
+
+def _random_scene(rng: random.Random, width: int, height: int, world: World = World()) -> dict:
+    background = rng.choice(WORLD_BACKGROUNDS if world.world_backgrounds else BACKGROUNDS)
     chosen = rng.sample(CATEGORIES, rng.randint(2, 3))
+    if world.cooccurrence > 0:
+        for category in list(chosen):
+            partner = _BY_NAME.get(PARTNER.get(category.name, ""))
+            if partner is not None and partner not in chosen and rng.random() < world.cooccurrence:
+                chosen.append(partner)
     objects = []
     for category in chosen:
         for _ in range(rng.choice((1, 1, 2, 2, 3))):
@@ -173,8 +310,9 @@ def _render_jpeg(scene: dict, width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-def _captions(rng: random.Random, scene: dict) -> list[str]:
-    """3-5 captions naming objects, colours, counts and spatial relations."""
+def _captions(rng: random.Random, scene: dict, complete_first: bool = False) -> list[str]:
+    """3-5 captions naming objects, colours, counts and spatial relations (with ``complete_first``, the first
+    one lists every object with its count and colour, and the background)."""
     objects = scene["objects"]
     counts: dict[Category, int] = {}
     for obj in objects:
@@ -202,6 +340,10 @@ def _captions(rng: random.Random, scene: dict) -> list[str]:
         f"{phrase(cats[0]).capitalize()} next to {phrase(cats[1])}.",
     ]
     rng.shuffle(templates)
+    if complete_first:
+        complete = f"There {'is' if counts[cats[0]] == 1 else 'are'} {listing} on the {where}."
+        rest = [t for t in templates if t != complete]
+        return [complete] + rest[: rng.randint(3, 5) - 1]
     return templates[: rng.randint(3, 5)]
 
 

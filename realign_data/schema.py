@@ -22,7 +22,7 @@ column                 content
                        ``retrieval`` it equals ``rejected_image_id``)
 ``image_negative``     kind of visual negative: ``retrieval``, ``region-noise``, ``crop`` or ``noise``
 ``negative_params``    JSON object of the perturbation's parameters (``{}`` for retrieval), e.g.
-                       ``{"t": 500, "schedule": "linear", "region_source": "segmentation", ...}``
+                       ``{"t": 500, "schedule": "sigmoid", "region_source": "segmentation", ...}``
 ``difficulty``         in [0, 1], how close the negatives are to the positives (1 = hardest); see
                        :mod:`realign_data.difficulty`
 =====================  ===========================================================================

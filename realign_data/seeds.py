@@ -113,8 +113,40 @@ def coco_caption_seeds(root: str | Path, *, prompts: Sequence[str] = DESCRIPTION
 
 
 # ----------------------------------------------------------------------------------------- datasets
-def load_seed_table(path_or_id: str, *, split: Optional[str] = None):
-    """Open a seed source as a ``datasets.Dataset`` (images not decoded)."""
+def check_text_file(path: Path, encoding: str = "utf-8") -> None:
+    """Read a ``.jsonl``/``.json``/``.csv`` seeds file once and raise :class:`SeedError` naming the file, the line
+    and what is wrong at the first text that is not ``encoding`` or (``.jsonl``) a line that is not one JSON object
+    (``datasets`` would only fail later, mid-build, without a line number)."""
+    import codecs
+    import json
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise SeedError(f"unknown --seeds-encoding {encoding!r}; use a Python codec name such as utf-8, latin-1 or "
+                        "cp1252") from None
+    jsonl = path.suffix.lower() == ".jsonl"
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as e:
+                raise SeedError(f"seeds file {str(path)!r}, line {n}: not valid {encoding} text (byte "
+                                f"0x{raw[e.start]:02x} at column {e.start + 1}); save it as UTF-8, or pass "
+                                "--seeds-encoding with its encoding (e.g. latin-1)") from None
+            if jsonl and line.strip():
+                try:
+                    ok = isinstance(json.loads(line), dict)
+                    why = "" if ok else "not a JSON object"
+                except ValueError as e:
+                    ok, why = False, f"{getattr(e, 'msg', e)} at column {getattr(e, 'colno', '?')}"
+                if not ok:
+                    raise SeedError(f"seeds file {str(path)!r}, line {n}: {why}; each line must be one JSON object "
+                                    'such as {"image": "a.jpg", "instruction": "...", "chosen": "..."}')
+
+
+def load_seed_table(path_or_id: str, *, split: Optional[str] = None, encoding: str = "utf-8"):
+    """Open a seed source as a ``datasets.Dataset`` (images not decoded); text files are read as ``encoding``."""
     import datasets
 
     from realign_data.schema import is_saved_dataset
@@ -127,7 +159,10 @@ def load_seed_table(path_or_id: str, *, split: Optional[str] = None):
             kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(p.suffix.lower())
             if kind is None:
                 raise SeedError(f"seed file {str(p)!r} has an unknown type; use .jsonl, .json, .parquet or .csv")
-            ds = datasets.load_dataset(kind, data_files=str(p), split="train")
+            if kind != "parquet":
+                check_text_file(p, encoding)
+            ds = datasets.load_dataset(kind, data_files=str(p), split="train",
+                                       **({"encoding": encoding} if kind != "parquet" else {}))
         elif p.exists() or str(path_or_id).startswith((".", "/", "~")):
             raise SeedError(f"seed path {str(path_or_id)!r} is neither a data file nor a save_to_disk directory")
         else:
@@ -187,9 +222,10 @@ def as_text(value: Any) -> str:
 def dataset_seeds(path_or_id: str, *, image_column: Optional[str] = None, instruction_column: Optional[str] = None,
                   chosen_column: Optional[str] = None, id_column: Optional[str] = None,
                   image_root: Optional[str | Path] = None, split: Optional[str] = None,
-                  require_chosen: bool = True, kb_lookup=None) -> Iterator[Seed]:
-    """Seeds from any tabular dataset (see module docstring). ``kb_lookup(path) -> kb id | None``."""
-    ds = load_seed_table(path_or_id, split=split)
+                  require_chosen: bool = True, kb_lookup=None, encoding: str = "utf-8") -> Iterator[Seed]:
+    """Seeds from any tabular dataset (see module docstring). ``kb_lookup(path) -> kb id | None``; ``encoding``:
+    of a text seeds file (``.jsonl``/``.json``/``.csv``)."""
+    ds = load_seed_table(path_or_id, split=split, encoding=encoding)
     cols = list(ds.column_names)
     img_col = _resolve_column(cols, image_column, IMAGE_COLUMNS, "image", "--image-column")
     ins_col = _resolve_column(cols, instruction_column, INSTRUCTION_COLUMNS, "instruction", "--instruction-column")

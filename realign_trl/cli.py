@@ -64,10 +64,10 @@ def dpo(ctx: typer.Context) -> None:
     parser = script.make_parser(prog="realign-trl dpo")
     # Handles -h/--help (exits). Leftover strings are `accelerate launch` options, as in `trl dpo`.
     try:
-        _, dpo_config, model_config, _, config_remaining, cli_remaining = parser.parse_args_and_config(
+        script_config, dpo_config, model_config, _, config_remaining, cli_remaining = parser.parse_args_and_config(
             all_args, return_remaining_strings=True, separate_remaining_strings=True
         )
-        script.preflight(model_config, dpo_config)
+        script.preflight(model_config, dpo_config, script_config)
         if dpo_config.curriculum:
             from .curriculum import check_curriculum_args
 
@@ -76,12 +76,32 @@ def dpo(ctx: typer.Context) -> None:
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"realign-trl dpo: {err}", err=True)
         raise typer.Exit(2) from None
+    except Exception as err:  # noqa: BLE001 - only YAML's errors are expected here; anything else is re-raised
+        import yaml
+
+        if not isinstance(err, yaml.YAMLError):
+            raise
+        typer.echo(f"realign-trl dpo: {_yaml_problem(all_args, err)}", err=True)
+        raise typer.Exit(2) from None
     training_args = _subtract_subsequence(all_args, cli_remaining)
     accelerate_args = launch_command_parser().parse_args(launch_args + [script.__file__] + training_args)
     try:
         launch_command(accelerate_args)
     except subprocess.CalledProcessError as err:
         raise typer.Exit(err.returncode or 1) from None
+
+
+def _yaml_problem(args: list[str], err) -> str:
+    """One sentence for a ``--config`` file YAML cannot read (or would only read by running code: ``!!python``)."""
+    path = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"),
+                next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), "the --config file"))
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if "python/" in problem or "!!python" in problem:
+        return (f"{path} uses a !!python tag{where}, which is refused (it would run code); write plain YAML values "
+                "(strings, numbers, lists, mappings)")
+    return f"{path} is not valid YAML ({problem}{where}); see examples/*.yaml for the expected layout"
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -99,6 +119,7 @@ def eval_(
     coco_root: Optional[Path] = typer.Option(None, "--coco-root", help="COCO-layout corpus with instances (and captions for CHAIR): MS-COCO, or `realign-data sample`."),
     split: Optional[str] = typer.Option(None, "--split", help="Annotated split, e.g. val2014 (default: the only one with instances)."),
     pope: Optional[str] = typer.Option(None, "--pope", help="A `realign-data pope` question set (directory or Hub id) instead of drawing one from --coco-root."),
+    exclude_dataset: Optional[str] = typer.Option(None, "--exclude-dataset", help="Training dataset (build directory or Hub id): refuse (exit 2) when an evaluation image appears in it."),
     pope_splits: str = typer.Option("random,popular,adversarial", "--pope-splits", help="POPE samplings to evaluate."),
     num_images: int = typer.Option(500, "--num-images", help="Held-out images: POPE asks about them, CHAIR describes them."),
     min_objects: int = typer.Option(3, "--min-objects", help="Only images with at least this many annotated categories (POPE: 3)."),
@@ -145,7 +166,8 @@ def eval_(
             raise EvalError("--adapter loads a PEFT adapter locally; with --base-url, serve the adapter from the "
                             "endpoint instead.")
         _evaluate(model=model, adapter=adapter, bench=bench, coco_root=coco_root, split=split, pope=pope,
-                  pope_splits=pope_splits, num_images=num_images, min_objects=min_objects, seed=seed,
+                  exclude_dataset=exclude_dataset, pope_splits=pope_splits, num_images=num_images,
+                  min_objects=min_objects, seed=seed,
                   vocabulary=vocabulary, chair_prompt=chair_prompt, pope_suffix=pope_suffix, out=out,
                   base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
                   device=device, dtype=dtype, device_map=device_map,
@@ -174,7 +196,7 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
 
     from realign_trl.eval.backends import EvalRuntimeError, OpenAIBackend, TransformersBackend, check_model_args
     from realign_trl.eval.runner import evaluate
-    from realign_trl.eval.suite import EvalError, EvalSuite, parse_benches
+    from realign_trl.eval.suite import EvalError, EvalSuite, parse_benches, refuse_training_images
 
     started = time.time()
     benches = parse_benches(bench)
@@ -195,6 +217,8 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
                                 min_objects=options["min_objects"], pope=options["pope"], pope_splits=splits,
                                 vocabulary=options["vocabulary"], chair_prompt=options["chair_prompt"],
                                 pope_suffix=options["pope_suffix"], progress=not quiet)
+    if options["exclude_dataset"]:
+        refuse_training_images(suite, options["exclude_dataset"])
     try:
         if base_url:
             backend = OpenAIBackend(model, base_url=base_url, api_key_env=options["api_key_env"],

@@ -181,7 +181,8 @@ def _rdpo_compute_loss(self, model, inputs, return_outputs):
     args = self.args
     layout = _PackedLayout(inputs) if "rdpo_segments" in inputs else _ThreeRowLayout(inputs)
 
-    model_kwargs = layout.model_kwargs(model)
+    # DDP/FSDP wrappers hide the config: the layout reads it from the unwrapped model.
+    model_kwargs = layout.model_kwargs(self.accelerator.unwrap_model(model))
     model_kwargs["use_cache"] = False
     if self.aux_loss_enabled:
         model_kwargs["output_router_logits"] = True
@@ -198,7 +199,7 @@ def _rdpo_compute_loss(self, model, inputs, return_outputs):
             with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
                 ref_outputs = self.model(**ref_model_kwargs, **layout.label_kwargs, fused_lm_head=True)
         else:
-            ref_model_kwargs.update(layout.model_kwargs(self.ref_model, masks_only=True))
+            ref_model_kwargs.update(layout.model_kwargs(self.accelerator.unwrap_model(self.ref_model), masks_only=True))
             ref_outputs = self.ref_model(**ref_model_kwargs, **layout.label_kwargs, fused_lm_head=True)
     ref_chosen_logps, ref_rejected_logps, ref_visual_logps = layout.sequence_logps(ref_outputs.log_probs)
 

@@ -6,7 +6,15 @@ result is a plausible, different description; any other prompt gets a fixed capt
 
 Failure injection, keyed by the prompt text:
 * ``fail_first`` — the first N requests of every distinct prompt get ``fail_status`` (e.g. 429, 503);
-* ``always_fail_marker`` — prompts containing this string always get ``fail_status``.
+* ``always_fail_marker`` — prompts containing this string always get ``fail_status``;
+* ``fail_after`` — every request after the first N (counted by ``requests``) gets ``fail_status``;
+* ``retry_after`` — the ``Retry-After`` header those failures carry (any text: ``-1``, ``1e9``, an HTTP date).
+Fault modes for every request, settable while the server runs (``srv.mode = "down"``):
+* ``down`` — an outage: every request gets ``fail_status``;
+* ``garbage`` — HTTP 200 with a body that is not JSON;
+* ``drop`` — the connection is closed without an answer;
+* ``trickle`` — a valid answer sent one byte every ``trickle_interval`` seconds (a server that never times out a
+  read, but never finishes either).
 The server counts requests and the peak number in flight; it records the Authorization headers it saw.
 
     with OpenAIServer(latency=0.05) as srv:
@@ -24,7 +32,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SLOT_WORDS = {"[OBJECT]": "zebra", "[COLOR]": "purple", "[SIZE]": "huge", "[MATERIAL]": "wooden",
-              "[COUNT]": "seven", "[RELATION]": "far from"}
+              "[COUNT]": "seven", "[RELATION]": "far from", "[SCENE]": "desert", "[CLOTHING]": "scarf",
+              "[ATTRIBUTE]": "muddy"}
 DEFAULT_ANSWER = "A small red apple next to a blue car on the grass."
 
 
@@ -53,7 +62,11 @@ def answer_for(prompt: str) -> str:
 class OpenAIServer:
     def __init__(self, latency: float = 0.0, *, fail_first: int = 0, fail_status: int = 429,
                  always_fail_marker: str | None = None, retry_after: str | None = None,
-                 drop_idle: bool = False) -> None:
+                 drop_idle: bool = False, answer=None, mode: str | None = None,
+                 trickle_interval: float = 0.5) -> None:
+        self.answer = answer or answer_for  # prompt -> text: a test may construct its own (e.g. bad fills)
+        self.mode, self.trickle_interval = mode, trickle_interval
+        self.fail_after: int | None = None
         self.latency, self.fail_first, self.fail_status = latency, fail_first, fail_status
         self.always_fail_marker, self.retry_after = always_fail_marker, retry_after
         self.drop_idle = drop_idle  # close every connection after its response without saying so (stale keep-alive)
@@ -76,15 +89,25 @@ class OpenAIServer:
                 super().setup()
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-            def _send(self, status: int, obj: dict, headers: dict | None = None):
-                data = json.dumps(obj).encode()
+            def _send(self, status: int, obj: dict, headers: dict | None = None, trickle: bool = False):
+                self._send_raw(status, json.dumps(obj).encode(), headers, trickle)
+
+            def _send_raw(self, status: int, data: bytes, headers: dict | None = None, trickle: bool = False):
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(data)
+                if not trickle:
+                    return self.wfile.write(data)
+                try:
+                    for i in range(len(data)):
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(server.trickle_interval)
+                except OSError:  # the client gave up
+                    self.close_connection = True
 
             def do_GET(self):  # counters, for a server running in another process (benchmarks)
                 if not self.path.endswith("/stats"):
@@ -114,14 +137,21 @@ class OpenAIServer:
                         n = server.seen[prompt]
                         server.images_received += has_image
                     time.sleep(server.latency)
-                    if (server.always_fail_marker and server.always_fail_marker in prompt) or n <= server.fail_first:
+                    if server.mode == "drop":
+                        self.close_connection = True
+                        return
+                    if server.mode == "garbage":
+                        return self._send_raw(200, b"<html>502 Bad Gateway</html>")
+                    late = server.fail_after is not None and server.requests > server.fail_after
+                    if server.mode == "down" or late or (server.always_fail_marker and server.always_fail_marker in prompt) or n <= server.fail_first:
                         headers = {"Retry-After": server.retry_after} if server.retry_after else None
                         return self._send(server.fail_status, {"error": {"message": "injected failure"}}, headers)
-                    text = answer_for(prompt)
+                    text = server.answer(prompt)
                     self._send(200, {"id": f"cmpl-{server.requests}", "object": "chat.completion",
                                      "model": body.get("model"),
                                      "choices": [{"index": 0, "finish_reason": "stop",
-                                                  "message": {"role": "assistant", "content": text}}]})
+                                                  "message": {"role": "assistant", "content": text}}]},
+                               trickle=server.mode == "trickle")
                 finally:
                     with server._lock:
                         server.in_flight -= 1

@@ -7,7 +7,8 @@ import json
 import pytest
 from PIL import Image
 
-from realign_data.corpus import CocoAnnotations, CocoSource, CorpusError, FolderSource, HFSource, open_source
+from realign_data.corpus import (CocoAnnotations, CocoSource, CorpusError, FolderSource, HFSource, Skipped,
+                                 open_source)
 
 
 def test_coco_source_ids_meta_and_loading(sample_corpus):
@@ -24,7 +25,7 @@ def test_coco_source_ids_meta_and_loading(sample_corpus):
     img = first.load()
     info = ann.image_info(first.meta["coco_image_id"])
     assert img.mode == "RGB" and img.size == (info["width"], info["height"])
-    assert src.describe() == {"type": "coco", "root": str(sample_corpus.resolve()), "split": None}
+    assert src.describe() == {"type": "coco", "root": str(sample_corpus.resolve()), "split": "train2014"}
 
 
 def test_coco_annotations_lookups(sample_corpus):
@@ -67,9 +68,14 @@ def test_folder_source_recursive_and_filtered(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "a" / "y.webp")
     Image.new("RGB", (4, 4)).save(tmp_path / ".hidden" / "h.jpg")
     (tmp_path / "notes.txt").write_text("not an image")
-    src = FolderSource(tmp_path)
-    assert [i.id for i in src] == ["a/b/x.PNG", "a/y.webp", "z.jpg"]
-    assert next(iter(src)).load().size == (4, 4)
+    src = FolderSource(tmp_path)  # every entry is an item; the ones not read say why when loaded
+    assert [i.id for i in src] == [".hidden/", "a/b/x.PNG", "a/y.webp", "notes.txt", "z.jpg"]
+    items = {i.id: i for i in src}
+    assert items["a/b/x.PNG"].load().size == (4, 4)
+    with pytest.raises(Skipped, match="hidden folder"):
+        items[".hidden/"].load()
+    with pytest.raises(Skipped, match=r"not an image format PIL opens \(.txt\)"):
+        items["notes.txt"].load()
     with pytest.raises(CorpusError, match="does not exist"):
         FolderSource(tmp_path / "missing")
     with pytest.raises(CorpusError, match="unknown corpus source"):

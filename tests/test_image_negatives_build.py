@@ -99,7 +99,7 @@ def test_region_noise_changes_exactly_the_named_objects(built, instances):
     for row in ds:
         params = json.loads(row["negative_params"])
         before, after = pixels(row["images"][0]), pixels(row["rejected_images"][0])
-        assert params["t"] == 500 and params["schedule"] == "linear"
+        assert params["t"] == 500 and params["schedule"] == "sigmoid"
         if params["region_source"] != "segmentation":
             assert params["region_source"] == "whole_image_fallback"
             continue
@@ -171,11 +171,11 @@ def test_noise_level_matches_the_schedule_at_step_t(built):
     and second moment over every built row match the clipped-normal moments of the schedule at t = 500."""
     pytest.importorskip("scipy")
     ds = load_built(built["noise"])
-    abar = alpha_bar(500, "linear")
+    abar = alpha_bar(500, "sigmoid")
     observed, m1, m2 = [], [], []
     for row in ds:
         params = json.loads(row["negative_params"])
-        assert params == {"t": 500, "schedule": "linear", "region_fraction": 1.0}
+        assert params == {"t": 500, "schedule": "sigmoid", "region_fraction": 1.0}
         x0 = pixels(row["images"][0]).astype(np.float64) / 127.5 - 1
         xt = pixels(row["rejected_images"][0]).astype(np.float64) / 127.5 - 1
         e1, e2 = _clipped_normal_moments(math.sqrt(abar) * x0, math.sqrt(1 - abar))
@@ -188,7 +188,7 @@ def test_noise_level_matches_the_schedule_at_step_t(built):
     # the residual around the expected value has the expected variance (noise is neither weaker nor stronger)
     assert ((x - m1) ** 2).mean() == pytest.approx((m2 - m1 * m1).mean(), rel=0.02)
     # and a neighbouring step would not pass: the check is sensitive to t
-    other = alpha_bar(300, "linear")
+    other = alpha_bar(300, "sigmoid")
     o1, _ = _clipped_normal_moments(math.sqrt(other) * (np.concatenate([pixels(r[0]).ravel() for r in ds["images"]])
                                                         .astype(np.float64) / 127.5 - 1), math.sqrt(1 - other))
     assert abs(x.mean() - o1.mean()) > 0.01 or abs(x.std() - o1.std()) > 0.01
@@ -227,8 +227,8 @@ def test_changing_the_kind_into_an_existing_out_is_refused(tiny_kb, built):
 
 def test_bad_values_are_one_sentence_errors(tiny_kb, tmp_path):
     for kw, msg in [({"image_negative": "blur"}, "unknown image negative 'blur'; valid: retrieval, region-noise"),
-                    ({"noise_schedule": "sqrt"}, "unknown noise schedule 'sqrt'; valid: linear, cosine"),
-                    ({"noise_step": 0}, "noise step must be an integer in [1, 1000]"),
+                    ({"noise_schedule": "sqrt"}, "unknown noise schedule 'sqrt'; valid: sigmoid, linear, cosine"),
+                    ({"noise_step": 1000}, "noise step must be an integer in [0, 999]"),
                     ({"crop_min_area": 0.3}, "crop areas must satisfy 0 < min <= max <= 1"),
                     ({"curriculum": "hard-first"}, "unknown curriculum 'hard-first'; valid: easy-to-hard"),
                     ({"difficulty_image_weight": 2.0}, "difficulty image weight must be in [0, 1]")]:
@@ -319,7 +319,7 @@ def test_card_documents_the_new_columns_and_settings(built):
     for col in ("fill_image_id", "image_negative", "negative_params", "difficulty"):
         assert f"| `{col}` |" in text
     assert "| Image negative | region-noise" in text
-    assert "| Noise step (of 1000) | 500" in text
+    assert "| Noise step (of 1000) | 500" in text and "| Noise schedule | sigmoid" in text
     assert "Image negatives by kind: `region-noise`" in text
 
 
@@ -365,7 +365,7 @@ def test_cli_flags_and_usage_errors(tiny_kb, tmp_path):
     base = ["build", "--index", str(tiny_kb), "--gate", "lexical", "--top-k", "2", "--quiet"]
     for flags, msg in [(["--image-negative", "blur"], "unknown image negative 'blur'"),
                        (["--noise-schedule", "sqrt"], "unknown noise schedule 'sqrt'"),
-                       (["--noise-step", "5000"], "noise step must be an integer in [1, 1000]"),
+                       (["--noise-step", "5000"], "noise step must be an integer in [0, 999]"),
                        (["--curriculum", "hard-first"], "unknown curriculum 'hard-first'")]:
         r = runner.invoke(app, base + flags + ["--out", str(tmp_path / "bad")])
         assert r.exit_code == 2 and msg in r.output, r.output
@@ -397,3 +397,26 @@ def test_a_build_started_before_the_new_options_resumes(tiny_kb, tmp_path):
     assert build(cfg(tiny_kb, out, max_samples=8)).pairs_written == res.pairs_written
     with pytest.raises(BuildError, match="image_negative"):
         build(cfg(tiny_kb, out, max_samples=8, image_negative="crop"))
+
+
+def test_a_phone_photo_seed_is_perturbed_upright(tiny_kb, tmp_path, sample_corpus):
+    """A seed JPEG stored sideways with an EXIF orientation tag: the negative is made from the upright image, the
+    way `datasets` decodes the chosen one, so the pair is aligned pixel for pixel."""
+    from realign_data.corpus import CocoAnnotations
+
+    ann = CocoAnnotations(sample_corpus)
+    rows = []
+    for n, image_id in enumerate(ann.image_ids()[:4]):
+        upright = Image.open(ann.image_path(image_id)).convert("RGB")
+        exif = Image.Exif()
+        exif[0x0112] = 6  # "rotate 90 CW to display": stored rotated the other way
+        p = tmp_path / f"phone{n}.jpg"
+        upright.transpose(Image.Transpose.ROTATE_90).save(p, exif=exif, quality=95)
+        rows.append({"image": str(p), "question": "Describe the image.", "answer": ann.captions(image_id)[0]})
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    build(cfg(tiny_kb, tmp_path / "out", seeds=str(seeds), image_negative="crop"))
+    ds = load_built(tmp_path / "out")
+    assert len(ds) > 0
+    for row in ds:
+        assert row["images"][0].size == row["rejected_images"][0].size == upright.size

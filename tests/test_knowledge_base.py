@@ -122,6 +122,7 @@ def test_an_index_reranked_from_disk_answers_like_exact_search(kb_dir, kb, tmp_p
 
     import faiss
 
+    from realign_data.knowledge_base_check import file_records
     from realign_data.vector_shards import ShardedVectors
 
     d = tmp_path / "disk"
@@ -131,6 +132,7 @@ def test_an_index_reranked_from_disk_answers_like_exact_search(kb_dir, kb, tmp_p
     train_and_add(codes, ShardedVectors([d / "embeddings" / s["file"] for s in m["shards"]]))
     faiss.write_index(codes, str(d / "index.faiss"))
     m["index"].update(factory="IVF2,PQ8x4fs", rerank="disk", search_params={"nprobe": 2, "k_factor": 8})
+    m["files"] = file_records(d)  # the manifest vouches for the files it describes
     (d / "manifest.json").write_text(json.dumps(m))
     disk = KnowledgeBase.load(d)
     assert disk.index.k_factor == 8 and faiss.extract_index_ivf(disk.index.index).nprobe == 2

@@ -34,7 +34,8 @@ def test_coco_80_categories_synonyms_and_plurals():
         ["person", "knife", "bus", "teddy bear", "hot dog", "cell phone"]
     assert pluralize("knife") == "knives" and pluralize("bus") == "buses" and pluralize("Cup") == "Cups"
     assert pluralize("giraffe") == "giraffes"
-    assert kinds("Two giraffes in a field.") == [("count", "Two", 2), ("object", "giraffes", "giraffe")]
+    assert kinds("Two giraffes in a field.") == [("count", "Two", 2), ("object", "giraffes", "giraffe"),
+                                                ("relation", "in", "in"), ("scene", "field", "field")]  # #14
 
 
 def test_attributes_counts_and_relations():

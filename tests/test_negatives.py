@@ -79,7 +79,7 @@ def test_crop_keeps_between_1_and_20_percent_of_the_area(scene):
         assert neg.image.size == image.size
 
 
-@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("schedule", ["sigmoid", "linear", "cosine"])
 def test_noise_matches_the_schedule_at_step_t(schedule):
     rng = np.random.default_rng(0)
     x0 = np.full((256, 256, 3), 0.3)
@@ -101,12 +101,13 @@ def test_noise_level_of_the_saved_image_matches_the_schedule():
 
 
 def test_linear_schedule_is_ddpm():
-    assert alpha_bar(0) == 1.0
-    assert alpha_bar(1) == pytest.approx(1 - 1e-4)
-    assert alpha_bar(1000) == pytest.approx(np.prod(1 - np.linspace(1e-4, 0.02, 1000)))
-    assert alpha_bar(500) < alpha_bar(100)
-    with pytest.raises(ValueError, match="between 0 and 1000"):
-        alpha_bar(1001)
+    betas = np.linspace(1e-4, 0.02, 1000)
+    assert alpha_bar(0, "linear") == pytest.approx(1 - 1e-4)
+    assert alpha_bar(999, "linear") == pytest.approx(np.prod(1 - betas))
+    assert alpha_bar(500, "linear") == pytest.approx(np.prod(1 - betas[:501]))
+    assert alpha_bar(500, "linear") < alpha_bar(100, "linear")
+    with pytest.raises(ValueError, match="between 0 and 999"):
+        alpha_bar(1000)
 
 
 def test_perturbations_are_deterministic_under_a_seed(scene):

@@ -9,8 +9,12 @@ plausible description of the wrong image — exactly the hallucination Re-Align 
   with the noun's grammatical number and the verb before or after it ("there are ...", "... is sitting")
   made to agree; invariant nouns count as plural after "a group of", "several"...; a bare singular (mass)
   noun ("a table with pizza") is replaced by a bare plural ("a table with cows");
-* colours, sizes and materials come from the retrieved image's captions where they describe the new
-  object, else another value of the same kind; relations come from its captions, else the opposite;
+* nouns outside COCO-80 (scene, clothing and other object nouns of :mod:`realign_data.vocabulary`) become a
+  noun of the same kind that the retrieved image's captions use (one the chosen answer does not use first), else
+  another word of that kind; a COCO noun the seed image does not annotate, used as a surface ("on the table"), becomes
+  a scene noun of the retrieved captions ("on the grass");
+* colours, sizes, materials and other attributes come from the retrieved image's captions where they describe
+  the new noun, else another value of the same kind; relations come from its captions, else the opposite;
 * "a"/"an" before a filled slot is corrected.
 
 Deterministic: every random choice uses ``random.Random(request.rng_seed)``.
@@ -24,9 +28,13 @@ from collections import Counter
 
 from realign_data.english import number_word, pluralize
 from realign_data.fillers.base import FillRequest, FillResult
-from realign_data.masking import COCO_CATEGORIES, COLORS, MATERIALS, RELATIONS, LexiconMasker, Span
+from realign_data import vocabulary
+from realign_data.masking import (COCO_CATEGORIES, COLORS, MATERIALS, MODIFIER_KINDS, NOUN_KINDS, RELATIONS,
+                                  LexiconMasker, Span)
 
-_MODIFIERS = ("count", "color", "size", "material")
+_MODIFIERS = MODIFIER_KINDS
+_VOCABULARY = {"object": vocabulary.OBJECTS, "scene": vocabulary.SCENE, "clothing": vocabulary.CLOTHING}
+_SURFACE = re.compile(r"\b(?:on|at|across|over|under|along)\s+(?:the|a|an)\s+$", re.IGNORECASE)
 _SIZE_SWAP = {"small": "large", "large": "small", "big": "small", "tiny": "huge", "huge": "tiny",
               "little": "big", "medium": "large", "giant": "tiny", "short": "tall", "tall": "short",
               "long": "short", "wide": "narrow", "narrow": "wide", "massive": "tiny", "miniature": "huge",
@@ -55,11 +63,11 @@ def _groups(text: str, spans: list[Span]) -> list[list[int]]:
         if cur:
             gap = text[spans[cur[-1]].end:s.start]
             joined = not re.search(r"[.,;:!?()]", gap) and len(gap.split()) <= 1
-            if not (joined and spans[cur[-1]].kind in _MODIFIERS and s.kind in _MODIFIERS + ("object",)):
+            if not (joined and spans[cur[-1]].kind in _MODIFIERS and s.kind in _MODIFIERS + NOUN_KINDS):
                 groups.append(cur)
                 cur = []
         cur.append(i)
-        if s.kind in ("object", "relation"):
+        if s.kind in NOUN_KINDS or s.kind == "relation":
             groups.append(cur)
             cur = []
     if cur:
@@ -68,11 +76,12 @@ def _groups(text: str, spans: list[Span]) -> list[list[int]]:
 
 
 def image_facts(annotations: dict | None) -> dict:
-    """Counts per category (instances) and colour/size/material per category and relations (captions)."""
+    """Counts per category (instances); attributes per noun, relations and non-COCO nouns by kind (captions)."""
     annotations = annotations or {}
     counts = Counter(str(i.get("category")) for i in annotations.get("instances", ()) if i.get("category"))
     attrs: dict[str, dict[str, str]] = {}
     relations: list[str] = []
+    nouns: dict[str, list[str]] = {k: [] for k in NOUN_KINDS}  # non-COCO nouns of the captions, in order
     caption_counts: Counter = Counter()
     for cap in annotations.get("captions", ()):
         spans = _MASKER.find_spans(cap)
@@ -80,8 +89,10 @@ def image_facts(annotations: dict | None) -> dict:
             kinds = [spans[i].kind for i in group]
             if kinds[-1] == "relation":
                 relations.append(str(spans[group[-1]].value))
-            elif kinds[-1] == "object":
+            elif kinds[-1] in NOUN_KINDS:
                 obj = str(spans[group[-1]].value)
+                if obj not in COCO_CATEGORIES and obj not in nouns[kinds[-1]]:
+                    nouns[kinds[-1]].append(obj)
                 for i in group[:-1]:
                     s = spans[i]
                     if s.kind == "count":
@@ -90,7 +101,7 @@ def image_facts(annotations: dict | None) -> dict:
                         attrs.setdefault(obj, {}).setdefault(s.kind, str(s.value))
     for obj, n in caption_counts.items():  # captions fill in counts when there are no instances
         counts.setdefault(obj, n)
-    return {"counts": counts, "attrs": attrs, "relations": relations}
+    return {"counts": counts, "attrs": attrs, "relations": relations, "nouns": nouns}
 
 
 def _case_like(new: str, old: str) -> str:
@@ -125,7 +136,7 @@ class AnnotationFiller:
         # other COCO category (random); a category is used for one original object only when possible
         tiers = [fresh, [c for c in present if c in original],
                  [c for c in COCO_CATEGORIES if c not in original and c not in present]]
-        used: dict[str, str] = {}
+        used: dict = {}  # original noun (COCO category, or (kind, noun)) -> its replacement
         replacement: dict = {}
 
         def new_object(cat: str) -> str:
@@ -139,17 +150,34 @@ class AnnotationFiller:
                     used[cat] = rng.choice([c for c in COCO_CATEGORIES if c != cat])
             return used[cat]
 
+        said = {str(sp.value) for sp in spans if sp.kind in NOUN_KINDS}
+
+        def new_noun(kind: str, value: str) -> str:
+            """A noun of ``kind`` the retrieved captions use: one the answer does not, else any (the retrieved image
+            has it too: "grass" stays "grass"); without any, another word of that kind from the vocabulary."""
+            if (kind, value) not in used:
+                free = [n for n in facts["nouns"][kind] if n not in used.values()]
+                seen = [n for n in free if n not in said] or free
+                pool = [n for n in _VOCABULARY[kind] if n not in said and n not in used.values()]
+                used[kind, value] = seen[0] if seen else rng.choice(pool)  # type: ignore[index]
+            return used[kind, value]  # type: ignore[index]
+
         for group in _groups(text, spans):
             last = spans[group[-1]]
-            if last.kind == "object":
-                cat = new_object(str(last.value))
-                noun = _DISPLAY.get(cat, cat)
+            if last.kind in NOUN_KINDS:
                 before_group = text[:spans[group[0]].start]
+                if last.kind == "object" and last.value in COCO_CATEGORIES:
+                    surface = (str(last.value) not in req.original_categories and facts["nouns"]["scene"]
+                               and _SURFACE.search(before_group))
+                    cat = new_noun("scene", str(last.value)) if surface else new_object(str(last.value))
+                else:
+                    cat = new_noun(last.kind, str(last.value))
+                noun = _DISPLAY.get(cat, cat)
                 plural = last.plural or (pluralize(str(last.value)) == str(last.value)
                                          and bool(_PLURAL_CUE.search(before_group)))
                 has_count = any(spans[i].kind == "count" for i in group)
-                if not (plural or has_count or _DETERMINER.search(before_group)):
-                    plural = True  # bare singular (mass) noun -> bare plural
+                if not (plural or has_count or _DETERMINER.search(before_group) or last.kind == "scene"):
+                    plural = True  # bare singular (mass) noun -> bare plural; scene nouns stay mass ("on grass")
                 for i in group[:-1]:
                     s = spans[i]
                     if s.kind == "count":
@@ -161,7 +189,11 @@ class AnnotationFiller:
                         replacement[i] = _case_like(word, s.text)
                     else:
                         replacement[i] = _case_like(self._attribute(s, facts["attrs"].get(cat, {}), rng), s.text)
-                word = pluralize(noun) if plural else _PLURAL_ONLY.get(noun, noun)
+                if noun in vocabulary.PLURAL_ONLY:
+                    word = noun if plural or noun not in vocabulary.PLURAL_ONLY_CLOTHING else f"pair of {noun}"
+                    plural = plural or noun not in vocabulary.PLURAL_ONLY_CLOTHING
+                else:
+                    word = pluralize(noun) if plural else _PLURAL_ONLY.get(noun, noun)
                 replacement[group[-1]] = _case_like(word, last.text)
                 if has_count:
                     replacement["verb", group[0]] = "are" if plural else "is"  # type: ignore[index]
@@ -185,12 +217,16 @@ class AnnotationFiller:
         value = str(span.value)
         if span.kind == "size":
             return _SIZE_SWAP.get(value, "large")
-        choices = {"color": _BASIC_COLORS, "material": MATERIALS}.get(span.kind, COLORS)
+        choices = {"color": _BASIC_COLORS, "material": MATERIALS, "attribute": vocabulary.ATTRIBUTES}.get(span.kind,
+                                                                                                      COLORS)
         return rng.choice([c for c in choices if c != value])
 
     @staticmethod
     def _relation(value: str, seen: list[str], rng: random.Random) -> str:
-        other = [r for r in seen if r != value and RELATIONS.get(r) is not None]
+        if value in vocabulary.STANDALONE_RELATIONS:
+            return RELATIONS[value]
+        other = [r for r in seen if r != value and RELATIONS.get(r) is not None
+                 and r not in vocabulary.STANDALONE_RELATIONS]
         if other:
             return rng.choice(sorted(set(other)))
         return RELATIONS.get(value, "next to")

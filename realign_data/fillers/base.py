@@ -46,6 +46,7 @@ class FillResult:
     error: Optional[str] = None
     attempts: int = 1
     meta: dict = field(default_factory=dict)
+    transient: bool = False  # the failure was the service's (network, 5xx, timeout): a later run may succeed
 
     @property
     def ok(self) -> bool:

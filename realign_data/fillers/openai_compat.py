@@ -1,26 +1,39 @@
 """Filler for any OpenAI-compatible chat-completions endpoint (vLLM, TGI, SGLang, hosted APIs).
 
 One ``httpx.Client`` (pooled keep-alive connections, ``TCP_NODELAY``) shared by ``concurrency`` worker threads;
-``tenacity`` retries HTTP 408/409/425/429/5xx, connection errors and timeouts with jittered exponential backoff
-(``Retry-After`` honoured, capped); other HTTP errors fail at once. The image is sent as a base64 ``data:`` URL.
-A request that still fails yields a :class:`FillResult` with ``error`` set, which the builder records per seed.
+``tenacity`` retries HTTP 408/409/425/429/5xx, connection errors, timeouts and unreadable answers with jittered
+exponential backoff (``Retry-After`` honoured when it makes sense: seconds or an HTTP date, negative taken as 0,
+capped at ``max_backoff``); other HTTP errors fail at once. The image is sent as a base64 ``data:`` URL.
+
+Nothing a server does can hang or crash a build: every attempt has a **total deadline** (``timeout`` seconds for
+connecting, sending and the whole answer; a server trickling one byte a second is cut off by a watchdog that shuts
+the socket down), so a request ends within ``(max_retries + 1) * timeout`` plus the waits between attempts. A
+request that still fails yields a :class:`FillResult` with ``error`` set and ``transient`` (the service's fault: a
+re-run retries it), which the builder records per seed.
 The API key is read from an environment variable (``OPENAI_API_KEY`` unless ``api_key_env`` names another) and is
-never logged or written anywhere.
+never logged or written anywhere: a key passed as the variable's name is refused, credentials in ``base_url``
+are redacted in :meth:`describe` and scrubbed from error messages (:mod:`realign_data.redact`).
 
 httpx + tenacity rather than the ``openai`` SDK: the retry policy is stated in one place (what is retried, how
-long to wait, and, when needed, a total per-request deadline as one more ``stop=`` condition of the tenacity loop).
+long to wait, the deadline of an attempt).
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
 import io
+import json
+import math
 import os
 import socket
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 from realign_data.fillers.base import FillerError, FillResult, VLMBackend, clean_generation
+from realign_data.redact import check_env_name, redact_url, scrub
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -50,11 +63,27 @@ def image_data_url(load_image=None, image_bytes=None) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _retry_after(value: Optional[str]) -> Optional[float]:
-    try:
-        return float(value) if value else None
-    except ValueError:  # an HTTP date: fall back to our own backoff
+def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """A ``Retry-After`` header in seconds from now (delta-seconds or an HTTP date), never negative; None when it
+    is absent or unreadable (then our own backoff applies). Capping is the caller's."""
+    if not value:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _shutdown(sock) -> None:
+    """Wake a thread blocked reading ``sock`` (closing it from another thread would not, on Linux)."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class OpenAIFiller(VLMBackend):
@@ -66,7 +95,7 @@ class OpenAIFiller(VLMBackend):
         api_key_env: name of the environment variable holding the key (may be unset for local servers).
         concurrency: requests in flight (default 16).
         max_retries: retries after the first attempt for 429/5xx/timeouts (default 5).
-        timeout: seconds per attempt for connecting, sending and each read (default 60).
+        timeout: seconds one attempt may take in all: connecting, sending and reading the whole answer (default 60).
         backoff: first backoff in seconds, doubled each retry (plus up to the same again of jitter), capped at
             ``max_backoff``.
         max_tokens / temperature: generation settings (greedy ``0.0`` by default).
@@ -89,10 +118,16 @@ class OpenAIFiller(VLMBackend):
         self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
         self.backoff, self.max_backoff = backoff, max_backoff
         self.max_tokens, self.temperature, self.seed = max_tokens, temperature, seed
+        mistake = check_env_name(api_key_env)
+        if mistake:
+            raise FillerError(mistake)
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
+        self.api_key_env, self.api_key_set = api_key_env, bool(key)
+        userinfo = self.base_url.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[0]
+        self._secrets = [s for s in (key, userinfo, *userinfo.split(":")) if s and len(s) >= 4]
         # httpx writes headers and body separately: without TCP_NODELAY, Nagle's algorithm and the server's
         # delayed ACK hold the body back ~40 ms per request (measured: 0.78 -> 0.98 of ideal throughput)
         transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
@@ -111,33 +146,58 @@ class OpenAIFiller(VLMBackend):
                 "max_tokens": self.max_tokens, "temperature": self.temperature, "seed": self.seed}
 
     def _attempt(self, body: dict) -> str:
-        """One POST: the answer text, or :class:`_Retryable` / :class:`_Failed`."""
+        """One POST, over by ``timeout`` seconds whatever the server does: the answer text, or
+        :class:`_Retryable` / :class:`_Failed`."""
         import httpx
 
+        deadline = time.monotonic() + self.timeout
+        late = f"timeout: no complete answer within {self.timeout:g} s"
         try:
-            resp = self._client.post("chat/completions", json=body)
+            with self._client.stream("POST", "chat/completions", json=body) as resp:
+                data = self._read_until(resp, deadline, late)
         except httpx.TimeoutException:
-            raise _Retryable("timeout") from None
+            raise _Retryable(late) from None
         except httpx.TransportError as e:
-            raise _Retryable(f"connection error: {e}") from None
+            raise _Retryable(late if time.monotonic() >= deadline else f"connection error: {e}") from None
         if resp.status_code >= 400:
             if resp.status_code in RETRY_STATUS:
-                raise _Retryable(f"HTTP {resp.status_code}", _retry_after(resp.headers.get("Retry-After")))
+                raise _Retryable(f"HTTP {resp.status_code}", retry_after_seconds(resp.headers.get("Retry-After")))
             raise _Failed(f"HTTP {resp.status_code}")
         try:
-            text = resp.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise _Failed(f"bad response: {type(e).__name__}: {e}") from None
+            text = json.loads(data)["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as e:  # garbage (a proxy's page): maybe next time
+            raise _Retryable(f"bad response: {type(e).__name__}: {str(e)[:200]}") from None
         if isinstance(text, list):  # content parts
             text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
         return clean_generation(text or "")
+
+    @staticmethod
+    def _read_until(resp, deadline: float, late: str) -> bytes:
+        """The whole body by ``deadline``: checked between chunks (a trickle), and a watchdog shuts the socket down
+        if the server goes silent (a blocked read would otherwise wait its own read timeout)."""
+        stream = resp.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _shutdown, (sock,)) if sock else None
+        if watchdog is not None:
+            watchdog.daemon = True
+            watchdog.start()
+        chunks = []
+        try:
+            for chunk in resp.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise _Retryable(late)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+        return b"".join(chunks)
 
     def _wait(self, state) -> float:
         """tenacity wait: the server's Retry-After when it gave one, else jittered exponential backoff."""
         from tenacity import wait_exponential_jitter
 
         hint = getattr(state.outcome.exception(), "retry_after", None)
-        if hint is not None:
+        if hint is not None:  # already >= 0; a huge one is capped (a wait past the deadline helps nobody)
             return min(self.max_backoff, hint)
         return wait_exponential_jitter(initial=self.backoff, max=self.max_backoff, jitter=self.backoff)(state)
 
@@ -154,18 +214,25 @@ class OpenAIFiller(VLMBackend):
             text = retrying(self._attempt, body)
         except _Retryable as e:
             n = retrying.statistics["attempt_number"]
-            return FillResult(None, error=f"{e} after {n} attempts", attempts=n)
-        except _Failed as e:
-            return FillResult(None, error=str(e), attempts=retrying.statistics["attempt_number"])
+            return FillResult(None, error=scrub(f"{e} after {n} attempts", self._secrets), attempts=n, transient=True)
+        except _Failed as e:  # the service refused or garbled it: a later run (fixed key, server back) may succeed
+            return FillResult(None, error=scrub(str(e), self._secrets), attempts=retrying.statistics["attempt_number"],
+                              transient=True)
+        except Exception as e:  # noqa: BLE001 - whatever a server does, the build goes on; a re-run retries it
+            return FillResult(None, error=scrub(f"unexpected: {type(e).__name__}: {e}", self._secrets),
+                              attempts=retrying.statistics.get("attempt_number", 1), transient=True)
         return FillResult(text, attempts=retrying.statistics["attempt_number"])
 
     def generate(self, items: list[tuple[str, Any, Any]]) -> list[FillResult]:
         return list(self._pool.map(self._post, items))
 
     def describe(self) -> dict:
-        return {"filler": self.name, "model": self.model, "base_url": self.base_url,
+        """Provenance (written to the report): credentials in the URL redacted, the key's variable and whether it
+        was set, never its value."""
+        return {"filler": self.name, "model": self.model, "base_url": redact_url(self.base_url),
+                "api_key_env": self.api_key_env, "api_key_set": self.api_key_set,
                 "concurrency": self.concurrency, "max_retries": self.max_retries, "max_tokens": self.max_tokens,
-                "temperature": self.temperature}
+                "temperature": self.temperature, "request_timeout": self.timeout}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

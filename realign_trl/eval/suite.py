@@ -172,6 +172,23 @@ class EvalSuite:
                 "pope_suffix": self.pope_suffix}
 
 
+def refuse_training_images(suite: EvalSuite, exclude_dataset: str) -> None:
+    """Raise :class:`EvalError` when an image of ``suite`` appears in the training data of ``exclude_dataset``
+    (a build directory or Hub id; matched by COCO id or file bytes, see :mod:`realign_data.overlap`)."""
+    from realign_data.overlap import OverlapError, training_images
+
+    try:
+        training = training_images(exclude_dataset)
+    except OverlapError as e:
+        raise EvalError(str(e)) from None
+    shared = [i for i, data in suite.images.items() if training.contains(image_id=i, data=data)]
+    if shared:
+        raise EvalError(f"{len(shared)} of the {len(suite.images)} evaluation images (e.g. image_id {shared[0]}) "
+                        f"appear in the training data of {exclude_dataset}: build a question set without them with "
+                        f"`realign-data pope --exclude-dataset {exclude_dataset}` and pass it with --pope.")
+    suite.source["exclude_dataset"] = str(exclude_dataset)
+
+
 def _known(ann, image_id: int) -> bool:
     try:
         ann.image_info(image_id)

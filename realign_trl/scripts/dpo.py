@@ -25,13 +25,26 @@ TRL_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "
 LOSS_TYPES = TRL_LOSS_TYPES + ("rdpo",)
 
 
-def preflight(model_args, training_args) -> None:
+def preflight(model_args, training_args, script_args=None) -> None:
     """Catch the usual command-line mistakes before any model is loaded: one sentence instead of a traceback
-    (TRL would only fail on an unknown loss at the first training step, after loading the model)."""
+    (TRL would only fail on an unknown loss at the first training step, after loading the model, and on a missing
+    dataset inside the launched process)."""
     losses = training_args.loss_type if isinstance(training_args.loss_type, list) else [training_args.loss_type]
     unknown = [t for t in losses if t not in LOSS_TYPES]
     if unknown:
         raise ValueError(f"unknown loss_type {', '.join(unknown)}; valid: {', '.join(LOSS_TYPES)}")
+    if not training_args.beta > 0:
+        raise ValueError(f"beta={training_args.beta} must be > 0 (the DPO temperature; TRL's default is 0.1)")
+    for name in ("rdpo_visual_weight", "rdpo_anchor_weight"):
+        if getattr(training_args, name, 0) < 0:
+            raise ValueError(f"{name}={getattr(training_args, name)} must be >= 0 (0 turns the term off)")
+    weights = getattr(training_args, "loss_weights", None)
+    if weights and any(w < 0 for w in weights):
+        raise ValueError(f"loss_weights={weights} must all be >= 0")
+    dataset = getattr(script_args, "dataset_name", None) if script_args is not None else None
+    if dataset and dataset.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(dataset)):
+        raise ValueError(f"dataset {dataset!r} does not exist; give a local dataset (a save_to_disk directory such "
+                         "as the output of realign-data build) or a Hub dataset id")
     name = model_args.model_name_or_path
     if not name:
         raise ValueError("--model_name_or_path is required (a Hub id such as llava-hf/llava-1.5-7b-hf, or a "

@@ -1,0 +1,57 @@
+"""Stage 5, evaluation on held-out images with the project's harness (``realign_trl.eval``: POPE random, popular,
+adversarial and CHAIR), plus the diagnostic the prior calls for: how often a caption names the co-occurring
+partner of an object in the image when that partner is absent (per object), against any other absent category."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from study_world import HELDOUT_SPLIT
+
+
+def heldout_suite(all_root: Path, sizes, seed: int):
+    """POPE questions and CHAIR ground truth of the first ``eval_images`` held-out images (min. 2 categories)."""
+    from realign_trl.eval import EvalSuite
+
+    return EvalSuite.from_coco(all_root, split=HELDOUT_SPLIT, num_images=sizes.eval_images, seed=seed,
+                               min_objects=2)
+
+
+def evaluate_model(out: Path, model_dir: str, suite, sizes) -> dict:
+    """Evaluate a checkpoint; ``out`` gets ``eval_results.json`` and the records; return the flat metrics + the
+    partner diagnostic."""
+    from realign_trl.eval import evaluate
+
+    result = evaluate(model_dir, suite, batch_size=sizes.eval_batch, chair_max_new_tokens=sizes.chair_max_new_tokens,
+                      device="cpu", out=out)
+    return {"flat": result.flat(), "partner": partner_hallucination(result.records.get("chair", [])),
+            "most_hallucinated": result.metrics.get("chair", {}).get("most_hallucinated", [])}
+
+
+def partner_hallucination(records: list[dict]) -> dict:
+    """Share of (caption, present object whose partner is absent) cases where the caption names the partner, per
+    partner and overall; and, for contrast, the share of (caption, other absent category) cases named."""
+    from realign_data.sample import CATEGORIES, PARTNER
+
+    names = [c.name for c in CATEGORIES]
+    hit, seen = defaultdict(int), defaultdict(int)
+    other_hit = other_seen = 0
+    for r in records:
+        if "error" in r:
+            continue
+        truth = set(r["ground_truth"])
+        said = {h["object"] for h in r["hallucinated"]}
+        partners = {PARTNER[c] for c in truth if c in PARTNER and PARTNER[c] not in truth}
+        for p in partners:
+            seen[p] += 1
+            hit[p] += p in said
+        for c in names:
+            if c not in truth and c not in partners:
+                other_seen += 1
+                other_hit += c in said
+    per = {p: round(hit[p] / seen[p], 4) for p in sorted(seen)}
+    total = sum(seen.values())
+    return {"missing_partner_named": round(sum(hit.values()) / total, 4) if total else float("nan"),
+            "other_absent_named": round(other_hit / other_seen, 4) if other_seen else float("nan"),
+            "cases": total, "per_partner": per}

@@ -1,0 +1,92 @@
+"""Stage 4, the preference data and arms.
+
+Two ``realign-data build``s from the *training* corpus only (annotation filler, the trained encoder's knowledge
+base, the CHAIR instruction as the one prompt): the Re-Align build (rejected image = retrieved image) and the MFPO
+build (``--image-negative region-noise``). Then the arms, each from the same SFT checkpoint with the same rows,
+steps, beta, learning rate and seed: ``dpo`` (TRL's sigmoid on the text pairs), ``rdpo``, ``rdpo_anchor`` (rDPO +
+the mDPO anchor) and ``rdpo_region_noise`` (rDPO on the MFPO build).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from realign_trl.eval.suite import CHAIR_PROMPT
+
+# arm -> (build, loss_type, extra RDPOConfig fields)
+ARMS: dict[str, tuple[str, str, dict]] = {
+    "dpo": ("retrieval", "sigmoid", {}),
+    "rdpo": ("retrieval", "rdpo", {}),
+    "rdpo_anchor": ("retrieval", "rdpo", {"rdpo_anchor_weight": 1.0}),
+    "rdpo_region_noise": ("region-noise", "rdpo", {}),
+}
+ARM_LABELS = {"sft": "(a) SFT only", "dpo": "(b) DPO (sigmoid, text pairs)", "rdpo": "(c) rDPO",
+              "rdpo_anchor": "(d) rDPO + mDPO anchor", "rdpo_region_noise": "(e) rDPO, region-noise images (MFPO)"}
+ARM_ORDER = ("sft", "dpo", "rdpo", "rdpo_anchor", "rdpo_region_noise")
+
+
+def build_preferences(out: Path, train_root: Path, index: Path, clip_paths: tuple[str, str], seed: int) -> dict:
+    """Both builds into ``out/retrieval`` and ``out/region-noise``; their row counts and drop reasons."""
+    from realign_data.builder import build
+    from realign_data.config import BuildConfig
+
+    record = {}
+    for negative in ("retrieval", "region-noise"):
+        config = BuildConfig(index=str(index), coco_root=str(train_root), out=str(out / negative),
+                             kb_model=clip_paths[0], kb_pretrained=clip_paths[1], prompts=[CHAIR_PROMPT],
+                             gate="lexical", image_negative=negative, seed=seed, progress=False, device="cpu")
+        result = build(config)
+        record[negative] = {"pairs": result.pairs_written, "drops": dict(result.drops)}
+    return record
+
+
+def preference_rows(prefs: Path, build_name: str, rows: int, seed: int):
+    """The first ``rows`` rows (after a seeded shuffle) of a build, as TRL's vision preference dataset."""
+    from realign_data.output import load_built
+
+    ds = load_built(prefs / build_name).shuffle(seed=seed)
+    ds = ds.select(range(min(rows, len(ds))))
+    return ds.select_columns(["images", "rejected_images", "prompt", "chosen", "rejected", "image_id",
+                              "rejected_image_id"])
+
+
+def common_rows(prefs: Path, wanted: int) -> int:
+    """The data size every arm trains on: ``wanted``, or fewer when a build has fewer pairs."""
+    from realign_data.output import load_built
+
+    return min(wanted, *(len(load_built(prefs / b)) for b in ("retrieval", "region-noise")))
+
+
+def train_arm(out: Path, arm: str, sft_model: str, prefs: Path, sizes, seed: int) -> dict:
+    """Train one arm; save the policy to ``out/model``; return its logged diagnostics (reward margins, accuracies)."""
+    import realign_trl  # noqa: F401  (registers loss_type="rdpo")
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from trl import DPOTrainer
+
+    from realign_trl import RDPOConfig
+
+    build_name, loss_type, extra = ARMS[arm]
+    rows = common_rows(prefs, sizes.pref_rows)
+    ds = preference_rows(prefs, build_name, rows, seed)
+    used = {"image_id": list(ds["image_id"]), "rejected_image_id": list(ds["rejected_image_id"])}
+    ds = ds.remove_columns(["image_id", "rejected_image_id"] + (["rejected_images"] if loss_type != "rdpo" else []))
+    model = AutoModelForImageTextToText.from_pretrained(sft_model)
+    ref = AutoModelForImageTextToText.from_pretrained(sft_model)
+    processor = AutoProcessor.from_pretrained(sft_model)
+    args = RDPOConfig(output_dir=str(out / "trainer"), loss_type=loss_type, beta=sizes.beta,
+                      learning_rate=sizes.pref_lr, max_steps=sizes.pref_steps,
+                      per_device_train_batch_size=sizes.pref_batch, lr_scheduler_type="cosine", warmup_steps=0.1,
+                      logging_steps=max(1, min(5, sizes.pref_steps // 4)), save_strategy="no", report_to="none", use_cpu=True, seed=seed,
+                      data_seed=seed, dataloader_num_workers=0, max_length=None, gradient_checkpointing=False,
+                      **extra)
+    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=ds, processing_class=processor)
+    trainer.train()
+    trainer.save_model(str(out / "model"))
+    processor.save_pretrained(str(out / "model"))
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    keys = sorted({k for h in logs for k in h if k.startswith(("rewards/", "loss", "logps/"))})
+    tail = logs[-max(1, len(logs) // 4):]  # the last quarter of training
+    return {"model": str(out / "model"), "arm": arm, "global_step": trainer.state.global_step, "build": build_name, "loss_type": loss_type, "extra": extra,
+            "rows": len(ds), **used, "steps": sizes.pref_steps,
+            "log": logs, "last_quarter": {k: sum(h[k] for h in tail if k in h) / max(1, sum(k in h for h in tail))
+                                          for k in keys}}

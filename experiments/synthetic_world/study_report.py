@@ -1,0 +1,201 @@
+"""The study's outputs: invariants per seed, tables of mean ± std over seeds (markdown), and the figure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import statistics
+from pathlib import Path
+
+from study_prefs import ARM_LABELS, ARM_ORDER
+from study_world import HELDOUT_SPLIT
+
+POPE_SPLITS = ("random", "popular", "adversarial")
+POPE_COLUMNS = [(f"pope_{s}_{m}", f"{s} {name}") for s in POPE_SPLITS
+                for m, name in (("f1", "F1"), ("accuracy", "acc"), ("yes_ratio", "yes"))]
+CHAIR_COLUMNS = [("chair_s", "CHAIR_s ↓"), ("chair_i", "CHAIR_i ↓"), ("object_recall", "recall ↑")]
+DIAG_COLUMNS = [("missing_partner_named", "missing partner named ↓"), ("other_absent_named", "other absent named ↓")]
+TRAIN_COLUMNS = [("rewards/margins", "text margin"), ("rewards/accuracies", "text acc"),
+                 ("rewards/visual_margins", "visual margin"), ("rewards/visual_accuracies", "visual acc"),
+                 ("rewards/chosen", "chosen reward")]
+
+
+def check_invariants(seed_dir: Path, record: dict, sizes) -> dict:
+    """Every arm trained (finite losses, the planned steps), every metric finite, and no held-out image in the SFT
+    data, the knowledge base or either preference build (by image id and by file bytes)."""
+    world = seed_dir / "world" / "all"
+    held = json.loads((world / "annotations" / f"instances_{HELDOUT_SPLIT}.json").read_text())["images"]
+    held_ids = {im["id"] for im in held}
+    held_hashes = {hashlib.sha256((world / HELDOUT_SPLIT / im["file_name"]).read_bytes()).hexdigest() for im in held}
+    failures = []
+    if set(record["sft"]["image_ids"]) & held_ids:
+        failures.append("held-out images in the SFT data")
+    from realign_data.knowledge_base import KnowledgeBase
+    from datasets import Image, List
+
+    from realign_data.output import load_built
+
+    kb = KnowledgeBase.load(seed_dir / "clip" / "index")
+    if {kb.record(i)["coco_image_id"] for i in kb.ids} & held_ids:
+        failures.append("held-out images in the knowledge base")
+    for build in ("retrieval", "region-noise"):
+        ds = load_built(seed_dir / "prefs" / build)
+        used = {Path(v).name for col in ("image_id", "rejected_image_id") for v in ds[col] if v}  # KB ids: split/file
+        if used & {im["file_name"] for im in held}:
+            failures.append(f"held-out images in the {build} preference data (by id)")
+        for col in ("images", "rejected_images"):
+            raw = ds.cast_column(col, List(Image(decode=False)))
+            if any(hashlib.sha256(im["bytes"]).hexdigest() in held_hashes for ims in raw[col] for im in ims
+                   if im.get("bytes")):
+                failures.append(f"held-out image bytes in the {build} preference data ({col})")
+    for arm, arm_record in record["arms"].items():
+        losses = [h["loss"] for h in arm_record["log"]]
+        if not losses or not all(math.isfinite(x) for x in losses) or arm_record["global_step"] != sizes.pref_steps:
+            failures.append(f"arm {arm} did not train {sizes.pref_steps} steps with finite losses")
+    for arm, ev in record["eval"].items():
+        bad = [k for k, v in ev["flat"].items() if not math.isfinite(v)]
+        if bad or len(ev["flat"]) < len(POPE_COLUMNS) + len(CHAIR_COLUMNS):
+            failures.append(f"arm {arm}: missing or non-finite metrics {bad}")
+    return {"ok": not failures, "failures": failures, "heldout_images": len(held_ids)}
+
+
+def _values(records: list[dict], arm: str, key: str) -> list[float]:
+    out = []
+    for r in records:
+        ev = r["eval"].get(arm)
+        if ev is None:
+            continue
+        value = ev["flat"].get(key, ev["partner"].get(key))
+        if key in TRAIN_KEYS:
+            value = r["arms"].get(arm, {}).get("last_quarter", {}).get(key)
+        if value is not None and math.isfinite(float(value)):  # NaN: no case in this seed (e.g. no missing partner)
+            out.append(float(value))
+    return out
+
+
+TRAIN_KEYS = {k for k, _ in TRAIN_COLUMNS}
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def _table(records: list[dict], columns: list[tuple[str, str]], arms=ARM_ORDER) -> str:
+    head = "| arm | " + " | ".join(name for _, name in columns) + " |"
+    rule = "|---|" + "---|" * len(columns)
+    rows = [f"| {ARM_LABELS[a]} | " + " | ".join(mean_std(_values(records, a, k)) for k, _ in columns) + " |"
+            for a in arms]
+    return "\n".join([head, rule, *rows])
+
+
+def tables(records: list[dict], sizes) -> str:
+    """The markdown tables: POPE, CHAIR + the partner diagnostic, training diagnostics, encoder and SFT."""
+    n = len(records)
+    parts = [f"Mean ± std over {n} seed{'s' if n != 1 else ''} ({', '.join(str(r['seed']) for r in records)}); "
+             f"held-out images: {sizes.eval_images} per seed.", "",
+             "### POPE (held-out images)", "", _table(records, POPE_COLUMNS), "",
+             "### CHAIR and the co-occurrence diagnostic (held-out captions)", "",
+             _table(records, CHAIR_COLUMNS + DIAG_COLUMNS), "",
+             "### Training diagnostics (mean over the last quarter of the logged steps)", "",
+             _table(records, TRAIN_COLUMNS, arms=ARM_ORDER[1:]), "",
+             "### Retrieval encoder and SFT", "",
+             "| seed | top-1 category Jaccard | random-image Jaccard | top-1 same category set | "
+             "preference pairs (retrieval / region-noise) | rows per arm | SFT loss first → last |",
+             "|---|---|---|---|---|---|---|"]
+    for r in records:
+        q, c = r.get("retrieval"), r.get("sft", {}).get("curve")
+        prefs, rows = r.get("prefs"), next((a["rows"] for a in r.get("arms", {}).values()), None)
+        parts.append(" | ".join([f"| {r['seed']}",
+                                 *((f"{q['top1_jaccard']:.3f}", f"{q['random_jaccard']:.3f}",
+                                    f"{q['top1_same_categories']:.3f}") if q else ("–",) * 3),
+                                 f"{prefs['retrieval']['pairs']} / {prefs['region-noise']['pairs']}" if prefs else "–",
+                                 str(rows or "–"), f"{c[0]['loss']:.3f} → {c[-1]['loss']:.3f} |" if c else "– |"]))
+    partial = [f"seed {r['seed']}: {', '.join(r['missing'])}" for r in records if r.get("missing")]
+    if partial:
+        parts += ["", "**Partial results** (stages not finished yet: " + "; ".join(partial) + ")."]
+    return "\n".join(parts) + "\n"
+
+
+def collect_record(seed_dir: Path, seed: int) -> dict:
+    """A seed's record from the ``done.json`` of its finished stages (a run still going, or killed), with the
+    list of ``missing`` stages."""
+    from study_prefs import ARMS
+    from study_stages import done
+
+    record: dict = {"seed": seed, "arms": {}, "eval": {}, "missing": []}
+    for key, path in (("world", "world"), ("clip", "clip"), ("sft", "sft"), ("prefs", "prefs")):
+        value = done(seed_dir / path)
+        if value is None:
+            record["missing"].append(key)
+        else:
+            record[key] = value
+    if "clip" in record:
+        record["retrieval"] = record["clip"]["retrieval"]
+    for arm in ARM_ORDER:
+        if arm in ARMS:
+            value = done(seed_dir / "arms" / arm)
+            if value is None:
+                record["missing"].append(f"arm {arm}")
+            else:
+                record["arms"][arm] = value
+        value = done(seed_dir / "eval" / arm)
+        if value is None:
+            record["missing"].append(f"eval {arm}")
+        else:
+            record["eval"][arm] = value
+    return record
+
+
+def figure(records: list[dict], out: Path) -> Path:
+    """Bars of mean ± std per arm: POPE F1 per split, then CHAIR_s, CHAIR_i, recall, missing partner named."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [(f"pope_{s}_f1", f"POPE {s}\nF1 ↑") for s in POPE_SPLITS] + \
+              [("chair_s", "CHAIR_s ↓"), ("chair_i", "CHAIR_i ↓"), ("object_recall", "recall ↑"),
+               ("missing_partner_named", "missing partner\nnamed ↓")]
+    fig, ax = plt.subplots(figsize=(11, 4.6))
+    width = 0.8 / len(ARM_ORDER)
+    for k, arm in enumerate(ARM_ORDER):
+        vals = [_values(records, arm, m) for m, _ in metrics]
+        means = [statistics.mean(v) if v else float("nan") for v in vals]
+        errs = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in vals]
+        xs = [i - 0.4 + width * (k + 0.5) for i in range(len(metrics))]
+        ax.bar(xs, means, width=width, yerr=errs, capsize=2, label=ARM_LABELS[arm])
+    ax.set_xticks(range(len(metrics)), [name for _, name in metrics], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(f"Synthetic world, held-out images: mean ± std over {len(records)} seed(s)")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=5, frameon=False)  # off the bars
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def learning_curves(records: list[dict], out: Path) -> Path:
+    """The SFT loss of every seed against the step (the base model's learning curve)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for r in records:
+        curve = r.get("sft", {}).get("curve") or []
+        ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], label=f"seed {r['seed']}")
+    ax.set_xlabel("SFT step")
+    ax.set_ylabel("training loss (completion tokens)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

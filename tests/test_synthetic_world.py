@@ -1,0 +1,117 @@
+"""The synthetic-world study (experiments/synthetic_world/run.py) end to end at --smoke sizes: every arm trains,
+every metric is finite, held-out images never reach the SFT data, the knowledge base or the preference data, and a
+second run resumes from the cached stages."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+STUDY = Path(__file__).resolve().parent.parent / "experiments" / "synthetic_world"
+ARMS = ("sft", "dpo", "rdpo", "rdpo_anchor", "rdpo_region_noise")
+
+
+def _run(out: Path):
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    return subprocess.run([sys.executable, str(STUDY / "run.py"), "--smoke", "--out", str(out)], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "smoke"
+    result = _run(out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_smoke_run_writes_tables_figure_and_holds_its_invariants(smoke):
+    out, result = smoke
+    assert "invariants hold for every seed" in result.stdout
+    data = json.loads((out / "results.json").read_text())
+    assert data["versions"]["trl"] and data["sizes"]["pref_steps"] >= 1
+    (record,) = data["seeds"]
+    assert record["invariants"] == {"ok": True, "failures": [], "heldout_images": data["sizes"]["heldout_images"]}
+    assert set(record["eval"]) == set(ARMS)
+    for arm in ARMS:
+        flat = record["eval"][arm]["flat"]
+        for split in ("random", "popular", "adversarial"):
+            assert math.isfinite(flat[f"pope_{split}_f1"]) and math.isfinite(flat[f"pope_{split}_accuracy"])
+        for key in ("chair_s", "chair_i", "object_recall"):
+            assert math.isfinite(flat[key])
+        assert (out / "seed-0" / "eval" / arm / "eval_results.json").is_file()
+    for arm in ARMS[1:]:
+        trained = record["arms"][arm]
+        assert trained["global_step"] == data["sizes"]["pref_steps"]
+        assert all(math.isfinite(h["loss"]) for h in trained["log"])
+        assert trained["rows"] == record["arms"]["dpo"]["rows"]  # same data size for every arm
+    assert record["arms"]["rdpo"]["loss_type"] == "rdpo" and record["arms"]["dpo"]["loss_type"] == "sigmoid"
+    assert "rewards/visual_margins" in record["arms"]["rdpo"]["log"][-1]
+    tables = (out / "tables.md").read_text()
+    assert "(c) rDPO" in tables and "adversarial F1" in tables and "CHAIR_i" in tables
+    for png in ("figure.png", "sft_curve.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_heldout_images_never_reach_training_data(smoke):
+    """Checked here from the files, independently of the run's own invariant check."""
+    out, _ = smoke
+    record = json.loads((out / "results.json").read_text())["seeds"][0]
+    annotations = out / "seed-0" / "world" / "all" / "annotations"
+    held = json.loads((annotations / "instances_val2014.json").read_text())["images"]
+    train = json.loads((annotations / "instances_train2014.json").read_text())["images"]
+    held_ids, held_files = {im["id"] for im in held}, {im["file_name"] for im in held}
+    assert held_ids and not held_ids & {im["id"] for im in train}
+    assert set(record["sft"]["image_ids"]) <= {im["id"] for im in train}
+    for arm in ARMS[1:]:
+        used = {Path(v).name for v in record["arms"][arm]["image_id"] + record["arms"][arm]["rejected_image_id"] if v}
+        assert used and not used & held_files
+
+
+def test_invariant_check_catches_a_leak(smoke):
+    sys.path.insert(0, str(STUDY))
+    from study_report import check_invariants
+    from study_sizes import SMOKE
+
+    out, _ = smoke
+    record = json.loads((out / "results.json").read_text())["seeds"][0]
+    held = json.loads((out / "seed-0/world/all/annotations/instances_val2014.json").read_text())["images"]
+    leaked = copy.deepcopy(record)
+    leaked["sft"]["image_ids"].append(held[0]["id"])
+    leaked["arms"]["rdpo"]["global_step"] = 0
+    leaked["eval"]["dpo"]["flat"]["chair_i"] = float("nan")
+    failures = check_invariants(out / "seed-0", leaked, SMOKE)["failures"]
+    assert any("SFT" in f for f in failures) and any("rdpo" in f for f in failures)
+    assert any("dpo" in f and "non-finite" in f for f in failures)
+
+
+def test_second_run_resumes_from_cached_stages(smoke):
+    out, _ = smoke
+    before = (out / "seed-0" / "sft" / "done.json").stat().st_mtime_ns
+    again = _run(out)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "cached" in again.stderr
+    assert (out / "seed-0" / "sft" / "done.json").stat().st_mtime_ns == before
+
+
+def test_report_only_writes_partial_tables_from_finished_stages(smoke, tmp_path):
+    import shutil
+
+    out, _ = smoke
+    partial = tmp_path / "partial"
+    shutil.copytree(out, partial, symlinks=True)
+    shutil.rmtree(partial / "seed-0" / "eval" / "rdpo_anchor")
+    result = subprocess.run([sys.executable, str(STUDY / "run.py"), "--smoke", "--out", str(partial), "--report-only"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    tables = (partial / "tables.md").read_text()
+    assert "**Partial results**" in tables and "eval rdpo_anchor" in tables
+    anchor_row = next(line for line in tables.splitlines() if line.startswith("| (d) rDPO + mDPO anchor") and "F1" not in line)
+    assert "–" in anchor_row and "(c) rDPO |" in tables
