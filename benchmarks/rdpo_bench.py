@@ -8,8 +8,11 @@ with the stock ``trl.DPOTrainer``, an explicit reference model, full fine-tuning
 and the same seed. Three arms: TRL's ``sigmoid`` (2B sequences per step), ``rdpo`` with prefix sharing (2B rows:
 B packed ``[image + prompt | chosen | rejected]`` rows and B visual rows) and ``rdpo_unshared``
 (``rdpo_prefix_sharing=off``: 3B rows, ~1.5x compute). ``--image-tokens 576`` gives LLaVA-1.5's proportions: a
-192 px image at patch 8 (577 tokens with CLS) and answers of ~100 tokens, where the image+prompt prefix is most
-of each sequence and sharing it matters most.
+192 px image at patch 8 (577 tokens with CLS) and answers of 60-140 tokens (100 +- ``--answer-spread`` 40: real
+answers differ in length, so every arm's batch is padded), where the image+prompt prefix is most of each sequence
+and sharing it matters most. ``--answer-spread 0`` makes every answer equally long: then sigmoid's rows need no
+attention mask and CPU sdpa runs its causal kernel, which skips the masked half, while the packed rows always
+need their 4D mask (sigmoid's best case).
 
 Method:
 * every arm runs in a fresh subprocess (so peak memory is not polluted by another arm) and arms are
@@ -155,9 +158,10 @@ def main() -> None:
     parser.add_argument("--answer-tokens", type=int,
                         help="length of every chosen and rejected answer in tokens (default: ~100 when "
                              "--image-tokens is given, LLaVA-1.5's proportions; else one 27-word sentence)")
-    parser.add_argument("--answer-spread", type=int, default=0,
-                        help="answers vary in length by up to this many tokens around --answer-tokens (default 0: "
-                             "all equal, so sigmoid's rows need no padding mask, its best case; real data varies)")
+    parser.add_argument("--answer-spread", type=int,
+                        help="answers vary in length by up to this many tokens around --answer-tokens, as real "
+                             "answers do (default: 40 with --image-tokens, i.e. 60-140 tokens; else 0). 0 makes "
+                             "every answer equal, so sigmoid's rows need no padding mask: its best case")
     parser.add_argument("--hidden-size", type=int, default=512)
     parser.add_argument("--num-layers", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved runs per arm (median reported)")
@@ -172,6 +176,9 @@ def main() -> None:
     answer_tokens = a.answer_tokens
     if answer_tokens is None and a.image_tokens is not None and not a.worker:
         answer_tokens = 100
+        if a.answer_spread is None:
+            a.answer_spread = 40
+    a.answer_spread = a.answer_spread or 0
 
     if a.worker:
         if a.threads:
