@@ -264,11 +264,6 @@ def _coco_annotations(config: BuildConfig, kb):
     return ann if len(ann) else None
 
 
-def _no_captions(config: BuildConfig) -> BuildError:
-    return BuildError(f"the COCO root {config.coco_root!r} has no annotations/captions_*.json, so there are no caption "
-                      "seeds; add its captions, or give --seeds PATH (a dataset of image, instruction, chosen)")
-
-
 def _open_seeds(config: BuildConfig, kb, annotations) -> Iterator:
     from realign_data.seeds import DESCRIPTION_PROMPTS, SeedError, coco_caption_seeds, dataset_seeds
     from realign_data.splits import SplitError, SplitView, seed_splits
@@ -282,7 +277,9 @@ def _open_seeds(config: BuildConfig, kb, annotations) -> Iterator:
                                encoding=config.seeds_encoding)
         else:
             if annotations is None and config.coco_root:
-                raise _no_captions(config)
+                raise BuildError(f"the COCO root {config.coco_root!r} has no annotations/captions_*.json, so there "
+                                 "are no caption seeds; add its captions, or give --seeds PATH (a dataset of image, "
+                                 "instruction, chosen)")
             if annotations is None:
                 raise BuildError(f"the knowledge base {config.index!r} is not a COCO corpus with captions; "
                                  "give --seeds PATH (a dataset of image, instruction, chosen)")

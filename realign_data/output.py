@@ -39,6 +39,12 @@ DROP_REASONS = ("missing_image", "corrupt_image", "empty_instruction", "empty_an
                 "fill_length", "fill_duplicate", "fill_below_min_similarity", "request_failed")
 # drops a later run may undo: the filler's service failed (network, HTTP error, timeout); re-runs retry them
 TRANSIENT_DROPS = ("request_failed",)
+
+
+def reason_order(reason: str) -> tuple[int, str]:
+    """Sort key of drop and rejection reasons: the order of :data:`DROP_REASONS`, any other reason last by name."""
+    return (DROP_REASONS.index(reason) if reason in DROP_REASONS else len(DROP_REASONS), reason)
+
 STATS_COLUMNS = ("retrieval_score", "text_similarity", "retrieval_rank", "difficulty", "image_negative",
                  "negative_params")
 PARQUET_ROWS_PER_SHARD = 1000

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from realign_data.config import BuildConfig, BuildError
-from realign_data.output import DROP_REASONS
+from realign_data.output import reason_order
 from realign_data.quality import QualityFilters
 
 
@@ -144,7 +144,7 @@ class Pipeline:
                 rows.append(self.row(c))
         finally:
             self._decoded = {}
-        return ChunkResult(rows, drops, failures, fills, dict(sorted(rejected.items(), key=lambda kv: _order(kv[0]))))
+        return ChunkResult(rows, drops, failures, fills, dict(sorted(rejected.items(), key=lambda kv: reason_order(kv[0]))))
 
     # --------------------------------------------------------------------------------------------- stages
     def load(self, seeds: list, drop: Callable) -> list[Candidate]:
@@ -335,13 +335,9 @@ class Pipeline:
         return {"instances": self.ann.instances(int(image_id)), "captions": self.ann.captions(int(image_id))}
 
 
-def _order(reason: str) -> int:
-    return DROP_REASONS.index(reason) if reason in DROP_REASONS else len(DROP_REASONS)
-
-
 def _main_rejection(rejections: dict) -> str:
     """The drop reason of a seed none of whose fills was kept: what rejected most of them (ties: report order)."""
-    return min(rejections, key=lambda r: (-rejections[r], _order(r))) if rejections else "all_fills_too_similar"
+    return min(rejections, key=lambda r: (-rejections[r], reason_order(r))) if rejections else "all_fills_too_similar"
 
 
 def _image_name(path: Optional[str]) -> Optional[str]:

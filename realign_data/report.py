@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from realign_data.atomic import atomic_write_json
 from realign_data.negatives import NUM_DIFFUSION_STEPS
-from realign_data.output import DROP_REASONS, REPORT_FILE, TRANSIENT_DROPS
+from realign_data.output import REPORT_FILE, TRANSIENT_DROPS, reason_order
 
 MAX_FAILURE_EXAMPLES = 100
 DIFFICULTY_FORMULA = "w * image_closeness + (1 - w) * clip(text_similarity, 0, 1)"
@@ -53,7 +53,6 @@ def aggregate(metas: list[dict], stats: dict[str, list]) -> dict:
             evaluation_seeds[k] = evaluation_seeds.get(k, 0) + v
         for k, v in m.get("fills_rejected", {}).items():
             fills_rejected[k] = fills_rejected.get(k, 0) + v
-    order = {r: i for i, r in enumerate(DROP_REASONS)}
     ranks: dict[str, int] = {}
     for r in stats.get("retrieval_rank", []):
         ranks[str(r)] = ranks.get(str(r), 0) + 1
@@ -68,11 +67,11 @@ def aggregate(metas: list[dict], stats: dict[str, list]) -> dict:
     return {
         "seeds_read": sum(m.get("seeds", 0) for m in metas),
         "pairs_written": sum(m.get("rows", 0) for m in metas),
-        "drops": dict(sorted(drops.items(), key=lambda kv: (order.get(kv[0], 99), kv[0]))),
+        "drops": dict(sorted(drops.items(), key=lambda kv: reason_order(kv[0]))),
         "drops_transient": sum(v for k, v in drops.items() if k in TRANSIENT_DROPS),  # a re-run retries these
         "drops_permanent": sum(v for k, v in drops.items() if k not in TRANSIENT_DROPS),
         "fills_tried": sum(m.get("fills", 0) for m in metas),
-        "fills_rejected": dict(sorted(fills_rejected.items(), key=lambda kv: (order.get(kv[0], 99), kv[0]))),
+        "fills_rejected": dict(sorted(fills_rejected.items(), key=lambda kv: reason_order(kv[0]))),
         "evaluation_seeds": dict(sorted(evaluation_seeds.items())),
         "failures": {"count": failure_count, "examples": failures[:MAX_FAILURE_EXAMPLES]},
         "histograms": {
