@@ -61,12 +61,17 @@ def is_rejected_fill(chosen: str, fill: str | None, similarity: float, threshold
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens (apostrophe contractions kept): the lexical gate's and the quality filters' words."""
+    return _TOKEN.findall(text.lower())
+
+
 def _ngrams(text: str, n_max: int) -> Counter:
-    words = _TOKEN.findall(text.lower())
+    tokens = words(text)
     grams: Counter = Counter()
     for n in range(1, n_max + 1):
-        for i in range(len(words) - n + 1):
-            grams[" ".join(words[i:i + n])] += 1
+        for i in range(len(tokens) - n + 1):
+            grams[" ".join(tokens[i:i + n])] += 1
     return grams
 
 

@@ -25,15 +25,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from realign_data.gate import words
+
 QUALITY_REASONS = ("fill_changed_unmasked", "fill_length", "fill_duplicate", "fill_below_min_similarity")
 DEFAULT_MAX_LENGTH_RATIO = 2.0
 EXEMPT_WORDS = frozenset({"a", "an", "the", "is", "are", "was", "were"})
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _SLOT = re.compile(r"\[[A-Z]+\]")
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
 
 
 def unmasked_words(masked: str) -> list[str]:
