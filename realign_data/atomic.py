@@ -47,6 +47,24 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None =
     atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + ("\n" if indent else ""))
 
 
+def file_record(path: str | os.PathLike) -> dict:
+    """``{"bytes", "sha256"}`` of a written file: what a marker or a manifest keeps so that a later reader can tell
+    the file is still the one written (see :func:`record_mismatch`)."""
+    return {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
+
+
+def record_mismatch(path: str | os.PathLike, want: dict, recorder: str, *, checksum: bool = True) -> str | None:
+    """Why the existing file ``path`` is not the one ``want`` (a :func:`file_record`) describes, or None; size
+    first (cheap), then, with ``checksum``, the sha256. A key missing from ``want`` is not checked (older
+    records). ``recorder`` names the record in the message ("its marker", "the manifest")."""
+    name, size = Path(path).name, os.path.getsize(path)
+    if want.get("bytes") is not None and size != want["bytes"]:
+        return f"{name} has {size} bytes where {recorder} recorded {want['bytes']}"
+    if checksum and want.get("sha256") and file_sha256(path) != want["sha256"]:
+        return f"{name} is not the file {recorder} recorded (sha256 differs)"
+    return None
+
+
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

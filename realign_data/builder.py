@@ -242,7 +242,9 @@ def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None)
             remove_failed_stub(path, existed)  # a retry with other options must not find a stub in the way
         if isinstance(e, (KnowledgeBaseError, CorpusError)):
             raise BuildError(str(e)) from None
-        advice = str(e).replace("--pretrained ", "--kb-pretrained ")  # build's names for the encoder's flags
+        from realign_data.encoder import EncoderError
+
+        advice = e.advice("--kb-pretrained") if isinstance(e, EncoderError) else str(e)
         raise BuildError(f"could not build knowledge base {config.index!r}: {advice}") from None
 
 

@@ -308,7 +308,7 @@ def index_build(
     except (CorpusError, EncoderError, KnowledgeBaseError, OutputError) as e:
         if dest is not None and not isinstance(e, OutputError):  # no stub left to refuse the retry
             remove_failed_stub(Path(dest), existed)
-        fail(str(e))
+        fail(e.advice() if isinstance(e, EncoderError) else str(e))
     except WaitTimeout as e:  # the other processes of a launched build stopped making progress
         fail(str(e), 1)
     except RuntimeError as e:  # FAISS: an index type the corpus is too small to train

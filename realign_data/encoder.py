@@ -33,7 +33,17 @@ usual placeholders/tracking pixels of scraped folders: they decode, but carry no
 
 
 class EncoderError(RuntimeError):
-    """The encoder cannot be created as asked (one clear sentence)."""
+    """The encoder cannot be created as asked (one clear sentence). ``weights`` is set when its pretrained weights
+    could not be loaded: :meth:`advice` then adds the way out, named as the caller's command spells the option."""
+
+    def __init__(self, message: str, *, weights: bool = False) -> None:
+        super().__init__(message)
+        self.weights = weights
+
+    def advice(self, option: str = "--pretrained") -> str:
+        if not self.weights:
+            return str(self)
+        return f"{self}; use {option} none for random weights or {option} /path/to/checkpoint.safetensors"
 
 
 def describe_pretrained(pretrained: Optional[str]) -> tuple[str, Optional[str]]:
@@ -169,8 +179,7 @@ class Encoder:
         except Exception as e:  # noqa: BLE001 - weights missing/unreachable, bad tag, bad checkpoint
             raise EncoderError(
                 f"could not load pretrained weights {self.pretrained!r} for open_clip model {model!r} "
-                f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
-                f"use --pretrained none for random weights or --pretrained /path/to/checkpoint.safetensors"
+                f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})", weights=True
             ) from e
         model_obj.eval()
         if self._dtype != torch.float32:

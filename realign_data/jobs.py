@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from realign_data.atomic import atomic_write_json, file_sha256
+from realign_data.atomic import atomic_write_json, file_record, record_mismatch
 
 
 logger = logging.getLogger(__name__)
@@ -222,10 +222,8 @@ class Job:
                 return f"{name} is missing"
             if not isinstance(want, dict):
                 continue  # a marker of an older version: presence only
-            if f.stat().st_size != want.get("bytes"):
-                return f"{name} has {f.stat().st_size} bytes where its marker recorded {want.get('bytes')}"
-            if file_sha256(f) != want.get("sha256"):
-                return f"{name} is not the file its marker recorded (sha256 differs)"
+            if problem := record_mismatch(f, want, "its marker"):
+                return problem
         return None
 
     def done(self, i: int) -> bool:
@@ -237,7 +235,7 @@ class Job:
 
     def complete(self, i: int, meta: dict, files: Iterable[Path] = ()) -> None:
         """Mark unit ``i`` finished: ``meta`` plus name, size and sha256 of its ``files`` (already in place)."""
-        listed = {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files}
+        listed = {p.name: file_record(p) for p in files}
         atomic_write_json(self.path(i, ".json"), {**meta, "files": listed}, indent=None)
 
     def run(self, units: Iterable[tuple[int, list]], work: Callable[[int, list], tuple[dict, list[Path]]], *,

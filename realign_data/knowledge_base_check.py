@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Optional
 
-from realign_data.atomic import file_sha256
+from realign_data.atomic import file_record, record_mismatch
 
 CHECKED_FILES = ("index.faiss", "metadata.parquet")
 
@@ -30,7 +30,7 @@ class KnowledgeBaseDamaged(ValueError):
 
 def file_records(root: Path, names: Iterable[str] = CHECKED_FILES) -> dict:
     """``{name: {"bytes", "sha256"}}`` of files in ``root``: what the manifest records for later checks."""
-    return {n: {"bytes": (root / n).stat().st_size, "sha256": file_sha256(root / n)} for n in names}
+    return {n: file_record(root / n) for n in names}
 
 
 def fix(path: Path) -> str:
@@ -71,11 +71,8 @@ def check_files(path: Path, manifest: dict, *, verify: bool = False) -> list[str
         if not f.is_file():
             raise damaged(path, f"{name} is missing")
         want = recorded.get(name) or ({"bytes": manifest["index"].get("bytes")} if name == "index.faiss" else {})
-        size = f.stat().st_size
-        if want.get("bytes") is not None and size != want["bytes"]:
-            raise damaged(path, f"{name} has {size} bytes, the manifest recorded {want['bytes']}")
-        if verify and want.get("sha256") and file_sha256(f) != want["sha256"]:
-            raise damaged(path, f"{name} is not the file the manifest recorded (sha256 differs)")
+        if problem := record_mismatch(f, want, "the manifest", checksum=verify):
+            raise damaged(path, problem)
     try:
         rows = pq.read_metadata(path / "metadata.parquet").num_rows
     except Exception as e:  # noqa: BLE001 - Arrow raises several types for a garbled file
@@ -118,8 +115,8 @@ def shard_problems(path: Path, manifest: dict, *, verify: bool = False) -> list[
                 want = marker.get("files", {}).get(name, {})
             except (OSError, ValueError, AttributeError):
                 want = {}
-            if want.get("sha256") and file_sha256(f) != want["sha256"]:
-                problems.append(f"embedding shard {name} differs from its marker (sha256)")
+            if problem := record_mismatch(f, want, "its marker"):
+                problems.append(f"embedding shard {problem}")
     return problems
 
 

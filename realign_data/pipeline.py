@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -40,7 +41,7 @@ class Candidate:
     hit: Any = None  # the retrieved image the accepted fill describes
     similarity: Optional[float] = None
     negative: Optional[dict] = None  # rejected image: bytes, name, corpus id, params, difficulty
-    rejections: dict = field(default_factory=dict)  # why fills were not kept: reason -> count
+    rejections: Counter = field(default_factory=Counter)  # why fills were not kept: reason -> count
     drop: Optional[str] = None
 
 
@@ -125,10 +126,8 @@ class Pipeline:
             self.retrieve(cands)
             fills = self.fill_until_accepted(cands, failures)
             rows = []
-            rejected: dict[str, int] = {}
+            rejected: Counter = sum((c.rejections for c in cands), Counter())
             for c in cands:
-                for reason, n in c.rejections.items():
-                    rejected[reason] = rejected.get(reason, 0) + n
                 if c.fill is None:
                     drop(c, "no_retrieval" if not c.hits else "request_failed" if c.fills_unavailable else
                          "fill_failed" if c.fills_failed == c.fills_tried else _main_rejection(c.rejections))
@@ -268,7 +267,7 @@ class Pipeline:
                 if reason is None and self.quality.enabled and key in kept:
                     reason = "fill_duplicate"
                 if reason:
-                    c.rejections[reason] = c.rejections.get(reason, 0) + 1
+                    c.rejections[reason] += 1
                     continue
                 kept.add(key)
                 c.fill, c.hit, c.similarity = text, c.hits[r], sim
