@@ -82,6 +82,9 @@ def cases(kb, corpus, d, built):
          "wrote 0 pairs"),
         ("offline weights: build's own flag", ["build", "--index", d / "new-kb", "--coco-root", corpus, "--out",
                                                d / "o8", "--quiet"], 2, "use --kb-pretrained none"),
+        ("offline weights: index build's flag", ["index", "build", "--source", "coco", "--root", corpus, "--out",
+                                                 d / "offline", "--model", "ViT-B-32", "--quiet"], 2,
+         "use --pretrained none"),
     ] + ([] if torch_cuda() else [
         ("--device cuda without a GPU", ["index", "build", "--source", "coco", "--root", corpus, "--out", d / "gpu",
                                          "--device", "cuda", *tiny], 2, "CUDA is not available"),
