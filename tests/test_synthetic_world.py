@@ -18,10 +18,10 @@ STUDY = Path(__file__).resolve().parent.parent / "experiments" / "synthetic_worl
 ARMS = ("sft", "dpo", "rdpo", "rdpo_anchor", "rdpo_region_noise")
 
 
-def _run(out: Path):
+def _run(out: Path, *extra: str):
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    return subprocess.run([sys.executable, str(STUDY / "run.py"), "--smoke", "--out", str(out)], capture_output=True,
-                          text=True, env=env, timeout=600)
+    return subprocess.run([sys.executable, str(STUDY / "run.py"), "--smoke", "--out", str(out), *extra],
+                          capture_output=True, text=True, env=env, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +115,22 @@ def test_report_only_writes_partial_tables_from_finished_stages(smoke, tmp_path)
     assert "**Partial results**" in tables and "eval rdpo_anchor" in tables
     anchor_row = next(line for line in tables.splitlines() if line.startswith("| (d) rDPO + mDPO anchor") and "F1" not in line)
     assert "–" in anchor_row and "(c) rDPO |" in tables
+
+
+def test_a_lever_sweep_reuses_every_stage_before_the_arms(smoke, tmp_path):
+    out, _ = smoke
+    lever = _run(tmp_path / "beta", "--reuse", str(out), "--set", "beta=0.5", "--arms", "rdpo")
+    assert lever.returncode == 0, lever.stderr[-2000:]
+    for name in ("world", "encoder + knowledge base", "SFT", "eval sft", "preference builds"):
+        assert f"seed 0 {name}: cached" in lever.stderr
+    assert "seed 0 arm rdpo: running" in lever.stderr and "arm dpo" not in lever.stderr  # --arms: rdpo only
+    record = json.loads((tmp_path / "beta" / "results.json").read_text())
+    assert record["sizes"]["beta"] == 0.5 and record["seeds"][0]["invariants"]["ok"]
+    assert set(record["seeds"][0]["arms"]) == {"rdpo"} and set(record["seeds"][0]["eval"]) == {"sft", "rdpo"}
+    assert (tmp_path / "beta" / "seed-0" / "sft").resolve() == (out / "seed-0" / "sft").resolve()
+    # anything upstream of the arms may not change: the reused stages would not be what the sizes say
+    refused = _run(tmp_path / "steps", "--reuse", str(out), "--set", "sft_steps=3")
+    assert refused.returncode == 2 and "sizes differ before the arms (sft_steps)" in refused.stderr
+    assert _run(tmp_path / "none", "--reuse", str(tmp_path / "nowhere")).returncode == 2
+    wrong_arm = _run(tmp_path / "arm", "--arms", "rdpo,ppo")
+    assert wrong_arm.returncode == 2 and "--arms takes names from" in wrong_arm.stderr

@@ -2,6 +2,7 @@
 
     python experiments/synthetic_world/run.py --seeds 3 --out results/     # the reported study (~2 h, 2 cores)
     python experiments/synthetic_world/run.py --smoke --out /tmp/smoke      # 1 seed, tiny sizes (CI, ~1 min)
+    python experiments/synthetic_world/run.py --seeds 3 --out lever/ --reuse results/ --set beta=0.5  # arms only
 
 Per seed, cached and resumable stage by stage (a killed run picks up at the unfinished stage): world -> tiny
 open_clip trained contrastively + knowledge base -> SFT of a tiny LLaVA -> two realign-data builds from training
@@ -24,11 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import typer  # noqa: E402
 
-from study_sizes import FULL, SMOKE, Sizes, with_overrides  # noqa: E402
+from study_sizes import ARM_FIELDS, FULL, SMOKE, Sizes, with_overrides  # noqa: E402
 
 logger = logging.getLogger("synthetic_world")
 RESULTS, TABLES, FIGURE, SIZES_FILE = "results.json", "tables.md", "figure.png", "sizes.json"
 CURVES = "sft_curve.png"
+# the stages before the arms, with the SFT model's evaluations: what --reuse links
+UPSTREAM = ("world", "clip", "sft", "prefs", "eval/sft", "eval/sft_training_questions")
 
 
 def setup_logging() -> None:
@@ -37,12 +40,13 @@ def setup_logging() -> None:
     logger.setLevel(logging.INFO)
 
 
-def run_seed(out: Path, sizes: Sizes, seed: int, threads: int = 0) -> dict:
-    """Every stage of one seed under ``out/seed-<seed>``; returns the seed's record (also ``record.json``)."""
+def run_seed(out: Path, sizes: Sizes, seed: int, threads: int = 0, arms: Optional[tuple] = None) -> dict:
+    """Every stage of one seed under ``out/seed-<seed>`` (of the preference arms, only ``arms`` when given);
+    returns the seed's record (also ``record.json``)."""
     import torch
 
     from study_clip import build_index, model_paths, retrieval_quality, train_clip
-    from study_eval import evaluate_model, heldout_suite
+    from study_eval import evaluate_model, heldout_suite, training_questions
     from study_prefs import ARMS, build_preferences, train_arm
     from study_report import check_invariants
     from study_sft import train_sft
@@ -75,10 +79,12 @@ def run_seed(out: Path, sizes: Sizes, seed: int, threads: int = 0) -> dict:
 
     sft_model = str(root / "sft" / "model")
     record["eval"] = {"sft": evaluated("sft", sft_model)}  # first: the base model's hallucination, early
+    record["sft_fit"] = stage(root / "eval" / "sft_training_questions", f"seed {seed} SFT on its training questions",
+                              lambda d: training_questions(sft_model, train_root, sizes, seed))
     record["prefs"] = stage(root / "prefs", f"seed {seed} preference builds",
                             lambda d: build_preferences(d, train_root, root / "clip" / "index", clip_paths, seed))
     record["arms"] = {}
-    for arm in ARMS:
+    for arm in arms or ARMS:
         record["arms"][arm] = stage(root / "arms" / arm, f"seed {seed} arm {arm}",
                                     lambda d, arm=arm: train_arm(d, arm, sft_model, root / "prefs", sizes, seed))
         record["eval"][arm] = evaluated(arm, str(root / "arms" / arm / "model"))
@@ -98,6 +104,13 @@ def main(
                                      "finished so far (a run still going, or killed), marking what is missing."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a size, e.g. --set pref_steps=400 "
                                              "(repeatable; names in study_sizes.py). Recorded in sizes.json."),
+    arms: Optional[str] = typer.Option(None, "--arms", help="Train only these preference arms, comma-separated "
+                                       "(dpo, rdpo, rdpo_anchor, rdpo_region_noise; a cheaper lever sweep); the "
+                                       "tables show the others as missing. [default: all]"),
+    reuse: Optional[Path] = typer.Option(None, "--reuse", help="A finished run whose world, encoder, SFT and "
+                                         "preference builds this run links instead of redoing: for a sweep over "
+                                         "the arms' settings (beta, pref_steps, pref_lr, pref_rows, pref_batch); "
+                                         "every other size must match."),
 ) -> None:
     """Run the synthetic-world study end to end and write tables.md, results.json and figure.png into --out."""
     setup_logging()
@@ -108,11 +121,24 @@ def main(
         typer.secho(f"Error: bad --set ({e}).", err=True, fg="red")
         raise typer.Exit(2)
     seeds = seeds or (1 if smoke else 3)
+    from study_prefs import ARMS
+
+    chosen = tuple(a.strip() for a in arms.split(",") if a.strip()) if arms else None
+    if chosen is not None and (not chosen or set(chosen) - set(ARMS)):
+        typer.secho(f"Error: --arms takes names from {', '.join(ARMS)} (got {arms!r}).", err=True, fg="red")
+        raise typer.Exit(2)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / SIZES_FILE
     if saved.is_file() and json.loads(saved.read_text()) != sizes.to_dict():
         typer.secho(f"Error: {out} holds a run with other sizes ({saved}); use another --out.", err=True, fg="red")
         raise typer.Exit(2)
+    if reuse is not None:
+        try:
+            linked = link_upstream(out, reuse, sizes, seeds)
+        except ValueError as e:
+            typer.secho(f"Error: cannot reuse {reuse}: {e}.", err=True, fg="red")
+            raise typer.Exit(2)
+        logger.info("reusing %d finished stages of %s", linked, reuse)
     saved.write_text(json.dumps(sizes.to_dict(), indent=1))
     if report_only:
         from study_report import collect_record
@@ -125,15 +151,43 @@ def main(
     if jobs > 1 and seeds > 1:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            records = list(pool.map(run_seed, [out] * seeds, [sizes] * seeds, range(seeds), [threads] * seeds))
+            records = list(pool.map(run_seed, [out] * seeds, [sizes] * seeds, range(seeds), [threads] * seeds,
+                                    [chosen] * seeds))
     else:
-        records = [run_seed(out, sizes, s) for s in range(seeds)]
+        records = [run_seed(out, sizes, s, arms=chosen) for s in range(seeds)]
     write_outputs(out, records, sizes)
     failed = [f"seed {r['seed']}: {f}" for r in records for f in r["invariants"]["failures"]]
     if failed:
         typer.secho("Error: invariants failed: " + "; ".join(failed) + ".", err=True, fg="red")
         raise typer.Exit(1)
     typer.echo(f"Wrote {out / TABLES}, {out / RESULTS} and {out / FIGURE}; invariants hold for every seed.")
+
+
+def link_upstream(out: Path, source: Path, sizes: Sizes, seeds: int) -> int:
+    """Symlink the finished stages before the arms of ``source``'s seeds into ``out`` (the stage cache then reuses
+    them); return how many. ``source`` must have run with the same sizes but for :data:`ARM_FIELDS`."""
+    from study_stages import done
+
+    try:
+        theirs = json.loads((source / SIZES_FILE).read_text())
+    except (OSError, ValueError):
+        raise ValueError(f"it holds no readable {SIZES_FILE}") from None
+    differ = sorted(k for k, v in sizes.to_dict().items() if k not in ARM_FIELDS and theirs.get(k) != v)
+    if differ:
+        raise ValueError(f"its sizes differ before the arms ({', '.join(differ)}); only "
+                         f"{', '.join(ARM_FIELDS)} may change")
+    linked = 0
+    for seed in range(seeds):
+        for name in UPSTREAM:
+            src, dst = source / f"seed-{seed}" / name, out / f"seed-{seed}" / name
+            if done(src) is None or dst.exists() or dst.is_symlink():
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.symlink_to(src.resolve(), target_is_directory=True)
+            linked += 1
+    if not linked and not any((out / f"seed-{s}" / "sft").exists() for s in range(seeds)):
+        raise ValueError("it has no finished stage to reuse")
+    return linked
 
 
 def write_outputs(out: Path, records: list[dict], sizes: Sizes) -> None:

@@ -29,6 +29,27 @@ def evaluate_model(out: Path, model_dir: str, suite, sizes) -> dict:
             "most_hallucinated": result.metrics.get("chair", {}).get("most_hallucinated", [])}
 
 
+def training_questions(model_dir: str, train_root: Path, sizes, seed: int, limit: int = 400) -> dict:
+    """How the model answers the first ``limit`` yes/no questions of its own SFT data (training images): tells a
+    base model that never learned the question format from one that learned it and does not generalise."""
+    from PIL import Image
+
+    from realign_trl.eval.backends import TransformersBackend
+    from realign_trl.eval.scoring import parse_pope_answer
+    from study_sft import sft_rows
+
+    rows = [r for r in sft_rows(train_root, sizes, seed) if r["answer"] in ("Yes.", "No.")][:limit]
+    backend = TransformersBackend(model_dir, device="cpu", batch_size=sizes.eval_batch)
+    try:
+        items = [(r["prompt"], lambda path=r["image"]: Image.open(path).convert("RGB"), None) for r in rows]
+        said = [parse_pope_answer(text)[0] for batch in backend.generate(items, 8) for text, _ in batch]
+    finally:
+        backend.close()
+    truth = [parse_pope_answer(r["answer"])[0] for r in rows]
+    return {"questions": len(rows), "accuracy": round(sum(a == b for a, b in zip(said, truth)) / len(rows), 4),
+            "yes_ratio": round(said.count("yes") / len(rows), 4)}
+
+
 def partner_hallucination(records: list[dict]) -> dict:
     """Share of (caption, present object whose partner is absent) cases where the caption names the partner, per
     partner and overall; and, for contrast, the share of (caption, other absent category) cases named."""

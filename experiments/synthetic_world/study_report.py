@@ -93,6 +93,16 @@ def _table(records: list[dict], columns: list[tuple[str, str]], arms=ARM_ORDER) 
     return "\n".join([head, rule, *rows])
 
 
+def _partner_table(records: list[dict], arms=ARM_ORDER) -> str:
+    """Arms × absent partner: the share of captions naming it (mean over the seeds that had such a case)."""
+    partners = sorted({p for r in records for ev in r["eval"].values() for p in ev["partner"].get("per_partner", {})})
+    rows = [f"| {ARM_LABELS[a]} | " + " | ".join(
+        mean_std([r["eval"][a]["partner"]["per_partner"][p] for r in records
+                  if a in r["eval"] and p in r["eval"][a]["partner"].get("per_partner", {})]).split(" ±")[0]
+        for p in partners) + " |" for a in arms]
+    return "\n".join(["| arm | " + " | ".join(partners) + " |", "|---|" + "---|" * len(partners), *rows])
+
+
 def tables(records: list[dict], sizes) -> str:
     """The markdown tables: POPE, CHAIR + the partner diagnostic, training diagnostics, encoder and SFT."""
     n = len(records)
@@ -101,20 +111,24 @@ def tables(records: list[dict], sizes) -> str:
              "### POPE (held-out images)", "", _table(records, POPE_COLUMNS), "",
              "### CHAIR and the co-occurrence diagnostic (held-out captions)", "",
              _table(records, CHAIR_COLUMNS + DIAG_COLUMNS), "",
+             "### Per object: how often a caption names the absent partner of an object it shows", "",
+             _partner_table(records), "",
              "### Training diagnostics (mean over the last quarter of the logged steps)", "",
              _table(records, TRAIN_COLUMNS, arms=ARM_ORDER[1:]), "",
              "### Retrieval encoder and SFT", "",
              "| seed | top-1 category Jaccard | random-image Jaccard | top-1 same category set | "
-             "preference pairs (retrieval / region-noise) | rows per arm | SFT loss first → last |",
-             "|---|---|---|---|---|---|---|"]
+             "preference pairs (retrieval / region-noise) | rows per arm | SFT loss first → last | "
+             "SFT yes/no accuracy on its training questions (yes ratio) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in records:
-        q, c = r.get("retrieval"), r.get("sft", {}).get("curve")
+        q, c, fit = r.get("retrieval"), r.get("sft", {}).get("curve"), r.get("sft_fit")
         prefs, rows = r.get("prefs"), next((a["rows"] for a in r.get("arms", {}).values()), None)
         parts.append(" | ".join([f"| {r['seed']}",
                                  *((f"{q['top1_jaccard']:.3f}", f"{q['random_jaccard']:.3f}",
                                     f"{q['top1_same_categories']:.3f}") if q else ("–",) * 3),
                                  f"{prefs['retrieval']['pairs']} / {prefs['region-noise']['pairs']}" if prefs else "–",
-                                 str(rows or "–"), f"{c[0]['loss']:.3f} → {c[-1]['loss']:.3f} |" if c else "– |"]))
+                                 str(rows or "–"), f"{c[0]['loss']:.3f} → {c[-1]['loss']:.3f}" if c else "–",
+                                 f"{fit['accuracy']:.3f} ({fit['yes_ratio']:.2f}) |" if fit else "– |"]))
     partial = [f"seed {r['seed']}: {', '.join(r['missing'])}" for r in records if r.get("missing")]
     if partial:
         parts += ["", "**Partial results** (stages not finished yet: " + "; ".join(partial) + ")."]
@@ -128,7 +142,8 @@ def collect_record(seed_dir: Path, seed: int) -> dict:
     from study_stages import done
 
     record: dict = {"seed": seed, "arms": {}, "eval": {}, "missing": []}
-    for key, path in (("world", "world"), ("clip", "clip"), ("sft", "sft"), ("prefs", "prefs")):
+    for key, path in (("world", "world"), ("clip", "clip"), ("sft", "sft"), ("prefs", "prefs"),
+                      ("sft_fit", "eval/sft_training_questions")):
         value = done(seed_dir / path)
         if value is None:
             record["missing"].append(key)
@@ -152,13 +167,15 @@ def collect_record(seed_dir: Path, seed: int) -> dict:
 
 
 def figure(records: list[dict], out: Path) -> Path:
-    """Bars of mean ± std per arm: POPE F1 per split, then CHAIR_s, CHAIR_i, recall, missing partner named."""
+    """Bars of mean ± std per arm: POPE accuracy per split (against chance, 0.5: POPE asks as many yes as no
+    questions, and F1 rewards a model that says yes to everything), then CHAIR_s, CHAIR_i, recall, missing partner
+    named."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [(f"pope_{s}_f1", f"POPE {s}\nF1 ↑") for s in POPE_SPLITS] + \
+    metrics = [(f"pope_{s}_accuracy", f"POPE {s}\naccuracy ↑") for s in POPE_SPLITS] + \
               [("chair_s", "CHAIR_s ↓"), ("chair_i", "CHAIR_i ↓"), ("object_recall", "recall ↑"),
                ("missing_partner_named", "missing partner\nnamed ↓")]
     fig, ax = plt.subplots(figsize=(11, 4.6))
@@ -169,11 +186,13 @@ def figure(records: list[dict], out: Path) -> Path:
         errs = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in vals]
         xs = [i - 0.4 + width * (k + 0.5) for i in range(len(metrics))]
         ax.bar(xs, means, width=width, yerr=errs, capsize=2, label=ARM_LABELS[arm])
+    ax.hlines(0.5, -0.45, len(POPE_SPLITS) - 0.55, colors="black", linestyles="dashed", linewidth=1,
+              label="POPE chance")
     ax.set_xticks(range(len(metrics)), [name for _, name in metrics], fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(f"Synthetic world, held-out images: mean ± std over {len(records)} seed(s)")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=5, frameon=False)  # off the bars
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=6, frameon=False)  # off the bars
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

@@ -23,10 +23,10 @@ class Sizes:
     num_layers: int = 4
     vision_hidden_size: int = 64
     vision_layers: int = 2
-    sft_steps: int = 1000
+    sft_steps: int = 1500
     sft_batch: int = 16
     sft_lr: float = 1e-3
-    yes_no_per_image: int = 2
+    yes_no_per_image: int = 4
     # preference arms: same rows, steps, beta and learning rate for every arm
     pref_rows: int = 1200
     pref_steps: int = 250
@@ -43,6 +43,8 @@ class Sizes:
 
 
 FULL = Sizes()
+# what only the preference arms read: a lever sweep over these can reuse every earlier stage (run.py --reuse)
+ARM_FIELDS = ("pref_rows", "pref_steps", "pref_batch", "pref_lr", "beta")
 SMOKE = Sizes(image_size=32, train_images=40, heldout_images=12, clip_steps=6, clip_batch=16, hidden_size=32,
               num_layers=1, vision_hidden_size=32, vision_layers=1, sft_steps=12, sft_batch=4, yes_no_per_image=1,
               pref_rows=8, pref_steps=2, pref_batch=2, eval_images=8, eval_batch=8, chair_max_new_tokens=24)
