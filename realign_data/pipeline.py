@@ -143,7 +143,8 @@ class Pipeline:
                 rows.append(self.row(c))
         finally:
             self._decoded = {}
-        return ChunkResult(rows, drops, failures, fills, dict(sorted(rejected.items(), key=lambda kv: reason_order(kv[0]))))
+        return ChunkResult(rows, drops, failures, fills,
+                           dict(sorted(rejected.items(), key=lambda kv: reason_order(kv[0]))))
 
     # --------------------------------------------------------------------------------------------- stages
     def load(self, seeds: list, drop: Callable) -> list[Candidate]:

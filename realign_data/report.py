@@ -11,6 +11,7 @@ warnings such as an offline fallback or evaluation-split images, library version
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
@@ -39,31 +40,22 @@ def histogram(values: list[float], lo: float, hi: float, bins: int) -> dict:
 
 def aggregate(metas: list[dict], stats: dict[str, list]) -> dict:
     """Sum per-chunk markers (``seeds, rows, drops, failures, fills``) and histogram the row statistics."""
-    drops: dict[str, int] = {}
+    drops: Counter = Counter()
     failures: list[dict] = []
     failure_count = 0
-    evaluation_seeds: dict[str, int] = {}  # seeds whose image comes from an evaluation split (splits.py)
-    fills_rejected: dict[str, int] = {}  # fills not kept, by gate / quality reason (quality.py)
+    evaluation_seeds: Counter = Counter()  # seeds whose image comes from an evaluation split (splits.py)
+    fills_rejected: Counter = Counter()  # fills not kept, by gate / quality reason (quality.py)
     for m in metas:
-        for k, v in m.get("drops", {}).items():
-            drops[k] = drops.get(k, 0) + v
+        drops.update(m.get("drops", {}))
         failures += m.get("failures", [])
         failure_count += m.get("failure_count", len(m.get("failures", [])))
-        for k, v in m.get("evaluation_seeds", {}).items():
-            evaluation_seeds[k] = evaluation_seeds.get(k, 0) + v
-        for k, v in m.get("fills_rejected", {}).items():
-            fills_rejected[k] = fills_rejected.get(k, 0) + v
-    ranks: dict[str, int] = {}
-    for r in stats.get("retrieval_rank", []):
-        ranks[str(r)] = ranks.get(str(r), 0) + 1
-    kinds: dict[str, int] = {}
-    for k in stats.get("image_negative", []):
-        kinds[str(k)] = kinds.get(str(k), 0) + 1
-    sources: dict[str, int] = {}
-    for kind, params in zip(stats.get("image_negative", []), stats.get("negative_params", [])):
-        if kind == "region-noise":
-            src = json.loads(params or "{}").get("region_source", "unknown")
-            sources[src] = sources.get(src, 0) + 1
+        evaluation_seeds.update(m.get("evaluation_seeds", {}))
+        fills_rejected.update(m.get("fills_rejected", {}))
+    ranks = Counter(str(r) for r in stats.get("retrieval_rank", []))
+    kinds = Counter(str(k) for k in stats.get("image_negative", []))
+    sources = Counter(json.loads(params or "{}").get("region_source", "unknown")
+                      for kind, params in zip(stats.get("image_negative", []), stats.get("negative_params", []))
+                      if kind == "region-noise")
     return {
         "seeds_read": sum(m.get("seeds", 0) for m in metas),
         "pairs_written": sum(m.get("rows", 0) for m in metas),
@@ -80,7 +72,7 @@ def aggregate(metas: list[dict], stats: dict[str, list]) -> dict:
             "retrieval_rank": dict(sorted(ranks.items(), key=lambda kv: int(kv[0]))),
             "difficulty": histogram(stats.get("difficulty", []), 0.0, 1.0, 20),
         },
-        "image_negatives": {"by_kind": kinds, **({"region_source": sources} if sources else {})},
+        "image_negatives": {"by_kind": dict(kinds), **({"region_source": dict(sources)} if sources else {})},
     }
 
 

@@ -1,6 +1,6 @@
 """rDPO vs DPO in a synthetic world with exact ground truth, end to end, on CPU (issue #12).
 
-    python experiments/synthetic_world/run.py --seeds 3 --out results/     # the reported study (~2 h, 2 cores)
+    python experiments/synthetic_world/run.py --seeds 3 --out results/     # the reported study (~80 min, 2 cores)
     python experiments/synthetic_world/run.py --smoke --out /tmp/smoke      # 1 seed, tiny sizes (CI, ~1 min)
     python experiments/synthetic_world/run.py --seeds 3 --out lever/ --reuse results/ --set beta=0.5  # arms only
 

@@ -96,10 +96,12 @@ def _table(records: list[dict], columns: list[tuple[str, str]], arms=ARM_ORDER) 
 def _partner_table(records: list[dict], arms=ARM_ORDER) -> str:
     """Arms × absent partner: the share of captions naming it (mean over the seeds that had such a case)."""
     partners = sorted({p for r in records for ev in r["eval"].values() for p in ev["partner"].get("per_partner", {})})
-    rows = [f"| {ARM_LABELS[a]} | " + " | ".join(
-        mean_std([r["eval"][a]["partner"]["per_partner"][p] for r in records
-                  if a in r["eval"] and p in r["eval"][a]["partner"].get("per_partner", {})]).split(" ±")[0]
-        for p in partners) + " |" for a in arms]
+    def mean(arm: str, partner: str) -> str:
+        values = [r["eval"][arm]["partner"]["per_partner"][partner] for r in records
+                  if arm in r["eval"] and partner in r["eval"][arm]["partner"].get("per_partner", {})]
+        return f"{statistics.mean(values):.3f}" if values else "–"
+
+    rows = [f"| {ARM_LABELS[a]} | " + " | ".join(mean(a, p) for p in partners) + " |" for a in arms]
     return "\n".join(["| arm | " + " | ".join(partners) + " |", "|---|" + "---|" * len(partners), *rows])
 
 
