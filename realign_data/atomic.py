@@ -53,11 +53,15 @@ def file_record(path: str | os.PathLike) -> dict:
     return {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
 
 
-def record_mismatch(path: str | os.PathLike, want: dict, recorder: str, *, checksum: bool = True) -> str | None:
+def record_mismatch(path: str | os.PathLike, want: dict, recorder: str, *, checksum: bool = True,
+                    complete: bool = False) -> str | None:
     """Why the existing file ``path`` is not the one ``want`` (a :func:`file_record`) describes, or None; size
     first (cheap), then, with ``checksum``, the sha256. A key missing from ``want`` is not checked (older
-    records). ``recorder`` names the record in the message ("its marker", "the manifest")."""
+    records), unless ``complete``: then the record is one this code wrote whole, and a missing key is a damaged
+    record. ``recorder`` names the record in the message ("its marker", "the manifest")."""
     name, size = Path(path).name, os.path.getsize(path)
+    if complete and (lost := [k for k in ("bytes", "sha256") if want.get(k) is None]):
+        return f"{name} has no {' or '.join(lost)} in {recorder}"
     if want.get("bytes") is not None and size != want["bytes"]:
         return f"{name} has {size} bytes where {recorder} recorded {want['bytes']}"
     if checksum and want.get("sha256") and file_sha256(path) != want["sha256"]:

@@ -222,7 +222,7 @@ class Job:
                 return f"{name} is missing"
             if not isinstance(want, dict):
                 continue  # a marker of an older version: presence only
-            if problem := record_mismatch(f, want, "its marker"):
+            if problem := record_mismatch(f, want, "its marker", complete=True):
                 return problem
         return None
 

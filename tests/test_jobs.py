@@ -3,6 +3,7 @@ standstill, not total time)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -75,3 +76,22 @@ def test_the_unit_count_is_recorded_for_merges(tmp_path):
     assert j.num_units() is None
     j.record_num_units(7)
     assert j.num_units() == 7
+
+
+def test_a_unit_is_done_only_while_its_marker_vouches_for_every_file(tmp_path):
+    j = job(tmp_path, 0, world=1)
+    unit = j.units_dir / "unit-000000.parquet"
+    unit.write_bytes(b"rows")
+    j.complete(0, {"rows": 1}, [unit])
+    assert j.done(0)
+    unit.write_bytes(b"ROWS")  # same size, other bytes
+    assert "sha256 differs" in j.check(0)
+    unit.write_bytes(b"rows")
+    marker = j.path(0, ".json")
+    meta = json.loads(marker.read_text())
+    del meta["files"][unit.name]["sha256"]  # a marker that lost the checksum vouches for nothing
+    marker.write_text(json.dumps(meta))
+    assert j.check(0) == "unit-000000.parquet has no sha256 in its marker"
+    meta["files"][unit.name] = {}
+    marker.write_text(json.dumps(meta))
+    assert j.check(0) == "unit-000000.parquet has no bytes or sha256 in its marker"
