@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+__version__ = "0.1.0"
+
 _EXPORTS = {
     "BuildConfig": "realign_data.config",
     "BuildError": "realign_data.config",

@@ -22,6 +22,8 @@ import importlib.abc
 import sys
 from typing import Any
 
+from realign_data import __version__  # the one version string of the distribution
+
 from ._compat import SUPPORTED_TRL, UnsupportedTRLVersionError, check_trl_version
 from .loss import rdpo_loss
 
@@ -36,7 +38,6 @@ __all__ = [
     "UnsupportedTRLVersionError",
 ]
 
-__version__ = "0.1.0"
 
 _TRAINER_MODULE = "trl.trainer.dpo_trainer"
 
