@@ -26,6 +26,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from realign_data.atomic import atomic_write_bytes, atomic_write_json
 from realign_data.locks import OutputError, output_lock
@@ -97,6 +98,7 @@ class World:
     """The world options of :func:`make_sample_corpus` (defaults: the plain sample corpus)."""
 
     cooccurrence: float = 0.0  # probability that a drawn pair member's partner joins the scene
+    partners: tuple[tuple[str, str], ...] = COOCCURRING_PAIRS  # the pairs the prior draws together
     min_visible: float = 0.0  # instances with a smaller visible share of their polygon are not annotated
     complete_caption: bool = False  # the first caption names every annotated object, with counts and colours
     world_backgrounds: bool = False  # "floor" instead of "table"; each image records its "background"
@@ -105,11 +107,38 @@ class World:
     def redraws(self) -> bool:
         return self.min_visible > 0
 
+    @property
+    def partner(self) -> dict[str, str]:
+        """Each paired category's partner, both ways."""
+        return {**dict(self.partners), **{b: a for a, b in self.partners}}
+
+
+def parse_partners(value: str | Sequence[Sequence[str]] | None) -> tuple[tuple[str, str], ...]:
+    """The co-occurring pairs of a world: ``"car-bus,cat-dog"`` (or pairs), each category in at most one pair;
+    empty or ``None`` is :data:`COOCCURRING_PAIRS`."""
+    if not value:
+        return COOCCURRING_PAIRS
+    items = [p.split("-") for p in value.split(",") if p.strip()] if isinstance(value, str) else [list(p) for p in value]
+    pairs, seen = [], set()
+    for item in items:
+        names = [str(n).strip() for n in item]
+        if len(names) != 2 or names[0] == names[1] or not all(n in _BY_NAME for n in names):
+            raise SampleCorpusError(f"--partners takes pairs of two different categories of the sample corpus, like "
+                                    f"'car-bus,cat-dog' (got {'-'.join(names)!r}; categories: "
+                                    f"{', '.join(c.name for c in CATEGORIES)}).")
+        if seen & set(names):
+            raise SampleCorpusError(f"--partners names {' or '.join(sorted(seen & set(names)))!r} in two pairs; "
+                                    "each category may have one partner.")
+        seen.update(names)
+        pairs.append((names[0], names[1]))
+    return tuple(pairs)
+
 
 def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int = 0, *, split: str = "train2014",
                        width: int = 160, height: int = 120, progress: bool = False, cooccurrence: float = 0.0,
                        heldout: int = 0, heldout_split: str = "val2014", min_visible: float = 0.0,
-                       complete_caption: bool = False, world_backgrounds: bool = False, overwrite: bool = False) -> Path:
+                       complete_caption: bool = False, world_backgrounds: bool = False,
+                       partners: str | Sequence[Sequence[str]] | None = None, overwrite: bool = False) -> Path:
     """Write a deterministic synthetic COCO-format corpus of ``num_images`` scenes to ``out``.
 
     The same ``seed`` gives byte-identical annotation files and images. Every file is written to a temporary
@@ -121,7 +150,9 @@ def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int 
     World options: ``cooccurrence`` in [0, 1] is the strength of the prior (:data:`COOCCURRING_PAIRS`);
     ``heldout`` images of the same world go to a second split ``heldout_split`` (image ids disjoint from
     ``split``'s); ``min_visible`` in [0, 1) drops occluded instances from annotations and captions;
-    ``complete_caption`` and ``world_backgrounds`` as in :class:`World`.
+    ``complete_caption`` and ``world_backgrounds`` as in :class:`World`; ``partners`` the pairs of the prior
+    (:func:`parse_partners`; default :data:`COOCCURRING_PAIRS`), recorded with ``cooccurrence`` in the annotation
+    files' ``info.world`` when the prior is on.
     """
     if num_images < 1:
         raise SampleCorpusError(f"--num-images must be at least 1 (got {num_images}).")
@@ -138,7 +169,7 @@ def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int 
         raise SampleCorpusError(f"--heldout must be at least 0 (got {heldout}).")
     if heldout and heldout_split == split:
         raise SampleCorpusError(f"the held-out split must differ from the training split ({split!r}).")
-    world = World(cooccurrence, min_visible, complete_caption, world_backgrounds)
+    world = World(cooccurrence, parse_partners(partners), min_visible, complete_caption, world_backgrounds)
     root = Path(out)
     try:
         with output_lock(root, "realign-data sample"):
@@ -220,6 +251,8 @@ def _write_split(root: Path, split: str, image_ids: list[int], rng: random.Rando
 
     info = {"description": "realign synthetic sample corpus (COCO format)", "url": "", "version": "1.0",
             "year": 2026, "contributor": f"realign-data sample --seed {seed}", "date_created": "2026-01-01"}
+    if world.cooccurrence > 0:  # what an evaluation of the prior needs to know (the default corpus stays as it was)
+        info["world"] = {"cooccurrence": world.cooccurrence, "partners": [list(p) for p in world.partners]}
     categories = [{"supercategory": c.supercategory, "id": c.id, "name": c.name}
                   for c in sorted(CATEGORIES, key=lambda c: c.id)]
     atomic_write_json(root / "annotations" / f"instances_{split}.json",
@@ -269,7 +302,7 @@ def _random_scene(rng: random.Random, width: int, height: int, world: World = Wo
     chosen = rng.sample(CATEGORIES, rng.randint(2, 3))
     if world.cooccurrence > 0:
         for category in list(chosen):
-            partner = _BY_NAME.get(PARTNER.get(category.name, ""))
+            partner = _BY_NAME.get(world.partner.get(category.name, ""))
             if partner is not None and partner not in chosen and rng.random() < world.cooccurrence:
                 chosen.append(partner)
     objects = []

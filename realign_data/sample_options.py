@@ -15,7 +15,9 @@ WORLD_OPTIONS: dict[str, tuple[object, str]] = {
     "height": (120, "Image height in pixels (equal to --width for square images, which a centre-cropping processor "
                     "sees whole)."),
     "cooccurrence": (0.0, "Strength of the language prior in [0, 1]: the probability that a drawn category's partner "
-                          "(car-bus, cat-dog, cup-bottle, apple-banana, chair-clock, bird-umbrella) joins the scene."),
+                          "(--partners) joins the scene."),
+    "partners": ("", "The pairs the prior draws together, e.g. 'car-dog,cup-clock' (each category in one pair at "
+                     "most); empty: car-bus, cat-dog, cup-bottle, apple-banana, chair-clock, bird-umbrella."),
     "heldout": (0, "Also draw this many held-out images of the same world into a second split (--heldout-split), "
                    "with image ids disjoint from the first."),
     "heldout_split": ("val2014", "Name of the held-out split."),

@@ -120,3 +120,34 @@ def test_cli_world_flags_and_errors(tmp_path):
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
     with pytest.raises(SampleCorpusError):
         make_sample_corpus(tmp_path / "x", heldout=-1)
+
+
+def test_partners_option_draws_other_pairs_and_records_them(tmp_path):
+    root = make_sample_corpus(tmp_path / "p", num_images=150, seed=5, width=48, height=48, cooccurrence=0.9,
+                              partners="car-dog,cup-clock")
+    instances, objects, _ = _load(root, "train2014")
+    assert instances["info"]["world"] == {"cooccurrence": 0.9, "partners": [["car", "dog"], ["cup", "clock"]]}
+    with_car = [cats for cats in objects.values() if "car" in cats]
+    with_cat = [cats for cats in objects.values() if "cat" in cats]
+    assert sum("dog" in cats for cats in with_car) / len(with_car) > 0.75
+    assert sum("dog" in cats for cats in with_cat) / len(with_cat) < 0.5  # cat-dog is no pair in this world
+
+
+@pytest.mark.parametrize("partners, message", [("car-car", "two different categories"),
+                                                ("car-spaceship", "two different categories"),
+                                                ("car-bus,bus-cat", "'bus' in two pairs")])
+def test_bad_partners_are_one_sentence(tmp_path, partners, message):
+    with pytest.raises(SampleCorpusError, match=message):
+        make_sample_corpus(tmp_path / "bad", num_images=4, seed=0, cooccurrence=0.5, partners=partners)
+
+
+def test_partners_on_the_command_line(tmp_path):
+    out = tmp_path / "cli"
+    run = subprocess.run([sys.executable, "-m", "realign_data.cli", "sample", "--out", str(out), "--num-images", "6",
+                          "--cooccurrence", "0.5", "--partners", "apple-umbrella"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    info = json.loads((out / "annotations" / "instances_train2014.json").read_text())["info"]
+    assert info["world"]["partners"] == [["apple", "umbrella"]]
+    bad = subprocess.run([sys.executable, "-m", "realign_data.cli", "sample", "--out", str(tmp_path / "b"),
+                          "--partners", "apple"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--partners takes pairs" in bad.stderr and "Traceback" not in bad.stderr
