@@ -95,8 +95,11 @@ def run_seed(out: Path, sizes: Sizes, seed: int, threads: int = 0, arms: Optiona
 
 def main(
     out: Path = typer.Option(..., "--out", help="Results directory (created; re-running resumes from it)."),
-    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Number of seeds (0..N-1): each a new world, "
-                                        "encoder, SFT, preference data and training seed. [default: 3; 1 with --smoke]"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Number of seeds (--first-seed and on): each a "
+                                        "new world, encoder, SFT, preference data and training seed. [default: 3; 1 "
+                                        "with --smoke]"),
+    first_seed: int = typer.Option(0, "--first-seed", min=0, help="The first seed: fresh seeds for a recipe chosen "
+                                   "on others (e.g. --first-seed 3 after choosing on 0-2)."),
     smoke: bool = typer.Option(False, "--smoke", help="Tiny sizes (and 1 seed unless --seeds): checks the pipeline "
                                "(CI), says nothing about the method."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Seeds run in parallel (each gets cores / jobs threads)."),
@@ -120,7 +123,7 @@ def main(
     except ValueError as e:
         typer.secho(f"Error: bad --set ({e}).", err=True, fg="red")
         raise typer.Exit(2)
-    seeds = seeds or (1 if smoke else 3)
+    seed_list = list(range(first_seed, first_seed + (seeds or (1 if smoke else 3))))
     from study_prefs import ARMS
 
     chosen = tuple(a.strip() for a in arms.split(",") if a.strip()) if arms else None
@@ -134,7 +137,7 @@ def main(
         raise typer.Exit(2)
     if reuse is not None:
         try:
-            linked = link_upstream(out, reuse, sizes, seeds)
+            linked = link_upstream(out, reuse, sizes, seed_list)
         except ValueError as e:
             typer.secho(f"Error: cannot reuse {reuse}: {e}.", err=True, fg="red")
             raise typer.Exit(2)
@@ -143,18 +146,18 @@ def main(
     if report_only:
         from study_report import collect_record
 
-        records = [collect_record(out / f"seed-{s}", s) for s in range(seeds) if (out / f"seed-{s}").is_dir()]
+        records = [collect_record(out / f"seed-{s}", s) for s in seed_list if (out / f"seed-{s}").is_dir()]
         write_outputs(out, records, sizes)
         typer.echo(f"Wrote {out / TABLES}, {out / RESULTS} and {out / FIGURE} from the finished stages of "
                    f"{len(records)} seed(s).")
         return
-    if jobs > 1 and seeds > 1:
+    if jobs > 1 and len(seed_list) > 1:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            records = list(pool.map(run_seed, [out] * seeds, [sizes] * seeds, range(seeds), [threads] * seeds,
-                                    [chosen] * seeds))
+            n = len(seed_list)
+            records = list(pool.map(run_seed, [out] * n, [sizes] * n, seed_list, [threads] * n, [chosen] * n))
     else:
-        records = [run_seed(out, sizes, s, arms=chosen) for s in range(seeds)]
+        records = [run_seed(out, sizes, s, arms=chosen) for s in seed_list]
     write_outputs(out, records, sizes)
     failed = [f"seed {r['seed']}: {f}" for r in records for f in r["invariants"]["failures"]]
     if failed:
@@ -163,7 +166,7 @@ def main(
     typer.echo(f"Wrote {out / TABLES}, {out / RESULTS} and {out / FIGURE}; invariants hold for every seed.")
 
 
-def link_upstream(out: Path, source: Path, sizes: Sizes, seeds: int) -> int:
+def link_upstream(out: Path, source: Path, sizes: Sizes, seeds: list[int]) -> int:
     """Symlink the finished stages before the arms of ``source``'s seeds into ``out`` (the stage cache then reuses
     them); return how many. ``source`` must have run with the same sizes but for :data:`ARM_FIELDS`."""
     from study_stages import done
@@ -177,7 +180,7 @@ def link_upstream(out: Path, source: Path, sizes: Sizes, seeds: int) -> int:
         raise ValueError(f"its sizes differ before the arms ({', '.join(differ)}); only "
                          f"{', '.join(ARM_FIELDS)} may change")
     linked = 0
-    for seed in range(seeds):
+    for seed in seeds:
         for name in UPSTREAM:
             src, dst = source / f"seed-{seed}" / name, out / f"seed-{seed}" / name
             if done(src) is None or dst.exists() or dst.is_symlink():
@@ -185,7 +188,7 @@ def link_upstream(out: Path, source: Path, sizes: Sizes, seeds: int) -> int:
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.symlink_to(src.resolve(), target_is_directory=True)
             linked += 1
-    if not linked and not any((out / f"seed-{s}" / "sft").exists() for s in range(seeds)):
+    if not linked and not any((out / f"seed-{s}" / "sft").exists() for s in seeds):
         raise ValueError("it has no finished stage to reuse")
     return linked
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from study_world import HELDOUT_SPLIT
+from study_world import HELDOUT_SPLIT, world_partners
 
 
 def heldout_suite(all_root: Path, sizes, seed: int):
@@ -25,7 +25,8 @@ def evaluate_model(out: Path, model_dir: str, suite, sizes) -> dict:
 
     result = evaluate(model_dir, suite, batch_size=sizes.eval_batch, chair_max_new_tokens=sizes.chair_max_new_tokens,
                       device="cpu", out=out)
-    return {"flat": result.flat(), "partner": partner_hallucination(result.records.get("chair", [])),
+    return {"flat": result.flat(),
+            "partner": partner_hallucination(result.records.get("chair", []), world_partners(sizes)),
             "most_hallucinated": result.metrics.get("chair", {}).get("most_hallucinated", [])}
 
 
@@ -50,11 +51,13 @@ def training_questions(model_dir: str, train_root: Path, sizes, seed: int, limit
             "yes_ratio": round(said.count("yes") / len(rows), 4)}
 
 
-def partner_hallucination(records: list[dict]) -> dict:
+def partner_hallucination(records: list[dict], pairs) -> dict:
     """Share of (caption, present object whose partner is absent) cases where the caption names the partner, per
-    partner and overall; and, for contrast, the share of (caption, other absent category) cases named."""
-    from realign_data.sample import CATEGORIES, PARTNER
+    partner and overall; and, for contrast, the share of (caption, other absent category) cases named. ``pairs``:
+    the world's co-occurring pairs."""
+    from realign_data.sample import CATEGORIES
 
+    partner = {**dict(pairs), **{b: a for a, b in pairs}}
     names = [c.name for c in CATEGORIES]
     hit, seen = defaultdict(int), defaultdict(int)
     other_hit = other_seen = 0
@@ -63,7 +66,7 @@ def partner_hallucination(records: list[dict]) -> dict:
             continue
         truth = set(r["ground_truth"])
         said = {h["object"] for h in r["hallucinated"]}
-        partners = {PARTNER[c] for c in truth if c in PARTNER and PARTNER[c] not in truth}
+        partners = {partner[c] for c in truth if c in partner and partner[c] not in truth}
         for p in partners:
             seen[p] += 1
             hit[p] += p in said

@@ -71,22 +71,42 @@ def train_arm(out: Path, arm: str, sft_model: str, prefs: Path, sizes, seed: int
     used = {"image_id": list(ds["image_id"]), "rejected_image_id": list(ds["rejected_image_id"])}
     ds = ds.remove_columns(["image_id", "rejected_image_id"] + (["rejected_images"] if loss_type != "rdpo" else []))
     model = AutoModelForImageTextToText.from_pretrained(sft_model)
-    ref = AutoModelForImageTextToText.from_pretrained(sft_model)
     processor = AutoProcessor.from_pretrained(sft_model)
-    args = RDPOConfig(output_dir=str(out / "trainer"), loss_type=loss_type, beta=sizes.beta,
+    lora = lora_config(sizes.pref_lora_r)
+    # with LoRA the reference is the policy with its adapter disabled, as TRL does it
+    ref = None if lora else AutoModelForImageTextToText.from_pretrained(sft_model)
+    extra, loss = dict(extra), {"loss_type": loss_type}
+    if sizes.sft_weight and loss_type == "rdpo":
+        extra["rdpo_sft_weight"] = sizes.sft_weight
+    elif sizes.sft_weight:  # the same SFT term for DPO: TRL's own "sft" loss beside its sigmoid loss
+        loss = {"loss_type": [loss_type, "sft"], "loss_weights": [1.0, sizes.sft_weight]}
+    args = RDPOConfig(output_dir=str(out / "trainer"), **loss, beta=sizes.beta,
                       learning_rate=sizes.pref_lr, max_steps=sizes.pref_steps,
                       per_device_train_batch_size=sizes.pref_batch, lr_scheduler_type="cosine", warmup_steps=0.1,
                       logging_steps=max(1, min(5, sizes.pref_steps // 4)), save_strategy="no", report_to="none", use_cpu=True, seed=seed,
                       data_seed=seed, dataloader_num_workers=0, max_length=None, gradient_checkpointing=False,
                       **extra)
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=ds, processing_class=processor)
+    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=ds, processing_class=processor,
+                         peft_config=lora)
     trainer.train()
-    trainer.save_model(str(out / "model"))
+    policy = trainer.model.merge_and_unload() if lora else trainer.model  # the evaluation loads a whole model
+    policy.save_pretrained(str(out / "model"))
     processor.save_pretrained(str(out / "model"))
     logs = [h for h in trainer.state.log_history if "loss" in h]
     keys = sorted({k for h in logs for k in h if k.startswith(("rewards/", "loss", "logps/"))})
     tail = logs[-max(1, len(logs) // 4):]  # the last quarter of training
-    return {"model": str(out / "model"), "arm": arm, "global_step": trainer.state.global_step, "build": build_name, "loss_type": loss_type, "extra": extra,
+    return {"model": str(out / "model"), "arm": arm, "global_step": trainer.state.global_step, "build": build_name, "loss_type": loss["loss_type"], "extra": extra, "lora_r": sizes.pref_lora_r,
             "rows": len(ds), **used, "steps": sizes.pref_steps,
             "log": logs, "last_quarter": {k: sum(h[k] for h in tail if k in h) / max(1, sum(k in h for h in tail))
                                           for k in keys}}
+
+
+def lora_config(rank: int):
+    """LoRA of rank ``rank`` (alpha ``2 * rank``, as Re-Align's r128 / alpha 256) on the language model's attention
+    and MLP projections, the vision tower and projector frozen; ``None`` for rank 0 (full fine-tuning)."""
+    if not rank:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, task_type="CAUSAL_LM",
+                      target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)")

@@ -105,6 +105,38 @@ def _partner_table(records: list[dict], arms=ARM_ORDER) -> str:
     return "\n".join(["| arm | " + " | ".join(partners) + " |", "|---|" + "---|" * len(partners), *rows])
 
 
+PAIRED_COLUMNS = [("pope_adversarial_accuracy", "POPE adv. acc ↑"), ("pope_adversarial_f1", "POPE adv. F1 ↑"),
+                  ("chair_i", "CHAIR_i ↓"), ("chair_s", "CHAIR_s ↓"), ("object_recall", "recall ↑"),
+                  ("missing_partner_named", "missing partner ↓")]
+
+
+def paired(records: list[dict], arm: str, base: str, key: str) -> list[float]:
+    """Per seed ``arm − base`` on ``key``, over the seeds where both are finite."""
+    out = []
+    for r in records:
+        a, b = _values([r], arm, key), _values([r], base, key)
+        if a and b:
+            out.append(a[0] - b[0])
+    return out
+
+
+def _paired_table(records: list[dict], pairs=(("rdpo", "dpo"), ("rdpo", "sft"), ("dpo", "sft"))) -> str:
+    """Mean per-seed difference between two arms, and in how many seeds it has the sign of the mean: the
+    comparison a reader can trust with few seeds (the same world, SFT model and rows on both sides)."""
+    def cell(arm: str, base: str, key: str) -> str:
+        d = paired(records, arm, base, key)
+        if not d:
+            return "–"
+        mean = statistics.mean(d)
+        agree = sum((x > 0) == (mean > 0) and x != 0 for x in d)
+        return f"{mean:+.3f} ({agree}/{len(d)})"
+
+    head = "| difference | " + " | ".join(name for _, name in PAIRED_COLUMNS) + " |"
+    rows = [f"| {arm} − {base} | " + " | ".join(cell(arm, base, k) for k, _ in PAIRED_COLUMNS) + " |"
+            for arm, base in pairs]
+    return "\n".join([head, "|---|" + "---|" * len(PAIRED_COLUMNS), *rows])
+
+
 def tables(records: list[dict], sizes) -> str:
     """The markdown tables: POPE, CHAIR + the partner diagnostic, training diagnostics, encoder and SFT."""
     n = len(records)
@@ -113,6 +145,8 @@ def tables(records: list[dict], sizes) -> str:
              "### POPE (held-out images)", "", _table(records, POPE_COLUMNS), "",
              "### CHAIR and the co-occurrence diagnostic (held-out captions)", "",
              _table(records, CHAIR_COLUMNS + DIAG_COLUMNS), "",
+             "### Paired differences per seed (mean, and seeds whose difference has that sign)", "",
+             _paired_table(records), "",
              "### Per object: how often a caption names the absent partner of an object it shows", "",
              _partner_table(records), "",
              "### Training diagnostics (mean over the last quarter of the logged steps)", "",

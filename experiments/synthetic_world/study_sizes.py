@@ -13,6 +13,7 @@ class Sizes:
     train_images: int = 1500
     heldout_images: int = 200
     cooccurrence: float = 0.9
+    partners: str = ""  # the prior's pairs, realign-data sample --partners (empty: its six default pairs)
     min_visible: float = 0.3
     # retrieval encoder (tiny open_clip, contrastive)
     clip_steps: int = 300
@@ -33,6 +34,8 @@ class Sizes:
     pref_batch: int = 8
     pref_lr: float = 1e-4
     beta: float = 0.1
+    sft_weight: float = 0.0  # SFT term on the chosen answer (rDPO: rdpo_sft_weight; DPO: TRL's loss_type sigmoid+sft)
+    pref_lora_r: int = 0  # LoRA rank on the language model's linear layers (alpha 2r, as Re-Align's r128/256); 0: full
     # evaluation on held-out images
     eval_images: int = 200
     eval_batch: int = 32
@@ -44,7 +47,7 @@ class Sizes:
 
 FULL = Sizes()
 # what only the preference arms read: a lever sweep over these can reuse every earlier stage (run.py --reuse)
-ARM_FIELDS = ("pref_rows", "pref_steps", "pref_batch", "pref_lr", "beta")
+ARM_FIELDS = ("pref_rows", "pref_steps", "pref_batch", "pref_lr", "beta", "sft_weight", "pref_lora_r")
 SMOKE = Sizes(image_size=32, train_images=40, heldout_images=12, clip_steps=6, clip_batch=16, hidden_size=32,
               num_layers=1, vision_hidden_size=32, vision_layers=1, sft_steps=12, sft_batch=4, yes_no_per_image=1,
               pref_rows=8, pref_steps=2, pref_batch=2, eval_images=8, eval_batch=8, chair_max_new_tokens=24)
