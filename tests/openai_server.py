@@ -66,9 +66,12 @@ class OpenAIServer:
     def __init__(self, latency: float = 0.0, *, fail_first: int = 0, fail_status: int = 429,
                  always_fail_marker: str | None = None, retry_after: str | None = None,
                  drop_idle: bool = False, answer=None, mode: str | None = None,
-                 trickle_interval: float = 0.5, lognormal: tuple[float, float] | None = None, seed: int = 0) -> None:
+                 trickle_interval: float = 0.5, lognormal: tuple[float, float] | None = None, seed: int = 0,
+                 latency_of=None, keep_bodies: bool = False) -> None:
         import random
 
+        self.latency_of = latency_of  # prompt -> seconds: a test's own latency per prompt
+        self.bodies: list[dict] | None = [] if keep_bodies else None  # the request bodies received, in order
         self.lognormal, self._rng = lognormal, random.Random(seed)
         self.latencies: list[float] = []
         self.answer = answer or answer_for  # prompt -> text: a test may construct its own (e.g. bad fills)
@@ -143,7 +146,10 @@ class OpenAIServer:
                         server.seen[prompt] += 1
                         n = server.seen[prompt]
                         server.images_received += has_image
-                    time.sleep(server.next_latency())
+                    with server._lock:
+                        if server.bodies is not None:
+                            server.bodies.append(body)
+                    time.sleep(server.latency_of(prompt) if server.latency_of else server.next_latency())
                     if server.mode == "drop":
                         self.close_connection = True
                         return
