@@ -171,9 +171,11 @@ class OpenAIServer:
                     if server.drop_idle:
                         self.close_connection = True
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.request_queue_size = 128
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the listen backlog (set before listen(): 5 by default resets a burst of 32)
+            daemon_threads = True
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     def next_latency(self) -> float:

@@ -140,15 +140,16 @@ class OpenAIFiller(VLMBackend):
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="realign-openai")
 
     # ------------------------------------------------------------------------------------------ HTTP
-    def _body(self, prompt: str, load_image, image_bytes) -> dict:
+    def _body(self, prompt: str, load_image, image_bytes, max_tokens: Optional[int] = None) -> dict:
         """The request: one user turn, the image *before* the text (as LLaVA and Qwen-VL were trained, and as the
-        local transformers backend builds it, so a model sees the same conversation whichever runs it)."""
+        local transformers backend builds it, so a model sees the same conversation whichever runs it). An item may
+        carry its own ``max_tokens`` as a fourth element (the evaluation mixes POPE and CHAIR bounds)."""
         content: list[dict] = []
         if load_image is not None or image_bytes is not None:
             content.append({"type": "image_url", "image_url": {"url": image_data_url(load_image, image_bytes)}})
         content.append({"type": "text", "text": prompt})
         return {"model": self.model, "messages": [{"role": "user", "content": content}],
-                "max_tokens": self.max_tokens, "temperature": self.temperature, "seed": self.seed}
+                "max_tokens": max_tokens or self.max_tokens, "temperature": self.temperature, "seed": self.seed}
 
     def _attempt(self, body: dict) -> str:
         """One POST, over by ``timeout`` seconds whatever the server does: the answer text, or

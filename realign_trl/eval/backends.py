@@ -224,18 +224,21 @@ class OpenAIBackend:
         self.name, self.base_url = model, base_url
         self.options = dict(model=model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
                             max_retries=max_retries, timeout=timeout, temperature=0.0)
-        self._clients: dict[int, Any] = {}
+        self._filler: Any = None
 
-    def _client(self, max_new_tokens: int):
+    def _client(self):
         from realign_data.fillers import load_filler
 
-        if max_new_tokens not in self._clients:
-            self._clients[max_new_tokens] = load_filler("openai", max_tokens=max_new_tokens, **self.options)
-        return self._clients[max_new_tokens]
+        if self._filler is None:
+            self._filler = load_filler("openai", **self.options)
+        return self._filler
 
-    def stream(self, items: Sequence[Item], max_new_tokens: int) -> Iterator[list[tuple[int, Answer]]]:
-        """``(index, answer)`` pairs as requests finish, ``concurrency`` in flight at all times (no barrier)."""
-        for done in self._client(max_new_tokens).stream(items):
+    def stream(self, items: Sequence[Item], max_new_tokens: Optional[int] = None) -> Iterator[list[tuple[int, Answer]]]:
+        """``(index, answer)`` pairs as requests finish, ``concurrency`` in flight at all times (no barrier). An item
+        may carry its own length bound as a fourth element (one window for POPE and CHAIR prompts together)."""
+        if max_new_tokens is not None:
+            items = [(*item[:3], max_new_tokens) for item in items]
+        for done in self._client().stream(items):
             yield [(k, _answer(r)) for k, r in done]
 
     def generate(self, items: Sequence[Item], max_new_tokens: int) -> Iterator[list[Answer]]:
@@ -253,9 +256,9 @@ class OpenAIBackend:
                 "request_timeout": self.options["timeout"], "decoding": "greedy (temperature 0)"}
 
     def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
+        if self._filler is not None:
+            self._filler.close()
+            self._filler = None
 
 
 def _answer(result) -> Answer:

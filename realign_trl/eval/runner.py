@@ -214,21 +214,26 @@ def generate_answers(backend, suite: EvalSuite, *, pope_max_new_tokens: int = PO
     flight; others yield batches in order. Each answer is saved to ``store`` as it arrives; failures are not."""
     answers: dict[tuple[str, int, str], tuple] = dict(store.known) if store is not None else {}
     bounds = {"pope": pope_max_new_tokens, "chair": chair_max_new_tokens}
-    for bench, keys in work_items(suite).items():
-        todo = [k for k in keys if (bench, *k) not in answers]
+    work = {bench: [(bench, *k) for k in keys] for bench, keys in work_items(suite).items()}
+    if hasattr(backend, "stream"):  # one window over every benchmark's prompts: no barrier between them either
+        work = {"answers": [key for keys in work.values() for key in keys]}
+    for name, keys in work.items():
+        todo = [k for k in keys if k not in answers]
         bar = None
         if progress and keys:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=f"{bench.upper()} answers", unit="ans")
-        items = [(prompt, _loader(suite, image_id), _bytes(suite, image_id)) for image_id, prompt in todo]
+            desc = "Answers" if name == "answers" else f"{name.upper()} answers"
+            bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit="ans")
+        items = [(prompt, _loader(suite, image_id), _bytes(suite, image_id), bounds[bench])
+                 for bench, image_id, prompt in todo]
         if hasattr(backend, "stream"):
-            answered = backend.stream(items, bounds[bench])
+            answered = backend.stream(items)
         else:
-            answered = _numbered(backend.generate(items, bounds[bench]))
+            answered = _numbered(backend.generate([item[:3] for item in items], bounds[name]))
         try:
             for batch in answered:
-                fresh = {(bench, *todo[k]): a for k, a in batch}
+                fresh = {todo[k]: a for k, a in batch}
                 answers.update(fresh)
                 if store is not None:
                     store.add(fresh)
