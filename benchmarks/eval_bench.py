@@ -31,7 +31,7 @@ request carries its image), answered through ``generate_answers`` with the resum
 Two arms, the same latencies: ``window`` (today's client: a bounded window, a new request as soon as one finishes)
 and ``chunked`` (the former client: chunks of 4 x concurrency with a barrier after each).
 
-    python benchmarks/eval_bench.py --endpoint --concurrency 32 --json eval_bench_endpoint.json
+    python benchmarks/eval_bench.py --endpoint --images 48 --concurrency 32 --json eval_bench_endpoint.json
 """
 
 from __future__ import annotations
