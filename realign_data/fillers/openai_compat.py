@@ -4,7 +4,8 @@ One ``httpx.Client`` (pooled keep-alive connections, ``TCP_NODELAY``) shared by 
 ``tenacity`` retries HTTP 408/409/425/429/5xx, connection errors, timeouts, unreadable answers and empty ones
 (HTTP 200 with null or empty content: never an answer, so never a final fill or eval answer) with jittered
 exponential backoff (``Retry-After`` honoured when it makes sense: seconds or an HTTP date, negative taken as 0,
-capped at ``max_backoff``); other HTTP errors fail at once. The image is sent as a base64 ``data:`` URL.
+capped at ``max_backoff``); other HTTP errors fail at once. The image is sent as a base64 ``data:`` URL, before the
+text (one user turn, image first, for fills and evaluation alike).
 
 Nothing a server does can hang or crash a build: every attempt has a **total deadline** (``timeout`` seconds for
 connecting, sending and the whole answer; a server trickling one byte a second is cut off by a watchdog that shuts

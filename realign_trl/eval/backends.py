@@ -1,15 +1,19 @@
 """Generation backends for evaluation: a local ``transformers`` VLM, or an OpenAI-compatible endpoint.
 
 Both answer work items ``(prompt, load_image, image_bytes)`` (the fillers' item shape) with greedy decoding and a
-``max_new_tokens`` bound, and yield their answers batch by batch, in order, so the runner can show progress and
-save answers as they come. An answer is ``(text, None)`` or ``(None, error)`` for a request that failed.
+``max_new_tokens`` bound, and show the model the same conversation (:func:`conversation`: one user turn, the image
+first, then the question). ``generate`` yields answers batch by batch, in order; the endpoint backend also has
+``stream``, which yields ``(index, answer)`` pairs as requests finish, so the runner can show progress and save
+answers as they come. An answer is ``(text, None)``, or ``(None, error)`` for a request that failed or came back
+empty.
 
 * :class:`TransformersBackend`: any ``AutoModelForImageTextToText`` with its own processor and chat template
   (LLaVA, Qwen2-VL, Gemma 3, ...), loaded from a directory or Hub id (optionally with a PEFT adapter) or given
   already loaded (the training callback). Batches are left-padded; the next batch is prepared (images decoded,
   chat template applied, processor run) in a background thread while the current one generates.
 * :class:`OpenAIBackend`: the ``openai`` filler's client (:mod:`realign_data.fillers.openai_compat`: keep-alive
-  connections, concurrency, retries), so a model served by vLLM or TGI is measured the same way.
+  connections, a bounded window of requests in flight, retries, a total deadline per attempt), so a model served by
+  vLLM or TGI is measured the same way.
 """
 
 from __future__ import annotations
