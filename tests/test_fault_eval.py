@@ -220,3 +220,19 @@ def test_a_full_disk_says_the_answers_survive_and_how_to_resume(sample_corpus, t
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 0, r.output
         assert srv.requests == before + 2  # the saved answer is reused
+
+
+def test_empty_answers_saved_by_an_earlier_version_are_asked_again(commands, sample_corpus, tmp_path):
+    """An --out written before this fix holds empty answers as if final: the next run asks them again."""
+    out = tmp_path / "eval"
+    with OpenAIServer() as srv:
+        assert evaluate(commands, sample_corpus, out, srv.base_url, bench="chair")[0] == 0
+        rows = saved(out)
+        rows[0]["answer"] = ""  # what the old store kept for a 200 with empty content
+        (out / "answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        before = srv.requests
+        code, err = evaluate(commands, sample_corpus, out, srv.base_url, bench="chair")
+        assert code == 0, err
+        assert srv.requests == before + 1
+    records = [json.loads(line) for line in (out / "chair.jsonl").read_text().splitlines()]
+    assert all(r["answer"] for r in records)
