@@ -210,11 +210,13 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
     bad = [s for s in splits if s not in POPE_SPLITS]
     if bad or not splits:
         raise EvalError(f"unknown POPE sampling {', '.join(bad) or '(none)'}; valid: {', '.join(POPE_SPLITS)}.")
-    if options["max_retries"] < 0 or not options["request_timeout"] > 0 or not 0 <= options["max_failures"] <= 1:
-        raise EvalError(f"--max-retries must be 0 or more (got {options['max_retries']})" if options["max_retries"] < 0
-                        else f"--request-timeout must be more than 0 seconds (got {options['request_timeout']:g})"
-                        if not options["request_timeout"] > 0 else "--max-failures is a fraction of the requests, "
-                        f"from 0 to 1 (got {options['max_failures']:g})")
+    for bad, message in ((options["max_retries"] < 0, "--max-retries must be 0 or more (got {max_retries})"),
+                         (not options["request_timeout"] > 0,
+                          "--request-timeout must be more than 0 seconds (got {request_timeout:g})"),
+                         (not 0 <= options["max_failures"] <= 1,
+                          "--max-failures is a fraction of the requests, from 0 to 1 (got {max_failures:g})")):
+        if bad:
+            raise EvalError(message.format(**options) + ".")
     if not base_url:
         check_model_args(model, adapter=options["adapter"], dtype=options["dtype"], device=options["device"])
     out = out or Path(f"eval-{Path(model.rstrip('/')).name or 'model'}")
