@@ -16,6 +16,22 @@ The model is a tiny random LLaVA (it never stops early, so every prompt runs to 
 the generation time: a figure far less sensitive to other jobs on the machine than the throughput ratio.
 
     python benchmarks/eval_bench.py --json eval_bench.json
+
+``--endpoint`` measures the endpoint client instead (``OpenAIBackend``, what ``realign-trl eval --base-url`` runs)
+against the local server of ``tests/openai_server.py`` started in its own process with *variable* latency: each
+request sleeps a lognormal draw (median ``--median`` 0.2 s, 99th percentile ``--p99`` 2 s; seeded, so both arms
+see the same latency sequence in arrival order). The work is the POPE and CHAIR prompts of sample images (each
+request carries its image), answered through ``generate_answers`` with the resumable answer store, as in a real run.
+
+    ideal      = the time a zero-overhead client keeping ``--concurrency`` requests in flight would take with the
+                 latencies the server actually slept: each request starts, in arrival order, on the first slot
+                 that frees (greedy list scheduling; >= max(sum / concurrency, longest))
+    efficiency = ideal / measured wall-clock time                                      goal >= 0.9 at 32
+
+Two arms, the same latencies: ``window`` (today's client: a bounded window, a new request as soon as one finishes)
+and ``chunked`` (the former client: chunks of 4 x concurrency with a barrier after each).
+
+    python benchmarks/eval_bench.py --endpoint --images 48 --concurrency 32 --json eval_bench_endpoint.json
 """
 
 from __future__ import annotations
@@ -89,8 +105,91 @@ def harness(backend, suite, **bounds) -> float:
     return time.perf_counter() - start
 
 
+def ideal_seconds(latencies: list[float], concurrency: int) -> float:
+    """Makespan of the latencies started in order, each on the first of ``concurrency`` slots that frees."""
+    import heapq
+
+    slots = [0.0] * concurrency
+    for latency in latencies:
+        heapq.heappush(slots, heapq.heappop(slots) + latency)
+    return max(slots)
+
+
+class Chunked:
+    """The former endpoint client: chunks of 4 x concurrency, each waited for in full (the baseline arm)."""
+
+    kind = "openai"
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+
+    def generate(self, items, max_new_tokens):
+        client, step = self.backend._client(), 4 * self.backend.options["concurrency"]
+        for start in range(0, len(items), step):
+            results = client.generate([(*item, max_new_tokens) for item in items[start:start + step]])
+            yield [(r.text, None) if r.error is None else (None, r.error) for r in results]
+
+    def describe(self):
+        return self.backend.describe()
+
+
+def endpoint(args) -> dict:
+    """Both arms of ``--endpoint`` (see the module docstring), each against a fresh server with the same seed."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from realign_data.sample import make_sample_corpus
+    from realign_trl.eval import EvalSuite
+    from realign_trl.eval.backends import OpenAIBackend
+    from realign_trl.eval.runner import _AnswerStore, _fingerprint, generate_answers, work_items
+
+    server_py = Path(__file__).resolve().parents[1] / "tests" / "openai_server.py"
+    figures: dict = {"concurrency": args.concurrency, "median_s": args.median, "p99_s": args.p99}
+    with tempfile.TemporaryDirectory() as d:
+        corpus = make_sample_corpus(Path(d) / "coco", num_images=args.images, seed=0, width=args.image_size,
+                                    height=args.image_size)
+        suite = EvalSuite.from_coco(corpus, num_images=args.images, min_objects=1)
+        figures["requests"] = sum(len(k) for k in work_items(suite).values())
+        for arm in args.arms.split(","):
+            proc = subprocess.Popen([sys.executable, str(server_py), "--lognormal", str(args.median), str(args.p99),
+                                     str(args.seed)], stdout=subprocess.PIPE, text=True)
+            try:
+                base_url = proc.stdout.readline().strip()
+                backend = OpenAIBackend("bench", base_url=base_url, concurrency=args.concurrency, max_retries=0)
+                runner = backend if arm == "window" else Chunked(backend)
+                settings = {"backend": backend.describe(), "suite": suite.describe(),
+                            "generation": {"pope_max_new_tokens": 8, "chair_max_new_tokens": 8, "do_sample": False}}
+                store = _AnswerStore(Path(d) / f"out-{arm}", _fingerprint(settings), suite)
+                backend._client()  # the client (threads, connection pool) exists before the clock starts
+                start = time.perf_counter()
+                answers = generate_answers(runner, suite, pope_max_new_tokens=8, chair_max_new_tokens=8, store=store)
+                measured = time.perf_counter() - start
+                store.close()
+                backend.close()
+                with urllib.request.urlopen(f"{base_url}/stats") as resp:
+                    latencies = json.loads(resp.read())["latencies"]
+            finally:
+                proc.terminate()
+                proc.wait()
+            ideal = ideal_seconds(latencies, args.concurrency)
+            bound = max(sum(latencies) / args.concurrency, max(latencies))
+            figures[arm] = {"measured_s": round(measured, 3), "ideal_s": round(ideal, 3),
+                            "lower_bound_s": round(bound, 3), "efficiency": round(ideal / measured, 3),
+                            "failed": sum(a[1] is not None for a in answers.values()),
+                            "latency_sum_s": round(sum(latencies), 2), "latency_max_s": round(max(latencies), 3),
+                            "latency_median_s": round(sorted(latencies)[len(latencies) // 2], 3)}
+    return figures
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--endpoint", action="store_true", help="measure the endpoint client (see the docstring)")
+    ap.add_argument("--concurrency", type=int, default=32, help="--endpoint: requests in flight")
+    ap.add_argument("--median", type=float, default=0.2, help="--endpoint: median latency (s)")
+    ap.add_argument("--p99", type=float, default=2.0, help="--endpoint: 99th percentile latency (s)")
+    ap.add_argument("--seed", type=int, default=0, help="--endpoint: seed of the latencies")
+    ap.add_argument("--arms", default="window,chunked", help="--endpoint: window, chunked or both")
     ap.add_argument("--images", type=int, default=32)
     ap.add_argument("--image-size", type=int, default=64, help="square sample images and model input size")
     ap.add_argument("--hidden-size", type=int, default=256)
@@ -104,6 +203,13 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.setdefault("TQDM_DISABLE", "1")
+    if args.endpoint:
+        figures = endpoint(args)
+        for k, v in figures.items():
+            print(f"{k:14} {v}")
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        return
     import torch
 
     if args.threads:

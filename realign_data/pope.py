@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from realign_data.corpus import CocoAnnotations
+from realign_data.corpus import CocoAnnotations, CorpusError
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class PopeConfig:
     min_objects: int = 3
     samplings: tuple[str, ...] = POPE_SPLITS
     exclude_dataset: Optional[str] = None  # images of this training dataset are skipped (realign_data.overlap)
+    annotations_sha256: dict = field(default_factory=dict)  # {annotation file name: sha256} the set was drawn from
+    images_digest: Optional[str] = None  # images_digest() of the set's images: what `realign-trl eval` checks
     benchmark: str = "pope"  # marks the file as a POPE build (the Hub card and `realign-trl eval` read it)
 
     def check(self) -> None:
@@ -129,11 +131,42 @@ def open_annotations(coco_root: str | os.PathLike, split: Optional[str] = None) 
         raise PopeError(f"COCO root {str(root)!r} has no instance annotations for split {split!r} "
                         f"(annotations/instances_{split}.json); POPE and CHAIR need object annotations"
                         + (f" (splits with instances: {', '.join(with_instances)})." if with_instances else "."))
-    ann = CocoAnnotations(root, splits=[split])
+    try:
+        ann = CocoAnnotations(root, splits=[split])
+    except CorpusError as e:  # a truncated or misshapen file: one sentence
+        raise PopeError(f"{e}.") from None
     if not any(ann.categories(i) for i in ann.image_ids()):
         raise PopeError(f"the instance annotations of split {split!r} in {str(root)!r} list no objects: POPE and "
                         "CHAIR need object annotations.")
     return ann
+
+
+def annotations_sha256(ann: CocoAnnotations) -> dict[str, str]:
+    """``{file name: sha256}`` of the annotation files of ``ann``'s splits (instances, and captions when present):
+    what a question set or an evaluation records as drawn from."""
+    import hashlib
+
+    out = {}
+    for split in ann.splits:
+        for kind in ("instances", "captions"):
+            path = ann.root / "annotations" / f"{kind}_{split}.json"
+            if path.is_file():
+                h = hashlib.sha256()
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+                out[path.name] = h.hexdigest()
+    return out
+
+
+def images_digest(images: dict[int, bytes]) -> str:
+    """One sha256 over ``(image_id, sha256 of its bytes)`` in id order: the same ids with other pictures differ."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for image_id in sorted(images):
+        h.update(f"{image_id}:{hashlib.sha256(images[image_id]).hexdigest()}\n".encode())
+    return h.hexdigest()
 
 
 def image_order(ann: CocoAnnotations, seed: int = 0, min_objects: int = 1) -> list[int]:
@@ -289,6 +322,7 @@ def build_pope(coco_root: str | os.PathLike, out: Optional[str | os.PathLike] = 
         _check_out(Path(out))
     ann = open_annotations(config.coco_root, split)
     config.split = ann.splits[0]
+    config.annotations_sha256 = annotations_sha256(ann)
     report = PopeReport()
     exclude = _training_images(exclude_dataset) if exclude_dataset else None
     chosen = select_images(ann, num_images, seed=seed, min_objects=min_objects, progress=progress, report=report,
@@ -300,6 +334,7 @@ def build_pope(coco_root: str | os.PathLike, out: Optional[str | os.PathLike] = 
     stats = CorpusStats.of(ann.categories(i) for i in ann.image_ids())
     questions = pope_questions({i: ann.categories(i) for i in chosen}, stats, seed=seed,
                                objects_per_image=objects_per_image, samplings=config.samplings)
+    config.images_digest = images_digest(chosen)
     report.images = len(chosen)
     report.questions = {s: len(q) for s, q in questions.items()}
     feats = features()

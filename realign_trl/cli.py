@@ -131,7 +131,9 @@ def eval_(
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (vLLM, TGI...), e.g. http://localhost:8000/v1."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="--base-url: environment variable holding the API key."),
     concurrency: int = typer.Option(16, "--concurrency", help="--base-url: requests in flight."),
-    max_retries: int = typer.Option(5, "--max-retries", help="--base-url: retries on 429/5xx/timeouts/refused connections."),
+    max_retries: int = typer.Option(5, "--max-retries", help="--base-url: retries on 429/5xx/timeouts/refused connections/empty answers."),
+    request_timeout: float = typer.Option(60.0, "--request-timeout", help="--base-url: seconds one attempt may take in all (connecting, sending, reading the whole answer)."),
+    max_failures: float = typer.Option(0.01, "--max-failures", help="Fraction of requests that may fail (error or empty answer; never scored); above it nothing is scored and the exit code is 1."),
     device: str = typer.Option("auto", "--device", help="auto (cuda:LOCAL_RANK, else MPS, else CPU), cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPUs that have it, else fp16; fp32 on CPU/MPS), bf16, fp16 or fp32."),
     device_map: Optional[str] = typer.Option(None, "--device-map", help="Spread a model too large for one GPU over several: auto, balanced, balanced_low_0 or sequential (accelerate)."),
@@ -170,7 +172,7 @@ def eval_(
                   min_objects=min_objects, seed=seed,
                   vocabulary=vocabulary, chair_prompt=chair_prompt, pope_suffix=pope_suffix, out=out,
                   base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
-                  device=device, dtype=dtype, device_map=device_map,
+                  request_timeout=request_timeout, max_failures=max_failures, device=device, dtype=dtype, device_map=device_map,
                   batch_size=batch_size, pope_max_new_tokens=pope_max_new_tokens,
                   chair_max_new_tokens=chair_max_new_tokens, trust_remote_code=trust_remote_code, quiet=quiet)
     except EvalError as e:
@@ -194,9 +196,8 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
               pope_splits: str, **options) -> None:
     import time
 
-    from realign_trl.eval.backends import EvalRuntimeError, OpenAIBackend, TransformersBackend, check_model_args
-    from realign_trl.eval.runner import evaluate
-    from realign_trl.eval.suite import EvalError, EvalSuite, parse_benches, refuse_training_images
+    from realign_trl.eval.backends import check_model_args
+    from realign_trl.eval.suite import EvalError, parse_benches
 
     started = time.time()
     benches = parse_benches(bench)
@@ -209,9 +210,43 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
     bad = [s for s in splits if s not in POPE_SPLITS]
     if bad or not splits:
         raise EvalError(f"unknown POPE sampling {', '.join(bad) or '(none)'}; valid: {', '.join(POPE_SPLITS)}.")
+    for bad, message in ((options["max_retries"] < 0, "--max-retries must be 0 or more (got {max_retries})"),
+                         (not options["request_timeout"] > 0,
+                          "--request-timeout must be more than 0 seconds (got {request_timeout:g})"),
+                         (not 0 <= options["max_failures"] <= 1,
+                          "--max-failures is a fraction of the requests, from 0 to 1 (got {max_failures:g})")):
+        if bad:
+            raise EvalError(message.format(**options) + ".")
     if not base_url:
         check_model_args(model, adapter=options["adapter"], dtype=options["dtype"], device=options["device"])
     out = out or Path(f"eval-{Path(model.rstrip('/')).name or 'model'}")
+    from realign_data.locks import LockHeld, OutputError, output_lock
+
+    try:
+        with output_lock(out, "realign-trl eval"):
+            _evaluate_locked(model=model, out=out, base_url=base_url, quiet=quiet, benches=benches, splits=splits,
+                             started=started, **options)
+    except OutputError as e:
+        raise EvalError(f"{e}.") from None
+    except LockHeld as e:
+        _fail(f"{e} (two evaluations into one --out would ask every question twice).", 1)
+    except OSError as e:
+        import errno
+
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        _fail(f"the disk holding {out} is full ({e.strerror}): the answers saved so far in {out / 'answers.jsonl'} "
+              "are kept; free some space and run the same command to resume (only the missing answers are asked).", 1)
+
+
+def _evaluate_locked(*, model: str, out: Path, base_url: Optional[str], quiet: bool, benches, splits, started,
+                     **options) -> None:
+    import time
+
+    from realign_trl.eval.backends import EvalRuntimeError, OpenAIBackend, TransformersBackend
+    from realign_trl.eval.runner import TooManyFailures, evaluate
+    from realign_trl.eval.suite import EvalSuite, refuse_training_images
+
     suite = EvalSuite.from_coco(options["coco_root"], split=options["split"], benches=benches,
                                 num_images=options["num_images"], seed=options["seed"],
                                 min_objects=options["min_objects"], pope=options["pope"], pope_splits=splits,
@@ -222,7 +257,8 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
     try:
         if base_url:
             backend = OpenAIBackend(model, base_url=base_url, api_key_env=options["api_key_env"],
-                                    concurrency=options["concurrency"], max_retries=options["max_retries"])
+                                    concurrency=options["concurrency"], max_retries=options["max_retries"],
+                                    timeout=options["request_timeout"])
         else:
             backend = TransformersBackend(model, adapter=options["adapter"], device=options["device"],
                                           dtype=options["dtype"], device_map=options["device_map"],
@@ -232,7 +268,10 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
         _fail(str(e), 1)
     try:
         result = evaluate(backend, suite, pope_max_new_tokens=options["pope_max_new_tokens"],
-                          chair_max_new_tokens=options["chair_max_new_tokens"], out=out, progress=not quiet)
+                          chair_max_new_tokens=options["chair_max_new_tokens"], out=out, progress=not quiet,
+                          max_failures=options["max_failures"])
+    except TooManyFailures as e:
+        _fail(str(e), 1)
     except KeyboardInterrupt:
         typer.echo(f"Interrupted: the answers so far are saved in {out}; run the same command to resume.", err=True)
         raise typer.Exit(130) from None
@@ -243,13 +282,6 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
               f"so far are saved in {out} and are reused).", 1)
     finally:
         backend.close()
-    failed = sum(m.get("failed", 0) for m in [*result.metrics.get("pope", {}).get("splits", {}).values(),
-                                                 result.metrics.get("chair", {})])
-    answered = sum(len(v) for v in result.records.get("pope", {}).values()) + len(result.records.get("chair", []))
-    if failed and failed == answered:
-        first = next(r["error"] for rows in [*result.records.get("pope", {}).values(), result.records.get("chair", [])]
-                     for r in rows if "error" in r)
-        _fail(f"no request was answered by {base_url or model} ({first}); the results in {out} hold no scores.", 1)
     if not quiet:
         typer.echo(f"{result.model}: {len(suite.images)} images in {time.time() - started:.1f} s")
         typer.echo(result.table())

@@ -1,6 +1,8 @@
 """A real OpenAI-compatible chat-completions server on 127.0.0.1, for tests and benchmarks.
 
-``POST /v1/chat/completions`` answers after a fixed ``latency`` (seconds). The answer is deterministic:
+``POST /v1/chat/completions`` answers after a fixed ``latency`` (seconds), or with ``lognormal=(median, p99)`` after
+a latency drawn per request from that lognormal distribution (seeded by ``seed``; every latency slept is kept in
+``latencies`` and reported by ``GET /v1/stats``). The answer is deterministic:
 for a fill prompt ("Answer with slots: ...") every slot is replaced by a fixed word of its kind, so the
 result is a plausible, different description; any other prompt gets a fixed caption.
 
@@ -13,6 +15,7 @@ Fault modes for every request, settable while the server runs (``srv.mode = "dow
 * ``down`` — an outage: every request gets ``fail_status``;
 * ``garbage`` — HTTP 200 with a body that is not JSON;
 * ``drop`` — the connection is closed without an answer;
+* ``null`` / ``empty`` — HTTP 200 whose message content is ``null`` / ``""`` (an overloaded or filtered service);
 * ``trickle`` — a valid answer sent one byte every ``trickle_interval`` seconds (a server that never times out a
   read, but never finishes either).
 The server counts requests and the peak number in flight; it records the Authorization headers it saw.
@@ -63,7 +66,14 @@ class OpenAIServer:
     def __init__(self, latency: float = 0.0, *, fail_first: int = 0, fail_status: int = 429,
                  always_fail_marker: str | None = None, retry_after: str | None = None,
                  drop_idle: bool = False, answer=None, mode: str | None = None,
-                 trickle_interval: float = 0.5) -> None:
+                 trickle_interval: float = 0.5, lognormal: tuple[float, float] | None = None, seed: int = 0,
+                 latency_of=None, keep_bodies: bool = False) -> None:
+        import random
+
+        self.latency_of = latency_of  # prompt -> seconds: a test's own latency per prompt
+        self.bodies: list[dict] | None = [] if keep_bodies else None  # the request bodies received, in order
+        self.lognormal, self._rng = lognormal, random.Random(seed)
+        self.latencies: list[float] = []
         self.answer = answer or answer_for  # prompt -> text: a test may construct its own (e.g. bad fills)
         self.mode, self.trickle_interval = mode, trickle_interval
         self.fail_after: int | None = None
@@ -114,7 +124,7 @@ class OpenAIServer:
                     return self._send(404, {"error": {"message": "not found"}})
                 with server._lock:
                     self._send(200, {"requests": server.requests, "max_in_flight": server.max_in_flight,
-                                     "images_received": server.images_received})
+                                     "images_received": server.images_received, "latencies": server.latencies})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
@@ -136,7 +146,10 @@ class OpenAIServer:
                         server.seen[prompt] += 1
                         n = server.seen[prompt]
                         server.images_received += has_image
-                    time.sleep(server.latency)
+                    with server._lock:
+                        if server.bodies is not None:
+                            server.bodies.append(body)
+                    time.sleep(server.latency_of(prompt) if server.latency_of else server.next_latency())
                     if server.mode == "drop":
                         self.close_connection = True
                         return
@@ -146,7 +159,7 @@ class OpenAIServer:
                     if server.mode == "down" or late or (server.always_fail_marker and server.always_fail_marker in prompt) or n <= server.fail_first:
                         headers = {"Retry-After": server.retry_after} if server.retry_after else None
                         return self._send(server.fail_status, {"error": {"message": "injected failure"}}, headers)
-                    text = server.answer(prompt)
+                    text = None if server.mode == "null" else "" if server.mode == "empty" else server.answer(prompt)
                     self._send(200, {"id": f"cmpl-{server.requests}", "object": "chat.completion",
                                      "model": body.get("model"),
                                      "choices": [{"index": 0, "finish_reason": "stop",
@@ -158,10 +171,25 @@ class OpenAIServer:
                     if server.drop_idle:
                         self.close_connection = True
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.request_queue_size = 128
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the listen backlog (set before listen(): 5 by default resets a burst of 32)
+            daemon_threads = True
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def next_latency(self) -> float:
+        """The latency of the next request: fixed, or drawn from the lognormal (median, p99) distribution."""
+        if self.lognormal is None:
+            return self.latency
+        import math
+
+        median, p99 = self.lognormal
+        sigma = math.log(p99 / median) / 2.3263478740408408  # the 99th percentile of N(0, 1)
+        with self._lock:
+            value = self._rng.lognormvariate(math.log(median), sigma)
+            self.latencies.append(value)
+        return value
 
     @property
     def base_url(self) -> str:
@@ -183,10 +211,15 @@ class OpenAIServer:
         self.stop()
 
 
-if __name__ == "__main__":  # python tests/openai_server.py [latency]
+if __name__ == "__main__":  # python tests/openai_server.py [latency | --lognormal MEDIAN P99 [SEED]]
     import sys
 
-    srv = OpenAIServer(float(sys.argv[1]) if len(sys.argv) > 1 else 0.0).start()
+    args = sys.argv[1:]
+    if args[:1] == ["--lognormal"]:
+        srv = OpenAIServer(lognormal=(float(args[1]), float(args[2])), seed=int(args[3]) if len(args) > 3 else 0)
+    else:
+        srv = OpenAIServer(float(args[0]) if args else 0.0)
+    srv.start()
     print(srv.base_url, flush=True)
     try:
         while True:

@@ -5,6 +5,7 @@ crashes, and a build over such a server ends with the failures counted as transi
 from __future__ import annotations
 
 import email.utils
+import json
 import os
 import sys
 import time
@@ -75,3 +76,28 @@ def test_a_build_over_a_trickling_server_ends_in_time_with_exit_1(tiny_kb, tmp_p
         took = time.monotonic() - t0
     assert r.exit_code == 1 and "request_failed 4" in r.output and "Traceback" not in r.output, r.output
     assert took < 2 * 1 + 1 + 5  # 2 attempts of 1 s, a backoff of <= 1 s, the build's own work
+
+
+@pytest.mark.parametrize("mode", ["null", "empty"])
+def test_an_empty_answer_is_a_transient_failure_retried(mode):
+    with OpenAIServer(mode=mode) as srv:
+        filler = OpenAIFiller("m", base_url=srv.base_url, max_retries=1, backoff=0.01, max_backoff=0.05)
+        [res] = filler.generate([("Describe the image.", None, None)])
+        filler.close()
+    assert not res.ok and res.transient and "empty answer" in res.error and res.attempts == 2
+    assert srv.requests == 2
+
+
+def test_a_build_over_an_empty_answering_server_is_redone_once_it_answers(tiny_kb, tmp_path):
+    """Issue #28: 200 with empty content made fill_failed drops that a re-run never retried (0 pairs)."""
+    out = tmp_path / "out"
+    args = ["build", "--index", str(tiny_kb), "--out", str(out), "--filler", "openai", "--model", "m", "--max-retries",
+            "0", "--top-k", "1", "--max-samples", "4", "--gate", "lexical", "--quiet"]
+    with OpenAIServer(mode="empty") as srv:
+        r = CliRunner().invoke(app, [*args, "--base-url", srv.base_url])
+        assert r.exit_code == 1 and "request_failed 4" in r.output and "fill_failed" not in r.output, r.output
+        srv.mode = None
+        r = CliRunner().invoke(app, [*args, "--base-url", srv.base_url])
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "build_report.json").read_text())
+    assert report["pairs_written"] == 4 and report["drops_transient"] == 0, report

@@ -1,15 +1,18 @@
 """Filler for any OpenAI-compatible chat-completions endpoint (vLLM, TGI, SGLang, hosted APIs).
 
 One ``httpx.Client`` (pooled keep-alive connections, ``TCP_NODELAY``) shared by ``concurrency`` worker threads;
-``tenacity`` retries HTTP 408/409/425/429/5xx, connection errors, timeouts and unreadable answers with jittered
+``tenacity`` retries HTTP 408/409/425/429/5xx, connection errors, timeouts, unreadable answers and empty ones
+(HTTP 200 with null or empty content: never an answer, so never a final fill or eval answer) with jittered
 exponential backoff (``Retry-After`` honoured when it makes sense: seconds or an HTTP date, negative taken as 0,
-capped at ``max_backoff``); other HTTP errors fail at once. The image is sent as a base64 ``data:`` URL.
+capped at ``max_backoff``); other HTTP errors fail at once. The image is sent as a base64 ``data:`` URL, before the
+text (one user turn, image first, for fills and evaluation alike).
 
 Nothing a server does can hang or crash a build: every attempt has a **total deadline** (``timeout`` seconds for
 connecting, sending and the whole answer; a server trickling one byte a second is cut off by a watchdog that shuts
 the socket down), so a request ends within ``(max_retries + 1) * timeout`` plus the waits between attempts. A
 request that still fails yields a :class:`FillResult` with ``error`` set and ``transient`` (the service's fault: a
-re-run retries it), which the builder records per seed.
+re-run retries it), which the builder records per seed. :meth:`OpenAIFiller.stream` keeps a bounded window of
+``concurrency`` requests in flight and yields answers as they finish (the evaluation's client).
 The API key is read from an environment variable (``OPENAI_API_KEY`` unless ``api_key_env`` names another) and is
 never logged or written anywhere: a key passed as the variable's name is refused, credentials in ``base_url``
 are redacted in :meth:`describe` and scrubbed from error messages (:mod:`realign_data.redact`).
@@ -29,8 +32,8 @@ import os
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Any, Iterator, Optional, Sequence
 
 from realign_data.fillers.base import FillerError, FillResult, VLMBackend, clean_generation
 from realign_data.redact import check_env_name, redact_url, scrub
@@ -138,12 +141,16 @@ class OpenAIFiller(VLMBackend):
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="realign-openai")
 
     # ------------------------------------------------------------------------------------------ HTTP
-    def _body(self, prompt: str, load_image, image_bytes) -> dict:
-        content: list[dict] = [{"type": "text", "text": prompt}]
+    def _body(self, prompt: str, load_image, image_bytes, max_tokens: Optional[int] = None) -> dict:
+        """The request: one user turn, the image *before* the text (as LLaVA and Qwen-VL were trained, and as the
+        local transformers backend builds it, so a model sees the same conversation whichever runs it). An item may
+        carry its own ``max_tokens`` as a fourth element (the evaluation mixes POPE and CHAIR bounds)."""
+        content: list[dict] = []
         if load_image is not None or image_bytes is not None:
             content.append({"type": "image_url", "image_url": {"url": image_data_url(load_image, image_bytes)}})
+        content.append({"type": "text", "text": prompt})
         return {"model": self.model, "messages": [{"role": "user", "content": content}],
-                "max_tokens": self.max_tokens, "temperature": self.temperature, "seed": self.seed}
+                "max_tokens": max_tokens or self.max_tokens, "temperature": self.temperature, "seed": self.seed}
 
     def _attempt(self, body: dict) -> str:
         """One POST, over by ``timeout`` seconds whatever the server does: the answer text, or
@@ -169,7 +176,10 @@ class OpenAIFiller(VLMBackend):
             raise _Retryable(f"bad response: {type(e).__name__}: {str(e)[:200]}") from None
         if isinstance(text, list):  # content parts
             text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
-        return clean_generation(text or "")
+        text = clean_generation(text or "") if isinstance(text, str) or text is None else None
+        if not text:  # HTTP 200 with null/empty content: the service's fault (overload, a filter), not an answer
+            raise _Retryable("empty answer (HTTP 200 with null or empty content)")
+        return text
 
     @staticmethod
     def _read_until(resp, deadline: float, late: str) -> bytes:
@@ -225,6 +235,27 @@ class OpenAIFiller(VLMBackend):
 
     def generate(self, items: list[tuple[str, Any, Any]]) -> list[FillResult]:
         return list(self._pool.map(self._post, items))
+
+    def stream(self, items: Sequence[tuple[str, Any, Any]]) -> Iterator[list[tuple[int, FillResult]]]:
+        """``(index, result)`` pairs as requests finish, with at most ``concurrency`` requests in flight: a new one
+        starts as soon as one ends (no barrier, so one slow answer idles nobody). Each yield holds the requests
+        that finished since the last one; every item is yielded once. Closing the generator cancels what has
+        not started."""
+        pending: dict = {}
+        queue = iter(enumerate(items))
+        try:
+            while True:
+                for k, item in queue:
+                    pending[self._pool.submit(self._post, item)] = k
+                    if len(pending) >= self.concurrency:
+                        break
+                if not pending:
+                    return
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                yield [(pending.pop(f), f.result()) for f in done]
+        finally:
+            for f in pending:
+                f.cancel()
 
     def describe(self) -> dict:
         """Provenance (written to the report): credentials in the URL redacted, the key's variable and whether it

@@ -1,15 +1,19 @@
 """Generation backends for evaluation: a local ``transformers`` VLM, or an OpenAI-compatible endpoint.
 
 Both answer work items ``(prompt, load_image, image_bytes)`` (the fillers' item shape) with greedy decoding and a
-``max_new_tokens`` bound, and yield their answers batch by batch, in order, so the runner can show progress and
-save answers as they come. An answer is ``(text, None)`` or ``(None, error)`` for a request that failed.
+``max_new_tokens`` bound, and show the model the same conversation (:func:`conversation`: one user turn, the image
+first, then the question). ``generate`` yields answers batch by batch, in order; the endpoint backend also has
+``stream``, which yields ``(index, answer)`` pairs as requests finish, so the runner can show progress and save
+answers as they come. An answer is ``(text, None)``, or ``(None, error)`` for a request that failed or came back
+empty.
 
 * :class:`TransformersBackend`: any ``AutoModelForImageTextToText`` with its own processor and chat template
   (LLaVA, Qwen2-VL, Gemma 3, ...), loaded from a directory or Hub id (optionally with a PEFT adapter) or given
   already loaded (the training callback). Batches are left-padded; the next batch is prepared (images decoded,
   chat template applied, processor run) in a background thread while the current one generates.
 * :class:`OpenAIBackend`: the ``openai`` filler's client (:mod:`realign_data.fillers.openai_compat`: keep-alive
-  connections, concurrency, retries), so a model served by vLLM or TGI is measured the same way.
+  connections, a bounded window of requests in flight, retries, a total deadline per attempt), so a model served by
+  vLLM or TGI is measured the same way.
 """
 
 from __future__ import annotations
@@ -78,6 +82,13 @@ def load_model(model: str, *, adapter: Optional[str] = None, device: str = "auto
     return vlm.eval(), processor
 
 
+def conversation(prompt: str) -> list[dict]:
+    """The chat every backend sends: one user turn, the image first, then the question (as LLaVA and Qwen-VL were
+    trained). The endpoint client builds the same turn with the image as a ``data:`` URL
+    (:meth:`realign_data.fillers.openai_compat.OpenAIFiller._body`)."""
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+
+
 class TransformersBackend:
     """Batched greedy generation with a VLM and its processor's chat template.
 
@@ -114,9 +125,8 @@ class TransformersBackend:
 
     def _prepare(self, items: Sequence[Item]):
         """Tokenised, left-padded batch with pixel values (runs in the background thread)."""
-        texts = [self.processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}],
-            add_generation_prompt=True, tokenize=False) for prompt, _, _ in items]
+        texts = [self.processor.apply_chat_template(conversation(prompt), add_generation_prompt=True, tokenize=False)
+                 for prompt, _, _ in items]
         images = [[load_image()] for _, load_image, _ in items]
         return self.processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt")
 
@@ -194,42 +204,69 @@ class OpenAIBackend:
         model: the model name the endpoint serves.
         base_url: e.g. ``http://localhost:8000/v1``.
         api_key_env: environment variable holding the key (may be unset for local servers).
-        concurrency: requests in flight; max_retries: retries on 429/5xx/timeouts.
+        concurrency: requests in flight (a bounded window: a new request starts as soon as one finishes).
+        max_retries: retries on 429/5xx/timeouts/empty answers; timeout: total seconds one attempt may take.
     """
 
     kind = "openai"
 
     def __init__(self, model: str, *, base_url: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
-                 max_retries: int = 5, timeout: float = 120.0) -> None:
+                 max_retries: int = 5, timeout: float = 60.0) -> None:
+        from realign_data.redact import check_env_name
+
         if not model:
             raise EvalError("an OpenAI-compatible endpoint needs --model (the model name it serves).")
         if concurrency < 1:
-            raise EvalError(f"concurrency must be at least 1 (got {concurrency}).")
+            raise EvalError(f"--concurrency must be at least 1 (got {concurrency}).")
+        if max_retries < 0:
+            raise EvalError(f"--max-retries must be 0 or more (got {max_retries}).")
+        if not timeout > 0:
+            raise EvalError(f"--request-timeout must be more than 0 seconds (got {timeout:g}).")
+        mistake = check_env_name(api_key_env)
+        if mistake:
+            raise EvalError(f"{mistake}.")
         self.name, self.base_url = model, base_url
         self.options = dict(model=model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
                             max_retries=max_retries, timeout=timeout, temperature=0.0)
-        self._clients: dict[int, Any] = {}
+        self._filler: Any = None
 
-    def _client(self, max_new_tokens: int):
+    def _client(self):
         from realign_data.fillers import load_filler
 
-        if max_new_tokens not in self._clients:
-            self._clients[max_new_tokens] = load_filler("openai", max_tokens=max_new_tokens, **self.options)
-        return self._clients[max_new_tokens]
+        if self._filler is None:
+            self._filler = load_filler("openai", **self.options)
+        return self._filler
+
+    def stream(self, items: Sequence[Item], max_new_tokens: Optional[int] = None) -> Iterator[list[tuple[int, Answer]]]:
+        """``(index, answer)`` pairs as requests finish, ``concurrency`` in flight at all times (no barrier). An item
+        may carry its own length bound as a fourth element (one window for POPE and CHAIR prompts together)."""
+        if max_new_tokens is not None:
+            items = [(*item[:3], max_new_tokens) for item in items]
+        for done in self._client().stream(items):
+            yield [(k, _answer(r)) for k, r in done]
 
     def generate(self, items: Sequence[Item], max_new_tokens: int) -> Iterator[list[Answer]]:
-        """Yield answers in chunks of a few times the concurrency (progress and saving between chunks)."""
-        client = self._client(max_new_tokens)
-        step = max(1, 4 * self.options["concurrency"])
-        for start in range(0, len(items), step):
-            results = client.generate(list(items[start:start + step]))
-            yield [(r.text or "", None) if r.error is None else (None, r.error) for r in results]
+        """Yield every answer, in order, in one list (:meth:`stream` yields them as they come)."""
+        answers: list = [None] * len(items)
+        for done in self.stream(items, max_new_tokens):
+            for k, a in done:
+                answers[k] = a
+        if answers:
+            yield answers
 
     def describe(self) -> dict:
         return {"backend": self.kind, "model": self.name, "base_url": self.base_url,
-                "concurrency": self.options["concurrency"], "decoding": "greedy (temperature 0)"}
+                "concurrency": self.options["concurrency"], "max_retries": self.options["max_retries"],
+                "request_timeout": self.options["timeout"], "decoding": "greedy (temperature 0)"}
 
     def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
+        if self._filler is not None:
+            self._filler.close()
+            self._filler = None
+
+
+def _answer(result) -> Answer:
+    """A filler result as an answer: an empty text is a failure too (the client retries it; it is never scored)."""
+    if result.error is None and result.text and result.text.strip():
+        return result.text, None
+    return None, result.error or "empty answer"

@@ -15,6 +15,7 @@ per-question / per-caption records are written at the end.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from .backends import EvalRuntimeError
 from .scoring import ChairScorer, chair_metrics, parse_pope_answer, pope_metrics
 from .suite import EvalError, EvalSuite
 
@@ -123,7 +125,7 @@ def make_backend(model: Any, *, processor: Any = None, **options: Any):
 
 def evaluate(model: Any, suite: EvalSuite, *, processor: Any = None, pope_max_new_tokens: int = POPE_MAX_NEW_TOKENS,
              chair_max_new_tokens: int = CHAIR_MAX_NEW_TOKENS, out: Optional[str | os.PathLike] = None,
-             progress: bool = False, **backend_options: Any) -> EvalResult:
+             progress: bool = False, max_failures: Optional[float] = None, **backend_options: Any) -> EvalResult:
     """Evaluate a model on a suite; return (and with ``out``, save) the metrics and records.
 
     Args:
@@ -132,17 +134,22 @@ def evaluate(model: Any, suite: EvalSuite, *, processor: Any = None, pope_max_ne
         suite: the :class:`EvalSuite` (build it once, evaluate many models).
         pope_max_new_tokens / chair_max_new_tokens: generation bounds of POPE answers and CHAIR descriptions.
         out: a directory for ``eval_results.json``, the records and the resumable ``answers.jsonl``.
+        max_failures: the fraction of requests that may fail (failed and empty answers are never scored); above
+            it :class:`TooManyFailures` is raised and nothing is scored or written but the answers got (``None``:
+            no limit, failures are counted in the metrics; ``realign-trl eval --max-failures`` defaults to 0.01).
         **backend_options: ``batch_size``, ``device``, ``dtype``, ``device_map``, ``adapter``, ``trust_remote_code``
             for a model loaded here.
     """
     started = time.time()
+    if max_failures is not None and not 0 <= max_failures <= 1:
+        raise EvalError(f"--max-failures is a fraction of the requests, from 0 to 1 (got {max_failures:g}).")
     backend = make_backend(model, processor=processor, **backend_options)
     store = None
     try:
         settings = {"backend": backend.describe(), "suite": suite.describe(),
                     "generation": {"pope_max_new_tokens": pope_max_new_tokens,
                                    "chair_max_new_tokens": chair_max_new_tokens, "do_sample": False}}
-        store = _AnswerStore(out, _fingerprint(settings)) if out is not None else None
+        store = _AnswerStore(out, _fingerprint(settings), suite) if out is not None else None
         answers = generate_answers(backend, suite, pope_max_new_tokens=pope_max_new_tokens,
                                    chair_max_new_tokens=chair_max_new_tokens, progress=progress, store=store)
     finally:
@@ -150,11 +157,39 @@ def evaluate(model: Any, suite: EvalSuite, *, processor: Any = None, pope_max_ne
             store.close()
         if backend is not model:  # made here: release its threads (a loaded model stays the caller's)
             backend.close()
+    if max_failures is not None:
+        _check_failures(answers, suite, max_failures, backend.describe(), out)
     result = score(suite, answers, model=backend.describe()["model"], settings=settings)
     result.seconds = time.time() - started
     if out is not None:
         result.save(out)
     return result
+
+
+class TooManyFailures(EvalRuntimeError):
+    """More requests failed (an error, or an empty answer) than ``max_failures`` allows; nothing was scored."""
+
+    def __init__(self, message: str, failed: int, total: int) -> None:
+        super().__init__(message)
+        self.failed, self.total = failed, total
+
+
+def _check_failures(answers: dict, suite: EvalSuite, max_failures: float, backend: dict, out) -> None:
+    wanted = [(bench, *k) for bench, keys in work_items(suite).items() for k in keys]
+    errors = [answers[k][1] for k in wanted if answers[k][1] is not None]
+    if not errors or len(errors) <= max_failures * len(wanted):
+        return
+    from realign_data.redact import redact_url
+
+    where = redact_url(backend["base_url"]) if backend.get("base_url") else backend.get("model")
+    saved = f"the {len(wanted) - len(errors)} answers got are saved in {out}; " if out is not None else ""
+    if len(errors) == len(wanted):
+        head = f"no request was answered by {where} ({errors[0]})"
+    else:
+        head = (f"{len(errors)} of {len(wanted)} requests to {where} failed (e.g. {errors[0]}), more than "
+                f"--max-failures {max_failures:g} allows")
+    raise TooManyFailures(f"{head}: nothing was scored; {saved}run the same command once the model answers again "
+                          "(only the failed requests are asked again).", len(errors), len(wanted))
 
 
 def work_items(suite: EvalSuite) -> dict[str, list[tuple[int, str]]]:
@@ -173,32 +208,50 @@ def work_items(suite: EvalSuite) -> dict[str, list[tuple[int, str]]]:
 def generate_answers(backend, suite: EvalSuite, *, pope_max_new_tokens: int = POPE_MAX_NEW_TOKENS,
                      chair_max_new_tokens: int = CHAIR_MAX_NEW_TOKENS, progress: bool = False,
                      store: "Optional[_AnswerStore]" = None) -> dict[tuple[str, int, str], tuple]:
-    """``{(bench, image_id, prompt): (text, error)}`` for every item of :func:`work_items` (cached ones reused)."""
+    """``{(bench, image_id, prompt): (text, error)}`` for every item of :func:`work_items` (cached ones reused).
+
+    A backend with ``stream`` (the endpoint client) answers in the order requests finish, with a bounded window in
+    flight; others yield batches in order. Each answer is saved to ``store`` as it arrives; failures are not."""
     answers: dict[tuple[str, int, str], tuple] = dict(store.known) if store is not None else {}
     bounds = {"pope": pope_max_new_tokens, "chair": chair_max_new_tokens}
-    for bench, keys in work_items(suite).items():
-        todo = [k for k in keys if (bench, *k) not in answers]
+    work = {bench: [(bench, *k) for k in keys] for bench, keys in work_items(suite).items()}
+    if hasattr(backend, "stream"):  # one window over every benchmark's prompts: no barrier between them either
+        work = {"answers": [key for keys in work.values() for key in keys]}
+    for name, keys in work.items():
+        todo = [k for k in keys if k not in answers]
         bar = None
         if progress and keys:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=f"{bench.upper()} answers", unit="ans")
-        items = [(prompt, _loader(suite, image_id), _bytes(suite, image_id)) for image_id, prompt in todo]
-        done = 0
+            desc = "Answers" if name == "answers" else f"{name.upper()} answers"
+            bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit="ans")
+        items = [(prompt, _loader(suite, image_id), _bytes(suite, image_id), bounds[bench])
+                 for bench, image_id, prompt in todo]
+        if hasattr(backend, "stream"):
+            answered = backend.stream(items)
+        else:
+            answered = _numbered(backend.generate([item[:3] for item in items], bounds[name]))
         try:
-            for batch in backend.generate(items, bounds[bench]):
-                keys_done = todo[done:done + len(batch)]
-                done += len(batch)
-                fresh = {(bench, *k): a for k, a in zip(keys_done, batch)}
+            for batch in answered:
+                fresh = {todo[k]: a for k, a in batch}
                 answers.update(fresh)
                 if store is not None:
                     store.add(fresh)
                 if bar is not None:
                     bar.update(len(batch))
         finally:
+            if hasattr(answered, "close"):
+                answered.close()  # an interruption: requests not started yet are cancelled
             if bar is not None:
                 bar.close()
     return answers
+
+
+def _numbered(batches):
+    done = 0
+    for batch in batches:
+        yield list(enumerate(batch, done))
+        done += len(batch)
 
 
 def _loader(suite: EvalSuite, image_id: int):
@@ -262,21 +315,30 @@ def _fingerprint(settings: dict) -> dict:
 
 
 class _AnswerStore:
-    """``answers.jsonl`` in the output directory: appended batch by batch, read back to resume."""
+    """``answers.jsonl`` in the output directory: appended as answers come, read back to resume.
 
-    def __init__(self, out: str | os.PathLike, fingerprint: dict) -> None:
+    Only real answers are saved (a failed request or an empty answer never is: a re-run asks again). Each record
+    carries the sha256 of the image it answers, so answers about other pictures (a corpus with the same image ids)
+    are refused instead of mixed in; records written before image hashes were kept are asked again."""
+
+    def __init__(self, out: str | os.PathLike, fingerprint: dict, suite: EvalSuite) -> None:
         from realign_data.atomic import atomic_write_json
 
         self.dir = Path(out)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / ANSWERS_FILE
         state = self.dir / "answers_settings.json"
+        self.suite = suite
+        self._sha: dict[int, str] = {}
+        drawn_from = {k: v for k, v in suite.source.items()
+                      if k in ("coco_root", "split", "pope", "annotations_sha256")}
         self.known: dict[tuple[str, int, str], tuple] = {}
         if self.path.exists():
             try:
                 saved = json.loads(state.read_text())
             except (OSError, ValueError):
                 saved = None
+            saved_from = saved.pop("drawn_from", {}) if isinstance(saved, dict) else {}
             if saved != json.loads(json.dumps(fingerprint)):
                 raise EvalError(f"{str(self.dir)!r} holds answers of another evaluation (different model or settings: "
                                 f"{state.name}); choose another output directory or delete it.")
@@ -284,12 +346,25 @@ class _AnswerStore:
                 for line in f:
                     try:
                         a = json.loads(line)
-                    except ValueError:  # a line torn by an interruption: that answer is generated again
+                        key = (a["bench"], a["image_id"], a["prompt"])
+                    except (ValueError, KeyError, TypeError):  # a line torn by an interruption: asked again
                         continue
-                    self.known[(a["bench"], a["image_id"], a["prompt"])] = (a["answer"], None)
+                    if not isinstance(a.get("answer"), str) or not a["answer"].strip() or "image_sha256" not in a:
+                        continue  # an empty answer (never a final one), or a record that cannot be checked
+                    if key[1] in suite.images and a["image_sha256"] != self.image_sha(key[1]):
+                        was = ", ".join(f"{k} {v}" for k, v in saved_from.items() if k != "annotations_sha256")
+                        raise EvalError(f"{str(self.dir)!r} holds answers about other pictures (image_id {key[1]} "
+                                        f"differs{'; they were drawn from ' + was if was else ''}); evaluate this "
+                                        "corpus into another --out, or delete that one.")
+                    self.known[key] = (a["answer"], None)
         else:
-            atomic_write_json(state, fingerprint)
+            atomic_write_json(state, {**fingerprint, "drawn_from": drawn_from})
         self._file = None
+
+    def image_sha(self, image_id: int) -> str:
+        if image_id not in self._sha:
+            self._sha[image_id] = hashlib.sha256(self.suite.images[image_id]).hexdigest()
+        return self._sha[image_id]
 
     def add(self, fresh: dict) -> None:
         if self._file is None:
@@ -298,9 +373,10 @@ class _AnswerStore:
             if torn:  # an interrupted write: start a fresh line
                 self._file.write("\n")
         for (bench, image_id, prompt), (text, error) in fresh.items():
-            if error is None:  # failed requests are not saved: a re-run asks again
-                self._file.write(json.dumps({"bench": bench, "image_id": image_id, "prompt": prompt,
-                                             "answer": text}, ensure_ascii=False) + "\n")
+            if error is None and text and text.strip():  # failures and empty answers are not saved: asked again
+                record = {"bench": bench, "image_id": image_id, "prompt": prompt, "answer": text,
+                          "image_sha256": self.image_sha(image_id)}
+                self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._file.flush()
 
     def close(self) -> None:

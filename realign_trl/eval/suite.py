@@ -82,8 +82,8 @@ class EvalSuite:
             chair_prompt / pope_suffix: the CHAIR instruction, and text appended to each POPE question (LLaVA-1.5
                 uses " Answer the question using a single word or phrase."; the POPE paper asks the bare question).
         """
-        from realign_data.pope import POPE_SPLITS, CorpusStats, PopeError, open_annotations, pope_questions, \
-            select_images
+        from realign_data.pope import POPE_SPLITS, CorpusStats, PopeError, annotations_sha256, images_digest, \
+            open_annotations, pope_questions, select_images
 
         benches = parse_benches(benches)
         if vocabulary not in VOCABULARIES:
@@ -92,6 +92,7 @@ class EvalSuite:
             raise EvalError(f"the number of images must be at least 1 (got {num_images}).")
         source: dict[str, Any] = {"benches": list(benches), "num_images": num_images, "seed": seed,
                                   "min_objects": min_objects, "vocabulary": vocabulary}
+        _check_pope_path(pope)
         if pope is not None and coco_root is None:
             coco_root, split = _corpus_of(pope, split)
         need_annotations = "chair" in benches or pope is None
@@ -102,9 +103,12 @@ class EvalSuite:
                     raise EvalError("a COCO-layout corpus is needed (--coco-root): POPE questions are drawn from its "
                                     "instances and CHAIR's ground truth comes from its instances and captions.")
                 ann = open_annotations(coco_root, split)
-                source.update(coco_root=str(Path(coco_root).expanduser().resolve()), split=ann.splits[0])
+                source.update(coco_root=str(Path(coco_root).expanduser().resolve()), split=ann.splits[0],
+                              annotations_sha256=annotations_sha256(ann))
             if pope is not None:
                 images, questions = _from_question_set(pope, pope_splits, num_images)
+                if ann is not None:
+                    _check_drawn_from(pope, images, ann, source)
                 source["pope"] = str(pope) if isinstance(pope, (str, os.PathLike)) else "DatasetDict"
                 for drawn_by_the_set in ("seed", "min_objects"):  # the question set fixed these when it was built
                     source.pop(drawn_by_the_set)
@@ -121,6 +125,7 @@ class EvalSuite:
             raise EvalError(str(e)) from None
         if "pope" not in benches:
             questions = {}
+        source["images_digest"] = images_digest(images)
         truth: dict[int, list[str]] = {}
         if "chair" in benches:
             from .scoring import ChairScorer
@@ -187,6 +192,41 @@ def refuse_training_images(suite: EvalSuite, exclude_dataset: str) -> None:
                         f"appear in the training data of {exclude_dataset}: build a question set without them with "
                         f"`realign-data pope --exclude-dataset {exclude_dataset}` and pass it with --pope.")
     suite.source["exclude_dataset"] = str(exclude_dataset)
+
+
+def _check_pope_path(pope: Any) -> None:
+    """A question set named by a local path (``/``, ``.``, ``~``) that does not exist: say so (not "--coco-root")."""
+    if isinstance(pope, (str, os.PathLike)) and str(pope).startswith(("/", ".", "~")) \
+            and not Path(pope).expanduser().exists():
+        raise EvalError(f"POPE question set {str(pope)!r} does not exist; give a `realign-data pope` output "
+                        "directory or a Hub dataset id.")
+
+
+def _check_drawn_from(pope: Any, images: dict[int, bytes], ann, source: dict) -> None:
+    """Refuse a question set drawn from another corpus than ``ann`` (other pictures under the same ids, or other
+    annotation files than the set recorded): CHAIR's ground truth and the POPE labels would disagree."""
+    config = {}
+    if isinstance(pope, (str, os.PathLike)):
+        try:
+            config = json.loads((Path(pope).expanduser() / "realign_build.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+    where = f"{source['coco_root']} split {source['split']}"
+    for image_id, data in images.items():
+        try:
+            same = ann.image_path(image_id).read_bytes() == data
+        except (KeyError, OSError):
+            continue  # not in these annotations: reported by the CHAIR check below
+        if not same:
+            raise EvalError(f"the POPE question set {str(pope)!r} was drawn from other pictures than {where} (image_id "
+                            f"{image_id} differs): evaluate it with the corpus it was built from"
+                            f"{' (' + str(config['coco_root']) + ')' if config.get('coco_root') else ''}.")
+    recorded = config.get("annotations_sha256") or {} if isinstance(config, dict) else {}
+    changed = [name for name, sha in recorded.items() if source["annotations_sha256"].get(name, sha) != sha]
+    if changed:
+        raise EvalError(f"the POPE question set {str(pope)!r} was drawn from other annotations than {where} "
+                        f"({changed[0]} differs): evaluate it with the corpus it was built from, or rebuild it with "
+                        "`realign-data pope`.")
 
 
 def _known(ann, image_id: int) -> bool:
