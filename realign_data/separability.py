@@ -189,10 +189,21 @@ def texts_of(dataset) -> tuple[list[str], list[str]]:
 
 
 def of_built(out: str | Path, seed: int = 0) -> dict:
-    """Blind separability of a build directory's ``train`` split."""
+    """Blind separability of a build directory's ``train`` split (a seeded sample of :data:`MAX_PAIRS` rows when
+    larger); a failure to measure is reported, not raised: the build itself is done."""
     from realign_data.output import load_built
 
-    return blind_separability(*texts_of(load_built(out)), seed=seed)
+    try:
+        ds = load_built(out)
+        total = len(ds)
+        if total > MAX_PAIRS:
+            ds = ds.select(sorted(random.Random(seed).sample(range(len(ds)), MAX_PAIRS)))
+        result = blind_separability(*texts_of(ds), seed=seed)
+    except Exception as e:  # noqa: BLE001 - a measure of a finished build must not fail the build
+        return {"status": "error", "note": f"not measured ({type(e).__name__}: {e})"}
+    if total > len(ds) and "accuracy" in result:
+        result.update(n_pairs=total, sampled=True)
+    return result
 
 
 def load_preference_dataset(source: str, split: Optional[str] = None):
@@ -210,7 +221,10 @@ def load_preference_dataset(source: str, split: Optional[str] = None):
                 from realign_data.output import built_splits, load_built
 
                 return load_built(built, split or built_splits(built)[0])
-            loaded = datasets.load_from_disk(str(path))
+            from realign_data.schema import is_saved_dataset
+
+            loaded = (datasets.load_from_disk(str(path)) if is_saved_dataset(path)
+                      else datasets.load_dataset(str(path)))  # a folder of data files
         elif path.is_file():
             if path.suffix.lower() not in files:
                 raise AuditError(f"{source!r} is a {path.suffix or 'suffix-less'} file; give a .parquet, .jsonl, "
