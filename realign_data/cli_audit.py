@@ -41,7 +41,8 @@ def audit(
     if "accuracy" not in result:
         typer.echo(f"{dataset}: {result['note']}")
         return
-    sample = f" (a seeded sample of {result['n_heldout']} of {result['n_pairs']} pairs)" if result.get("sampled") else ""
+    sample = (f" (a seeded sample of {result['n_heldout']} of {result['n_pairs']} pairs)" if result.get("sampled")
+              else "")
     typer.echo(f"{dataset}{' [' + split + ']' if split else ''}: image-blind accuracy {result['accuracy']:.3f} "
                f"(95 % CI {result['ci_low']:.3f}-{result['ci_high']:.3f}) on {result['n_heldout']} held-out pairs"
                f"{sample}; 0.5 = rejected as plausible as chosen on words alone")

@@ -5,8 +5,8 @@ its words alone. If a classifier that never sees the image tells the two apart, 
 words instead of the image (the hypothesis-only baseline for annotation artifacts in NLI: Gururangan et al. 2018,
 Poliak et al. 2018). 0.5 means the rejected answers are, on their words, as plausible as the chosen ones.
 
-The classifier is a Bradley-Terry logistic regression over bag-of-words + bigram counts (``score(text) = w · φ(text)``,
-trained on ``φ(chosen) − φ(rejected)``), in numpy, deterministic for a seed. Accuracy is measured by k-fold
+The classifier is a Bradley-Terry logistic regression over bag-of-words + bigram counts
+(``score(text) = w · φ(text)``, trained on ``φ(chosen) − φ(rejected)``), in numpy, deterministic for a seed. Accuracy is measured by k-fold
 cross-validation grouped by chosen text (a chosen answer and its pairs are never on both sides of a split): every
 pair is held out once, and a held-out pair counts as picked when ``score(chosen) > score(rejected)`` (a tie counts
 half). The interval is Wilson's at 95 %. The words and bigrams it leans on come from a fit on every pair.
@@ -207,7 +207,7 @@ def of_built(out: str | Path, seed: int = 0) -> dict:
 
 
 def load_preference_dataset(source: str, split: Optional[str] = None):
-    """A ``save_to_disk`` folder (or a realign build / demo folder), a local parquet/jsonl/json/csv file, or a Hub id."""
+    """A ``save_to_disk`` folder (or a realign build / demo folder), a parquet/jsonl/json/csv file, or a Hub id."""
     import datasets
 
     path = Path(source).expanduser()
@@ -238,7 +238,8 @@ def load_preference_dataset(source: str, split: Optional[str] = None):
     except AuditError:
         raise
     except Exception as e:  # noqa: BLE001 - any loader failure becomes one sentence
-        raise AuditError(f"cannot read the dataset {source!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else e})")
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise AuditError(f"cannot read the dataset {source!r} ({type(e).__name__}: {first})") from None
     if isinstance(loaded, (datasets.DatasetDict, dict)):
         names = list(loaded)
         pick = split or ("train" if "train" in names else names[0] if len(names) == 1 else None)

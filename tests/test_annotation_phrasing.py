@@ -62,8 +62,8 @@ def test_relations_against_the_background_are_kept():
 def test_relations_between_objects_never_come_from_a_background_relation():
     # the retrieved captions' only relation is "on the grass": not a relation between objects, so the chosen
     # relation takes its opposite (before the fix: "A bottle on a cup.")
-    assert fill("A dog to the left of a cat.", ["cup", "bottle"], ["A pink cup on the grass.", "A white bottle on the grass."]) \
-        == "A cup to the right of a bottle."
+    captions = ["A pink cup on the grass.", "A white bottle on the grass."]
+    assert fill("A dog to the left of a cat.", ["cup", "bottle"], captions) == "A cup to the right of a bottle."
     facts = image_facts({"instances": [{"category": "cup"}],
                          "captions": ["A pink cup on the grass.", "A pink cup next to a cup on the table."]})
     assert facts["relations"] == ["next to"] and facts["nouns"]["scene"] == ["grass", "dining table"]

@@ -53,7 +53,8 @@ def test_deterministic_under_a_seed_and_grouped_by_chosen_text():
     # the same chosen answer with several rejected ones: a group is held out whole, so memorising the chosen text
     # in training cannot score it (every rejected answer here is a word-for-word copy of another chosen answer)
     same = captions(40, 5)
-    result = blind_separability([c for c in same for _ in range(3)], [same[(i + 1) % 40] for i in range(40) for _ in range(3)])
+    result = blind_separability([c for c in same for _ in range(3)],
+                                [same[(i + 1) % 40] for i in range(40) for _ in range(3)])
     assert result["n_heldout"] == 120 and result["accuracy"] <= 0.75
 
 
@@ -73,7 +74,8 @@ def test_wilson_interval():
 def test_answer_text_reads_strings_and_trl_conversations():
     assert answer_text("A cat.") == "A cat."
     assert answer_text([{"role": "assistant", "content": [{"type": "text", "text": "A cat."}]}]) == "A cat."
-    assert answer_text([{"role": "user", "content": "Describe."}, {"role": "assistant", "content": "A dog."}]) == "A dog."
+    conversation = [{"role": "user", "content": "Describe."}, {"role": "assistant", "content": "A dog."}]
+    assert answer_text(conversation) == "A dog."
     assert answer_text(None) == ""
 
 

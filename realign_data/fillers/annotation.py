@@ -111,8 +111,8 @@ def _backgrounds(text: str, spans: list[Span], groups: list[list[int]], annotate
     out = set()
     for g, group in enumerate(groups):
         last = spans[group[-1]]
-        if last.kind == "scene" or (annotated is not None and last.kind == "object" and str(last.value) in COCO_CATEGORIES
-                                    and str(last.value) not in annotated
+        coco = last.kind == "object" and str(last.value) in COCO_CATEGORIES
+        if last.kind == "scene" or (annotated is not None and coco and str(last.value) not in annotated
                                     and _SURFACE.search(text[:spans[group[0]].start])):
             out.add(g)
     return out
@@ -242,6 +242,15 @@ class AnnotationFiller:
 
         groups = _groups(text, spans)
         backgrounds = _backgrounds(text, spans, groups, set(req.original_categories))
+        slots = list(dict.fromkeys(str(spans[gr[-1]].value) for g, gr in enumerate(groups) if g not in backgrounds
+                                   and spans[gr[-1]].kind == "object" and spans[gr[-1]].value in COCO_CATEGORIES))
+        picked = [new_object(v) for v in slots]
+        # the new objects in the order the retrieved captions name them (then the others in the answer's order), as
+        # a caption of that image would list them, unless a slot would then name its own object
+        rank = {c: i for i, c in enumerate(present)}
+        ordered = sorted(picked, key=lambda c: (rank.get(c, len(rank)), picked.index(c)))
+        if all(new != old for new, old in zip(ordered, slots)):
+            used.update(zip(slots, ordered))
         for g, group in enumerate(groups):
             last = spans[group[-1]]
             if last.kind in NOUN_KINDS:
