@@ -210,6 +210,7 @@ def load_preference_dataset(source: str, split: Optional[str] = None):
     """A ``save_to_disk`` folder (or a realign build / demo folder), a parquet/jsonl/json/csv file, or a Hub id."""
     import datasets
 
+    datasets.disable_progress_bars()
     path = Path(source).expanduser()
     files = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
     try:

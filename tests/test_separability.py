@@ -147,3 +147,31 @@ def test_every_build_reports_it(tiny_kb, tmp_path):
     assert any(line in s for s in _stats(report))
     html = write_inspect_html(tmp_path / "out").read_text()
     assert line in html and "leans on" in html
+
+
+def test_audit_command_on_a_hub_dataset(tmp_path):
+    """A Hub id goes through ``datasets.load_dataset`` (a local fake Hub: no network)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from hub_server import HubServer
+
+    chosen, rejected = cued(60)
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", chosen, rejected, conversational=True)
+    with HubServer(tmp_path / "hub", token="hf_test_token") as hub:
+        env = hub.client_env(tmp_path / "home")
+        push = (f"import datasets; datasets.load_dataset('json', data_files={str(pairs)!r}, split='train')"
+                ".push_to_hub('tester/prefs')")
+        r = subprocess.run([sys.executable, "-c", push], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        cli = [sys.executable, "-c", "import sys; sys.argv[0] = 'realign-data'; from realign_data.cli import main; "
+               "main()"]
+        r = subprocess.run(cli + ["audit", "tester/prefs", "--json"], env=env, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert json.loads(r.stdout) == {**blind_separability(chosen, rejected), "dataset": "tester/prefs"}
+        r = subprocess.run(cli + ["audit", "tester/absent"], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and "cannot read the dataset 'tester/absent'" in r.stderr
+        assert "Traceback" not in r.stderr
