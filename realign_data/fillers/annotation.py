@@ -1,20 +1,26 @@
 """Model-free filler: describe the *retrieved* image using its COCO annotations.
 
 Each masked slot of the chosen answer is filled with a fact of the retrieved image, so the fill is a
-plausible description of the wrong image — exactly the hallucination Re-Align wants as ``rejected``:
+plausible description of the wrong image — exactly the hallucination Re-Align wants as ``rejected``. It keeps the
+chosen answer's own phrasing, so that the two answers differ only in visual facts (a text-only classifier should
+not tell them apart: :mod:`realign_data.separability`):
 
-* object slots get categories present in the retrieved image and absent from the original image
-  (then any retrieved category, then any other COCO category); a repeated object maps consistently;
-* a count before an object becomes the number of instances of the new category in the retrieved image,
-  with the noun's grammatical number and the verb before or after it ("there are ...", "... is sitting")
-  made to agree; invariant nouns count as plural after "a group of", "several"...; a bare singular (mass)
-  noun ("a table with pizza") is replaced by a bare plural ("a table with cows");
+* object slots get categories present in the retrieved image and absent from the original image, in the order the
+  retrieved captions name them (then its other categories, then other objects of the original, then any other COCO
+  category); a repeated object maps consistently;
+* a count before an object becomes the number of instances of the new category in the retrieved image, in the
+  answer's own words ("a"/"an" for one unless the answer says "one"; digits if it writes digits; in an answer that
+  counts, "a dog" is a count too), with the noun's grammatical number and the verb before or after it ("there are
+  ...", "... is sitting") made to agree; invariant nouns count as plural after "a group of", "several"...; a bare
+  singular (mass) noun ("a table with pizza") is replaced by a bare plural ("a table with cows");
 * nouns outside COCO-80 (scene, clothing and other object nouns of :mod:`realign_data.vocabulary`) become a
   noun of the same kind that the retrieved image's captions use (one the chosen answer does not use first), else
-  another word of that kind; a COCO noun the seed image does not annotate, used as a surface ("on the table"), becomes
-  a scene noun of the retrieved captions ("on the grass");
+  another word of that kind; the background (a scene noun, or a COCO noun the seed image does not annotate used as
+  a surface: "on the table") becomes the retrieved captions' background, else stays;
 * colours, sizes, materials and other attributes come from the retrieved image's captions where they describe
-  the new noun, else another value of the same kind; relations come from its captions, else the opposite;
+  the new noun, else from the answer's own description of it, else another value of the same kind, in the
+  answer's order; relations between objects come from its captions (never one used against the background),
+  else the opposite; a relation against the background ("on the grass") is kept;
 * "a"/"an" before a filled slot is corrected.
 
 Deterministic: every random choice uses ``random.Random(request.rng_seed)``.
