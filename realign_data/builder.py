@@ -41,6 +41,7 @@ from realign_data.locks import LockHeld, OutputError, output_lock
 from realign_data.output import (CONFIG_FILE, PROVENANCE_FILE, REPORT_FILE, TRANSIENT_DROPS, WORK_DIR, read_chunks,
                                  write_chunk, write_dataset)
 from realign_data.report import aggregate, curriculum_summary, format_summary, negative_summary, write_report
+from realign_data.separability import of_built as blind_separability_of_build
 from realign_data.splits import knowledge_base_evaluation_counts, seed_evaluation_counts, split_warning
 
 logger = logging.getLogger(__name__)
@@ -374,6 +375,7 @@ def finalise_dataset(out: Path, work: Path, config: BuildConfig, units: list[tup
     n, split_info, stats = write_dataset(out, work, tables(), config.format, salt, config.curriculum)
     metas = [m for m, _ in units]
     report = aggregate(metas, stats)
+    report["blind_separability"] = blind_separability_of_build(out, config.seed)  # text-only classifier, held out
     seed_warning = split_warning("the seeds (images, chosen answers)", report["evaluation_seeds"],
                                  "build from train2014 seeds (--coco-split train2014) or other --seeds")
     if seed_warning:

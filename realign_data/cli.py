@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from realign_data.cli_common import Commands, fail, setup_logging as _setup_logging
+from realign_data.cli_audit import audit
 from realign_data.cli_datasets import pope, push
 from realign_data.sample_options import with_world_options
 
@@ -435,6 +436,7 @@ def index_list() -> None:
 
 app.command()(push)
 app.command()(pope)
+app.command()(audit)
 
 
 def main() -> None:

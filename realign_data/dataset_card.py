@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 from realign_data.output import CONFIG_FILE, REPORT_FILE
 from realign_data.provenance import Provenance
+from realign_data.separability import cue_line, summary_line
 
 BEGIN_MARKER = "<!-- realign:begin -->"
 END_MARKER = "<!-- realign:end -->"
@@ -186,6 +187,9 @@ def _stats(report: dict) -> list[str]:
         lines.append("Image negatives by kind: " + ", ".join(f"`{k}` {_cell(v)}" for k, v in negs["by_kind"].items()))
     if negs.get("region_source"):
         lines.append("Region-noise regions: " + ", ".join(f"`{k}` {_cell(v)}" for k, v in negs["region_source"].items()))
+    blind = report.get("blind_separability")
+    if isinstance(blind, Mapping):
+        lines += [line.strip() for line in (summary_line(dict(blind)), cue_line(dict(blind))) if line]
     hist = (report.get("histograms") or {}).get("difficulty") or {}
     if hist.get("count"):
         lines.append(f"Difficulty: mean {hist.get('mean')}, min {hist.get('min')}, max {hist.get('max')}")

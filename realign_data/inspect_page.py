@@ -22,6 +22,7 @@ from realign_data.config import BuildError
 from realign_data.output import INSPECT_FILE, REPORT_FILE, load_built
 from realign_data.report import format_summary
 from realign_data.schema import message_text
+from realign_data.separability import cue_line, summary_line
 
 OUTLINE = (0, 229, 255)  # cyan: stands out on the noise and on the sample corpus's red/blue shapes
 HIDDEN_PARAMS = ("categories", "instance_ids", "box")  # shown otherwise (region text, outline)
@@ -145,8 +146,10 @@ def render_html(dataset, *, num: int = 20, title: str = "realign dataset", repor
     """A self-contained HTML page (images inlined as base64) showing the first ``num`` pairs."""
     # only the rows shown, read as raw Arrow (images stay encoded bytes): nothing is decoded, cast or cached
     rows = dataset.with_format("arrow")[: min(num, len(dataset))].to_pylist()
+    blind = (report or {}).get("blind_separability")
     return _template().render(title=title, total=len(dataset), pairs=[_pair(r) for r in rows],
-                              summary=format_summary(report) if report else None)
+                              summary=format_summary(report) if report else None,
+                              blind=[line.strip() for line in (summary_line(blind), cue_line(blind)) if line])
 
 
 def write_inspect_html(dataset_dir: str | Path, out_html: str | Path | None = None, *, num: int = 20,

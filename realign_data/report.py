@@ -18,6 +18,7 @@ from typing import Any, Optional
 from realign_data.atomic import atomic_write_json
 from realign_data.negatives import NUM_DIFFUSION_STEPS
 from realign_data.output import REPORT_FILE, TRANSIENT_DROPS, reason_order
+from realign_data.separability import cue_line, summary_line
 
 MAX_FAILURE_EXAMPLES = 100
 DIFFICULTY_FORMULA = "w * image_closeness + (1 - w) * clip(text_similarity, 0, 1)"
@@ -119,6 +120,8 @@ def format_summary(report: dict) -> str:
     rejected = report.get("fills_rejected", {})
     if rejected:
         lines.append("Fills not kept: " + ", ".join(f"{k} {v}" for k, v in rejected.items()))
+    blind = report.get("blind_separability")
+    lines += [line for line in (summary_line(blind), cue_line(blind)) if line]
     if report.get("drops_transient"):
         lines.append(f"{report['drops_transient']} seeds failed for a transient reason (the filler service): run the "
                      "same command again to retry them")

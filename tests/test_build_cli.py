@@ -33,6 +33,7 @@ def test_demo_end_to_end(tmp_path):
     r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--num-images", "40", "--quiet"])
     assert r.exit_code == 0, r.output
     assert "pairs written" in r.output and "Report:" in r.output
+    assert "Image-blind separability: a text-only classifier picks the chosen answer in" in r.output  # issue 22
     ds = datasets.load_from_disk(str(tmp_path / "demo" / "dataset"))
     assert len(ds) > 0 and set(COLUMNS) <= set(ds.column_names)
     for row in ds:

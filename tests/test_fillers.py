@@ -53,13 +53,13 @@ def test_annotation_filler_describes_the_retrieved_image():
 def test_annotation_filler_number_agreement_and_articles():
     (res,) = AnnotationFiller().fill([request("There are two apples.",
                                               annotations={"instances": [{"category": "umbrella"}]})])
-    assert res.text == "There is one umbrella."
+    assert res.text == "There is an umbrella."  # the answer's own word for one: "a"/"an", not "one"
     (res,) = AnnotationFiller().fill([request("A car.", annotations={"instances": [{"category": "orange"}]})])
     assert res.text == "An orange."
 
 
 @pytest.mark.parametrize("chosen, instances, expected", [
-    ("Two dogs are playing.", ["frisbee"], "One frisbee is playing."),  # verb after
+    ("Two dogs are playing.", ["frisbee"], "A frisbee is playing."),  # verb after
     ("A group of sheep grazing.", ["dog", "dog"], "A group of dogs grazing."),  # invariant plural noun
     ("A table with pizza.", ["dog", "dog", "cup"], "A dog with cups."),  # bare mass noun -> bare plural
     ("The dog was running.", ["cat"], "The cat was running."),

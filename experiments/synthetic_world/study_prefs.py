@@ -36,7 +36,8 @@ def build_preferences(out: Path, train_root: Path, index: Path, clip_paths: tupl
                              kb_model=clip_paths[0], kb_pretrained=clip_paths[1], prompts=[CHAIR_PROMPT],
                              gate="lexical", image_negative=negative, seed=seed, progress=False, device="cpu")
         result = build(config)
-        record[negative] = {"pairs": result.pairs_written, "drops": dict(result.drops)}
+        record[negative] = {"pairs": result.pairs_written, "drops": dict(result.drops),
+                            "blind_separability": result.report.get("blind_separability")}  # text-only accuracy
     return record
 
 
