@@ -1,0 +1,251 @@
+"""CHAIR's object reading as the reference code does it (Rohrbach et al., 2018, ``utils/chair.py`` of
+github.com/LisaAnne/Hallucination), written from that code so that CHAIR numbers compare with published tables.
+
+The reference reads a caption in five steps, reproduced here:
+
+1. lower-case it and split it into tokens with ``nltk.word_tokenize`` (:func:`tokenize`: the Treebank rules that
+   can change an object word: punctuation split off, clitics ``'s 'm 'd 'll 're 've n't`` split off, hyphenated and
+   slash-joined words kept whole, a period split off at the end of a word. Punkt, which ``word_tokenize`` runs
+   first, keeps a period on known abbreviations such as "mr."; none is an object word, so the result is the same);
+2. singularise every token with ``pattern.en.singularize`` (:func:`singularize`: pattern 2.6's rules, which the
+   reference relied on: "glass" becomes "glas" and singular "bus" becomes "bu", so a lone "bus" is never read,
+   while "buses" is; "knives" is "knife"; "people" is "person");
+3. join two adjacent tokens that form one of its two-word names, left to right ("hot dog", "teddy bear", "wine
+   glas" -> "wine glass", "baby bird" -> "bird", "passenger jet" -> "jet", "toilet seat" -> "toilet", "train track"
+   which then names nothing);
+4. drop every "seat" when "toilet" is among the words;
+5. keep the words of its synonym list (:data:`SYNONYMS`, the reference's ``data/synonyms.txt``, quirks included:
+   " motor bike" and " cheesecake" carry a leading space and so never match, "iPhone" is never matched after
+   lower-casing) and map each to its category.
+
+Every kept word is one mention: repeats count, and adjacent synonyms ("puppy dog", "tv monitor") are two mentions
+of one object, as in the reference's CHAIR_i.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+# The reference's data/synonyms.txt, line by line (the first word of a line is the category).
+SYNONYMS = """\
+person, girl, boy, man, woman, kid, child, chef, baker, people, adult, rider, children, baby, worker, passenger, sister, biker, policeman, cop, officer, lady, cowboy, bride, groom, male, female, guy, traveler, mother, father, gentleman, pitcher, player, skier, snowboarder, skater, skateboarder, person, woman, guy, foreigner, child, gentleman, caller, offender, coworker, trespasser, patient, politician, soldier, grandchild, serviceman, walker, drinker, doctor, bicyclist, thief, buyer, teenager, student, camper, driver, solider, hunter, shopper, villager
+bicycle, bike, bicycle, bike, unicycle, minibike, trike
+car, automobile, van, minivan, sedan, suv, hatchback, cab, jeep, coupe, taxicab, limo, taxi
+motorcycle, scooter,  motor bike, motor cycle, motorbike, scooter, moped
+airplane, jetliner, plane, air plane, monoplane, aircraft, jet, jetliner, airbus, biplane, seaplane
+bus, minibus, trolley
+train, locomotive, tramway, caboose
+truck, pickup, lorry, hauler, firetruck
+boat, ship, liner, sailboat, motorboat, dinghy, powerboat, speedboat, canoe, skiff, yacht, kayak, catamaran, pontoon, houseboat, vessel, rowboat, trawler, ferryboat, watercraft, tugboat, schooner, barge, ferry, sailboard, paddleboat, lifeboat, freighter, steamboat, riverboat, battleship, steamship
+traffic light, street light, traffic signal, stop light, streetlight, stoplight
+fire hydrant, hydrant
+stop sign
+parking meter
+bench, pew
+bird, ostrich, owl, seagull, goose, duck, parakeet, falcon, robin, pelican, waterfowl, heron, hummingbird, mallard, finch, pigeon, sparrow, seabird, osprey, blackbird, fowl, shorebird, woodpecker, egret, chickadee, quail, bluebird, kingfisher, buzzard, willet, gull, swan, bluejay, flamingo, cormorant, parrot, loon, gosling, waterbird, pheasant, rooster, sandpiper, crow, raven, turkey, oriole, cowbird, warbler, magpie, peacock, cockatiel, lorikeet, puffin, vulture, condor, macaw, peafowl, cockatoo, songbird
+cat, kitten, feline, tabby
+dog, puppy, beagle, pup, chihuahua, schnauzer, dachshund, rottweiler, canine, pitbull, collie, pug, terrier, poodle, labrador, doggie, doberman, mutt, doggy, spaniel, bulldog, sheepdog, weimaraner, corgi, cocker, greyhound, retriever, brindle, hound, whippet, husky
+horse, colt, pony, racehorse, stallion, equine, mare, foal, palomino, mustang, clydesdale, bronc, bronco
+sheep, lamb, ram, lamb, goat, ewe
+cow, cattle, oxen, ox, calf, cattle, holstein, heifer, buffalo, bull, zebu, bison
+elephant
+bear, panda
+zebra
+giraffe
+backpack, knapsack
+umbrella
+handbag, wallet, purse, briefcase
+tie, bow, bow tie
+suitcase, suit case, luggage
+frisbee
+skis, ski
+snowboard
+sports ball, ball
+kite
+baseball bat
+baseball glove
+skateboard
+surfboard, longboard, skimboard, shortboard, wakeboard
+tennis racket, racket
+bottle
+wine glass
+cup
+fork
+knife, pocketknife, knive
+spoon
+bowl, container
+banana
+apple
+sandwich, burger, sub, cheeseburger, hamburger
+orange
+broccoli
+carrot
+hot dog
+pizza
+donut, doughnut, bagel
+cake,  cheesecake, cupcake, shortcake, coffeecake, pancake
+chair, seat, stool
+couch, sofa, recliner, futon, loveseat, settee, chesterfield
+potted plant, houseplant
+bed
+dining table, table, desk
+toilet, urinal, commode, toilet, lavatory, potty
+tv, monitor, televison, television
+laptop, computer, notebook, netbook, lenovo, macbook, laptop computer
+mouse
+remote
+keyboard
+cell phone, mobile phone, phone, cellphone, telephone, phon, smartphone, iPhone
+microwave
+oven, stovetop, stove, stove top oven
+toaster
+sink
+refrigerator, fridge, fridge, freezer
+book
+clock
+vase
+scissors
+teddy bear, teddybear
+hair drier, hairdryer
+toothbrush
+"""
+# Two-word names read as one word, and qualifiers that are not people ("baby bird" is a bird).
+TWO_WORD_NAMES = ("motor bike", "motor cycle", "air plane", "traffic light", "street light", "traffic signal",
+                  "stop light", "fire hydrant", "stop sign", "parking meter", "suit case", "sports ball",
+                  "baseball bat", "baseball glove", "tennis racket", "wine glass", "hot dog", "cell phone",
+                  "mobile phone", "teddy bear", "hair drier", "potted plant", "bow tie", "laptop computer",
+                  "stove top oven", "home plate", "train track")
+ANIMAL_WORDS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "animal", "cub")
+VEHICLE_WORDS = ("jet", "train")
+
+
+@lru_cache(maxsize=1)
+def tables() -> tuple[frozenset, dict, dict]:
+    """``(object words, word -> category, two words -> the word they stand for)``."""
+    words: set[str] = set()
+    category: dict[str, str] = {}
+    for line in SYNONYMS.splitlines():
+        names = line.strip().split(", ")
+        words.update(names)
+        category.update((name, names[0]) for name in names)
+    joined = {w: w for w in TWO_WORD_NAMES}
+    for animal in ANIMAL_WORDS:
+        joined[f"baby {animal}"] = joined[f"adult {animal}"] = animal
+    for vehicle in VEHICLE_WORDS:
+        joined[f"passenger {vehicle}"] = vehicle
+    joined.update({"bow tie": "tie", "toilet seat": "toilet", "wine glas": "wine glass"})
+    return frozenset(words), category, joined
+
+
+# ------------------------------------------------------------------------------------------------ tokenising
+_CLITIC = re.compile(r"(?i)^(.*[^' ])('s|'m|'d|'ll|'re|'ve|n't|')$")
+_SPLIT_OFF = re.compile(r"([;@#$%&?!()\[\]{}<>\"]|--|[:,](?!\d)|\.\.+)")
+
+
+def tokenize(text: str) -> list[str]:
+    """The tokens ``nltk.word_tokenize`` gives for the words that matter to CHAIR (see the module docstring)."""
+    tokens: list[str] = []
+    for chunk in _SPLIT_OFF.sub(r" \1 ", text).split():
+        if chunk in ("``", "''"):
+            tokens.append(chunk)
+            continue
+        end = ""
+        while chunk[-1:] == "." and len(chunk) > 1 and not chunk.endswith(".."):
+            chunk, end = chunk[:-1], "."
+        m = _CLITIC.match(chunk)
+        tokens += [m.group(1), m.group(2)] if m else [chunk]
+        if end:
+            tokens.append(end)
+    return tokens
+
+
+# ------------------------------------------------------------------------------------------- singularising
+# pattern 2.6's word lists (pattern/text/en/inflect.py), with its missing commas: "wildebeest" "carp" was one
+# string there, and so were "water" "cheese" and "zombie" "bogie".
+_UNINFLECTED = ("bison", "debris", "headquarters", "pincers", "trout", "bream", "diabetes", "herpes", "pliers",
+                "tuna", "breeches", "djinn", "high-jinks", "proceedings", "whiting", "britches", "eland", "homework",
+                "rabies", "wildebeestcarp", "elk", "innings", "salmon", "chassis", "flounder", "jackanapes",
+                "scissors", "christmas", "gallows", "mackerel", "series", "clippers", "georgia", "measles",
+                "shears", "cod", "graffiti", "mews", "species", "contretemps", "mumps", "swine", "corps", "news",
+                "swiss")
+_UNCOUNTABLE = ("advice", "equipment", "happiness", "luggage", "news", "software", "bread", "fruit", "information",
+                "mathematics", "progress", "understanding", "butter", "furniture", "ketchup", "mayonnaise",
+                "research", "watercheese", "garbage", "knowledge", "meat", "rice", "electricity", "gravel", "love",
+                "mustard", "sand")
+_IE = ("alergie", "cutie", "hoagie", "newbie", "softie", "veggie", "auntie", "doggie", "hottie", "nightie", "sortie",
+       "weenie", "beanie", "eyrie", "indie", "oldie", "stoolie", "yuppie", "birdie", "freebie", "junkie", "^pie",
+       "sweetie", "zombiebogie", "goonie", "laddie", "pixie", "techie", "bombie", "groupie", "laramie", "quickie",
+       "^tie", "collie", "hankie", "lingerie", "reverie", "toughie", "cookie", "hippie", "meanie", "rookie",
+       "valkyrie")
+_IRREGULAR = {"atlantes": "atlas", "atlases": "atlas", "axes": "axe", "beeves": "beef", "brethren": "brother",
+              "children": "child", "corpora": "corpus", "corpuses": "corpus", "ephemerides": "ephemeris",
+              "feet": "foot", "ganglia": "ganglion", "geese": "goose", "genera": "genus", "genii": "genie",
+              "graffiti": "graffito", "helves": "helve", "kine": "cow", "leaves": "leaf", "loaves": "loaf",
+              "men": "man", "mongooses": "mongoose", "monies": "money", "moves": "move", "mythoi": "mythos",
+              "numena": "numen", "occipita": "occiput", "octopodes": "octopus", "opera": "opus", "opuses": "opus",
+              "our": "my", "oxen": "ox", "penes": "penis", "penises": "penis", "people": "person", "sexes": "sex",
+              "soliloquies": "soliloquy", "teeth": "tooth", "testes": "testis", "trilbys": "trilby",
+              "turves": "turf", "zoa": "zoon"}
+_RULES = [(re.compile(p), r) for p, r in (
+    (r"(?i)(.)ae$", r"\1a"), (r"(?i)(.)itis$", r"\1itis"), (r"(?i)(.)eaux$", r"\1eau"), (r"(?i)(quiz)zes$", r"\1"),
+    (r"(?i)(matr)ices$", r"\1ix"), (r"(?i)(ap|vert|ind)ices$", r"\1ex"), (r"(?i)^(ox)en", r"\1"),
+    (r"(?i)(alias|status)es$", r"\1"), (r"(?i)([octop|vir])i$", r"\1us"), (r"(?i)(cris|ax|test)es$", r"\1is"),
+    (r"(?i)(shoe)s$", r"\1"), (r"(?i)(o)es$", r"\1"), (r"(?i)(bus)es$", r"\1"), (r"(?i)([m|l])ice$", r"\1ouse"),
+    (r"(?i)(x|ch|ss|sh)es$", r"\1"), (r"(?i)(m)ovies$", r"\1ovie"), (r"(?i)(.)ombies$", r"\1ombie"),
+    (r"(?i)(s)eries$", r"\1eries"), (r"(?i)([^aeiouy]|qu)ies$", r"\1y"), (r"([aeo]l)ves$", r"\1f"),
+    (r"([^d]ea)ves$", r"\1f"), (r"arves$", "arf"), (r"erves$", "erve"), (r"([nlw]i)ves$", r"\1fe"),
+    (r"(?i)([lr])ves$", r"\1f"), (r"([aeo])ves$", r"\1ve"), (r"(?i)(sive)s$", r"\1"), (r"(?i)(tive)s$", r"\1"),
+    (r"(?i)(hive)s$", r"\1"), (r"(?i)([^f])ves$", r"\1fe"), (r"(?i)(^analy)ses$", r"\1sis"),
+    (r"(?i)((a)naly|(b)a|(d)iagno|(p)arenthe|(p)rogno|(s)ynop|(t)he)ses$", r"\1\2sis"),
+    (r"(?i)(.)opses$", r"\1opsis"), (r"(?i)(.)yses$", r"\1ysis"), (r"(?i)(h|d|r|o|n|b|cl|p)oses$", r"\1ose"),
+    (r"(?i)(fruct|gluc|galact|lact|ket|malt|rib|sacchar|cellul)ose$", r"\1ose"), (r"(?i)(.)oses$", r"\1osis"),
+    (r"(?i)([ti])a$", r"\1um"), (r"(?i)(n)ews$", r"\1ews"), (r"(?i)s$", ""))]
+_PLURAL_PREPOSITIONS = {"about", "before", "during", "of", "till", "above", "behind", "except", "off", "to", "across",
+                        "below", "for", "on", "under", "after", "beneath", "from", "onto", "until", "among", "beside",
+                        "in", "out", "unto", "around", "besides", "into", "over", "upon", "at", "between", "near",
+                        "since", "with", "athwart", "betwixt", "beyond", "but", "by"}
+
+
+@lru_cache(maxsize=16384)
+def singularize(word: str) -> str:
+    """``pattern.en.singularize`` (pattern 2.6) as the reference called it, on one lower-cased token."""
+    parts = word.split("-")
+    if len(parts) > 1 and parts[1] in _PLURAL_PREPOSITIONS:
+        return singularize(parts[0]) + "-" + "-".join(parts[1:])
+    if word.endswith("'"):
+        return singularize(word[:-1]) + "'s"
+    w = word.lower()
+    if any(x.endswith(w) for x in _UNINFLECTED) or any(x.endswith(w) for x in _UNCOUNTABLE):
+        return word
+    if any(w.endswith(x + "s") for x in _IE):
+        return w
+    for x, singular in _IRREGULAR.items():
+        if w.endswith(x):
+            return re.sub("(?i)" + x + "$", singular, word)
+    for pattern, replacement in _RULES:
+        m = pattern.search(word)
+        if m:
+            for k, group in enumerate(m.groups(), 1):
+                if group is None:  # pattern drops the reference to a group that did not take part
+                    replacement = replacement.replace("\\" + str(k), "")
+            return pattern.sub(replacement, word)
+    return word
+
+
+def reference_mentions(caption: str) -> list[tuple[str, str]]:
+    """``(word, category)`` of every object mention of ``caption`` as the reference CHAIR reads it, in order."""
+    objects, category, joined = tables()
+    words = [singularize(t) for t in tokenize(caption.lower())]
+    read, i = [], 0
+    while i < len(words):
+        pair = " ".join(words[i:i + 2])
+        if pair in joined:
+            read.append(joined[pair])
+            i += 2
+        else:
+            read.append(words[i])
+            i += 1
+    if "toilet" in read and "seat" in read:
+        read = [w for w in read if w != "seat"]
+    return [(w, category[w]) for w in read if w in objects]
