@@ -96,15 +96,14 @@ def parse_pope_answer(text: Optional[str], parser: str = "robust", object: Optio
     """``(label, recognised)`` of an answer under ``parser`` (``robust`` or ``reference``, module docstring).
 
     ``object``: the object the question asks about, so that an answer restating it is read. ``recognised`` is
-    False when the robust reading cannot tell, or (``reference``) when the reference's label is not what a
-    person reads ("NO" read as yes); the label is then the reference's.
+    False when the robust reading cannot tell (whichever parser labels); the label is then the reference's.
     """
     if parser not in POPE_PARSERS:
         raise ValueError(f"unknown POPE parser {parser!r}; valid: {', '.join(POPE_PARSERS)}")
     text = text or ""
     reference, robust = _reference_label(text), _robust_label(text, object)
     if parser == "reference":
-        return reference, robust == reference
+        return reference, robust is not None
     return (robust, True) if robust is not None else (reference, False)
 
 
