@@ -63,7 +63,15 @@ def test_eval_against_an_openai_compatible_endpoint(sample_corpus, tmp_path):
     # the server answers every prompt with the same caption: POPE "yes" without a yes word, CHAIR apple + car
     pope = data["metrics"]["pope"]
     assert pope["yes_ratio"] == 1.0
-    assert pope["unparseable"] == sum(m["questions"] for m in pope["splits"].values())
+    # the robust parser reads the answer as yes to "Is there an apple/a car?" (it names them) and cannot read it
+    # for any other object: those are unparseable, flagged in the per-question files, given the reference's "yes"
+    asked = [json.loads(line) for split in pope["splits"] for line in (out / f"pope_{split}.jsonl").read_text().splitlines()]
+    assert [r["unparseable"] for r in asked] == [r["object"] not in ("apple", "car") for r in asked]
+    assert pope["unparseable"] == sum(r["object"] not in ("apple", "car") for r in asked) > 0
+    assert pope["parser"] == "robust" and pope["parser_disagreements"] == 0  # both read yes
+    assert data["settings"]["suite"]["pope_parser"] == "robust"
+    assert data["settings"]["suite"]["chair_synonyms"] == "reference"
+    assert data["metrics"]["chair"]["synonyms"] == "reference" and "chair_i_unique" in data["metrics"]["chair"]
     rows = [json.loads(line) for line in (out / "chair.jsonl").read_text().splitlines()]
     assert all(r["answer"] == DEFAULT_ANSWER for r in rows)
     hallucinated = [len({"apple", "car"} - set(r["ground_truth"])) for r in rows]

@@ -7,7 +7,7 @@ import pytest
 from realign_trl.eval.scoring import ChairScorer, chair_metrics, parse_pope_answer, pope_metrics
 
 
-@pytest.mark.parametrize("answer, label, recognised", [
+@pytest.mark.parametrize("answer, label, readable", [
     ("Yes.", "yes", True),
     ("No, there is not.", "no", True),
     ("yes there is a cat", "yes", True),
@@ -15,19 +15,43 @@ from realign_trl.eval.scoring import ChairScorer, chair_metrics, parse_pope_answ
     ("There is no cat in the image.", "no", True),
     ("I do not think so", "no", True),           # "not" anywhere in the first sentence
     ("Yes. There is no dog, though.", "yes", True),  # only the first sentence counts
-    ("A black cat.", "yes", False),
-    ("Nope", "yes", False),
+    ("A black cat.", "yes", True),               # restates the asked object (cat)
+    ("A black dog.", "yes", False),              # neither yes nor no about a cat
+    ("Nope", "yes", True),                       # the reference misreads it; a person reads no
     ("NO", "yes", True),                          # the reference's test is case-sensitive: No / no / not
 ])
-def test_pope_answers_parse_as_the_reference(answer, label, recognised):
-    assert parse_pope_answer(answer) == (label, recognised)
+def test_pope_answers_parse_as_the_reference(answer, label, readable):
+    assert parse_pope_answer(answer, "reference", "cat") == (label, readable)
+
+
+@pytest.mark.parametrize("answer", ["No!", "NO", "Nope.", "None.", "Not that I can see.", "There isn't a dog",
+                                    "There is no dog", "I don't see a dog", "no, there is none", "Nah."])
+def test_robust_pope_parser_reads_negative_answers(answer):
+    assert parse_pope_answer(answer, object="dog") == ("no", True)
+    assert parse_pope_answer(answer) == ("no", True)
+
+
+@pytest.mark.parametrize("answer, label, recognised", [
+    ("Yes!", "yes", True), ("YES", "yes", True), ("There is a dog.", "yes", True), ("I can see two dogs", "yes", True),
+    ("A dog is lying on the couch.", "yes", True),     # restates the asked object
+    ("Yes. There is no dog, though.", "yes", True),   # the leading word decides
+    ("A black cat.", "yes", False),                   # ambiguous: the reference's label, flagged
+    ("I'm not sure.", "no", False), ("", "yes", False),
+])
+def test_robust_pope_parser_affirmations_and_ambiguity(answer, label, recognised):
+    assert parse_pope_answer(answer, object="dog") == (label, recognised)
+
+
+def test_unknown_pope_parser():
+    with pytest.raises(ValueError, match="unknown POPE parser 'llm'; valid: robust, reference"):
+        parse_pope_answer("yes", "llm")
 
 
 def test_pope_metrics_by_hand():
     rows = [("yes", "Yes."), ("yes", "No."), ("no", "no"), ("no", "Yes, there is."), ("no", ""), ("yes", "yes")]
     records = []
     for label, answer in rows:
-        prediction, recognised = parse_pope_answer(answer)
+        prediction, recognised = parse_pope_answer(answer, "reference")
         records.append({"label": label, "prediction": prediction, "recognised": recognised})
     m = pope_metrics(records)
     # TP = 2 (rows 1, 6), FN = 1 (row 2), TN = 1 (row 3), FP = 2 (rows 4, 5: the empty answer counts as yes)
@@ -46,7 +70,7 @@ def _mentions(scorer, text):
 
 
 def test_chair_mentions_synonyms_plurals_and_two_word_objects():
-    s = ChairScorer()
+    s = ChairScorer(synonyms="extended")
     assert _mentions(s, "Two hot dogs on a dining table next to a puppy.") == [
         ("hot dogs", "hot dog"), ("dining table", "dining table"), ("puppy", "dog")]
     assert _mentions(s, "A man and two women with kittens near a sofa.") == [
@@ -58,6 +82,10 @@ def test_chair_mentions_synonyms_plurals_and_two_word_objects():
     assert _mentions(s, "A toilet seat and a toilet.") == [("toilet", "toilet"), ("toilet", "toilet")]
     assert _mentions(s, "A teddy bear, not a bear.") == [("teddy bear", "teddy bear"), ("bear", "bear")]
     assert _mentions(s, "A mobile phone.") == [("mobile phone", "cell phone")]  # one object, one mention
+    # the colour rule of the shared object reader: "orange" modifies the next noun, or is the fruit
+    assert _mentions(s, "I can see an apple, an orange and a traffic light.") == [
+        ("apple", "apple"), ("orange", "orange"), ("traffic light", "traffic light")]
+    assert _mentions(s, "An orange and two women.") == [("orange", "orange"), ("women", "person")]
 
 
 def test_chair_metrics_by_hand():
@@ -82,6 +110,9 @@ def test_chair_metrics_by_hand():
     m = chair_metrics(records)
     assert m["chair_s"] == pytest.approx(2 / 3)
     assert m["chair_i"] == pytest.approx(3 / 8)  # every mention counts, repeats included
+    # the set of objects of each caption: {hot dog, dining table, dog} with hot dog hallucinated, {person, pizza,
+    # oven} with oven hallucinated, {} -> 2 / 6
+    assert m["chair_i_unique"] == pytest.approx(2 / 6)
     # recall: image 1 names dog + dining table of {dog, dining table, frisbee}; image 2 person + pizza of 2;
     # image 3 nothing of {cat}: 4 / 6
     assert m["object_recall"] == pytest.approx(4 / 6)
@@ -99,5 +130,8 @@ def test_vocabulary_limited_to_the_annotated_categories():
     assert record["hallucinated"] == [] and record["recalled"] == ["apple", "cat"]
     # categories outside the synonym table are found by name and plural
     custom = ChairScorer(["fire truck", "traffic cone", "cat"])
+    assert sorted(_mentions(custom, "Two traffic cones by a fire truck, a truck and a cat.")) == [
+        ("cat", "cat"), ("fire truck", "fire truck"), ("traffic cones", "traffic cone")]
+    custom = ChairScorer(["fire truck", "traffic cone", "cat"], synonyms="extended")
     assert _mentions(custom, "Two traffic cones by a fire truck, a truck and a cat.") == [
         ("traffic cones", "traffic cone"), ("fire truck", "fire truck"), ("cat", "cat")]

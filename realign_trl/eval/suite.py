@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+COCO_BENCHES = ("pope", "chair")
 BENCHES = ("pope", "chair", "amber")  # amber: realign_trl.eval.amber, from the AMBER release (--amber-root)
 POPE_PARSERS = ("robust", "reference")
 CHAIR_SYNONYMS = ("reference", "extended")
@@ -62,7 +63,7 @@ class EvalSuite:
     # ------------------------------------------------------------------------------------------ building
     @classmethod
     def from_coco(cls, coco_root: Optional[str | os.PathLike] = None, *, split: Optional[str] = None,
-                  benches: str | Sequence[str] = BENCHES, num_images: int = 500, seed: int = 0,
+                  benches: str | Sequence[str] = COCO_BENCHES, num_images: int = 500, seed: int = 0,
                   min_objects: int = 3, objects_per_image: int = 3, pope: Any = None,
                   pope_splits: Optional[Sequence[str]] = None, vocabulary: str = "annotated",
                   chair_prompt: str = CHAIR_PROMPT, pope_suffix: str = "", pope_parser: str = "robust",
