@@ -125,7 +125,7 @@ def eval_(
     pope: Optional[str] = typer.Option(None, "--pope", help="A `realign-data pope` question set (directory or Hub id) instead of drawing one from --coco-root."),
     exclude_dataset: Optional[str] = typer.Option(None, "--exclude-dataset", help="Training dataset (build directory or Hub id): refuse (exit 2) when an evaluation image appears in it."),
     pope_splits: str = typer.Option("random,popular,adversarial", "--pope-splits", help="POPE samplings to evaluate."),
-    num_images: int = typer.Option(500, "--num-images", help="Held-out images: POPE asks about them, CHAIR describes them."),
+    num_images: Optional[int] = typer.Option(None, "--num-images", help="Held-out images: POPE asks about them, CHAIR describes them (default 500; --bench amber: all of the release).", show_default=False),
     min_objects: int = typer.Option(3, "--min-objects", help="Only images with at least this many annotated categories (POPE: 3)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the image order and of POPE's negatives (same seed = same inputs)."),
     vocabulary: str = typer.Option("annotated", "--vocabulary", help="CHAIR objects: annotated (the categories the annotation file declares) or coco (all 80)."),
@@ -211,8 +211,10 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
                         "run pope/chair and amber as two commands.")
     if "amber" not in benches and options["amber_root"] is not None:
         raise EvalError("--amber-root goes with --bench amber.")
+    if options["num_images"] is None and "amber" not in benches:
+        options["num_images"] = 500
     for name in ("num_images", "batch_size", "pope_max_new_tokens", "chair_max_new_tokens", "concurrency"):
-        if options[name] < 1:
+        if options[name] is not None and options[name] < 1:
             raise EvalError(f"--{name.replace('_', '-')} must be at least 1 (got {options[name]}).")
     splits = [s.strip() for s in pope_splits.split(",") if s.strip()]
     from realign_data.pope import POPE_SPLITS
@@ -257,10 +259,12 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
     finally:
         backend.close()
     failed = sum(m.get("failed", 0) for m in [*result.metrics.get("pope", {}).get("splits", {}).values(),
-                                                 result.metrics.get("chair", {})])
-    answered = sum(len(v) for v in result.records.get("pope", {}).values()) + len(result.records.get("chair", []))
+                                                 result.metrics.get("chair", {}), result.metrics.get("amber", {})])
+    answered = sum(len(v) for v in result.records.get("pope", {}).values()) + len(result.records.get("chair", [])) \
+        + len(result.records.get("amber", []))
     if failed and failed == answered:
-        first = next(r["error"] for rows in [*result.records.get("pope", {}).values(), result.records.get("chair", [])]
+        first = next(r["error"] for rows in [*result.records.get("pope", {}).values(), result.records.get("chair", []),
+                                             result.records.get("amber", [])]
                      for r in rows if "error" in r)
         _fail(f"no request was answered by {base_url or model} ({first}); the results in {out} hold no scores.", 1)
     if not quiet:

@@ -87,3 +87,49 @@ def test_amber_release_errors(tmp_path):
     (root / "data" / "image" / "AMBER_2.jpg").unlink()
     with pytest.raises(EvalError, match="AMBER image .*AMBER_2.jpg' is missing"):
         amber_suite(root)
+
+
+def test_cli_bench_amber_against_an_openai_compatible_endpoint(tmp_path):
+    """`realign-trl eval --bench amber` end to end: the release's files, a real local server, the results file."""
+    import io
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from openai_server import OpenAIServer
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), "green").save(buf, format="JPEG")
+    root = write_amber(tmp_path / "amber", buf.getvalue())
+
+    def answer(prompt: str) -> str:
+        if "Describe" in prompt:
+            return "A puppy on the lawn next to a table."
+        return "Yes" if "Is there a dog" in prompt else "No"
+
+    cli = [sys.executable, "-c", "import sys; sys.argv[0] = 'realign-trl'; from realign_trl.cli import main; main()"]
+    out = tmp_path / "eval"
+    with OpenAIServer(answer=answer) as server:
+        r = subprocess.run([*cli, "eval", "--bench", "amber", "--amber-root", str(root), "--model", "served-vlm",
+                            "--base-url", server.base_url, "--out", str(out)], capture_output=True, text=True,
+                           timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "AMBER generative  CHAIR 0.6667  Cover 0.4000  Hal 1.0000  Cog 0.0000" in r.stdout
+    data = json.loads((out / "eval_results.json").read_text())
+    amber = data["metrics"]["amber"]
+    # image 1: puppy (dog), lawn (grass) covered, table hallucinated; image 2: all three hallucinated -> 4 / 6
+    assert amber["generative"]["chair"] == pytest.approx(4 / 6)
+    assert amber["discriminative"]["all"]["accuracy"] == pytest.approx(4 / 5)  # only the contact question is wrong
+    assert data["flat"]["amber_cover"] == pytest.approx(2 / 5)
+    assert data["settings"]["suite"]["amber_root"] == str(root.resolve())
+    rows = [json.loads(line) for line in (out / "amber.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in rows] == [1, 2, 3, 4, 5, 6, 7]
+    bad = subprocess.run([*cli, "eval", "--bench", "amber", "--model", "m", "--base-url", server.base_url],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--bench amber needs --amber-root" in bad.stderr
+    mixed = subprocess.run([*cli, "eval", "--bench", "pope,amber", "--amber-root", str(root), "--model", "m",
+                            "--base-url", server.base_url], capture_output=True, text=True, timeout=120)
+    assert mixed.returncode == 2 and "--bench amber runs on its own" in mixed.stderr

@@ -102,7 +102,9 @@ def test_compare_and_plot(tmp_path):
         flat = {"pope_random_f1": f1, "pope_random_accuracy": f1, "pope_yes_ratio": 0.5, "chair_s": chair_s,
                 "chair_i": chair_s / 2, "object_recall": 0.6}
         metrics = {"pope": {"splits": {"random": {}}}, "chair": {}}
-        (d / "eval_results.json").write_text(json.dumps({"model": name, "flat": flat, "metrics": metrics}))
+        settings = {"suite": {"pope_parser": "reference" if name == "base" else "robust"}}
+        (d / "eval_results.json").write_text(json.dumps({"model": name, "flat": flat, "metrics": metrics,
+                                                         "settings": settings}))
         runs.append(d / "eval_results.json")
     png = tmp_path / "fig" / "runs.png"
     r = run(["eval", "--compare", *runs, "--plot", png])
@@ -110,6 +112,8 @@ def test_compare_and_plot(tmp_path):
     lines = r.stdout.splitlines()
     assert lines[0].split()[0] == "run" and "CHAIR_s" in lines[0]
     assert lines[1].split()[:2] == ["base", "0.7000"] and lines[2].split()[:2] == ["rdpo", "0.8000"]
+    # runs scored with different POPE parsers are flagged (issue 23)
+    assert "note: the runs differ in pope_parser ('reference', 'robust')" in r.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

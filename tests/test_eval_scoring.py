@@ -135,3 +135,31 @@ def test_vocabulary_limited_to_the_annotated_categories():
     custom = ChairScorer(["fire truck", "traffic cone", "cat"], synonyms="extended")
     assert _mentions(custom, "Two traffic cones by a fire truck, a truck and a cat.") == [
         ("traffic cones", "traffic cone"), ("fire truck", "fire truck"), ("cat", "cat")]
+
+
+def test_score_runs_both_pope_parsers_and_says_when_they_disagree():
+    """Issue 23 (3): answers in sentences; the robust parser labels, the reference one is computed beside it."""
+    from realign_trl.eval.runner import score
+    from realign_trl.eval.suite import EvalSuite
+
+    answers_by_label = [("no", "NO"), ("no", "Nope."), ("no", "There isn't a dog."), ("no", "No."),
+                        ("yes", "Yes."), ("yes", "There is a dog."), ("no", "I'm not sure"), ("yes", "Yes")]
+    questions = [{"question_id": k, "image_id": 1, "object": "dog", "label": label, "question": f"Q{k}?"}
+                 for k, (label, _) in enumerate(answers_by_label)]
+    answers = {("pope", 1, f"Q{k}?"): (text, None) for k, (_, text) in enumerate(answers_by_label)}
+    suite = EvalSuite(benches=("pope",), images={1: b""}, pope={"random": questions})
+    result = score(suite, answers)
+    pope = result.metrics["pope"]
+    # robust: NO, Nope, isn't -> no (reference: yes); "I'm not sure" unparseable -> the reference's "no"
+    assert pope["parser"] == "robust" and pope["splits"]["random"]["accuracy"] == pytest.approx(8 / 8)
+    assert pope["other_parser"]["parser"] == "reference"
+    assert pope["other_parser"]["splits"]["random"]["accuracy"] == pytest.approx(5 / 8)
+    assert (pope["unparseable"], pope["parser_disagreements"]) == (1, 3)
+    assert "disagree on 37.5% of the answers" in result.table()
+    rows = result.records["pope"]["random"]
+    assert [r["unparseable"] for r in rows] == [False] * 6 + [True, False]
+    assert [r["prediction_reference"] for r in rows[:3]] == ["yes"] * 3
+    reference = score(EvalSuite(benches=("pope",), images={1: b""}, pope={"random": questions},
+                                pope_parser="reference"), answers)
+    assert reference.metrics["pope"]["splits"]["random"]["accuracy"] == pytest.approx(5 / 8)
+    assert reference.records["pope"]["random"][0]["prediction_robust"] == "no"

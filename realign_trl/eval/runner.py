@@ -56,6 +56,13 @@ class EvalResult:
             for key in ("chair_s", "chair_i", "chair_i_unique", "object_recall"):
                 if key in chair:
                     out[f"{prefix}{key}"] = chair[key]
+        amber = self.metrics.get("amber", {})
+        for key, value in amber.get("generative", {}).items():
+            if key in ("chair", "cover", "hal", "cog"):
+                out[f"{prefix}amber_{key}"] = value
+        for dim, m in amber.get("discriminative", {}).items():
+            for key in ("accuracy", "f1"):
+                out[f"{prefix}amber_{dim}_{key}"] = m[key]
         return out
 
     def to_dict(self) -> dict:
