@@ -32,7 +32,8 @@ from typing import Iterable
 
 from realign_data import vocabulary
 from realign_data.english import pluralize
-from realign_data.objects.coco import COCO_CATEGORIES, COCO_SYNONYMS, COLORS, colour_modifies, lexicon_kind  # noqa: F401
+from realign_data.objects.coco import COCO_CATEGORIES, COCO_SYNONYMS, COLORS  # noqa: F401  (re-exported)
+from realign_data.objects.coco import colour_modifies, lexicon_kind
 from realign_data.open_nouns import open_noun_spans
 
 # ---------------------------------------------------------------------------------------------- lexicon

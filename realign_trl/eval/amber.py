@@ -3,7 +3,7 @@ from the AMBER release's own files and scored as its ``inference.py`` does.
 
 ``--amber-root`` is the release (or a copy of its ``data/`` folder's layout)::
 
-    data/annotations.json       [{"id", "type", "truth", "hallu"?}, ...]  (type generative / discriminative-* / relation)
+    data/annotations.json       [{"id", "type", "truth", "hallu"?}, ...]  (generative, discriminative-*, relation)
     data/query/query_all.json   [{"id", "image": "AMBER_1.jpg", "query"}, ...]   (or the per-task query files)
     data/relation.json          {"word": [associated words], ...}: the object vocabulary and its associations
     data/safe_words.txt         one word a line: nouns never counted

@@ -17,7 +17,8 @@ from .suite import EvalError
 CHAIR_METRICS = (("chair_s", "CHAIR_s", False), ("chair_i", "CHAIR_i", False), ("chair_i_unique", "CHAIR_i set", False),
                  ("object_recall", "recall", True))
 AMBER_METRICS = (("amber_chair", "AMBER CHAIR", False), ("amber_cover", "Cover", True), ("amber_hal", "Hal", False),
-                 ("amber_cog", "Cog", False), ("amber_all_accuracy", "disc. acc", True), ("amber_all_f1", "disc. F1", True))
+                 ("amber_cog", "Cog", False), ("amber_all_accuracy", "disc. acc", True),
+                 ("amber_all_f1", "disc. F1", True))
 # settings that change what a number means: runs that differ in them are flagged under the table
 SCORING_SETTINGS = ("pope_parser", "pope_suffix", "chair_synonyms", "chair_prompt", "vocabulary")
 POPE_METRICS = (("f1", "F1"), ("accuracy", "accuracy"))

@@ -97,7 +97,8 @@ class EvalSuite:
 
         benches = parse_benches(benches)
         if "amber" in benches:
-            raise EvalError("--bench amber reads the AMBER release (--amber-root), not a COCO corpus: run it on its own.")
+            raise EvalError("--bench amber reads the AMBER release (--amber-root), not a COCO corpus: run it on its "
+                            "own.")
         if pope_parser not in POPE_PARSERS:
             raise EvalError(f"unknown POPE parser {pope_parser!r}; valid: {', '.join(POPE_PARSERS)}.")
         if chair_synonyms not in CHAIR_SYNONYMS:
