@@ -3,7 +3,9 @@ github.com/LisaAnne/Hallucination) re-implemented from reading it, on its own sy
 the reference's ``data/synonyms.txt`` byte for byte) and pattern 2.6's ``singularize`` (``pattern_singularize.py``,
 verbatim). Tokenising follows ``nltk.word_tokenize``: Punkt sentence splitting (here: a sentence ends at ``.``,
 ``!`` or ``?`` followed by a space, which is what Punkt does on these captions, none of which holds an
-abbreviation) and then the NLTK Treebank word tokenizer's substitutions, applied in its order.
+abbreviation) and then the NLTK Treebank word tokenizer: nltk's own ``NLTKWordTokenizer`` when nltk is installed
+(the ``dev`` extra; it needs no data), else its substitutions copied below, in its order (a test checks the copy
+against nltk where both exist).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ _PUNCTUATION = [(re.compile(r'([^\.])(\.)([\]\)}>"\']*)\s*$'), r"\1 \2\3 "), (re
                 (re.compile(r"[?!]"), r" \g<0> "), (re.compile(r"([^'])' "), r"\1 ' ")]
 _PARENS = (re.compile(r"[\]\[\(\)\{\}\<\>]"), r" \g<0> ")
 _DASHES = (re.compile(r"--"), r" -- ")
+_CONTRACTIONS2 = [re.compile(p) for p in (r"(?i)\b(can)(?#X)(not)\b", r"(?i)\b(d)(?#X)('ye)\b",
+                                          r"(?i)\b(gim)(?#X)(me)\b", r"(?i)\b(gon)(?#X)(na)\b",
+                                          r"(?i)\b(got)(?#X)(ta)\b", r"(?i)\b(lem)(?#X)(me)\b",
+                                          r"(?i)\b(more)(?#X)('n)\b", r"(?i)\b(wan)(?#X)(na)(?=\s)")]
 _ENDING_QUOTES = [(re.compile(r'"'), " '' "), (re.compile(r"(\S)(\'\')"), r"\1 \2 "),
                   (re.compile(r"([^' ])('[sS]|'[mM]|'[dD]|') "), r"\1 \2 "),
                   (re.compile(r"([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) "), r"\1 \2 ")]
@@ -40,12 +46,22 @@ def treebank(sentence: str) -> list[str]:
     text = " " + text + " "
     for regexp, sub in _ENDING_QUOTES:
         text = regexp.sub(sub, text)
+    for regexp in _CONTRACTIONS2:
+        text = regexp.sub(r" \1 \2 ", text)
     return text.split()
+
+
+try:
+    from nltk.tokenize import NLTKWordTokenizer
+
+    NLTK_TREEBANK = NLTKWordTokenizer().tokenize
+except ImportError:
+    NLTK_TREEBANK = None
 
 
 def word_tokenize(text: str) -> list[str]:
     sentences = re.split(r"(?<=[.!?])\s+", text.strip())
-    return [t for s in sentences if s for t in treebank(s)]
+    return [t for s in sentences if s for t in (NLTK_TREEBANK or treebank)(s)]
 
 
 class ReferenceChair:

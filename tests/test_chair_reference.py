@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+import chair_reference  # noqa: E402
 from chair_reference import ReferenceChair  # noqa: E402
 
+from realign_data.objects.reference import tokenize  # noqa: E402
 from realign_trl.eval.scoring import ChairScorer, chair_metrics  # noqa: E402
 
 NOUNS = ["dog", "dogs", "puppy dog", "puppies", "tv monitor", "monitors", "a bus", "buses", "people", "children",
@@ -29,7 +31,7 @@ NOUNS = ["dog", "dogs", "puppy dog", "puppies", "tv monitor", "monitors", "a bus
          "refrigerator", "fridges", "ovens", "books", "clocks", "vases", "scissors", "toothbrushes", "sinks",
          "grass", "sky", "trees", "a building", "water", "a fence", "clouds", "baby", "babies", "adult", "player's"]
 FILLERS = ["a", "two", "the", "some", "and", "with", "near", "on", "under", "next to", "is", "are", "sitting",
-           "standing", "there", "can't", "isn't", "red", "large", "(", ")", '"', "--", "of"]
+           "standing", "there", "can't", "isn't", "red", "large", "(", ")", '"', "--", "of", "cannot", "''", "..."]
 ENDS = [".", "!", "?", ",", ";", ":", ""]
 
 
@@ -46,6 +48,18 @@ def captions(n: int, seed: int = 0) -> list[str]:
             parts.append((sentence[:1].upper() + sentence[1:]) + rnd.choice(ENDS))
         out.append(" ".join(parts))
     return out
+
+
+def test_tokens_are_nltk_word_tokenize_tokens():
+    for caption in captions(300, seed=3) + ['"A dog," he said; the cat\'s toy (a ball) -- "two" \'\'dogs\'\'.']:
+        assert tokenize(caption.lower()) == chair_reference.word_tokenize(caption.lower()), caption
+
+
+@pytest.mark.skipif(chair_reference.NLTK_TREEBANK is None, reason="nltk is not installed (pip install -e '.[dev]')")
+def test_the_oracles_treebank_copy_is_nltks():
+    for caption in captions(300, seed=4):
+        sentence = caption.lower()
+        assert chair_reference.treebank(sentence) == chair_reference.NLTK_TREEBANK(sentence), caption
 
 
 def test_reference_chair_agrees_exactly_with_the_reference_algorithm():

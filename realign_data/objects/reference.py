@@ -3,10 +3,11 @@ github.com/LisaAnne/Hallucination), written from that code so that CHAIR numbers
 
 The reference reads a caption in five steps, reproduced here:
 
-1. lower-case it and split it into tokens with ``nltk.word_tokenize`` (:func:`tokenize`: the Treebank rules that
-   can change an object word: punctuation split off, clitics ``'s 'm 'd 'll 're 've n't`` split off, hyphenated and
-   slash-joined words kept whole, a period split off at the end of a word. Punkt, which ``word_tokenize`` runs
-   first, keeps a period on known abbreviations such as "mr."; none is an object word, so the result is the same);
+1. lower-case it and split it into tokens with ``nltk.word_tokenize`` (:func:`tokenize`: sentences end at ``.``,
+   ``!`` or ``?`` before a space, then the Treebank rules: punctuation, quotes and the clitics ``'s 'm 'd 'll 're
+   've n't`` split off, hyphenated and slash-joined words kept whole, a period split off at the end of a word.
+   Punkt, which ``word_tokenize`` runs first, also keeps a period on known abbreviations such as "mr." and may
+   join sentences around them; no object word is concerned);
 2. singularise every token with ``pattern.en.singularize`` (:func:`singularize`: pattern 2.6's rules, which the
    reference relied on: "glass" becomes "glas" and singular "bus" becomes "bu", so a lone "bus" is never read,
    while "buses" is; "knives" is "knife"; "people" is "person");
@@ -140,12 +141,24 @@ def tables() -> tuple[frozenset, dict, dict]:
 
 # ------------------------------------------------------------------------------------------------ tokenising
 _CLITIC = re.compile(r"(?i)^(.*[^' ])('s|'m|'d|'ll|'re|'ve|n't|')$")
-_SPLIT_OFF = re.compile(r"([;@#$%&?!()\[\]{}<>\"]|--|[:,](?!\d)|\.\.+)")
+_SPLIT_OFF = re.compile(r"([;@#$%&?!()\[\]{}<>]|--|[:,](?!\d)|\.\.+)")
+_OPENING_QUOTE = re.compile(r"([ (\[{<])(\"|'')")
+_CONTRACTIONS = [re.compile(p) for p in (r"(?i)\b(can)(not)\b", r"(?i)\b(d)('ye)\b", r"(?i)\b(gim)(me)\b",
+                                         r"(?i)\b(gon)(na)\b", r"(?i)\b(got)(ta)\b", r"(?i)\b(lem)(me)\b",
+                                         r"(?i)\b(more)('n)\b", r"(?i)\b(wan)(na)(?=\s)")]
 
 
 def tokenize(text: str) -> list[str]:
     """The tokens ``nltk.word_tokenize`` gives for the words that matter to CHAIR (see the module docstring)."""
+    return [t for sentence in re.split(r"(?<=[.!?])\s+", text.strip()) if sentence for t in _words(sentence)]
+
+
+def _words(text: str) -> list[str]:
     tokens: list[str] = []
+    text = _OPENING_QUOTE.sub(r"\1 `` ", re.sub(r'^"', " `` ", text)).replace('"', " '' ")  # Treebank's quotes
+    text = re.sub(r"(\S)('')", r"\1 \2 ", text)
+    for pattern in _CONTRACTIONS:
+        text = pattern.sub(r" \1 \2 ", text)
     for chunk in _SPLIT_OFF.sub(r" \1 ", text).split():
         if chunk in ("``", "''"):
             tokens.append(chunk)
