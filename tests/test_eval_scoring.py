@@ -27,7 +27,7 @@ def test_pope_answers_parse_as_the_reference(answer, label, readable):
 @pytest.mark.parametrize("answer", ["No!", "NO", "Nope.", "None.", "Not that I can see.", "There isn't a dog",
                                     "There is no dog", "I don't see a dog", "no, there is none", "Nah."])
 def test_robust_pope_parser_reads_negative_answers(answer):
-    assert parse_pope_answer(answer, object="dog") == ("no", True)
+    assert parse_pope_answer(answer, asked="dog") == ("no", True)
     assert parse_pope_answer(answer) == ("no", True)
 
 
@@ -37,9 +37,13 @@ def test_robust_pope_parser_reads_negative_answers(answer):
     ("Yes. There is no dog, though.", "yes", True),   # the leading word decides
     ("A black cat.", "yes", False),                   # ambiguous: the reference's label, flagged
     ("I'm not sure.", "no", False), ("", "yes", False),
+    ("Not sure.", "yes", False), ("No idea.", "no", False),   # unsure, not a "no"
+    ("Certainly not.", "no", True), ("There's a dog.", "yes", True), ("The answer is yes.", "yes", True),
+    ("There is a dog and no cat.", "yes", True),     # the clause that names the dog decides
+    ("There is a cat but no dog.", "no", True),
 ])
 def test_robust_pope_parser_affirmations_and_ambiguity(answer, label, recognised):
-    assert parse_pope_answer(answer, object="dog") == (label, recognised)
+    assert parse_pope_answer(answer, asked="dog") == (label, recognised)
 
 
 def test_unknown_pope_parser():

@@ -10,7 +10,8 @@ POPE (Li et al., 2023). Two parsers (``parser=``), both computed on every run:
   yes/no word decides ("No!", "NO", "Nope.", "None.", "Not that I can see."); otherwise the first sentence is read:
   a negation ("There is no dog", "There isn't a dog", "I don't see a dog") is ``no``, an affirmation ("There is a
   dog", "I can see two dogs") or an answer restating the asked object without negation ("A dog is on the couch")
-  is ``yes``. Anything else ("I'm not sure", "A black cat." about a dog, "") is *unparseable*: it still gets the
+  is ``yes``; when the answer names the asked object, the clause naming it decides ("There is a cat but no dog"
+  is ``no`` about a dog, ``yes`` about a cat). Anything else ("I'm not sure", "A black cat." about a dog, "") is *unparseable*: it still gets the
   reference's label so that every question counts, and is counted and flagged.
 
 CHAIR (Rohrbach et al., 2018). ``synonyms=`` chooses the object reading (:mod:`realign_data.objects`):
@@ -53,11 +54,12 @@ _YES_LEAD = {"yes", "yeah", "yep", "yup", "correct", "indeed", "sure", "certainl
 _NO_LEAD = {"no", "nope", "nah", "none", "not", "never", "negative", "false", "incorrect", "nothing", "nobody"}
 _UNSURE = re.compile(r"\b(not sure|unsure|uncertain|unclear|hard to (tell|say)|difficult to (tell|say)|impossible to"
                      r"|can ?not (tell|determine|say|be sure)|can't (tell|determine|say|be sure)|don't know"
-                     r"|do not know|not possible to)\b")
+                     r"|do not know|not possible to|no idea|unknown)\b")
 _NEGATION = re.compile(r"\b(no|not|none|nothing|nobody|never|neither|nor|without|isn't|aren't|wasn't|weren't|don't"
                        r"|doesn't|didn't|can't|cannot|couldn't|absent)\b")
-_AFFIRM = re.compile(r"\b(there (is|are|'s)|i (can )?see|it (is|'s) (a|an|the)|this is|that is|there appears"
+_AFFIRM = re.compile(r"\b(yes|there(?:'s| is| are)|i (can )?see|it (is|'s) (a|an|the)|this is|that is|there appears"
                      r"|there seems?|appears to be|visible|present)\b")
+_CLAUSES = re.compile(r",|;|\bbut\b|\band\b|\bwhile\b|\bwhereas\b")
 
 
 def _reference_label(text: str) -> str:
@@ -67,41 +69,46 @@ def _reference_label(text: str) -> str:
     return NO if any(w in words for w in _NO_WORDS) else YES
 
 
-def _robust_label(text: str, obj: Optional[str]) -> Optional[str]:
-    t = text.lower().replace("\u2019", "'")
+def _read(sentence: str) -> Optional[str]:
+    if _UNSURE.search(sentence):
+        return None
+    if _NEGATION.search(sentence):
+        return NO
+    return YES if _AFFIRM.search(sentence) else None
+
+
+def _robust_label(text: str, asked: Optional[str]) -> Optional[str]:
+    t = text.lower().replace("\u2019", "'").strip()
     words = re.findall(r"[a-z]+(?:'[a-z]+)?", t)
     if not words:
         return None
+    first = re.split(r"[.!?;\n]", t, maxsplit=1)[0]
+    if _UNSURE.search(first):  # "Not sure.", "No idea."
+        return None
     if words[0] in _YES_LEAD:
-        return YES
+        return NO if words[1:2] == ["not"] else YES  # "Certainly not."
     if words[0] in _NO_LEAD:
         return NO
-    first = re.split(r"[.!?;\n]", t.strip(), maxsplit=1)[0]
-    if _UNSURE.search(first):
-        return None
-    if _NEGATION.search(first):
-        return NO
-    if _AFFIRM.search(first):
-        return YES
-    if obj:
+    if asked:  # the clause that names the asked object decides: "There is a dog and no cat" about a dog is yes
         from realign_data.english import pluralize
 
-        names = {obj.lower(), pluralize(obj.lower())}
-        if any(re.search(rf"\b{re.escape(n)}\b", first) for n in names):
-            return YES
-    return None
+        name = re.compile("|".join(rf"\b{re.escape(n)}\b" for n in {asked.lower(), pluralize(asked.lower())}))
+        clauses = [c for c in _CLAUSES.split(first) if name.search(c)]
+        if clauses:
+            return _read(clauses[0]) or YES  # restating the object without negating it
+    return _read(first)
 
 
-def parse_pope_answer(text: Optional[str], parser: str = "robust", object: Optional[str] = None) -> tuple[str, bool]:
+def parse_pope_answer(text: Optional[str], parser: str = "robust", asked: Optional[str] = None) -> tuple[str, bool]:
     """``(label, recognised)`` of an answer under ``parser`` (``robust`` or ``reference``, module docstring).
 
-    ``object``: the object the question asks about, so that an answer restating it is read. ``recognised`` is
+    ``asked``: the object the question asks about, so that an answer restating it is read. ``recognised`` is
     False when the robust reading cannot tell (whichever parser labels); the label is then the reference's.
     """
     if parser not in POPE_PARSERS:
         raise ValueError(f"unknown POPE parser {parser!r}; valid: {', '.join(POPE_PARSERS)}")
     text = text or ""
-    reference, robust = _reference_label(text), _robust_label(text, object)
+    reference, robust = _reference_label(text), _robust_label(text, asked)
     if parser == "reference":
         return reference, robust is not None
     return (robust, True) if robust is not None else (reference, False)
