@@ -88,8 +88,10 @@ class AmberData:
 
 def image_number(name: str) -> int:
     """``AMBER_12.jpg`` -> 12 (the suite keys images by number)."""
+    import zlib
+
     m = re.search(r"(\d+)", name)
-    return int(m.group(1)) if m else abs(hash(name)) % (10 ** 9)
+    return int(m.group(1)) if m else zlib.crc32(name.encode()) + 10 ** 10  # stable across runs (resume)
 
 
 def amber_suite(root: str | Path, images: Optional[str | Path] = None, num_images: Optional[int] = None):
