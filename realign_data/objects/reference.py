@@ -1,5 +1,6 @@
 """CHAIR's object reading as the reference code does it (Rohrbach et al., 2018, ``utils/chair.py`` of
-github.com/LisaAnne/Hallucination), written from that code so that CHAIR numbers compare with published tables.
+github.com/LisaAnne/Hallucination), written from what that code does so that CHAIR numbers compare with published
+tables.
 
 The reference reads a caption in five steps, reproduced here:
 
@@ -8,9 +9,10 @@ The reference reads a caption in five steps, reproduced here:
    've n't`` split off, hyphenated and slash-joined words kept whole, a period split off at the end of a word.
    Punkt, which ``word_tokenize`` runs first, also keeps a period on known abbreviations such as "mr." and may
    join sentences around them; no object word is concerned);
-2. singularise every token with ``pattern.en.singularize`` (:func:`singularize`: pattern 2.6's rules, which the
-   reference relied on: "glass" becomes "glas" and singular "bus" becomes "bu", so a lone "bus" is never read,
-   while "buses" is; "knives" is "knife"; "people" is "person");
+2. singularise every token with ``pattern.en.singularize`` (:func:`singularize`: the behaviour of pattern 2.6,
+   which the reference relied on, written here from what that function does, not copied from it: "glass" becomes
+   "glas" and singular "bus" becomes "bu", so a lone "bus" is never read, while "buses" is; "knives" is "knife";
+   "people" is "person");
 3. join two adjacent tokens that form one of its two-word names, left to right ("hot dog", "teddy bear", "wine
    glas" -> "wine glass", "baby bird" -> "bird", "passenger jet" -> "jet", "toilet seat" -> "toilet", "train track"
    which then names nothing);
@@ -143,9 +145,10 @@ def tables() -> tuple[frozenset, dict, dict]:
 _CLITIC = re.compile(r"(?i)^(.*[^' ])('s|'m|'d|'ll|'re|'ve|n't|')$")
 _SPLIT_OFF = re.compile(r"([;@#$%&?!()\[\]{}<>]|--|[:,](?!\d)|\.\.+)")
 _OPENING_QUOTE = re.compile(r"([ (\[{<])(\"|'')")
-_CONTRACTIONS = [re.compile(p) for p in (r"(?i)\b(can)(not)\b", r"(?i)\b(d)('ye)\b", r"(?i)\b(gim)(me)\b",
-                                         r"(?i)\b(gon)(na)\b", r"(?i)\b(got)(ta)\b", r"(?i)\b(lem)(me)\b",
-                                         r"(?i)\b(more)('n)\b", r"(?i)\b(wan)(na)(?=\s)")]
+# words the Treebank tokenizer cuts in two, and where ("wanna" only when a space follows it once punctuation is
+# split off)
+_FUSED_CUT = {"cannot": 3, "d'ye": 1, "gimme": 3, "gonna": 3, "gotta": 3, "lemme": 3, "more'n": 4, "wanna": 3}
+_FUSED = re.compile(r"(?i)\b(?:cannot|d'ye|gimme|gonna|gotta|lemme|more'n)\b|\bwanna(?=\s|$|[.?!;,:)\]}>\"'])")
 
 
 def tokenize(text: str) -> list[str]:
@@ -157,8 +160,7 @@ def _words(text: str) -> list[str]:
     tokens: list[str] = []
     text = _OPENING_QUOTE.sub(r"\1 `` ", re.sub(r'^"', " `` ", text)).replace('"', " '' ")  # Treebank's quotes
     text = re.sub(r"(\S)('')", r"\1 \2 ", text)
-    for pattern in _CONTRACTIONS:
-        text = pattern.sub(r" \1 \2 ", text)
+    text = _FUSED.sub(lambda m: f" {m[0][:_FUSED_CUT[m[0].lower()]]} {m[0][_FUSED_CUT[m[0].lower()]:]} ", text)
     for chunk in _SPLIT_OFF.sub(r" \1 ", text).split():
         if chunk in ("``", "''"):
             tokens.append(chunk)
@@ -174,23 +176,24 @@ def _words(text: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------- singularising
-# pattern 2.6's word lists (pattern/text/en/inflect.py), with its missing commas: "wildebeest" "carp" was one
-# string there, and so were "water" "cheese" and "zombie" "bogie".
-_UNINFLECTED = ("bison", "debris", "headquarters", "pincers", "trout", "bream", "diabetes", "herpes", "pliers",
-                "tuna", "breeches", "djinn", "high-jinks", "proceedings", "whiting", "britches", "eland", "homework",
-                "rabies", "wildebeestcarp", "elk", "innings", "salmon", "chassis", "flounder", "jackanapes",
-                "scissors", "christmas", "gallows", "mackerel", "series", "clippers", "georgia", "measles",
-                "shears", "cod", "graffiti", "mews", "species", "contretemps", "mumps", "swine", "corps", "news",
-                "swiss")
-_UNCOUNTABLE = ("advice", "equipment", "happiness", "luggage", "news", "software", "bread", "fruit", "information",
-                "mathematics", "progress", "understanding", "butter", "furniture", "ketchup", "mayonnaise",
-                "research", "watercheese", "garbage", "knowledge", "meat", "rice", "electricity", "gravel", "love",
-                "mustard", "sand")
-_IE = ("alergie", "cutie", "hoagie", "newbie", "softie", "veggie", "auntie", "doggie", "hottie", "nightie", "sortie",
-       "weenie", "beanie", "eyrie", "indie", "oldie", "stoolie", "yuppie", "birdie", "freebie", "junkie", "^pie",
-       "sweetie", "zombiebogie", "goonie", "laddie", "pixie", "techie", "bombie", "groupie", "laramie", "quickie",
-       "^tie", "collie", "hankie", "lingerie", "reverie", "toughie", "cookie", "hippie", "meanie", "rookie",
-       "valkyrie")
+# What ``pattern.en.singularize`` (pattern 2.6) returns for a lower-cased token, re-expressed for this module from
+# that function's behaviour (pattern's code is not copied here). Its word lists are kept as pattern 2.6 has them,
+# three lost commas included ("wildebeest" + "carp", "water" + "cheese", "zombie" + "bogie" are single strings).
+_KEPT_TAILS = ("bison", "debris", "headquarters", "pincers", "trout", "bream", "diabetes", "herpes", "pliers", "tuna",
+               "breeches", "djinn", "high-jinks", "proceedings", "whiting", "britches", "eland", "homework",
+               "rabies", "wildebeestcarp", "elk", "innings", "salmon", "chassis", "flounder", "jackanapes",
+               "scissors", "christmas", "gallows", "mackerel", "series", "clippers", "georgia", "measles", "shears",
+               "cod", "graffiti", "mews", "species", "contretemps", "mumps", "swine", "corps", "news", "swiss",
+               "advice", "equipment", "happiness", "luggage", "software", "bread", "fruit", "information",
+               "mathematics", "progress", "understanding", "butter", "furniture", "ketchup", "mayonnaise",
+               "research", "watercheese", "garbage", "knowledge", "meat", "rice", "electricity", "gravel", "love",
+               "mustard", "sand")  # uninflected and uncountable nouns: a token that ends one of them is kept
+_IE_PLURALS = tuple(noun + "s" for noun in (
+    "alergie", "cutie", "hoagie", "newbie", "softie", "veggie", "auntie", "doggie", "hottie", "nightie", "sortie",
+    "weenie", "beanie", "eyrie", "indie", "oldie", "stoolie", "yuppie", "birdie", "freebie", "junkie", "sweetie",
+    "zombiebogie", "goonie", "laddie", "pixie", "techie", "bombie", "groupie", "laramie", "quickie", "collie",
+    "hankie", "lingerie", "reverie", "toughie", "cookie", "hippie", "meanie", "rookie", "valkyrie",
+    "^pie", "^tie"))  # plurals of nouns in -ie, kept as they are ("^pie" and "^tie" match no real token)
 _IRREGULAR = {"atlantes": "atlas", "atlases": "atlas", "axes": "axe", "beeves": "beef", "brethren": "brother",
               "children": "child", "corpora": "corpus", "corpuses": "corpus", "ephemerides": "ephemeris",
               "feet": "foot", "ganglia": "ganglion", "geese": "goose", "genera": "genus", "genii": "genie",
@@ -199,21 +202,7 @@ _IRREGULAR = {"atlantes": "atlas", "atlases": "atlas", "axes": "axe", "beeves": 
               "numena": "numen", "occipita": "occiput", "octopodes": "octopus", "opera": "opus", "opuses": "opus",
               "our": "my", "oxen": "ox", "penes": "penis", "penises": "penis", "people": "person", "sexes": "sex",
               "soliloquies": "soliloquy", "teeth": "tooth", "testes": "testis", "trilbys": "trilby",
-              "turves": "turf", "zoa": "zoon"}
-_RULES = [(re.compile(p), r) for p, r in (
-    (r"(?i)(.)ae$", r"\1a"), (r"(?i)(.)itis$", r"\1itis"), (r"(?i)(.)eaux$", r"\1eau"), (r"(?i)(quiz)zes$", r"\1"),
-    (r"(?i)(matr)ices$", r"\1ix"), (r"(?i)(ap|vert|ind)ices$", r"\1ex"), (r"(?i)^(ox)en", r"\1"),
-    (r"(?i)(alias|status)es$", r"\1"), (r"(?i)([octop|vir])i$", r"\1us"), (r"(?i)(cris|ax|test)es$", r"\1is"),
-    (r"(?i)(shoe)s$", r"\1"), (r"(?i)(o)es$", r"\1"), (r"(?i)(bus)es$", r"\1"), (r"(?i)([m|l])ice$", r"\1ouse"),
-    (r"(?i)(x|ch|ss|sh)es$", r"\1"), (r"(?i)(m)ovies$", r"\1ovie"), (r"(?i)(.)ombies$", r"\1ombie"),
-    (r"(?i)(s)eries$", r"\1eries"), (r"(?i)([^aeiouy]|qu)ies$", r"\1y"), (r"([aeo]l)ves$", r"\1f"),
-    (r"([^d]ea)ves$", r"\1f"), (r"arves$", "arf"), (r"erves$", "erve"), (r"([nlw]i)ves$", r"\1fe"),
-    (r"(?i)([lr])ves$", r"\1f"), (r"([aeo])ves$", r"\1ve"), (r"(?i)(sive)s$", r"\1"), (r"(?i)(tive)s$", r"\1"),
-    (r"(?i)(hive)s$", r"\1"), (r"(?i)([^f])ves$", r"\1fe"), (r"(?i)(^analy)ses$", r"\1sis"),
-    (r"(?i)((a)naly|(b)a|(d)iagno|(p)arenthe|(p)rogno|(s)ynop|(t)he)ses$", r"\1\2sis"),
-    (r"(?i)(.)opses$", r"\1opsis"), (r"(?i)(.)yses$", r"\1ysis"), (r"(?i)(h|d|r|o|n|b|cl|p)oses$", r"\1ose"),
-    (r"(?i)(fruct|gluc|galact|lact|ket|malt|rib|sacchar|cellul)ose$", r"\1ose"), (r"(?i)(.)oses$", r"\1osis"),
-    (r"(?i)([ti])a$", r"\1um"), (r"(?i)(n)ews$", r"\1ews"), (r"(?i)s$", ""))]
+              "turves": "turf", "zoa": "zoon"}  # plural endings, the first one a token ends with is replaced
 _PLURAL_PREPOSITIONS = {"about", "before", "during", "of", "till", "above", "behind", "except", "off", "to", "across",
                         "below", "for", "on", "under", "after", "beneath", "from", "onto", "until", "among", "beside",
                         "in", "out", "unto", "around", "besides", "into", "over", "upon", "at", "between", "near",
@@ -222,28 +211,102 @@ _PLURAL_PREPOSITIONS = {"about", "before", "during", "of", "till", "above", "beh
 
 @lru_cache(maxsize=16384)
 def singularize(word: str) -> str:
-    """``pattern.en.singularize`` (pattern 2.6) as the reference called it, on one lower-cased token."""
-    parts = word.split("-")
-    if len(parts) > 1 and parts[1] in _PLURAL_PREPOSITIONS:
-        return singularize(parts[0]) + "-" + "-".join(parts[1:])
-    if word.endswith("'"):
+    """``pattern.en.singularize`` (pattern 2.6) as the reference called it, on one lower-cased token: "dogs" is
+    "dog", "buses" "bus" but "bus" "bu", "glasses" "glass" but "glass" "glas", "knives" "knife", "women" "woman",
+    "canoes" "cano", "ties" "ty", "doggies" and "scissors" unchanged."""
+    head, _, rest = word.partition("-")
+    if rest and rest.split("-")[0] in _PLURAL_PREPOSITIONS:  # "mothers-in-law": the first part only
+        return singularize(head) + "-" + rest
+    if word.endswith("'"):  # "dogs'" is "dog's"
         return singularize(word[:-1]) + "'s"
-    w = word.lower()
-    if any(x.endswith(w) for x in _UNINFLECTED) or any(x.endswith(w) for x in _UNCOUNTABLE):
+    if any(kept.endswith(word) for kept in _KEPT_TAILS) or word.endswith(_IE_PLURALS):
         return word
-    if any(w.endswith(x + "s") for x in _IE):
+    for plural, single in _IRREGULAR.items():
+        if word.endswith(plural):
+            return word[: -len(plural)] + single
+    return _by_rule(word) if word.endswith("s") else _by_rule_not_s(word)
+
+
+def _by_rule_not_s(w: str) -> str:
+    """pattern's rules for a token that does not end in s (in pattern's order; only those that can apply)."""
+    if len(w) > 2 and w.endswith("ae"):  # algae
+        return w[:-1]
+    if len(w) > 4 and w.endswith("eaux"):  # plateaux
+        return w[:-1]
+    if w.startswith("oxen"):
+        return "ox" + w[4:]
+    if len(w) > 1 and w[-1] == "i" and w[-2] in "octp|vir":  # meant for octopi, taken by any of these letters
+        return w[:-1] + "us"
+    if len(w) > 3 and w.endswith("ice") and w[-4] in "ml|":  # mice, lice
+        return w[:-3] + "ouse"
+    if len(w) > 1 and w[-1] == "a" and w[-2] in "ti":  # data, media
+        return w[:-1] + "um"
+    return w
+
+
+def _by_rule(w: str) -> str:
+    """pattern's rules for a token ending in s, in pattern's order: the first that fits decides."""
+    if len(w) > 4 and w.endswith("itis"):
         return w
-    for x, singular in _IRREGULAR.items():
-        if w.endswith(x):
-            return re.sub("(?i)" + x + "$", singular, word)
-    for pattern, replacement in _RULES:
-        m = pattern.search(word)
-        if m:
-            for k, group in enumerate(m.groups(), 1):
-                if group is None:  # pattern drops the reference to a group that did not take part
-                    replacement = replacement.replace("\\" + str(k), "")
-            return pattern.sub(replacement, word)
-    return word
+    if w.endswith("quizzes"):
+        return w[:-3]
+    if w.endswith(("matrices", "apices", "vertices", "indices")):
+        return w[:-4] + ("ix" if w.endswith("matrices") else "ex")
+    if w.startswith("oxen"):
+        return "ox" + w[4:]
+    if w.endswith(("aliases", "statuses")):
+        return w[:-2]
+    if w.endswith(("crises", "axes", "testes")):
+        return w[:-2] + "is"
+    if w.endswith("shoes"):
+        return w[:-1]
+    if w.endswith(("oes", "buses", "xes", "ches", "sses", "shes")):  # potatoes (and canoes: cano), boxes, glasses
+        return w[:-2]
+    if w.endswith("movies") or (len(w) > 6 and w.endswith("ombies")):
+        return w[:-1]
+    if w.endswith("series"):
+        return w
+    if len(w) > 3 and w.endswith("ies") and (w[-4] not in "aeiouy" or w[:-3].endswith("qu")):  # puppies; ties: ty
+        return w[:-3] + "y"
+    if w.endswith("ves"):
+        return _ves(w)
+    if w.endswith("ses"):
+        special = _ses(w)
+        if special:
+            return special
+    return w if w.endswith("news") else w[:-1]
+
+
+def _ves(w: str) -> str:
+    stem = w[:-3]  # what precedes "ves"
+    if stem.endswith(("al", "el", "ol")) or (len(stem) > 2 and stem.endswith("ea") and stem[-3] != "d") \
+            or stem.endswith("ar"):  # wolves, calves, sheaves, scarves
+        return stem + "f"
+    if stem.endswith("er"):  # nerves
+        return stem + "ve"
+    if stem.endswith(("ni", "li", "wi")):  # knives, lives, wives
+        return stem + "fe"
+    if stem.endswith(("l", "r")):
+        return stem + "f"
+    if stem.endswith(("a", "e", "o", "si", "ti", "hi")):  # stoves, caves, natives, hives
+        return stem + "ve"
+    return stem + "fe" if stem and stem[-1] != "f" else w[:-1]
+
+
+def _ses(w: str) -> str | None:
+    stem = w[:-3]  # what precedes "ses"
+    if stem == "analy":
+        return "analysis"
+    if stem.endswith("analy"):  # pattern keeps an extra "a" here
+        return stem + "asis"
+    if stem.endswith(("ba", "diagno", "parenthe", "progno", "synop", "the")) \
+            or (len(stem) > 2 and stem.endswith("op")) or (len(stem) > 1 and stem.endswith("y")):  # bases, synopses
+        return stem + "sis"
+    if stem.endswith(("ho", "do", "ro", "oo", "no", "bo", "clo", "po")):  # hoses, roses
+        return stem + "se"
+    if len(stem) > 1 and stem.endswith("o"):
+        return stem + "sis"
+    return None
 
 
 def reference_mentions(caption: str) -> list[tuple[str, str]]:
