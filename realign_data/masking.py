@@ -9,8 +9,9 @@ with the synonym lists of the CHAIR hallucination metric (Rohrbach et al., 2018)
 scene, clothing and other nouns, attributes, quantities and relations of :mod:`realign_data.vocabulary`, and
 unknown nouns heading a noun phrase (:mod:`realign_data.open_nouns`); colours, sizes, materials, number
 words/digits and spatial prepositions come from fixed word lists. Matching is case-insensitive, longest phrase
-first, on word boundaries. "orange" is a colour when another attribute or an object follows it ("an orange cat")
-and the fruit otherwise.
+first, on word boundaries. "orange" is a colour when it modifies the next noun ("an orange cat") and the fruit
+otherwise ("an orange and a banana"): the rule of the object reader shared with the eval,
+:mod:`realign_data.objects`.
 
 An LLM-based masker (:class:`ModelMasker`) can use any :mod:`realign_data.fillers` backend with the same
 output type; it falls back to the lexicon for span positions.
@@ -31,109 +32,12 @@ from typing import Iterable
 
 from realign_data import vocabulary
 from realign_data.english import pluralize
+from realign_data.objects.coco import COCO_CATEGORIES, COCO_SYNONYMS, COLORS  # noqa: F401  (re-exported)
+from realign_data.objects.coco import colour_modifies, lexicon_kind
 from realign_data.open_nouns import open_noun_spans
 
 # ---------------------------------------------------------------------------------------------- lexicon
-# COCO category -> synonyms (singular), after the CHAIR metric's synonym table.
-COCO_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "person": ("person", "girl", "boy", "man", "woman", "kid", "child", "chef", "baker", "adult", "rider",
-               "baby", "worker", "passenger", "biker", "policeman", "cop", "officer", "lady", "cowboy",
-               "bride", "groom", "guy", "traveler", "mother", "father", "gentleman", "pitcher", "player",
-               "skier", "snowboarder", "skater", "skateboarder", "surfer", "soldier", "doctor", "bicyclist",
-               "teenager", "student", "driver", "shopper", "tourist", "pedestrian"),
-    "bicycle": ("bicycle", "bike", "cycle"),
-    "car": ("car", "automobile", "van", "minivan", "sedan", "suv", "hatchback", "cab", "jeep", "coupe",
-            "taxicab", "limo", "taxi"),
-    "motorcycle": ("motorcycle", "scooter", "motor bike", "motor cycle", "motorbike", "moped"),
-    "airplane": ("airplane", "jetliner", "plane", "air plane", "monoplane", "aircraft", "jet", "airbus",
-                 "biplane", "seaplane"),
-    "bus": ("bus", "minibus", "trolley"),
-    "train": ("train", "locomotive", "tramway", "caboose"),
-    "truck": ("truck", "pickup", "lorry", "hauler", "firetruck"),
-    "boat": ("boat", "ship", "liner", "sailboat", "motorboat", "dinghy", "powerboat", "speedboat", "canoe",
-             "skiff", "yacht", "kayak", "catamaran", "houseboat", "vessel", "rowboat", "ferry", "barge",
-             "tugboat"),
-    "traffic light": ("traffic light", "traffic signal", "stop light", "street light", "traffic lamp"),
-    "fire hydrant": ("fire hydrant", "hydrant"),
-    "stop sign": ("stop sign",),
-    "parking meter": ("parking meter", "meter"),
-    "bench": ("bench", "pew"),
-    "bird": ("bird", "owl", "seagull", "goose", "duck", "parakeet", "falcon", "robin", "pelican", "heron",
-             "hummingbird", "pigeon", "sparrow", "gull", "swan", "flamingo", "parrot", "crow", "raven",
-             "rooster", "peacock", "chicken"),
-    "cat": ("cat", "kitten", "feline", "tabby", "kitty"),
-    "dog": ("dog", "puppy", "beagle", "pup", "chihuahua", "dachshund", "canine", "pug", "terrier", "poodle",
-            "labrador", "doggie", "mutt", "doggy", "spaniel", "bulldog", "sheepdog", "corgi", "greyhound",
-            "retriever", "hound", "husky"),
-    "horse": ("horse", "colt", "pony", "racehorse", "stallion", "equine", "mare", "foal", "mustang"),
-    "sheep": ("sheep", "lamb", "ram", "goat", "ewe"),
-    "cow": ("cow", "cattle", "ox", "calf", "heifer", "buffalo", "bull", "bison"),
-    "elephant": ("elephant",),
-    "bear": ("bear", "grizzly"),
-    "zebra": ("zebra",),
-    "giraffe": ("giraffe",),
-    "backpack": ("backpack", "knapsack"),
-    "umbrella": ("umbrella", "parasol"),
-    "handbag": ("handbag", "wallet", "purse", "briefcase"),
-    "tie": ("tie", "necktie", "bow tie"),
-    "suitcase": ("suitcase", "suit case", "luggage"),
-    "frisbee": ("frisbee",),
-    "skis": ("ski", "skis"),
-    "snowboard": ("snowboard",),
-    "sports ball": ("sports ball", "ball", "football", "soccer ball", "baseball", "basketball",
-                    "tennis ball"),
-    "kite": ("kite",),
-    "baseball bat": ("baseball bat", "bat"),
-    "baseball glove": ("baseball glove", "glove", "mitt"),
-    "skateboard": ("skateboard",),
-    "surfboard": ("surfboard", "longboard", "skimboard", "shortboard", "wakeboard"),
-    "tennis racket": ("tennis racket", "racket", "racquet"),
-    "bottle": ("bottle",),
-    "wine glass": ("wine glass",),
-    "cup": ("cup", "mug"),
-    "fork": ("fork",),
-    "knife": ("knife", "pocketknife"),
-    "spoon": ("spoon",),
-    "bowl": ("bowl",),
-    "banana": ("banana",),
-    "apple": ("apple",),
-    "sandwich": ("sandwich", "burger", "sub", "cheeseburger", "hamburger"),
-    "orange": ("orange",),
-    "broccoli": ("broccoli",),
-    "carrot": ("carrot",),
-    "hot dog": ("hot dog",),
-    "pizza": ("pizza",),
-    "donut": ("donut", "doughnut", "bagel"),
-    "cake": ("cake", "cheesecake", "cupcake", "pancake"),
-    "chair": ("chair", "seat", "stool"),
-    "couch": ("couch", "sofa", "recliner", "futon", "loveseat", "settee"),
-    "potted plant": ("potted plant", "houseplant", "plant"),
-    "bed": ("bed",),
-    "dining table": ("dining table", "table", "coffee table", "desk"),
-    "toilet": ("toilet", "urinal", "commode", "lavatory", "potty"),
-    "tv": ("tv", "monitor", "television", "televison"),
-    "laptop": ("laptop", "computer", "notebook", "netbook", "macbook", "laptop computer"),
-    "mouse": ("mouse",),
-    "remote": ("remote", "remote control"),
-    "keyboard": ("keyboard",),
-    "cell phone": ("cell phone", "phone", "cellphone", "telephone", "mobile", "smartphone", "iphone"),
-    "microwave": ("microwave",),
-    "oven": ("oven", "stove", "stovetop"),
-    "toaster": ("toaster",),
-    "sink": ("sink",),
-    "refrigerator": ("refrigerator", "fridge", "freezer"),
-    "book": ("book", "novel"),
-    "clock": ("clock",),
-    "vase": ("vase",),
-    "scissors": ("scissors",),
-    "teddy bear": ("teddy bear", "teddybear"),
-    "hair drier": ("hair drier", "hairdryer", "hair dryer", "blow dryer", "blowdryer", "blow drier"),
-    "toothbrush": ("toothbrush",),
-}
-COCO_CATEGORIES: tuple[str, ...] = tuple(COCO_SYNONYMS)
-
-COLORS = ("red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray",
-          "grey", "silver", "gold", "beige", "tan", "teal", "maroon", "navy", "turquoise", "violet", "golden")
+# The COCO table, colours and the colour rule belong to the object reader the eval shares (realign_data.objects).
 SIZES = ("small", "large", "big", "tiny", "huge", "little", "medium", "giant", "short", "tall", "long",
          "wide", "narrow", "massive", "miniature", "medium-sized", "large-sized", "small-sized")
 MATERIALS = ("wooden", "metal", "metallic", "plastic", "glass", "ceramic", "stone", "brick", "leather",
@@ -316,8 +220,15 @@ class LexiconMasker:
         low = s.text.lower()
         nouns = set(NOUN_KINDS)
         if s.kind == "object" and low == "orange":
-            # colour when it modifies a following noun: "an orange cat", "orange and white cups"
-            if self._followed_by(text, raw, i, nouns, 2):
+            # colour when it modifies the next noun ("an orange cat"), not in "an orange and a banana"
+            kinds = {r.start: r.kind for r in raw[i + 1:]}
+
+            def kind_of(start: int, word: str) -> str | None:
+                kind = kinds.get(start)
+                return "noun" if kind in NOUN_KINDS else "modifier" if kind in MODIFIER_KINDS and kind != "count" \
+                    else lexicon_kind(start, word)
+
+            if colour_modifies(text, s.end, kind_of):
                 return Span(s.start, s.end, s.text, "color", "orange")
             return s
         if s.kind == "count":

@@ -115,13 +115,17 @@ def eval_(
     results: Optional[list[Path]] = typer.Argument(None, help="With --compare: eval_results.json files (or their directories).", show_default=False),
     model: Optional[str] = typer.Option(None, "--model", help="Checkpoint directory or Hub id (any AutoModelForImageTextToText); with --base-url, the model name the endpoint serves."),
     adapter: Optional[str] = typer.Option(None, "--adapter", help="PEFT adapter directory, loaded on --model and merged."),
-    bench: str = typer.Option("pope,chair", "--bench", help="Benchmarks: pope, chair or pope,chair."),
+    bench: str = typer.Option("pope,chair", "--bench", help="Benchmarks: pope, chair or pope,chair; or amber (with --amber-root)."),
+    amber_root: Optional[Path] = typer.Option(None, "--amber-root", help="--bench amber: the AMBER release (data/annotations.json, data/query/, data/relation.json, data/safe_words.txt; images in data/image/ or --amber-images)."),
+    amber_images: Optional[Path] = typer.Option(None, "--amber-images", help="--bench amber: the AMBER images folder (default: <amber-root>/data/image)."),
+    pope_parser: str = typer.Option("robust", "--pope-parser", help="POPE answer reading: robust (a person's reading) or reference (POPE/LLaVA eval rule, for published numbers); both are computed."),
+    chair_synonyms: str = typer.Option("reference", "--chair-synonyms", help="CHAIR object reading: reference (chair.py of Rohrbach et al.) or extended (more synonyms, colour 'orange')."),
     coco_root: Optional[Path] = typer.Option(None, "--coco-root", help="COCO-layout corpus with instances (and captions for CHAIR): MS-COCO, or `realign-data sample`."),
     split: Optional[str] = typer.Option(None, "--split", help="Annotated split, e.g. val2014 (default: the only one with instances)."),
     pope: Optional[str] = typer.Option(None, "--pope", help="A `realign-data pope` question set (directory or Hub id) instead of drawing one from --coco-root."),
     exclude_dataset: Optional[str] = typer.Option(None, "--exclude-dataset", help="Training dataset (build directory or Hub id): refuse (exit 2) when an evaluation image appears in it."),
     pope_splits: str = typer.Option("random,popular,adversarial", "--pope-splits", help="POPE samplings to evaluate."),
-    num_images: int = typer.Option(500, "--num-images", help="Held-out images: POPE asks about them, CHAIR describes them."),
+    num_images: Optional[int] = typer.Option(None, "--num-images", help="Held-out images: POPE asks about them, CHAIR describes them (default 500; --bench amber: all of the release).", show_default=False),
     min_objects: int = typer.Option(3, "--min-objects", help="Only images with at least this many annotated categories (POPE: 3)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the image order and of POPE's negatives (same seed = same inputs)."),
     vocabulary: str = typer.Option("annotated", "--vocabulary", help="CHAIR objects: annotated (the categories the annotation file declares) or coco (all 80)."),
@@ -171,6 +175,8 @@ def eval_(
                   exclude_dataset=exclude_dataset, pope_splits=pope_splits, num_images=num_images,
                   min_objects=min_objects, seed=seed,
                   vocabulary=vocabulary, chair_prompt=chair_prompt, pope_suffix=pope_suffix, out=out,
+                  pope_parser=pope_parser, chair_synonyms=chair_synonyms, amber_root=amber_root,
+                  amber_images=amber_images,
                   base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
                   request_timeout=request_timeout, max_failures=max_failures, device=device, dtype=dtype, device_map=device_map,
                   batch_size=batch_size, pope_max_new_tokens=pope_max_new_tokens,
@@ -201,8 +207,15 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
 
     started = time.time()
     benches = parse_benches(bench)
+    if "amber" in benches and len(benches) > 1:
+        raise EvalError("--bench amber runs on its own (it reads the AMBER release, not the COCO corpus): "
+                        "run pope/chair and amber as two commands.")
+    if "amber" not in benches and options["amber_root"] is not None:
+        raise EvalError("--amber-root goes with --bench amber.")
+    if options["num_images"] is None and "amber" not in benches:
+        options["num_images"] = 500
     for name in ("num_images", "batch_size", "pope_max_new_tokens", "chair_max_new_tokens", "concurrency"):
-        if options[name] < 1:
+        if options[name] is not None and options[name] < 1:
             raise EvalError(f"--{name.replace('_', '-')} must be at least 1 (got {options[name]}).")
     splits = [s.strip() for s in pope_splits.split(",") if s.strip()]
     from realign_data.pope import POPE_SPLITS
@@ -251,7 +264,9 @@ def _evaluate_locked(*, model: str, out: Path, base_url: Optional[str], quiet: b
                                 num_images=options["num_images"], seed=options["seed"],
                                 min_objects=options["min_objects"], pope=options["pope"], pope_splits=splits,
                                 vocabulary=options["vocabulary"], chair_prompt=options["chair_prompt"],
-                                pope_suffix=options["pope_suffix"], progress=not quiet)
+                                pope_suffix=options["pope_suffix"], pope_parser=options["pope_parser"],
+                                chair_synonyms=options["chair_synonyms"], progress=not quiet) \
+        if "amber" not in benches else _amber_suite(options)
     if options["exclude_dataset"]:
         refuse_training_images(suite, options["exclude_dataset"])
     try:
@@ -286,6 +301,19 @@ def _evaluate_locked(*, model: str, out: Path, base_url: Optional[str], quiet: b
         typer.echo(f"{result.model}: {len(suite.images)} images in {time.time() - started:.1f} s")
         typer.echo(result.table())
         typer.echo(f"Results: {out / 'eval_results.json'} (records next to it)")
+
+
+def _amber_suite(options: dict):
+    from realign_trl.eval.amber import amber_suite
+    from realign_trl.eval.suite import POPE_PARSERS, EvalError
+
+    if options["amber_root"] is None:
+        raise EvalError("--bench amber needs --amber-root: the AMBER release (its data/ folder).")
+    if options["pope_parser"] not in POPE_PARSERS:
+        raise EvalError(f"unknown POPE parser {options['pope_parser']!r}; valid: {', '.join(POPE_PARSERS)}.")
+    suite = amber_suite(options["amber_root"], options["amber_images"], options["num_images"])
+    suite.pope_parser = options["pope_parser"]
+    return suite
 
 
 @app.command("version")

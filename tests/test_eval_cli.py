@@ -63,7 +63,15 @@ def test_eval_against_an_openai_compatible_endpoint(sample_corpus, tmp_path):
     # the server answers every prompt with the same caption: POPE "yes" without a yes word, CHAIR apple + car
     pope = data["metrics"]["pope"]
     assert pope["yes_ratio"] == 1.0
-    assert pope["unparseable"] == sum(m["questions"] for m in pope["splits"].values())
+    # the robust parser reads the answer as yes to "Is there an apple/a car?" (it names them) and cannot read it
+    # for any other object: those are unparseable, flagged in the per-question files, given the reference's "yes"
+    asked = [json.loads(line) for split in pope["splits"] for line in (out / f"pope_{split}.jsonl").read_text().splitlines()]
+    assert [r["unparseable"] for r in asked] == [r["object"] not in ("apple", "car") for r in asked]
+    assert pope["unparseable"] == sum(r["object"] not in ("apple", "car") for r in asked) > 0
+    assert pope["parser"] == "robust" and pope["parser_disagreements"] == 0  # both read yes
+    assert data["settings"]["suite"]["pope_parser"] == "robust"
+    assert data["settings"]["suite"]["chair_synonyms"] == "reference"
+    assert data["metrics"]["chair"]["synonyms"] == "reference" and "chair_i_unique" in data["metrics"]["chair"]
     rows = [json.loads(line) for line in (out / "chair.jsonl").read_text().splitlines()]
     assert all(r["answer"] == DEFAULT_ANSWER for r in rows)
     hallucinated = [len({"apple", "car"} - set(r["ground_truth"])) for r in rows]
@@ -94,7 +102,9 @@ def test_compare_and_plot(tmp_path):
         flat = {"pope_random_f1": f1, "pope_random_accuracy": f1, "pope_yes_ratio": 0.5, "chair_s": chair_s,
                 "chair_i": chair_s / 2, "object_recall": 0.6}
         metrics = {"pope": {"splits": {"random": {}}}, "chair": {}}
-        (d / "eval_results.json").write_text(json.dumps({"model": name, "flat": flat, "metrics": metrics}))
+        settings = {"suite": {"pope_parser": "reference" if name == "base" else "robust"}}
+        (d / "eval_results.json").write_text(json.dumps({"model": name, "flat": flat, "metrics": metrics,
+                                                         "settings": settings}))
         runs.append(d / "eval_results.json")
     png = tmp_path / "fig" / "runs.png"
     r = run(["eval", "--compare", *runs, "--plot", png])
@@ -102,6 +112,8 @@ def test_compare_and_plot(tmp_path):
     lines = r.stdout.splitlines()
     assert lines[0].split()[0] == "run" and "CHAIR_s" in lines[0]
     assert lines[1].split()[:2] == ["base", "0.7000"] and lines[2].split()[:2] == ["rdpo", "0.8000"]
+    # runs scored with different POPE parsers are flagged (issue 23)
+    assert "note: the runs differ in pope_parser ('reference', 'robust')" in r.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -79,3 +79,20 @@ def test_model_masker_uses_backend_and_falls_back():
 def test_deterministic():
     text = "There are two red umbrellas, three black bicycles and three blue cars on the grass."
     assert mask_response(text).to_dict() == mask_response(text).to_dict()
+
+
+@pytest.mark.parametrize("text, reading", [
+    ("An orange cat.", "color"),
+    ("An orange and a banana.", "object"),          # a conjunction and a determiner: a new noun phrase
+    ("An orange and two women.", "object"),
+    ("I can see an apple, an orange and a traffic light.", "object"),
+    ("Orange juice in a glass.", "object"),          # a food head: the fruit
+    ("Orange and white cups.", "color"),             # a coordinated colour still modifies the noun
+])
+def test_orange_is_a_colour_only_when_it_modifies_the_next_noun(text, reading):
+    """Issue 23: "orange" followed by "and a ..." was read as a colour, losing the fruit."""
+    assert [kind for kind, word, _ in kinds(text) if word.lower() == "orange"] == [reading]
+    assert ("object", "oranges", "orange") in kinds("Two oranges.")
+    from realign_data.objects import coco_mentions  # the eval reads objects with the same rule
+
+    assert ("orange" in [c for *_, c in coco_mentions(text)]) == (reading == "object")

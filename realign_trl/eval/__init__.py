@@ -6,7 +6,8 @@
     result = evaluate("llava-hf/llava-1.5-7b-hf", suite, batch_size=16, out="eval-llava")
     result.flat()   # {"pope_random_f1": ..., "pope_yes_ratio": ..., "chair_s": ..., "chair_i": ..., ...}
 
-Modules: ``suite`` (images, questions, ground truth), ``scoring`` (pure POPE/CHAIR scoring), ``backends``
+Modules: ``suite`` (images, questions, ground truth), ``scoring`` (pure POPE/CHAIR scoring), ``amber`` (AMBER from
+its release: ``evaluate(model, amber_suite("AMBER"))``), ``backends``
 (transformers / OpenAI-compatible generation), ``runner`` (``evaluate``), ``callback`` (training), ``compare``
 (several runs side by side, plots). Names are imported lazily: ``import realign_trl.eval`` loads no torch.
 """
@@ -19,6 +20,7 @@ from typing import Any
 _EXPORTS = {
     "EvalSuite": "suite", "EvalError": "suite", "BENCHES": "suite", "parse_benches": "suite",
     "parse_pope_answer": "scoring", "pope_metrics": "scoring", "ChairScorer": "scoring", "chair_metrics": "scoring",
+    "amber_suite": "amber", "AmberData": "amber", "score_amber": "amber",
     "TransformersBackend": "backends", "OpenAIBackend": "backends", "EvalRuntimeError": "backends",
     "load_model": "backends",
     "evaluate": "runner", "EvalResult": "runner", "score": "runner", "generate_answers": "runner",

@@ -7,9 +7,9 @@
 
 Metrics go through ``trainer.log`` (so TensorBoard, W&B, trackio show them next to the rDPO rewards) as
 ``eval/pope_<split>_f1``, ``eval/pope_<split>_accuracy``, ``eval/pope_yes_ratio``, ``eval/chair_s``,
-``eval/chair_i`` and ``eval/object_recall`` (plus precision/recall per split and the unparseable count). With
-several processes each one answers its share of the images and the records are gathered, so every process logs
-the same numbers. Records and ``eval_results.json`` of each evaluation are written under
+``eval/chair_i``, ``eval/chair_i_unique`` and ``eval/object_recall`` (plus precision/recall per split and the
+unparseable count). With several processes each one answers its share of the images and the records are
+gathered, so every process logs the same numbers. Records and ``eval_results.json`` of each evaluation are written under
 ``<output_dir>/hallucination_eval/step-<N>/`` by the main process. Like TRL's ``LogCompletionsCallback``, the
 callback takes the trainer it is attached to.
 """

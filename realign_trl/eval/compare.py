@@ -14,7 +14,13 @@ from .runner import RESULTS_FILE
 from .suite import EvalError
 
 # (flat metric name suffix, label, higher is better)
-CHAIR_METRICS = (("chair_s", "CHAIR_s", False), ("chair_i", "CHAIR_i", False), ("object_recall", "recall", True))
+CHAIR_METRICS = (("chair_s", "CHAIR_s", False), ("chair_i", "CHAIR_i", False), ("chair_i_unique", "CHAIR_i set", False),
+                 ("object_recall", "recall", True))
+AMBER_METRICS = (("amber_chair", "AMBER CHAIR", False), ("amber_cover", "Cover", True), ("amber_hal", "Hal", False),
+                 ("amber_cog", "Cog", False), ("amber_all_accuracy", "disc. acc", True),
+                 ("amber_all_f1", "disc. F1", True))
+# settings that change what a number means: runs that differ in them are flagged under the table
+SCORING_SETTINGS = ("pope_parser", "pope_suffix", "chair_synonyms", "chair_prompt", "vocabulary")
 POPE_METRICS = (("f1", "F1"), ("accuracy", "accuracy"))
 
 
@@ -62,13 +68,17 @@ def compare_table(results: Sequence[dict], labels: Optional[Sequence[str]] = Non
     labels = list(labels or run_labels(results))
     columns = [(f"pope_{s}_{m}", f"{s[:3]} {name}") for s in _pope_splits(results) for m, name in POPE_METRICS]
     columns += [("pope_yes_ratio", "yes")] if any("pope_yes_ratio" in r["flat"] for r in results) else []
-    columns += [(key, name) for key, name, _ in CHAIR_METRICS if any(key in r["flat"] for r in results)]
+    columns += [(key, name) for key, name, _ in CHAIR_METRICS + AMBER_METRICS if any(key in r["flat"] for r in results)]
     width = max(len(x) for x in labels + ["run"])
     head = f"{'run':<{width}}" + "".join(f"{name:>13}" for _, name in columns)
     rows = [head]
     for label, r in zip(labels, results):
         cells = "".join(f"{r['flat'][k]:>13.4f}" if k in r["flat"] else f"{'-':>13}" for k, _ in columns)
         rows.append(f"{label:<{width}}{cells}")
+    for key in SCORING_SETTINGS:
+        values = [repr(r.get("settings", {}).get("suite", {}).get(key, "(not recorded)")) for r in results]
+        if len(set(values)) > 1:
+            rows.append(f"note: the runs differ in {key} ({', '.join(values)}): their numbers are not comparable")
     return "\n".join(rows)
 
 
@@ -87,7 +97,9 @@ def plot_comparison(results: Sequence[dict], out: str | os.PathLike, labels: Opt
         else []
     chair = [(key, f"{name}\n({'higher' if up else 'lower'} is better)") for key, name, up in CHAIR_METRICS
              if any(key in r["flat"] for r in results)]
-    panels = [(title, metrics) for title, metrics in (("POPE", pope), ("CHAIR", chair)) if metrics]
+    amber = [(key, f"{name}\n({'higher' if up else 'lower'} is better)") for key, name, up in AMBER_METRICS
+             if any(key in r["flat"] for r in results)]
+    panels = [(title, metrics) for title, metrics in (("POPE", pope), ("CHAIR", chair), ("AMBER", amber)) if metrics]
     if not panels:
         raise EvalError("the results hold no POPE or CHAIR metrics to plot.")
     fig, axes = plt.subplots(1, len(panels), figsize=(max(6.0, 1.1 * sum(len(m) for _, m in panels) + 2), 4.2),

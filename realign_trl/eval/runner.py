@@ -55,8 +55,16 @@ class EvalResult:
             out[f"{prefix}pope_unparseable"] = pope["unparseable"]
         chair = self.metrics.get("chair")
         if chair:
-            for key in ("chair_s", "chair_i", "object_recall"):
-                out[f"{prefix}{key}"] = chair[key]
+            for key in ("chair_s", "chair_i", "chair_i_unique", "object_recall"):
+                if key in chair:
+                    out[f"{prefix}{key}"] = chair[key]
+        amber = self.metrics.get("amber", {})
+        for key, value in amber.get("generative", {}).items():
+            if key in ("chair", "cover", "hal", "cog"):
+                out[f"{prefix}amber_{key}"] = value
+        for dim, m in amber.get("discriminative", {}).items():
+            for key in ("accuracy", "f1"):
+                out[f"{prefix}amber_{dim}_{key}"] = m[key]
         return out
 
     def to_dict(self) -> dict:
@@ -76,9 +84,10 @@ class EvalResult:
         for split, rows in self.records.get("pope", {}).items():
             files[f"pope_{split}"] = f"pope_{split}.jsonl"
             atomic_write_text(out / files[f"pope_{split}"], _jsonl(rows))
-        if "chair" in self.records:
-            files["chair"] = "chair.jsonl"
-            atomic_write_text(out / "chair.jsonl", _jsonl(self.records["chair"]))
+        for bench in ("chair", "amber"):
+            if bench in self.records:
+                files[bench] = f"{bench}.jsonl"
+                atomic_write_text(out / files[bench], _jsonl(self.records[bench]))
         atomic_write_json(out / RESULTS_FILE, {**self.to_dict(), "records": files})
         return out / RESULTS_FILE
 
@@ -91,13 +100,17 @@ class EvalResult:
             for split, m in pope["splits"].items():
                 lines.append(f"  {split:<11}{m['accuracy']:>9.4f}{m['precision']:>10.4f}{m['recall']:>8.4f}"
                              f"{m['f1']:>8.4f}{m['yes_ratio']:>7.3f}{m['questions']:>7}")
-            notes = [f"{pope['unparseable']} answers had no yes/no word (scored yes, as the reference does)"
-                     if pope["unparseable"] else "", f"{pope['failed']} requests failed (not scored)"
-                     if pope["failed"] else ""]
+            rate, other = pope.get("parser_disagreement_rate", 0.0), pope.get("other_parser", {}).get("parser")
+            notes = [f"{pope['unparseable']} answers could not be read as yes or no (given the reference's label, "
+                     "flagged 'unparseable' in pope_<split>.jsonl)" if pope["unparseable"] else "",
+                     f"the {pope.get('parser')} and {other} parsers disagree on {rate:.1%} of the answers (> 1%: "
+                     f"compare with published numbers under --pope-parser reference)" if rate > 0.01 else "",
+                     f"{pope['failed']} requests failed (not scored)" if pope["failed"] else ""]
             lines += [f"  note: {n}" for n in notes if n]
         chair = self.metrics.get("chair")
         if chair:
             lines.append(f"CHAIR  CHAIR_s {chair['chair_s']:.4f}  CHAIR_i {chair['chair_i']:.4f}  "
+                         f"CHAIR_i(unique) {chair.get('chair_i_unique', 0.0):.4f}  "
                          f"recall {chair['object_recall']:.4f}  ({chair['captions']} captions, "
                          f"{chair['mentions']} mentions, {chair['mean_words']:.1f} words/caption)")
             if chair["most_hallucinated"]:
@@ -105,6 +118,14 @@ class EvalResult:
                     f"{h['object']} ({h['mentions']})" for h in chair["most_hallucinated"][:5]))
             if chair.get("failed"):
                 lines.append(f"  note: {chair['failed']} requests failed (not scored)")
+        amber = self.metrics.get("amber", {})
+        if amber.get("generative"):
+            g = amber["generative"]
+            lines.append(f"AMBER generative  CHAIR {g['chair']:.4f}  Cover {g['cover']:.4f}  Hal {g['hal']:.4f}  "
+                         f"Cog {g['cog']:.4f}  ({g['responses']} responses)")
+        for dim, m in amber.get("discriminative", {}).items():
+            lines.append(f"AMBER {dim:<11} accuracy {m['accuracy']:.4f}  F1(no) {m['f1']:.4f}  ({m['questions']} "
+                         f"questions, {m['unparseable']} unparseable)")
         return "\n".join(lines)
 
 
@@ -202,6 +223,10 @@ def work_items(suite: EvalSuite) -> dict[str, list[tuple[int, str]]]:
         work["pope"] = sorted(asked, key=lambda key: order[key[0]])  # stable: first-asked order within an image
     if "chair" in suite.benches:
         work["chair"] = [(image_id, suite.chair_prompt) for image_id in suite.images]
+    if "amber" in suite.benches:
+        from .amber import work as amber_work
+
+        work.update(amber_work(suite.amber))
     return work
 
 
@@ -213,7 +238,8 @@ def generate_answers(backend, suite: EvalSuite, *, pope_max_new_tokens: int = PO
     A backend with ``stream`` (the endpoint client) answers in the order requests finish, with a bounded window in
     flight; others yield batches in order. Each answer is saved to ``store`` as it arrives; failures are not."""
     answers: dict[tuple[str, int, str], tuple] = dict(store.known) if store is not None else {}
-    bounds = {"pope": pope_max_new_tokens, "chair": chair_max_new_tokens}
+    bounds = {"pope": pope_max_new_tokens, "chair": chair_max_new_tokens,
+              "amber_discriminative": pope_max_new_tokens, "amber_generative": chair_max_new_tokens}
     work = {bench: [(bench, *k) for k in keys] for bench, keys in work_items(suite).items()}
     if hasattr(backend, "stream"):  # one window over every benchmark's prompts: no barrier between them either
         work = {"answers": [key for keys in work.values() for key in keys]}
@@ -267,7 +293,8 @@ def score(suite: EvalSuite, answers: dict, *, model: str = "", settings: Optiona
     metrics: dict[str, Any] = {}
     records: dict[str, Any] = {}
     if "pope" in suite.benches:
-        per_split, everything, failed = {}, [], 0
+        per_split, everything, failed, other_splits = {}, [], 0, {}
+        other = "reference" if suite.pope_parser == "robust" else "robust"  # both parsers run, one labels
         records["pope"] = {}
         for split, questions in suite.pope.items():
             rows = []
@@ -277,21 +304,29 @@ def score(suite: EvalSuite, answers: dict, *, model: str = "", settings: Optiona
                 row = {"question_id": q["question_id"], "image_id": q["image_id"], "object": q["object"],
                        "question": prompt, "label": q["label"], "answer": text}
                 if error is None:
-                    prediction, recognised = parse_pope_answer(text)
-                    row.update(prediction=prediction, recognised=recognised, correct=prediction == q["label"])
+                    prediction, recognised = parse_pope_answer(text, suite.pope_parser, q["object"])
+                    row.update(prediction=prediction, recognised=recognised, correct=prediction == q["label"],
+                               unparseable=not recognised)
+                    row[f"prediction_{other}"] = parse_pope_answer(text, other, q["object"])[0]
                 else:
                     row["error"] = error
                 rows.append(row)
             scored = [r for r in rows if "error" not in r]
             per_split[split] = {**pope_metrics(scored), "failed": len(rows) - len(scored)}
+            theirs = pope_metrics([{**r, "prediction": r[f"prediction_{other}"]} for r in scored])
+            other_splits[split] = {k: theirs[k] for k in ("accuracy", "precision", "recall", "f1", "yes_ratio")}
             everything += scored
             failed += len(rows) - len(scored)
             records["pope"][split] = rows
         overall = pope_metrics(everything)
+        disagree = sum(r["prediction"] != r[f"prediction_{other}"] for r in everything)
         metrics["pope"] = {"splits": per_split, "yes_ratio": overall["yes_ratio"],
-                           "unparseable": overall["unparseable"], "failed": failed}
+                           "unparseable": overall["unparseable"], "failed": failed, "parser": suite.pope_parser,
+                           "parser_disagreements": disagree,
+                           "parser_disagreement_rate": disagree / len(everything) if everything else 0.0,
+                           "other_parser": {"parser": other, "splits": other_splits}}
     if "chair" in suite.benches:
-        scorer = ChairScorer(suite.source.get("chair_vocabulary"))
+        scorer = ChairScorer(suite.source.get("chair_vocabulary"), synonyms=suite.chair_synonyms)
         rows = []
         for image_id in suite.images:
             text, error = answers[("chair", image_id, suite.chair_prompt)]
@@ -302,8 +337,13 @@ def score(suite: EvalSuite, answers: dict, *, model: str = "", settings: Optiona
                 row["error"] = error
             rows.append(row)
         scored = [r for r in rows if "error" not in r]
-        metrics["chair"] = {**chair_metrics(scored), "failed": len(rows) - len(scored)}
+        metrics["chair"] = {**chair_metrics(scored), "failed": len(rows) - len(scored),
+                            "synonyms": suite.chair_synonyms}
         records["chair"] = rows
+    if "amber" in suite.benches:
+        from .amber import score_amber
+
+        metrics["amber"], records["amber"] = score_amber(suite.amber, answers, suite.pope_parser)
     return EvalResult(model=model, settings=settings or {}, metrics=metrics, records=records)
 
 

@@ -1,21 +1,37 @@
 """Scoring POPE answers and CHAIR captions: pure functions, no model, no I/O.
 
-POPE (Li et al., 2023): an answer is parsed exactly as the reference ``evaluate.py`` of the POPE repository (and
-LLaVA's ``eval_pope.py``) does: keep the first sentence (up to the first ``.``), drop commas, split on spaces;
-the answer is ``no`` when one of the words is ``No``, ``no`` or ``not``, otherwise ``yes``. An answer with no
-yes/no word at all (``""``, ``"I cannot tell"``, ``"A cat."``) is scored ``yes`` like the reference does, so that
-numbers stay comparable, and counted as *unparseable*.
+POPE (Li et al., 2023). Two parsers (``parser=``), both computed on every run:
 
-CHAIR (Rohrbach et al., 2018): the COCO objects a caption mentions are found with the masker's synonym table
-(:mod:`realign_data.masking`: CHAIR's synonyms, plurals, multi-word names such as "hot dog" and "dining table",
-"orange" the colour vs the fruit), plus the reference ``chair.py``'s special cases: "baby"/"adult" before an
-animal and "passenger" before a vehicle are not people, and "seat" is not a chair when a toilet is mentioned.
-Adjacent words naming the same object ("mobile phone") are one mention. A mention is hallucinated when its
-object is not among the image's ground-truth objects: its instance categories together with the objects named
-in its reference captions, as in the original metric.
+* ``reference``: exactly the POPE repository's ``evaluate.py`` (and LLaVA's ``eval_pope.py``): keep the first
+  sentence (up to the first ``.``), drop commas, split on spaces; ``no`` when one of the words is ``No``, ``no``
+  or ``not``, otherwise ``yes``. "NO", "Nope." or "I don't see a dog" are read ``yes``. Use it to compare with
+  published numbers.
+* ``robust`` (default): reads an answer as a person would: case and punctuation do not matter; a leading
+  yes/no word decides ("No!", "NO", "Nope.", "None.", "Not that I can see."); otherwise the first sentence is read:
+  a negation ("There is no dog", "There isn't a dog", "I don't see a dog") is ``no``, an affirmation ("There is a
+  dog", "I can see two dogs") or an answer restating the asked object without negation ("A dog is on the couch")
+  is ``yes``; when the answer names the asked object, the clause naming it decides ("There is a cat but no dog"
+  is ``no`` about a dog, ``yes`` about a cat). Anything else ("I'm not sure", "A black cat." about a dog, "") is *unparseable*: it still gets the
+  reference's label so that every question counts, and is counted and flagged.
+
+CHAIR (Rohrbach et al., 2018). ``synonyms=`` chooses the object reading (:mod:`realign_data.objects`):
+
+* ``reference`` (default): the reference ``chair.py`` reading, its synonym list, two-word objects, tokenising
+  and singularising (:mod:`realign_data.objects.reference`). "puppy dog" is two mentions of dog, "an orange cat"
+  names an orange, as in published tables.
+* ``extended``: the project's reading (:mod:`realign_data.objects.coco`): more synonyms ("mug", "plant", ...),
+  every plural ``inflect`` knows, "orange" the colour is not the fruit, adjacent words naming one object are one
+  mention; plus the reference's special cases ("baby"/"adult" before an animal and "passenger" before a vehicle
+  are not people, "seat" is not a chair when a toilet is mentioned).
+
+A mention is hallucinated when its object is not among the image's ground-truth objects: its instance categories
+together with the objects named in its reference captions, as in the original metric.
 
 * CHAIR_s = captions with at least one hallucinated mention / captions
-* CHAIR_i = hallucinated mentions / mentions (every mention counts, repeats included, as in the reference)
+* CHAIR_i = hallucinated mentions / mentions (every mention counts, repeats included: the reference code's
+  number, the one published tables report)
+* chair_i_unique = hallucinated objects / objects, over the *set* of objects each caption names (the paper's
+  written definition), summed over captions
 * object recall = ground-truth objects mentioned / ground-truth objects (summed over images), so that a model
   that says little cannot look good.
 """
@@ -28,21 +44,74 @@ from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
 YES, NO = "yes", "no"
+POPE_PARSERS = ("robust", "reference")
+CHAIR_SYNONYMS = ("reference", "extended")
 
 # ------------------------------------------------------------------------------------------------------- POPE
 _NO_WORDS = ("No", "no", "not")  # the reference's exact, case-sensitive test
-_ANSWER_WORDS = {"yes", "no", "not"}
+_YES_LEAD = {"yes", "yeah", "yep", "yup", "correct", "indeed", "sure", "certainly", "absolutely", "affirmative",
+             "true", "right", "definitely"}
+_NO_LEAD = {"no", "nope", "nah", "none", "not", "never", "negative", "false", "incorrect", "nothing", "nobody"}
+_UNSURE = re.compile(r"\b(not sure|unsure|uncertain|unclear|hard to (tell|say)|difficult to (tell|say)|impossible to"
+                     r"|can ?not (tell|determine|say|be sure)|can't (tell|determine|say|be sure)|don't know"
+                     r"|do not know|not possible to|no idea|unknown)\b")
+_NEGATION = re.compile(r"\b(no|not|none|nothing|nobody|never|neither|nor|without|isn't|aren't|wasn't|weren't|don't"
+                       r"|doesn't|didn't|can't|cannot|couldn't|absent)\b")
+_AFFIRM = re.compile(r"\b(yes|there(?:'s| is| are)|i (can )?see|it (is|'s) (a|an|the)|this is|that is|there appears"
+                     r"|there seems?|appears to be|visible|present)\b")
+_CLAUSES = re.compile(r",|;|\bbut\b|\band\b|\bwhile\b|\bwhereas\b")
 
 
-def parse_pope_answer(text: Optional[str]) -> tuple[str, bool]:
-    """``(label, recognised)``: the reference POPE label of an answer, and whether it held a yes/no word."""
-    text = text or ""
+def _reference_label(text: str) -> str:
     if "." in text:
         text = text.split(".")[0]
     words = text.replace(",", "").split(" ")
-    label = NO if any(w in words for w in _NO_WORDS) else YES
-    recognised = any(re.sub(r"\W", "", w).lower() in _ANSWER_WORDS for w in words)
-    return label, recognised
+    return NO if any(w in words for w in _NO_WORDS) else YES
+
+
+def _read(sentence: str) -> Optional[str]:
+    if _UNSURE.search(sentence):
+        return None
+    if _NEGATION.search(sentence):
+        return NO
+    return YES if _AFFIRM.search(sentence) else None
+
+
+def _robust_label(text: str, asked: Optional[str]) -> Optional[str]:
+    t = text.lower().replace("\u2019", "'").strip()
+    words = re.findall(r"[a-z]+(?:'[a-z]+)?", t)
+    if not words:
+        return None
+    first = re.split(r"[.!?;\n]", t, maxsplit=1)[0]
+    if _UNSURE.search(first):  # "Not sure.", "No idea."
+        return None
+    if words[0] in _YES_LEAD:
+        return NO if words[1:2] == ["not"] else YES  # "Certainly not."
+    if words[0] in _NO_LEAD:
+        return NO
+    if asked:  # the clause that names the asked object decides: "There is a dog and no cat" about a dog is yes
+        from realign_data.english import pluralize
+
+        name = re.compile("|".join(rf"\b{re.escape(n)}\b" for n in {asked.lower(), pluralize(asked.lower())}))
+        clauses = [c for c in _CLAUSES.split(first) if name.search(c)]
+        if clauses:
+            return _read(clauses[0]) or YES  # restating the object without negating it
+    return _read(first)
+
+
+def parse_pope_answer(text: Optional[str], parser: str = "robust", asked: Optional[str] = None) -> tuple[str, bool]:
+    """``(label, recognised)`` of an answer under ``parser`` (``robust`` or ``reference``, module docstring).
+
+    ``asked``: the object the question asks about, so that an answer restating it is read. ``recognised`` is
+    False when the robust reading cannot tell (whichever parser labels); the label is then the reference's.
+    """
+    if parser not in POPE_PARSERS:
+        raise ValueError(f"unknown POPE parser {parser!r}; valid: {', '.join(POPE_PARSERS)}")
+    text = text or ""
+    reference, robust = _reference_label(text), _robust_label(text, asked)
+    if parser == "reference":
+        return reference, robust is not None
+    return (robust, True) if robust is not None else (reference, False)
 
 
 def pope_metrics(records: Sequence[dict]) -> dict:
@@ -79,7 +148,7 @@ _NOT_OBJECT_AFTER_AGE = {"animal", "animals", "cub", "cubs"}
 
 @dataclass(frozen=True)
 class Mention:
-    """One object mention: ``text[start:end]`` names the category ``object``."""
+    """One object mention: ``word`` names the category ``object`` (at ``text[start:end]`` when known, else -1)."""
 
     start: int
     end: int
@@ -94,11 +163,16 @@ class ChairScorer:
     are ignored, neither hallucinated nor recalled: pass the categories an annotation file declares so that words
     the annotations cannot confirm (the synthetic corpus's "table" background) are not counted as hallucinations.
     Categories missing from the synonym table are matched by their name and its plural.
+    ``synonyms``: ``reference`` (default) or ``extended``, see the module docstring.
     """
 
-    def __init__(self, vocabulary: Optional[Iterable[str]] = None) -> None:
-        from realign_data.masking import COCO_CATEGORIES, pluralize
+    def __init__(self, vocabulary: Optional[Iterable[str]] = None, synonyms: str = "reference") -> None:
+        from realign_data.english import pluralize
+        from realign_data.objects import COCO_CATEGORIES
 
+        if synonyms not in CHAIR_SYNONYMS:
+            raise ValueError(f"unknown CHAIR synonym set {synonyms!r}; valid: {', '.join(CHAIR_SYNONYMS)}")
+        self.synonyms = synonyms
         self.vocabulary = frozenset(vocabulary) if vocabulary is not None else frozenset(COCO_CATEGORIES)
         extra = sorted(c for c in self.vocabulary if c not in COCO_CATEGORIES)
         phrases = {p: c for c in extra for p in (c.lower(), pluralize(c.lower()))}
@@ -109,9 +183,16 @@ class ChairScorer:
 
     def mentions(self, text: str) -> list[Mention]:
         """Every scored object mention of ``text``, in order (repeats included)."""
-        from realign_data.masking import find_visual_facts
+        from realign_data.objects import coco_mentions, reference_mentions
 
-        found = [Mention(s.start, s.end, s.text, str(s.value)) for s in find_visual_facts(text) if s.kind == "object"]
+        if self.synonyms == "reference":
+            found = [Mention(-1, -1, w, c) for w, c in reference_mentions(text)]
+            if self._extra is not None:
+                pattern, phrases = self._extra
+                found += [Mention(m.start(), m.end(), m.group(0), phrases[re.sub(r"\s+", " ", m.group(0).lower())])
+                          for m in pattern.finditer(text)]
+            return [m for m in found if m.object in self.vocabulary]
+        found = [Mention(s, e, w, c) for s, e, w, c in coco_mentions(text)]
         if self._extra is not None:
             pattern, phrases = self._extra
             found += [Mention(m.start(), m.end(), m.group(0), phrases[re.sub(r"\s+", " ", m.group(0).lower())])
@@ -148,6 +229,8 @@ class ChairScorer:
             "ground_truth": sorted(truth),
             "recalled": sorted(named & truth),
             "chair_s": int(bool(hallucinated)),
+            "objects": sorted(named),
+            "hallucinated_objects": sorted({m.object for m in hallucinated}),
         }
 
 
@@ -176,20 +259,26 @@ def _chair_special_cases(text: str, mentions: list[Mention]) -> list[Mention]:
 
 
 def chair_metrics(records: Sequence[dict]) -> dict:
-    """CHAIR_s, CHAIR_i, object recall and counts over scored captions (:meth:`ChairScorer.score` records)."""
+    """CHAIR_s, CHAIR_i, chair_i_unique, object recall and counts over scored captions (:meth:`ChairScorer.score`
+    records)."""
     n = len(records)
     mentions = sum(len(r["mentions"]) for r in records)
     hallucinated = sum(len(r["hallucinated"]) for r in records)
     truths = sum(len(r["ground_truth"]) for r in records)
     recalled = sum(len(r["recalled"]) for r in records)
+    objects = sum(len(r.get("objects", ())) for r in records)
+    hallucinated_objects = sum(len(r.get("hallucinated_objects", ())) for r in records)
     top = Counter(h["object"] for r in records for h in r["hallucinated"]).most_common(10)
     return {
         "chair_s": sum(r["chair_s"] for r in records) / n if n else 0.0,
         "chair_i": hallucinated / mentions if mentions else 0.0,
+        "chair_i_unique": hallucinated_objects / objects if objects else 0.0,
         "object_recall": recalled / truths if truths else 0.0,
         "captions": n,
         "mentions": mentions,
         "hallucinated_mentions": hallucinated,
+        "objects": objects,
+        "hallucinated_objects": hallucinated_objects,
         "ground_truth_objects": truths,
         "recalled_objects": recalled,
         "empty_captions": sum(not (r.get("answer") or "").strip() for r in records),

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-BENCHES = ("pope", "chair")
+COCO_BENCHES = ("pope", "chair")
+BENCHES = ("pope", "chair", "amber")  # amber: realign_trl.eval.amber, from the AMBER release (--amber-root)
+POPE_PARSERS = ("robust", "reference")
+CHAIR_SYNONYMS = ("reference", "extended")
 VOCABULARIES = ("annotated", "coco")
 CHAIR_PROMPT = "Please describe this image in detail."
 
@@ -51,16 +54,20 @@ class EvalSuite:
     chair_truth: dict[int, list[str]] = field(default_factory=dict)
     chair_prompt: str = CHAIR_PROMPT
     pope_suffix: str = ""
+    pope_parser: str = "robust"
+    chair_synonyms: str = "reference"
+    amber: Any = None  # --bench amber: the AMBER release (realign_trl.eval.amber.AmberData)
     source: dict = field(default_factory=dict)
     _decoded: "OrderedDict[int, Any]" = field(default_factory=OrderedDict, repr=False, compare=False)
 
     # ------------------------------------------------------------------------------------------ building
     @classmethod
     def from_coco(cls, coco_root: Optional[str | os.PathLike] = None, *, split: Optional[str] = None,
-                  benches: str | Sequence[str] = BENCHES, num_images: int = 500, seed: int = 0,
+                  benches: str | Sequence[str] = COCO_BENCHES, num_images: int = 500, seed: int = 0,
                   min_objects: int = 3, objects_per_image: int = 3, pope: Any = None,
                   pope_splits: Optional[Sequence[str]] = None, vocabulary: str = "annotated",
-                  chair_prompt: str = CHAIR_PROMPT, pope_suffix: str = "", progress: bool = False) -> "EvalSuite":
+                  chair_prompt: str = CHAIR_PROMPT, pope_suffix: str = "", pope_parser: str = "robust",
+                  chair_synonyms: str = "reference", progress: bool = False) -> "EvalSuite":
         """Draw (or load) the evaluation material from a COCO-layout corpus.
 
         Args:
@@ -81,11 +88,21 @@ class EvalSuite:
                 (its "table" background, read as "dining table") from counting as hallucinations.
             chair_prompt / pope_suffix: the CHAIR instruction, and text appended to each POPE question (LLaVA-1.5
                 uses " Answer the question using a single word or phrase."; the POPE paper asks the bare question).
+            pope_parser: ``robust`` (default) or ``reference`` (the POPE/LLaVA evaluation rule); both are computed
+                and compared on every run (:mod:`realign_trl.eval.scoring`).
+            chair_synonyms: ``reference`` (default: the reference chair.py's reading) or ``extended``.
         """
         from realign_data.pope import POPE_SPLITS, CorpusStats, PopeError, annotations_sha256, images_digest, \
             open_annotations, pope_questions, select_images
 
         benches = parse_benches(benches)
+        if "amber" in benches:
+            raise EvalError("--bench amber reads the AMBER release (--amber-root), not a COCO corpus: run it on its "
+                            "own.")
+        if pope_parser not in POPE_PARSERS:
+            raise EvalError(f"unknown POPE parser {pope_parser!r}; valid: {', '.join(POPE_PARSERS)}.")
+        if chair_synonyms not in CHAIR_SYNONYMS:
+            raise EvalError(f"unknown CHAIR synonym set {chair_synonyms!r}; valid: {', '.join(CHAIR_SYNONYMS)}.")
         if vocabulary not in VOCABULARIES:
             raise EvalError(f"unknown CHAIR vocabulary {vocabulary!r}; valid: {', '.join(VOCABULARIES)}.")
         if num_images < 1:
@@ -136,11 +153,11 @@ class EvalSuite:
                                 f"in the annotations of {source['coco_root']} split {source['split']}: CHAIR needs "
                                 "the corpus the question set was built from (--coco-root, --split).")
             vocab = ann.category_names() if vocabulary == "annotated" else None
-            scorer = ChairScorer(vocab)
+            scorer = ChairScorer(vocab, synonyms=chair_synonyms)
             truth = {i: sorted(scorer.ground_truth(ann.categories(i), ann.captions(i))) for i in images}
             source["chair_vocabulary"] = sorted(scorer.vocabulary)
         suite = cls(benches=benches, images=images, pope=questions, chair_truth=truth, chair_prompt=chair_prompt,
-                    pope_suffix=pope_suffix, source=source)
+                    pope_suffix=pope_suffix, pope_parser=pope_parser, chair_synonyms=chair_synonyms, source=source)
         return suite
 
     # ------------------------------------------------------------------------------------------ using
@@ -174,7 +191,8 @@ class EvalSuite:
     def describe(self) -> dict:
         return {**self.source, "benches": list(self.benches), "images": len(self.images),
                 "pope_questions": {s: len(q) for s, q in self.pope.items()}, "chair_prompt": self.chair_prompt,
-                "pope_suffix": self.pope_suffix}
+                "pope_suffix": self.pope_suffix, "pope_parser": self.pope_parser,
+                "chair_synonyms": self.chair_synonyms}
 
 
 def refuse_training_images(suite: EvalSuite, exclude_dataset: str) -> None:
