@@ -22,7 +22,7 @@ from realign_data.gate import GATES
 from realign_data.masking import MASKERS, SPAN_KINDS
 from realign_data.negatives import KINDS, NUM_DIFFUSION_STEPS, SCHEDULES
 from realign_data.quality import DEFAULT_MAX_LENGTH_RATIO
-from realign_data.redact import check_env_name, redact_url
+from realign_data.redact import check_env_name, redact_tree, redact_url
 from realign_data.seeds import CAPTION_CHOICES
 
 FORMATS = ("arrow", "parquet")
@@ -163,7 +163,7 @@ class BuildConfig:
     # --------------------------------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict:
         """Every field, as written to files (``realign_build.json``, the report): URL credentials redacted."""
-        return {**dataclasses.asdict(self), "base_url": redact_url(self.base_url)}
+        return redact_tree(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict) -> "BuildConfig":

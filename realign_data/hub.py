@@ -34,6 +34,7 @@ from typing import Any, Optional, Union
 from realign_data.dataset_card import INDEX_MANIFEST_FILE, data_dir_of, merge_card
 from realign_data.output import CONFIG_FILE, REPORT_FILE, dataset_dir
 from realign_data.provenance import Provenance, ProvenanceError, fill_notes, read_json, read_provenance, to_dict
+from realign_data.redact import redact_text, redact_tree
 
 COMMIT_ATTEMPTS = 5  # the card commit is retried when another commit lands first (HTTP 409/412)
 
@@ -246,6 +247,8 @@ def push_to_hub(
             fill_notes(prov)
     except ProvenanceError as e:
         raise HubUsageError(str(e)) from None
+    prov.config, prov.report, prov.manifest = (redact_tree(prov.config), redact_tree(prov.report),  # nothing secret
+                                               redact_tree(prov.manifest))                          # is published
     if isinstance(ds, datasets.DatasetDict):
         if split is not None:
             if split not in ds:
@@ -346,8 +349,8 @@ def _push_card_and_provenance(api, repo_id: str, *, revision: Optional[str], par
         # the first attempt builds on the data commit; a retry on the branch head as it is now
         head = parent if state.attempt_number == 1 and parent else \
             api.repo_info(repo_id, repo_type="dataset", revision=revision).sha
-        readme = _merged_readme(api, repo_id, head, config_name, prov, columns=columns, license=license,
-                                pretty_name=pretty_name, num_examples=num_examples)
+        readme = redact_text(_merged_readme(api, repo_id, head, config_name, prov, columns=columns, license=license,
+                                            pretty_name=pretty_name, num_examples=num_examples))
         info = api.create_commit(
             repo_id, operations=ops + [CommitOperationAdd(path_in_repo="README.md",
                                                           path_or_fileobj=readme.encode("utf-8"))],
