@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from realign_data.dataset_card import INDEX_MANIFEST_FILE, data_dir_of, merge_card
+from realign_data.hub_deadline import HUB_TIMEOUT, current_timeout, hub_deadline, timed_out
 from realign_data.output import CONFIG_FILE, REPORT_FILE, dataset_dir
 from realign_data.provenance import Provenance, ProvenanceError, fill_notes, read_json, read_provenance, to_dict
 from realign_data.redact import redact_text, redact_tree
@@ -118,6 +119,11 @@ def explain_hub_error(exc: BaseException, repo_id: str, action: str = "push to")
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     endpoint = _endpoint()
+    if timed_out(exc) and current_timeout() is not None:
+        return HubPushError(
+            f"could not {action} {repo_id}: the Hub at {endpoint} did not answer within {current_timeout():g} s "
+            "(--timeout); check the network and HF_ENDPOINT (or give a slow link a larger --timeout), then run the "
+            "same command again; the local dataset was not modified and a re-push replaces any partial upload.")
     for e in _chain(exc):
         if isinstance(e, OfflineModeIsEnabled):
             return HubPushError(f"cannot {action} {repo_id}: offline mode is on (HF_HUB_OFFLINE=1); unset it "
@@ -190,7 +196,15 @@ def _resolve_token(token: Optional[str]) -> str:
     return token
 
 
-def push_to_hub(
+def push_to_hub(*args: Any, timeout: Optional[float] = HUB_TIMEOUT, **kwargs: Any) -> "PushResult":
+    """Push a Re-Align dataset and its provenance to the Hub and write/merge its dataset card; every Hub request
+    gets ``timeout`` seconds per step (connect, send, each read: :func:`~realign_data.hub_deadline.hub_deadline`),
+    and one that runs past it is a :class:`HubPushError` saying so. The other arguments: :func:`_push_to_hub`."""
+    with hub_deadline(timeout):
+        return _push_to_hub(*args, **kwargs)
+
+
+def _push_to_hub(
     dataset_or_dir: Any,
     repo_id: str,
     *,
