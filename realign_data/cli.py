@@ -352,7 +352,7 @@ def index_info(
     try:
         path = resolve_index(target)
         manifest = check_manifest(path)
-        problems = check_files(path, manifest, verify=True)
+        check_files(path, manifest, verify=True)  # embedding shards too: a build reads them
     except KnowledgeBaseError as e:
         fail(str(e))
     except KnowledgeBaseDamaged as e:
@@ -360,8 +360,6 @@ def index_info(
     manifest["path"] = str(path)
     typer.echo(json.dumps(manifest, indent=2) if as_json else f"{path}: {manifest['count']} images, "
                f"{manifest['encoder']['model']} ({manifest['dim']}-d)\n{describe(manifest['index'])}")
-    for problem in problems:  # searches work; a rebuild would re-embed these
-        typer.secho(f"Warning: {problem} (searches work; a rebuild re-embeds it)", err=True, fg=typer.colors.YELLOW)
 
 
 @index_app.command("search")
