@@ -240,7 +240,7 @@ def merge(
 
 
 # ---------------------------------------------------------------- index: the image knowledge base
-index_app = typer.Typer(help="Build, inspect and query image knowledge bases (open_clip + FAISS).",
+index_app = typer.Typer(cls=Commands, help="Build, inspect and query image knowledge bases (open_clip + FAISS).",
                         no_args_is_help=True)
 app.add_typer(index_app, name="index")
 
@@ -311,11 +311,6 @@ def index_build(
         fail(e.advice() if isinstance(e, EncoderError) else str(e))
     except WaitTimeout as e:  # the other processes of a launched build stopped making progress
         fail(str(e), 1)
-    except RuntimeError as e:  # FAISS: an index type the corpus is too small to train
-        if "training points" not in str(e):
-            raise
-        fail(f"--index-type {index_type} cannot be trained on this corpus ("
-             f"{str(e).split('failed: ')[-1].strip().splitlines()[0]}); use --index-type auto, or fewer clusters")
     if quiet or report.rank != 0:
         return
     typer.echo(f"Knowledge base: {report.path}")

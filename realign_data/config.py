@@ -13,6 +13,7 @@ panel); ``flag`` (when the flag is not ``--field-name``); ``default_text`` (what
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -246,6 +247,13 @@ class BuildConfig:
         for ok, msg in checks:
             if not ok:
                 raise BuildError(msg)
+        chosen_backend = self.chosen_backend if self.chosen_backend != "auto" else \
+            self.filler if self.filler in ("transformers", "openai") else "transformers"
+        for flag, model, loaded in (("--model", self.model, self.filler == "transformers"),
+                                    ("--chosen-from", self.chosen_from, chosen_backend == "transformers")):
+            if loaded and model and model.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(model)):
+                raise BuildError(f"{flag} {model!r} is a local path that does not exist; give a checkpoint "
+                                 "directory (config.json and weights) or a Hub id such as llava-hf/llava-1.5-7b-hf")
 
 
 def _check_types(cls, d: dict) -> dict:

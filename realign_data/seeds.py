@@ -202,6 +202,9 @@ def load_seed_table(path_or_id: str, *, split: Optional[str] = None, encoding: s
             kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(p.suffix.lower())
             if kind is None:
                 raise SeedError(f"seed file {str(p)!r} has an unknown type; use .jsonl, .json, .parquet or .csv")
+            if p.stat().st_size == 0:
+                raise SeedError(f"seeds file {str(p)!r} is empty; it needs one row per seed (image, instruction, "
+                                "chosen answer)")
             if kind != "parquet":
                 check_text_file(p, encoding)
             ds = datasets.load_dataset(kind, data_files=str(p), split="train",
@@ -226,6 +229,9 @@ def load_seed_table(path_or_id: str, *, split: Optional[str] = None, encoding: s
             ds = ds.cast_column(col, datasets.Image(decode=False))
         elif isinstance(feat, (datasets.List, datasets.Sequence)) and isinstance(feat.feature, datasets.Image):
             ds = ds.cast_column(col, datasets.List(datasets.Image(decode=False)))
+    if len(ds) == 0:
+        raise SeedError(f"seeds {str(path_or_id)!r} hold no rows; give one row per seed (image, instruction, chosen "
+                        "answer)")
     return ds
 
 
