@@ -13,8 +13,7 @@ variable named by ``--api-key-env``; what may still carry a secret is a URL: ``h
 from __future__ import annotations
 
 import re
-from typing import Optional
-from typing import Any
+from typing import Any, Optional
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -31,8 +30,8 @@ MASK = "***"
 def redact_url(url: Optional[str]) -> Optional[str]:
     """``url`` without credentials: the userinfo (``user:password@``) becomes ``***@``, the value of each query
     parameter becomes ``***`` unless the parameter is known to be harmless (``api-version``, ``format``, ...) and its
-    value does not look like a key, and a fragment becomes ``#***``. Anything else is unchanged; text that is not a
-    URL is returned as is."""
+    value does not look like a key, and a fragment becomes ``#***`` unless it is a plain anchor (``#usage``).
+    Anything else is unchanged; text that is not a URL is returned as is."""
     if not url or ("@" not in url and "?" not in url and "#" not in url):
         return url
     try:
@@ -54,15 +53,24 @@ def redact_url(url: Optional[str]) -> Optional[str]:
                 k, v = pairs[0]
                 kept.append(f"{name}=" + (quote(v, safe="-_.:") if _harmless(k, v) else MASK))
         query = "&".join(kept)
-    fragment = MASK if parts.fragment else ""
+    fragment = parts.fragment if _anchor(parts.fragment) else MASK
     return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=fragment))
+
+
+def _randomish(value: str) -> bool:
+    return len(value) >= 16 and any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 
 
 def _harmless(name: str, value: str) -> bool:
     """A value kept in a written URL: of a known harmless parameter, short, and not a run of letters and digits."""
-    randomish = len(value) >= 16 and any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
-    return name.lower() in _HARMLESS_PARAMS and len(value) <= 32 and not randomish and \
+    return name.lower() in _HARMLESS_PARAMS and len(value) <= 32 and not _randomish(value) and \
         not value.startswith(_KEY_PREFIXES)
+
+
+def _anchor(fragment: str) -> bool:
+    """A fragment kept: empty, or a plain anchor (``#usage``), not ``#access_token=...`` nor a key-like run."""
+    return not fragment or ("=" not in fragment and "&" not in fragment and len(fragment) <= 32
+                            and not _randomish(fragment) and not fragment.startswith(_KEY_PREFIXES))
 
 
 def redact_text(text: str) -> str:

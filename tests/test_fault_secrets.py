@@ -101,3 +101,14 @@ def test_a_key_planted_everywhere_reaches_no_file_of_build_push_or_eval(tiny_kb,
         assert p.returncode == 0, p.stderr[-2000:]
         assert (tmp_path / "hub" / "datasets").exists()
     assert not _leaks(tmp_path), _leaks(tmp_path)
+
+
+def test_redact_url_masks_every_place_a_url_carries_a_secret():
+    from realign_data.redact import redact_text, redact_url
+
+    assert redact_url(f"https://u:{PASSWORD}@h:8/v1?key={KEY}&api-version=2024-02-01&{QUERY_KEY}#t={FRAGMENT_KEY}") \
+        == "https://***@h:8/v1?key=***&api-version=2024-02-01&***#***"
+    assert redact_url("http://h/v1?api-version=sk-abcdefabcdef") == "http://h/v1?api-version=***"  # a key, any name
+    assert redact_url("https://example.org/docs#usage") == "https://example.org/docs#usage"  # a plain anchor stays
+    assert redact_text(f"Server error for url 'http://h/v1/chat?token={KEY}' (500)") == \
+        "Server error for url 'http://h/v1/chat?token=***' (500)"
