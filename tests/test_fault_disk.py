@@ -19,7 +19,7 @@ from test_build_cli import data_hashes  # noqa: E402
 def small_disks(tmp_path):
     """Three tmpfs folders too small for their command's output; ``grow(d)`` gives one room."""
     disks = {}
-    for name, size in (("build", "300k"), ("sample", "100k"), ("index", "40k")):
+    for name, size in (("build", "100k"), ("sample", "100k"), ("index", "40k")):
         d = tmp_path / name
         d.mkdir()
         if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)],
@@ -34,7 +34,7 @@ def small_disks(tmp_path):
 def test_a_full_disk_is_one_sentence_and_the_same_command_resumes(small_disks, tiny_kb, sample_corpus, tiny_open_clip,
                                                                   tmp_path):
     name, ckpt = tiny_open_clip
-    build = ["build", "--index", tiny_kb, "--gate", "lexical", "--max-samples", "32", "--chunk-size", "4", "--quiet"]
+    build = ["build", "--index", tiny_kb, "--gate", "lexical", "--max-samples", "16", "--chunk-size", "4", "--quiet"]
     index = ["index", "build", "--source", "coco", "--root", sample_corpus, "--model", name, "--pretrained", ckpt,
              "--num-workers", "0", "--shard-size", "8", "--quiet"]
     sample = ["sample", "--num-images", "40", "-q"]
