@@ -277,7 +277,7 @@ def _open_seeds(config: BuildConfig, kb, annotations) -> Iterator:
                                instruction_column=config.instruction_column, chosen_column=config.chosen_column,
                                id_column=config.id_column, image_root=config.image_root, split=config.seed_split,
                                require_chosen=not config.chosen_from, kb_lookup=kb.id_for_path,
-                               encoding=config.seeds_encoding)
+                               encoding=config.seeds_encoding, allow_outside_root=config.allow_outside_root)
         else:
             if annotations is None and config.coco_root:
                 raise BuildError(f"the COCO root {config.coco_root!r} has no annotations/captions_*.json, so there "

@@ -241,7 +241,7 @@ def merge(
 
 
 # ---------------------------------------------------------------- index: the image knowledge base
-index_app = typer.Typer(help="Build, inspect and query image knowledge bases (open_clip + FAISS).",
+index_app = typer.Typer(cls=Commands, help="Build, inspect and query image knowledge bases (open_clip + FAISS).",
                         no_args_is_help=True)
 app.add_typer(index_app, name="index")
 
@@ -312,11 +312,6 @@ def index_build(
         fail(e.advice() if isinstance(e, EncoderError) else str(e))
     except WaitTimeout as e:  # the other processes of a launched build stopped making progress
         fail(str(e), 1)
-    except RuntimeError as e:  # FAISS: an index type the corpus is too small to train
-        if "training points" not in str(e):
-            raise
-        fail(f"--index-type {index_type} cannot be trained on this corpus ("
-             f"{str(e).split('failed: ')[-1].strip().splitlines()[0]}); use --index-type auto, or fewer clusters")
     if quiet or report.rank != 0:
         return
     typer.echo(f"Knowledge base: {report.path}")
@@ -353,7 +348,7 @@ def index_info(
     try:
         path = resolve_index(target)
         manifest = check_manifest(path)
-        problems = check_files(path, manifest, verify=True)
+        check_files(path, manifest, verify=True)  # embedding shards too: a build reads them
     except KnowledgeBaseError as e:
         fail(str(e))
     except KnowledgeBaseDamaged as e:
@@ -361,8 +356,6 @@ def index_info(
     manifest["path"] = str(path)
     typer.echo(json.dumps(manifest, indent=2) if as_json else f"{path}: {manifest['count']} images, "
                f"{manifest['encoder']['model']} ({manifest['dim']}-d)\n{describe(manifest['index'])}")
-    for problem in problems:  # searches work; a rebuild would re-embed these
-        typer.secho(f"Warning: {problem} (searches work; a rebuild re-embeds it)", err=True, fg=typer.colors.YELLOW)
 
 
 @index_app.command("search")

@@ -25,6 +25,7 @@ def push(
     commit_message: Optional[str] = typer.Option(None, "--commit-message", help="Message of the data commit."),
     license: Optional[str] = typer.Option(None, "--license", help="Card licence id (default: corpus licence, else other)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    timeout: float = typer.Option(60.0, "--timeout", min=0.001, help="Seconds each Hub request may wait for the connection or the next bytes of its answer."),
 ) -> None:
     """Publish a built dataset to the Hugging Face Hub with its build config, report and a dataset card.
 
@@ -37,7 +38,7 @@ def push(
     try:
         res = push_to_hub(directory, repo_id, private=private, revision=revision, config_name=config_name,
                           split=split, token=token, max_shard_size=max_shard_size, commit_message=commit_message,
-                          license=license, progress=not quiet)
+                          license=license, progress=not quiet, timeout=timeout)
     except HubUsageError as e:
         fail(str(e), 2)
     except HubPushError as e:

@@ -13,6 +13,7 @@ panel); ``flag`` (when the flag is not ``--field-name``); ``default_text`` (what
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -22,8 +23,8 @@ from realign_data.gate import GATES
 from realign_data.masking import MASKERS, SPAN_KINDS
 from realign_data.negatives import KINDS, NUM_DIFFUSION_STEPS, SCHEDULES
 from realign_data.quality import DEFAULT_MAX_LENGTH_RATIO
-from realign_data.redact import check_env_name, redact_url
-from realign_data.seeds import CAPTION_CHOICES
+from realign_data.redact import check_env_name, redact_tree, redact_url
+from realign_data.seeds import CAPTION_CHOICES, DEFAULT_MAX_IMAGE_BYTES
 
 FORMATS = ("arrow", "parquet")
 CURRICULA = (None, "easy-to-hard")
@@ -68,8 +69,14 @@ class BuildConfig:
     instruction_column: Optional[str] = _opt(None, "Seed instruction column.", SEEDS, default_text="guessed")
     chosen_column: Optional[str] = _opt(None, "Seed chosen-answer column.", SEEDS, default_text="guessed")
     id_column: Optional[str] = _opt(None, "Seed id column.", SEEDS, default_text="row number")
-    image_root: Optional[str] = _opt(None, "Directory seed image paths are relative to.", SEEDS,
-                                     default_text="as written")
+    image_root: Optional[str] = _opt(None, "Directory seed image paths are relative to; a path that leaves it once "
+                                     "resolved (.., an absolute path, a symbolic link) is dropped as "
+                                     "outside_image_root.", SEEDS, default_text="as written")
+    allow_outside_root: bool = _opt(False, "Read seed images outside --image-root too.", SEEDS,
+                                    flag="--allow-outside-root/--no-allow-outside-root")
+    max_image_bytes: int = _opt(DEFAULT_MAX_IMAGE_BYTES, "Largest seed image file read, in bytes (larger: dropped "
+                                "as image_too_large). Only regular files are read (a FIFO or device: not_a_file).",
+                                SEEDS)
     prompts: Optional[list] = _opt(None, "COCO seeds: a description prompt (repeat for several).", SEEDS,
                                    flag="--prompt", default_text="5 built-in prompts")
     caption: str = _opt("longest", "COCO seeds: which human caption is the chosen answer (all: joined).", SEEDS,
@@ -163,7 +170,7 @@ class BuildConfig:
     # --------------------------------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict:
         """Every field, as written to files (``realign_build.json``, the report): URL credentials redacted."""
-        return {**dataclasses.asdict(self), "base_url": redact_url(self.base_url)}
+        return redact_tree(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict) -> "BuildConfig":
@@ -216,6 +223,10 @@ class BuildConfig:
              f"min similarity must be in [-1, {self.sim_threshold}) (below the sim-threshold), "
              f"got {self.min_similarity}"),
             (self.chunk_size >= 1, f"chunk size must be >= 1, got {self.chunk_size}"),
+            (self.max_image_bytes >= 1, f"max image bytes must be >= 1, got {self.max_image_bytes}"),
+            (all(isinstance(p, str) and p.strip() for p in self.prompts or []),
+             f"--prompt must be a non-empty instruction, got {self.prompts!r} (leave it out for the 5 built-in "
+             "prompts)"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency}"),
             (self.max_retries >= 0, f"max retries must be >= 0, got {self.max_retries}"),
@@ -236,6 +247,13 @@ class BuildConfig:
         for ok, msg in checks:
             if not ok:
                 raise BuildError(msg)
+        chosen_backend = self.chosen_backend if self.chosen_backend != "auto" else \
+            self.filler if self.filler in ("transformers", "openai") else "transformers"
+        for flag, model, loaded in (("--model", self.model, self.filler == "transformers"),
+                                    ("--chosen-from", self.chosen_from, chosen_backend == "transformers")):
+            if loaded and model and model.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(model)):
+                raise BuildError(f"{flag} {model!r} is a local path that does not exist; give a checkpoint "
+                                 "directory (config.json and weights) or a Hub id such as llava-hf/llava-1.5-7b-hf")
 
 
 def _check_types(cls, d: dict) -> dict:

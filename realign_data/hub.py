@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from realign_data.dataset_card import INDEX_MANIFEST_FILE, data_dir_of, merge_card
+from realign_data.hub_deadline import HUB_TIMEOUT, current_timeout, hub_deadline, timed_out
 from realign_data.output import CONFIG_FILE, REPORT_FILE, dataset_dir
 from realign_data.provenance import Provenance, ProvenanceError, fill_notes, read_json, read_provenance, to_dict
+from realign_data.redact import redact_text, redact_tree
 
 COMMIT_ATTEMPTS = 5  # the card commit is retried when another commit lands first (HTTP 409/412)
 
@@ -117,6 +119,11 @@ def explain_hub_error(exc: BaseException, repo_id: str, action: str = "push to")
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     endpoint = _endpoint()
+    if timed_out(exc) and current_timeout() is not None:
+        return HubPushError(
+            f"could not {action} {repo_id}: the Hub at {endpoint} did not answer within {current_timeout():g} s "
+            "(--timeout); check the network and HF_ENDPOINT (or give a slow link a larger --timeout), then run the "
+            "same command again; the local dataset was not modified and a re-push replaces any partial upload.")
     for e in _chain(exc):
         if isinstance(e, OfflineModeIsEnabled):
             return HubPushError(f"cannot {action} {repo_id}: offline mode is on (HF_HUB_OFFLINE=1); unset it "
@@ -189,7 +196,15 @@ def _resolve_token(token: Optional[str]) -> str:
     return token
 
 
-def push_to_hub(
+def push_to_hub(*args: Any, timeout: Optional[float] = HUB_TIMEOUT, **kwargs: Any) -> "PushResult":
+    """Push a Re-Align dataset and its provenance to the Hub and write/merge its dataset card; every Hub request
+    gets ``timeout`` seconds per step (connect, send, each read: :func:`~realign_data.hub_deadline.hub_deadline`),
+    and one that runs past it is a :class:`HubPushError` saying so. The other arguments: :func:`_push_to_hub`."""
+    with hub_deadline(timeout):
+        return _push_to_hub(*args, **kwargs)
+
+
+def _push_to_hub(
     dataset_or_dir: Any,
     repo_id: str,
     *,
@@ -246,6 +261,8 @@ def push_to_hub(
             fill_notes(prov)
     except ProvenanceError as e:
         raise HubUsageError(str(e)) from None
+    prov.config, prov.report, prov.manifest = (redact_tree(prov.config), redact_tree(prov.report),  # nothing secret
+                                               redact_tree(prov.manifest))                          # is published
     if isinstance(ds, datasets.DatasetDict):
         if split is not None:
             if split not in ds:
@@ -346,8 +363,8 @@ def _push_card_and_provenance(api, repo_id: str, *, revision: Optional[str], par
         # the first attempt builds on the data commit; a retry on the branch head as it is now
         head = parent if state.attempt_number == 1 and parent else \
             api.repo_info(repo_id, repo_type="dataset", revision=revision).sha
-        readme = _merged_readme(api, repo_id, head, config_name, prov, columns=columns, license=license,
-                                pretty_name=pretty_name, num_examples=num_examples)
+        readme = redact_text(_merged_readme(api, repo_id, head, config_name, prov, columns=columns, license=license,
+                                            pretty_name=pretty_name, num_examples=num_examples))
         info = api.create_commit(
             repo_id, operations=ops + [CommitOperationAdd(path_in_repo="README.md",
                                                           path_or_fileobj=readme.encode("utf-8"))],

@@ -1,10 +1,10 @@
 """One resumable, sharded job runner: the index build and the dataset build are both one of these.
 
 A job cuts its input into numbered **units** (a shard of corpus images, a chunk of seeds). Unit ``i`` belongs
-to process ``i % world``; a finished unit leaves a **marker** (JSON: the caller's counts, plus the name, size and
-sha256 of each file the unit wrote), written to a temporary name and renamed last, so a unit either has a marker
+to process ``i % world``; a finished unit leaves a **marker** (JSON: the caller's counts, the unit's number and a
+digest of its items' ids, plus the name, size and sha256 of each file the unit wrote), written to a temporary name and renamed last, so a unit either has a marker
 and complete files or is done again; a resume checks every file against its marker, so a truncated, deleted or
-swapped file (or an empty marker) is found, logged and its unit done again. A re-run skips finished units: a job killed at any point (even ``kill -9``)
+swapped file (or an empty marker, or a file swapped together with its marker) is found, logged and its unit done again. A re-run skips finished units: a job killed at any point (even ``kill -9``)
 resumes and ends with what an uninterrupted run writes. The job directory records the job's **fingerprint**
 (what the units depend on); running other settings into it is refused with the list of differences. When every
 unit has its marker, the caller **finalises** once: rank 0 writes the final files (the knowledge base's index,
@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from realign_data.atomic import atomic_write_json, file_record, record_mismatch
+from realign_data.redact import redact_tree
 
 
 logger = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ class Job:
         e.g. on weights that could not be loaded) takes the new fingerprint: there is nothing to protect, and the
         retry the error advised must not be refused. Raises :class:`JobMismatch` or :class:`JobDirNotEmpty`.
         """
+        fingerprint = redact_tree(fingerprint)  # as written: no URL credentials
         if not self.config_file.is_file() and self._foreign_files():
             time.sleep(0.5)  # another rank may be renaming the config file into place right now
         if self.config_file.is_file():
@@ -206,17 +208,25 @@ class Job:
     def mine(self, i: int) -> bool:
         return i % self.world == self.rank
 
-    def check(self, i: int) -> Optional[str]:
-        """Why unit ``i`` is not done (no marker, an unreadable marker, a file it names missing, or of another size
-        or sha256 than recorded), or None when its marker and every file it names are intact. A unit whose files
-        were consumed by the finalisation counts as not done: a re-run before the final files exist redoes it."""
+    def check(self, i: int, digest: Optional[str] = None) -> Optional[str]:
+        """Why unit ``i`` is not done (no marker, an unreadable marker, a marker of another unit or of other items
+        than ``digest`` says, a file it names missing, another unit's, or of another size or sha256 than recorded),
+        or None when its marker and every file it names are intact. A unit whose files were consumed by the
+        finalisation counts as not done: a re-run before the final files exist redoes it."""
         marker = self.path(i, ".json")
         if not marker.is_file():
             return "no marker"
         meta = _read_json(marker)
         if not isinstance(meta, dict) or not isinstance(meta.get("files", {}), dict):
             return f"its marker {marker.name} is empty or unreadable"
+        if meta.get("unit", i) != i:  # a marker copied from another unit (older markers have no "unit")
+            return f"its marker {marker.name} belongs to {self.prefix} {meta['unit']}"
+        if digest is not None and meta.get("items_digest", digest) != digest:
+            return f"its marker {marker.name} was written for other items (their ids digest differs)"
+        own = self.path(i, ".").name
         for name, want in meta.get("files", {}).items():
+            if not name.startswith(own):
+                return f"its marker {marker.name} names {name}, a file of another {self.prefix}"
             f = self.units_dir / name
             if not f.is_file():
                 return f"{name} is missing"
@@ -233,10 +243,12 @@ class Job:
     def marker(self, i: int) -> dict:
         return json.loads(self.path(i, ".json").read_text())
 
-    def complete(self, i: int, meta: dict, files: Iterable[Path] = ()) -> None:
-        """Mark unit ``i`` finished: ``meta`` plus name, size and sha256 of its ``files`` (already in place)."""
+    def complete(self, i: int, meta: dict, files: Iterable[Path] = (), digest: Optional[str] = None) -> None:
+        """Mark unit ``i`` finished: ``meta`` plus the unit's number, the digest of its items' ids
+        (:func:`items_digest`) and the name, size and sha256 of its ``files`` (already in place)."""
         listed = {p.name: file_record(p) for p in files}
-        atomic_write_json(self.path(i, ".json"), {**meta, "files": listed}, indent=None)
+        ident = {"unit": i, **({"items_digest": digest} if digest else {})}
+        atomic_write_json(self.path(i, ".json"), redact_tree({**meta, **ident, "files": listed}), indent=None)
 
     def run(self, units: Iterable[tuple[int, list]], work: Callable[[int, list], tuple[dict, list[Path]]], *,
             advance: Callable[[int], object] = lambda n: None,
@@ -256,7 +268,8 @@ class Job:
                 advance(len(items))
                 continue
             run.units.append(i)
-            why = self.check(i)
+            digest = items_digest(items)
+            why = self.check(i, digest)
             if why is None:
                 why = redo(self.marker(i))
                 if why is None:
@@ -269,7 +282,7 @@ class Job:
                 run.redone += 1
             t0 = time.time()
             meta, files = work(i, items)
-            self.complete(i, meta, files)
+            self.complete(i, meta, files, digest)
             run.seconds_working += time.time() - t0
             run.done_now += 1
             run.items_now += len(items)
@@ -332,6 +345,17 @@ class Job:
         """The job's unit count, when a process has recorded it (:meth:`record_num_units`)."""
         f = self.units_dir / "units.json"
         return json.loads(f.read_text())["num_units"] if f.is_file() else None
+
+
+def items_digest(items: list) -> Optional[str]:
+    """sha256 (16 hex digits) of the ``id`` of each item, in order, or None when an item has no ``id``: a marker
+    records it, so a marker found beside other items (another chunk's seeds) does not pass."""
+    import hashlib
+
+    ids = [getattr(x, "id", None) for x in items]
+    if any(v is None for v in ids):
+        return None
+    return hashlib.sha256("\n".join(map(str, ids)).encode("utf-8")).hexdigest()[:16]
 
 
 def _read_json(path: Path):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -145,7 +146,10 @@ def build_knowledge_base(
         if index_type != "auto":
             make_index(index_type, 6720)  # any real dim fails the same way; 6720 = 2^6*3*5*7 divides PQ sizes
     except IndexConfigError as e:
-        raise KnowledgeBaseError(str(e)) from e
+        if index_type == "auto" or "factory string" not in str(e):
+            raise KnowledgeBaseError(str(e)) from e
+        raise KnowledgeBaseError(f"--index-type {index_type!r} is not a valid FAISS factory string (e.g. Flat, "
+                                 "HNSW32,Flat, IVF1024,Flat, IVF1024,PQ128x4fs,RFlat; or auto)") from None
     pretrained_desc, sha = describe_pretrained(pretrained)
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "source": source.describe(),
               "model": model, "pretrained": pretrained_desc, "checkpoint_sha256": sha,
@@ -285,6 +289,11 @@ def _build_index(out: Path, job: Job, config: dict, num_shards: int, index_args:
                             memory_budget=index_args["memory_budget"], k=10)
     except IndexConfigError as e:  # e.g. a budget too small for any index of this corpus
         raise KnowledgeBaseError(str(e)) from None
+    except RuntimeError as e:  # FAISS: a factory that does not fit these vectors (PQ/PCA sizes, too few points)
+        reason = re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "", str(e).split("failed: ")[-1].strip().splitlines()[0])
+        raise KnowledgeBaseError(f"--index-type {index_args['index_type']} cannot be built on {n} vectors of "
+                                 f"dimension {dim} ({reason}); use --index-type auto, or fewer clusters / sizes that "
+                                 f"divide {dim}") from None
     with atomic_path(out / "index.faiss") as tmp:
         faiss.write_index(built.index, str(tmp))
     with atomic_path(out / "metadata.parquet") as tmp:

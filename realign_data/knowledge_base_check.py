@@ -61,8 +61,9 @@ def check_manifest(path: Path) -> dict:
 def check_files(path: Path, manifest: dict, *, verify: bool = False) -> list[str]:
     """Raise :class:`KnowledgeBaseDamaged` when the index or metadata cannot serve searches as the manifest says
     (missing, truncated, other sizes or, with ``verify``, other checksums than recorded; a row count or
-    dimension that differs). Returns the problems that do not stop searches (missing or damaged embedding shards:
-    only a rebuild needs them)."""
+    dimension that differs), or when an embedding shard is missing or of another size than its marker recorded
+    (another sha256 too, with ``verify``): a build reads the stored embeddings, and so does a disk re-ranking
+    index. Returns the remaining problems (none: kept for callers that list warnings)."""
     import pyarrow.parquet as pq
 
     recorded = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
@@ -79,7 +80,11 @@ def check_files(path: Path, manifest: dict, *, verify: bool = False) -> list[str
         raise damaged(path, f"metadata.parquet is not readable ({type(e).__name__})") from None
     if rows != manifest["count"]:
         raise damaged(path, f"metadata.parquet has {rows} rows, the manifest counts {manifest['count']}")
-    return shard_problems(path, manifest, verify=verify)
+    problems = shard_problems(path, manifest, verify=verify)
+    if problems:
+        more = f" (and {len(problems) - 1} more shard{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        raise damaged(path, problems[0] + more)
+    return []
 
 
 def check_index(path: Path, manifest: dict, index) -> None:
@@ -100,7 +105,8 @@ def read_index(path: Path, flags: int = 0):
 
 
 def shard_problems(path: Path, manifest: dict, *, verify: bool = False) -> list[str]:
-    """Embedding shards the manifest lists that are missing (or, with ``verify``, differ from their markers)."""
+    """Embedding shards the manifest lists that are missing or differ from their markers (size; with ``verify``,
+    sha256 too)."""
     problems = []
     for shard in manifest.get("shards", []):
         name = shard.get("file") if isinstance(shard, dict) else None
@@ -109,13 +115,13 @@ def shard_problems(path: Path, manifest: dict, *, verify: bool = False) -> list[
         f = path / "embeddings" / name
         if not f.is_file():
             problems.append(f"embedding shard {name} is missing")
-        elif verify:
+        else:
             try:
                 marker = json.loads(f.with_suffix(".json").read_text())
                 want = marker.get("files", {}).get(name, {})
             except (OSError, ValueError, AttributeError):
                 want = {}
-            if problem := record_mismatch(f, want, "its marker"):
+            if problem := record_mismatch(f, want, "its marker", checksum=verify):
                 problems.append(f"embedding shard {problem}")
     return problems
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 from realign_data.config import BuildConfig, BuildError
 from realign_data.output import reason_order
 from realign_data.quality import QualityFilters
+from realign_data.seeds import SeedImageError
 
 
 @dataclass
@@ -155,7 +156,10 @@ class Pipeline:
         for s in seeds:
             c = Candidate(s)
             try:
-                c.image_bytes = s.read_image_bytes()
+                c.image_bytes = s.read_image_bytes(self.config.max_image_bytes)
+            except SeedImageError as e:  # outside --image-root, not a regular file, too large
+                drop(c, e.reason, str(e))
+                continue
             except FileNotFoundError as e:
                 drop(c, "missing_image", str(e))
                 continue

@@ -78,7 +78,9 @@ def aggregate(metas: list[dict], stats: dict[str, list]) -> dict:
 
 
 def write_report(out: Path, report: dict) -> dict:
-    atomic_write_json(Path(out) / REPORT_FILE, report)
+    from realign_data.redact import redact_tree
+
+    atomic_write_json(Path(out) / REPORT_FILE, redact_tree(report))  # no URL credentials in any recorded error
     return report
 
 

@@ -15,11 +15,18 @@ Three ways in:
 
 Seeds are yielded lazily, in a deterministic order, and never read or decode images: the builder does that
 once per image (:mod:`realign_data.pipeline`), so that a bad image becomes a counted drop, not a crash.
+
+Seed image paths are confined: with an ``image_root``, a path that leaves it once resolved (``..``, an absolute
+path, a symbolic link pointing out) is not read unless ``allow_outside_root`` (drop ``outside_image_root``), and
+every image is read only from a regular file (a FIFO or a device is ``not_a_file``) of at most
+``max_image_bytes`` (``image_too_large``): :meth:`Seed.read_image_bytes`.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import stat
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +43,38 @@ CAPTION_CHOICES = ("longest", "random", "all")
 IMAGE_COLUMNS = ("images", "image", "image_path", "file_name", "path", "img")
 INSTRUCTION_COLUMNS = ("instruction", "question", "prompt", "query", "text")
 CHOSEN_COLUMNS = ("chosen", "answer", "response", "output", "caption")
+DEFAULT_MAX_IMAGE_BYTES = 64 * 1024 * 1024
 
 
 class SeedError(ValueError):
     """Seeds cannot be read as asked (a user mistake, reported as one sentence)."""
+
+
+class SeedImageError(OSError):
+    """A seed image that is not read: ``reason`` is the drop reason (``outside_image_root``, ``not_a_file``,
+    ``image_too_large``), the message says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def read_image_file(path: str | os.PathLike, max_bytes: Optional[int] = DEFAULT_MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of ``path`` when it is a regular file of at most ``max_bytes`` (None: no cap), else
+    :class:`SeedImageError`. Opened without blocking, so a FIFO never hangs, and read up to the cap, so a device
+    such as ``/dev/zero`` or a huge file never fills the memory."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))  # FileNotFoundError passes
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else \
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
+            raise SeedImageError("not_a_file", f"{os.fspath(path)} is {kind}, not an image file")
+        data = f.read(-1 if max_bytes is None else max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise SeedImageError("image_too_large", f"{os.fspath(path)} has more than {max_bytes} bytes "
+                             "(--max-image-bytes)")
+    return data
 
 
 @dataclass
@@ -57,13 +92,21 @@ class Seed:
     kb_id: Optional[str] = None
     categories: tuple[str, ...] = ()
     meta: dict = field(default_factory=dict)
+    image_error: Optional[tuple[str, str]] = None  # (drop reason, message): a path that must not be read
 
-    def read_image_bytes(self) -> bytes:
-        """The encoded image, as stored (not decoded); raises ``FileNotFoundError`` when it is missing."""
+    def read_image_bytes(self, max_bytes: Optional[int] = DEFAULT_MAX_IMAGE_BYTES) -> bytes:
+        """The encoded image, as stored (not decoded); raises ``FileNotFoundError`` when it is missing and
+        :class:`SeedImageError` when it must not be read (outside the image root, not a regular file, larger than
+        ``max_bytes``)."""
+        if self.image_error:
+            raise SeedImageError(*self.image_error)
         if self.image_data is not None:
+            if max_bytes is not None and len(self.image_data) > max_bytes:
+                raise SeedImageError("image_too_large", f"the image of {self.id} has {len(self.image_data)} bytes, "
+                                     f"more than {max_bytes} (--max-image-bytes)")
             return self.image_data
         if self.image_path:
-            return Path(self.image_path).read_bytes()
+            return read_image_file(self.image_path, max_bytes)
         raise FileNotFoundError("seed has no image")
 
 
@@ -159,6 +202,9 @@ def load_seed_table(path_or_id: str, *, split: Optional[str] = None, encoding: s
             kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(p.suffix.lower())
             if kind is None:
                 raise SeedError(f"seed file {str(p)!r} has an unknown type; use .jsonl, .json, .parquet or .csv")
+            if p.stat().st_size == 0:
+                raise SeedError(f"seeds file {str(p)!r} is empty; it needs one row per seed (image, instruction, "
+                                "chosen answer)")
             if kind != "parquet":
                 check_text_file(p, encoding)
             ds = datasets.load_dataset(kind, data_files=str(p), split="train",
@@ -183,6 +229,9 @@ def load_seed_table(path_or_id: str, *, split: Optional[str] = None, encoding: s
             ds = ds.cast_column(col, datasets.Image(decode=False))
         elif isinstance(feat, (datasets.List, datasets.Sequence)) and isinstance(feat.feature, datasets.Image):
             ds = ds.cast_column(col, datasets.List(datasets.Image(decode=False)))
+    if len(ds) == 0:
+        raise SeedError(f"seeds {str(path_or_id)!r} hold no rows; give one row per seed (image, instruction, chosen "
+                        "answer)")
     return ds
 
 
@@ -222,9 +271,11 @@ def as_text(value: Any) -> str:
 def dataset_seeds(path_or_id: str, *, image_column: Optional[str] = None, instruction_column: Optional[str] = None,
                   chosen_column: Optional[str] = None, id_column: Optional[str] = None,
                   image_root: Optional[str | Path] = None, split: Optional[str] = None,
-                  require_chosen: bool = True, kb_lookup=None, encoding: str = "utf-8") -> Iterator[Seed]:
+                  require_chosen: bool = True, kb_lookup=None, encoding: str = "utf-8",
+                  allow_outside_root: bool = False) -> Iterator[Seed]:
     """Seeds from any tabular dataset (see module docstring). ``kb_lookup(path) -> kb id | None``; ``encoding``:
-    of a text seeds file (``.jsonl``/``.json``/``.csv``)."""
+    of a text seeds file (``.jsonl``/``.json``/``.csv``). With ``image_root``, a path that resolves outside it
+    (symbolic links followed) gets an ``image_error`` (never read) unless ``allow_outside_root``."""
     ds = load_seed_table(path_or_id, split=split, encoding=encoding)
     cols = list(ds.column_names)
     img_col = _resolve_column(cols, image_column, IMAGE_COLUMNS, "image", "--image-column")
@@ -234,6 +285,7 @@ def dataset_seeds(path_or_id: str, *, image_column: Optional[str] = None, instru
     if id_column:
         _resolve_column(cols, id_column, (), "id", "--id-column")
     root = Path(image_root).expanduser() if image_root else None
+    real_root = os.path.realpath(root) if root is not None else None
     for n, row in enumerate(ds):
         value = row[img_col]
         if isinstance(value, (list, tuple)):
@@ -253,11 +305,17 @@ def dataset_seeds(path_or_id: str, *, image_column: Optional[str] = None, instru
             data = buf.getvalue()
         if path and root is not None and not Path(path).is_absolute():
             path = str(root / path)
+        error = None
+        if path and real_root is not None and not allow_outside_root:
+            real = os.path.realpath(path)
+            if os.path.commonpath([real, real_root]) != real_root:
+                error = ("outside_image_root", f"{path} resolves to {real}, outside --image-root {real_root} (pass "
+                         "--allow-outside-root to read it)")
         image_id = str(row[id_column]) if id_column else (Path(path).name if path else f"row-{n}")
         yield Seed(
             index=n, id=str(row[id_column]) if id_column else f"seed-{n}",
             instruction=as_text(row[ins_col]).strip(),
             chosen=as_text(row[cho_col]).strip() if cho_col else None,
-            image_id=image_id, image_path=path, image_data=data,
-            kb_id=kb_lookup(path) if (kb_lookup and path) else None,
+            image_id=image_id, image_path=path, image_data=data, image_error=error,
+            kb_id=kb_lookup(path) if (kb_lookup and path and not error) else None,
         )

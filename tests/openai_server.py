@@ -135,7 +135,7 @@ class OpenAIServer:
                     if self.headers.get("Authorization"):
                         server.auth_headers.append(self.headers["Authorization"])
                 try:
-                    if not self.path.endswith("/chat/completions"):
+                    if not self.path.split("?", 1)[0].endswith("/chat/completions"):  # a query (?api-version=)
                         return self._send(404, {"error": {"message": "not found"}})
                     content = body["messages"][-1]["content"]
                     parts = content if isinstance(content, list) else [{"type": "text", "text": content}]

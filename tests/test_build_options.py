@@ -41,8 +41,8 @@ def test_every_field_has_a_flag_with_its_default_in_help(field, help_lines):
         assert "Required unless --config gives it." in line
     elif field.default is None:
         assert f"[default: ({field.metadata['default_text']})]" in line
-    elif isinstance(field.default, bool):
-        assert f"[default: {flags(field)[0].lstrip('-')}]" in line
+    elif isinstance(field.default, bool):  # the on flag, or the off flag for a default of False
+        assert f"[default: {flags(field)[0 if field.default else 1].lstrip('-')}]" in line
     else:
         assert f"[default: {field.default}]" in line
     for choice in field.metadata.get("choices") or ():

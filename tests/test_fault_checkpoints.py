@@ -1,5 +1,5 @@
-"""Checkpoints that verify themselves, and failures that are not final: a truncated chunk, an empty marker and a
-swapped chunk are found and redone on resume; a build during a filler outage exits 1 with its reasons, and once the
+"""Checkpoints that verify themselves, and failures that are not final: a truncated chunk, an empty marker, a
+swapped chunk (alone, or together with its marker) are found and redone on resume; a build during a filler outage exits 1 with its reasons, and once the
 server is back the same command ends with the dataset of a build that never saw the outage."""
 
 from __future__ import annotations
@@ -47,7 +47,12 @@ def test_damaged_checkpoints_are_found_and_redone_byte_identically(tiny_kb, tmp_
     assert "chunk 4 " in said and "chunk-000004.parquet has" in said
     assert "chunk 6 " in said and "sha256 differs" in said
     shard(1, 2)
-    res = shard()
+    for suffix in (".parquet", ".json"):  # a chunk swapped together with its marker
+        shutil.copy(chunks / f"chunk-000001{suffix}", chunks / f"chunk-000003{suffix}")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="realign_data"):
+        res = shard()
+    assert "chunk 3 " in caplog.text and "belongs to chunk 1" in caplog.text
     assert res.pairs_written == ref.pairs_written
     assert data_hashes(out) == data_hashes(Path(ref.out))
 

@@ -32,7 +32,21 @@ def files(tmp_path_factory, sample_corpus):
     (d / "bad.yaml").write_text("model_name_or_path: [1\n")
     (d / "python.yaml").write_text('model_name_or_path: !!python/object/apply:os.system ["echo hi"]\n')
     (d / "no-dataset.yaml").write_text(f"model_name_or_path: x\ndataset_name: {d / 'missing-dataset'}\n")
+    (d / "not-a-model").mkdir()
+    (d / "empty.jsonl").write_text("")
     return d
+
+
+def broken_datasets(built, d) -> None:
+    """Copies of a built dataset without rejected_images, without chosen, and with images that do not open."""
+    import datasets
+
+    ds = datasets.load_from_disk(str(built))
+    ds.remove_columns("rejected_images").save_to_disk(str(d / "no-rejected-images"))
+    ds.remove_columns("chosen").save_to_disk(str(d / "no-chosen"))
+    garbled = ds.cast_column("images", datasets.List(datasets.Image(decode=False))).map(
+        lambda row: {"images": [{"bytes": b"not an image", "path": None} for _ in row["images"]]})
+    garbled.save_to_disk(str(d / "bad-images"))
 
 
 def cases(kb, corpus, d, built):
@@ -61,6 +75,30 @@ def cases(kb, corpus, d, built):
         ("dpo !!python tag", ["realign-trl", "dpo", "--config", d / "python.yaml", *trl], 2, "!!python tag"),
         ("dpo missing dataset", ["realign-trl", "dpo", "--config", d / "no-dataset.yaml", *trl], 2,
          "does not exist"),
+        # issue #28: found before any model is loaded, and on a CPU-only machine not hidden behind TRL's bf16 refusal
+        ("dpo folder that is no model", ["realign-trl", "dpo", "--model_name_or_path", d / "not-a-model", *trl], 2,
+         "holds no model (no config.json)"),
+        ("dpo without rejected_images", ["realign-trl", "dpo", "--model_name_or_path", "x", "--loss_type", "rdpo",
+                                         "--dataset_name", d / "no-rejected-images", *trl], 2,
+         "has no rejected_images column"),
+        ("dpo without chosen", ["realign-trl", "dpo", "--model_name_or_path", "x", "--dataset_name", d / "no-chosen",
+                                *trl], 2, "has no chosen column"),
+        ("dpo images that do not open", ["realign-trl", "dpo", "--model_name_or_path", "x", "--dataset_name",
+                                         d / "bad-images", *trl], 2, "the images of row 0 does not open"),
+        ("dpo mistake, no --use_cpu", ["realign-trl", "dpo", "--model_name_or_path", "x", "--beta", "-1",
+                                       "--output_dir", d / "trl-out"], 2, "beta=-1.0 must be > 0"),
+        ("empty seeds file", ["build", "--index", kb, "--seeds", d / "empty.jsonl", "--out", d / "o9"], 2,
+         "empty.jsonl' is empty"),
+        ("--model a missing path", ["build", "--index", kb, "--filler", "transformers", "--model", d / "nonexistent",
+                                    "--out", d / "o10"], 2, "is a local path that does not exist"),
+        ("--index-type not a factory", ["index", "build", "--source", "coco", "--root", corpus, "--out", d / "lsh",
+                                        "--index-type", "LSH", *tiny], 2,
+         "--index-type 'LSH' is not a valid FAISS factory string (e.g."),
+        ("--index-type too wide", ["index", "build", "--source", "coco", "--root", corpus, "--out", d / "pca",
+                                   "--index-type", "PCA6720,Flat", *tiny], 2,
+         "cannot be built on 40 vectors of dimension 32 (PCA matrix cannot output 6720"),
+        ("--prompt ''", ["build", "--index", kb, "--prompt", "", "--out", d / "o11"], 2,
+         "--prompt must be a non-empty instruction"),
         # misleading or missing messages, and range checks
         ("COCO root without captions", ["build", "--index", kb, "--coco-root", d / "no-captions", "--out", d / "o4"],
          2, "has no annotations/captions"),
@@ -102,6 +140,7 @@ def test_no_user_mistake_prints_a_traceback(commands, files, tiny_kb, sample_cor
 
     built = build(BuildConfig(index=str(tiny_kb), out=str(tmp_path / "built"), gate="lexical", top_k=2,
                               max_samples=4, progress=False)).out
+    broken_datasets(built, files)
     todo = cases(str(tiny_kb), str(sample_corpus), files, built)
     results = []
     for i in range(0, len(todo), 4):  # a few at a time: the machine has few cores

@@ -99,3 +99,49 @@ def test_seeds_files_that_are_not_utf8_or_not_json_say_where(tiny_kb, sample_cor
 
     rows = datasets.load_from_disk(str(tmp_path / "c"))
     assert any("café" in json.dumps(row["chosen"], ensure_ascii=False) for row in rows)
+
+
+def test_seed_images_stay_inside_their_root_and_are_read_only_from_bounded_regular_files(tiny_kb, sample_corpus,
+                                                                                         tmp_path):
+    """Seeds naming ``../outside``, an absolute path, or a link out of ``--image-root`` are dropped as
+    ``outside_image_root`` and never read (nothing of the outside picture reaches the output); a FIFO and
+    ``/dev/zero`` are ``not_a_file`` (no hang, no MemoryError), a file over ``--max-image-bytes``
+    ``image_too_large``; ``--allow-outside-root`` reads the outside picture. Real processes, bounded in time."""
+    import json
+    import shutil
+    import sys
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from fault_procs import shared_commands
+
+    pics = sorted((sample_corpus / "train2014").iterdir())
+    root, outside = tmp_path / "imgs", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    shutil.copy(pics[0], root / "good.jpg")
+    secret = outside / "secret.png"
+    _picture().save(secret)
+    shutil.copy(pics[1], root / "big.jpg")
+    os.symlink(secret, root / "link.png")
+    os.mkfifo(root / "pipe.jpg")
+    cap = max((root / "good.jpg").stat().st_size, secret.stat().st_size)
+    big = (root / "big.jpg").read_bytes()
+    (root / "big.jpg").write_bytes(big + b"\0" * (cap + 1 - len(big)))  # a valid JPEG padded past the cap
+    images = ["good.jpg", "../outside/secret.png", str(secret), "link.png", "pipe.jpg", "big.jpg", "/dev/zero"]
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_bytes(_seed_lines(images, [b"A red car next to two dogs."] * len(images)))
+    base = ["build", "--index", tiny_kb, "--seeds", seeds, "--image-root", root, "--gate", "lexical", "--top-k", "2",
+            "--max-image-bytes", cap, "--quiet"]
+    (code, said), (code2, said2) = shared_commands().run_together(
+        [[*base, "--out", tmp_path / "a"], [*base, "--allow-outside-root", "--out", tmp_path / "b"]], timeout=60)
+    assert code == 0 and code2 == 0, said + said2
+    drops = json.loads((tmp_path / "a" / "build_report.json").read_text())["drops"]
+    assert drops == {"image_too_large": 1, "not_a_file": 1, "outside_image_root": 4}
+    drops = json.loads((tmp_path / "b" / "build_report.json").read_text())["drops"]
+    assert drops == {"image_too_large": 1, "not_a_file": 2}
+    import datasets
+
+    rows = datasets.load_from_disk(str(tmp_path / "a"))
+    assert {r["image_id"] for r in rows} == {"good.jpg"}
+    allowed = datasets.load_from_disk(str(tmp_path / "b"))
+    assert {r["image_id"] for r in allowed} == {"good.jpg", "secret.png", "link.png"}

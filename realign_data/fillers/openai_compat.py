@@ -136,8 +136,9 @@ class OpenAIFiller(VLMBackend):
         transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
                                         limits=httpx.Limits(max_connections=concurrency,
                                                             max_keepalive_connections=concurrency))
-        self._client = httpx.Client(base_url=self.base_url + "/", headers=headers, timeout=timeout,
-                                    transport=transport)
+        root, _, query = self.base_url.split("#", 1)[0].partition("?")  # a query (?api-version=...) goes on each call
+        self._client = httpx.Client(base_url=root.rstrip("/") + "/", params=query or None, headers=headers,
+                                    timeout=timeout, transport=transport)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="realign-openai")
 
     # ------------------------------------------------------------------------------------------ HTTP

@@ -167,9 +167,11 @@ def evaluate(model: Any, suite: EvalSuite, *, processor: Any = None, pope_max_ne
     backend = make_backend(model, processor=processor, **backend_options)
     store = None
     try:
-        settings = {"backend": backend.describe(), "suite": suite.describe(),
-                    "generation": {"pope_max_new_tokens": pope_max_new_tokens,
-                                   "chair_max_new_tokens": chair_max_new_tokens, "do_sample": False}}
+        from realign_data.redact import redact_tree
+
+        settings = redact_tree({"backend": backend.describe(), "suite": suite.describe(),  # no URL credentials
+                                "generation": {"pope_max_new_tokens": pope_max_new_tokens,
+                                               "chair_max_new_tokens": chair_max_new_tokens, "do_sample": False}})
         store = _AnswerStore(out, _fingerprint(settings), suite) if out is not None else None
         answers = generate_answers(backend, suite, pope_max_new_tokens=pope_max_new_tokens,
                                    chair_max_new_tokens=chair_max_new_tokens, progress=progress, store=store)

@@ -51,6 +51,13 @@ def preflight(model_args, training_args, script_args=None) -> None:
                          "local checkpoint directory)")
     if name.startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(name)):
         raise ValueError(f"model directory {name!r} does not exist")
+    if os.path.isdir(os.path.expanduser(name)) and not any(
+            os.path.isfile(os.path.join(os.path.expanduser(name), f)) for f in ("config.json", "adapter_config.json")):
+        raise ValueError(f"model directory {name!r} holds no model (no config.json): give a checkpoint directory "
+                         "(config.json and weights, as save_pretrained writes them) or a Hub id such as "
+                         "llava-hf/llava-1.5-7b-hf")
+    if dataset and _is_saved_to_disk(os.path.expanduser(dataset)):
+        check_dataset(os.path.expanduser(dataset), script_args.dataset_train_split, rdpo="rdpo" in losses)
     if getattr(training_args, "hallucination_eval", None) and training_args.hallucination_eval_coco_root:
         from realign_data.pope import PopeError, open_annotations
 
@@ -58,6 +65,51 @@ def preflight(model_args, training_args, script_args=None) -> None:
             open_annotations(training_args.hallucination_eval_coco_root, training_args.hallucination_eval_split)
         except PopeError as e:
             raise ValueError(f"hallucination_eval_coco_root: {e}") from None
+
+
+IMAGES_CHECKED = 256  # rows whose images the preflight opens (the first ones): cheap, and catches a broken build
+
+
+def check_dataset(path: str, split: str = "train", *, rdpo: bool = False) -> None:
+    """A ``save_to_disk`` dataset has the split and the columns DPO needs (``prompt``, ``chosen``, ``rejected``;
+    ``rejected_images`` for rdpo) and the images of its first :data:`IMAGES_CHECKED` rows open: else one
+    ``ValueError`` sentence, before any model is loaded."""
+    import io
+
+    import datasets
+    from PIL import Image
+
+    ds = datasets.load_from_disk(path)
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise ValueError(f"dataset {path!r} has no split {split!r} (it has {', '.join(sorted(ds))}); pass "
+                             "--dataset_train_split")
+        ds = ds[split]
+    need = ["prompt", "chosen", "rejected"] + (["rejected_images"] if rdpo else [])
+    missing = [c for c in need if c not in ds.column_names]
+    if missing:
+        why = " (loss_type rdpo trains on the image-rejected pair: build the dataset with realign-data build)" \
+            if "rejected_images" in missing else ""
+        raise ValueError(f"dataset {path!r} has no {', '.join(missing)} column{'s' if len(missing) > 1 else ''}"
+                         f"{why}; its columns are {', '.join(ds.column_names)}")
+    columns = [c for c in ("images", "image", "rejected_images") if c in ds.column_names]
+    head = ds.select(range(min(len(ds), IMAGES_CHECKED))).select_columns(columns)
+    for c in columns:
+        feature = head.features[c]
+        if isinstance(feature, datasets.Image):
+            head = head.cast_column(c, datasets.Image(decode=False))
+        elif isinstance(getattr(feature, "feature", None), datasets.Image):
+            head = head.cast_column(c, datasets.List(datasets.Image(decode=False)))
+    for i, row in enumerate(head):
+        for c in columns:
+            for im in row[c] if isinstance(row[c], list) else [row[c]]:
+                data = im.get("bytes") if isinstance(im, dict) else None
+                try:
+                    with Image.open(io.BytesIO(data) if data else im["path"]) as opened:
+                        opened.load()
+                except Exception as e:  # noqa: BLE001 - PIL raises many types for bad data
+                    raise ValueError(f"dataset {path!r}: the {c} of row {i} does not open as an image "
+                                     f"({type(e).__name__}: {e}); rebuild the dataset") from None
 
 
 def make_parser(prog: str | None = None):
