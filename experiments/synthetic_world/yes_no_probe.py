@@ -1,0 +1,152 @@
+"""Diagnostic for issue #22 part 1: can the study's tiny LLaVA learn POPE's "Is there a X in the image?" at all?
+
+Trains on the yes/no rows of the study's SFT data only, with the loss on the Yes/No decision token alone, and
+reports held-out accuracy on 256 training-world questions every 250 steps. Levers that separate the suspects:
+
+    python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp                      # as the study asks
+    python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --order question-first # image after the question
+    python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --features oracle      # no vision tower
+
+``--features oracle`` replaces the vision tower with each 8x8 patch's mean colour through a small MLP (in this world
+a category is a colour, so the features certainly say what is where): if that does not learn either, the language
+model's side is the bottleneck, not vision. ``--probe`` instead fits a linear probe (scikit-learn) on the vision
+tower's pooled features for "category c is present", as the untrained tower sees them.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import typer  # noqa: E402
+
+
+def main(out: Path = typer.Option(..., help="Work folder (the world and the base model are drawn here once)."),
+         order: str = typer.Option("image-first", help="image-first (as the eval asks) or question-first."),
+         features: str = typer.Option("vision", help="vision (the tiny CLIP tower) or oracle (patch colours)."),
+         steps: int = typer.Option(2000), batch: int = typer.Option(32), lr: float = typer.Option(1e-3),
+         image_size: int = typer.Option(64), hidden_size: int = typer.Option(256), num_layers: int = typer.Option(4),
+         vision_hidden_size: int = typer.Option(64), seed: int = typer.Option(0),
+         probe: bool = typer.Option(False, help="Only the linear probe of the untrained vision features.")) -> None:
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from study_sft import build_base_model, sft_rows
+    from study_sizes import FULL
+    from study_world import corpus_roots, make_world
+
+    torch.manual_seed(seed)
+    sizes = replace(FULL, image_size=image_size, hidden_size=hidden_size, num_layers=num_layers,
+                    vision_hidden_size=vision_hidden_size)
+    world = out / f"world-{image_size}-{seed}"
+    if not (world / "train").exists():
+        make_world(world, sizes, seed)
+    train, _ = corpus_roots(world)
+    base = out / f"base-{image_size}-{hidden_size}-{num_layers}-{vision_hidden_size}-{seed}"
+    if not (base / "config.json").exists():
+        build_base_model(base, train, sizes, seed)
+    processor = AutoProcessor.from_pretrained(base)
+    model = AutoModelForImageTextToText.from_pretrained(base)
+    if probe:
+        return linear_probe(model, processor, train)
+    rows = [r for r in sft_rows(train, sizes, seed) if r["answer"] in ("Yes.", "No.")]
+    random.Random(seed).shuffle(rows)
+    held, rows = rows[:256], rows[256:]
+    if features == "oracle":
+        use_oracle_features(model)
+    tok = processor.tokenizer
+    yes, no = tok.convert_tokens_to_ids("Y"), tok.convert_tokens_to_ids("N")
+    images: dict = {}
+
+    def batch_of(rs):
+        if order == "image-first":  # the study's chat template, as the SFT and the eval build it
+            texts = [f"USER: <image>\n{r['prompt']}ASSISTANT: " for r in rs]
+        else:
+            texts = [f"USER: {r['prompt']}\n<image>\nASSISTANT: " for r in rs]
+        pics = [images.setdefault(r["image"], Image.open(r["image"]).convert("RGB")) for r in rs]
+        inputs = processor(images=pics, text=texts, return_tensors="pt", padding=True, padding_side="left")
+        return inputs, torch.tensor([yes if r["answer"] == "Yes." else no for r in rs])
+
+    @torch.no_grad()
+    def accuracy() -> float:
+        model.eval()
+        right = 0
+        for i in range(0, len(held), 64):
+            inputs, target = batch_of(held[i:i + 64])
+            logits = model(**inputs).logits[:, -1]
+            right += ((logits[:, yes] > logits[:, no]) == (target == yes)).sum().item()
+        model.train()
+        return right / len(held)
+
+    optim = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / 100) * max(0.0, 1 - s / steps))
+    start = time.time()
+    for step in range(1, steps + 1):
+        inputs, target = batch_of(random.Random(step).sample(rows, batch))
+        loss = torch.nn.functional.cross_entropy(model(**inputs).logits[:, -1], target)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        sched.step()
+        optim.zero_grad()
+        if step % 250 == 0 or step == steps:
+            print(f"step {step}: loss {loss.item():.3f}, held-out accuracy {accuracy():.3f} "
+                  f"({time.time() - start:.0f} s)", flush=True)
+
+
+def use_oracle_features(model) -> None:
+    """Replace the vision tower's output by each 8x8 patch's mean colour (and the image's, as the CLS) through a
+    small trainable MLP."""
+    import torch
+    from torch import nn
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    hidden = model.config.text_config.hidden_size
+    model.oracle = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, hidden))
+
+    def features(pixel_values, *args, **kwargs):
+        patches = pixel_values.unfold(2, 8, 8).unfold(3, 8, 8).mean((-1, -2)).flatten(2).transpose(1, 2)
+        tokens = torch.cat([patches.mean(1, keepdim=True), patches], 1)
+        return BaseModelOutputWithPooling(pooler_output=list(model.oracle(tokens)))
+
+    model.model.get_image_features = features
+
+
+def linear_probe(model, processor, train: Path) -> None:
+    """Held-out accuracy of a logistic regression on the vision tower's mean- and max-pooled features, per
+    category, against the majority rate."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from sklearn.linear_model import LogisticRegression
+
+    from realign_data.corpus import CocoAnnotations
+    from realign_data.sample import CATEGORIES
+
+    ann = CocoAnnotations(train)
+    ids = sorted(ann.image_ids())[:1200]
+    names = [c.name for c in CATEGORIES]
+    present = np.array([[c in {i["category"] for i in ann.instances(x)} for c in names] for x in ids])
+    feats = []
+    with torch.no_grad():
+        for i in range(0, len(ids), 64):
+            pics = [Image.open(train / "train2014" / f"COCO_train2014_{x:012d}.jpg").convert("RGB") for x in ids[i:i + 64]]
+            pixel_values = processor.image_processor(pics, return_tensors="pt")["pixel_values"]
+            f = torch.stack(list(model.model.get_image_features(pixel_values=pixel_values).pooler_output))
+            feats.append(torch.cat([f.mean(1), f.amax(1)], -1))
+    x = torch.cat(feats).numpy()
+    n = 900
+    for j, name in enumerate(names):
+        clf = LogisticRegression(max_iter=2000).fit(x[:n], present[:n, j])
+        majority = max(present[n:, j].mean(), 1 - present[n:, j].mean())
+        print(f"{name:9s} probe {clf.score(x[n:], present[n:, j]):.3f}  majority {majority:.3f}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
