@@ -4,9 +4,11 @@
 ``llamafactory``   ``{name}.json`` (a JSON list, sharegpt with ``ranking``) + ``dataset_info.json`` + images/;
                    LLaMA-Factory: ``src/llamafactory/data/converter.py`` (``SharegptDatasetConverter``),
                    ``data/dataset_info.json`` (entries ``rlhf_v``, ``rlaif_v``)
-``swift``          ``{name}.jsonl``, two rows per pair (text pair: ``rejected_response``; image pair:
-                   ``rejected_images``) + images/; ms-swift: ``swift/llm/dataset/preprocessor/core.py``
-                   (``RowPreprocessor.check_rejected_response``, ``MessagesPreprocessor``)
+``swift``          ``{name}.jsonl``, two rows per pair, both with ``rejected_messages`` + ``rejected_images``
+                   (text pair: the rejected answer on the same image; image pair: the chosen answer on the
+                   retrieved image) + images/; ms-swift 4.6: ``swift/template/template_inputs.py``
+                   (``TemplateInputs.from_dict``), ``swift/dataset/preprocessor/core.py``
+                   (``RowPreprocessor._check_rejected_response``), ``swift/template/vision_utils.py``
 ``realign-json``   ``pref_data.json`` (``image``, ``retrieved_image``, ``chosen``/``rejected`` as role/content
                    lists) + images/ (the ``--image_folder``); Re-Align: ``train_rdpo.py``
                    (``LazySupervisedDataset``, ``preprocess_multimodal``)
@@ -177,9 +179,13 @@ class Swift(Writer):
     def add(self, row):
         images = self._images(row, "images")
         messages = [{"role": r, "content": t} for r, t in prompt_turns(row["prompt"], len(images))]
-        messages.append({"role": "assistant", "content": answer(row["chosen"])})
-        self.out.add({"messages": messages, "images": images, "rejected_response": answer(row["rejected"])})
-        self.out.add({"messages": messages, "images": images, "rejected_images": self._images(row, "rejected_images")})
+        chosen = messages + [{"role": "assistant", "content": answer(row["chosen"])}]
+        rejected = messages + [{"role": "assistant", "content": answer(row["rejected"])}]
+        # Every row has the same four keys: a JSONL where some rows have ``rejected_response`` and others not
+        # gets ``null`` in the others when read, which ms-swift's check refuses (strict) or drops (its default).
+        self.out.add({"messages": chosen, "images": images, "rejected_messages": rejected, "rejected_images": images})
+        self.out.add({"messages": chosen, "images": images, "rejected_messages": chosen,
+                      "rejected_images": self._images(row, "rejected_images")})
         self.rows += 2
 
     def close(self):
