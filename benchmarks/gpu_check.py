@@ -32,6 +32,8 @@ REPO = HERE.parent.parent
 # what the GPU host brings (PyTorch + transformers and what they pin); never downloaded, never replaced
 HOST = ("torch", "torchvision", "torchaudio", "triton", "transformers", "tokenizers", "safetensors", "flash-attn",
         "flash_attn")
+# dataset building only (knowledge base, retrieval, the gate): the check never imports them, so no wheels for them
+BUILD_ONLY = ("faiss-cpu", "open-clip-torch", "sentence-transformers")
 WORDS = ("a small red cat sits on a wooden table next to a blue cup while two dogs play in the green park behind "
          "a white fence under a bright sky").split()
 SHAPES = {  # LLaVA-1.5-7B (llava-hf/llava-1.5-7b-hf's config), and the same steps tiny for the CPU rehearsal
@@ -55,11 +57,13 @@ def _name(req: str) -> str:
 
 
 def requirements(pinned: bool) -> list[str]:
-    """realign's requirements without the host's: direct specifiers, or (``pinned``) the installed closure."""
+    """realign's requirements without the host's and the build-only ones: direct specifiers, or (``pinned``) the
+    installed versions of their closure."""
     import importlib.metadata as md
 
     host = {h.replace("_", "-") for h in HOST}
-    direct = [r for r in md.requires("realign") or [] if "extra ==" not in r and _name(r) not in host]
+    direct = [r for r in md.requires("realign") or [] if "extra ==" not in r and _name(r) not in host
+              and _name(r) not in BUILD_ONLY]
     if not pinned:
         return direct
     seen: dict[str, str] = {}
