@@ -223,12 +223,11 @@ def run(a) -> int:
            "batch_size": a.batch_size, "num_layers": _layers(a.device, shape, a.num_layers),
            "gradient_checkpointing": a.gradient_checkpointing}
     attns = ["sdpa"]
-    try:
-        import flash_attn  # noqa: F401
+    if a.device == "cuda":
+        import importlib.util
 
-        attns.append("flash_attention_2") if a.device == "cuda" else None
-    except ImportError:
-        pass
+        if importlib.util.find_spec("flash_attn") is not None:
+            attns.append("flash_attention_2")
     plan = [(arm, attn) for attn in attns for arm in ("sigmoid", "rdpo")]
     if a.precompute != "off":
         plan.append(("rdpo_precomputed", "sdpa"))

@@ -219,6 +219,12 @@ def test_a_dataset_without_rejected_images_cannot_be_a_swift_export(tmp_path):
     assert code == 0, output  # the text pair needs no rejected_images
 
 
+def test_a_name_that_is_not_a_file_name_is_refused(build, tmp_path):
+    code, output = run("export", build, "--to", "llamafactory", "--out", tmp_path / "o", "--name", "../up")
+    assert code == 2 and "--name '../up' is not a plain file name" in output
+    assert not (tmp_path / "o").exists() and not (tmp_path / "up.json").exists()
+
+
 def test_not_a_build_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     code, output = run("export", tmp_path / "empty", "--to", "swift", "--out", tmp_path / "o")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,8 +66,9 @@ def export(dataset, to: str, out: str | os.PathLike, *, split: str = "train", na
     """
     if to not in WRITERS:
         raise ExportError(f"unknown export format {to!r}; valid formats: {', '.join(FORMATS)}")
-    if not name or any(c in name for c in "/\\") or name.startswith("."):
-        raise ExportError(f"--name {name!r} is not a plain file name (letters, digits, '-', '_')")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name or ""):
+        raise ExportError(f"--name {name!r} is not a plain file name: use letters, digits, '.', '-' and '_', "
+                          f"starting with a letter or digit")
     ds, source = _open(dataset, split)
     missing = [c for c in NEEDS[to] if c not in ds.column_names]
     if missing:
