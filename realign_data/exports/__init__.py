@@ -8,8 +8,8 @@ and docs/export.md):
 
 - ``llamafactory``: sharegpt with ``ranking`` + a ready ``dataset_info.json`` entry. LLaMA-Factory gives chosen
   and rejected one image list, so it holds the text pair only; the export says so and counts the rows.
-- ``swift``: ms-swift JSONL, two rows per pair: the text pair (``rejected_response``) and the image pair
-  (``rejected_images``), i.e. both of rDPO's terms.
+- ``swift``: ms-swift JSONL, two rows per pair, both with ``rejected_messages`` + ``rejected_images``: the text
+  pair (rejected answer, same image) and the image pair (chosen answer, retrieved image), i.e. both of rDPO's terms.
 - ``realign-json``: the JSON list the Re-Align authors' ``train_rdpo.py`` reads, with its image folder.
 - ``rlaif-v``: RLAIF-V's parquet layout (images embedded; text pair only).
 
@@ -144,7 +144,8 @@ def _write(ds, to: str, stage: Path, name: str, split: str, progress: bool) -> E
         raise
     notes = []
     if to in ("llamafactory", "rlaif-v"):
-        notes.append(f"{TRAINERS[to]} gives chosen and rejected one image list, so this export holds only the text "
+        shared = "one image list" if to == "llamafactory" else "one image"
+        notes.append(f"{TRAINERS[to]} gives chosen and rejected {shared}, so this export holds only the text "
                      f"pair: {writer.rows} rows, one per pair; {writer.image_pairs_left_out} image-rejected pairs "
                      f"(rejected_images) are left out (--to swift or --to realign-json keeps them)")
     return ExportResult(to, stage, pairs, writer.rows, len(store), files, notes)

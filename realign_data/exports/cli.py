@@ -22,7 +22,7 @@ def export(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary (notices still print)."),
 ) -> None:
     """Write a build in the data layout of another trainer: LLaMA-Factory (sharegpt ranking + dataset_info.json),
-    ms-swift (JSONL with rejected_response and rejected_images rows), Re-Align's train_rdpo.py (JSON + image folder)
+    ms-swift (JSONL: a text-pair row and an image-pair row per pair), Re-Align's train_rdpo.py (JSON + image folder)
     or RLAIF-V (parquet). Images are written once, named by their sha256; all paths are relative. See docs/export.md.
     """
     from realign_data.exports import ExportError, export as run_export
