@@ -156,13 +156,16 @@ def worker(arm: str, attn: str, cfg: dict) -> dict:
     trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=processor, peft_config=lora,
                          callbacks=[Clock()])
     batch = trainer.data_collator([data[i] for i in range(cfg["batch_size"])])
-    trainer.train()
+    t0 = time.perf_counter()
+    trainer.train()  # a precomputing arm computes its reference log-probs in here, before the first step
+    train_s = time.perf_counter() - t0
     steps = [b - a for a, b in zip(stamps[cfg["warmup"] - 1:], stamps[cfg["warmup"]:])] if cfg["warmup"] else \
         [b - a for a, b in zip(stamps, stamps[1:])]
     step = statistics.median(steps)
     tokens = int(batch["attention_mask"].sum())
     return {"arm": arm, "attn": attn, "step_time_s": step, "step_times_s": steps, "tokens_per_batch": tokens,
             "rows_per_batch": int(batch["input_ids"].size(0)), "tokens_per_s": tokens / step,
+            "train_s": train_s, "until_first_step_s": stamps[0] - t0,  # one-off work (e.g. precompute) shows here
             "peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
             "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if cuda else None,
             "params": sum(p.numel() for p in model.parameters()),
