@@ -265,6 +265,10 @@ def test_an_unreadable_image_is_one_sentence(tmp_path):
     with pytest.raises(ExportError, match="images\\[0\\] has no bytes and its path .*gone.png.* is not a readable"):
         realign_data.export(ds, to="llamafactory", out=tmp_path / "lf")
     assert not (tmp_path / "lf").exists()
+    (tmp_path / "gone.png").write_bytes(b"not an image at all")
+    with pytest.raises(ExportError, match="images\\[0\\] is not an image Pillow can read"):
+        realign_data.export(ds, to="llamafactory", out=tmp_path / "lf")
+    assert not (tmp_path / "lf").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 # ------------------------------------------------------------- the targets' own loaders (side environments)

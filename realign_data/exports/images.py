@@ -58,8 +58,11 @@ class ImageStore:
             from PIL import Image
 
             buf = io.BytesIO()
-            with Image.open(io.BytesIO(data)) as im:
-                im.save(buf, format="PNG")
+            try:
+                with Image.open(io.BytesIO(data)) as im:
+                    im.save(buf, format="PNG")
+            except OSError as e:  # PIL.UnidentifiedImageError and truncated files
+                raise ValueError(f"{what} is not an image Pillow can read ({e})") from None
             data = buf.getvalue()
         return data
 
