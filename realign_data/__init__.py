@@ -48,6 +48,7 @@ _EXPORTS = {
     "make_sample_corpus": "realign_data.sample",
     "build_pope": "realign_data.pope",
     "load_pope": "realign_data.pope",
+    "export": "realign_data.exports",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -69,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from realign_data.knowledge_base_build import build_knowledge_base  # noqa: F401
     from realign_data.sample import make_sample_corpus  # noqa: F401
     from realign_data.pope import build_pope, load_pope  # noqa: F401
+    from realign_data.exports import export  # noqa: F401
     from realign_data.seeds import Seed, coco_caption_seeds, dataset_seeds  # noqa: F401
 
 

@@ -15,6 +15,7 @@ import typer
 from realign_data.cli_common import Commands, fail, setup_logging as _setup_logging
 from realign_data.cli_audit import audit
 from realign_data.cli_datasets import pope, push
+from realign_data.exports.cli import export
 from realign_data.sample_options import with_world_options
 
 app = typer.Typer(
@@ -430,6 +431,7 @@ def index_list() -> None:
 app.command()(push)
 app.command()(pope)
 app.command()(audit)
+app.command()(export)
 
 
 def main() -> None:
