@@ -124,9 +124,10 @@ def _qwen_tokenizer():
     return tokenizer, {t: tokenizer.convert_tokens_to_ids(t) for t in _QWEN_SPECIALS}
 
 
-def _qwen_text_config(tokenizer, ids: dict, **extra) -> dict:
-    return dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
+def _qwen_text_config(tokenizer, ids: dict, hidden_size: int = 32, num_layers: int = 2, **extra) -> dict:
+    return dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+                num_hidden_layers=num_layers, num_attention_heads=max(2, hidden_size // 16), num_key_value_heads=1,
+                max_position_embeddings=1024,
                 bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
                 **extra)
 
@@ -164,12 +165,14 @@ def build_tiny_qwen2_vl(out: str | Path, *, seed: int = 0) -> Path:
     return out
 
 
-def build_tiny_qwen2_5_vl(out: str | Path, *, seed: int = 0, image_size: int = 56) -> Path:
+def build_tiny_qwen2_5_vl(out: str | Path, *, seed: int = 0, image_size: int = 56, hidden_size: int = 32,
+                          num_layers: int = 2) -> Path:
     """Save a tiny ``Qwen2_5_VLForConditionalGeneration`` + ``Qwen2_5_VLProcessor`` to ``out``.
 
     Qwen2.5-VL's vision tower (RMSNorm, SwiGLU, window attention with full-attention blocks) at 2 layers, the
-    second one full attention; patch 14, merge 2: a ``image_size`` px square image (default 56) gives
-    ``(image_size / 28) ** 2`` image tokens.
+    second one full attention; patch 14, merge 2: every image is resized to ``image_size`` px squared (default
+    56), which gives ``(image_size / 28) ** 2`` image tokens (672: 576, LLaVA-1.5's count).
+    ``hidden_size``/``num_layers`` scale the language model (benchmarks); the defaults are the test size.
     """
     import torch
     from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
@@ -178,9 +181,9 @@ def build_tiny_qwen2_5_vl(out: str | Path, *, seed: int = 0, image_size: int = 5
     out = Path(out)
     tokenizer, ids = _qwen_tokenizer()
     config = Qwen2_5_VLConfig(
-        text_config=_qwen_text_config(tokenizer, ids, rope_parameters={
+        text_config=_qwen_text_config(tokenizer, ids, hidden_size, num_layers, rope_parameters={
             "rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden_size,
                            patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
                            fullatt_block_indexes=[1], in_channels=3),
         **_qwen_token_ids(ids),

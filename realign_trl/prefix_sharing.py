@@ -80,7 +80,8 @@ def decide(config: Any, mode: str) -> tuple[bool, str]:
 
 
 def pack_rows(prompt: list[torch.Tensor], chosen: list[torch.Tensor], rejected: list[torch.Tensor] | None,
-              extra: list[torch.Tensor] | None = None, extra_key: str = "token_type_ids") -> dict[str, list[torch.Tensor]]:
+              extra: list[torch.Tensor] | None = None,
+              extra_key: str = "token_type_ids") -> dict[str, list[torch.Tensor]]:
     """Lay out one row per example: ``[prompt | chosen]`` or, with ``rejected``, ``[prompt | chosen | d rejected]``.
 
     Inputs are unpadded 1-D token tensors (already truncated); ``extra`` holds per-prompt token-type ids
