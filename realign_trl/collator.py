@@ -154,12 +154,11 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
             images=images, text=[t["prompt"] for t in texts] * 2, padding=True, padding_side="left",
             return_tensors=self.return_tensors, add_special_tokens=False,
         )
-        if "mm_token_type_ids" in processed:
-            raise ValueError("prefix_sharing=True does not support processors emitting mm_token_type_ids "
-                             "(multimodal RoPE models); set rdpo_prefix_sharing=off.")
         prompts = _unpad(processed["input_ids"], processed["attention_mask"])
-        types = _unpad(processed["token_type_ids"], processed["attention_mask"]) if "token_type_ids" in processed \
-            else None
+        # Gemma's token_type_ids, or Qwen-VL's mm_token_type_ids (its multimodal RoPE positions are derived from
+        # them by prefix_sharing.model_position_ids)
+        type_key = next((k for k in ("token_type_ids", "mm_token_type_ids") if k in processed), "token_type_ids")
+        types = _unpad(processed[type_key], processed["attention_mask"]) if type_key in processed else None
         chosen, rejected = (
             _unpad(**{k: v for k, v in self.processor(
                 text=[t[key] for t in texts], padding=True, padding_side="right",
@@ -174,11 +173,11 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
             rejected = [r[: room[i]] for i, r in enumerate(rejected)]
             prompts = [p[: self.max_length] for p in prompts]
             types = None if types is None else [t[: self.max_length] for t in types]
-        packed = pack_rows(prompts[:b], chosen, rejected, None if types is None else types[:b])
-        visual = pack_rows(prompts[b:], chosen, None, None if types is None else types[b:])
+        packed = pack_rows(prompts[:b], chosen, rejected, None if types is None else types[:b], type_key)
+        visual = pack_rows(prompts[b:], chosen, None, None if types is None else types[b:], type_key)
         pad_token_id = self.processor.tokenizer.pad_token_id or self.processor.tokenizer.eos_token_id
         fill = {"input_ids": pad_token_id, "position_ids": 0, "rdpo_segments": 0, "rdpo_targets": -100,
-                "token_type_ids": 0}
+                type_key: 0}
         output = processed  # holds pixel_values and the per-image grids
         for key, rows in packed.items():
             output[key] = pad(rows + visual[key], padding_value=fill[key], padding_side="right")

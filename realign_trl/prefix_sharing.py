@@ -14,6 +14,12 @@ exactly what that token sees, so its hidden state is the prefix's last hidden st
 rejected token, which the prefix's own last token cannot (that one predicts the first chosen token). Each
 answer's log-probs are then those of a separate row, up to float summation order.
 
+The Qwen-VL family (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) numbers positions in three axes (multimodal RoPE: time,
+height, width over the image grid, one shared index over text). :func:`model_position_ids` takes them from the
+model's own ``get_rope_index`` over ``[prefix | chosen]`` with the image grid kept, and restarts the rejected
+segment where the chosen one starts: after the prompt's last (text) token every axis advances by one per token,
+so the rejected answer gets exactly the positions a ``[prefix | rejected]`` row would.
+
 The collator describes a packed batch with ``rdpo_segments`` (0 padding, 1 prefix, 2 chosen, 3 rejected),
 ``position_ids`` and ``rdpo_targets`` (the next token each position predicts, -100 if none: TRL's pre-shifted
 ``shift_labels``); :func:`attention_masks` turns them into what the model takes. The decision where this is
@@ -29,8 +35,8 @@ import torch
 
 from .config import PREFIX_SHARING_MODES as MODES
 
-__all__ = ["MODES", "decide", "pack_rows", "attention_masks", "target_segments", "segment_logps", "PAD", "PREFIX",
-           "CHOSEN", "REJECTED"]
+__all__ = ["MODES", "decide", "pack_rows", "attention_masks", "model_position_ids", "target_segments",
+           "segment_logps", "PAD", "PREFIX", "CHOSEN", "REJECTED"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +44,10 @@ PAD, PREFIX, CHOSEN, REJECTED = 0, 1, 2, 3
 
 #: Model families (``config.model_type``) whose language model takes a prepared 4D mask and packed position ids
 #: as is, with the text backbones checked exact by the tests.
-_FAMILIES = {"llava": ("llama", "mistral"), "llava_next": ("llama", "mistral"), "gemma3": ("gemma3_text",)}
+_FAMILIES = {"llava": ("llama", "mistral"), "llava_next": ("llama", "mistral"), "gemma3": ("gemma3_text",),
+             "qwen2_vl": ("qwen2_vl_text",), "qwen2_5_vl": ("qwen2_5_vl_text",), "qwen3_vl": ("qwen3_vl_text",)}
+#: Families with multimodal RoPE: positions come from the model's ``get_rope_index`` (:func:`model_position_ids`).
+_ROPE_INDEX = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 _ATTENTION = ("sdpa", "eager")
 
 
@@ -58,7 +67,7 @@ def decide(config: Any, mode: str) -> tuple[bool, str]:
     problem = None
     if family not in _FAMILIES:
         problem = (f"model type {family!r} is not one where the packed layout is checked exact "
-                   f"({', '.join(sorted(_FAMILIES))}); e.g. Qwen2-VL's multimodal RoPE derives positions itself")
+                   f"({', '.join(sorted(_FAMILIES))})")
     elif backbone not in _FAMILIES[family]:
         problem = f"{family} with a {backbone!r} language model is not checked exact"
     elif attention not in _ATTENTION:
@@ -71,17 +80,19 @@ def decide(config: Any, mode: str) -> tuple[bool, str]:
 
 
 def pack_rows(prompt: list[torch.Tensor], chosen: list[torch.Tensor], rejected: list[torch.Tensor] | None,
-              extra: list[torch.Tensor] | None = None) -> dict[str, list[torch.Tensor]]:
+              extra: list[torch.Tensor] | None = None,
+              extra_key: str = "token_type_ids") -> dict[str, list[torch.Tensor]]:
     """Lay out one row per example: ``[prompt | chosen]`` or, with ``rejected``, ``[prompt | chosen | d rejected]``.
 
     Inputs are unpadded 1-D token tensors (already truncated); ``extra`` holds per-prompt token-type ids
-    (Gemma), extended with zeros over the answers. Returns unpadded per-row lists of ``input_ids``,
-    ``position_ids``, ``rdpo_segments``, ``rdpo_targets`` and (with ``extra``) ``token_type_ids``.
+    (Gemma's ``token_type_ids``, Qwen-VL's ``mm_token_type_ids``: ``extra_key``), extended with zeros over the
+    answers. Returns unpadded per-row lists of ``input_ids``, ``position_ids``, ``rdpo_segments``,
+    ``rdpo_targets`` and (with ``extra``) ``extra_key``.
     """
     rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("input_ids", "position_ids", "rdpo_segments",
                                                            "rdpo_targets")}
     if extra is not None:
-        rows["token_type_ids"] = []
+        rows[extra_key] = []
     for i, (p, c) in enumerate(zip(prompt, chosen)):
         n_p, n_c = p.numel(), c.numel()
         none = torch.full((1,), -100, dtype=p.dtype)
@@ -100,7 +111,7 @@ def pack_rows(prompt: list[torch.Tensor], chosen: list[torch.Tensor], rejected: 
         row = {"input_ids": torch.cat(ids), "position_ids": torch.cat(pos), "rdpo_segments": torch.cat(seg),
                "rdpo_targets": torch.cat(tgt)}
         if extra is not None:
-            row["token_type_ids"] = torch.cat([extra[i], extra[i].new_zeros(row["input_ids"].numel() - n_p)])
+            row[extra_key] = torch.cat([extra[i], extra[i].new_zeros(row["input_ids"].numel() - n_p)])
         for key, value in row.items():
             rows[key].append(value)
     return rows
@@ -146,6 +157,35 @@ def attention_masks(segments: torch.Tensor, position_ids: torch.Tensor, dtype: t
     if window is not None:
         allowed &= (distance < window) | torch.eye(n, dtype=torch.bool, device=segments.device)
     return additive(allowed)
+
+
+def model_position_ids(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The position ids ``model`` takes for a packed batch: the collator's 1-D ones, or, for the Qwen-VL family,
+    3-axis multimodal RoPE positions ``(3, rows, L)`` from the model's own ``get_rope_index``.
+
+    Those are computed over each row's ``[prefix | chosen]`` tokens (the image grids of the batch in order, as the
+    model computes them for a row of its own); the rejected segment then continues from the prefix's last token
+    as a ``[prefix | rejected]`` row would: ``position + delta`` on every axis, ``delta`` being that text token's
+    3-axis position less its 1-D one. A prompt ending in an image token has no such offset: ``ValueError``.
+    """
+    positions = batch["position_ids"]
+    config = model.config
+    if getattr(config, "model_type", None) not in _ROPE_INDEX:
+        return positions
+    owner = next((m for m in model.modules() if callable(getattr(m, "get_rope_index", None))), None)
+    if owner is None:
+        raise ValueError(f"{config.model_type} model without get_rope_index: cannot derive its multimodal positions.")
+    segments, types = batch["rdpo_segments"], batch["mm_token_type_ids"]
+    grids = {k: batch[k] for k in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts") if k in batch}
+    rows = torch.arange(segments.size(0), device=segments.device)
+    last = torch.where(segments == PREFIX, torch.arange(segments.size(1), device=segments.device), -1).max(dim=1).values
+    if (types[rows, last] != 0).any():
+        raise ValueError("prefix sharing needs prompts that end in a text token (the chat template's generation "
+                         "prompt); a prompt ends in an image or video token: set rdpo_prefix_sharing=off.")
+    kept = ((segments == PREFIX) | (segments == CHOSEN)).long()
+    rope, _ = owner.get_rope_index(batch["input_ids"], mm_token_type_ids=types, attention_mask=kept, **grids)
+    delta = rope[:, rows, last] - positions[rows, last]  # (3, rows); equal on the three axes after text
+    return torch.where(segments[None] == REJECTED, positions[None] + delta[:, :, None], rope)
 
 
 def _image_blocks(token_type_ids: torch.Tensor) -> torch.Tensor:

@@ -289,6 +289,7 @@ class _PackedLayout:
         kwargs = {"attention_mask": self._masks[dtype]}
         if not masks_only:
             kwargs.update({k: v for k, v in self.inputs.items() if k not in self._LAYOUT_KEYS and k != "attention_mask"})
+            kwargs["position_ids"] = prefix_sharing.model_position_ids(model, self.inputs)  # Qwen-VL: 3-axis RoPE
         return kwargs
 
     def sequence_logps(self, log_probs):

@@ -66,6 +66,22 @@ def tiny_qwen2_vl(tiny_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen2_5_vl(tiny_dir):
+    """Path of a saved tiny Qwen2.5-VL checkpoint."""
+    from realign_data.tiny_models import build_tiny_qwen2_5_vl
+
+    return build_tiny_qwen2_5_vl(tiny_dir / "qwen2_5_vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_vl(tiny_dir):
+    """Path of a saved tiny Qwen3-VL checkpoint."""
+    from realign_data.tiny_models import build_tiny_qwen3_vl
+
+    return build_tiny_qwen3_vl(tiny_dir / "qwen3_vl")
+
+
+@pytest.fixture(scope="session")
 def tiny_sentence_transformer(tiny_dir):
     """Path of a saved tiny sentence-transformers model (BERT + mean pooling)."""
     from realign_data.tiny_models import build_tiny_sentence_transformer

@@ -18,6 +18,8 @@ PROMPT = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text
 @pytest.mark.parametrize("fixture, cls_name", [
     ("tiny_llava", "LlavaForConditionalGeneration"),
     ("tiny_qwen2_vl", "Qwen2VLForConditionalGeneration"),
+    ("tiny_qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration"),
+    ("tiny_qwen3_vl", "Qwen3VLForConditionalGeneration"),
     ("tiny_gemma3", "Gemma3ForConditionalGeneration"),
 ])
 def test_tiny_vlm_loads_with_auto_classes_and_runs(request, fixture, cls_name):

@@ -177,17 +177,47 @@ def test_same_loss_curve_with_and_without_sharing(tiny_llava, demo_dataset, tmp_
         assert on == pytest.approx(off, rel=1e-5, abs=1e-5), step
 
 
-def test_falls_back_where_packing_is_not_exact(tiny_qwen2_vl, tmp_path, caplog):
-    """Qwen2-VL derives multimodal RoPE positions itself: auto keeps the 3B-row path and says why; on refuses."""
+@pytest.fixture(scope="module")
+def tiny_llava_qwen2(tiny_dir, tiny_llava):
+    """Tiny LLaVA on a Qwen2 language model: a backbone the packed layout is not checked exact for."""
+    out = tiny_dir / "llava_qwen2"
+    if (out / "config.json").exists():
+        return out
+    from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration, Qwen2Config
+
+    config = AutoConfig.from_pretrained(tiny_llava)
+    text = config.text_config
+    config.text_config = Qwen2Config(
+        vocab_size=text.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=512, bos_token_id=text.bos_token_id,
+        eos_token_id=text.eos_token_id, pad_token_id=text.pad_token_id)
+    torch.manual_seed(0)
+    LlavaForConditionalGeneration(config).save_pretrained(out)
+    AutoProcessor.from_pretrained(tiny_llava).save_pretrained(out)
+    return out
+
+
+def test_falls_back_where_packing_is_not_exact(tiny_llava_qwen2, tmp_path, caplog):
+    """A model the packed layout is not checked exact for: auto keeps the 3B-row path and says why; on refuses."""
     with caplog.at_level(logging.INFO, logger="realign_trl"):
-        trainer = make_trainer(tiny_qwen2_vl, tmp_path, ref=False, max_steps=1)
+        trainer = make_trainer(tiny_llava_qwen2, tmp_path, ref=False, max_steps=1)
     line = next(r.getMessage() for r in caplog.records if "prefix sharing" in r.getMessage())
-    assert line.startswith("rDPO: prefix sharing off, 3B rows per batch") and "qwen2_vl" in line
+    assert line.startswith("rDPO: prefix sharing off, 3B rows per batch") and "'qwen2' language model" in line
     assert trainer.data_collator([trainer.train_dataset[i] for i in range(2)])["input_ids"].size(0) == 6
     trainer.train()
     assert math.isfinite(trainer.state.log_history[0]["loss"])
-    with pytest.raises(ValueError, match=r"rdpo_prefix_sharing=on, but model type 'qwen2_vl'"):
-        make_trainer(tiny_qwen2_vl, tmp_path, ref=False, rdpo_prefix_sharing="on")
+    with pytest.raises(ValueError, match=r"rdpo_prefix_sharing=on, but llava with a 'qwen2' language model"):
+        make_trainer(tiny_llava_qwen2, tmp_path, ref=False, rdpo_prefix_sharing="on")
+
+
+def test_qwen_vl_family_packs(tiny_qwen2_vl, tmp_path, caplog):
+    """Qwen2-VL's multimodal RoPE: auto packs (exactness: tests/test_trl_qwen.py), and training runs packed."""
+    with caplog.at_level(logging.INFO, logger="realign_trl"):
+        trainer = make_trainer(tiny_qwen2_vl, tmp_path, ref=False, max_steps=1)
+    assert "rDPO: prefix sharing on, 2B rows per batch (qwen2_vl with sdpa attention" in caplog.text
+    assert trainer.data_collator([trainer.train_dataset[i] for i in range(2)])["input_ids"].size(0) == 4
+    trainer.train()
+    assert math.isfinite(trainer.state.log_history[0]["loss"])
 
 
 def test_attention_without_4d_masks_falls_back(tiny_llava, tmp_path):
