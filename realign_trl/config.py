@@ -181,7 +181,9 @@ class RDPOConfig(DPOConfig):
             raise ValueError(f"rdpo_prefix_sharing={self.rdpo_prefix_sharing!r} is not a mode; use "
                              f"{', '.join(PREFIX_SHARING_MODES)}.")
         self._check_hallucination_eval()
-        if self.bf16 is None and not self.fp16:  # TRL defaults to bf16, which a machine without a GPU refuses
+        if self.bf16 is None and not self.fp16 and not self.use_cpu:
+            # TRL defaults to bf16, which transformers refuses on a machine without a bf16 GPU unless use_cpu (where
+            # TRL's own default, CPU autocast in bf16, stays as it is, so RDPOConfig trains as DPOConfig does)
             from transformers.utils import is_torch_bf16_gpu_available, is_torch_xla_available
 
             self.bf16 = True if is_torch_bf16_gpu_available() or is_torch_xla_available() else False
