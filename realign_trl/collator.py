@@ -206,7 +206,7 @@ def attach_ref_logps(output: dict, examples: list[dict[str, Any]], columns: tupl
     """Add the precomputed reference log-prob columns as float32 ``(B,)`` tensors (the loss reads them)."""
     for column in columns:
         if column not in examples[0]:
-            raise KeyError(
+            raise ValueError(
                 f"This dataset has no precomputed '{column}' column: with precompute_ref_log_probs=True the reference "
                 "log-probs are computed for the train and eval datasets given to the trainer; pass this dataset as "
                 "eval_dataset when building the trainer."

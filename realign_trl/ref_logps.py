@@ -251,7 +251,8 @@ def _score(trainer: Any, subset: Any, batch_size: int, name: str, reference: Any
     reference.eval()
     out = []
     try:
-        with torch.inference_mode():
+        # the autocast of training (accelerate wraps the prepared model's forward in it under bf16/fp16)
+        with torch.inference_mode(), trainer.accelerator.autocast():
             for batch in tqdm(loader, desc=f"Reference log-probs ({name})",
                               disable=bool(os.environ.get("TQDM_DISABLE")) or trainer.args.disable_tqdm):
                 batch = trainer._prepare_inputs(batch)
