@@ -95,7 +95,7 @@ def test_lora_reference_is_the_adapter_disabled_model(tiny_llava, tmp_path):
                                            precompute_ref_log_probs=True, ref_logps_cache_dir=str(tmp_path / "cache"),
                                            bf16=False))
     assert again[1] == 0
-    assert again[0].train_dataset["ref_chosen_logps"] == pre.train_dataset["ref_chosen_logps"]
+    assert list(again[0].train_dataset["ref_chosen_logps"]) == list(pre.train_dataset["ref_chosen_logps"])
 
 
 def _counting(build):
@@ -133,13 +133,13 @@ def test_second_run_reuses_the_side_file_and_trains_without_reference(tiny_llava
     second, rows = _counting(lambda: make_trainer(tiny_llava, tmp_path / "b", **kwargs))
     assert rows == 0  # nothing scored: every row found in the side file
     for column in ("ref_chosen_logps", "ref_rejected_logps", "ref_visual_logps"):
-        assert second.train_dataset[column] == first.train_dataset[column]
+        assert list(second.train_dataset[column]) == list(first.train_dataset[column])
     # a changed row is the only one scored again
     data = make_dataset(4).map(lambda r, i: {"chosen": [{"role": "assistant", "content": [
         {"type": "text", "text": "a different answer"}]}]} if i == 2 else {}, with_indices=True)
     third, rows = _counting(lambda: make_trainer(tiny_llava, tmp_path / "c", dataset=data, **kwargs))
     assert rows == 1
-    assert third.train_dataset["ref_rejected_logps"][:2] == first.train_dataset["ref_rejected_logps"][:2]
+    assert list(third.train_dataset["ref_rejected_logps"][:2]) == list(first.train_dataset["ref_rejected_logps"][:2])
     # and training runs without any reference model: the stored values are all it reads
     assert second.ref_model is None
     second.train()
@@ -199,3 +199,110 @@ def test_iterable_dataset_fails_clearly(tiny_llava, tmp_path):
     dataset = make_dataset(4).to_iterable_dataset()
     with pytest.raises(ValueError, match="map-style dataset"):
         make_trainer(tiny_llava, tmp_path, ref=False, dataset=dataset, precompute_ref_log_probs=True)
+
+
+def test_full_fine_tuning_reuses_the_lora_runs_file(tiny_llava, tmp_path):
+    """The reference of a LoRA run (adapters disabled) IS the base model: a full run from it shares the key."""
+    from peft import LoraConfig
+
+    cache = str(tmp_path / "cache")
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    peft_run, rows = _counting(lambda: make_trainer(tiny_llava, tmp_path / "lora", ref=False, peft_config=lora,
+                                                    precompute_ref_log_probs=True, ref_logps_cache_dir=cache))
+    assert rows == 4
+    full, rows = _counting(lambda: make_trainer(tiny_llava, tmp_path / "full", ref=False,
+                                                precompute_ref_log_probs=True, ref_logps_cache_dir=cache))
+    assert rows == 0
+    assert list(full.train_dataset["ref_visual_logps"]) == list(peft_run.train_dataset["ref_visual_logps"])
+
+
+def test_remove_unused_columns_keeps_the_reference_columns(tiny_llava, tmp_path):
+    trainer = make_trainer(tiny_llava, tmp_path, ref=False, precompute_ref_log_probs=True, remove_unused_columns=True,
+                           ref_logps_cache_dir=str(tmp_path / "cache"), max_steps=1)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["ref_visual_logps"].shape == (2,)
+    trainer.train()
+
+
+TESTS_DIR = __import__("pathlib").Path(__file__).parent
+
+
+def _env():
+    import os
+
+    # this checkout first (not another install of realign in the environment), then the test helpers
+    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TQDM_DISABLE="1",
+                PYTHONPATH=os.pathsep.join([str(TESTS_DIR.parent), str(TESTS_DIR)]))
+
+
+def test_realign_trl_dpo_cli_precomputes_and_reuses(tiny_llava, tmp_path):
+    """`realign-trl dpo --precompute_ref_log_probs true` (the tiny YAML trains LoRA): the first run writes the side
+    file, a second run (as a resume would) finds every row in it."""
+    import subprocess
+    import sys
+
+    from trl_models import tiny_yaml_config
+
+    tiny_yaml_config(tiny_llava, tmp_path)
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-c", "from realign_trl.cli import main; main()", "dpo", "--config",
+           str(tmp_path / "tiny.yaml"), "--precompute_ref_log_probs", "true", "--ref_logps_cache_dir", str(cache)]
+    env = dict(_env(), TQDM_DISABLE="")  # the progress bar of the reference pass is part of the contract
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert "Training completed" in first.stdout and "Reference log-probs (train)" in first.stderr
+    files = list(cache.glob("ref-logps-*.safetensors"))
+    assert len(files) == 1
+    written = files[0].stat().st_mtime_ns
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert "Reference log-probs (train)" not in second.stderr  # no reference pass: every row was stored
+    assert files[0].stat().st_mtime_ns == written
+
+
+DIST_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import realign_trl
+from realign_trl import ref_logps
+from trl import DPOTrainer
+from trl_models import load, make_dataset, tiny_args
+from pathlib import Path
+scored = []
+original = ref_logps._score
+ref_logps._score = lambda trainer, subset, *a, **k: scored.append(len(subset)) or original(trainer, subset, *a, **k)
+model, processor = load({model!r})
+args = tiny_args(Path({out!r}), max_steps=1, per_device_train_batch_size=1, precompute_ref_log_probs=True,
+                 ref_logps_cache_dir={cache!r}, bf16=False)
+trainer = DPOTrainer(model=model, args=args, train_dataset=make_dataset(5), processing_class=processor)
+rank = trainer.accelerator.process_index
+Path({result!r} + f".{{rank}}").write_text(json.dumps({{"scored": sum(scored),
+    "columns": {{c: list(trainer.train_dataset[c]) for c in ref_logps.RDPO_COLUMNS}}}}))
+trainer.train()
+trainer.end()
+"""
+
+
+def test_torchrun_scores_shard_wise_and_gathers(tiny_llava, tmp_path):
+    import json
+
+    from trl_models import run_torchrun
+
+    result = str(tmp_path / "result")
+    script = tmp_path / "dist.py"
+    script.write_text(DIST_SCRIPT.format(tests=str(TESTS_DIR), model=str(tiny_llava), out=str(tmp_path / "o"),
+                                         cache=str(tmp_path / "cache"), result=result))
+    proc = run_torchrun(script, _env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [json.loads(open(f"{result}.{r}").read()) for r in (0, 1)]
+    assert sorted(r["scored"] for r in ranks) == [2, 3]  # 5 rows: each rank its share, none twice
+    assert ranks[0]["columns"] == ranks[1]["columns"]  # gathered: every rank holds every row's values
+    single = make_trainer(tiny_llava, tmp_path / "single", ref=False, precompute_ref_log_probs=True, bf16=False,
+                          dataset=make_dataset(5), ref_logps_cache_dir=str(tmp_path / "single_cache"))
+    for column, values in ranks[0]["columns"].items():
+        assert values == pytest.approx(list(single.train_dataset[column]), abs=1e-5), column
+    # the file the ranks wrote serves a single process: nothing left to score
+    _, rows = _counting(lambda: make_trainer(tiny_llava, tmp_path / "again", ref=False, precompute_ref_log_probs=True,
+                                             bf16=False, dataset=make_dataset(5),
+                                             ref_logps_cache_dir=str(tmp_path / "cache")))
+    assert rows == 0
