@@ -219,7 +219,10 @@ def _precompute_reference(self, rdpo: bool, custom_collator: bool) -> None:
         self.eval_dataset = run(self.eval_dataset, "eval", args.per_device_eval_batch_size)
     collator.ref_logps_columns = ref_logps.ref_columns(rdpo)
     self._realign_ref_columns = collator.ref_logps_columns
-    self.ref_model = None  # an explicit reference is no longer needed: free it
+    if self.ref_model is not None:  # an explicit reference is no longer needed: free it (accelerate keeps a list)
+        prepared = getattr(self.accelerator, "_models", [])
+        prepared[:] = [m for m in prepared if m is not self.ref_model]
+        self.ref_model = None
 
 
 def _score_pair(self, model, batch):

@@ -306,3 +306,21 @@ def test_torchrun_scores_shard_wise_and_gathers(tiny_llava, tmp_path):
                                              bf16=False, dataset=make_dataset(5),
                                              ref_logps_cache_dir=str(tmp_path / "cache")))
     assert rows == 0
+
+
+def test_an_explicit_reference_is_released(tiny_llava, tmp_path):
+    import gc
+    import weakref
+
+    import realign_trl  # noqa: F401
+    from trl import DPOTrainer
+
+    model, processor = load(tiny_llava)
+    ref, _ = load(tiny_llava)
+    alive = weakref.ref(ref)
+    trainer = DPOTrainer(model=model, ref_model=ref, processing_class=processor, train_dataset=make_dataset(4),
+                         args=tiny_args(tmp_path, precompute_ref_log_probs=True,
+                                        ref_logps_cache_dir=str(tmp_path / "cache")))
+    del ref
+    gc.collect()
+    assert trainer.ref_model is None and alive() is None  # nothing holds the reference model any more
