@@ -212,7 +212,9 @@ def precompute(trainer: Any, dataset: Any, name: str, batch_size: int, rdpo: boo
     from accelerate.utils import gather_object
 
     columns = ref_columns(rdpo)
-    key = run_key(trainer, reference, columns)
+    key = getattr(trainer, "_realign_ref_run_key", None)
+    if key is None:  # hashing the weights once per trainer, not once per dataset
+        key = trainer._realign_ref_run_key = run_key(trainer, reference, columns)
     path = cache_file(cache_root(trainer.args), key)
     rejected_column = key["rejected_images_column"] if rdpo else None
     keys = [row_key(row, rejected_column) for row in dataset]

@@ -324,3 +324,15 @@ def test_an_explicit_reference_is_released(tiny_llava, tmp_path):
     del ref
     gc.collect()
     assert trainer.ref_model is None and alive() is None  # nothing holds the reference model any more
+
+
+def test_a_damaged_side_file_is_recomputed_not_trusted(tiny_llava, tmp_path):
+    cache = tmp_path / "cache"
+    kwargs = dict(ref=False, precompute_ref_log_probs=True, ref_logps_cache_dir=str(cache))
+    first = make_trainer(tiny_llava, tmp_path / "a", **kwargs)
+    (path,) = cache.iterdir()
+    path.write_bytes(path.read_bytes()[:100])  # torn by hand (the writer itself renames complete files only)
+    second, rows = _counting(lambda: make_trainer(tiny_llava, tmp_path / "b", **kwargs))
+    assert rows == 4
+    assert list(second.train_dataset["ref_chosen_logps"]) == list(first.train_dataset["ref_chosen_logps"])
+    assert len(path.read_bytes()) > 100  # rewritten whole
