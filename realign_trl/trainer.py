@@ -9,6 +9,10 @@ TRL has no plugin hook for loss types: ``DPOTrainer._compute_loss`` is one if/el
 * ``_set_signature_columns_if_needed``: keeps the rejected-images column through ``remove_unused_columns``.
 * ``_compute_loss``: runs the rdpo loss.
 
+``__init__`` also makes ``precompute_ref_log_probs=True`` work on image datasets, which TRL refuses (for rdpo and
+TRL's own losses): it hides the flag from TRL's check and skips TRL's reference load, then scores the reference
+once (:mod:`realign_trl.ref_logps`) and hands the stored log-probs to the loss through the collator.
+
 Each wrapper first asks "is this trainer using rdpo?" and otherwise calls TRL's original method with the
 same arguments, so every other loss type keeps TRL's exact behaviour. Patching the class (instead of
 rebinding the ``trl.DPOTrainer`` name to a subclass) means ``from trl import DPOTrainer`` done anywhere, before
