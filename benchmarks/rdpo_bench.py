@@ -2,6 +2,7 @@
 
     python benchmarks/rdpo_bench.py --json rdpo_bench.json
     python benchmarks/rdpo_bench.py --image-tokens 576 --json rdpo_llava.json   # LLaVA-1.5 proportions
+    python benchmarks/rdpo_bench.py --precompute-ref --image-tokens 576 --json rdpo_pre.json   # issue 24
 
 All arms train the same tiny-but-not-trivial LLaVA (CLIP tower + 8-layer, 512-wide Llama; ~22M parameters)
 with the stock ``trl.DPOTrainer``, an explicit reference model, full fine-tuning, the same batch of examples
@@ -13,6 +14,14 @@ answers differ in length, so every arm's batch is padded), where the image+promp
 and sharing it matters most. ``--answer-spread 0`` makes every answer equally long: then sigmoid's rows need no
 attention mask and CPU sdpa runs its causal kernel, which skips the masked half, while the packed rows always
 need their 4D mask (sigmoid's best case).
+
+``--precompute-ref`` runs two arms instead: TRL's ``sigmoid`` with its live reference (as above) and
+``rdpo_precomputed`` (``loss_type="rdpo"``, prefix sharing on, ``precompute_ref_log_probs=True``: no reference
+model is loaded; the reference log-probs are scored once before training, from the policy, into a fresh side
+file). It also reports the one-off precompute time (``precompute_s``: hashing the rows and the reference, the
+batched reference pass and the atomic write; ``precompute_rows``) and the time to reuse the stored file in a
+second trainer built on a fresh copy of the initial model (``reuse_s``, ``reuse_scored_rows``: 0 when every row
+was found; measured after training so it does not touch the peak memory).
 
 Method:
 * every arm runs in a fresh subprocess (so peak memory is not polluted by another arm) and arms are
@@ -45,6 +54,8 @@ from pathlib import Path
 LONG = ("a small red cat sits on a wooden table next to a blue cup while two dogs play in the green park "
         "behind a white fence under a bright sky")
 ARMS = {"sigmoid": ("sigmoid", "off"), "rdpo": ("rdpo", "on"), "rdpo_unshared": ("rdpo", "off")}
+PRECOMPUTE_ARMS = {"sigmoid": ("sigmoid", "off"), "rdpo_precomputed": ("rdpo", "on")}
+WORKER_ARMS = {**ARMS, **PRECOMPUTE_ARMS}
 PATCH = 8
 
 
@@ -110,27 +121,66 @@ def worker(arm: str, model_dir: str, steps: int, warmup: int, batch_size: int, i
         def on_step_end(self, args, state, control, **kwargs):
             stamps.append((time.perf_counter(), time.process_time()))
 
-    loss_type, sharing = ARMS[arm]
+    loss_type, sharing = WORKER_ARMS[arm]
+    precompute = arm == "rdpo_precomputed"
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
-    ref = AutoModelForImageTextToText.from_pretrained(model_dir)
+    ref = None if precompute else AutoModelForImageTextToText.from_pretrained(model_dir)
     processor = AutoProcessor.from_pretrained(model_dir)
     total = steps + warmup
-    args = RDPOConfig(output_dir=tempfile.mkdtemp(), use_cpu=True, report_to="none", save_strategy="no",
-                      per_device_train_batch_size=batch_size, max_steps=total, learning_rate=1e-5,
-                      logging_steps=total, loss_type=loss_type, max_length=None, seed=0,
-                      gradient_checkpointing=False, disable_tqdm=True, rdpo_prefix_sharing=sharing)
+    cache = tempfile.mkdtemp()
+
+    def make_args():
+        return RDPOConfig(output_dir=tempfile.mkdtemp(), use_cpu=True, report_to="none", save_strategy="no",
+                          per_device_train_batch_size=batch_size, max_steps=total, learning_rate=1e-5,
+                          logging_steps=total, loss_type=loss_type, max_length=None, seed=0,
+                          gradient_checkpointing=False, disable_tqdm=True, rdpo_prefix_sharing=sharing,
+                          precompute_ref_log_probs=precompute, ref_logps_cache_dir=cache)
+
+    args = make_args()
     dataset = _dataset(batch_size * total, image_size, answer_tokens, processor.tokenizer, spread)
+    from realign_trl import ref_logps
+
+    spent = [0.0]
+    original_precompute = ref_logps.precompute
+
+    def timed_precompute(*a, **k):
+        start = time.perf_counter()
+        try:
+            return original_precompute(*a, **k)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    ref_logps.precompute = timed_precompute
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset,
                          processing_class=processor, callbacks=[Clock()])
-    batch = trainer.data_collator([dataset[i] for i in range(batch_size)])
+    precompute_s = spent[0]
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(batch_size)])
     rss_before = _rss_mb()
     trainer.train()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     timed = stamps[warmup - 1:] if warmup else stamps
     wall = [b[0] - a[0] for a, b in zip(timed, timed[1:])]
     cpu = [b[1] - a[1] for a, b in zip(timed, timed[1:])]
+    reuse_s = reuse_scored = None
+    if precompute:  # a second trainer on a fresh copy of the initial model (the trained one is another reference)
+        spent[0] = 0.0
+        scored = [0]
+        original_score = ref_logps._score
+
+        def counted(trainer, subset, *a, **k):
+            scored[0] += len(subset)
+            return original_score(trainer, subset, *a, **k)
+
+        ref_logps._score = counted
+        DPOTrainer(model=AutoModelForImageTextToText.from_pretrained(model_dir), args=make_args(),
+                   train_dataset=dataset, processing_class=processor)
+        reuse_s, reuse_scored = spent[0], scored[0]
     return {
         "arm": arm,
+        "precompute_s": precompute_s if precompute else None,
+        "precompute_rows": len(dataset) if precompute else None,
+        "reuse_s": reuse_s,
+        "reuse_scored_rows": reuse_scored,
         "step_time_s": statistics.median(wall),
         "cpu_time_s": statistics.median(cpu),
         "peak_rss_mb": peak,
@@ -166,7 +216,10 @@ def main() -> None:
     parser.add_argument("--num-layers", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved runs per arm (median reported)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch default)")
-    parser.add_argument("--worker", choices=list(ARMS), help=argparse.SUPPRESS)
+    parser.add_argument("--precompute-ref", action="store_true",
+                        help="compare rDPO with precomputed reference log-probs and prefix sharing (no reference "
+                             "model) against TRL's sigmoid with its live reference; report the precompute time")
+    parser.add_argument("--worker", choices=list(WORKER_ARMS), help=argparse.SUPPRESS)
     a = parser.parse_args()
     image_tokens = a.image_tokens or 64
     side = int(round(image_tokens ** 0.5))
@@ -198,9 +251,10 @@ def main() -> None:
         build_tiny_llava(model_dir, image_size=image_size, patch_size=PATCH, hidden_size=a.hidden_size,
                          num_layers=a.num_layers)
 
-    runs: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    arms = PRECOMPUTE_ARMS if a.precompute_ref else ARMS
+    runs: dict[str, list[dict]] = {arm: [] for arm in arms}
     for _ in range(a.repeats):
-        for arm in ARMS:
+        for arm in arms:
             cmd = [sys.executable, __file__, "--worker", arm, "--model-dir", str(model_dir), "--steps", str(a.steps),
                    "--warmup", str(a.warmup), "--batch-size", str(a.batch_size), "--image-tokens",
                    str(image_tokens), "--threads", str(a.threads)]
@@ -217,7 +271,8 @@ def main() -> None:
     best = {k: min(r["step_time_s"] for r in v) for k, v in runs.items()}
     best_cpu = {k: min(r["cpu_time_s"] for r in v) for k, v in runs.items()}
     result = {}
-    for arm, suffix in (("rdpo", ""), ("rdpo_unshared", "_unshared")):
+    compared = (("rdpo_precomputed", ""),) if a.precompute_ref else (("rdpo", ""), ("rdpo_unshared", "_unshared"))
+    for arm, suffix in compared:
         result.update({
             f"step_time_ratio{suffix}": best[arm] / best["sigmoid"],
             f"step_time_ratio_median{suffix}": med[arm]["step_time_s"] / med["sigmoid"]["step_time_s"],
@@ -226,14 +281,22 @@ def main() -> None:
             f"peak_memory_delta_ratio{suffix}": med[arm]["peak_delta_mb"] / med["sigmoid"]["peak_delta_mb"],
         })
     first = {arm: v[0] for arm, v in runs.items()}
+    main_arm = compared[0][0]
+    if a.precompute_ref:
+        result["precompute_s"] = statistics.median(r["precompute_s"] for r in runs[main_arm])
+        result["precompute_rows"] = first[main_arm]["precompute_rows"]
+        result["reuse_s"] = statistics.median(r["reuse_s"] for r in runs[main_arm])
+        result["reuse_scored_rows"] = max(r["reuse_scored_rows"] for r in runs[main_arm])
+        result["precompute_s_per_step"] = result["precompute_s"] / (a.steps + a.warmup)
     result.update({
         "step_time_s_min": best,
         "cpu_time_s_min": best_cpu,
-        **{arm: med[arm] for arm in ARMS},
+        **{arm: med[arm] for arm in arms},
         "batch_shape": {arm: {k: first[arm][k] for k in ("rows_per_batch", "tokens_per_batch", "images_per_batch")}
-                        for arm in ARMS},
-        "model_params": first["rdpo"]["params"],
-        "torch_threads": first["rdpo"]["threads"],
+                        for arm in arms},
+        "model_params": first[main_arm]["params"],
+        "torch_threads": first[main_arm]["threads"],
+        "load_average": os.getloadavg(),
         "config": {"batch_size": a.batch_size, "steps": a.steps, "warmup": a.warmup, "repeats": a.repeats,
                    "image_size": image_size, "image_tokens": image_tokens + 1, "answer_tokens": answer_tokens,
                    "answer_spread": a.answer_spread,
@@ -244,16 +307,23 @@ def main() -> None:
     print(f"model: tiny LLaVA, {result['model_params'] / 1e6:.1f}M params; batch {a.batch_size}; {image_size} px "
           f"({image_tokens + 1} image tokens), answers {answer_tokens or 'one sentence'}{spread}; {a.steps} timed steps x "
           f"{a.repeats} interleaved runs")
-    print(f"{'':26}{'sigmoid':>10}{'rdpo':>10}{'unshared':>10}{'ratio':>8}{'unshared':>10}")
+    names = [arm for arm, _ in compared]
+    heads = {"rdpo": "rdpo", "rdpo_unshared": "unshared", "rdpo_precomputed": "rdpo+pre"}
+    print(f"{'':26}{'sigmoid':>10}" + "".join(f"{heads[n]:>10}" for n in names) + f"{'ratio':>8}"
+          + "".join(f"{heads[n]:>10}" for n in names[1:]))
     rows = [("step time, min (s)", best, "step_time_ratio"),
             ("CPU time/step, min (s)", best_cpu, "cpu_time_ratio"),
-            ("step time, median (s)", {k: med[k]["step_time_s"] for k in ARMS}, "step_time_ratio_median"),
-            ("peak RSS (MB)", {k: med[k]["peak_rss_mb"] for k in ARMS}, "peak_memory_ratio"),
-            ("peak - pre-train (MB)", {k: med[k]["peak_delta_mb"] for k in ARMS}, "peak_memory_delta_ratio")]
+            ("step time, median (s)", {k: med[k]["step_time_s"] for k in arms}, "step_time_ratio_median"),
+            ("peak RSS (MB)", {k: med[k]["peak_rss_mb"] for k in arms}, "peak_memory_ratio"),
+            ("peak - pre-train (MB)", {k: med[k]["peak_delta_mb"] for k in arms}, "peak_memory_delta_ratio")]
     for label, values, ratio in rows:
-        print(f"{label:26}{values['sigmoid']:>10.3f}{values['rdpo']:>10.3f}{values['rdpo_unshared']:>10.3f}"
-              f"{result[ratio]:>8.3f}{result[ratio + '_unshared']:>10.3f}")
-    for arm in ARMS:
+        print(f"{label:26}{values['sigmoid']:>10.3f}" + "".join(f"{values[n]:>10.3f}" for n in names)
+              + f"{result[ratio]:>8.3f}" + "".join(f"{result[ratio + s]:>10.3f}" for _, s in compared[1:]))
+    if a.precompute_ref:
+        print(f"one-off precompute: {result['precompute_s']:.2f} s for {result['precompute_rows']} rows "
+              f"({result['precompute_s_per_step']:.2f} s per training step of this run); reuse of the stored file: "
+              f"{result['reuse_s']:.2f} s ({result['reuse_scored_rows']} rows scored again)")
+    for arm in arms:
         shape = result["batch_shape"][arm]
         print(f"{arm}: {shape['rows_per_batch']} rows, {shape['tokens_per_batch']} tokens, "
               f"{shape['images_per_batch']} images per batch")

@@ -28,7 +28,7 @@ from trl.trainer.utils import flush_left, pad
 
 from .prefix_sharing import pack_rows
 
-__all__ = ["DataCollatorForVisionRDPO"]
+__all__ = ["DataCollatorForVisionRDPO", "DataCollatorForVisionPreferenceWithRef"]
 
 
 def _as_image_list(value: Any) -> list:
@@ -49,8 +49,12 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
 
     rejected_images_column: str = "rejected_images"
     prefix_sharing: bool = False
+    ref_logps_columns: tuple[str, ...] = ()
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        return attach_ref_logps(self._collate(examples), examples, self.ref_logps_columns)
+
+    def _collate(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         if self.pad_to_multiple_of is not None:
             raise NotImplementedError(
                 "Padding to a multiple of a value is not yet implemented for vision-language modeling and "
@@ -183,6 +187,31 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
             output[key] = pad(rows + visual[key], padding_value=fill[key], padding_side="right")
         output["attention_mask"] = (output["rdpo_segments"] != 0).long()
         return output
+
+
+@dataclass
+class DataCollatorForVisionPreferenceWithRef(DataCollatorForVisionPreference):
+    """TRL's vision collator plus the precomputed ``ref_chosen_logps``/``ref_rejected_logps`` columns, which TRL's
+    vision collator drops (its text collator passes them on): what ``precompute_ref_log_probs=True`` needs for
+    TRL's own losses on image datasets."""
+
+    ref_logps_columns: tuple[str, ...] = ()
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        return attach_ref_logps(super().torch_call(examples), examples, self.ref_logps_columns)
+
+
+def attach_ref_logps(output: dict, examples: list[dict[str, Any]], columns: tuple[str, ...]) -> dict:
+    """Add the precomputed reference log-prob columns as float32 ``(B,)`` tensors (the loss reads them)."""
+    for column in columns:
+        if column not in examples[0]:
+            raise ValueError(
+                f"This dataset has no precomputed '{column}' column: with precompute_ref_log_probs=True the reference "
+                "log-probs are computed for the train and eval datasets given to the trainer; pass this dataset as "
+                "eval_dataset when building the trainer."
+            )
+        output[column] = torch.tensor([float(example[column]) for example in examples], dtype=torch.float32)
+    return output
 
 
 def _unpad(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:

@@ -59,6 +59,10 @@ class RDPOConfig(DPOConfig):
             separate rows elsewhere; ``"on"`` requires the packed layout, ``"off"`` never uses it.
         rejected_images_column (`str`, *optional*, defaults to `"rejected_images"`):
             Dataset column holding the rejected (retrieved) images, parallel to ``images``.
+        ref_logps_cache_dir (`str` or `None`, *optional*, defaults to `None`):
+            With ``precompute_ref_log_probs=True`` on an image dataset: directory of the side files that keep the
+            precomputed reference log-probs for reuse by later runs, resumes and other processes (default
+            ``$REALIGN_HOME/ref_logps``, i.e. ``~/.cache/realign/ref_logps``; see ``docs/training.md``).
         curriculum (`str` or `None`, *optional*, defaults to `None`):
             ``"easy-to-hard"`` trains on the ``easy``, ``medium`` and ``hard`` splits in turn, each stage starting
             from the previous stage's weights (``realign-trl dpo`` and :func:`realign_trl.train_curriculum`; see
@@ -119,6 +123,11 @@ class RDPOConfig(DPOConfig):
     rejected_images_column: str = field(
         default=RDPO_DEFAULTS["rejected_images_column"],
         metadata={"help": "rDPO: dataset column with the rejected (retrieved) images, parallel to `images`."},
+    )
+    ref_logps_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "precompute_ref_log_probs on image datasets: directory of the stored reference log-probs "
+                          "(default $REALIGN_HOME/ref_logps), reused by later runs with the same reference and data."},
     )
     curriculum: str | None = field(
         default=None,

@@ -9,6 +9,10 @@ TRL has no plugin hook for loss types: ``DPOTrainer._compute_loss`` is one if/el
 * ``_set_signature_columns_if_needed``: keeps the rejected-images column through ``remove_unused_columns``.
 * ``_compute_loss``: runs the rdpo loss.
 
+``__init__`` also makes ``precompute_ref_log_probs=True`` work on image datasets, which TRL refuses (for rdpo and
+TRL's own losses): it hides the flag from TRL's check and skips TRL's reference load, then scores the reference
+once (:mod:`realign_trl.ref_logps`) and hands the stored log-probs to the loss through the collator.
+
 Each wrapper first asks "is this trainer using rdpo?" and otherwise calls TRL's original method with the
 same arguments, so every other loss type keeps TRL's exact behaviour. Patching the class (instead of
 rebinding the ``trl.DPOTrainer`` name to a subclass) means ``from trl import DPOTrainer`` done anywhere, before
@@ -17,9 +21,11 @@ or after the plugin loads, gets the same class, and ``isinstance`` checks and TR
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
+import sys
 from typing import Any
 
 import torch
@@ -27,7 +33,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference, DPOTrainer
 from trl.trainer.utils import use_adapter
 
-from . import prefix_sharing
+from . import prefix_sharing, ref_logps
 from .config import RDPO_DEFAULTS
 from .loss import rdpo_loss
 
@@ -81,12 +87,6 @@ def validate_rdpo_args(args: Any) -> None:
         )
     if getattr(args, "use_weighting", False):
         raise ValueError("use_weighting=True (WPO) is not supported with loss_type='rdpo'. Set use_weighting=False.")
-    if getattr(args, "precompute_ref_log_probs", False):
-        raise ValueError(
-            "precompute_ref_log_probs=True is not supported with loss_type='rdpo': TRL processes images on the fly "
-            "and does not precompute reference log-probs for vision datasets. Set precompute_ref_log_probs=False "
-            "(the reference forward then runs alongside each step; with PEFT it needs no second model)."
-        )
 
 
 def _iter_named(dataset: Any, name: str):
@@ -125,6 +125,16 @@ def validate_rdpo_dataset(dataset: Any, column: str, name: str = "train") -> Non
             )
 
 
+def _is_vision(dataset: Any) -> bool:
+    if dataset is None or isinstance(dataset, str):
+        return False
+    try:
+        columns = _columns(dataset)
+    except (StopIteration, TypeError):
+        return False
+    return "images" in columns or "image" in columns
+
+
 def _patched_init(self, *args: Any, **kwargs: Any) -> None:
     bound = _INIT_SIGNATURE.bind(self, *args, **kwargs)
     config = bound.arguments.get("args")
@@ -134,7 +144,26 @@ def _patched_init(self, *args: Any, **kwargs: Any) -> None:
         column = _knob(config, "rejected_images_column")
         validate_rdpo_dataset(bound.arguments.get("train_dataset"), column, "train")
         validate_rdpo_dataset(bound.arguments.get("eval_dataset"), column, "eval")
-    _ORIGINAL["__init__"](self, *args, **kwargs)
+    # TRL refuses precompute_ref_log_probs on image datasets; realign_trl.ref_logps does it instead (after init)
+    precompute = (config is not None and getattr(config, "precompute_ref_log_probs", False)
+                  and _is_vision(bound.arguments.get("train_dataset")))
+    if precompute:
+        ref_logps.validate(config, bound.arguments.get("train_dataset"), bound.arguments.get("eval_dataset"))
+        config.precompute_ref_log_probs = False
+        dpo_trainer_module = sys.modules[DPOTrainer.__module__]
+        create = dpo_trainer_module.create_model_from_path
+
+        def policy_only(path, **init_kwargs):  # TRL's reference load comes after Trainer.__init__: skip it
+            return None if hasattr(self, "accelerator") else create(path, **init_kwargs)
+
+        dpo_trainer_module.create_model_from_path = policy_only
+        try:
+            _ORIGINAL["__init__"](self, *args, **kwargs)
+        finally:
+            dpo_trainer_module.create_model_from_path = create
+            config.precompute_ref_log_probs = True
+    else:
+        _ORIGINAL["__init__"](self, *args, **kwargs)
     if rdpo and (
         bound.arguments.get("data_collator") is None
         and type(self.data_collator) is DataCollatorForVisionPreference
@@ -158,14 +187,67 @@ def _patched_init(self, *args: Any, **kwargs: Any) -> None:
                     else "prefix sharing off, 3B rows per batch", why)
     if rdpo:
         self.model.add_model_tags(["rdpo", "re-align"])
+    if precompute:
+        _precompute_reference(self, rdpo, bound.arguments.get("data_collator") is not None)
+
+
+def _precompute_reference(self, rdpo: bool, custom_collator: bool) -> None:
+    """One pass of the reference over the train/eval datasets; afterwards no reference is kept or run."""
+    from .collator import DataCollatorForVisionPreferenceWithRef
+
+    if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+        raise ValueError("precompute_ref_log_probs=True on an image dataset is not supported with DeepSpeed or FSDP "
+                         "(the reference is scored before the model is sharded); use DDP (torchrun) or set "
+                         "precompute_ref_log_probs=False.")
+    collator = self.data_collator
+    if not rdpo and type(collator) is DataCollatorForVisionPreference and not custom_collator:
+        collator = self.data_collator = DataCollatorForVisionPreferenceWithRef(
+            processor=collator.processor, max_length=collator.max_length,
+            pad_to_multiple_of=collator.pad_to_multiple_of)
+    if not hasattr(collator, "ref_logps_columns"):
+        raise ValueError(f"precompute_ref_log_probs=True on an image dataset needs the default data collator (got "
+                         f"{type(collator).__name__}); leave data_collator unset or set precompute_ref_log_probs=False.")
+    self.precompute_ref_logps = True
+    unwrapped = self.accelerator.unwrap_model(self.ref_model if self.ref_model is not None else self.model)
+    score = _score_rdpo if rdpo else _score_pair
+    args = self.args
+
+    def run(dataset, name, batch_size):
+        return ref_logps.precompute(self, dataset, name, args.precompute_ref_batch_size or batch_size, rdpo,
+                                    unwrapped, functools.partial(score, self))
+
+    self.train_dataset = run(self.train_dataset, "train", args.per_device_train_batch_size)
+    if isinstance(self.eval_dataset, dict):
+        self.eval_dataset = {k: run(v, k, args.per_device_eval_batch_size) for k, v in self.eval_dataset.items()}
+    elif self.eval_dataset is not None:
+        self.eval_dataset = run(self.eval_dataset, "eval", args.per_device_eval_batch_size)
+    collator.ref_logps_columns = ref_logps.ref_columns(rdpo)
+    self._realign_ref_columns = collator.ref_logps_columns
+    if self.ref_model is not None:  # an explicit reference is no longer needed: free it (accelerate keeps a list)
+        prepared = getattr(self.accelerator, "_models", [])
+        prepared[:] = [m for m in prepared if m is not self.ref_model]
+        self.ref_model = None
+
+
+def _score_pair(self, model, batch):
+    return torch.stack(self.compute_ref_log_probs(model, batch), dim=1)
+
+
+def _score_rdpo(self, model, batch):
+    layout = _PackedLayout(batch) if "rdpo_segments" in batch else _ThreeRowLayout(batch)
+    model_kwargs = layout.model_kwargs(model)
+    model_kwargs["use_cache"] = False
+    return torch.stack(_reference_logps(self, layout, model_kwargs), dim=1)
 
 
 def _patched_set_signature_columns_if_needed(self) -> None:
     _ORIGINAL["_set_signature_columns_if_needed"](self)
+    extra = list(getattr(self, "_realign_ref_columns", ()))
     if _is_rdpo(self):
-        column = _knob(self.args, "rejected_images_column")
-        if column not in self._signature_columns:
-            self._signature_columns = [*self._signature_columns, column]
+        extra.append(_knob(self.args, "rejected_images_column"))
+    missing = [c for c in extra if c not in self._signature_columns]
+    if missing:
+        self._signature_columns = [*self._signature_columns, *missing]
 
 
 def _patched_compute_loss(self, model, inputs, return_outputs):
@@ -191,17 +273,14 @@ def _rdpo_compute_loss(self, model, inputs, return_outputs):
     outputs = model(**model_kwargs, **layout.label_kwargs, fused_lm_head=True)
     chosen_logps, rejected_logps, visual_logps = layout.sequence_logps(outputs.log_probs)
 
-    # One reference forward over all rows (adapters disabled for PEFT without an explicit ref model).
-    ref_model_kwargs = {k: v for k, v in model_kwargs.items() if k != "output_router_logits"}
-    with torch.no_grad(), disable_gradient_checkpointing(self.model, args.gradient_checkpointing_kwargs):
-        if self.ref_model is None:  # TRL only leaves it unset for PEFT models here
-            unwrapped = self.accelerator.unwrap_model(self.model)
-            with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
-                ref_outputs = self.model(**ref_model_kwargs, **layout.label_kwargs, fused_lm_head=True)
-        else:
-            ref_model_kwargs.update(layout.model_kwargs(self.accelerator.unwrap_model(self.ref_model), masks_only=True))
-            ref_outputs = self.ref_model(**ref_model_kwargs, **layout.label_kwargs, fused_lm_head=True)
-    ref_chosen_logps, ref_rejected_logps, ref_visual_logps = layout.sequence_logps(ref_outputs.log_probs)
+    if self.precompute_ref_logps:  # computed once before training (realign_trl.ref_logps)
+        missing = [c for c in ref_logps.RDPO_COLUMNS if c not in inputs]
+        if missing:
+            raise ValueError(f"precompute_ref_log_probs=True, but the batch has no {missing}: a custom data_collator "
+                             "must pass the precomputed reference log-prob columns on.")
+        ref_chosen_logps, ref_rejected_logps, ref_visual_logps = (inputs[c] for c in ref_logps.RDPO_COLUMNS)
+    else:
+        ref_chosen_logps, ref_rejected_logps, ref_visual_logps = _reference_logps(self, layout, model_kwargs)
 
     anchor_weight = _knob(args, "rdpo_anchor_weight")
     losses, metrics = rdpo_loss(
@@ -235,6 +314,24 @@ def _rdpo_compute_loss(self, model, inputs, return_outputs):
     return (loss, outputs) if return_outputs else loss
 
 
+def _reference_logps(self, layout, model_kwargs):
+    """One reference forward over all rows (adapters disabled for PEFT without an explicit ref model; before
+    training, with ``precompute_ref_log_probs`` and neither, the policy itself is the reference)."""
+    ref_model_kwargs = {k: v for k, v in model_kwargs.items() if k != "output_router_logits"}
+    with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+        if self.ref_model is None:
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            peft = getattr(unwrapped, "peft_config", None)
+            adapter = use_adapter(unwrapped, adapter_name="ref" if "ref" in peft else None) if peft is not None \
+                else contextlib.nullcontext()
+            with adapter:
+                ref_outputs = self.model(**ref_model_kwargs, **layout.label_kwargs, fused_lm_head=True)
+        else:
+            ref_model_kwargs.update(layout.model_kwargs(self.accelerator.unwrap_model(self.ref_model), masks_only=True))
+            ref_outputs = self.ref_model(**ref_model_kwargs, **layout.label_kwargs, fused_lm_head=True)
+    return layout.sequence_logps(ref_outputs.log_probs)
+
+
 class _ThreeRowLayout:
     """3B rows ``[chosen; rejected; chosen on rejected image]``: TRL's labels, sums over completion tokens."""
 
@@ -253,7 +350,8 @@ class _ThreeRowLayout:
         self.text_tokens = inputs["attention_mask"][: 2 * self.b].sum()
 
     def model_kwargs(self, model, masks_only=False):
-        return {} if masks_only else {k: v for k, v in self.inputs.items() if k != "completion_mask"}
+        return {} if masks_only else {k: v for k, v in self.inputs.items()
+                                      if k != "completion_mask" and k not in ref_logps.RDPO_COLUMNS}
 
     def sequence_logps(self, log_probs):
         return log_probs[:, -self.mask.size(1):].sum(dim=1).chunk(3, dim=0)
@@ -288,7 +386,8 @@ class _PackedLayout:
                 self.inputs.get("token_type_ids") if getattr(config, "model_type", None) == "gemma3" else None)
         kwargs = {"attention_mask": self._masks[dtype]}
         if not masks_only:
-            kwargs.update({k: v for k, v in self.inputs.items() if k not in self._LAYOUT_KEYS and k != "attention_mask"})
+            kwargs.update({k: v for k, v in self.inputs.items()
+                           if k not in self._LAYOUT_KEYS and k != "attention_mask" and k not in ref_logps.RDPO_COLUMNS})
             kwargs["position_ids"] = prefix_sharing.model_position_ids(model, self.inputs)  # Qwen-VL: 3-axis RoPE
         return kwargs
 

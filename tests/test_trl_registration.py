@@ -116,7 +116,6 @@ def test_custom_rejected_images_column_and_remove_unused_columns(tiny_llava, tmp
     ({"ld_alpha": 0.5}, "ld_alpha"),
     ({"f_divergence_type": "js_divergence"}, "f_divergence_type"),
     ({"use_weighting": True}, "use_weighting"),
-    ({"precompute_ref_log_probs": True}, "precompute_ref_log_probs"),
 ])
 def test_unsupported_combinations_fail_clearly(tiny_llava, tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
