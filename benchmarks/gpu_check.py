@@ -10,7 +10,7 @@ bf16 (CLIP ViT-L/14 at 336 px: 577 image tokens with CLS; Llama-2-7B: 4096 wide,
 32064), LoRA r128 / alpha 256 / dropout 0.05 on the language model's q/k/v/o projections as Re-Align's
 ``train_rdpo.py`` trains, the reference being the adapter-disabled model (TRL's PEFT path: a live reference that
 costs a forward per step). Arms: ``sigmoid`` (TRL's DPO), ``rdpo`` (prefix sharing on), each with ``sdpa`` and, if
-``flash_attn`` imports, ``flash_attention_2``; and ``rdpo_precomputed`` (HOOK, see ``PRECOMPUTE_HOOK``). Figures:
+``flash_attn`` imports, ``flash_attention_2``; and ``rdpo_precomputed`` (``PRECOMPUTE_HOOK``: the reference log-probs computed once). Figures:
 median step time after warm-up (CUDA-synchronised), tokens per second, peak GPU memory (allocated and reserved).
 ``--num-layers auto`` keeps all 32 layers on a card with >= 70 GiB and fewer on smaller cards (full width always).
 """
@@ -42,9 +42,9 @@ SHAPES = {  # LLaVA-1.5-7B (llava-hf/llava-1.5-7b-hf's config), and the same ste
     "tiny": dict(image_size=56, patch=14, v_hidden=32, v_layers=2, v_heads=2, v_mlp=64,
                  hidden=64, layers=2, heads=4, mlp=128, vocab=32064, lora_r=8),
 }
-# HOOK for part 1 of issue 24 (branch `precompute`, not visible here): when realign_trl accepts
-# precompute_ref_log_probs=True with loss_type="rdpo" on image datasets, this arm measures it; until then the arm
-# records TRL's refusal as its "error" and the check goes on. `--precompute off` leaves it out.
+# rDPO with reference log-probs computed once before training (realign_trl/ref_logps.py): the one-off pass shows in
+# the arm's until_first_step_s. An arm that fails records its "error" and the check goes on; `--precompute off`
+# leaves it out.
 PRECOMPUTE_HOOK = {"precompute_ref_log_probs": True}
 ARMS = {"sigmoid": ("sigmoid", "off", {}), "rdpo": ("rdpo", "on", {}), "rdpo_precomputed": ("rdpo", "on", PRECOMPUTE_HOOK)}
 
@@ -285,7 +285,7 @@ def main() -> None:
     r.add_argument("--steps", type=int, default=5)
     r.add_argument("--warmup", type=int, default=2)
     r.add_argument("--gradient-checkpointing", action="store_true")
-    r.add_argument("--precompute", choices=["auto", "off"], default="auto", help="the rdpo_precomputed arm (HOOK)")
+    r.add_argument("--precompute", choices=["auto", "off"], default="auto", help="the rdpo_precomputed arm (reference log-probs computed once)")
     r.add_argument("--eval-images", type=int, default=50)
     r.add_argument("--budget-s", type=float, default=420, help="stop starting arms after this (the check: < 8 min)")
     w = sub.add_parser("worker")
