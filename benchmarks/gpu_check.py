@@ -153,11 +153,14 @@ def worker(arm: str, attn: str, cfg: dict) -> dict:
     data = _dataset(cfg["batch_size"] * total, s["image_size"], tok)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    t_init = time.perf_counter()
     trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=processor, peft_config=lora,
-                         callbacks=[Clock()])
-    batch = trainer.data_collator([data[i] for i in range(cfg["batch_size"])])
+                         callbacks=[Clock()])  # a precomputing arm runs its one reference pass in here
+    init_s = time.perf_counter() - t_init
+    # the trainer's own copy of the rows: a precomputing arm added its reference log-probs to it
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(cfg["batch_size"])])
     t0 = time.perf_counter()
-    trainer.train()  # a precomputing arm computes its reference log-probs in here, before the first step
+    trainer.train()
     train_s = time.perf_counter() - t0
     steps = [b - a for a, b in zip(stamps[cfg["warmup"] - 1:], stamps[cfg["warmup"]:])] if cfg["warmup"] else \
         [b - a for a, b in zip(stamps, stamps[1:])]
@@ -165,7 +168,8 @@ def worker(arm: str, attn: str, cfg: dict) -> dict:
     tokens = int(batch["attention_mask"].sum())
     return {"arm": arm, "attn": attn, "step_time_s": step, "step_times_s": steps, "tokens_per_batch": tokens,
             "rows_per_batch": int(batch["input_ids"].size(0)), "tokens_per_s": tokens / step,
-            "train_s": train_s, "until_first_step_s": stamps[0] - t0,  # one-off work (e.g. precompute) shows here
+            "init_s": init_s,  # the trainer's construction: where the one-off reference pass of precompute shows
+            "train_s": train_s, "until_first_step_s": stamps[0] - t0,
             "peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
             "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if cuda else None,
             "params": sum(p.numel() for p in model.parameters()),
