@@ -31,8 +31,13 @@ app = typer.Typer(
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", help="Print the realign version and exit.", is_eager=True),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the libraries' warnings (open_clip, "
+                                 "transformers, Python warnings), once each."),
 ) -> None:
     """Re-Align dual-preference datasets: sample corpus, image knowledge base, builder, inspection."""
+    from realign_data.logs import set_verbose
+
+    set_verbose(verbose)
     if version:
         from importlib.metadata import version as _v
 

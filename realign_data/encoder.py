@@ -18,6 +18,7 @@ with a reason — they never stop a run.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -75,6 +76,23 @@ def pretrained_weights_cached(model: str, tag: str) -> bool:
         return any(isinstance(try_to_load_from_cache(repo, name), str) for name in names)
     url = cfg.get("url") or ""
     return bool(url) and (Path.home() / ".cache" / "clip" / Path(url).name).is_file()
+
+
+@contextmanager
+def _asked_for_random_weights(random: bool):
+    """Drop open_clip's root-logger ``No pretrained weights loaded`` while creating a model asked for with
+    ``pretrained none``: the caller chose random weights (and the CLI says so in its own words)."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not (random and record.getMessage().startswith("No pretrained weights loaded"))
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 def _resolve_model_name(model: str) -> str:
@@ -170,7 +188,7 @@ class Encoder:
         pretrained = None if self.pretrained == "none" else self.pretrained
         try:
             # "--pretrained none" is reproducible (seed 0) without touching the caller's RNG state.
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), _asked_for_random_weights(pretrained is None):
                 torch.manual_seed(0)
                 model_obj, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained,
                                                                                  device=self.device)
