@@ -228,6 +228,9 @@ def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None)
         existed = path.exists()
         where = f"--name {config.index}" if is_index_name(config.index) and not Path(config.index).is_dir() \
             else f"--out {path}"
+        from realign_data.encoder import refuse_offline_download
+
+        refuse_offline_download(config.kb_model or DEFAULT_MODEL, config.kb_pretrained or DEFAULT_PRETRAINED)
         if config.progress if chatty is None else chatty:
             logger.info("Knowledge base %r not found: building it from %s (same as 'realign-data index build "
                         "--source coco --root %s %s')", config.index, config.coco_root, config.coco_root, where)
