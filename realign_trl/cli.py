@@ -313,9 +313,15 @@ def _evaluate_locked(*, model: str, out: Path, base_url: Optional[str], quiet: b
     finally:
         backend.close()
     if not quiet:
-        typer.echo(f"{result.model}: {len(suite.images)} images in {time.time() - started:.1f} s")
+        typer.echo(f"{run_name(result.model, options['adapter'])}: {len(suite.images)} images in "
+                   f"{time.time() - started:.1f} s")
         typer.echo(result.table())
         typer.echo(f"Results: {out / 'eval_results.json'} (records next to it)")
+
+
+def run_name(model: str, adapter: Optional[str]) -> str:
+    """What was evaluated, as the summary names it: ``base-model + adapter out/rdpo`` for an ``--adapter`` run."""
+    return f"{model} + adapter {adapter}" if adapter else model
 
 
 def _amber_suite(options: dict):

@@ -49,7 +49,9 @@ def test_realign_trl_dpo_with_tiny_yaml(tiny_llava, tmp_path):
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
     # quiet by default: one line per step instead of TRL's dicts, no raw library warning, the trainer's own line
     steps = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
-    assert steps[0].startswith("step 1/2: loss ") and "loss/visual" in steps[0] and "loss/anchor" in steps[0]
+    assert steps[0].startswith("step 1/8: loss ") and "loss/visual" in steps[0] and "loss/anchor" in steps[0]
+    # examples/rdpo_tiny.yaml: no warmup, so the step-1 update moves the rewards (issue 27)
+    assert len(steps) == 8 and "rewards/margins 0," not in steps[-1], steps
     assert "{'loss'" not in proc.stdout and "rewards/chosen" not in proc.stdout
     for raw in ("FutureWarning", "UserWarning", "WARNING", "were not passed to `accelerate launch`"):
         assert raw not in proc.stdout + proc.stderr, raw
