@@ -170,8 +170,10 @@ def eval_(
 
     Examples: realign-trl eval --model llava-hf/llava-1.5-7b-hf --coco-root /data/coco --split val2014 --out eval-llava; realign-trl eval --compare eval-a eval-b --plot runs.png
     """
+    from realign_data.logs import route_library_logs
     from realign_trl.eval.suite import EvalError
 
+    route_library_logs()  # the libraries' warnings only with REALIGN_VERBOSE=1
     try:
         if compare:
             _compare(results or [], plot, quiet)
