@@ -88,6 +88,7 @@ def build(config: BuildConfig) -> BuildResult:
     :class:`~realign_data.locks.LockHeld` while another process builds into the same ``out``."""
     config.validate()
     t0 = time.time()
+    _refuse_offline_knowledge_base(config)
     try:
         resolve_device(config.device)  # a device that is not there is the user's mistake: say so before any work
     except DeviceError as e:
@@ -202,6 +203,23 @@ def build_dataset(**options: Any) -> BuildResult:
 
 
 # ----------------------------------------------------------------------------------------- inputs
+def _refuse_offline_knowledge_base(config: BuildConfig) -> None:
+    """Offline with a knowledge base still to build from uncached weights: one sentence before any other work."""
+    if not config.coco_root:
+        return
+    from realign_data.encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED, EncoderError, refuse_offline_download
+    from realign_data.knowledge_base import resolve_index
+
+    try:
+        if (resolve_index(config.index, must_exist=False) / "manifest.json").is_file():
+            return
+        refuse_offline_download(config.kb_model or DEFAULT_MODEL, config.kb_pretrained or DEFAULT_PRETRAINED)
+    except EncoderError as e:
+        raise BuildError(f"could not build knowledge base {config.index!r}: {e.advice('--kb-pretrained')}") from None
+    except Exception:  # noqa: BLE001 - a bad --index etc.: said where the knowledge base is opened
+        return
+
+
 def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None):
     """Open ``config.index``; build it from ``config.coco_root`` first when it does not exist yet.
 
@@ -228,6 +246,9 @@ def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None)
         existed = path.exists()
         where = f"--name {config.index}" if is_index_name(config.index) and not Path(config.index).is_dir() \
             else f"--out {path}"
+        from realign_data.encoder import refuse_offline_download
+
+        refuse_offline_download(config.kb_model or DEFAULT_MODEL, config.kb_pretrained or DEFAULT_PRETRAINED)
         if config.progress if chatty is None else chatty:
             logger.info("Knowledge base %r not found: building it from %s (same as 'realign-data index build "
                         "--source coco --root %s %s')", config.index, config.coco_root, config.coco_root, where)

@@ -16,6 +16,7 @@ from realign_data.cli_common import Commands, fail, setup_logging as _setup_logg
 from realign_data.cli_audit import audit
 from realign_data.cli_datasets import pope, push
 from realign_data.exports.cli import export
+from realign_data.cli_hub import hub_app
 from realign_data.sample_options import with_world_options
 
 app = typer.Typer(
@@ -31,8 +32,13 @@ app = typer.Typer(
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", help="Print the realign version and exit.", is_eager=True),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the libraries' warnings (open_clip, "
+                                 "transformers, Python warnings), once each."),
 ) -> None:
     """Re-Align dual-preference datasets: sample corpus, image knowledge base, builder, inspection."""
+    from realign_data.logs import set_verbose
+
+    set_verbose(verbose)
     if version:
         from importlib.metadata import version as _v
 
@@ -245,6 +251,7 @@ def merge(
 index_app = typer.Typer(cls=Commands, help="Build, inspect and query image knowledge bases (open_clip + FAISS).",
                         no_args_is_help=True)
 app.add_typer(index_app, name="index")
+app.add_typer(hub_app, name="hub")
 
 
 def _human_bytes(n: float) -> str:

@@ -7,7 +7,6 @@ words and codes without importing the whole command line.
 from __future__ import annotations
 
 import logging
-import sys
 
 import click
 import typer
@@ -60,24 +59,13 @@ def disk_full(exc: BaseException):
     return None
 
 
-class _Stderr(logging.Handler):
-    """Log records as lines on the current ``sys.stderr``: ``Warning: ...`` / ``Error: ...``, plain for info."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        prefix = {logging.WARNING: "Warning: ", logging.ERROR: "Error: "}.get(record.levelno, "")
-        print(prefix + record.getMessage(), file=sys.stderr, flush=True)
-
-
-_HANDLER = _Stderr()
-
-
 def setup_logging(quiet: bool) -> None:
-    """Show the package's logs: stage messages and summaries (info) unless ``--quiet``, warnings always."""
-    logger = logging.getLogger("realign_data")
-    if _HANDLER not in logger.handlers:
-        logger.addHandler(_HANDLER)
-        logger.propagate = False
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    """Show the package's logs: stage messages and summaries (info) unless ``--quiet``, warnings always; the
+    libraries' warnings only with ``-v`` (:mod:`realign_data.logs`)."""
+    from realign_data.logs import route_library_logs, show_package_logs
+
+    show_package_logs("realign_data", logging.WARNING if quiet else logging.INFO)
+    route_library_logs()
 
 
 def fail(message: str, code: int = 2) -> None:

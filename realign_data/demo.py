@@ -45,9 +45,8 @@ def run_demo(out: str | os.PathLike = "realign-demo", *, num_images: int = 200, 
         from realign_data.encoder import pretrained_weights_cached
 
         if not hub_reachable() and not pretrained_weights_cached(DEFAULT_MODEL, DEFAULT_PRETRAINED):
-            logger.warning("Offline: pretrained CLIP weights (%s / %s) cannot be downloaded; using a randomly "
-                           "initialised encoder (retrieval is then arbitrary, the pipeline is real).",
-                           DEFAULT_MODEL, DEFAULT_PRETRAINED)
+            say("Offline: pretrained CLIP weights (%s / %s) cannot be downloaded; using a randomly initialised "
+                "encoder (retrieval is then arbitrary, the pipeline is real).", DEFAULT_MODEL, DEFAULT_PRETRAINED)
             pretrained = "none"
     else:
         pretrained = json.loads((index / "manifest.json").read_text())["encoder"]["pretrained"]

@@ -18,6 +18,7 @@ with a reason — they never stop a run.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -64,17 +65,62 @@ def pretrained_weights_cached(model: str, tag: str) -> bool:
     Looks where open_clip itself would: the Hugging Face cache for Hub-hosted weights, ``~/.cache/clip`` for URLs.
     """
     import open_clip
-    from huggingface_hub import try_to_load_from_cache
 
     cfg = open_clip.get_pretrained_cfg(model, tag) or {}
     hub = cfg.get("hf_hub") or ""
     if hub:
-        parts = hub.strip("/").split("/")  # "org/repo/" or "org/repo/file.bin"
-        repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
-        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        return any(isinstance(try_to_load_from_cache(repo, name), str) for name in names)
+        return _hub_weights_cached(hub)
     url = cfg.get("url") or ""
     return bool(url) and (Path.home() / ".cache" / "clip" / Path(url).name).is_file()
+
+
+DEFAULT_HF_HUB = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K/"
+"""Where open_clip keeps ``DEFAULT_MODEL``/``DEFAULT_PRETRAINED`` (checked without importing open_clip)."""
+
+
+def _hub_weights_cached(hub: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    parts = hub.strip("/").split("/")  # "org/repo/" or "org/repo/file.bin"
+    repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    return any(isinstance(try_to_load_from_cache(repo, name), str) for name in names)
+
+
+def refuse_offline_download(model: str, pretrained) -> None:
+    """Raise :class:`EncoderError` (``weights=True``) at once, instead of huggingface_hub's minute of retries, when
+    the weights tag ``pretrained`` of ``model`` would have to be downloaded and the Hub is offline
+    (``HF_HUB_OFFLINE``) or unreachable (one short probe). Local checkpoints and ``none`` pass."""
+    from realign_data.hub_deadline import hub_reachable
+
+    tag, sha = describe_pretrained(pretrained)
+    if tag == "none" or sha is not None or hub_reachable():
+        return
+    try:
+        cached = _hub_weights_cached(DEFAULT_HF_HUB) if (model, tag) == (DEFAULT_MODEL, DEFAULT_PRETRAINED) \
+            else pretrained_weights_cached(_resolve_model_name(model), tag)
+    except Exception:  # noqa: BLE001 - an unknown tag: open_clip's own error says it best
+        return
+    if not cached:
+        raise EncoderError(f"the open_clip weights {tag!r} of {model!r} are not in the local cache and the Hugging "
+                           "Face Hub cannot be reached (offline)", weights=True)
+
+
+@contextmanager
+def _asked_for_random_weights(random: bool):
+    """Drop open_clip's root-logger ``No pretrained weights loaded`` while creating a model asked for with
+    ``pretrained none``: the caller chose random weights (and the CLI says so in its own words)."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not (random and record.getMessage().startswith("No pretrained weights loaded"))
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 def _resolve_model_name(model: str) -> str:
@@ -168,9 +214,10 @@ class Encoder:
         name = _resolve_model_name(model)
         self.pretrained, self.checkpoint_sha256 = describe_pretrained(pretrained)
         pretrained = None if self.pretrained == "none" else self.pretrained
+        refuse_offline_download(model, self.pretrained)
         try:
             # "--pretrained none" is reproducible (seed 0) without touching the caller's RNG state.
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), _asked_for_random_weights(pretrained is None):
                 torch.manual_seed(0)
                 model_obj, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained,
                                                                                  device=self.device)

@@ -152,8 +152,8 @@ def load_gate(kind: str = "auto", model: str = DEFAULT_SENTENCE_MODEL, *, device
               batch_size: int = 64, local_files_only: bool = False) -> Gate:
     """Build a gate. ``auto`` tries the sentence model and falls back to the lexical gate, saying so.
 
-    The fallback is logged as a warning and recorded in the gate's ``fallback_reason`` (and so in the build's
-    provenance). ``local_files_only`` loads the sentence model from the local cache only (no network attempt).
+    The fallback is recorded in the gate's ``fallback_reason`` (and so in the build's provenance, whose summary
+    says it once as a ``Note:``) and logged at debug level only, so that a build does not say it twice. ``local_files_only`` loads the sentence model from the local cache only (no network attempt).
     """
     if kind not in GATES:
         raise GateError(f"unknown gate {kind!r}; valid: {', '.join(GATES)}")
@@ -165,5 +165,5 @@ def load_gate(kind: str = "auto", model: str = DEFAULT_SENTENCE_MODEL, *, device
         if kind == "sentence":
             raise
         msg = f"{e}; the sentence-model weights are unavailable (offline?), using the lexical TF-IDF gate instead"
-        logger.warning("%s", msg)
+        logger.debug("%s", msg)
         return LexicalGate(fallback_reason=msg)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from realign_data.dataset_card import INDEX_MANIFEST_FILE, data_dir_of, merge_card
-from realign_data.hub_deadline import HUB_TIMEOUT, current_timeout, hub_deadline, timed_out
+from realign_data.hub_deadline import HUB_TIMEOUT, current_timeout, hub_deadline, hub_reachable, timed_out
 from realign_data.output import CONFIG_FILE, REPORT_FILE, dataset_dir
 from realign_data.provenance import Provenance, ProvenanceError, fill_notes, read_json, read_provenance, to_dict
 from realign_data.redact import redact_text, redact_tree
@@ -70,19 +70,6 @@ class PushResult:
 # ---------------------------------------------------------------------------------------------------------------
 # local side: find the dataset and its provenance (read only)
 # ---------------------------------------------------------------------------------------------------------------
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """False when ``HF_HUB_OFFLINE`` is set or huggingface.co cannot be reached."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    import socket
-
-    try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def find_dataset_dir(path: Union[str, os.PathLike]) -> Path:
     """The dataset directory of a build: ``path`` itself, or the ``dataset/`` folder of a ``realign-data demo``."""
     path = Path(path).expanduser()

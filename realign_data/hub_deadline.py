@@ -6,11 +6,13 @@ push forever. :func:`hub_deadline` installs, for the duration of a block, a fact
 ``timeout`` seconds for connecting, sending, and for each read (``huggingface_hub`` passes its own, shorter
 timeouts where it has them: ``HF_HUB_ETAG_TIMEOUT``, ``HF_HUB_DOWNLOAD_TIMEOUT``); ``datasets.push_to_hub`` goes
 through the same client. :func:`timed_out` tells whether a failure was such a deadline, for the one sentence.
+:func:`hub_reachable` is the one short probe that tells an offline machine before anything waits on the Hub.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator, Optional
 
 HUB_TIMEOUT = 60.0  # seconds one Hub request may wait for the connection or for the next bytes of its answer
@@ -55,3 +57,20 @@ def timed_out(exc: BaseException) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """False when ``HF_HUB_OFFLINE`` is set or the Hub (``HF_ENDPOINT``, default huggingface.co) cannot be reached
+    within ``timeout`` seconds (one TCP connection, no retries)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        port = url.port or (80 if url.scheme == "http" else 443)
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False

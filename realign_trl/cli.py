@@ -51,7 +51,8 @@ def dpo(ctx: typer.Context) -> None:
     """Run TRL's DPO script with rDPO available: same flags and --config YAML as `trl dpo`.
 
     Example: realign-trl dpo --config examples/rdpo_llava.yaml
-    (`realign-trl dpo --help` lists every flag, including the rdpo_* ones.)
+    (`realign-trl dpo --help` lists every flag, including the rdpo_* ones; -v/--verbose shows TRL's full
+    per-step metrics and the libraries' warnings.)
     """
     import subprocess
 
@@ -60,7 +61,8 @@ def dpo(ctx: typer.Context) -> None:
 
     from .scripts import dpo as script
 
-    all_args = list(ctx.args)
+    all_args = [a for a in ctx.args if a not in ("-v", "--verbose")]
+    _quiet_launch(verbose=len(all_args) < len(ctx.args))
     parser = script.make_parser(prog="realign-trl dpo")
     # Handles -h/--help (exits). Leftover strings are `accelerate launch` options, as in `trl dpo`.
     try:
@@ -89,6 +91,19 @@ def dpo(ctx: typer.Context) -> None:
         launch_command(accelerate_args)
     except subprocess.CalledProcessError as err:
         raise typer.Exit(err.returncode or 1) from None
+
+
+def _quiet_launch(verbose: bool) -> None:
+    """``-v``/``--verbose``: TRL's full per-step dicts, accelerate's defaults notice and the libraries' warnings;
+    without it one line per logging step (:mod:`realign_trl.step_logs`) and only the package's own messages."""
+    import logging
+
+    from realign_data.logs import route_library_logs, set_verbose
+
+    set_verbose(verbose)  # inherited by the training processes
+    route_library_logs(verbose)
+    if not verbose:  # "values were not passed to `accelerate launch` and had defaults used instead" (4 lines)
+        logging.getLogger("accelerate.commands.launch").setLevel(logging.ERROR)
 
 
 def _yaml_problem(args: list[str], err) -> str:
@@ -155,8 +170,10 @@ def eval_(
 
     Examples: realign-trl eval --model llava-hf/llava-1.5-7b-hf --coco-root /data/coco --split val2014 --out eval-llava; realign-trl eval --compare eval-a eval-b --plot runs.png
     """
+    from realign_data.logs import route_library_logs
     from realign_trl.eval.suite import EvalError
 
+    route_library_logs()  # the libraries' warnings only with REALIGN_VERBOSE=1
     try:
         if compare:
             _compare(results or [], plot, quiet)
@@ -298,9 +315,15 @@ def _evaluate_locked(*, model: str, out: Path, base_url: Optional[str], quiet: b
     finally:
         backend.close()
     if not quiet:
-        typer.echo(f"{result.model}: {len(suite.images)} images in {time.time() - started:.1f} s")
+        typer.echo(f"{run_name(result.model, options['adapter'])}: {len(suite.images)} images in "
+                   f"{time.time() - started:.1f} s")
         typer.echo(result.table())
         typer.echo(f"Results: {out / 'eval_results.json'} (records next to it)")
+
+
+def run_name(model: str, adapter: Optional[str]) -> str:
+    """What was evaluated, as the summary names it: ``base-model + adapter out/rdpo`` for an ``--adapter`` run."""
+    return f"{model} + adapter {adapter}" if adapter else model
 
 
 def _amber_suite(options: dict):

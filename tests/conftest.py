@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from pathlib import Path
 
 # Offline for the whole suite, before any Hugging Face library is imported.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -124,3 +125,15 @@ def tiny_gemma3(tiny_dir):
     from realign_data.tiny_models import build_tiny_gemma3
 
     return build_tiny_gemma3(tiny_dir / "gemma3")
+
+
+SLOW_TESTS = {line.strip() for line in (Path(__file__).parent / "slow_tests.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests listed in tests/slow_tests.txt ``slow`` (``pytest -m "not slow"``: the fast subset)."""
+    for item in items:
+        path = Path(str(item.fspath)).relative_to(Path(__file__).parent.parent).as_posix()
+        if f"{path}::{getattr(item, 'originalname', item.name)}" in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)

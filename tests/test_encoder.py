@@ -80,7 +80,7 @@ def test_pretrained_none_is_random_but_reproducible(tiny_open_clip):
 
 
 def test_clear_errors_for_missing_weights_and_bad_names(tmp_path, tiny_open_clip):
-    with pytest.raises(EncoderError, match=r"weights 'laion2b_s34b_b79k' for open_clip model 'ViT-B-32'") as e:
+    with pytest.raises(EncoderError, match=r"weights 'laion2b_s34b_b79k' (for open_clip model|of) 'ViT-B-32'") as e:
         Encoder("ViT-B-32", "laion2b_s34b_b79k")  # offline: the weights cannot be fetched
     assert e.value.weights and "--pretrained none" in e.value.advice()  # each command names its own option
     assert "use --kb-pretrained none for random weights" in e.value.advice("--kb-pretrained")

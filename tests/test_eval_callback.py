@@ -55,7 +55,9 @@ def _cli():
 
 def test_realign_trl_dpo_hallucination_eval_options(tiny_llava, sample_corpus, tmp_path):
     config = tiny_yaml_config(tiny_llava, tmp_path)
-    proc = subprocess.run([*_cli(), "dpo", "--config", str(config), "--hallucination_eval", "pope,chair",
+    # -v: TRL's full per-step dicts (read below) instead of the one-line summaries
+    proc = subprocess.run([*_cli(), "dpo", "-v", "--config", str(config), "--max_steps", "2",
+                           "--hallucination_eval", "pope,chair",
                            "--hallucination_eval_steps", "1", "--hallucination_eval_coco_root", str(sample_corpus),
                            "--hallucination_eval_num_images", "2", "--hallucination_eval_min_objects", "1",
                            "--hallucination_eval_max_new_tokens", "6"],

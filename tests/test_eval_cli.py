@@ -111,6 +111,8 @@ def test_compare_and_plot(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].split()[0] == "run" and "CHAIR_s" in lines[0]
+    # headers a reader can read: the split's full name, not "ran F1"
+    assert "random F1" in lines[0] and "random acc" in lines[0] and "yes ratio" in lines[0] and "ran " not in lines[0]
     assert lines[1].split()[:2] == ["base", "0.7000"] and lines[2].split()[:2] == ["rdpo", "0.8000"]
     # runs scored with different POPE parsers are flagged (issue 23)
     assert "note: the runs differ in pope_parser ('reference', 'robust')" in r.stdout
@@ -131,3 +133,11 @@ def test_usage_errors_are_one_sentence_exit_2(args, message, sample_corpus):
     r = run([str(sample_corpus) if a == "CORPUS" else a for a in args], timeout=120)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_summary_of_an_adapter_run_names_the_adapter():
+    from realign_trl.cli import run_name
+
+    assert run_name("llava-hf/llava-1.5-7b-hf", "out/rdpo") == "llava-hf/llava-1.5-7b-hf + adapter out/rdpo"
+    assert run_name("tiny-llava", None) == "tiny-llava"
+

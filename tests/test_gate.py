@@ -36,11 +36,12 @@ def test_sentence_gate_with_local_model(tiny_sentence_transformer):
 
 
 def test_auto_falls_back_to_lexical_and_says_why(tmp_path, caplog):
-    with caplog.at_level("WARNING", logger="realign_data.gate"):
+    with caplog.at_level("DEBUG", logger="realign_data.gate"):
         g = load_gate("auto", str(tmp_path / "no-such-model"), local_files_only=True)
     assert isinstance(g, LexicalGate)
-    assert [r.levelname for r in caplog.records] == ["WARNING"] and "lexical" in caplog.records[0].getMessage()
-    assert "fallback_reason" in g.describe()
+    # said once: the build's summary prints fallback_reason as a Note, so the gate itself only logs at debug
+    assert [r.levelname for r in caplog.records] == ["DEBUG"] and "lexical" in caplog.records[0].getMessage()
+    assert "lexical" in g.describe()["fallback_reason"]
     with pytest.raises(GateError, match="cannot load sentence model"):
         load_gate("sentence", str(tmp_path / "no-such-model"), local_files_only=True)
     with pytest.raises(GateError, match="unknown gate"):

@@ -390,3 +390,39 @@ def test_card_commit_is_retried_when_another_commit_lands_first(hub, env, tmp_pa
     files = hub.list_files("tester/raced")
     assert "NOTES.txt" in files and "data/realign_build.json" in files
     assert "<!-- realign:begin -->" in hub.read_file("tester/raced", "README.md").decode()
+
+
+def test_hub_serve_command_prints_the_variables_a_push_and_load_need(tmp_path):
+    """`realign-data hub serve DIR` (docs/hub.md, A local Hub): export what it prints, push, load_dataset."""
+    import os
+    import signal
+
+    proc = subprocess.Popen(CLI + ["hub", "serve", str(tmp_path / "local-hub")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        export = ""
+        for _ in range(5):
+            line = proc.stdout.readline()
+            if line.startswith("export "):
+                export = line
+                break
+        assert export, proc.stderr.read() if proc.poll() is not None else "no export line"
+        variables = dict(kv.split("=", 1) for kv in export.split()[1:])
+        assert variables["HF_ENDPOINT"].startswith("http://127.0.0.1:") and variables["HF_TOKEN"] == "hf_local"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+        env.update(variables, HF_HOME=str(tmp_path / "hf_home"), NO_PROXY="*")
+        out = make_build_dir(tmp_path / "build", n=3)
+        r = run(CLI + ["push", str(out), "local/tried", "-q"], env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        res = run_python("""
+            import json
+            from datasets import load_dataset
+            ds = load_dataset("local/tried", split="train")
+            print(json.dumps({"rows": len(ds), "columns": sorted(ds.column_names)}))
+        """, env)
+        assert res["rows"] == 3 and {"prompt", "chosen", "rejected"} <= set(res["columns"])
+        assert list((tmp_path / "local-hub").glob("datasets/local/tried/main/data/*.parquet"))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0

@@ -37,3 +37,31 @@ def test_loopback_is_allowed():
     client = socket.create_connection(server.getsockname(), timeout=5)
     client.close()
     server.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("hub", ["HF_HUB_OFFLINE", "unreachable"])
+def test_offline_build_without_kb_pretrained_none_fails_at_once_in_one_sentence(sample_corpus, tmp_path, hub):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HF_HOME=str(tmp_path / "empty-hf-cache"))  # the weights are surely not cached
+    if hub == "unreachable":  # not told offline: the short probe finds no Hub listening
+        env.pop("HF_HUB_OFFLINE", None)
+        env["HF_ENDPOINT"] = f"http://127.0.0.1:{_closed_port()}"
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", "from realign_data.cli import main; main()", "build", "--index",
+                           str(tmp_path / "index"), "--coco-root", str(sample_corpus), "--out", str(tmp_path / "ds")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert elapsed < 10, elapsed
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr[-2000:]  # no retry lines, no traceback
+    assert "Hub cannot be reached" in lines[0] and "--kb-pretrained none" in lines[0]
+    assert len(lines[0].replace(str(tmp_path / "index"), "INDEX")) < 300 and not (tmp_path / "index").exists()

@@ -18,7 +18,7 @@ TESTS_DIR = Path(__file__).parent
 
 
 def _env():
-    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=str(TESTS_DIR),
+    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH")) if p),
                 TQDM_DISABLE="1")
 
 
@@ -47,7 +47,15 @@ def test_realign_trl_dpo_with_tiny_yaml(tiny_llava, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "Training completed" in proc.stdout
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
-    assert "'loss/visual'" in proc.stdout and "'loss/anchor'" in proc.stdout
+    # quiet by default: one line per step instead of TRL's dicts, no raw library warning, the trainer's own line
+    steps = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
+    assert steps[0].startswith("step 1/8: loss ") and "loss/visual" in steps[0] and "loss/anchor" in steps[0]
+    # examples/rdpo_tiny.yaml: no warmup, so the step-1 update moves the rewards (issue 27)
+    assert len(steps) == 8 and "rewards/margins 0," not in steps[-1], steps
+    assert "{'loss'" not in proc.stdout and "rewards/chosen" not in proc.stdout
+    for raw in ("FutureWarning", "UserWarning", "WARNING", "were not passed to `accelerate launch`"):
+        assert raw not in proc.stdout + proc.stderr, raw
+    assert "rDPO: prefix sharing on, 2B rows per batch" in proc.stderr
 
 
 def test_realign_trl_dpo_usage_error_exit_code(tmp_path):

@@ -124,6 +124,8 @@ def main(
         typer.secho(f"Error: bad --set ({e}).", err=True, fg="red")
         raise typer.Exit(2)
     seed_list = list(range(first_seed, first_seed + (seeds or (1 if smoke else 3))))
+    if smoke:
+        typer.echo(SMOKE_NOTE)
     from study_prefs import ARMS
 
     chosen = tuple(a.strip() for a in arms.split(",") if a.strip()) if arms else None
@@ -164,6 +166,12 @@ def main(
         typer.secho("Error: invariants failed: " + "; ".join(failed) + ".", err=True, fg="red")
         raise typer.Exit(1)
     typer.echo(f"Wrote {out / TABLES}, {out / RESULTS} and {out / FIGURE}; invariants hold for every seed.")
+    if smoke:
+        typer.echo(SMOKE_NOTE)
+
+
+SMOKE_NOTE = ("--smoke: tiny sizes that only check the pipeline runs end to end; its numbers (CHAIR, POPE, "
+              "rewards) mean nothing: do not read or report them (run without --smoke for the study).")
 
 
 def link_upstream(out: Path, source: Path, sizes: Sizes, seeds: list[int]) -> int:

@@ -22,6 +22,7 @@ AMBER_METRICS = (("amber_chair", "AMBER CHAIR", False), ("amber_cover", "Cover",
 # settings that change what a number means: runs that differ in them are flagged under the table
 SCORING_SETTINGS = ("pope_parser", "pope_suffix", "chair_synonyms", "chair_prompt", "vocabulary")
 POPE_METRICS = (("f1", "F1"), ("accuracy", "accuracy"))
+POPE_SHORT = {"accuracy": "acc"}  # table headers: "random F1", "popular acc", "adversarial F1"
 
 
 def load_results(paths: Sequence[str | os.PathLike]) -> list[dict]:
@@ -66,14 +67,17 @@ def _pope_splits(results: Sequence[dict]) -> list[str]:
 def compare_table(results: Sequence[dict], labels: Optional[Sequence[str]] = None) -> str:
     """Plain-text table: one row per run, the headline metrics as columns (``-`` where a run lacks one)."""
     labels = list(labels or run_labels(results))
-    columns = [(f"pope_{s}_{m}", f"{s[:3]} {name}") for s in _pope_splits(results) for m, name in POPE_METRICS]
-    columns += [("pope_yes_ratio", "yes")] if any("pope_yes_ratio" in r["flat"] for r in results) else []
+    columns = [(f"pope_{s}_{m}", f"{s} {POPE_SHORT.get(m, name)}") for s in _pope_splits(results)
+               for m, name in POPE_METRICS]
+    columns += [("pope_yes_ratio", "yes ratio")] if any("pope_yes_ratio" in r["flat"] for r in results) else []
     columns += [(key, name) for key, name, _ in CHAIR_METRICS + AMBER_METRICS if any(key in r["flat"] for r in results)]
     width = max(len(x) for x in labels + ["run"])
-    head = f"{'run':<{width}}" + "".join(f"{name:>13}" for _, name in columns)
+    widths = [max(9, len(name)) + 2 for _, name in columns]
+    head = f"{'run':<{width}}" + "".join(f"{name:>{w}}" for (_, name), w in zip(columns, widths))
     rows = [head]
     for label, r in zip(labels, results):
-        cells = "".join(f"{r['flat'][k]:>13.4f}" if k in r["flat"] else f"{'-':>13}" for k, _ in columns)
+        cells = "".join(f"{r['flat'][k]:>{w}.4f}" if k in r["flat"] else f"{'-':>{w}}"
+                        for (k, _), w in zip(columns, widths))
         rows.append(f"{label:<{width}}{cells}")
     for key in SCORING_SETTINGS:
         values = [repr(r.get("settings", {}).get("suite", {}).get(key, "(not recorded)")) for r in results]
@@ -116,8 +120,10 @@ def plot_comparison(results: Sequence[dict], out: str | os.PathLike, labels: Opt
         ax.set_ylim(0, 1.08)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+    # the legend goes under the panels, where it cannot cover a bar
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="lower center", ncol=min(len(names), 4), frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * ((len(names) + 3) // 4) + 0.02, 1, 1))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     from realign_data.atomic import atomic_path

@@ -16,6 +16,7 @@ name (see :func:`_hallucination_eval`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 
 
@@ -122,7 +123,16 @@ def make_parser(prog: str | None = None):
 
 def run(argv: list[str] | None = None) -> None:
     import realign_trl
+    from realign_data.logs import route_library_logs, show_package_logs, verbose
 
+    route_library_logs()  # library warnings only with `realign-trl dpo -v` (REALIGN_VERBOSE=1)
+    # transformers hides the progress bar when its logger is quieter than WARNING: keep the bar
+    logging.getLogger("transformers.training_args").setLevel(logging.WARNING)
+    show_package_logs("realign_trl")  # e.g. the trainer's "rDPO: prefix sharing on/off (why)." line
+    if not verbose():
+        from realign_trl.step_logs import compact_step_logs
+
+        compact_step_logs()
     realign_trl.register()
     from trl.scripts.dpo import main
 
