@@ -6,6 +6,7 @@ reports held-out accuracy on 256 training-world questions every 250 steps. Lever
     python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp                      # as the study asks
     python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --order question-first # image after the question
     python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --features oracle      # no vision tower
+    python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --captions [--tie]     # with the captions
 
 ``--features oracle`` replaces the vision tower with each 8x8 patch's mean colour through a small MLP (in this world
 a category is a colour, so the features certainly say what is where): if that does not learn either, the language
@@ -32,6 +33,10 @@ def main(out: Path = typer.Option(..., help="Work folder (the world and the base
          steps: int = typer.Option(2000), batch: int = typer.Option(32), lr: float = typer.Option(1e-3),
          image_size: int = typer.Option(64), hidden_size: int = typer.Option(256), num_layers: int = typer.Option(4),
          vision_hidden_size: int = typer.Option(64), seed: int = typer.Option(0),
+         captions: bool = typer.Option(False, help="Train on the captions too, as the study's SFT does (loss on every "
+                                       "caption token; each batch 1/5 captions)."),
+         tie: bool = typer.Option(False, help="Tie the language model's input and output embeddings, so that what "
+                                  "captions teach about an object word's output also shapes its input."),
          probe: bool = typer.Option(False, help="Only the linear probe of the untrained vision features.")) -> None:
     import torch
     from PIL import Image
@@ -55,9 +60,14 @@ def main(out: Path = typer.Option(..., help="Work folder (the world and the base
     model = AutoModelForImageTextToText.from_pretrained(base)
     if probe:
         return linear_probe(model, processor, train)
-    rows = [r for r in sft_rows(train, sizes, seed) if r["answer"] in ("Yes.", "No.")]
+    every = sft_rows(train, sizes, seed)
+    rows = [r for r in every if r["answer"] in ("Yes.", "No.")]
     random.Random(seed).shuffle(rows)
     held, rows = rows[:256], rows[256:]
+    held_images = {r["image"] for r in held}
+    caption_rows = [r for r in every if r["answer"] not in ("Yes.", "No.") and r["image"] not in held_images]
+    if tie:
+        model.lm_head.weight = model.get_input_embeddings().weight
     if features == "oracle":
         use_oracle_features(model)
     tok = processor.tokenizer
@@ -90,6 +100,8 @@ def main(out: Path = typer.Option(..., help="Work folder (the world and the base
     for step in range(1, steps + 1):
         inputs, target = batch_of(random.Random(step).sample(rows, batch))
         loss = torch.nn.functional.cross_entropy(model(**inputs).logits[:, -1], target)
+        if captions:
+            loss = loss + caption_loss(model, processor, random.Random(-step).sample(caption_rows, batch // 4), images)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
@@ -98,6 +110,24 @@ def main(out: Path = typer.Option(..., help="Work folder (the world and the base
         if step % 250 == 0 or step == steps:
             print(f"step {step}: loss {loss.item():.3f}, held-out accuracy {accuracy():.3f} "
                   f"({time.time() - start:.0f} s)", flush=True)
+
+
+def caption_loss(model, processor, rows, images):
+    """Mean next-token loss over the caption tokens of ``rows`` (prompt and padding masked), image first."""
+    import torch
+    from PIL import Image
+
+    prompts = [f"USER: <image>\n{r['prompt']}ASSISTANT: " for r in rows]
+    texts = [p + r["answer"] + "</s>" for p, r in zip(prompts, rows)]
+    pics = [images.setdefault(r["image"], Image.open(r["image"]).convert("RGB")) for r in rows]
+    inputs = processor(images=pics, text=texts, return_tensors="pt", padding=True, padding_side="right")
+    prompt_lengths = [len(x) for x in processor(images=pics, text=prompts)["input_ids"]]
+    labels = inputs["input_ids"].clone()
+    labels[inputs["attention_mask"] == 0] = -100
+    for k, n in enumerate(prompt_lengths):
+        labels[k, :n] = -100
+    logits = model(**inputs).logits[:, :-1]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
 
 
 def use_oracle_features(model) -> None:
