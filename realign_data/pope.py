@@ -144,18 +144,14 @@ def open_annotations(coco_root: str | os.PathLike, split: Optional[str] = None) 
 def annotations_sha256(ann: CocoAnnotations) -> dict[str, str]:
     """``{file name: sha256}`` of the annotation files of ``ann``'s splits (instances, and captions when present):
     what a question set or an evaluation records as drawn from."""
-    import hashlib
+    from realign_data.atomic import file_sha256
 
     out = {}
     for split in ann.splits:
         for kind in ("instances", "captions"):
             path = ann.root / "annotations" / f"{kind}_{split}.json"
             if path.is_file():
-                h = hashlib.sha256()
-                with open(path, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        h.update(block)
-                out[path.name] = h.hexdigest()
+                out[path.name] = file_sha256(path)
     return out
 
 
