@@ -137,11 +137,30 @@ def _qwen_token_ids(ids: dict) -> dict:
                 vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
 
 
+
+def _save_qwen(out: Path, model_class, config, processor_class, video_processor_class, tokenizer, ids: dict, *,
+               image_size: int, patch_size: int, seed: int) -> Path:
+    """The Qwen-VL builders' common end: the seeded model, its processor (every image resized to ``image_size`` px
+    squared, merge 2), both saved to ``out``."""
+    import torch
+    from transformers import Qwen2VLImageProcessor
+
+    torch.manual_seed(seed)
+    model = model_class(config)
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    pixels = {"shortest_edge": image_size * image_size, "longest_edge": image_size * image_size}
+    image_processor = Qwen2VLImageProcessor(size=pixels, patch_size=patch_size, merge_size=2, temporal_patch_size=2)
+    video_processor = video_processor_class(size=pixels, patch_size=patch_size, merge_size=2, temporal_patch_size=2)
+    processor = processor_class(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
+                                chat_template=QWEN_CHAT_TEMPLATE)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
 def build_tiny_qwen2_vl(out: str | Path, *, seed: int = 0) -> Path:
     """Save a tiny ``Qwen2VLForConditionalGeneration`` + ``Qwen2VLProcessor`` to ``out``."""
-    import torch
-    from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor,
-                              Qwen2VLProcessor, Qwen2VLVideoProcessor)
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
     out = Path(out)
     tokenizer, ids = _qwen_tokenizer()
@@ -152,17 +171,8 @@ def build_tiny_qwen2_vl(out: str | Path, *, seed: int = 0) -> Path:
                            spatial_merge_size=2, temporal_patch_size=2, in_chans=3),
         **_qwen_token_ids(ids),
     )
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    pixels = {"shortest_edge": 56 * 56, "longest_edge": 56 * 56}
-    image_processor = Qwen2VLImageProcessor(size=pixels, patch_size=14, merge_size=2, temporal_patch_size=2)
-    video_processor = Qwen2VLVideoProcessor(size=pixels, patch_size=14, merge_size=2, temporal_patch_size=2)
-    processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                 video_processor=video_processor, chat_template=QWEN_CHAT_TEMPLATE)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return _save_qwen(out, Qwen2VLForConditionalGeneration, config, Qwen2VLProcessor, Qwen2VLVideoProcessor,
+                      tokenizer, ids, image_size=56, patch_size=14, seed=seed)
 
 
 def build_tiny_qwen2_5_vl(out: str | Path, *, seed: int = 0, image_size: int = 56, hidden_size: int = 32,
@@ -174,9 +184,8 @@ def build_tiny_qwen2_5_vl(out: str | Path, *, seed: int = 0, image_size: int = 5
     56), which gives ``(image_size / 28) ** 2`` image tokens (672: 576, LLaVA-1.5's count).
     ``hidden_size``/``num_layers`` scale the language model (benchmarks); the defaults are the test size.
     """
-    import torch
     from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+                              Qwen2VLVideoProcessor)
 
     out = Path(out)
     tokenizer, ids = _qwen_tokenizer()
@@ -188,17 +197,8 @@ def build_tiny_qwen2_5_vl(out: str | Path, *, seed: int = 0, image_size: int = 5
                            fullatt_block_indexes=[1], in_channels=3),
         **_qwen_token_ids(ids),
     )
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    pixels = {"shortest_edge": image_size * image_size, "longest_edge": image_size * image_size}
-    image_processor = Qwen2VLImageProcessor(size=pixels, patch_size=14, merge_size=2, temporal_patch_size=2)
-    video_processor = Qwen2VLVideoProcessor(size=pixels, patch_size=14, merge_size=2, temporal_patch_size=2)
-    processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                    video_processor=video_processor, chat_template=QWEN_CHAT_TEMPLATE)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return _save_qwen(out, Qwen2_5_VLForConditionalGeneration, config, Qwen2_5_VLProcessor, Qwen2VLVideoProcessor,
+                      tokenizer, ids, image_size=image_size, patch_size=14, seed=seed)
 
 
 def build_tiny_qwen3_vl(out: str | Path, *, seed: int = 0, image_size: int = 64) -> Path:
@@ -209,9 +209,7 @@ def build_tiny_qwen3_vl(out: str | Path, *, seed: int = 0, image_size: int = 64)
     RoPE; patch 16, merge 2: a ``image_size`` px square image (default 64) gives ``(image_size / 32) ** 2``
     image tokens.
     """
-    import torch
-    from transformers import (Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration,
-                              Qwen3VLProcessor, Qwen3VLVideoProcessor)
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
     out = Path(out)
     tokenizer, ids = _qwen_tokenizer()
@@ -224,17 +222,8 @@ def build_tiny_qwen3_vl(out: str | Path, *, seed: int = 0, image_size: int = 64)
                            deepstack_visual_indexes=[0], in_channels=3),
         **_qwen_token_ids(ids),
     )
-    torch.manual_seed(seed)
-    model = Qwen3VLForConditionalGeneration(config)
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    pixels = {"shortest_edge": image_size * image_size, "longest_edge": image_size * image_size}
-    image_processor = Qwen2VLImageProcessor(size=pixels, patch_size=16, merge_size=2, temporal_patch_size=2)
-    video_processor = Qwen3VLVideoProcessor(size=pixels, patch_size=16, merge_size=2, temporal_patch_size=2)
-    processor = Qwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                 video_processor=video_processor, chat_template=QWEN_CHAT_TEMPLATE)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return _save_qwen(out, Qwen3VLForConditionalGeneration, config, Qwen3VLProcessor, Qwen3VLVideoProcessor,
+                      tokenizer, ids, image_size=image_size, patch_size=16, seed=seed)
 
 
 def build_tiny_sentence_transformer(out: str | Path, *, seed: int = 0) -> Path:
