@@ -66,7 +66,7 @@ def run_seed(out: Path, sizes: Sizes, seed: int, threads: int = 0, arms: Optiona
                                       "retrieval": retrieval_quality(d / "index", seed)})
     record["retrieval"] = record["clip"]["retrieval"]
     clip_paths = model_paths(root / "clip")
-    record["sft"] = stage(root / "sft", f"seed {seed} SFT", lambda d: train_sft(d, train_root, sizes, seed))
+    record["sft"] = stage(root / "sft", f"seed {seed} SFT", lambda d: train_sft(d, train_root, sizes, seed, root / "clip"))
     suite = None
 
     def evaluated(arm: str, model: str) -> dict:

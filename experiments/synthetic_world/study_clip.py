@@ -19,10 +19,14 @@ CONFIG_NAME = "realign-study-clip"
 WEIGHTS = "open_clip_model.safetensors"
 
 
-def clip_config(image_size: int) -> dict:
-    """A ViT of 2 layers (width 64, patch 8) and a 2-layer text tower; room for the complete captions."""
+def clip_config(sizes) -> dict:
+    """A ViT of the base model's vision sizes (width ``vision_hidden_size``, ``vision_layers`` layers, patch 8), so
+    that its trained tower can become the base model's (``study_sft.vision_tower_from_clip``), and a 2-layer text
+    tower with room for the complete captions."""
+    width = sizes.vision_hidden_size
     return {"embed_dim": 64,
-            "vision_cfg": {"image_size": image_size, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+            "vision_cfg": {"image_size": sizes.image_size, "layers": sizes.vision_layers, "width": width,
+                           "head_width": min(32, width), "patch_size": 8},
             "text_cfg": {"context_length": 64, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
 
 
@@ -41,7 +45,7 @@ def train_clip(out: Path, train_root: Path, sizes, seed: int) -> dict:
     from realign_data.corpus import CocoAnnotations
 
     config_path = out / f"{CONFIG_NAME}.json"
-    config_path.write_text(json.dumps(clip_config(sizes.image_size), indent=1))
+    config_path.write_text(json.dumps(clip_config(sizes), indent=1))
     open_clip.add_model_config(config_path)  # registered under the file stem, as realign_data.encoder does
     name = CONFIG_NAME
     torch.manual_seed(seed)

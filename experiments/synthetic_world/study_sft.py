@@ -4,6 +4,7 @@ POPE-style yes/no questions about it. The learning curve is the trainer's logged
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -43,25 +44,74 @@ def sft_rows(train_root: Path, sizes, seed: int) -> list[dict]:
     return rows
 
 
-def build_base_model(out: Path, train_root: Path, sizes, seed: int) -> Path:
-    """The untrained tiny LLaVA, its tokenizer trained with the world's caption words."""
+def build_base_model(out: Path, train_root: Path, sizes, seed: int, clip_dir: Path | None = None) -> Path:
+    """The tiny LLaVA before SFT, its tokenizer trained with the world's caption words. With ``clip_dir`` (and
+    ``sizes.vision_init == "encoder"``) its vision tower is the retrieval encoder's trained one, as a real LLaVA's
+    is a pretrained CLIP's; otherwise random."""
     from realign_data.corpus import CocoAnnotations
     from realign_data.tiny_models import build_tiny_llava
 
     ann = CocoAnnotations(train_root)
     words = sorted({w.strip(".,").lower() for i in ann.image_ids() for c in ann.captions(i) for w in c.split()})
-    return build_tiny_llava(out, image_size=sizes.image_size, hidden_size=sizes.hidden_size,
-                            num_layers=sizes.num_layers, seed=seed, vision_hidden_size=sizes.vision_hidden_size,
-                            vision_layers=sizes.vision_layers, extra_text=[" ".join(words)] * 4)
+    build_tiny_llava(out, image_size=sizes.image_size, hidden_size=sizes.hidden_size,
+                     num_layers=sizes.num_layers, seed=seed, vision_hidden_size=sizes.vision_hidden_size,
+                     vision_layers=sizes.vision_layers, extra_text=[" ".join(words)] * 4)
+    if clip_dir is not None and sizes.vision_init == "encoder":
+        from transformers import AutoModelForImageTextToText
+
+        model = AutoModelForImageTextToText.from_pretrained(out)
+        vision_tower_from_clip(model, clip_dir)
+        model.save_pretrained(out)
+    return out
 
 
-def train_sft(out: Path, train_root: Path, sizes, seed: int) -> dict:
-    """Fine-tune the base model; save it (with its processor) to ``out/model``; return the learning curve."""
+def vision_tower_from_clip(model, clip_dir: Path) -> None:
+    """Replace a LLaVA's vision tower by the study encoder's trained open_clip ViT, converted to transformers'
+    ``CLIPVisionModel`` (same maths: exact GELU, q/k/v split from open_clip's packed projection). The projector
+    stays random: SFT learns it, as LLaVA's first stage does."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from study_clip import CONFIG_NAME, WEIGHTS
+
+    vision = json.loads((clip_dir / f"{CONFIG_NAME}.json").read_text())["vision_cfg"]
+    width = vision["width"]
+    if width != model.config.vision_config.hidden_size:
+        raise ValueError(f"the encoder's width {width} is not the base model's vision width "
+                         f"{model.config.vision_config.hidden_size}")
+    config = CLIPVisionConfig(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=vision["layers"],
+                              num_attention_heads=width // vision["head_width"], image_size=vision["image_size"],
+                              patch_size=vision["patch_size"], hidden_act="gelu", layer_norm_eps=1e-5)
+    src = {k.removeprefix("visual."): v for k, v in load_file(str(clip_dir / WEIGHTS)).items()
+           if k.startswith("visual.")}
+    dst = {"embeddings.class_embedding": src["class_embedding"],
+           "embeddings.patch_embedding.weight": src["conv1.weight"],
+           "embeddings.position_embedding.weight": src["positional_embedding"],
+           "pre_layrnorm.weight": src["ln_pre.weight"], "pre_layrnorm.bias": src["ln_pre.bias"],
+           "post_layernorm.weight": src["ln_post.weight"], "post_layernorm.bias": src["ln_post.bias"]}
+    for i in range(vision["layers"]):
+        a, b = f"transformer.resblocks.{i}.", f"encoder.layers.{i}."
+        for part, w, bias in zip("qkv", src[a + "attn.in_proj_weight"].chunk(3), src[a + "attn.in_proj_bias"].chunk(3)):
+            dst[f"{b}self_attn.{part}_proj.weight"], dst[f"{b}self_attn.{part}_proj.bias"] = w, bias
+        for theirs, ours in (("attn.out_proj", "self_attn.out_proj"), ("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"),
+                             ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")):
+            for kind in ("weight", "bias"):
+                dst[f"{b}{ours}.{kind}"] = src[f"{a}{theirs}.{kind}"]
+    tower = CLIPVisionModel(config)
+    tower.load_state_dict({k: v.to(torch.float32) for k, v in dst.items()}, strict=True)
+    model.model.vision_tower = tower
+    model.config.vision_config = config
+
+
+def train_sft(out: Path, train_root: Path, sizes, seed: int, clip_dir: Path | None = None) -> dict:
+    """Fine-tune the base model (its vision tower from ``clip_dir``'s encoder, see ``build_base_model``); save it
+    (with its processor) to ``out/model``; return the learning curve."""
     from datasets import Dataset, Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import SFTConfig, SFTTrainer
 
-    base = build_base_model(out / "base", train_root, sizes, seed)
+    base = build_base_model(out / "base", train_root, sizes, seed, clip_dir)
     rows = sft_rows(train_root, sizes, seed)
     ds = Dataset.from_dict({"images": [[r["image"]] for r in rows], "prompt": [_user(r["prompt"]) for r in rows],
                             "completion": [_assistant(r["answer"]) for r in rows]})

@@ -24,6 +24,7 @@ class Sizes:
     num_layers: int = 4
     vision_hidden_size: int = 64
     vision_layers: int = 2
+    vision_init: str = "encoder"  # the base model's vision tower: the trained retrieval encoder's, or "random"
     sft_steps: int = 1500
     sft_batch: int = 16
     sft_lr: float = 1e-3
