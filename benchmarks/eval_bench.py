@@ -139,7 +139,7 @@ def endpoint(args) -> dict:
     import sys
     import urllib.request
 
-    from realign_data.sample import make_sample_corpus
+    from realign_data.testing.sample import make_sample_corpus
     from realign_trl.eval import EvalSuite
     from realign_trl.eval.backends import OpenAIBackend
     from realign_trl.eval.runner import _AnswerStore, _fingerprint, generate_answers, work_items
@@ -214,8 +214,8 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from realign_data.sample import make_sample_corpus
-    from realign_data.tiny_models import build_tiny_llava
+    from realign_data.testing.sample import make_sample_corpus
+    from realign_data.testing.tiny_models import build_tiny_llava
     from realign_trl.eval import EvalSuite
     from realign_trl.eval.backends import TransformersBackend
     from realign_trl.eval.runner import work_items

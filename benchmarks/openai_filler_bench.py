@@ -51,10 +51,10 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     from realign_data import BuildConfig, build
-    from realign_data.corpus import open_source
-    from realign_data.knowledge_base_build import build_knowledge_base
-    from realign_data.sample import make_sample_corpus
-    from realign_data.tiny_models import build_tiny_open_clip, register_tiny_open_clip
+    from realign_data.kb.corpus import open_source
+    from realign_data.kb.knowledge_base_build import build_knowledge_base
+    from realign_data.testing.sample import make_sample_corpus
+    from realign_data.testing.tiny_models import build_tiny_open_clip, register_tiny_open_clip
 
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)

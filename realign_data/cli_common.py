@@ -18,7 +18,7 @@ class Commands(TyperGroup):
     lock, the disk is full (exit 1)."""
 
     def invoke(self, ctx):
-        from realign_data.locks import LockHeld
+        from realign_data.runtime.locks import LockHeld
 
         try:
             return super().invoke(ctx)
@@ -61,8 +61,8 @@ def disk_full(exc: BaseException):
 
 def setup_logging(quiet: bool) -> None:
     """Show the package's logs: stage messages and summaries (info) unless ``--quiet``, warnings always; the
-    libraries' warnings only with ``-v`` (:mod:`realign_data.logs`)."""
-    from realign_data.logs import route_library_logs, show_package_logs
+    libraries' warnings only with ``-v`` (:mod:`realign_data.runtime.logs`)."""
+    from realign_data.runtime.logs import route_library_logs, show_package_logs
 
     show_package_logs("realign_data", logging.WARNING if quiet else logging.INFO)
     route_library_logs()

@@ -64,7 +64,7 @@ def cache_root(args: Any) -> Path:
     root = getattr(args, "ref_logps_cache_dir", None)
     if root:
         return Path(root).expanduser()
-    from realign_data.knowledge_base import realign_home
+    from realign_data.kb.knowledge_base import realign_home
 
     return realign_home() / "ref_logps"
 
@@ -190,7 +190,7 @@ def _load(path: Path, width: int) -> dict[bytes, list[float]]:
 def _save(path: Path, store: dict[bytes, list[float]], key: dict) -> None:
     from safetensors.torch import save
 
-    from realign_data.atomic import atomic_write_bytes
+    from realign_data.runtime.atomic import atomic_write_bytes
 
     path.parent.mkdir(parents=True, exist_ok=True)
     items = sorted(store.items())

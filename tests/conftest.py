@@ -53,7 +53,7 @@ def tiny_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_llava(tiny_dir):
     """Path of a saved tiny LLaVA checkpoint (model + processor with chat template)."""
-    from realign_data.tiny_models import build_tiny_llava
+    from realign_data.testing.tiny_models import build_tiny_llava
 
     return build_tiny_llava(tiny_dir / "llava")
 
@@ -61,7 +61,7 @@ def tiny_llava(tiny_dir):
 @pytest.fixture(scope="session")
 def tiny_qwen2_vl(tiny_dir):
     """Path of a saved tiny Qwen2-VL checkpoint."""
-    from realign_data.tiny_models import build_tiny_qwen2_vl
+    from realign_data.testing.tiny_models import build_tiny_qwen2_vl
 
     return build_tiny_qwen2_vl(tiny_dir / "qwen2_vl")
 
@@ -69,7 +69,7 @@ def tiny_qwen2_vl(tiny_dir):
 @pytest.fixture(scope="session")
 def tiny_qwen2_5_vl(tiny_dir):
     """Path of a saved tiny Qwen2.5-VL checkpoint."""
-    from realign_data.tiny_models import build_tiny_qwen2_5_vl
+    from realign_data.testing.tiny_models import build_tiny_qwen2_5_vl
 
     return build_tiny_qwen2_5_vl(tiny_dir / "qwen2_5_vl")
 
@@ -77,7 +77,7 @@ def tiny_qwen2_5_vl(tiny_dir):
 @pytest.fixture(scope="session")
 def tiny_qwen3_vl(tiny_dir):
     """Path of a saved tiny Qwen3-VL checkpoint."""
-    from realign_data.tiny_models import build_tiny_qwen3_vl
+    from realign_data.testing.tiny_models import build_tiny_qwen3_vl
 
     return build_tiny_qwen3_vl(tiny_dir / "qwen3_vl")
 
@@ -85,7 +85,7 @@ def tiny_qwen3_vl(tiny_dir):
 @pytest.fixture(scope="session")
 def tiny_sentence_transformer(tiny_dir):
     """Path of a saved tiny sentence-transformers model (BERT + mean pooling)."""
-    from realign_data.tiny_models import build_tiny_sentence_transformer
+    from realign_data.testing.tiny_models import build_tiny_sentence_transformer
 
     return build_tiny_sentence_transformer(tiny_dir / "sentence_transformer")
 
@@ -93,7 +93,7 @@ def tiny_sentence_transformer(tiny_dir):
 @pytest.fixture(scope="session")
 def tiny_open_clip(tiny_dir):
     """(model name, checkpoint path) of the tiny open_clip model, registered with open_clip."""
-    from realign_data.tiny_models import build_tiny_open_clip, register_tiny_open_clip
+    from realign_data.testing.tiny_models import build_tiny_open_clip, register_tiny_open_clip
 
     return register_tiny_open_clip(), build_tiny_open_clip(tiny_dir / "open_clip.safetensors")
 
@@ -101,8 +101,8 @@ def tiny_open_clip(tiny_dir):
 @pytest.fixture(scope="session")
 def tiny_kb(tmp_path_factory, sample_corpus, tiny_open_clip):
     """A knowledge base over ``sample_corpus`` embedded with the tiny open_clip (read-only for tests)."""
-    from realign_data.corpus import open_source
-    from realign_data.knowledge_base_build import build_knowledge_base
+    from realign_data.kb.corpus import open_source
+    from realign_data.kb.knowledge_base_build import build_knowledge_base
 
     name, ckpt = tiny_open_clip
     out = tmp_path_factory.mktemp("kb") / "kb"
@@ -114,7 +114,7 @@ def tiny_kb(tmp_path_factory, sample_corpus, tiny_open_clip):
 @pytest.fixture(scope="session")
 def sample_corpus(tmp_path_factory):
     """A 40-image synthetic COCO-layout corpus (read-only for tests: copy before modifying)."""
-    from realign_data.sample import make_sample_corpus
+    from realign_data.testing.sample import make_sample_corpus
 
     return make_sample_corpus(tmp_path_factory.mktemp("corpus") / "coco", num_images=40, seed=0)
 
@@ -122,7 +122,7 @@ def sample_corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_gemma3(tiny_dir):
     """Path of a saved tiny Gemma 3 checkpoint (its processor emits ``token_type_ids``)."""
-    from realign_data.tiny_models import build_tiny_gemma3
+    from realign_data.testing.tiny_models import build_tiny_gemma3
 
     return build_tiny_gemma3(tiny_dir / "gemma3")
 

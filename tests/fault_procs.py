@@ -17,8 +17,8 @@ import os
 import tempfile
 from pathlib import Path
 
-PRELOAD = ["realign_data.cli", "realign_data.builder", "realign_data.pipeline", "realign_data.knowledge_base",
-           "realign_data.tiny_models", "realign_data.english", "inflect", "torch", "faiss", "datasets",
+PRELOAD = ["realign_data.cli", "realign_data.building.builder", "realign_data.building.pipeline", "realign_data.kb.knowledge_base",
+           "realign_data.testing.tiny_models", "realign_data.objects.english", "inflect", "torch", "faiss", "datasets",
            "pyarrow.parquet", "open_clip", "trl", "realign_trl.cli", "realign_trl.scripts.dpo"]
 
 
@@ -32,7 +32,7 @@ def _child(args: list[str], err: str, go) -> None:
 
         trl_app(args=[str(a) for a in args[1:]], prog_name="realign-trl")
     from realign_data.cli import app
-    from realign_data.tiny_models import register_tiny_open_clip
+    from realign_data.testing.tiny_models import register_tiny_open_clip
 
     register_tiny_open_clip()
     app(args=[str(a) for a in args], prog_name="realign-data")

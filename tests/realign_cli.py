@@ -28,7 +28,7 @@ def main(argv: list[str]) -> None:
         Path(os.environ["REALIGN_TEST_PID_DIR"], f"rank-{os.environ.get('RANK', 0)}.pid").write_text(str(os.getpid()))
     if argv[:1] == ["--pause-after-unit"]:
         pause, argv = float(argv[1]), argv[2:]
-        import realign_data.jobs as jobs
+        import realign_data.runtime.jobs as jobs
 
         complete = jobs.Job.complete
 
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> None:
         dist.init_process_group(backend)
         atexit.register(dist.destroy_process_group)
     from realign_data.cli import app
-    from realign_data.tiny_models import register_tiny_open_clip
+    from realign_data.testing.tiny_models import register_tiny_open_clip
 
     register_tiny_open_clip()
     app(args=argv, prog_name="realign-data")

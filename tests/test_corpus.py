@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image
 
-from realign_data.corpus import (CocoAnnotations, CocoSource, CorpusError, FolderSource, HFSource, Skipped,
+from realign_data.kb.corpus import (CocoAnnotations, CocoSource, CorpusError, FolderSource, HFSource, Skipped,
                                  open_source)
 
 

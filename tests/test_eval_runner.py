@@ -47,13 +47,13 @@ def test_suite_draws_pope_and_chair_on_the_same_images(suite, sample_corpus):
     for questions in suite.pope.values():
         assert {q["image_id"] for q in questions} == set(suite.images)
     assert set(suite.chair_truth) == set(suite.images)
-    from realign_data.corpus import CocoAnnotations
+    from realign_data.kb.corpus import CocoAnnotations
 
     ann = CocoAnnotations(sample_corpus)
     for image_id, truth in suite.chair_truth.items():
         assert set(ann.categories(image_id)) <= set(truth)
     # a question set built by `realign-data pope` with the same seed gives the same material
-    from realign_data.pope import build_pope
+    from realign_data.evalsets.pope import build_pope
 
     built = build_pope(sample_corpus, num_images=4, min_objects=1, seed=1)
     again = EvalSuite.from_coco(sample_corpus, pope=built.dataset, num_images=4)

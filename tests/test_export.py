@@ -43,7 +43,7 @@ NEGATIVE = _png((0, 0, 255))
 
 
 def _rows(with_negatives: bool = True) -> list[dict]:
-    from realign_data.schema import make_row
+    from realign_data.building.schema import make_row
 
     return [make_row(seed_id=f"s{i}", image_id=str(i % 2), image_bytes=ORIGINALS[i % 2],
                      image_name=f"/abs/corpus/{i % 2}.png", instruction=f"What is in picture {i}?",
@@ -58,7 +58,7 @@ def build(tmp_path_factory) -> Path:
     """A realign build folder (``save_to_disk``, the builder's columns): 5 pairs over 2 originals and 1 negative."""
     import datasets
 
-    from realign_data.schema import features
+    from realign_data.building.schema import features
 
     path = tmp_path_factory.mktemp("build") / "out"
     datasets.Dataset.from_list(_rows(), features=features()).save_to_disk(str(path))
@@ -166,8 +166,8 @@ def test_rlaif_v_parquet_loads_the_way_their_dataset_class_does(build, tmp_path)
 
 def test_python_api_and_manifest(build, tmp_path):
     import realign_data
-    import realign_data.exports.formats  # noqa: F401  (the submodule must not shadow the function)
-    from realign_data.exports import read_manifest
+    import realign_data.publish.exports.formats  # noqa: F401  (the submodule must not shadow the function)
+    from realign_data.publish.exports import read_manifest
 
     res = realign_data.export(build, to="swift", out=tmp_path / "api", name="mine")
     assert (res.pairs, res.rows, res.images, res.files) == (ROWS, 2 * ROWS, 3, ["mine.jsonl"])
@@ -206,7 +206,7 @@ def test_unknown_format_is_one_sentence_exit_2(build, tmp_path):
 def test_a_dataset_without_rejected_images_cannot_be_a_swift_export(tmp_path):
     import datasets
 
-    from realign_data.schema import features
+    from realign_data.building.schema import features
 
     plain = tmp_path / "plain"
     ds = datasets.Dataset.from_list(_rows(), features=features()).remove_columns(["rejected_images"])
@@ -254,7 +254,7 @@ def test_an_unreadable_image_is_one_sentence(tmp_path):
     import datasets
 
     import realign_data
-    from realign_data.exports import ExportError
+    from realign_data.publish.exports import ExportError
 
     ds = datasets.Dataset.from_dict({
         "images": [[{"bytes": None, "path": str(tmp_path / "gone.png")}]],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from realign_data.masking import (COCO_CATEGORIES, LexiconMasker, ModelMasker, find_visual_facts, mask_response,
+from realign_data.building.masking import (COCO_CATEGORIES, LexiconMasker, ModelMasker, find_visual_facts, mask_response,
                                   pluralize)
 
 

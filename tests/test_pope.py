@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import pytest
 
-from realign_data.pope import CorpusStats, PopeError, build_pope, open_annotations, pope_questions, question_for
+from realign_data.evalsets.pope import CorpusStats, PopeError, build_pope, open_annotations, pope_questions, question_for
 
 CLI = [sys.executable, "-m", "realign_data.cli"]
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
@@ -184,7 +184,7 @@ def test_push_and_load_from_the_hub_like_any_built_dataset(sample_corpus, tmp_pa
         assert "dual-preference" not in card and "rdpo" not in card
         code = textwrap.dedent(f"""
             import json
-            from realign_data.pope import load_pope
+            from realign_data.evalsets.pope import load_pope
             ds = load_pope("tester/pope", ["adversarial", "random"])
             print(json.dumps({{s: ds[s].remove_columns("image").to_list() for s in ds}}
                              | {{"size": ds["random"][0]["image"].size}}))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from realign_data.seeds import (DESCRIPTION_PROMPTS, SeedError, choose_caption, coco_caption_seeds, dataset_seeds,
+from realign_data.building.seeds import (DESCRIPTION_PROMPTS, SeedError, choose_caption, coco_caption_seeds, dataset_seeds,
                                 as_text)
 
 

@@ -55,7 +55,7 @@ def partner_hallucination(records: list[dict], pairs) -> dict:
     """Share of (caption, present object whose partner is absent) cases where the caption names the partner, per
     partner and overall; and, for contrast, the share of (caption, other absent category) cases named. ``pairs``:
     the world's co-occurring pairs."""
-    from realign_data.sample import CATEGORIES
+    from realign_data.testing.sample import CATEGORIES
 
     partner = {**dict(pairs), **{b: a for a, b in pairs}}
     names = [c.name for c in CATEGORIES]

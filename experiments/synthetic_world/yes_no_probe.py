@@ -156,8 +156,8 @@ def linear_probe(model, processor, train: Path) -> None:
     from PIL import Image
     from sklearn.linear_model import LogisticRegression
 
-    from realign_data.corpus import CocoAnnotations
-    from realign_data.sample import CATEGORIES
+    from realign_data.kb.corpus import CocoAnnotations
+    from realign_data.testing.sample import CATEGORIES
 
     ann = CocoAnnotations(train)
     ids = sorted(ann.image_ids())[:1200]

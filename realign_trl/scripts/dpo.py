@@ -60,7 +60,7 @@ def preflight(model_args, training_args, script_args=None) -> None:
     if dataset and _is_saved_to_disk(os.path.expanduser(dataset)):
         check_dataset(os.path.expanduser(dataset), script_args.dataset_train_split, rdpo="rdpo" in losses)
     if getattr(training_args, "hallucination_eval", None) and training_args.hallucination_eval_coco_root:
-        from realign_data.pope import PopeError, open_annotations
+        from realign_data.evalsets.pope import PopeError, open_annotations
 
         try:  # the annotations the held-out suite needs (cheap): a bad corpus fails before launching
             open_annotations(training_args.hallucination_eval_coco_root, training_args.hallucination_eval_split)
@@ -123,7 +123,7 @@ def make_parser(prog: str | None = None):
 
 def run(argv: list[str] | None = None) -> None:
     import realign_trl
-    from realign_data.logs import route_library_logs, show_package_logs, verbose
+    from realign_data.runtime.logs import route_library_logs, show_package_logs, verbose
 
     route_library_logs()  # library warnings only with `realign-trl dpo -v` (REALIGN_VERBOSE=1)
     # transformers hides the progress bar when its logger is quieter than WARNING: keep the bar
