@@ -18,7 +18,7 @@ the generation time: a figure far less sensitive to other jobs on the machine th
     python benchmarks/eval_bench.py --json eval_bench.json
 
 ``--endpoint`` measures the endpoint client instead (``OpenAIBackend``, what ``realign-trl eval --base-url`` runs)
-against the local server of ``tests/openai_server.py`` started in its own process with *variable* latency: each
+against the local server of ``tests/support/openai_server.py`` started in its own process with *variable* latency: each
 request sleeps a lognormal draw (median ``--median`` 0.2 s, 99th percentile ``--p99`` 2 s; seeded, so both arms
 see the same latency sequence in arrival order). The work is the POPE and CHAIR prompts of sample images (each
 request carries its image), answered through ``generate_answers`` with the resumable answer store, as in a real run.

@@ -1,6 +1,6 @@
 """OpenAI-compatible filler throughput inside the builder, against a local server with fixed latency.
 
-The local test server (``tests/openai_server.py``, a real HTTP server on 127.0.0.1, run in its own process as a
+The local test server (``tests/support/openai_server.py``, a real HTTP server on 127.0.0.1, run in its own process as a
 real endpoint would be, so it does not compete with the builder for the GIL) answers every chat completion
 after ``--latency`` seconds. With ``--concurrency C`` requests in flight the ideal request rate
 is ``C / latency``; the benchmark runs a real build (sample corpus, tiny open_clip knowledge base, the

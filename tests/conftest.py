@@ -8,7 +8,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import sys
 from pathlib import Path
+
+# Shared helpers (local HTTP servers, fault-suite processes, tiny-model trainers, the CHAIR oracle) live in
+# tests/support/ and are imported by module name: ``from openai_server import OpenAIServer``.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 # Offline for the whole suite, before any Hugging Face library is imported.
 os.environ["HF_HUB_OFFLINE"] = "1"

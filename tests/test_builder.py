@@ -13,7 +13,7 @@ import pytest
 from realign_data import BuildConfig, BuildError, build, load_built, merge
 from realign_data.building.schema import COLUMNS, message_text
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 from openai_server import OpenAIServer  # noqa: E402
 
 

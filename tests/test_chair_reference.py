@@ -1,5 +1,5 @@
 """Issue 23 (2): the default CHAIR is the reference chair.py's, checked against an independent re-implementation
-of the reference algorithm (tests/chair_reference.py) over 300 generated captions."""
+of the reference algorithm (tests/support/chair_reference.py) over 300 generated captions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 import chair_reference  # noqa: E402
 from chair_reference import ReferenceChair  # noqa: E402
 

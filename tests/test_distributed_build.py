@@ -17,7 +17,7 @@ import pytest
 
 from realign_data import BuildConfig, build
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
 from realign_cli import command  # noqa: E402
 from test_build_cli import data_hashes  # noqa: E402
 

@@ -11,7 +11,7 @@ import time
 from realign_trl.eval import EvalSuite
 from realign_trl.eval.backends import OpenAIBackend, TransformersBackend
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
 from openai_server import OpenAIServer  # noqa: E402
 
 

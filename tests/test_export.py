@@ -3,7 +3,7 @@
 Each format's rows, columns and image files are checked against the schema read from the target's own data code
 (docs/export.md cites the files). Where the target installs in a side environment, the export is also loaded by
 that tool's own dataset loader: set ``REALIGN_LLAMAFACTORY_PYTHON`` / ``REALIGN_SWIFT_PYTHON`` to its interpreter
-(default ``/tmp/side_lf/bin/python`` and ``/tmp/side_swift/bin/python``, made by ``tests/export_side_envs.sh``);
+(default ``/tmp/side_lf/bin/python`` and ``/tmp/side_swift/bin/python``, made by ``tests/support/export_side_envs.sh``);
 those tests are skipped when the interpreter is missing or cannot import the tool.
 """
 
@@ -278,14 +278,14 @@ def _side_python(var: str, default: str) -> str:
     if not Path(python).is_file() or subprocess.run(
             [python, "-c", f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"],
             capture_output=True, env={**os.environ, "PYTHONPATH": ""}).returncode:
-        pytest.skip(f"no side environment with {module} ({var} or {default}; tests/export_side_envs.sh makes it)")
+        pytest.skip(f"no side environment with {module} ({var} or {default}; tests/support/export_side_envs.sh makes it)")
     return python
 
 
 def test_llamafactory_loads_the_export_with_its_own_loader(build, tmp_path):
     python = _side_python("REALIGN_LLAMAFACTORY_PYTHON", "/tmp/side_lf/bin/python")
     out = _exported(build, tmp_path, "llamafactory")
-    script = ROOT / "tests" / "export_side_loaders.py"
+    script = ROOT / "tests" / "support" / "export_side_loaders.py"
     proc = subprocess.run([python, str(script), "llamafactory", str(out)], capture_output=True, text=True,
                           timeout=600, env={**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -299,7 +299,7 @@ def test_llamafactory_loads_the_export_with_its_own_loader(build, tmp_path):
 def test_swift_loads_the_export_with_its_own_loader(build, tmp_path):
     python = _side_python("REALIGN_SWIFT_PYTHON", "/tmp/side_swift/bin/python")
     out = _exported(build, tmp_path, "swift")
-    script = ROOT / "tests" / "export_side_loaders.py"
+    script = ROOT / "tests" / "support" / "export_side_loaders.py"
     proc = subprocess.run([python, str(script), "swift", str(out)], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from realign_data import BuildConfig, build
 from realign_data.cli import app
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
 from openai_server import OpenAIServer  # noqa: E402
 from test_build_cli import data_hashes  # noqa: E402
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from realign_data.cli import app
 from realign_data.building.fillers.openai_compat import OpenAIFiller, retry_after_seconds
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
 from openai_server import OpenAIServer  # noqa: E402
 
 

@@ -111,7 +111,7 @@ def test_seed_images_stay_inside_their_root_and_are_read_only_from_bounded_regul
     import shutil
     import sys
 
-    sys.path.insert(0, os.path.dirname(__file__))
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
     from fault_procs import shared_commands
 
     pics = sorted((sample_corpus / "train2014").iterdir())

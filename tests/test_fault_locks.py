@@ -14,7 +14,7 @@ import pytest
 
 from realign_data import BuildConfig, build
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
 from fault_procs import shared_commands  # noqa: E402
 from test_build_cli import data_hashes  # noqa: E402
 

@@ -14,7 +14,7 @@ from realign_data import BuildConfig, BuildError, build
 from realign_data.cli import app
 from realign_data.building.quality import QualityFilters, keeps_unmasked_words, length_ratio
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 from openai_server import OpenAIServer, answer_for  # noqa: E402
 
 runner = CliRunner()

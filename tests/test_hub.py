@@ -1,4 +1,4 @@
-"""Publishing to the Hub (issue 5), against a real HTTP server on localhost (tests/hub_server.py).
+"""Publishing to the Hub (issue 5), against a real HTTP server on localhost (tests/support/hub_server.py).
 
 The suite runs offline (conftest sets HF_HUB_OFFLINE=1 before any import), so every push and load runs in a
 subprocess with a clean environment: HF_ENDPOINT pointed at the fake Hub, offline mode off, Xet off, caches
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 from hub_server import HubServer  # noqa: E402
 
 TOKEN = "hf_test_token"

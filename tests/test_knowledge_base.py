@@ -269,7 +269,7 @@ def test_two_process_torchrun_build_equals_single(tmp_path, sample_corpus, tiny_
     out = tmp_path / "kb2"
     env = dict(os.environ, OMP_NUM_THREADS="1", REALIGN_HOME=str(tmp_path))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(Path(__file__).parent / "realign_cli.py"), "index", "build", "--source", "coco", "--root", str(sample_corpus),
+           str(Path(__file__).parent / "support" / "realign_cli.py"), "index", "build", "--source", "coco", "--root", str(sample_corpus),
            "--out", str(out), "--model", name, "--pretrained", str(ckpt), "--shard-size", "16",
            "--num-workers", "0", "--batch-size", "8", "--quiet"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -155,7 +155,7 @@ def test_audit_command_on_a_hub_dataset(tmp_path):
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parent / "support"))
     from hub_server import HubServer
 
     chosen, rejected = cued(60)

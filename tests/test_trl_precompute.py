@@ -224,7 +224,7 @@ def test_remove_unused_columns_keeps_the_reference_columns(tiny_llava, tmp_path)
     trainer.train()
 
 
-TESTS_DIR = __import__("pathlib").Path(__file__).parent
+SUPPORT_DIR = __import__("pathlib").Path(__file__).parent / "support"
 
 
 def _env():
@@ -232,7 +232,7 @@ def _env():
 
     # this checkout first (not another install of realign in the environment), then the test helpers
     return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TQDM_DISABLE="1",
-                PYTHONPATH=os.pathsep.join([str(TESTS_DIR.parent), str(TESTS_DIR)]))
+                PYTHONPATH=os.pathsep.join([str(SUPPORT_DIR.parent.parent), str(SUPPORT_DIR)]))
 
 
 def test_realign_trl_dpo_cli_precomputes_and_reuses(tiny_llava, tmp_path):
@@ -290,7 +290,7 @@ def test_torchrun_scores_shard_wise_and_gathers(tiny_llava, tmp_path):
 
     result = str(tmp_path / "result")
     script = tmp_path / "dist.py"
-    script.write_text(DIST_SCRIPT.format(tests=str(TESTS_DIR), model=str(tiny_llava), out=str(tmp_path / "o"),
+    script.write_text(DIST_SCRIPT.format(tests=str(SUPPORT_DIR), model=str(tiny_llava), out=str(tmp_path / "o"),
                                          cache=str(tmp_path / "cache"), result=result))
     proc = run_torchrun(script, _env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from chair_singular import singular
 
-SYNONYMS_FILE = Path(__file__).parent / "data" / "chair_synonyms.txt"
+SYNONYMS_FILE = Path(__file__).parent.parent / "data" / "chair_synonyms.txt"
 
 # ------------------------------------------------------------------------------------------- the two-word names
 # names the reference reads as one word (as themselves)

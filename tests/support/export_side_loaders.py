@@ -1,7 +1,7 @@
 """Load an export with the target trainer's own dataset code; run by tests/test_export.py in a side environment.
 
-    python tests/export_side_loaders.py swift OUT          # ms-swift: swift.dataset.load_dataset + TemplateInputs
-    python tests/export_side_loaders.py llamafactory OUT   # LLaMA-Factory: get_dataset_list + align_dataset
+    python tests/support/export_side_loaders.py swift OUT          # ms-swift: swift.dataset.load_dataset + TemplateInputs
+    python tests/support/export_side_loaders.py llamafactory OUT   # LLaMA-Factory: get_dataset_list + align_dataset
 
 Prints one JSON line of what the loader made of the export (the test compares it with what was written).
 Runs with the side environment's interpreter, so it imports nothing from realign.

@@ -2,7 +2,7 @@
 optionally a pause after every finished job unit (so that a test can ``kill -9`` the process between units), and
 optionally a ``torch.distributed`` process group (the way ``accelerate`` scripts run under ``torchrun``).
 
-    python tests/realign_cli.py [--pause-after-unit SECONDS] [--process-group gloo] ARGS...   (also under torchrun)
+    python tests/support/realign_cli.py [--pause-after-unit SECONDS] [--process-group gloo] ARGS...   (also under torchrun)
 
 With ``REALIGN_TEST_PID_DIR`` set, the process writes its pid to ``$REALIGN_TEST_PID_DIR/rank-$RANK.pid``.
 """

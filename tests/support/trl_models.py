@@ -89,7 +89,7 @@ def tiny_yaml_config(model_path, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     make_dataset(4).to_parquet(str(data / "train.parquet"))
-    config = (Path(__file__).parent.parent / "examples" / "rdpo_tiny.yaml").read_text()
+    config = (Path(__file__).parents[2] / "examples" / "rdpo_tiny.yaml").read_text()
     config = (config.replace("TINY_MODEL_PATH", str(model_path)).replace("TINY_DATASET_PATH", str(data))
               .replace("TINY_OUTPUT_DIR", str(tmp_path / "out")))
     (tmp_path / "tiny.yaml").write_text(config)

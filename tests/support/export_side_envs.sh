@@ -3,7 +3,7 @@
 # A full `pip install llamafactory` / `pip install ms-swift` did not resolve within 10 minutes here (the resolver
 # backtracks over their torch/transformers pins), so each side environment reuses this project's environment
 # (torch, transformers, datasets: a .pth line) and adds the tool with --no-deps plus the few modules its data code
-# imports. Usage (with the realign environment active): tests/export_side_envs.sh [SITE_PACKAGES_OF_THE_REALIGN_ENV]
+# imports. Usage (with the realign environment active): tests/support/export_side_envs.sh [SITE_PACKAGES_OF_THE_REALIGN_ENV]
 # SIDE_PREFIX (default /tmp/side_) names the environments: ${SIDE_PREFIX}lf, ${SIDE_PREFIX}swift.
 set -euo pipefail
 PY=${PYTHON:-python}

@@ -211,7 +211,7 @@ class OpenAIServer:
         self.stop()
 
 
-if __name__ == "__main__":  # python tests/openai_server.py [latency | --lognormal MEDIAN P99 [SEED]]
+if __name__ == "__main__":  # python tests/support/openai_server.py [latency | --lognormal MEDIAN P99 [SEED]]
     import sys
 
     args = sys.argv[1:]
