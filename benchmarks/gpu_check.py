@@ -109,8 +109,14 @@ def _dataset(n: int, image_size: int, tokenizer, seed: int = 0):
 def worker(arm: str, attn: str, cfg: dict) -> dict:
     import torch
     from peft import LoraConfig
-    from transformers import (AutoProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
-                              TrainerCallback)
+    from transformers import (
+        AutoProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        TrainerCallback,
+    )
 
     import realign_trl
     from realign_trl import RDPOConfig

@@ -119,7 +119,7 @@ def run_shape(kind: str, args, folder: Path) -> dict:
         built = recv.recv()
     except EOFError:
         child.join()
-        raise SystemExit(f"the {kind} index build failed (exit code {child.exitcode}); see its error above")
+        raise SystemExit(f"the {kind} index build failed (exit code {child.exitcode}); see its error above") from None
     child.join()
     info = built["info"]
 

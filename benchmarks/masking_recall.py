@@ -44,8 +44,8 @@ def parse(line: str) -> tuple[str, list[tuple[int, int, str]]]:
 def coco_only(spans):
     """The spans the pre-#14 lexicon would have produced: COCO objects and the original colour, size, material,
     count and relation words (the words vocabulary.py added to those kinds are removed too)."""
-    from realign_data.objects import vocabulary as v
     from realign_data.building.masking import COCO_SYNONYMS
+    from realign_data.objects import vocabulary as v
 
     added = {*v.EXTRA_RELATIONS, *v.EXTRA_COLORS, *v.EXTRA_MATERIALS, *v.QUANTITIES, *v.PERSON_COMPOUNDS}
     old = {"color", "size", "material", "count", "relation"}

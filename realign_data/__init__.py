@@ -58,22 +58,22 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from realign_data.building.builder import BuildResult, build, build_dataset  # noqa: F401
     from realign_data.building.config import BuildConfig, BuildError  # noqa: F401
-    from realign_data.testing.demo import run_demo  # noqa: F401
-    from realign_data.building.merge import merge  # noqa: F401
-    from realign_data.building.output import load_built  # noqa: F401
     from realign_data.building.fillers import FillRequest, FillResult, load_filler  # noqa: F401
     from realign_data.building.gate import LexicalGate, SentenceGate, load_gate  # noqa: F401
     from realign_data.building.masking import LexiconMasker, MaskResult, Span, mask_response  # noqa: F401
+    from realign_data.building.merge import merge  # noqa: F401
+    from realign_data.building.output import load_built  # noqa: F401
+    from realign_data.building.seeds import Seed, coco_caption_seeds, dataset_seeds  # noqa: F401
+    from realign_data.evalsets.pope import build_pope, load_pope  # noqa: F401
     from realign_data.kb.corpus import CocoAnnotations, open_source  # noqa: F401
     from realign_data.kb.encoder import Encoder  # noqa: F401
-    from realign_data.publish.hub import load_build_config, push_to_hub  # noqa: F401
-    from realign_data.publish.inspect_page import write_inspect_html  # noqa: F401
     from realign_data.kb.knowledge_base import KnowledgeBase, resolve_index  # noqa: F401
     from realign_data.kb.knowledge_base_build import build_knowledge_base  # noqa: F401
-    from realign_data.testing.sample import make_sample_corpus  # noqa: F401
-    from realign_data.evalsets.pope import build_pope, load_pope  # noqa: F401
     from realign_data.publish.exports import export  # noqa: F401
-    from realign_data.building.seeds import Seed, coco_caption_seeds, dataset_seeds  # noqa: F401
+    from realign_data.publish.hub import load_build_config, push_to_hub  # noqa: F401
+    from realign_data.publish.inspect_page import write_inspect_html  # noqa: F401
+    from realign_data.testing.demo import run_demo  # noqa: F401
+    from realign_data.testing.sample import make_sample_corpus  # noqa: F401
 
 
 _moved.install()  # old module paths (realign_data.corpus, ...) still import, with a DeprecationWarning

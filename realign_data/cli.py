@@ -12,8 +12,9 @@ from typing import Optional
 
 import typer
 
-from realign_data.cli_common import Commands, fail, setup_logging as _setup_logging
 from realign_data.cli_audit import audit
+from realign_data.cli_common import Commands, fail
+from realign_data.cli_common import setup_logging as _setup_logging
 from realign_data.cli_datasets import pope, push
 from realign_data.cli_exports import export
 from realign_data.cli_hub import hub_app
@@ -78,8 +79,8 @@ def _build_errors():
     from realign_data.building.config import BuildError
     from realign_data.building.fillers import FillerError
     from realign_data.building.gate import GateError
-    from realign_data.testing.sample import SampleCorpusError
     from realign_data.building.seeds import SeedError
+    from realign_data.testing.sample import SampleCorpusError
 
     return BuildError, FillerError, GateError, SeedError, SampleCorpusError
 
@@ -193,8 +194,8 @@ def demo(
     """Run the main job end to end on a synthetic COCO corpus: corpus → index → dataset → HTML report."""
     import json
 
-    from realign_data.testing.demo import run_demo
     from realign_data.building.report import format_summary
+    from realign_data.testing.demo import run_demo
 
     _setup_logging(quiet)
     try:
@@ -295,10 +296,10 @@ def index_build(
 
     from realign_data.kb.corpus import CorpusError, open_source
     from realign_data.kb.encoder import EncoderError
-    from realign_data.runtime.jobs import WaitTimeout
     from realign_data.kb.knowledge_base import KnowledgeBaseError, index_dir_for_name
     from realign_data.kb.knowledge_base_build import build_knowledge_base
     from realign_data.kb.knowledge_base_check import remove_failed_stub
+    from realign_data.runtime.jobs import WaitTimeout
     from realign_data.runtime.locks import OutputError
 
     _setup_logging(quiet)

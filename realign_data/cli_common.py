@@ -24,7 +24,7 @@ class Commands(TyperGroup):
             return super().invoke(ctx)
         except LockHeld as e:
             fail(str(e), 1)
-        except Exception as e:  # noqa: BLE001 - only a full disk is handled here; anything else goes on
+        except Exception as e:
             full = None if isinstance(e, (typer.Exit, click.exceptions.Exit, click.ClickException)) else disk_full(e)
             if full is None:  # an exit already said (a nested group's own message) or another failure
                 raise

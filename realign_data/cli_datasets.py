@@ -10,7 +10,8 @@ from typing import Optional
 
 import typer
 
-from realign_data.cli_common import fail, setup_logging as _setup_logging
+from realign_data.cli_common import fail
+from realign_data.cli_common import setup_logging as _setup_logging
 
 
 def push(
@@ -65,8 +66,8 @@ def pope(
 
     Writes a `datasets` DatasetDict with one split per sampling (images embedded), pushable with `realign-data push`.
     """
-    from realign_data.runtime.locks import OutputError, output_lock
     from realign_data.evalsets.pope import PopeError, build_pope
+    from realign_data.runtime.locks import OutputError, output_lock
 
     try:
         with output_lock(out, "realign-data pope"):

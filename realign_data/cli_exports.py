@@ -25,7 +25,8 @@ def export(
     ms-swift (JSONL: a text-pair row and an image-pair row per pair), Re-Align's train_rdpo.py (JSON + image folder)
     or RLAIF-V (parquet). Images are written once, named by their sha256; all paths are relative. See docs/export.md.
     """
-    from realign_data.publish.exports import ExportError, export as run_export
+    from realign_data.publish.exports import ExportError
+    from realign_data.publish.exports import export as run_export
 
     setup_logging(quiet)
     try:

@@ -78,7 +78,7 @@ def dpo(ctx: typer.Context) -> None:
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"realign-trl dpo: {err}", err=True)
         raise typer.Exit(2) from None
-    except Exception as err:  # noqa: BLE001 - only YAML's errors are expected here; anything else is re-raised
+    except Exception as err:
         import yaml
 
         if not isinstance(err, yaml.YAMLError):

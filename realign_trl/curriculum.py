@@ -29,9 +29,9 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from realign_data.building.difficulty import SPLITS, tercile_splits
 from realign_data.runtime.atomic import atomic_write_json
 from realign_trl.config import CURRICULA, REFERENCE_POLICIES
-from realign_data.building.difficulty import SPLITS, tercile_splits
 
 __all__ = [
     "CURRICULA",

@@ -11,8 +11,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from realign_data.cli import app
 from realign_data.building.config import BuildConfig
+from realign_data.cli import app
 
 FIELDS = dataclasses.fields(BuildConfig)
 

@@ -14,7 +14,7 @@ from realign_data import BuildConfig, BuildError, build, load_built, merge
 from realign_data.building.schema import COLUMNS, message_text
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
-from openai_server import OpenAIServer  # noqa: E402
+from openai_server import OpenAIServer
 
 
 def cfg(kb, out, **kw) -> BuildConfig:

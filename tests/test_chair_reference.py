@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
-import chair_reference  # noqa: E402
-from chair_reference import ReferenceChair  # noqa: E402
-
-from realign_data.objects.reference import tokenize  # noqa: E402
-from realign_trl.eval.scoring import ChairScorer, chair_metrics  # noqa: E402
+import chair_reference
+from chair_reference import ReferenceChair
+from realign_data.objects.reference import tokenize
+from realign_trl.eval.scoring import ChairScorer, chair_metrics
 
 NOUNS = ["dog", "dogs", "puppy dog", "puppies", "tv monitor", "monitors", "a bus", "buses", "people", "children",
          "women", "man's", "men", "knives", "knife", "wine glass", "wine glasses", "glasses", "hot dog", "hot dogs",

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
-from chair_reference import JOINED_NAMES, QUALIFIED, SYNONYMS_FILE  # noqa: E402
-from chair_singular import singular  # noqa: E402
-
-from realign_data.objects.reference import singularize  # noqa: E402
+from chair_reference import JOINED_NAMES, QUALIFIED, SYNONYMS_FILE
+from chair_singular import singular
+from realign_data.objects.reference import singularize
 
 # Where pattern 2.6's singular of a token is not the synonym word that token was made from.
 NOT_THE_WORD = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -77,7 +78,7 @@ def test_batched_generation_matches_one_by_one(family, request, suite):
     prompts = ["Is there a cat in the image?", "Is there an umbrella in the image? Answer yes or no.",
                "Please describe this image in detail.", "Is there a dog?", "What is it?"]
     ids = list(suite.images)
-    items = [(p, (lambda i=ids[k % len(ids)]: suite.image(i)), None) for k, p in enumerate(prompts)]
+    items = [(p, functools.partial(suite.image, ids[k % len(ids)]), None) for k, p in enumerate(prompts)]
     batched = [a for batch in backend.generate(items, 6) for a in batch]
     alone = [a for batch in single.generate(items, 6) for a in batch]
     assert batched == alone

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -166,7 +165,7 @@ def test_rlaif_v_parquet_loads_the_way_their_dataset_class_does(build, tmp_path)
 
 def test_python_api_and_manifest(build, tmp_path):
     import realign_data
-    import realign_data.publish.exports.formats  # noqa: F401  (the submodule must not shadow the function)
+    import realign_data.publish.exports.formats
     from realign_data.publish.exports import read_manifest
 
     res = realign_data.export(build, to="swift", out=tmp_path / "api", name="mine")

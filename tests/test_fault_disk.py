@@ -11,8 +11,9 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
-from fault_procs import shared_commands  # noqa: E402
-from test_build_cli import data_hashes  # noqa: E402
+from test_build_cli import data_hashes
+
+from fault_procs import shared_commands
 
 
 @pytest.fixture

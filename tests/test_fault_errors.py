@@ -10,7 +10,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
-from fault_procs import shared_commands  # noqa: E402
+from fault_procs import shared_commands
 
 
 @pytest.fixture(scope="module")

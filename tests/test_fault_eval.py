@@ -17,8 +17,8 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
-from fault_procs import shared_commands  # noqa: E402
-from openai_server import OpenAIServer  # noqa: E402
+from fault_procs import shared_commands
+from openai_server import OpenAIServer
 
 SMALL = ["--num-images", "2", "--min-objects", "1", "--quiet", "--max-retries", "1"]
 

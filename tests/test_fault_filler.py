@@ -13,11 +13,11 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from realign_data.cli import app
 from realign_data.building.fillers.openai_compat import OpenAIFiller, retry_after_seconds
+from realign_data.cli import app
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
-from openai_server import OpenAIServer  # noqa: E402
+from openai_server import OpenAIServer
 
 
 def test_retry_after_is_read_defensively():

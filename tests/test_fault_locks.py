@@ -15,8 +15,9 @@ import pytest
 from realign_data import BuildConfig, build
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
-from fault_procs import shared_commands  # noqa: E402
-from test_build_cli import data_hashes  # noqa: E402
+from test_build_cli import data_hashes
+
+from fault_procs import shared_commands
 
 ARGS = ["--gate", "lexical", "--top-k", "3", "--chunk-size", "4", "--max-samples", "8", "--quiet"]
 HOLD = ("import sys, time; from realign_data.runtime.locks import output_lock\n"

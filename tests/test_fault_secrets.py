@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from realign_data.cli import app
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
-from openai_server import OpenAIServer  # noqa: E402
+from openai_server import OpenAIServer
 
 KEY = "sk-test-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 PASSWORD = "hunter2-secret-pass"

@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from realign_data import BuildConfig, BuildError, build
-from realign_data.cli import app
 from realign_data.building.quality import QualityFilters, keeps_unmasked_words, length_ratio
+from realign_data.cli import app
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
-from openai_server import OpenAIServer, answer_for  # noqa: E402
+from openai_server import OpenAIServer, answer_for
 
 runner = CliRunner()
 
@@ -70,9 +70,9 @@ def test_a_duplicate_of_another_seeds_rejected_answer_of_the_same_image_is_dropp
     res = run(tiny_kb, tmp_path / "o", seeds=seeds)  # the server's fill ignores the image: same text twice
     assert res.pairs_written == 1 and res.drops == {"fill_duplicate": 1}
     assert res.report["fills_rejected"] == {"fill_duplicate": 2}
+    from realign_data.building.schema import COLUMNS
     from realign_data.publish.dataset_card import ConfigSummary, render_generated_section
     from realign_data.publish.provenance import read_provenance
-    from realign_data.building.schema import COLUMNS
 
     card = render_generated_section("me/ds", [ConfigSummary("default", "data", {"train": 1},
                                                             read_provenance(tmp_path / "o"))], COLUMNS)

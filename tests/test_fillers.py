@@ -15,7 +15,7 @@ from realign_data.building.fillers.openai_compat import OpenAIFiller
 from realign_data.building.masking import mask_response
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
-from openai_server import OpenAIServer  # noqa: E402
+from openai_server import OpenAIServer
 
 RETRIEVED = {
     "instances": [{"category": "dog"}, {"category": "dog"}, {"category": "dog"}, {"category": "cup"}],

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
-from hub_server import HubServer  # noqa: E402
+from hub_server import HubServer
 
 TOKEN = "hf_test_token"
 

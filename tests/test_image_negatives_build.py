@@ -15,11 +15,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from realign_data import BuildConfig, BuildError, build, load_built, merge
-from realign_data.building.output import built_splits
-from realign_data.cli import app
 from realign_data.building.masking import mask_response
 from realign_data.building.negatives import alpha_bar, segmentation_mask
+from realign_data.building.output import built_splits
 from realign_data.building.schema import COLUMNS, message_text
+from realign_data.cli import app
 
 runner = CliRunner()
 

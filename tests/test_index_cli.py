@@ -17,7 +17,7 @@ from realign_data.cli import app
 from realign_data.kb.knowledge_base import KnowledgeBase
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
-from realign_cli import command  # noqa: E402
+from realign_cli import command
 
 runner = CliRunner()
 

@@ -17,7 +17,7 @@ from realign_data.kb.index_tuning import IndexConfigError, recall_at_k
 from realign_data.kb.vector_shards import ShardedVectors, ShardReranker, exact_knn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
-from test_index_auto import lowrank  # noqa: E402
+from test_index_auto import lowrank
 
 ROOT = Path(__file__).resolve().parent.parent
 

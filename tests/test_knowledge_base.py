@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +15,8 @@ from realign_data.kb.corpus import FolderSource, HFSource, open_source
 from realign_data.kb.encoder import Encoder
 from realign_data.kb.index_auto import candidates
 from realign_data.kb.index_tuning import IndexConfigError, make_index, parse_memory, train_and_add, tune_index
+from realign_data.kb.knowledge_base import KnowledgeBase, KnowledgeBaseError, list_indexes, resolve_index
 from realign_data.kb.knowledge_base_build import build_knowledge_base
-from realign_data.kb.knowledge_base import (KnowledgeBase, KnowledgeBaseError, list_indexes,
-                                         resolve_index)
 
 
 @pytest.fixture(scope="module")

@@ -82,7 +82,7 @@ def test_first_caption_names_every_annotated_object_and_the_background(world):
     for image_id, counts in objects.items():
         first = caps[image_id][0]
         assert first.startswith("There ") and first.endswith(f" on the {background[image_id]}.")
-        for name, n in counts.items():
+        for name in counts:
             assert name in first, (name, first)
         assert 3 <= len(caps[image_id]) <= 5
 

@@ -113,9 +113,9 @@ def test_two_process_data_parallel(tiny_llava, tmp_path):
 
     # Gathered, not rank-local: each rank evaluated 2 of the 4 eval rows, and the logged means must equal a
     # single process evaluating all 4 rows at once.
-    import realign_trl  # noqa: F401
     from trl import DPOTrainer
 
+    import realign_trl  # noqa: F401
     from trl_models import load, tiny_args
 
     model, processor = load(tiny_llava)

@@ -22,7 +22,7 @@ def _perturb(model, seed=1, scale=0.05):
     """Move the policy away from the reference (the same way in both trainers), so the margins are not zero."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
+        for _name, p in sorted(model.named_parameters()):
             if p.requires_grad and p.is_floating_point():
                 p.add_(torch.randn(p.shape, generator=g) * scale)
 
@@ -154,8 +154,9 @@ def test_another_reference_is_another_key(tiny_llava, tmp_path):
     assert rows == 4
 
     def with_other_reference():
-        import realign_trl  # noqa: F401
         from trl import DPOTrainer
+
+        import realign_trl  # noqa: F401
 
         model, processor = load(tiny_llava)
         ref, _ = load(tiny_llava)
@@ -170,8 +171,9 @@ def test_another_reference_is_another_key(tiny_llava, tmp_path):
 
 
 def test_eval_dataset_is_precomputed(tiny_llava, tmp_path):
-    import realign_trl  # noqa: F401
     from trl import DPOTrainer
+
+    import realign_trl  # noqa: F401
 
     model, processor = load(tiny_llava)
     trainer = DPOTrainer(model=model, processing_class=processor, train_dataset=make_dataset(4),
@@ -312,8 +314,9 @@ def test_an_explicit_reference_is_released(tiny_llava, tmp_path):
     import gc
     import weakref
 
-    import realign_trl  # noqa: F401
     from trl import DPOTrainer
+
+    import realign_trl  # noqa: F401
 
     model, processor = load(tiny_llava)
     ref, _ = load(tiny_llava)

@@ -25,8 +25,15 @@ def tiny_llava_next(tiny_dir, tiny_llava):
     out = tiny_dir / "llava_next"
     if (out / "config.json").exists():
         return out
-    from transformers import (AutoProcessor, CLIPVisionConfig, LlamaConfig, LlavaNextConfig,
-                              LlavaNextForConditionalGeneration, LlavaNextImageProcessor, LlavaNextProcessor)
+    from transformers import (
+        AutoProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
 
     from realign_data.testing.tiny_models import LLAVA_CHAT_TEMPLATE
 

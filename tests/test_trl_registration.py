@@ -58,9 +58,9 @@ def test_sigmoid_is_identical_with_and_without_plugin(tiny_llava, tmp_path):
 
 
 def test_plain_dpoconfig_accepts_rdpo_with_default_knobs(tiny_llava, tmp_path):
-    import realign_trl  # noqa: F401
     from trl import DPOConfig, DPOTrainer
 
+    import realign_trl  # noqa: F401
     from trl_models import load
 
     model, processor = load(tiny_llava)
@@ -123,8 +123,9 @@ def test_unsupported_combinations_fail_clearly(tiny_llava, tmp_path, overrides, 
 
 
 def test_register_is_idempotent():
-    import realign_trl
     from trl import DPOTrainer
+
+    import realign_trl
 
     realign_trl.register()
     compute = DPOTrainer._compute_loss

@@ -60,10 +60,10 @@ def common_rows(prefs: Path, wanted: int) -> int:
 
 def train_arm(out: Path, arm: str, sft_model: str, prefs: Path, sizes, seed: int) -> dict:
     """Train one arm; save the policy to ``out/model``; return its logged diagnostics (reward margins, accuracies)."""
-    import realign_trl  # noqa: F401  (registers loss_type="rdpo")
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import DPOTrainer
 
+    import realign_trl  # noqa: F401  (registers loss_type="rdpo")
     from realign_trl import RDPOConfig
 
     build_name, loss_type, extra = ARMS[arm]

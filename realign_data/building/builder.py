@@ -32,17 +32,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from realign_data.runtime.atomic import atomic_write_json, file_sha256
 from realign_data.building.config import BuildConfig, BuildError
-from realign_data.runtime.devices import DeviceError, resolve_device
-from realign_data.runtime.jobs import (Job, JobDirNotEmpty, JobMismatch, WaitTimeout, chunked, distributed,
-                               library_versions, process_group_backend)
-from realign_data.runtime.locks import LockHeld, OutputError, output_lock
-from realign_data.building.output import (CONFIG_FILE, PROVENANCE_FILE, REPORT_FILE, TRANSIENT_DROPS, WORK_DIR, read_chunks,
-                                 write_chunk, write_dataset)
+from realign_data.building.output import (
+    CONFIG_FILE,
+    PROVENANCE_FILE,
+    REPORT_FILE,
+    TRANSIENT_DROPS,
+    WORK_DIR,
+    read_chunks,
+    write_chunk,
+    write_dataset,
+)
 from realign_data.building.report import aggregate, curriculum_summary, format_summary, negative_summary, write_report
 from realign_data.building.separability import of_built as blind_separability_of_build
 from realign_data.kb.splits import knowledge_base_evaluation_counts, seed_evaluation_counts, split_warning
+from realign_data.runtime.atomic import atomic_write_json, file_sha256
+from realign_data.runtime.devices import DeviceError, resolve_device
+from realign_data.runtime.jobs import (
+    Job,
+    JobDirNotEmpty,
+    JobMismatch,
+    WaitTimeout,
+    chunked,
+    distributed,
+    library_versions,
+    process_group_backend,
+)
+from realign_data.runtime.locks import LockHeld, OutputError, output_lock
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +80,7 @@ class BuildResult:
     rank: int = 0  # this process's rank (or shard index); rank 0 reports, pushes and prints for a launched build
 
     @classmethod
-    def of(cls, out: Path, report: dict, rank: int = 0) -> "BuildResult":
+    def of(cls, out: Path, report: dict, rank: int = 0) -> BuildResult:
         return cls(str(out), report["pairs_written"], report["seeds_read"], report["drops"], str(out / REPORT_FILE),
                    report, rank=rank)
 
@@ -225,8 +241,13 @@ def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None)
 
     Under a multi-process launch every process embeds its share of the corpus and waits while rank 0 writes the
     index (:func:`~realign_data.kb.knowledge_base_build.build_knowledge_base`), so every process returns it."""
-    from realign_data.kb.knowledge_base import (KnowledgeBase, KnowledgeBaseCorrupt, KnowledgeBaseError, is_index_name,
-                                             resolve_index)
+    from realign_data.kb.knowledge_base import (
+        KnowledgeBase,
+        KnowledgeBaseCorrupt,
+        KnowledgeBaseError,
+        is_index_name,
+        resolve_index,
+    )
 
     try:
         return KnowledgeBase.load(config.index)

@@ -17,14 +17,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from realign_data.runtime.devices import DEVICE_HELP, DEVICE_MAPS, DTYPE_ALIASES, DTYPES, DeviceError, check_device_name
 from realign_data.building.fillers import FILLERS
 from realign_data.building.gate import GATES
 from realign_data.building.masking import MASKERS, SPAN_KINDS
 from realign_data.building.negatives import KINDS, NUM_DIFFUSION_STEPS, SCHEDULES
 from realign_data.building.quality import DEFAULT_MAX_LENGTH_RATIO
-from realign_data.runtime.redact import check_env_name, redact_tree, redact_url
 from realign_data.building.seeds import CAPTION_CHOICES, DEFAULT_MAX_IMAGE_BYTES
+from realign_data.runtime.devices import DEVICE_HELP, DEVICE_MAPS, DTYPE_ALIASES, DTYPES, DeviceError, check_device_name
+from realign_data.runtime.redact import check_env_name, redact_tree, redact_url
 
 FORMATS = ("arrow", "parquet")
 CURRICULA = (None, "easy-to-hard")
@@ -173,7 +173,7 @@ class BuildConfig:
         return redact_tree(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BuildConfig":
+    def from_dict(cls, d: dict) -> BuildConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:

@@ -128,7 +128,7 @@ class SentenceGate:
 
             self.model = SentenceTransformer(self.model_name, device=device, trust_remote_code=trust_remote_code,
                                              local_files_only=local_files_only)
-        except Exception as e:  # noqa: BLE001 - any loading failure means "this gate is unavailable"
+        except Exception as e:
             raise GateError(f"cannot load sentence model {self.model_name!r} "
                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
 

@@ -30,11 +30,10 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Iterable
 
-from realign_data.objects import vocabulary
-from realign_data.objects.english import pluralize
-from realign_data.objects.coco import COCO_CATEGORIES, COCO_SYNONYMS, COLORS  # noqa: F401  (re-exported)
-from realign_data.objects.coco import colour_modifies, lexicon_kind
 from realign_data.building.open_nouns import open_noun_spans
+from realign_data.objects import vocabulary
+from realign_data.objects.coco import COCO_CATEGORIES, COCO_SYNONYMS, COLORS, colour_modifies, lexicon_kind  # noqa: F401  (re-exported)
+from realign_data.objects.english import pluralize
 
 # ---------------------------------------------------------------------------------------------- lexicon
 # The COCO table, colours and the colour rule belong to the object reader the eval shares (realign_data.objects).

@@ -15,13 +15,13 @@ import logging
 import os
 from pathlib import Path
 
-from realign_data.runtime.atomic import atomic_write_json
 from realign_data.building.builder import complete_report, finalise_dataset
 from realign_data.building.config import BuildConfig, BuildError
-from realign_data.runtime.jobs import Job
-from realign_data.runtime.locks import OutputError, output_lock
 from realign_data.building.output import PROVENANCE_FILE, WORK_DIR
 from realign_data.building.report import format_summary, write_report
+from realign_data.runtime.atomic import atomic_write_json
+from realign_data.runtime.jobs import Job
+from realign_data.runtime.locks import OutputError, output_lock
 
 logger = logging.getLogger(__name__)
 

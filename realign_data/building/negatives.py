@@ -57,7 +57,7 @@ class Negative:
         return buffer.getvalue()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _alphas_cumprod(schedule: str, num_steps: int) -> tuple[float, ...]:
     import numpy as np
 

@@ -30,8 +30,7 @@ NOT_THINGS = {"lot", "lots", "bit", "couple", "few", "number", "kind", "type", "
               "image", "close-up", "closeup", "shot", "scene", "time", "way", "day", "trick", "side", "middle",
               "edge", "distance", "group", "bunch", "row", "flock", "herd", "pair", "set", "pile", "stack",
               "dozen", "piece", "part", "top", "bottom", "front", "back", "end", "area", "place", "spot", "thing",
-              "things", "game", "shape", "color", "colour", "camera's", "way", "moment", "look", "line", "bunch",
-              "amount", "light", "assortment", "selection", "collection", "display", "closeup", "angle", "half"}
+              "things", "game", "shape", "color", "colour", "camera's", "moment", "look", "line", "amount", "light", "assortment", "selection", "collection", "display", "angle", "half"}
 OPENERS = DETERMINERS | {"of", "with", "and", "or"}  # bare nouns follow these too: "a bowl of cereal"
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _MAX_WORDS = 3

@@ -24,9 +24,8 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Optional
 
-from realign_data.runtime.atomic import atomic_path
 from realign_data.building.config import BuildError
-from realign_data.runtime.atomic import is_saved_dataset
+from realign_data.runtime.atomic import atomic_path, is_saved_dataset
 
 WORK_DIR = ".realign-build"
 PROVENANCE_FILE = "provenance.json"  # in WORK_DIR: what the stages were, for whoever writes the dataset

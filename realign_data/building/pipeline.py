@@ -59,11 +59,11 @@ class Pipeline:
     """Holds what the stages use (knowledge base, COCO annotations, masker, filler, gate, chosen backend)."""
 
     def __init__(self, config: BuildConfig, kb, annotations) -> None:
-        from realign_data.runtime.devices import DeviceError
         from realign_data.building.fillers import load_filler
         from realign_data.building.gate import GateError, load_gate
-        from realign_data.runtime.hub_deadline import hub_reachable
         from realign_data.building.masking import SPAN_KINDS, LexiconMasker, ModelMasker
+        from realign_data.runtime.devices import DeviceError
+        from realign_data.runtime.hub_deadline import hub_reachable
 
         self.config, self.kb, self.ann = config, kb, annotations
         self.masker = LexiconMasker(config.mask_kinds or SPAN_KINDS)

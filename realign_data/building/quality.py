@@ -59,7 +59,7 @@ class QualityFilters:
     min_similarity: Optional[float] = None
 
     @classmethod
-    def of(cls, config: Any) -> "QualityFilters":
+    def of(cls, config: Any) -> QualityFilters:
         return cls(config.quality_filters, config.max_length_ratio, config.min_similarity)
 
     def check(self, masked: str, chosen: str, fill: str, similarity: float) -> Optional[str]:

@@ -15,10 +15,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
-from realign_data.runtime.atomic import atomic_write_json
 from realign_data.building.negatives import NUM_DIFFUSION_STEPS
 from realign_data.building.output import REPORT_FILE, TRANSIENT_DROPS, reason_order
 from realign_data.building.separability import cue_line, summary_line
+from realign_data.runtime.atomic import atomic_write_json
 
 MAX_FAILURE_EXAMPLES = 100
 DIFFICULTY_FORMULA = "w * image_closeness + (1 - w) * clip(text_similarity, 0, 1)"

@@ -215,7 +215,7 @@ def load_seed_table(path_or_id: str, *, split: Optional[str] = None, encoding: s
             ds = datasets.load_dataset(str(path_or_id), split=split or "train")
     except SeedError:
         raise
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise SeedError(f"cannot open seeds {str(path_or_id)!r} ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''})") from e
     if isinstance(ds, datasets.DatasetDict):

@@ -97,7 +97,7 @@ class CorpusStats:
     co_occurring: dict[str, list[str]]  # category -> categories seen with it, most often first, then name
 
     @classmethod
-    def of(cls, image_categories: Iterable[Sequence[str]]) -> "CorpusStats":
+    def of(cls, image_categories: Iterable[Sequence[str]]) -> CorpusStats:
         freq: Counter = Counter()
         pairs: dict[str, Counter] = {}
         for cats in image_categories:
@@ -415,7 +415,7 @@ def load_pope(path_or_id: str | os.PathLike, splits: Optional[Sequence[str]] = N
             ds = datasets.load_from_disk(str(local))
         else:
             ds = datasets.load_dataset(str(path_or_id))
-    except Exception as e:  # noqa: BLE001 - any failure is the same user mistake
+    except Exception as e:
         raise PopeError(f"cannot open POPE question set {str(path_or_id)!r}: {type(e).__name__}: {e}") from e
     if not isinstance(ds, datasets.DatasetDict):
         ds = datasets.DatasetDict({"random": ds})

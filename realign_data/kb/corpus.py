@@ -277,7 +277,7 @@ class HFSource(CorpusSource):
                                   "dataset_info.json or dataset_dict.json)")
             try:
                 ds = datasets.load_from_disk(self.path_or_id)
-            except Exception as e:  # noqa: BLE001 - a damaged dataset folder is the same user mistake
+            except Exception as e:
                 raise CorpusError(f"{self.path_or_id!r} is not a dataset saved with save_to_disk ({e})") from e
             if isinstance(ds, datasets.DatasetDict):
                 if self.split is None:
@@ -294,7 +294,7 @@ class HFSource(CorpusSource):
             self.split = self.split or "train"
             try:
                 ds = datasets.load_dataset(self.path_or_id, split=self.split, streaming=self._streaming)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 raise CorpusError(f"could not open Hugging Face dataset {self.path_or_id!r} split {self.split!r} "
                                   f"(not a local directory, and the Hub could not serve it: {e})") from e
         features = ds.features or {}

@@ -223,7 +223,7 @@ class Encoder:
                                                                                  device=self.device)
         except EncoderError:
             raise
-        except Exception as e:  # noqa: BLE001 - weights missing/unreachable, bad tag, bad checkpoint
+        except Exception as e:
             raise EncoderError(
                 f"could not load pretrained weights {self.pretrained!r} for open_clip model {model!r} "
                 f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})", weights=True

@@ -36,8 +36,14 @@ from typing import Optional
 
 import numpy as np
 
-from realign_data.kb.index_tuning import (IndexConfigError, make_index, nlist_for, parse_memory, train_and_add,
-                                       tune_index)
+from realign_data.kb.index_tuning import (
+    IndexConfigError,
+    make_index,
+    nlist_for,
+    parse_memory,
+    train_and_add,
+    tune_index,
+)
 from realign_data.kb.vector_shards import BLOCK, ShardedVectors, ShardReranker, as_vectors, exact_knn
 
 logger = logging.getLogger(__name__)
@@ -213,6 +219,10 @@ def build_index(vectors, *, index_type: str = "auto", target_recall: float = 0.9
     return BuiltIndex(index, searcher, info)
 
 
+def _num(value, spec: str) -> str:
+    return format(value, spec) if value is not None else "-"
+
+
 def describe(index_info: dict) -> str:
     """Human-readable lines: the chosen index, and the candidates measured with their results."""
     params = ", ".join(f"{k}={v}" for k, v in index_info.get("search_params", {}).items()) or "exact"
@@ -231,8 +241,7 @@ def describe(index_info: dict) -> str:
         lines.append(f"  {'factory':<34}{'params':<24}{'recall':>8}{'lower':>8}{'queries/s':>11}{'GiB':>7}  status")
         for c in cands:
             p = ", ".join(f"{k}={v}" for k, v in (c.get("params") or {}).items())
-            num = (lambda v, f: format(v, f) if v is not None else "-")
             lines.append(f"  {c['factory'] + (' (disk re-rank)' if c.get('rerank') == 'disk' else ''):<34}{p:<24}"
-                         f"{num(c.get('recall'), '.3f'):>8}{num(c.get('recall_lower'), '.3f'):>8}"
-                         f"{num(c.get('qps'), '.0f'):>11}{c['bytes'] / 2**30:>7.2f}  {c['status']}")
+                         f"{_num(c.get('recall'), '.3f'):>8}{_num(c.get('recall_lower'), '.3f'):>8}"
+                         f"{_num(c.get('qps'), '.0f'):>11}{c['bytes'] / 2**30:>7.2f}  {c['status']}")
     return "\n".join(lines)

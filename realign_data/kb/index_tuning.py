@@ -42,7 +42,7 @@ def parse_memory(budget: str | int | float | None) -> int:
     try:
         value = float(m.group(1)) * _UNITS[m.group(2).lower()]
     except ValueError:
-        raise IndexConfigError(f"cannot read memory budget {budget!r}; write e.g. 4GB, 512MiB or a byte count")
+        raise IndexConfigError(f"cannot read memory budget {budget!r}; write e.g. 4GB, 512MiB or a byte count") from None
     if value <= 0:
         raise IndexConfigError(f"memory budget must be positive, got {budget!r}")
     return int(value)
@@ -62,7 +62,7 @@ def make_index(factory: str, dim: int):
 
     try:
         return faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    except Exception as e:  # noqa: BLE001 - faiss raises RuntimeError with a C++ trace
+    except Exception as e:
         raise IndexConfigError(f"{factory!r} is not a valid FAISS factory string for dimension {dim} "
                                f"(e.g. Flat, HNSW32,Flat, IVF1024,Flat, IVF1024,PQ128x4fs,RFlat)") from e
 

@@ -144,7 +144,7 @@ class KnowledgeBase:
 
     # ------------------------------------------------------------------------------------------ load
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike, *, encoder=None, mmap: bool = False) -> "KnowledgeBase":
+    def load(cls, name_or_path: str | os.PathLike, *, encoder=None, mmap: bool = False) -> KnowledgeBase:
         """Open a finished knowledge base by directory or name (``$REALIGN_HOME/indexes/<name>``).
 
         ``encoder`` (optional) is the :class:`~realign_data.kb.encoder.Encoder` used for image/text queries; it
@@ -155,8 +155,14 @@ class KnowledgeBase:
         import pyarrow.parquet as pq
 
         from realign_data.kb.index_tuning import apply_search_params
-        from realign_data.kb.knowledge_base_check import (KnowledgeBaseDamaged, check_files, check_index,
-                                                       check_manifest, damaged, read_index)
+        from realign_data.kb.knowledge_base_check import (
+            KnowledgeBaseDamaged,
+            check_files,
+            check_index,
+            check_manifest,
+            damaged,
+            read_index,
+        )
 
         path = resolve_index(name_or_path)
         try:  # every file checked against the manifest first: a damaged base is one sentence with its fix

@@ -29,13 +29,13 @@ from typing import Optional
 
 import numpy as np
 
-from realign_data.runtime.atomic import atomic_path, atomic_write_json
 from realign_data.kb.corpus import CorpusItem, CorpusSource
-from realign_data.runtime.devices import DeviceError, check_device_name, normalize_dtype
 from realign_data.kb.encoder import DEFAULT_MIN_SIDE, DEFAULT_MODEL, DEFAULT_PRETRAINED, describe_pretrained
-from realign_data.runtime.jobs import Job, JobDirNotEmpty, JobMismatch, chunked, distributed, library_versions
 from realign_data.kb.knowledge_base import FORMAT, FORMAT_VERSION, KnowledgeBaseError
 from realign_data.kb.knowledge_base_check import file_records
+from realign_data.runtime.atomic import atomic_path, atomic_write_json
+from realign_data.runtime.devices import DeviceError, check_device_name, normalize_dtype
+from realign_data.runtime.jobs import Job, JobDirNotEmpty, JobMismatch, chunked, distributed, library_versions
 from realign_data.runtime.locks import locked_output
 
 logger = logging.getLogger(__name__)

@@ -126,7 +126,7 @@ class ShardedVectors:
         return out
 
 
-def as_vectors(x) -> "ArrayVectors | ShardedVectors":
+def as_vectors(x) -> ArrayVectors | ShardedVectors:
     return x if isinstance(x, (ArrayVectors, ShardedVectors)) else ArrayVectors(np.asarray(x))
 
 

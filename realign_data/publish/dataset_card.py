@@ -24,8 +24,8 @@ from functools import lru_cache
 from typing import Any, Iterable, Mapping, Optional
 
 from realign_data.building.output import CONFIG_FILE, REPORT_FILE
-from realign_data.publish.provenance import Provenance
 from realign_data.building.separability import cue_line, summary_line
+from realign_data.publish.provenance import Provenance
 
 BEGIN_MARKER = "<!-- realign:begin -->"
 END_MARKER = "<!-- realign:end -->"

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from realign_data.publish.dataset_card import INDEX_MANIFEST_FILE, data_dir_of, merge_card
-from realign_data.runtime.hub_deadline import HUB_TIMEOUT, current_timeout, hub_deadline, hub_reachable, timed_out
 from realign_data.building.output import CONFIG_FILE, REPORT_FILE, dataset_dir
+from realign_data.publish.dataset_card import INDEX_MANIFEST_FILE, data_dir_of, merge_card
 from realign_data.publish.provenance import Provenance, ProvenanceError, fill_notes, read_json, read_provenance, to_dict
+from realign_data.runtime.hub_deadline import HUB_TIMEOUT, current_timeout, hub_deadline, hub_reachable, timed_out
 from realign_data.runtime.redact import redact_text, redact_tree
 
 COMMIT_ATTEMPTS = 5  # the card commit is retried when another commit lands first (HTTP 409/412)
@@ -168,7 +168,7 @@ def _load_local(dataset_or_dir: Any):
     ds_dir = find_dataset_dir(dataset_or_dir)
     try:  # memory-mapped Arrow, or Parquet read through the datasets cache: never written next to the files
         ds = open_built(ds_dir)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise HubUsageError(f"could not open the saved dataset in {str(ds_dir)!r}: {e}") from e
     return ds, Path(dataset_or_dir)
 
@@ -183,7 +183,7 @@ def _resolve_token(token: Optional[str]) -> str:
     return token
 
 
-def push_to_hub(*args: Any, timeout: Optional[float] = HUB_TIMEOUT, **kwargs: Any) -> "PushResult":
+def push_to_hub(*args: Any, timeout: Optional[float] = HUB_TIMEOUT, **kwargs: Any) -> PushResult:
     """Push a Re-Align dataset and its provenance to the Hub and write/merge its dataset card; every Hub request
     gets ``timeout`` seconds per step (connect, send, each read: :func:`~realign_data.runtime.hub_deadline.hub_deadline`),
     and one that runs past it is a :class:`HubPushError` saying so. The other arguments: :func:`_push_to_hub`."""

@@ -48,8 +48,16 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Optional
 
-from realign_data.publish.hub_server_http import (DEFAULT_GITATTRIBUTES, LFS_SUFFIXES, _PREFIX, HubError, _front_matter,
-                                          _git_blob_sha1, _Handler, _now)
+from realign_data.publish.hub_server_http import (
+    _PREFIX,
+    DEFAULT_GITATTRIBUTES,
+    LFS_SUFFIXES,
+    HubError,
+    _front_matter,
+    _git_blob_sha1,
+    _Handler,
+    _now,
+)
 
 
 class Repo:
@@ -90,7 +98,7 @@ class HubServer:
         self._thread: Optional[threading.Thread] = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         hub = self
 
         class Handler(_Handler):
@@ -108,7 +116,7 @@ class HubServer:
             self._httpd.server_close()
             self._httpd = None
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

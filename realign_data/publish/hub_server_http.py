@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Optional
@@ -45,7 +46,7 @@ def _front_matter(readme: bytes) -> Optional[dict]:
         import yaml
 
         data = yaml.safe_load(m.group(1))
-    except Exception:
+    except Exception:  # noqa: BLE001 - no PyYAML, or front matter it cannot read: the card has no metadata
         return None
     return data if isinstance(data, dict) else None
 
@@ -56,7 +57,7 @@ _RESOLVE = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+)/([^/]+)/resolve/([^/]+)
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server_hub: "HubServer"
+    server_hub: HubServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format, *args):  # keep test output quiet
@@ -64,7 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing --------------------------------------------------------------------------------------------
     @property
-    def hub(self) -> "HubServer":
+    def hub(self) -> HubServer:
         return self.server_hub
 
     def _endpoint(self) -> str:

@@ -17,12 +17,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
-from realign_data.runtime.atomic import atomic_write_text
 from realign_data.building.config import BuildError
 from realign_data.building.output import INSPECT_FILE, REPORT_FILE, load_built
 from realign_data.building.report import format_summary
 from realign_data.building.schema import message_text
 from realign_data.building.separability import cue_line, summary_line
+from realign_data.runtime.atomic import atomic_write_text
 
 OUTLINE = (0, 229, 255)  # cyan: stands out on the noise and on the sample corpus's red/blue shapes
 HIDDEN_PARAMS = ("categories", "instance_ids", "box")  # shown otherwise (region text, outline)

@@ -43,7 +43,6 @@ from typing import Callable, Iterable, Optional
 from realign_data.runtime.atomic import atomic_write_json, file_record, record_mismatch
 from realign_data.runtime.redact import redact_tree
 
-
 logger = logging.getLogger(__name__)
 
 # launcher variables holding the world size (the ones accelerate reads); without any, nothing is imported

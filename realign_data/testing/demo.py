@@ -25,8 +25,8 @@ def run_demo(out: str | os.PathLike = "realign-demo", *, num_images: int = 200, 
     every stage. Returns the paths written and the number of pairs.
     """
     from realign_data.kb.encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED
-    from realign_data.runtime.hub_deadline import hub_reachable
     from realign_data.publish.inspect_page import write_inspect_html
+    from realign_data.runtime.hub_deadline import hub_reachable
     from realign_data.testing.sample import make_sample_corpus
 
     if num_images < 1:

@@ -31,7 +31,6 @@ from typing import Sequence
 from realign_data.runtime.atomic import atomic_write_bytes, atomic_write_json
 from realign_data.runtime.locks import OutputError, output_lock
 
-
 MAX_IMAGES = 599_999  # image ids are drawn from 1..MAX_IMAGES, like COCO's 12-digit ids
 
 

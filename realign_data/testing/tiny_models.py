@@ -76,8 +76,14 @@ def build_tiny_llava(out: str | Path, *, image_size: int = 32, hidden_size: int 
     ``extra_text`` adds words to the tokenizer's training text (domain vocabulary).
     """
     import torch
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     out = Path(out)
     tokenizer = train_tokenizer(["<unk>", "<s>", "</s>", "<pad>", "<image>"], extra_text=extra_text)
@@ -184,8 +190,12 @@ def build_tiny_qwen2_5_vl(out: str | Path, *, seed: int = 0, image_size: int = 5
     56), which gives ``(image_size / 28) ** 2`` image tokens (672: 576, LLaVA-1.5's count).
     ``hidden_size``/``num_layers`` scale the language model (benchmarks); the defaults are the test size.
     """
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                              Qwen2VLVideoProcessor)
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     out = Path(out)
     tokenizer, ids = _qwen_tokenizer()
@@ -306,8 +316,15 @@ def build_tiny_gemma3(out: str | Path, *, image_size: int = 32, mm_tokens_per_im
     by transformers (images would then have no effect at all), so it is re-drawn at random here.
     """
     import torch
-    from transformers import (Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor,
-                              Gemma3Processor, Gemma3TextConfig, PreTrainedTokenizerFast, SiglipVisionConfig)
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+        Gemma3TextConfig,
+        PreTrainedTokenizerFast,
+        SiglipVisionConfig,
+    )
 
     out = Path(out)
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",

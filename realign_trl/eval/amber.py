@@ -55,7 +55,7 @@ class AmberData:
     safe_words: set[str] = field(default_factory=set)
 
     @classmethod
-    def load(cls, root: str | Path) -> "AmberData":
+    def load(cls, root: str | Path) -> AmberData:
         from .suite import EvalError
 
         data = Path(root).expanduser() / "data"

@@ -24,7 +24,6 @@ from typing import Any, Iterator, Optional, Sequence
 
 from .suite import EvalError
 
-
 Item = tuple  # (prompt, load_image, image_bytes)
 Answer = tuple  # (text or None, error or None)
 
@@ -68,7 +67,7 @@ def load_model(model: str, *, adapter: Optional[str] = None, device: str = "auto
     try:
         processor = AutoProcessor.from_pretrained(str(model), trust_remote_code=trust_remote_code)
         vlm = AutoModelForImageTextToText.from_pretrained(str(model), trust_remote_code=trust_remote_code, **where)
-    except Exception as e:  # noqa: BLE001 - missing weights, offline Hub, unsupported architecture...
+    except Exception as e:
         raise EvalRuntimeError(f"cannot load {str(model)!r} as an image-text-to-text model and processor "
                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from e
     if adapter:
@@ -76,7 +75,7 @@ def load_model(model: str, *, adapter: Optional[str] = None, device: str = "auto
             from peft import PeftModel
 
             vlm = PeftModel.from_pretrained(vlm, str(adapter)).merge_and_unload()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise EvalRuntimeError(f"cannot load the PEFT adapter {str(adapter)!r} onto {str(model)!r} "
                                    f"({type(e).__name__}: {e}).") from e
     return vlm.eval(), processor

@@ -234,7 +234,7 @@ def work_items(suite: EvalSuite) -> dict[str, list[tuple[int, str]]]:
 
 def generate_answers(backend, suite: EvalSuite, *, pope_max_new_tokens: int = POPE_MAX_NEW_TOKENS,
                      chair_max_new_tokens: int = CHAIR_MAX_NEW_TOKENS, progress: bool = False,
-                     store: "Optional[_AnswerStore]" = None) -> dict[tuple[str, int, str], tuple]:
+                     store: Optional[_AnswerStore] = None) -> dict[tuple[str, int, str], tuple]:
     """``{(bench, image_id, prompt): (text, error)}`` for every item of :func:`work_items` (cached ones reused).
 
     A backend with ``stream`` (the endpoint client) answers in the order requests finish, with a bounded window in

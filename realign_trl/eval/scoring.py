@@ -167,8 +167,8 @@ class ChairScorer:
     """
 
     def __init__(self, vocabulary: Optional[Iterable[str]] = None, synonyms: str = "reference") -> None:
-        from realign_data.objects.english import pluralize
         from realign_data.objects import COCO_CATEGORIES
+        from realign_data.objects.english import pluralize
 
         if synonyms not in CHAIR_SYNONYMS:
             raise ValueError(f"unknown CHAIR synonym set {synonyms!r}; valid: {', '.join(CHAIR_SYNONYMS)}")

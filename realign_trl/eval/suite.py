@@ -58,7 +58,7 @@ class EvalSuite:
     chair_synonyms: str = "reference"
     amber: Any = None  # --bench amber: the AMBER release (realign_trl.eval.amber.AmberData)
     source: dict = field(default_factory=dict)
-    _decoded: "OrderedDict[int, Any]" = field(default_factory=OrderedDict, repr=False, compare=False)
+    _decoded: OrderedDict[int, Any] = field(default_factory=OrderedDict, repr=False, compare=False)
 
     # ------------------------------------------------------------------------------------------ building
     @classmethod
@@ -67,7 +67,7 @@ class EvalSuite:
                   min_objects: int = 3, objects_per_image: int = 3, pope: Any = None,
                   pope_splits: Optional[Sequence[str]] = None, vocabulary: str = "annotated",
                   chair_prompt: str = CHAIR_PROMPT, pope_suffix: str = "", pope_parser: str = "robust",
-                  chair_synonyms: str = "reference", progress: bool = False) -> "EvalSuite":
+                  chair_synonyms: str = "reference", progress: bool = False) -> EvalSuite:
         """Draw (or load) the evaluation material from a COCO-layout corpus.
 
         Args:
@@ -92,8 +92,16 @@ class EvalSuite:
                 and compared on every run (:mod:`realign_trl.eval.scoring`).
             chair_synonyms: ``reference`` (default: the reference chair.py's reading) or ``extended``.
         """
-        from realign_data.evalsets.pope import POPE_SPLITS, CorpusStats, PopeError, annotations_sha256, images_digest, \
-            open_annotations, pope_questions, select_images
+        from realign_data.evalsets.pope import (
+            POPE_SPLITS,
+            CorpusStats,
+            PopeError,
+            annotations_sha256,
+            images_digest,
+            open_annotations,
+            pope_questions,
+            select_images,
+        )
 
         benches = parse_benches(benches)
         if "amber" in benches:
@@ -175,7 +183,7 @@ class EvalSuite:
             self._decoded.popitem(last=False)
         return img
 
-    def select(self, image_ids: Sequence[int]) -> "EvalSuite":
+    def select(self, image_ids: Sequence[int]) -> EvalSuite:
         """The same suite restricted to some images (a fixed subset, or one process's share)."""
         keep = [i for i in image_ids if i in self.images]
         wanted = set(keep)
@@ -184,7 +192,7 @@ class EvalSuite:
                        chair_truth={i: t for i, t in self.chair_truth.items() if i in wanted},
                        _decoded=OrderedDict())
 
-    def head(self, num_images: int) -> "EvalSuite":
+    def head(self, num_images: int) -> EvalSuite:
         """The first ``num_images`` images of the suite."""
         return self.select(list(self.images)[:num_images])
 

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 
-
 # TRL 1.16's loss names (`DPOTrainer._compute_loss`), plus ours. The TRL minor is pinned (see _compat.py).
 TRL_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
                   "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
@@ -169,7 +168,7 @@ def _hallucination_eval(args):
         pope=args.hallucination_eval_pope)
     original = trl.DPOTrainer
 
-    class DPOTrainer(original):  # noqa: D101 - the stock trainer plus the callback
+    class DPOTrainer(original):
         def __init__(self, *a, **kw):
             super().__init__(*a, **kw)
             self.add_callback(HallucinationEvalCallback(

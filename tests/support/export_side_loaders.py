@@ -48,11 +48,10 @@ def llamafactory(out: Path) -> dict:
     stub.__spec__ = importlib.machinery.ModuleSpec("torchaudio", None)
     sys.modules.setdefault("torchaudio", stub)
     os.environ.setdefault("DISABLE_VERSION_CHECK", "1")
-    from transformers import Seq2SeqTrainingArguments
-
     from llamafactory.data.loader import _load_single_dataset
     from llamafactory.data.parser import get_dataset_list
     from llamafactory.hparams import DataArguments, ModelArguments
+    from transformers import Seq2SeqTrainingArguments
 
     name = next(iter(json.loads((out / "dataset_info.json").read_text())))
     data_args = DataArguments(dataset=name, dataset_dir=str(out))  # media_dir defaults to dataset_dir

@@ -70,8 +70,9 @@ RDPO_METRICS = [
 
 def make_trainer(model_path, tmp_path, *, dataset=None, ref=True, peft_config=None, **overrides):
     """A stock ``trl.DPOTrainer`` (patched by ``import realign_trl``) on a saved tiny model."""
-    import realign_trl  # noqa: F401
     from trl import DPOTrainer
+
+    import realign_trl  # noqa: F401
 
     model, processor = load(model_path)
     ref_model = load(model_path)[0] if ref else None

@@ -18,8 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from realign_data.building.fillers.base import (FillerError, FillRequest, FillResult, VLMBackend, clean_generation,
-                                       fill_prompt, unfilled_slots)
+from realign_data.building.fillers.base import (
+    FillerError,
+    FillRequest,
+    FillResult,
+    VLMBackend,
+    clean_generation,
+    fill_prompt,
+    unfilled_slots,
+)
 
 FILLERS = ("annotation", "transformers", "openai")
 

@@ -33,11 +33,19 @@ import re
 from collections import Counter
 from typing import Optional
 
-from realign_data.objects.english import number_word, pluralize
 from realign_data.building.fillers.base import FillRequest, FillResult
+from realign_data.building.masking import (
+    COCO_CATEGORIES,
+    COLORS,
+    MATERIALS,
+    MODIFIER_KINDS,
+    NOUN_KINDS,
+    RELATIONS,
+    LexiconMasker,
+    Span,
+)
 from realign_data.objects import vocabulary
-from realign_data.building.masking import (COCO_CATEGORIES, COLORS, MATERIALS, MODIFIER_KINDS, NOUN_KINDS, RELATIONS,
-                                  LexiconMasker, Span)
+from realign_data.objects.english import number_word, pluralize
 
 _MODIFIERS = MODIFIER_KINDS
 _VOCABULARY = {"object": vocabulary.OBJECTS, "scene": vocabulary.SCENE, "clothing": vocabulary.CLOTHING}
@@ -367,7 +375,7 @@ class AnnotationFiller:
             verb = replacement.get(("verb", i))
             if verb:
                 before = re.sub(r"\b(is|are)(\s+)((?:[Aa]n?\s+)?)$",
-                                lambda m: _case_like(verb, m.group(1)) + m.group(2) + m.group(3), before)
+                                lambda m, verb=verb: _case_like(verb, m.group(1)) + m.group(2) + m.group(3), before)
             new = replacement.get(i, s.text)
             settle(new if not before.strip() else before)
             m = _ARTICLE.search(before)

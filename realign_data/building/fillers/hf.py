@@ -49,7 +49,7 @@ class TransformersFiller(VLMBackend):
             self.processor = AutoProcessor.from_pretrained(self.model_name, trust_remote_code=trust_remote_code)
             self.model = AutoModelForImageTextToText.from_pretrained(
                 self.model_name, trust_remote_code=trust_remote_code, **where).eval()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise FillerError(f"cannot load VLM {self.model_name!r} ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''})") from e
         tok = getattr(self.processor, "tokenizer", None)
