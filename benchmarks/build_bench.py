@@ -36,10 +36,10 @@ print(json.dumps({"pairs": res.pairs_written, "seeds": res.seeds_read, "seconds"
 
 
 def make_kb(root: Path, images: int) -> Path:
-    from realign_data.corpus import open_source
-    from realign_data.knowledge_base_build import build_knowledge_base
-    from realign_data.sample import make_sample_corpus
-    from realign_data.tiny_models import build_tiny_open_clip, register_tiny_open_clip
+    from realign_data.kb.corpus import open_source
+    from realign_data.kb.knowledge_base_build import build_knowledge_base
+    from realign_data.testing.sample import make_sample_corpus
+    from realign_data.testing.tiny_models import build_tiny_open_clip, register_tiny_open_clip
 
     corpus = make_sample_corpus(root / f"coco{images}", num_images=images, seed=0)
     ckpt = build_tiny_open_clip(root / "tiny_clip.safetensors")

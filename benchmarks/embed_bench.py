@@ -34,23 +34,23 @@ def main() -> None:
 
     import torch
 
-    from realign_data.corpus import open_source
-    from realign_data.encoder import Encoder
+    from realign_data.kb.corpus import open_source
+    from realign_data.kb.encoder import Encoder
 
     tmp = tempfile.TemporaryDirectory()
     root = Path(args.root) if args.root else None
     if root is None:
-        from realign_data.sample import make_sample_corpus
+        from realign_data.testing.sample import make_sample_corpus
 
         root = make_sample_corpus(Path(tmp.name) / "coco", num_images=args.num_images, seed=0, progress=False)
     pretrained = args.pretrained
     if args.model == "realign-tiny-clip":  # the test model registers itself with open_clip
-        from realign_data.tiny_models import register_tiny_open_clip
+        from realign_data.testing.tiny_models import register_tiny_open_clip
 
         register_tiny_open_clip()
     if pretrained is None:
         if args.model == "realign-tiny-clip":
-            from realign_data.tiny_models import build_tiny_open_clip
+            from realign_data.testing.tiny_models import build_tiny_open_clip
 
             pretrained = str(build_tiny_open_clip(Path(tmp.name) / "tiny.safetensors"))
         else:

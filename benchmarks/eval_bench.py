@@ -18,7 +18,7 @@ the generation time: a figure far less sensitive to other jobs on the machine th
     python benchmarks/eval_bench.py --json eval_bench.json
 
 ``--endpoint`` measures the endpoint client instead (``OpenAIBackend``, what ``realign-trl eval --base-url`` runs)
-against the local server of ``tests/openai_server.py`` started in its own process with *variable* latency: each
+against the local server of ``tests/support/openai_server.py`` started in its own process with *variable* latency: each
 request sleeps a lognormal draw (median ``--median`` 0.2 s, 99th percentile ``--p99`` 2 s; seeded, so both arms
 see the same latency sequence in arrival order). The work is the POPE and CHAIR prompts of sample images (each
 request carries its image), answered through ``generate_answers`` with the resumable answer store, as in a real run.
@@ -139,7 +139,7 @@ def endpoint(args) -> dict:
     import sys
     import urllib.request
 
-    from realign_data.sample import make_sample_corpus
+    from realign_data.testing.sample import make_sample_corpus
     from realign_trl.eval import EvalSuite
     from realign_trl.eval.backends import OpenAIBackend
     from realign_trl.eval.runner import _AnswerStore, _fingerprint, generate_answers, work_items
@@ -214,8 +214,8 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from realign_data.sample import make_sample_corpus
-    from realign_data.tiny_models import build_tiny_llava
+    from realign_data.testing.sample import make_sample_corpus
+    from realign_data.testing.tiny_models import build_tiny_llava
     from realign_trl.eval import EvalSuite
     from realign_trl.eval.backends import TransformersBackend
     from realign_trl.eval.runner import work_items

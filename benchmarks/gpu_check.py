@@ -109,8 +109,14 @@ def _dataset(n: int, image_size: int, tokenizer, seed: int = 0):
 def worker(arm: str, attn: str, cfg: dict) -> dict:
     import torch
     from peft import LoraConfig
-    from transformers import (AutoProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
-                              TrainerCallback)
+    from transformers import (
+        AutoProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        TrainerCallback,
+    )
 
     import realign_trl
     from realign_trl import RDPOConfig
@@ -189,8 +195,8 @@ def _layers(device: str, shape: str, asked: str) -> int:
 
 
 def _eval_throughput(work: Path, device: str, num_images: int, timeout: float) -> dict:
-    from realign_data.sample import make_sample_corpus
-    from realign_data.tiny_models import build_tiny_llava
+    from realign_data.testing.sample import make_sample_corpus
+    from realign_data.testing.tiny_models import build_tiny_llava
 
     corpus = make_sample_corpus(work / "coco", num_images=max(40, num_images), seed=0)
     model = build_tiny_llava(work / "tiny-llava", image_size=32)
@@ -222,7 +228,7 @@ def run(a) -> int:
         return 2
     start, shape = time.monotonic(), "tiny" if a.tiny else "llava-1.5-7b"
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
-    from realign_data.tiny_models import build_tiny_llava
+    from realign_data.testing.tiny_models import build_tiny_llava
 
     s = SHAPES[shape]
     proc_dir = build_tiny_llava(work / "processor", image_size=s["image_size"], patch_size=s["patch"])
@@ -266,7 +272,7 @@ def run(a) -> int:
                 ratios[f"{arm}/{attn}"] = {"step_time_ratio": r["step_time_s"] / base["step_time_s"],
                                            "peak_memory_ratio": (r["peak_allocated_gib"] / base["peak_allocated_gib"]
                                                                  if base["peak_allocated_gib"] else None)}
-    from realign_data.jobs import library_versions
+    from realign_data.runtime.jobs import library_versions
 
     result = {"device": torch.cuda.get_device_name(0) if a.device == "cuda" else "cpu", "shape": shape,
               "config": cfg | {"attn_implementations": attns}, "arms": arms, "ratios_vs_sigmoid": ratios, "eval": ev,

@@ -10,7 +10,7 @@ Shapes (both L2-normalised; ``--shape`` is the headline, ``--compare-shape`` run
 
 The vectors are generated straight to disk in float16 ``.npy`` shards (the knowledge base's own format) and
 never held whole by the build. The index is built exactly as ``realign-data index build`` builds it
-(:func:`realign_data.index_auto.build_index`: candidates measured on a sample, the winner built and tuned at
+(:func:`realign_data.kb.index_auto.build_index`: candidates measured on a sample, the winner built and tuned at
 full size), in a child process whose peak RSS is the build's ``peak_rss_bytes`` (``baseline_rss_bytes``: that
 process's RSS before the build, libraries loaded). Then ``--queries`` fresh vectors of the same shape (never
 stored) are searched by the auto index and by exact search (``IndexFlatIP`` in RAM when the vectors fit the
@@ -70,8 +70,8 @@ def build_child(paths, index_type, target, budget, index_path, threads, conn) ->
     """In a fresh process: build the index over the shards, report its info and this process's peak RSS."""
     import faiss
 
-    from realign_data.index_auto import build_index
-    from realign_data.vector_shards import ShardedVectors, peak_rss_bytes
+    from realign_data.kb.index_auto import build_index
+    from realign_data.kb.vector_shards import ShardedVectors, peak_rss_bytes
 
     if threads:
         faiss.omp_set_num_threads(threads)
@@ -99,8 +99,8 @@ def timed_search(index, q, k, repeats=1):
 def run_shape(kind: str, args, folder: Path) -> dict:
     import faiss
 
-    from realign_data.index_tuning import apply_search_params, parse_memory, recall_at_k
-    from realign_data.vector_shards import ShardedVectors, ShardReranker, exact_knn
+    from realign_data.kb.index_tuning import apply_search_params, parse_memory, recall_at_k
+    from realign_data.kb.vector_shards import ShardedVectors, ShardReranker, exact_knn
 
     shape = Shape(kind, args.dim, args.n, args.seed, args.rank, args.noise, args.spread)
     t = time.perf_counter()
@@ -119,7 +119,7 @@ def run_shape(kind: str, args, folder: Path) -> dict:
         built = recv.recv()
     except EOFError:
         child.join()
-        raise SystemExit(f"the {kind} index build failed (exit code {child.exitcode}); see its error above")
+        raise SystemExit(f"the {kind} index build failed (exit code {child.exitcode}); see its error above") from None
     child.join()
     info = built["info"]
 
@@ -164,7 +164,7 @@ def run_shape(kind: str, args, folder: Path) -> dict:
 
 
 def show(r: dict) -> None:
-    from realign_data.index_auto import describe
+    from realign_data.kb.index_auto import describe
 
     print(f"\n== {r['shape']}: {r['n']:,} x {r['dim']}")
     print(describe({"factory": r["factory"], "rerank": r["rerank"], "search_params": r["search_params"],

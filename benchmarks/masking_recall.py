@@ -44,8 +44,8 @@ def parse(line: str) -> tuple[str, list[tuple[int, int, str]]]:
 def coco_only(spans):
     """The spans the pre-#14 lexicon would have produced: COCO objects and the original colour, size, material,
     count and relation words (the words vocabulary.py added to those kinds are removed too)."""
-    from realign_data import vocabulary as v
-    from realign_data.masking import COCO_SYNONYMS
+    from realign_data.building.masking import COCO_SYNONYMS
+    from realign_data.objects import vocabulary as v
 
     added = {*v.EXTRA_RELATIONS, *v.EXTRA_COLORS, *v.EXTRA_MATERIALS, *v.QUANTITIES, *v.PERSON_COMPOUNDS}
     old = {"color", "size", "material", "count", "relation"}
@@ -54,7 +54,7 @@ def coco_only(spans):
 
 
 def measure(captions: list[tuple[str, list]], restrict=None) -> dict:
-    from realign_data.masking import find_visual_facts
+    from realign_data.building.masking import find_visual_facts
 
     found = Counter()
     total = Counter()

@@ -1,6 +1,6 @@
 """OpenAI-compatible filler throughput inside the builder, against a local server with fixed latency.
 
-The local test server (``tests/openai_server.py``, a real HTTP server on 127.0.0.1, run in its own process as a
+The local test server (``tests/support/openai_server.py``, a real HTTP server on 127.0.0.1, run in its own process as a
 real endpoint would be, so it does not compete with the builder for the GIL) answers every chat completion
 after ``--latency`` seconds. With ``--concurrency C`` requests in flight the ideal request rate
 is ``C / latency``; the benchmark runs a real build (sample corpus, tiny open_clip knowledge base, the
@@ -51,10 +51,10 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     from realign_data import BuildConfig, build
-    from realign_data.corpus import open_source
-    from realign_data.knowledge_base_build import build_knowledge_base
-    from realign_data.sample import make_sample_corpus
-    from realign_data.tiny_models import build_tiny_open_clip, register_tiny_open_clip
+    from realign_data.kb.corpus import open_source
+    from realign_data.kb.knowledge_base_build import build_knowledge_base
+    from realign_data.testing.sample import make_sample_corpus
+    from realign_data.testing.tiny_models import build_tiny_open_clip, register_tiny_open_clip
 
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)

@@ -246,7 +246,7 @@ def main() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")
     model_dir = a.model_dir or Path(tempfile.mkdtemp()) / "bench-llava"
     if not (Path(model_dir) / "config.json").exists():
-        from realign_data.tiny_models import build_tiny_llava
+        from realign_data.testing.tiny_models import build_tiny_llava
 
         build_tiny_llava(model_dir, image_size=image_size, patch_size=PATCH, hidden_size=a.hidden_size,
                          num_layers=a.num_layers)

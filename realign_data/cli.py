@@ -12,12 +12,13 @@ from typing import Optional
 
 import typer
 
-from realign_data.cli_common import Commands, fail, setup_logging as _setup_logging
 from realign_data.cli_audit import audit
+from realign_data.cli_common import Commands, fail
+from realign_data.cli_common import setup_logging as _setup_logging
 from realign_data.cli_datasets import pope, push
-from realign_data.exports.cli import export
+from realign_data.cli_exports import export
 from realign_data.cli_hub import hub_app
-from realign_data.sample_options import with_world_options
+from realign_data.testing.sample_options import with_world_options
 
 app = typer.Typer(
     cls=Commands,
@@ -36,7 +37,7 @@ def _root(
                                  "transformers, Python warnings), once each."),
 ) -> None:
     """Re-Align dual-preference datasets: sample corpus, image knowledge base, builder, inspection."""
-    from realign_data.logs import set_verbose
+    from realign_data.runtime.logs import set_verbose
 
     set_verbose(verbose)
     if version:
@@ -47,7 +48,7 @@ def _root(
 
 
 @app.command()
-@with_world_options  # --width, --height, --cooccurrence, --heldout, ... (realign_data/sample_options.py)
+@with_world_options  # --width, --height, --cooccurrence, --heldout, ... (realign_data/testing/sample_options.py)
 def sample(
     out: Path = typer.Option(..., "--out", help="Directory to write the corpus into (created if missing)."),
     num_images: int = typer.Option(200, "--num-images", help="Number of images to draw (at most 599999)."),
@@ -63,7 +64,7 @@ def sample(
     captions naming objects, colours, counts and spatial relations. Serves demos, tests and benchmarks.
     The world options make a world where a model can hallucinate (docs/synthetic_world.md).
     """
-    from realign_data.sample import SampleCorpusError, make_sample_corpus
+    from realign_data.testing.sample import SampleCorpusError, make_sample_corpus
 
     try:
         root = make_sample_corpus(out, num_images=num_images, seed=seed, progress=not quiet, overwrite=overwrite,
@@ -75,23 +76,23 @@ def sample(
 
 # ---------------------------------------------------------------- build / demo / inspect / merge
 def _build_errors():
-    from realign_data.config import BuildError
-    from realign_data.fillers import FillerError
-    from realign_data.gate import GateError
-    from realign_data.sample import SampleCorpusError
-    from realign_data.seeds import SeedError
+    from realign_data.building.config import BuildError
+    from realign_data.building.fillers import FillerError
+    from realign_data.building.gate import GateError
+    from realign_data.building.seeds import SeedError
+    from realign_data.testing.sample import SampleCorpusError
 
     return BuildError, FillerError, GateError, SeedError, SampleCorpusError
 
 
 def _config_options() -> list[pyinspect.Parameter]:
-    """One ``realign-data build`` option per :class:`~realign_data.config.BuildConfig` field, from its metadata:
+    """One ``realign-data build`` option per :class:`~realign_data.building.config.BuildConfig` field, from its metadata:
     help (with the choices), default, flag and ``--help`` section. The flags of a field are ``--field-name``
     unless its metadata names them."""
     import dataclasses
     import typing
 
-    from realign_data.config import SECTIONS, BuildConfig
+    from realign_data.building.config import SECTIONS, BuildConfig
 
     hints = typing.get_type_hints(BuildConfig)
     params = []
@@ -116,15 +117,15 @@ def _config_options() -> list[pyinspect.Parameter]:
 
 def _build(ctx: typer.Context, **values) -> None:
     """Build a Re-Align dual-preference dataset (mask → retrieve → fill → gate) in TRL's vision format."""
-    from realign_data import builder
-    from realign_data.config import BuildConfig
+    from realign_data.building import builder
+    from realign_data.building.config import BuildConfig
 
     push_repo, config_file = values.pop("push_to_hub"), values.pop("config_file")
     quiet = not values["progress"]
     _setup_logging(quiet)
     values = {k: (list(v) or None) if isinstance(v, (list, tuple)) else v for k, v in values.items()}
     if config_file:
-        from realign_data.hub import HubPushError, HubUsageError, load_build_config
+        from realign_data.publish.hub import HubPushError, HubUsageError, load_build_config
 
         try:
             saved = load_build_config(config_file)
@@ -138,7 +139,7 @@ def _build(ctx: typer.Context, **values) -> None:
         config = BuildConfig.from_dict(values)
     except (TypeError, *_build_errors()) as e:  # TypeError: a value of the wrong type in a --config file
         fail(f"{config_file}: {e}" if config_file else str(e))
-    from realign_data.jobs import WaitTimeout
+    from realign_data.runtime.jobs import WaitTimeout
 
     try:
         result = builder.build(config)
@@ -158,7 +159,7 @@ def _build(ctx: typer.Context, **values) -> None:
     if not quiet:
         typer.echo(f"Dataset: {result.out} ({result.pairs_written} pairs); report: {result.report_path}")
     if push_repo:
-        from realign_data.hub import HubPushError, HubUsageError, push_to_hub
+        from realign_data.publish.hub import HubPushError, HubUsageError, push_to_hub
 
         try:
             res = push_to_hub(result.out, push_repo, progress=not quiet)
@@ -193,8 +194,8 @@ def demo(
     """Run the main job end to end on a synthetic COCO corpus: corpus → index → dataset → HTML report."""
     import json
 
-    from realign_data.demo import run_demo
-    from realign_data.report import format_summary
+    from realign_data.building.report import format_summary
+    from realign_data.testing.demo import run_demo
 
     _setup_logging(quiet)
     try:
@@ -218,7 +219,7 @@ def inspect(
     Perturbation negatives (region-noise, crop, noise) show the original and the negative side by side with
     the kind and its parameters; region-noise outlines the perturbed region.
     """
-    from realign_data.inspect_page import write_inspect_html
+    from realign_data.publish.inspect_page import write_inspect_html
 
     try:
         path = write_inspect_html(directory, html, num=num, split=split)
@@ -236,7 +237,7 @@ def merge(
     """Join shard builds made in separate directories (--num-shards N --shard-index I) into the dataset a single
     process would have written. Shards built into one shared --out need no merge: run the build command there
     again without --num-shards/--shard-index."""
-    from realign_data.merge import merge as run_merge
+    from realign_data.building.merge import merge as run_merge
 
     _setup_logging(quiet)
     try:
@@ -293,13 +294,13 @@ def index_build(
     """Embed a corpus with open_clip and index it with FAISS (resumable; torchrun-aware)."""
     import time
 
-    from realign_data.corpus import CorpusError, open_source
-    from realign_data.encoder import EncoderError
-    from realign_data.jobs import WaitTimeout
-    from realign_data.knowledge_base import KnowledgeBaseError, index_dir_for_name
-    from realign_data.knowledge_base_build import build_knowledge_base
-    from realign_data.knowledge_base_check import remove_failed_stub
-    from realign_data.locks import OutputError
+    from realign_data.kb.corpus import CorpusError, open_source
+    from realign_data.kb.encoder import EncoderError
+    from realign_data.kb.knowledge_base import KnowledgeBaseError, index_dir_for_name
+    from realign_data.kb.knowledge_base_build import build_knowledge_base
+    from realign_data.kb.knowledge_base_check import remove_failed_stub
+    from realign_data.runtime.jobs import WaitTimeout
+    from realign_data.runtime.locks import OutputError
 
     _setup_logging(quiet)
     t0 = time.time()
@@ -346,9 +347,9 @@ def index_info(
     is wrong and how to rebuild it."""
     import json
 
-    from realign_data.index_auto import describe
-    from realign_data.knowledge_base import KnowledgeBaseError, resolve_index
-    from realign_data.knowledge_base_check import KnowledgeBaseDamaged, check_files, check_manifest
+    from realign_data.kb.index_auto import describe
+    from realign_data.kb.knowledge_base import KnowledgeBaseError, resolve_index
+    from realign_data.kb.knowledge_base_check import KnowledgeBaseDamaged, check_files, check_manifest
 
     target = name or index
     if not target:
@@ -379,15 +380,15 @@ def index_search(
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Query encoder weights."),
 ) -> None:
     """Print the K most similar (but not near-identical) corpus images to an image, a text or an id."""
-    from realign_data.encoder import EncoderError
-    from realign_data.knowledge_base import KnowledgeBase, KnowledgeBaseCorrupt, KnowledgeBaseError
+    from realign_data.kb.encoder import EncoderError
+    from realign_data.kb.knowledge_base import KnowledgeBase, KnowledgeBaseCorrupt, KnowledgeBaseError
 
     if sum(x is not None for x in (image, text, id_)) != 1:
         fail("give exactly one of --image, --text or --id")
     if image is not None and not image.is_file():
         fail(f"query image {str(image)!r} does not exist")
     if image is not None:
-        from realign_data.corpus import open_image_file
+        from realign_data.kb.corpus import open_image_file
 
         try:
             open_image_file(str(image))
@@ -397,7 +398,7 @@ def index_search(
     try:
         encoder = None
         if model or pretrained:
-            from realign_data.encoder import Encoder
+            from realign_data.kb.encoder import Encoder
 
             kb0 = KnowledgeBase.load(name)
             encoder = Encoder(model or kb0.manifest["encoder"]["model"],
@@ -421,7 +422,7 @@ def index_search(
 @index_app.command("list")
 def index_list() -> None:
     """List the named indexes under $REALIGN_HOME/indexes."""
-    from realign_data.knowledge_base import indexes_root, list_indexes
+    from realign_data.kb.knowledge_base import indexes_root, list_indexes
 
     entries = list_indexes()
     if not entries:

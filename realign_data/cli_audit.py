@@ -29,7 +29,8 @@ def audit(
     the words and bigrams the classifier leans on. Strings and TRL conversational messages (the assistant text)
     are both read.
     """
-    from realign_data.separability import AuditError, audit as measure
+    from realign_data.building.separability import AuditError
+    from realign_data.building.separability import audit as measure
 
     try:
         result = measure(dataset, split=split, seed=seed)

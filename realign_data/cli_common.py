@@ -18,13 +18,13 @@ class Commands(TyperGroup):
     lock, the disk is full (exit 1)."""
 
     def invoke(self, ctx):
-        from realign_data.locks import LockHeld
+        from realign_data.runtime.locks import LockHeld
 
         try:
             return super().invoke(ctx)
         except LockHeld as e:
             fail(str(e), 1)
-        except Exception as e:  # noqa: BLE001 - only a full disk is handled here; anything else goes on
+        except Exception as e:
             full = None if isinstance(e, (typer.Exit, click.exceptions.Exit, click.ClickException)) else disk_full(e)
             if full is None:  # an exit already said (a nested group's own message) or another failure
                 raise
@@ -61,8 +61,8 @@ def disk_full(exc: BaseException):
 
 def setup_logging(quiet: bool) -> None:
     """Show the package's logs: stage messages and summaries (info) unless ``--quiet``, warnings always; the
-    libraries' warnings only with ``-v`` (:mod:`realign_data.logs`)."""
-    from realign_data.logs import route_library_logs, show_package_logs
+    libraries' warnings only with ``-v`` (:mod:`realign_data.runtime.logs`)."""
+    from realign_data.runtime.logs import route_library_logs, show_package_logs
 
     show_package_logs("realign_data", logging.WARNING if quiet else logging.INFO)
     route_library_logs()

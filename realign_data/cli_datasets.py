@@ -10,7 +10,8 @@ from typing import Optional
 
 import typer
 
-from realign_data.cli_common import fail, setup_logging as _setup_logging
+from realign_data.cli_common import fail
+from realign_data.cli_common import setup_logging as _setup_logging
 
 
 def push(
@@ -32,7 +33,7 @@ def push(
     Uploads Parquet shards (images embedded), realign_build.json / build_report.json / index_manifest.json next to
     the data, and merges the dataset card with the one already on the Hub. The local directory is only read.
     """
-    from realign_data.hub import HubPushError, HubUsageError, push_to_hub
+    from realign_data.publish.hub import HubPushError, HubUsageError, push_to_hub
 
     _setup_logging(quiet)
     try:
@@ -65,8 +66,8 @@ def pope(
 
     Writes a `datasets` DatasetDict with one split per sampling (images embedded), pushable with `realign-data push`.
     """
-    from realign_data.locks import OutputError, output_lock
-    from realign_data.pope import PopeError, build_pope
+    from realign_data.evalsets.pope import PopeError, build_pope
+    from realign_data.runtime.locks import OutputError, output_lock
 
     try:
         with output_lock(out, "realign-data pope"):

@@ -1,4 +1,4 @@
-"""``realign-data hub serve DIR``: a local Hugging Face Hub (:mod:`realign_data.hub_server`) to try ``push`` on."""
+"""``realign-data hub serve DIR``: a local Hugging Face Hub (:mod:`realign_data.publish.hub_server`) to try ``push`` on."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def serve(
     import time
 
     from realign_data.cli_common import fail
-    from realign_data.hub_server import HubServer
+    from realign_data.publish.hub_server import HubServer
 
     if not 0 <= port <= 65535:
         fail(f"--port must be from 0 to 65535 (got {port}).")

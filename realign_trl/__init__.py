@@ -22,7 +22,7 @@ import importlib.abc
 import sys
 from typing import Any
 
-from realign_data import __version__  # the one version string of the distribution
+from realign_data import __version__ as __version__  # the one version string of the distribution
 
 from ._compat import SUPPORTED_TRL, UnsupportedTRLVersionError, check_trl_version
 from .loss import rdpo_loss

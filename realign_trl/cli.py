@@ -78,7 +78,7 @@ def dpo(ctx: typer.Context) -> None:
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"realign-trl dpo: {err}", err=True)
         raise typer.Exit(2) from None
-    except Exception as err:  # noqa: BLE001 - only YAML's errors are expected here; anything else is re-raised
+    except Exception as err:
         import yaml
 
         if not isinstance(err, yaml.YAMLError):
@@ -98,7 +98,7 @@ def _quiet_launch(verbose: bool) -> None:
     without it one line per logging step (:mod:`realign_trl.step_logs`) and only the package's own messages."""
     import logging
 
-    from realign_data.logs import route_library_logs, set_verbose
+    from realign_data.runtime.logs import route_library_logs, set_verbose
 
     set_verbose(verbose)  # inherited by the training processes
     route_library_logs(verbose)
@@ -170,7 +170,7 @@ def eval_(
 
     Examples: realign-trl eval --model llava-hf/llava-1.5-7b-hf --coco-root /data/coco --split val2014 --out eval-llava; realign-trl eval --compare eval-a eval-b --plot runs.png
     """
-    from realign_data.logs import route_library_logs
+    from realign_data.runtime.logs import route_library_logs
     from realign_trl.eval.suite import EvalError
 
     route_library_logs()  # the libraries' warnings only with REALIGN_VERBOSE=1
@@ -235,7 +235,7 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
         if options[name] is not None and options[name] < 1:
             raise EvalError(f"--{name.replace('_', '-')} must be at least 1 (got {options[name]}).")
     splits = [s.strip() for s in pope_splits.split(",") if s.strip()]
-    from realign_data.pope import POPE_SPLITS
+    from realign_data.evalsets.pope import POPE_SPLITS
 
     bad = [s for s in splits if s not in POPE_SPLITS]
     if bad or not splits:
@@ -250,7 +250,7 @@ def _evaluate(*, model: str, out: Optional[Path], base_url: Optional[str], quiet
     if not base_url:
         check_model_args(model, adapter=options["adapter"], dtype=options["dtype"], device=options["device"])
     out = out or Path(f"eval-{Path(model.rstrip('/')).name or 'model'}")
-    from realign_data.locks import LockHeld, OutputError, output_lock
+    from realign_data.runtime.locks import LockHeld, OutputError, output_lock
 
     try:
         with output_lock(out, "realign-trl eval"):

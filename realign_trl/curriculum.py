@@ -29,9 +29,9 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from realign_data.atomic import atomic_write_json
+from realign_data.building.difficulty import SPLITS, tercile_splits
+from realign_data.runtime.atomic import atomic_write_json
 from realign_trl.config import CURRICULA, REFERENCE_POLICIES
-from realign_data.difficulty import SPLITS, tercile_splits
 
 __all__ = [
     "CURRICULA",
@@ -63,7 +63,7 @@ def curriculum_splits(dataset: Any, difficulty_column: str = "difficulty", *, tr
       --curriculum easy-to-hard`` writes) is used as is.
     * Otherwise the rows of ``dataset`` (a ``Dataset``, or the ``train_split`` of a ``DatasetDict``) are cut
       into easy / medium / hard terciles of ``difficulty_column`` (higher = harder; ties broken by the ``id``
-      column when there is one, else by row order), with :func:`realign_data.difficulty.tercile_splits`.
+      column when there is one, else by row order), with :func:`realign_data.building.difficulty.tercile_splits`.
       Within a split the rows keep increasing difficulty.
 
     Raises ``ValueError`` naming the column and the build command when neither is available.

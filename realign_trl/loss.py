@@ -16,17 +16,17 @@ __all__ = ["rdpo_loss"]
 
 
 def rdpo_loss(
-    policy_chosen_logps: "torch.Tensor",
-    policy_rejected_logps: "torch.Tensor",
-    policy_visual_rejected_logps: "torch.Tensor",
-    ref_chosen_logps: "torch.Tensor",
-    ref_rejected_logps: "torch.Tensor",
-    ref_visual_rejected_logps: "torch.Tensor",
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    policy_visual_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    ref_visual_rejected_logps: torch.Tensor,
     beta: float,
     visual_weight: float = 1.0,
     anchor_weight: float = 0.0,
     anchor_margin: float = 0.0,
-) -> tuple["torch.Tensor", dict[str, "torch.Tensor"]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per-example rDPO loss (Re-Align, arXiv 2502.13146) and its detached metrics.
 
     With the implicit reward ``r(.) = beta * (logp - ref_logp)``::

@@ -64,14 +64,14 @@ def cache_root(args: Any) -> Path:
     root = getattr(args, "ref_logps_cache_dir", None)
     if root:
         return Path(root).expanduser()
-    from realign_data.knowledge_base import realign_home
+    from realign_data.kb.knowledge_base import realign_home
 
     return realign_home() / "ref_logps"
 
 
 # ----------------------------------------------------------------------------------------------- keys
 
-def _update_image(h: "hashlib._Hash", image: Any) -> None:
+def _update_image(h: hashlib._Hash, image: Any) -> None:
     if image is None:
         h.update(b"none")
     elif hasattr(image, "tobytes") and hasattr(image, "mode"):  # PIL
@@ -181,7 +181,7 @@ def _load(path: Path, width: int) -> dict[bytes, list[float]]:
         keys, values = tensors["row_keys"], tensors["logps"]
         if keys.dim() != 2 or keys.size(1) != 32 or values.shape != (keys.size(0), width):
             raise ValueError("unexpected shapes")
-    except Exception as e:  # a damaged file is recomputed, never trusted
+    except Exception as e:  # noqa: BLE001 - a damaged file is recomputed, never trusted
         logger.warning("Ignoring unreadable reference log-probs file %s (%s); recomputing.", path, e)
         return {}
     return {bytes(k.tolist()): v.tolist() for k, v in zip(keys, values)}
@@ -190,7 +190,7 @@ def _load(path: Path, width: int) -> dict[bytes, list[float]]:
 def _save(path: Path, store: dict[bytes, list[float]], key: dict) -> None:
     from safetensors.torch import save
 
-    from realign_data.atomic import atomic_write_bytes
+    from realign_data.runtime.atomic import atomic_write_bytes
 
     path.parent.mkdir(parents=True, exist_ok=True)
     items = sorted(store.items())

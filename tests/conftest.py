@@ -8,7 +8,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import sys
 from pathlib import Path
+
+# Shared helpers (local HTTP servers, fault-suite processes, tiny-model trainers, the CHAIR oracle) live in
+# tests/support/ and are imported by module name: ``from openai_server import OpenAIServer``.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 # Offline for the whole suite, before any Hugging Face library is imported.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -18,7 +23,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-import pytest  # noqa: E402
+import pytest
 
 _real_connect = socket.socket.connect
 
@@ -53,7 +58,7 @@ def tiny_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_llava(tiny_dir):
     """Path of a saved tiny LLaVA checkpoint (model + processor with chat template)."""
-    from realign_data.tiny_models import build_tiny_llava
+    from realign_data.testing.tiny_models import build_tiny_llava
 
     return build_tiny_llava(tiny_dir / "llava")
 
@@ -61,7 +66,7 @@ def tiny_llava(tiny_dir):
 @pytest.fixture(scope="session")
 def tiny_qwen2_vl(tiny_dir):
     """Path of a saved tiny Qwen2-VL checkpoint."""
-    from realign_data.tiny_models import build_tiny_qwen2_vl
+    from realign_data.testing.tiny_models import build_tiny_qwen2_vl
 
     return build_tiny_qwen2_vl(tiny_dir / "qwen2_vl")
 
@@ -69,7 +74,7 @@ def tiny_qwen2_vl(tiny_dir):
 @pytest.fixture(scope="session")
 def tiny_qwen2_5_vl(tiny_dir):
     """Path of a saved tiny Qwen2.5-VL checkpoint."""
-    from realign_data.tiny_models import build_tiny_qwen2_5_vl
+    from realign_data.testing.tiny_models import build_tiny_qwen2_5_vl
 
     return build_tiny_qwen2_5_vl(tiny_dir / "qwen2_5_vl")
 
@@ -77,7 +82,7 @@ def tiny_qwen2_5_vl(tiny_dir):
 @pytest.fixture(scope="session")
 def tiny_qwen3_vl(tiny_dir):
     """Path of a saved tiny Qwen3-VL checkpoint."""
-    from realign_data.tiny_models import build_tiny_qwen3_vl
+    from realign_data.testing.tiny_models import build_tiny_qwen3_vl
 
     return build_tiny_qwen3_vl(tiny_dir / "qwen3_vl")
 
@@ -85,7 +90,7 @@ def tiny_qwen3_vl(tiny_dir):
 @pytest.fixture(scope="session")
 def tiny_sentence_transformer(tiny_dir):
     """Path of a saved tiny sentence-transformers model (BERT + mean pooling)."""
-    from realign_data.tiny_models import build_tiny_sentence_transformer
+    from realign_data.testing.tiny_models import build_tiny_sentence_transformer
 
     return build_tiny_sentence_transformer(tiny_dir / "sentence_transformer")
 
@@ -93,7 +98,7 @@ def tiny_sentence_transformer(tiny_dir):
 @pytest.fixture(scope="session")
 def tiny_open_clip(tiny_dir):
     """(model name, checkpoint path) of the tiny open_clip model, registered with open_clip."""
-    from realign_data.tiny_models import build_tiny_open_clip, register_tiny_open_clip
+    from realign_data.testing.tiny_models import build_tiny_open_clip, register_tiny_open_clip
 
     return register_tiny_open_clip(), build_tiny_open_clip(tiny_dir / "open_clip.safetensors")
 
@@ -101,8 +106,8 @@ def tiny_open_clip(tiny_dir):
 @pytest.fixture(scope="session")
 def tiny_kb(tmp_path_factory, sample_corpus, tiny_open_clip):
     """A knowledge base over ``sample_corpus`` embedded with the tiny open_clip (read-only for tests)."""
-    from realign_data.corpus import open_source
-    from realign_data.knowledge_base_build import build_knowledge_base
+    from realign_data.kb.corpus import open_source
+    from realign_data.kb.knowledge_base_build import build_knowledge_base
 
     name, ckpt = tiny_open_clip
     out = tmp_path_factory.mktemp("kb") / "kb"
@@ -114,7 +119,7 @@ def tiny_kb(tmp_path_factory, sample_corpus, tiny_open_clip):
 @pytest.fixture(scope="session")
 def sample_corpus(tmp_path_factory):
     """A 40-image synthetic COCO-layout corpus (read-only for tests: copy before modifying)."""
-    from realign_data.sample import make_sample_corpus
+    from realign_data.testing.sample import make_sample_corpus
 
     return make_sample_corpus(tmp_path_factory.mktemp("corpus") / "coco", num_images=40, seed=0)
 
@@ -122,7 +127,7 @@ def sample_corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_gemma3(tiny_dir):
     """Path of a saved tiny Gemma 3 checkpoint (its processor emits ``token_type_ids``)."""
-    from realign_data.tiny_models import build_tiny_gemma3
+    from realign_data.testing.tiny_models import build_tiny_gemma3
 
     return build_tiny_gemma3(tiny_dir / "gemma3")
 

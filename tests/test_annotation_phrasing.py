@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from realign_data.fillers import FillRequest
-from realign_data.fillers.annotation import AnnotationFiller, image_facts
-from realign_data.masking import find_visual_facts, mask_response
+from realign_data.building.fillers import FillRequest
+from realign_data.building.fillers.annotation import AnnotationFiller, image_facts
+from realign_data.building.masking import find_visual_facts, mask_response
 
 
 def fill(chosen: str, instances: list[str], captions: list[str], original: tuple[str, ...] | None = None,

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from realign_data.building.schema import COLUMNS, message_text
 from realign_data.cli import app
-from realign_data.schema import COLUMNS, message_text
 
-sys.path.insert(0, os.path.dirname(__file__))
-from realign_cli import command  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
+from realign_cli import command
 
 runner = CliRunner()
 

@@ -11,8 +11,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from realign_data.building.config import BuildConfig
 from realign_data.cli import app
-from realign_data.config import BuildConfig
 
 FIELDS = dataclasses.fields(BuildConfig)
 
@@ -51,7 +51,7 @@ def test_every_field_has_a_flag_with_its_default_in_help(field, help_lines):
 
 def test_each_flag_reaches_its_field(monkeypatch, tmp_path):
     """The flags that had none before the options were generated, and the renamed or repeatable ones."""
-    from realign_data import builder
+    from realign_data.building import builder
 
     seen = []
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from realign_data import BuildConfig, BuildError, build, load_built, merge
-from realign_data.schema import COLUMNS, message_text
+from realign_data.building.schema import COLUMNS, message_text
 
-sys.path.insert(0, str(Path(__file__).parent))
-from openai_server import OpenAIServer  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+from openai_server import OpenAIServer
 
 
 def cfg(kb, out, **kw) -> BuildConfig:
@@ -91,7 +91,7 @@ def test_determinism_byte_identical(tiny_kb, tmp_path):
 
 
 def test_resume_after_interruption_gives_the_same_rows(tiny_kb, tmp_path, monkeypatch):
-    from realign_data.pipeline import Pipeline
+    from realign_data.building.pipeline import Pipeline
 
     full = tmp_path / "full"
     build(cfg(tiny_kb, full))

@@ -1,5 +1,5 @@
 """Issue 23 (2): the default CHAIR is the reference chair.py's, checked against an independent re-implementation
-of the reference algorithm (tests/chair_reference.py) over 300 generated captions."""
+of the reference algorithm (tests/support/chair_reference.py) over 300 generated captions."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import chair_reference  # noqa: E402
-from chair_reference import ReferenceChair  # noqa: E402
-
-from realign_data.objects.reference import tokenize  # noqa: E402
-from realign_trl.eval.scoring import ChairScorer, chair_metrics  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+import chair_reference
+from chair_reference import ReferenceChair
+from realign_data.objects.reference import tokenize
+from realign_trl.eval.scoring import ChairScorer, chair_metrics
 
 NOUNS = ["dog", "dogs", "puppy dog", "puppies", "tv monitor", "monitors", "a bus", "buses", "people", "children",
          "women", "man's", "men", "knives", "knife", "wine glass", "wine glasses", "glasses", "hot dog", "hot dogs",

@@ -1,4 +1,4 @@
-"""The CHAIR oracle's singulariser (tests/chair_singular.py) gives pattern 2.6's singular for every word CHAIR reads:
+"""The CHAIR oracle's singulariser (tests/support/chair_singular.py) gives pattern 2.6's singular for every word CHAIR reads:
 each word of the reference synonym file and of its two-word names, and the plural of each (inflect's plural), is
 checked against a hand-written expectation: the word itself, or, for the words where pattern does something else,
 the table below. The project's own singulariser is held to the same table."""
@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from chair_reference import JOINED_NAMES, QUALIFIED, SYNONYMS_FILE  # noqa: E402
-from chair_singular import singular  # noqa: E402
-
-from realign_data.objects.reference import singularize  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+from chair_reference import JOINED_NAMES, QUALIFIED, SYNONYMS_FILE
+from chair_singular import singular
+from realign_data.objects.reference import singularize
 
 # Where pattern 2.6's singular of a token is not the synonym word that token was made from.
 NOT_THE_WORD = {

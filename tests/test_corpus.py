@@ -7,8 +7,15 @@ import json
 import pytest
 from PIL import Image
 
-from realign_data.corpus import (CocoAnnotations, CocoSource, CorpusError, FolderSource, HFSource, Skipped,
-                                 open_source)
+from realign_data.kb.corpus import (
+    CocoAnnotations,
+    CocoSource,
+    CorpusError,
+    FolderSource,
+    HFSource,
+    Skipped,
+    open_source,
+)
 
 
 def test_coco_source_ids_meta_and_loading(sample_corpus):

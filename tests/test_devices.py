@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from realign_data.building.fillers import FillerError, load_filler
+from realign_data.building.gate import load_gate
 from realign_data.cli import app
-from realign_data.devices import DeviceError, placement, resolve_device, resolve_dtype
-from realign_data.fillers import FillerError, load_filler
-from realign_data.gate import load_gate
+from realign_data.runtime.devices import DeviceError, placement, resolve_device, resolve_dtype
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ import pytest
 
 from realign_data import BuildConfig, build
 
-sys.path.insert(0, os.path.dirname(__file__))
-from realign_cli import command  # noqa: E402
-from test_build_cli import data_hashes  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
+from test_build_cli import data_hashes
+
+from realign_cli import command
 
 pytestmark = pytest.mark.slow
 OPTIONS = dict(gate="lexical", top_k=3, chunk_size=4)  # 40 seeds: 10 chunks, 5 per rank

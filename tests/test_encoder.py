@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from realign_data.corpus import FolderSource
-from realign_data.encoder import Encoder, EncoderError
+from realign_data.kb.corpus import FolderSource
+from realign_data.kb.encoder import Encoder, EncoderError
 
 
 def make_bad_folder(root):
@@ -95,7 +95,7 @@ def test_clear_errors_for_missing_weights_and_bad_names(tmp_path, tiny_open_clip
 def test_model_config_json_path(tmp_path):
     import json
 
-    from realign_data.tiny_models import _TINY_OPEN_CLIP_CONFIG
+    from realign_data.testing.tiny_models import _TINY_OPEN_CLIP_CONFIG
 
     cfg = json.loads(json.dumps(_TINY_OPEN_CLIP_CONFIG))
     cfg["embed_dim"] = 16
@@ -111,7 +111,7 @@ def test_pretrained_weights_cached_looks_in_the_hub_cache(tmp_path, monkeypatch)
     snapshot.mkdir(parents=True)
     (snapshot.parent.parent / "refs").mkdir()
     (snapshot.parent.parent / "refs" / "main").write_text("abc123")
-    probe = ("from realign_data.encoder import pretrained_weights_cached as c; "
+    probe = ("from realign_data.kb.encoder import pretrained_weights_cached as c; "
              "print(c('ViT-B-32', 'laion2b_s34b_b79k'))")
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub")}
     run = lambda: subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)  # noqa: E731

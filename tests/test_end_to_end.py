@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).parent.parent
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 from realign_cli import command  # noqa: E402  (realign-data with the tiny open_clip model registered)
 
 

@@ -98,7 +98,7 @@ def test_cli_bench_amber_against_an_openai_compatible_endpoint(tmp_path):
 
     from PIL import Image
 
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parent / "support"))
     from openai_server import OpenAIServer
 
     buf = io.BytesIO()

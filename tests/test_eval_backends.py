@@ -11,8 +11,8 @@ import time
 from realign_trl.eval import EvalSuite
 from realign_trl.eval.backends import OpenAIBackend, TransformersBackend
 
-sys.path.insert(0, os.path.dirname(__file__))
-from openai_server import OpenAIServer  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
+from openai_server import OpenAIServer
 
 
 def test_both_backends_send_the_same_conversation_image_first(sample_corpus, tiny_llava):

@@ -14,8 +14,8 @@ import pytest
 
 from trl_models import make_trainer, run_torchrun, tiny_yaml_config
 
-TESTS_DIR = Path(__file__).parent
-REPO = TESTS_DIR.parent
+SUPPORT_DIR = Path(__file__).parent / "support"  # shared helpers: trl_models, openai_server...
+REPO = SUPPORT_DIR.parent.parent
 EVAL_KEYS = ["eval/pope_random_f1", "eval/pope_random_accuracy", "eval/pope_popular_f1", "eval/pope_adversarial_f1",
              "eval/pope_yes_ratio", "eval/chair_s", "eval/chair_i", "eval/object_recall"]
 
@@ -44,7 +44,7 @@ def test_callback_logs_eval_metrics_at_the_configured_steps(tiny_llava, sample_c
 
 
 def _env():
-    path = os.pathsep.join(p for p in (str(TESTS_DIR), str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    path = os.pathsep.join(p for p in (str(SUPPORT_DIR), str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=path, TQDM_DISABLE="1",
                 OMP_NUM_THREADS="1")
 
@@ -122,7 +122,7 @@ trainer.end()
 
 def test_two_processes_share_the_images_and_log_the_same_metrics(tiny_llava, sample_corpus, tmp_path):
     script = tmp_path / "dist.py"
-    script.write_text(DIST_SCRIPT.format(tests=str(TESTS_DIR), corpus=str(sample_corpus), model=str(tiny_llava),
+    script.write_text(DIST_SCRIPT.format(tests=str(SUPPORT_DIR), corpus=str(sample_corpus), model=str(tiny_llava),
                                          out=str(tmp_path)))
     proc = run_torchrun(script, _env())
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-TESTS_DIR = Path(__file__).parent
-sys.path.insert(0, str(TESTS_DIR))
+SUPPORT_DIR = Path(__file__).parent / "support"  # shared helpers: trl_models, openai_server...
+sys.path.insert(0, str(SUPPORT_DIR))
 from openai_server import DEFAULT_ANSWER, OpenAIServer  # noqa: E402
 
 CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'realign-trl'; from realign_trl.cli import main; main()"]

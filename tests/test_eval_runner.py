@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -47,13 +48,13 @@ def test_suite_draws_pope_and_chair_on_the_same_images(suite, sample_corpus):
     for questions in suite.pope.values():
         assert {q["image_id"] for q in questions} == set(suite.images)
     assert set(suite.chair_truth) == set(suite.images)
-    from realign_data.corpus import CocoAnnotations
+    from realign_data.kb.corpus import CocoAnnotations
 
     ann = CocoAnnotations(sample_corpus)
     for image_id, truth in suite.chair_truth.items():
         assert set(ann.categories(image_id)) <= set(truth)
     # a question set built by `realign-data pope` with the same seed gives the same material
-    from realign_data.pope import build_pope
+    from realign_data.evalsets.pope import build_pope
 
     built = build_pope(sample_corpus, num_images=4, min_objects=1, seed=1)
     again = EvalSuite.from_coco(sample_corpus, pope=built.dataset, num_images=4)
@@ -77,7 +78,7 @@ def test_batched_generation_matches_one_by_one(family, request, suite):
     prompts = ["Is there a cat in the image?", "Is there an umbrella in the image? Answer yes or no.",
                "Please describe this image in detail.", "Is there a dog?", "What is it?"]
     ids = list(suite.images)
-    items = [(p, (lambda i=ids[k % len(ids)]: suite.image(i)), None) for k, p in enumerate(prompts)]
+    items = [(p, functools.partial(suite.image, ids[k % len(ids)]), None) for k, p in enumerate(prompts)]
     batched = [a for batch in backend.generate(items, 6) for a in batch]
     alone = [a for batch in single.generate(items, 6) for a in batch]
     assert batched == alone

@@ -3,7 +3,7 @@
 Each format's rows, columns and image files are checked against the schema read from the target's own data code
 (docs/export.md cites the files). Where the target installs in a side environment, the export is also loaded by
 that tool's own dataset loader: set ``REALIGN_LLAMAFACTORY_PYTHON`` / ``REALIGN_SWIFT_PYTHON`` to its interpreter
-(default ``/tmp/side_lf/bin/python`` and ``/tmp/side_swift/bin/python``, made by ``tests/export_side_envs.sh``);
+(default ``/tmp/side_lf/bin/python`` and ``/tmp/side_swift/bin/python``, made by ``tests/support/export_side_envs.sh``);
 those tests are skipped when the interpreter is missing or cannot import the tool.
 """
 
@@ -14,7 +14,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -43,7 +42,7 @@ NEGATIVE = _png((0, 0, 255))
 
 
 def _rows(with_negatives: bool = True) -> list[dict]:
-    from realign_data.schema import make_row
+    from realign_data.building.schema import make_row
 
     return [make_row(seed_id=f"s{i}", image_id=str(i % 2), image_bytes=ORIGINALS[i % 2],
                      image_name=f"/abs/corpus/{i % 2}.png", instruction=f"What is in picture {i}?",
@@ -58,7 +57,7 @@ def build(tmp_path_factory) -> Path:
     """A realign build folder (``save_to_disk``, the builder's columns): 5 pairs over 2 originals and 1 negative."""
     import datasets
 
-    from realign_data.schema import features
+    from realign_data.building.schema import features
 
     path = tmp_path_factory.mktemp("build") / "out"
     datasets.Dataset.from_list(_rows(), features=features()).save_to_disk(str(path))
@@ -166,8 +165,8 @@ def test_rlaif_v_parquet_loads_the_way_their_dataset_class_does(build, tmp_path)
 
 def test_python_api_and_manifest(build, tmp_path):
     import realign_data
-    import realign_data.exports.formats  # noqa: F401  (the submodule must not shadow the function)
-    from realign_data.exports import read_manifest
+    import realign_data.publish.exports.formats
+    from realign_data.publish.exports import read_manifest
 
     res = realign_data.export(build, to="swift", out=tmp_path / "api", name="mine")
     assert (res.pairs, res.rows, res.images, res.files) == (ROWS, 2 * ROWS, 3, ["mine.jsonl"])
@@ -206,7 +205,7 @@ def test_unknown_format_is_one_sentence_exit_2(build, tmp_path):
 def test_a_dataset_without_rejected_images_cannot_be_a_swift_export(tmp_path):
     import datasets
 
-    from realign_data.schema import features
+    from realign_data.building.schema import features
 
     plain = tmp_path / "plain"
     ds = datasets.Dataset.from_list(_rows(), features=features()).remove_columns(["rejected_images"])
@@ -254,7 +253,7 @@ def test_an_unreadable_image_is_one_sentence(tmp_path):
     import datasets
 
     import realign_data
-    from realign_data.exports import ExportError
+    from realign_data.publish.exports import ExportError
 
     ds = datasets.Dataset.from_dict({
         "images": [[{"bytes": None, "path": str(tmp_path / "gone.png")}]],
@@ -278,14 +277,14 @@ def _side_python(var: str, default: str) -> str:
     if not Path(python).is_file() or subprocess.run(
             [python, "-c", f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"],
             capture_output=True, env={**os.environ, "PYTHONPATH": ""}).returncode:
-        pytest.skip(f"no side environment with {module} ({var} or {default}; tests/export_side_envs.sh makes it)")
+        pytest.skip(f"no side environment with {module} ({var} or {default}; tests/support/export_side_envs.sh makes it)")
     return python
 
 
 def test_llamafactory_loads_the_export_with_its_own_loader(build, tmp_path):
     python = _side_python("REALIGN_LLAMAFACTORY_PYTHON", "/tmp/side_lf/bin/python")
     out = _exported(build, tmp_path, "llamafactory")
-    script = ROOT / "tests" / "export_side_loaders.py"
+    script = ROOT / "tests" / "support" / "export_side_loaders.py"
     proc = subprocess.run([python, str(script), "llamafactory", str(out)], capture_output=True, text=True,
                           timeout=600, env={**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -299,7 +298,7 @@ def test_llamafactory_loads_the_export_with_its_own_loader(build, tmp_path):
 def test_swift_loads_the_export_with_its_own_loader(build, tmp_path):
     python = _side_python("REALIGN_SWIFT_PYTHON", "/tmp/side_swift/bin/python")
     out = _exported(build, tmp_path, "swift")
-    script = ROOT / "tests" / "export_side_loaders.py"
+    script = ROOT / "tests" / "support" / "export_side_loaders.py"
     proc = subprocess.run([python, str(script), "swift", str(out)], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

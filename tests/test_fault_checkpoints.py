@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 from realign_data import BuildConfig, build
 from realign_data.cli import app
 
-sys.path.insert(0, os.path.dirname(__file__))
-from openai_server import OpenAIServer  # noqa: E402
-from test_build_cli import data_hashes  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
+from test_build_cli import data_hashes
+
+from openai_server import OpenAIServer
 
 OPTIONS = dict(gate="lexical", top_k=3, chunk_size=4, max_samples=32, progress=False)
 

@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from fault_procs import shared_commands  # noqa: E402
-from test_build_cli import data_hashes  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
+from test_build_cli import data_hashes
+
+from fault_procs import shared_commands
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from fault_procs import shared_commands  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
+from fault_procs import shared_commands
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """``realign-trl eval`` never scores what it did not get (issue #28): real processes against the local
-OpenAI-compatible server of ``tests/openai_server.py``, forked from the fault suite's server (``fault_procs.py``).
+OpenAI-compatible server of ``tests/support/openai_server.py``, forked from the fault suite's server (``fault_procs.py``).
 
 Empty answers are failures (retried, never saved, re-asked after the fix); too many failures exit 1 naming how
 many; answers and question sets are tied to the pictures they were drawn from; one ``--out`` has one writer;
@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from fault_procs import shared_commands  # noqa: E402
-from openai_server import OpenAIServer  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
+from fault_procs import shared_commands
+from openai_server import OpenAIServer
 
 SMALL = ["--num-images", "2", "--min-objects", "1", "--quiet", "--max-retries", "1"]
 

@@ -13,11 +13,11 @@ import time
 import pytest
 from typer.testing import CliRunner
 
+from realign_data.building.fillers.openai_compat import OpenAIFiller, retry_after_seconds
 from realign_data.cli import app
-from realign_data.fillers.openai_compat import OpenAIFiller, retry_after_seconds
 
-sys.path.insert(0, os.path.dirname(__file__))
-from openai_server import OpenAIServer  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
+from openai_server import OpenAIServer
 
 
 def test_retry_after_is_read_defensively():
@@ -63,7 +63,7 @@ def test_a_trickling_server_is_cut_off_at_the_deadline():
 
 
 def test_a_build_over_a_trickling_server_ends_in_time_with_exit_1(tiny_kb, tmp_path):
-    from realign_data.english import pluralize
+    from realign_data.objects.english import pluralize
 
     pluralize("cat")  # inflect loads before the clock starts (it takes seconds)
 

@@ -10,8 +10,8 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_hub import make_build_dir  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
+from test_hub import make_build_dir
 
 
 def test_push_to_a_hub_that_never_answers_stops_at_its_deadline(tmp_path):

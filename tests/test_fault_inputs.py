@@ -20,10 +20,10 @@ def _picture(w: int = 96, h: int = 48) -> Image.Image:
 
 
 def test_a_folder_with_every_kind_of_entry_is_fully_accounted_for(tmp_path, tiny_open_clip):
-    from realign_data.corpus import open_source
-    from realign_data.encoder import Encoder
-    from realign_data.knowledge_base import KnowledgeBase
-    from realign_data.knowledge_base_build import build_knowledge_base
+    from realign_data.kb.corpus import open_source
+    from realign_data.kb.encoder import Encoder
+    from realign_data.kb.knowledge_base import KnowledgeBase
+    from realign_data.kb.knowledge_base_build import build_knowledge_base
 
     root = tmp_path / "photos"
     (root / "sub").mkdir(parents=True)
@@ -111,7 +111,7 @@ def test_seed_images_stay_inside_their_root_and_are_read_only_from_bounded_regul
     import shutil
     import sys
 
-    sys.path.insert(0, os.path.dirname(__file__))
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
     from fault_procs import shared_commands
 
     pics = sorted((sample_corpus / "train2014").iterdir())

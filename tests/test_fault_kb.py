@@ -62,9 +62,9 @@ def test_a_damaged_knowledge_base_is_one_sentence_with_its_fix(damage, tiny_kb, 
 
 
 def test_following_the_fix_restores_the_same_base(tiny_kb, tmp_path, sample_corpus, tiny_open_clip):
-    from realign_data.corpus import open_source
-    from realign_data.knowledge_base import KnowledgeBase
-    from realign_data.knowledge_base_build import build_knowledge_base
+    from realign_data.kb.corpus import open_source
+    from realign_data.kb.knowledge_base import KnowledgeBase
+    from realign_data.kb.knowledge_base_build import build_knowledge_base
 
     kb = tmp_path / "kb"
     shutil.copytree(tiny_kb, kb)

@@ -14,12 +14,13 @@ import pytest
 
 from realign_data import BuildConfig, build
 
-sys.path.insert(0, os.path.dirname(__file__))
-from fault_procs import shared_commands  # noqa: E402
-from test_build_cli import data_hashes  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
+from test_build_cli import data_hashes
+
+from fault_procs import shared_commands
 
 ARGS = ["--gate", "lexical", "--top-k", "3", "--chunk-size", "4", "--max-samples", "8", "--quiet"]
-HOLD = ("import sys, time; from realign_data.locks import output_lock\n"
+HOLD = ("import sys, time; from realign_data.runtime.locks import output_lock\n"
         "with output_lock(sys.argv[1], 'holder'):\n    print('held', flush=True); time.sleep(60)")
 
 
@@ -46,7 +47,7 @@ def test_two_builds_into_one_out_one_is_refused_and_the_dataset_is_whole(tiny_kb
 
 
 def test_a_live_holder_is_named_and_a_killed_one_is_taken_over(tmp_path, caplog):
-    from realign_data.locks import LockHeld, output_lock
+    from realign_data.runtime.locks import LockHeld, output_lock
 
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
@@ -86,7 +87,7 @@ def test_sample_refuses_an_existing_corpus_unless_overwrite(tmp_path):
 
 def test_sample_adds_a_new_split_beside_an_existing_one(tmp_path):
     """A held-out split written into a corpus root is added, not refused, and leaves the first split untouched."""
-    from realign_data.sample import make_sample_corpus
+    from realign_data.testing.sample import make_sample_corpus
 
     root = tmp_path / "coco"
     make_sample_corpus(root, num_images=4, seed=0, split="train2014")

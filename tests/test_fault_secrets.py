@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from realign_data.cli import app
 
-sys.path.insert(0, os.path.dirname(__file__))
-from openai_server import OpenAIServer  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
+from openai_server import OpenAIServer
 
 KEY = "sk-test-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 PASSWORD = "hunter2-secret-pass"
@@ -104,7 +104,7 @@ def test_a_key_planted_everywhere_reaches_no_file_of_build_push_or_eval(tiny_kb,
 
 
 def test_redact_url_masks_every_place_a_url_carries_a_secret():
-    from realign_data.redact import redact_text, redact_url
+    from realign_data.runtime.redact import redact_text, redact_url
 
     assert redact_url(f"https://u:{PASSWORD}@h:8/v1?key={KEY}&api-version=2024-02-01&{QUERY_KEY}#t={FRAGMENT_KEY}") \
         == "https://***@h:8/v1?key=***&api-version=2024-02-01&***#***"

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from realign_data import BuildConfig, build, load_built
 from realign_data.cli import app as data_app
-from realign_data.overlap import coco_id_of_name, training_images
-from realign_data.pope import load_pope
+from realign_data.evalsets.overlap import coco_id_of_name, training_images
+from realign_data.evalsets.pope import load_pope
 from realign_trl.cli import app as trl_app
 
 runner = CliRunner()

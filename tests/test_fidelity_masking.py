@@ -7,10 +7,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from realign_data import vocabulary
-from realign_data.fillers.annotation import AnnotationFiller
-from realign_data.fillers.base import FillRequest
-from realign_data.masking import find_visual_facts, mask_response
+from realign_data.building.fillers.annotation import AnnotationFiller
+from realign_data.building.fillers.base import FillRequest
+from realign_data.building.masking import find_visual_facts, mask_response
+from realign_data.objects import vocabulary
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from realign_data import BuildConfig
-from realign_data.negatives import alpha_bar
+from realign_data.building.negatives import alpha_bar
 
 # sqrt(alpha_bar_t) of POVID's add_diffusion_noise (copied into Re-Align's train_rdpo.py), see METHOD.md
 PUBLISHED = {100: 0.998, 250: 0.989, 500: 0.863, 750: 0.527, 999: 0.285}

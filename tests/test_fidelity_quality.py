@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from realign_data import BuildConfig, BuildError, build
+from realign_data.building.quality import QualityFilters, keeps_unmasked_words, length_ratio
 from realign_data.cli import app
-from realign_data.quality import QualityFilters, keeps_unmasked_words, length_ratio
 
-sys.path.insert(0, str(Path(__file__).parent))
-from openai_server import OpenAIServer, answer_for  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+from openai_server import OpenAIServer, answer_for
 
 runner = CliRunner()
 
@@ -70,9 +70,9 @@ def test_a_duplicate_of_another_seeds_rejected_answer_of_the_same_image_is_dropp
     res = run(tiny_kb, tmp_path / "o", seeds=seeds)  # the server's fill ignores the image: same text twice
     assert res.pairs_written == 1 and res.drops == {"fill_duplicate": 1}
     assert res.report["fills_rejected"] == {"fill_duplicate": 2}
-    from realign_data.dataset_card import ConfigSummary, render_generated_section
-    from realign_data.provenance import read_provenance
-    from realign_data.schema import COLUMNS
+    from realign_data.building.schema import COLUMNS
+    from realign_data.publish.dataset_card import ConfigSummary, render_generated_section
+    from realign_data.publish.provenance import read_provenance
 
     card = render_generated_section("me/ds", [ConfigSummary("default", "data", {"train": 1},
                                                             read_provenance(tmp_path / "o"))], COLUMNS)
@@ -94,8 +94,8 @@ def test_min_similarity_drops_fills_too_far_from_the_chosen_answer(tiny_kb, tmp_
 
 
 def test_the_annotation_filler_refuses_a_corpus_without_annotations(tiny_open_clip, sample_corpus, tmp_path):
-    from realign_data.corpus import open_source
-    from realign_data.knowledge_base_build import build_knowledge_base
+    from realign_data.kb.corpus import open_source
+    from realign_data.kb.knowledge_base_build import build_knowledge_base
 
     name, ckpt = tiny_open_clip
     build_knowledge_base(open_source("folder", sample_corpus / "train2014"), tmp_path / "kb", model=name,

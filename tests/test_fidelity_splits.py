@@ -8,9 +8,9 @@ import json
 import pytest
 
 from realign_data import BuildConfig, BuildError, build, load_built
-from realign_data.corpus import CocoAnnotations
-from realign_data.sample import make_sample_corpus
-from realign_data.splits import is_evaluation_split, split_of_path
+from realign_data.kb.corpus import CocoAnnotations
+from realign_data.kb.splits import is_evaluation_split, split_of_path
+from realign_data.testing.sample import make_sample_corpus
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +51,10 @@ def test_a_root_with_train_and_val_builds_from_train2014_only(two_splits, tmp_pa
 
 
 def test_every_split_is_warned_about_in_report_summary_and_card(two_splits, tmp_path, tiny_open_clip):
-    from realign_data.dataset_card import ConfigSummary, render_generated_section
-    from realign_data.provenance import read_provenance
-    from realign_data.report import format_summary
-    from realign_data.schema import COLUMNS
+    from realign_data.building.report import format_summary
+    from realign_data.building.schema import COLUMNS
+    from realign_data.publish.dataset_card import ConfigSummary, render_generated_section
+    from realign_data.publish.provenance import read_provenance
 
     build(cfg(two_splits, tmp_path, "all", tiny_open_clip, coco_split="all"))
     report = json.loads((tmp_path / "all" / "build_report.json").read_text())

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from realign_data.fillers import FillerError, FillRequest, FillResult, fill_prompt, load_filler
-from realign_data.fillers.annotation import AnnotationFiller, image_facts
-from realign_data.fillers.openai_compat import OpenAIFiller
-from realign_data.masking import mask_response
+from realign_data.building.fillers import FillerError, FillRequest, FillResult, fill_prompt, load_filler
+from realign_data.building.fillers.annotation import AnnotationFiller, image_facts
+from realign_data.building.fillers.openai_compat import OpenAIFiller
+from realign_data.building.masking import mask_response
 
-sys.path.insert(0, str(Path(__file__).parent))
-from openai_server import OpenAIServer  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+from openai_server import OpenAIServer
 
 RETRIEVED = {
     "instances": [{"category": "dog"}, {"category": "dog"}, {"category": "dog"}, {"category": "cup"}],

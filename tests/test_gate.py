@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from realign_data.gate import GateError, LexicalGate, SentenceGate, is_rejected_fill, load_gate
+from realign_data.building.gate import GateError, LexicalGate, SentenceGate, is_rejected_fill, load_gate
 
 CHOSEN = "Two red apples to the left of a blue car."
 
@@ -36,7 +36,7 @@ def test_sentence_gate_with_local_model(tiny_sentence_transformer):
 
 
 def test_auto_falls_back_to_lexical_and_says_why(tmp_path, caplog):
-    with caplog.at_level("DEBUG", logger="realign_data.gate"):
+    with caplog.at_level("DEBUG", logger="realign_data.building.gate"):
         g = load_gate("auto", str(tmp_path / "no-such-model"), local_files_only=True)
     assert isinstance(g, LexicalGate)
     # said once: the build's summary prints fallback_reason as a Note, so the gate itself only logs at debug

@@ -1,4 +1,4 @@
-"""Publishing to the Hub (issue 5), against a real HTTP server on localhost (tests/hub_server.py).
+"""Publishing to the Hub (issue 5), against a real HTTP server on localhost (tests/support/hub_server.py).
 
 The suite runs offline (conftest sets HF_HUB_OFFLINE=1 before any import), so every push and load runs in a
 subprocess with a clean environment: HF_ENDPOINT pointed at the fake Hub, offline mode off, Xet off, caches
@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from hub_server import HubServer  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+from hub_server import HubServer
 
 TOKEN = "hf_test_token"
 
 
 # ----------------------------------------------------------------------------------------------- helpers
 def _features():
-    from realign_data.schema import features
+    from realign_data.building.schema import features
 
     return features()
 
@@ -151,7 +151,7 @@ def test_push_load_roundtrip_card_and_build_config(hub, env, tmp_path):
         import json, datasets
         from datasets import load_dataset, load_from_disk, Image, List
         from huggingface_hub import DatasetCard
-        from realign_data.hub import load_build_config
+        from realign_data.publish.hub import load_build_config
 
         remote = load_dataset("tester/roundtrip", split="train")
         features = {{k: repr(v) for k, v in remote.features.items()}}
@@ -265,7 +265,7 @@ def test_error_messages_name_status_and_action():
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError
 
-    from realign_data.hub import explain_hub_error
+    from realign_data.publish.hub import explain_hub_error
 
     def err(status):
         req = httpx2.Request("POST", "http://127.0.0.1:1/api/repos/create")
@@ -279,8 +279,8 @@ def test_error_messages_name_status_and_action():
 
 
 def test_merge_card_keeps_foreign_yaml_and_text():
-    from realign_data.dataset_card import BEGIN_MARKER, END_MARKER, merge_card
-    from realign_data.provenance import Provenance
+    from realign_data.publish.dataset_card import BEGIN_MARKER, END_MARKER, merge_card
+    from realign_data.publish.provenance import Provenance
 
     existing = textwrap.dedent("""\
         ---
@@ -318,7 +318,7 @@ def test_merge_card_keeps_foreign_yaml_and_text():
 
 
 def test_load_build_config_local(tmp_path):
-    from realign_data.hub import HubUsageError, load_build_config
+    from realign_data.publish.hub import HubUsageError, load_build_config
 
     out = make_build_dir(tmp_path / "b", n=1)
     want = json.loads((out / "realign_build.json").read_text())
@@ -332,7 +332,7 @@ def test_build_config_flag_reproduces_saved_config(tmp_path, monkeypatch):
     """`realign-data build --config realign_build.json` runs the saved BuildConfig; typed flags override it."""
     from typer.testing import CliRunner
 
-    builder = pytest.importorskip("realign_data.builder")
+    builder = pytest.importorskip("realign_data.building.builder")
     from realign_data.cli import app
 
     saved = builder.BuildConfig(index="my-index", out=str(tmp_path / "orig"), top_k=3, sim_threshold=0.9, seed=7)
@@ -371,7 +371,7 @@ def test_card_commit_is_retried_when_another_commit_lands_first(hub, env, tmp_pa
     res = run_python(f"""
         import json
         from huggingface_hub import HfApi
-        import realign_data.hub as hub
+        import realign_data.publish.hub as hub
 
         merged, calls = hub._merged_readme, []
 

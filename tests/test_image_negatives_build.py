@@ -15,11 +15,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from realign_data import BuildConfig, BuildError, build, load_built, merge
-from realign_data.output import built_splits
+from realign_data.building.masking import mask_response
+from realign_data.building.negatives import alpha_bar, segmentation_mask
+from realign_data.building.output import built_splits
+from realign_data.building.schema import COLUMNS, message_text
 from realign_data.cli import app
-from realign_data.masking import mask_response
-from realign_data.negatives import alpha_bar, segmentation_mask
-from realign_data.schema import COLUMNS, message_text
 
 runner = CliRunner()
 
@@ -117,7 +117,7 @@ def test_region_noise_changes_exactly_the_named_objects(built, instances):
 
 def test_region_noise_without_instances_falls_back_and_records_it(tiny_kb, tmp_path, sample_corpus):
     """Seeds that are not corpus images (no instances known) get whole-image noise, recorded per row."""
-    from realign_data.corpus import CocoAnnotations
+    from realign_data.kb.corpus import CocoAnnotations
 
     ann = CocoAnnotations(sample_corpus)
     rows = []
@@ -238,8 +238,8 @@ def test_bad_values_are_one_sentence_errors(tiny_kb, tmp_path):
 
 # ------------------------------------------------------------------------------------------ curriculum
 def test_difficulty_follows_the_documented_formula(built):
-    from realign_data.difficulty import difficulty
-    from realign_data.negatives import image_closeness
+    from realign_data.building.difficulty import difficulty
+    from realign_data.building.negatives import image_closeness
 
     for kind, path in built.items():
         for row in load_built(path):
@@ -297,7 +297,7 @@ def test_curriculum_build_pushes_every_split(tiny_kb, tmp_path):
     """hub.push_to_hub reads a curriculum build as a DatasetDict (arrow and parquet), so every split is pushed."""
     import datasets
 
-    from realign_data.hub import _load_local
+    from realign_data.publish.hub import _load_local
 
     for fmt in ("arrow", "parquet"):
         out = tmp_path / fmt
@@ -310,8 +310,8 @@ def test_curriculum_build_pushes_every_split(tiny_kb, tmp_path):
 
 # ---------------------------------------------------------------------------------------- card, inspect
 def test_card_documents_the_new_columns_and_settings(built):
-    from realign_data.dataset_card import ConfigSummary, render_generated_section
-    from realign_data.provenance import read_provenance
+    from realign_data.publish.dataset_card import ConfigSummary, render_generated_section
+    from realign_data.publish.provenance import read_provenance
 
     prov = read_provenance(built["region-noise"])
 
@@ -324,7 +324,7 @@ def test_card_documents_the_new_columns_and_settings(built):
 
 
 def test_inspect_shows_original_and_negative_with_outline(built, tmp_path):
-    from realign_data.inspect_page import render_html
+    from realign_data.publish.inspect_page import render_html
 
     for kind in ("region-noise", "crop", "noise"):
         r = runner.invoke(app, ["inspect", str(built[kind]), "--html", str(tmp_path / f"{kind}.html"), "-n", "3"])
@@ -343,7 +343,7 @@ def test_inspect_shows_original_and_negative_with_outline(built, tmp_path):
 def test_outline_marks_the_region_boundary():
     import io
 
-    from realign_data.inspect_page import OUTLINE, outline, perturbed_region
+    from realign_data.publish.inspect_page import OUTLINE, outline, perturbed_region
 
     def png(a):
         buf = io.BytesIO()
@@ -402,7 +402,7 @@ def test_a_build_started_before_the_new_options_resumes(tiny_kb, tmp_path):
 def test_a_phone_photo_seed_is_perturbed_upright(tiny_kb, tmp_path, sample_corpus):
     """A seed JPEG stored sideways with an EXIF orientation tag: the negative is made from the upright image, the
     way `datasets` decodes the chosen one, so the pair is aligned pixel for pixel."""
-    from realign_data.corpus import CocoAnnotations
+    from realign_data.kb.corpus import CocoAnnotations
 
     ann = CocoAnnotations(sample_corpus)
     rows = []

@@ -6,8 +6,8 @@ import faiss
 import numpy as np
 import pytest
 
-from realign_data.index_auto import build_index, describe
-from realign_data.index_tuning import recall_at_k, tune_index, wilson_lower, make_index, train_and_add
+from realign_data.kb.index_auto import build_index, describe
+from realign_data.kb.index_tuning import make_index, recall_at_k, train_and_add, tune_index, wilson_lower
 
 
 def lowrank(n, dim=64, rank=16, noise=0.05, seed=0):

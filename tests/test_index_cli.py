@@ -14,10 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from realign_data.cli import app
-from realign_data.knowledge_base import KnowledgeBase
+from realign_data.kb.knowledge_base import KnowledgeBase
 
-sys.path.insert(0, os.path.dirname(__file__))
-from realign_cli import command  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
+from realign_cli import command
 
 runner = CliRunner()
 

@@ -12,12 +12,12 @@ import faiss
 import numpy as np
 import pytest
 
-from realign_data.index_auto import build_index
-from realign_data.index_tuning import IndexConfigError, recall_at_k
-from realign_data.vector_shards import ShardedVectors, ShardReranker, exact_knn
+from realign_data.kb.index_auto import build_index
+from realign_data.kb.index_tuning import IndexConfigError, recall_at_k
+from realign_data.kb.vector_shards import ShardedVectors, ShardReranker, exact_knn
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_index_auto import lowrank  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
+from test_index_auto import lowrank
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,8 +100,8 @@ PEAK_SCRIPT = """
 import json, sys
 import numpy as np
 import faiss
-from realign_data.index_auto import build_index
-from realign_data.vector_shards import ShardedVectors, peak_rss_bytes
+from realign_data.kb.index_auto import build_index
+from realign_data.kb.vector_shards import ShardedVectors, peak_rss_bytes
 
 v = ShardedVectors(sys.argv[2:])
 faiss.knn(np.ones((2, v.dim), np.float32), np.ones((4, v.dim), np.float32), 1)  # libraries loaded and warm

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from realign_data.jobs import Job, WaitTimeout, wait_until
+from realign_data.runtime.jobs import Job, WaitTimeout, wait_until
 
 
 def job(tmp_path, rank: int, world: int = 2) -> Job:

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from realign_data.corpus import FolderSource, HFSource, open_source
-from realign_data.encoder import Encoder
-from realign_data.index_auto import candidates
-from realign_data.index_tuning import IndexConfigError, make_index, parse_memory, train_and_add, tune_index
-from realign_data.knowledge_base_build import build_knowledge_base
-from realign_data.knowledge_base import (KnowledgeBase, KnowledgeBaseError, list_indexes,
-                                         resolve_index)
+from realign_data.kb.corpus import FolderSource, HFSource, open_source
+from realign_data.kb.encoder import Encoder
+from realign_data.kb.index_auto import candidates
+from realign_data.kb.index_tuning import IndexConfigError, make_index, parse_memory, train_and_add, tune_index
+from realign_data.kb.knowledge_base import KnowledgeBase, KnowledgeBaseError, list_indexes, resolve_index
+from realign_data.kb.knowledge_base_build import build_knowledge_base
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +106,7 @@ def test_encoder_mismatch_is_a_clear_error(kb_dir, tiny_open_clip, tmp_path):
     name, _ = tiny_open_clip
     with pytest.raises(KnowledgeBaseError, match="built with 'realign-tiny-clip'"):
         KnowledgeBase.load(kb_dir, encoder=Encoder(name, "none"))
-    from realign_data.tiny_models import _TINY_OPEN_CLIP_CONFIG
+    from realign_data.testing.tiny_models import _TINY_OPEN_CLIP_CONFIG
 
     cfg = json.loads(json.dumps(_TINY_OPEN_CLIP_CONFIG))
     cfg["embed_dim"] = 16
@@ -122,8 +121,8 @@ def test_an_index_reranked_from_disk_answers_like_exact_search(kb_dir, kb, tmp_p
 
     import faiss
 
-    from realign_data.knowledge_base_check import file_records
-    from realign_data.vector_shards import ShardedVectors
+    from realign_data.kb.knowledge_base_check import file_records
+    from realign_data.kb.vector_shards import ShardedVectors
 
     d = tmp_path / "disk"
     shutil.copytree(kb_dir, d)
@@ -269,7 +268,7 @@ def test_two_process_torchrun_build_equals_single(tmp_path, sample_corpus, tiny_
     out = tmp_path / "kb2"
     env = dict(os.environ, OMP_NUM_THREADS="1", REALIGN_HOME=str(tmp_path))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(Path(__file__).parent / "realign_cli.py"), "index", "build", "--source", "coco", "--root", str(sample_corpus),
+           str(Path(__file__).parent / "support" / "realign_cli.py"), "index", "build", "--source", "coco", "--root", str(sample_corpus),
            "--out", str(out), "--model", name, "--pretrained", str(ckpt), "--shard-size", "16",
            "--num-workers", "0", "--batch-size", "8", "--quiet"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from realign_data.masking import (COCO_CATEGORIES, LexiconMasker, ModelMasker, find_visual_facts, mask_response,
-                                  pluralize)
+from realign_data.building.masking import (
+    COCO_CATEGORIES,
+    LexiconMasker,
+    ModelMasker,
+    find_visual_facts,
+    mask_response,
+    pluralize,
+)
 
 
 def kinds(text):

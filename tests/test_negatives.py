@@ -9,9 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from realign_data.difficulty import difficulty, tercile_splits
-from realign_data.negatives import (alpha_bar, diffuse, image_closeness, random_crop, region_noise,
-                                    segmentation_mask, whole_image_noise)
+from realign_data.building.difficulty import difficulty, tercile_splits
+from realign_data.building.negatives import (
+    alpha_bar,
+    diffuse,
+    image_closeness,
+    random_crop,
+    region_noise,
+    segmentation_mask,
+    whole_image_noise,
+)
 
 
 @pytest.fixture(scope="module")

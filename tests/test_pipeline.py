@@ -86,11 +86,12 @@ def test_a_retrieved_image_is_decoded_once_however_many_seeds_try_it(tiny_kb, ti
 def test_drops_of_every_stage_are_counted(tiny_kb, tmp_path, sample_corpus):
     images = sorted((sample_corpus / "train2014").iterdir())
     seeds = tmp_path / "seeds.jsonl"
+    missing = tmp_path / "missing.jpg"
     seeds.write_text("\n".join([
-        '{"image": "%s", "question": "Describe.", "answer": "Two red apples next to a blue car."}' % images[1],
-        '{"image": "%s", "question": "Describe.", "answer": "A red apple."}' % (tmp_path / "missing.jpg"),
-        '{"image": "%s", "question": "Describe.", "answer": "It is a nice day."}' % images[3],
-        '{"image": "%s", "question": "", "answer": "A dog."}' % images[4],
+        f'{{"image": "{images[1]}", "question": "Describe.", "answer": "Two red apples next to a blue car."}}',
+        f'{{"image": "{missing}", "question": "Describe.", "answer": "A red apple."}}',
+        f'{{"image": "{images[3]}", "question": "Describe.", "answer": "It is a nice day."}}',
+        f'{{"image": "{images[4]}", "question": "", "answer": "A dog."}}',
     ]))
     res = build(cfg(tiny_kb, tmp_path / "out", seeds=str(seeds), max_samples=None))
     assert res.drops == {"missing_image": 1, "empty_instruction": 1, "nothing_to_mask": 1}

@@ -10,7 +10,14 @@ from collections import defaultdict
 
 import pytest
 
-from realign_data.pope import CorpusStats, PopeError, build_pope, open_annotations, pope_questions, question_for
+from realign_data.evalsets.pope import (
+    CorpusStats,
+    PopeError,
+    build_pope,
+    open_annotations,
+    pope_questions,
+    question_for,
+)
 
 CLI = [sys.executable, "-m", "realign_data.cli"]
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
@@ -31,7 +38,7 @@ def test_questions_are_balanced_and_true_to_the_annotations(sample_corpus):
     built = build_pope(sample_corpus, num_images=12, seed=3, min_objects=1)
     assert set(built.dataset) == {"random", "popular", "adversarial"}
     assert built.report.images == 12 and not built.report.skipped
-    for split, rows in _rows(built.dataset).items():
+    for rows in _rows(built.dataset).values():
         by_image = defaultdict(list)
         for r in rows:
             by_image[r["image_id"]].append(r)
@@ -182,12 +189,12 @@ def test_push_and_load_from_the_hub_like_any_built_dataset(sample_corpus, tmp_pa
                        "li2023pope", "<!-- realign:end -->"):
             assert needle in card, needle
         assert "dual-preference" not in card and "rdpo" not in card
-        code = textwrap.dedent(f"""
+        code = textwrap.dedent("""
             import json
-            from realign_data.pope import load_pope
+            from realign_data.evalsets.pope import load_pope
             ds = load_pope("tester/pope", ["adversarial", "random"])
-            print(json.dumps({{s: ds[s].remove_columns("image").to_list() for s in ds}}
-                             | {{"size": ds["random"][0]["image"].size}}))
+            print(json.dumps({s: ds[s].remove_columns("image").to_list() for s in ds}
+                             | {"size": ds["random"][0]["image"].size}))
         """)
         r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
         assert r.returncode == 0, r.stderr[-3000:]

@@ -9,7 +9,7 @@ import sys
 import pytest
 from PIL import Image
 
-from realign_data.sample import CATEGORIES, SampleCorpusError, make_sample_corpus
+from realign_data.testing.sample import CATEGORIES, SampleCorpusError, make_sample_corpus
 
 IMAGE_KEYS = {"license", "file_name", "coco_url", "height", "width", "date_captured", "flickr_url", "id"}
 INSTANCE_KEYS = {"segmentation", "area", "iscrowd", "image_id", "bbox", "category_id", "id"}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from realign_data.masking import find_visual_facts
-from realign_data.sample import COOCCURRING_PAIRS, PARTNER, SampleCorpusError, make_sample_corpus
+from realign_data.building.masking import find_visual_facts
+from realign_data.testing.sample import COOCCURRING_PAIRS, PARTNER, SampleCorpusError, make_sample_corpus
 
 # sha256 over (file name, bytes) of every file of make_sample_corpus(num_images=12, seed=3), as written before the
 # world options existed: the default corpus (and every benchmark and test built on it) must not move.
@@ -82,7 +82,7 @@ def test_first_caption_names_every_annotated_object_and_the_background(world):
     for image_id, counts in objects.items():
         first = caps[image_id][0]
         assert first.startswith("There ") and first.endswith(f" on the {background[image_id]}.")
-        for name, n in counts.items():
+        for name in counts:
             assert name in first, (name, first)
         assert 3 <= len(caps[image_id]) <= 5
 

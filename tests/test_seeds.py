@@ -6,8 +6,14 @@ import json
 
 import pytest
 
-from realign_data.seeds import (DESCRIPTION_PROMPTS, SeedError, choose_caption, coco_caption_seeds, dataset_seeds,
-                                as_text)
+from realign_data.building.seeds import (
+    DESCRIPTION_PROMPTS,
+    SeedError,
+    as_text,
+    choose_caption,
+    coco_caption_seeds,
+    dataset_seeds,
+)
 
 
 def test_coco_caption_seeds(sample_corpus):

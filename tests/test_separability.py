@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from realign_data import BuildConfig, build
+from realign_data.building.separability import MIN_PAIRS, answer_text, blind_separability, wilson
 from realign_data.cli import app
-from realign_data.separability import MIN_PAIRS, answer_text, blind_separability, wilson
 
 runner = CliRunner()
 OBJECTS = ["cat", "dog", "cup", "bottle", "car", "bus", "apple", "banana", "chair", "clock", "bird", "umbrella"]
@@ -128,12 +128,12 @@ def test_audit_command_refusals(tmp_path):
 
 
 def test_every_build_reports_it(tiny_kb, tmp_path):
-    from realign_data.dataset_card import _stats
-    from realign_data.inspect_page import write_inspect_html
-    from realign_data.output import load_built
-    from realign_data.report import format_summary
-    from realign_data.schema import message_text
-    from realign_data.separability import blind_separability as measure
+    from realign_data.building.output import load_built
+    from realign_data.building.report import format_summary
+    from realign_data.building.schema import message_text
+    from realign_data.building.separability import blind_separability as measure
+    from realign_data.publish.dataset_card import _stats
+    from realign_data.publish.inspect_page import write_inspect_html
 
     res = build(BuildConfig(index=str(tiny_kb), out=str(tmp_path / "out"), gate="lexical", top_k=3, chunk_size=8,
                             progress=False))
@@ -155,7 +155,7 @@ def test_audit_command_on_a_hub_dataset(tmp_path):
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parent / "support"))
     from hub_server import HubServer
 
     chosen, rejected = cued(60)

@@ -14,11 +14,11 @@ import pytest
 
 from trl_models import RDPO_METRICS, make_dataset, run_torchrun, tiny_yaml_config
 
-TESTS_DIR = Path(__file__).parent
+SUPPORT_DIR = Path(__file__).parent / "support"  # shared helpers: trl_models, openai_server...
 
 
 def _env():
-    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH")) if p),
+    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=os.pathsep.join(p for p in (str(SUPPORT_DIR), str(SUPPORT_DIR.parent.parent), os.environ.get("PYTHONPATH")) if p),
                 TQDM_DISABLE="1")
 
 
@@ -101,7 +101,7 @@ DIST_SCRIPT = textwrap.dedent("""
 def test_two_process_data_parallel(tiny_llava, tmp_path):
     result = tmp_path / "result.json"
     script = tmp_path / "dist.py"
-    script.write_text(DIST_SCRIPT.format(tests=str(TESTS_DIR), model=str(tiny_llava), out=str(tmp_path / "o"),
+    script.write_text(DIST_SCRIPT.format(tests=str(SUPPORT_DIR), model=str(tiny_llava), out=str(tmp_path / "o"),
                                          result=str(result)))
     proc = run_torchrun(script, _env(), timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -113,9 +113,9 @@ def test_two_process_data_parallel(tiny_llava, tmp_path):
 
     # Gathered, not rank-local: each rank evaluated 2 of the 4 eval rows, and the logged means must equal a
     # single process evaluating all 4 rows at once.
-    import realign_trl  # noqa: F401
     from trl import DPOTrainer
 
+    import realign_trl  # noqa: F401
     from trl_models import load, tiny_args
 
     model, processor = load(tiny_llava)

@@ -63,9 +63,10 @@ def test_missing_difficulty_column_is_a_clear_error():
 # ---------------------------------------------------------------------------------------------- training
 def _run(tiny_llava, tmp_path, reference, peft=False, max_steps=1):
     """A 3-stage rdpo curriculum on tiny LLaVA; returns (result, stage trainers, parameters at stage begin/end)."""
-    import realign_trl
     from transformers import TrainerCallback
     from trl import DPOTrainer
+
+    import realign_trl
 
     realign_trl.register()
     trainers, begin, end = [], [], []

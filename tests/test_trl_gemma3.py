@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from test_trl_training import _assert_trained, _loss_and_grads, _snapshot
+
 from trl_models import load, make_dataset, make_trainer
 
 

@@ -22,7 +22,7 @@ def _perturb(model, seed=1, scale=0.05):
     """Move the policy away from the reference (the same way in both trainers), so the margins are not zero."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
+        for _name, p in sorted(model.named_parameters()):
             if p.requires_grad and p.is_floating_point():
                 p.add_(torch.randn(p.shape, generator=g) * scale)
 
@@ -154,8 +154,9 @@ def test_another_reference_is_another_key(tiny_llava, tmp_path):
     assert rows == 4
 
     def with_other_reference():
-        import realign_trl  # noqa: F401
         from trl import DPOTrainer
+
+        import realign_trl  # noqa: F401
 
         model, processor = load(tiny_llava)
         ref, _ = load(tiny_llava)
@@ -170,8 +171,9 @@ def test_another_reference_is_another_key(tiny_llava, tmp_path):
 
 
 def test_eval_dataset_is_precomputed(tiny_llava, tmp_path):
-    import realign_trl  # noqa: F401
     from trl import DPOTrainer
+
+    import realign_trl  # noqa: F401
 
     model, processor = load(tiny_llava)
     trainer = DPOTrainer(model=model, processing_class=processor, train_dataset=make_dataset(4),
@@ -224,7 +226,7 @@ def test_remove_unused_columns_keeps_the_reference_columns(tiny_llava, tmp_path)
     trainer.train()
 
 
-TESTS_DIR = __import__("pathlib").Path(__file__).parent
+SUPPORT_DIR = __import__("pathlib").Path(__file__).parent / "support"
 
 
 def _env():
@@ -232,7 +234,7 @@ def _env():
 
     # this checkout first (not another install of realign in the environment), then the test helpers
     return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TQDM_DISABLE="1",
-                PYTHONPATH=os.pathsep.join([str(TESTS_DIR.parent), str(TESTS_DIR)]))
+                PYTHONPATH=os.pathsep.join([str(SUPPORT_DIR.parent.parent), str(SUPPORT_DIR)]))
 
 
 def test_realign_trl_dpo_cli_precomputes_and_reuses(tiny_llava, tmp_path):
@@ -290,7 +292,7 @@ def test_torchrun_scores_shard_wise_and_gathers(tiny_llava, tmp_path):
 
     result = str(tmp_path / "result")
     script = tmp_path / "dist.py"
-    script.write_text(DIST_SCRIPT.format(tests=str(TESTS_DIR), model=str(tiny_llava), out=str(tmp_path / "o"),
+    script.write_text(DIST_SCRIPT.format(tests=str(SUPPORT_DIR), model=str(tiny_llava), out=str(tmp_path / "o"),
                                          cache=str(tmp_path / "cache"), result=result))
     proc = run_torchrun(script, _env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -312,8 +314,9 @@ def test_an_explicit_reference_is_released(tiny_llava, tmp_path):
     import gc
     import weakref
 
-    import realign_trl  # noqa: F401
     from trl import DPOTrainer
+
+    import realign_trl  # noqa: F401
 
     model, processor = load(tiny_llava)
     ref, _ = load(tiny_llava)

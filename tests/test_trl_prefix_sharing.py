@@ -25,10 +25,17 @@ def tiny_llava_next(tiny_dir, tiny_llava):
     out = tiny_dir / "llava_next"
     if (out / "config.json").exists():
         return out
-    from transformers import (AutoProcessor, CLIPVisionConfig, LlamaConfig, LlavaNextConfig,
-                              LlavaNextForConditionalGeneration, LlavaNextImageProcessor, LlavaNextProcessor)
+    from transformers import (
+        AutoProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
 
-    from realign_data.tiny_models import LLAVA_CHAT_TEMPLATE
+    from realign_data.testing.tiny_models import LLAVA_CHAT_TEMPLATE
 
     tokenizer = AutoProcessor.from_pretrained(tiny_llava).tokenizer
     pinpoints = [[16, 32], [32, 16], [32, 32]]
@@ -150,8 +157,8 @@ def demo_dataset(tmp_path_factory, sample_corpus, tiny_kb):
     """A dual-preference dataset built the way ``realign-data demo`` builds one (synthetic COCO, annotation filler)."""
     import datasets
 
-    from realign_data.builder import build
-    from realign_data.config import BuildConfig
+    from realign_data.building.builder import build
+    from realign_data.building.config import BuildConfig
 
     out = tmp_path_factory.mktemp("demo") / "dataset"
     build(BuildConfig(index=str(tiny_kb), coco_root=str(sample_corpus), out=str(out), gate="lexical", top_k=3,

@@ -24,7 +24,7 @@ from trl_models import RDPO_METRICS, make_rows, make_trainer, tiny_yaml_config
 QWEN = ["tiny_qwen2_vl", "tiny_qwen2_5_vl", "tiny_qwen3_vl"]
 NEW = ["tiny_qwen2_5_vl", "tiny_qwen3_vl"]
 ATOL = 1e-5  # fp32, per token
-TESTS_DIR = Path(__file__).parent
+SUPPORT_DIR = Path(__file__).parent / "support"  # shared helpers: trl_models, openai_server...
 
 
 def _examples(n: int = 4):
@@ -133,7 +133,7 @@ def test_rdpo_trains_with_stock_dpo_trainer(family, sharing, request, tmp_path, 
 
 
 def _env():
-    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=str(TESTS_DIR),
+    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=os.pathsep.join([str(SUPPORT_DIR), str(SUPPORT_DIR.parent.parent)]),
                 TQDM_DISABLE="1", OMP_NUM_THREADS="1")
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from trl_models import make_dataset, make_trainer
 
-TESTS_DIR = Path(__file__).parent
+SUPPORT_DIR = Path(__file__).parent / "support"  # shared helpers: trl_models, openai_server...
 
 SIGMOID_SCRIPT = textwrap.dedent("""
     import json, os, sys
@@ -36,13 +36,13 @@ SIGMOID_SCRIPT = textwrap.dedent("""
 
 
 def _env(**extra):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(TESTS_DIR), **extra)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join([str(SUPPORT_DIR), str(SUPPORT_DIR.parent.parent)]), **extra)
     return env
 
 
 def test_sigmoid_is_identical_with_and_without_plugin(tiny_llava, tmp_path):
     script = tmp_path / "sigmoid.py"
-    script.write_text(SIGMOID_SCRIPT.format(tests=str(TESTS_DIR), model=str(tiny_llava), out=str(tmp_path / "o")))
+    script.write_text(SIGMOID_SCRIPT.format(tests=str(SUPPORT_DIR), model=str(tiny_llava), out=str(tmp_path / "o")))
     procs = {flag: subprocess.Popen([sys.executable, str(script)], env=_env(WITH_PLUGIN=flag),
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for flag in ("0", "1")}
@@ -58,9 +58,9 @@ def test_sigmoid_is_identical_with_and_without_plugin(tiny_llava, tmp_path):
 
 
 def test_plain_dpoconfig_accepts_rdpo_with_default_knobs(tiny_llava, tmp_path):
-    import realign_trl  # noqa: F401
     from trl import DPOConfig, DPOTrainer
 
+    import realign_trl  # noqa: F401
     from trl_models import load
 
     model, processor = load(tiny_llava)
@@ -123,8 +123,9 @@ def test_unsupported_combinations_fail_clearly(tiny_llava, tmp_path, overrides, 
 
 
 def test_register_is_idempotent():
-    import realign_trl
     from trl import DPOTrainer
+
+    import realign_trl
 
     realign_trl.register()
     compute = DPOTrainer._compute_loss

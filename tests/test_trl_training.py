@@ -113,9 +113,9 @@ def test_gradient_accumulation_matches_full_batch(tiny_llava, tmp_path):
 
 
 def test_evaluation_logs_rdpo_metrics(tiny_qwen2_vl, tmp_path):
-    import realign_trl  # noqa: F401
     from trl import DPOTrainer
 
+    import realign_trl  # noqa: F401
     from trl_models import load, tiny_args
 
     model, processor = load(tiny_qwen2_vl)

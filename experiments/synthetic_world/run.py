@@ -23,9 +23,8 @@ from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import typer  # noqa: E402
-
-from study_sizes import ARM_FIELDS, FULL, SMOKE, Sizes, with_overrides  # noqa: E402
+import typer
+from study_sizes import ARM_FIELDS, FULL, SMOKE, Sizes, with_overrides
 
 logger = logging.getLogger("synthetic_world")
 RESULTS, TABLES, FIGURE, SIZES_FILE = "results.json", "tables.md", "figure.png", "sizes.json"
@@ -44,7 +43,6 @@ def run_seed(out: Path, sizes: Sizes, seed: int, threads: int = 0, arms: Optiona
     """Every stage of one seed under ``out/seed-<seed>`` (of the preference arms, only ``arms`` when given);
     returns the seed's record (also ``record.json``)."""
     import torch
-
     from study_clip import build_index, model_paths, retrieval_quality, train_clip
     from study_eval import evaluate_model, heldout_suite, training_questions
     from study_prefs import ARMS, build_preferences, train_arm
@@ -122,7 +120,7 @@ def main(
         sizes = with_overrides(SMOKE if smoke else FULL, overrides)
     except ValueError as e:
         typer.secho(f"Error: bad --set ({e}).", err=True, fg="red")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     seed_list = list(range(first_seed, first_seed + (seeds or (1 if smoke else 3))))
     if smoke:
         typer.echo(SMOKE_NOTE)
@@ -142,7 +140,7 @@ def main(
             linked = link_upstream(out, reuse, sizes, seed_list)
         except ValueError as e:
             typer.secho(f"Error: cannot reuse {reuse}: {e}.", err=True, fg="red")
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         logger.info("reusing %d finished stages of %s", linked, reuse)
     saved.write_text(json.dumps(sizes.to_dict(), indent=1))
     if report_only:

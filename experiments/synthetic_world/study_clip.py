@@ -2,7 +2,7 @@
 and captions (open_clip's own model and ``ClipLoss``), saved in open_clip's format (model-config JSON + safetensors
 weights), the knowledge base built with it, and its retrieval quality measured.
 
-``realign_data.encoder`` registers a model-config JSON under its file stem, so the build and the knowledge base
+``realign_data.kb.encoder`` registers a model-config JSON under its file stem, so the build and the knowledge base
 load the trained encoder by path: ``--kb-model CLIP_DIR/realign-study-clip.json --kb-pretrained
 CLIP_DIR/open_clip_model.safetensors``.
 """
@@ -42,11 +42,11 @@ def train_clip(out: Path, train_root: Path, sizes, seed: int) -> dict:
     from PIL import Image
     from safetensors.torch import save_file
 
-    from realign_data.corpus import CocoAnnotations
+    from realign_data.kb.corpus import CocoAnnotations
 
     config_path = out / f"{CONFIG_NAME}.json"
     config_path.write_text(json.dumps(clip_config(sizes), indent=1))
-    open_clip.add_model_config(config_path)  # registered under the file stem, as realign_data.encoder does
+    open_clip.add_model_config(config_path)  # registered under the file stem, as realign_data.kb.encoder does
     name = CONFIG_NAME
     torch.manual_seed(seed)
     model, preprocess, _ = open_clip.create_model_and_transforms(name, pretrained=None)
@@ -81,8 +81,8 @@ def train_clip(out: Path, train_root: Path, sizes, seed: int) -> dict:
 
 def build_index(out: Path, train_root: Path, clip_dir: Path) -> dict:
     """The knowledge base of the training images, embedded with the trained encoder."""
-    from realign_data.corpus import open_source
-    from realign_data.knowledge_base_build import build_knowledge_base
+    from realign_data.kb.corpus import open_source
+    from realign_data.kb.knowledge_base_build import build_knowledge_base
 
     model, weights = model_paths(clip_dir)
     build_knowledge_base(open_source("coco", train_root), out / "index", model=model, pretrained=weights,
@@ -96,7 +96,7 @@ def retrieval_quality(index: Path, seed: int, queries: int = 200) -> dict:
     "Similar but different" retrieval means a high overlap that is not identity: the build then swaps in objects
     that plausibly share the scene.
     """
-    from realign_data.knowledge_base import KnowledgeBase
+    from realign_data.kb.knowledge_base import KnowledgeBase
 
     kb = KnowledgeBase.load(index)
     rng = random.Random(seed)

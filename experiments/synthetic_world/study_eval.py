@@ -34,10 +34,10 @@ def training_questions(model_dir: str, train_root: Path, sizes, seed: int, limit
     """How the model answers the first ``limit`` yes/no questions of its own SFT data (training images): tells a
     base model that never learned the question format from one that learned it and does not generalise."""
     from PIL import Image
+    from study_sft import sft_rows
 
     from realign_trl.eval.backends import TransformersBackend
     from realign_trl.eval.scoring import parse_pope_answer
-    from study_sft import sft_rows
 
     rows = [r for r in sft_rows(train_root, sizes, seed) if r["answer"] in ("Yes.", "No.")][:limit]
     backend = TransformersBackend(model_dir, device="cpu", batch_size=sizes.eval_batch)
@@ -55,7 +55,7 @@ def partner_hallucination(records: list[dict], pairs) -> dict:
     """Share of (caption, present object whose partner is absent) cases where the caption names the partner, per
     partner and overall; and, for contrast, the share of (caption, other absent category) cases named. ``pairs``:
     the world's co-occurring pairs."""
-    from realign_data.sample import CATEGORIES
+    from realign_data.testing.sample import CATEGORIES
 
     partner = {**dict(pairs), **{b: a for a, b in pairs}}
     names = [c.name for c in CATEGORIES]

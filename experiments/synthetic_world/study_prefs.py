@@ -27,8 +27,8 @@ ARM_ORDER = ("sft", "dpo", "rdpo", "rdpo_anchor", "rdpo_region_noise")
 
 def build_preferences(out: Path, train_root: Path, index: Path, clip_paths: tuple[str, str], seed: int) -> dict:
     """Both builds into ``out/retrieval`` and ``out/region-noise``; their row counts and drop reasons."""
-    from realign_data.builder import build
-    from realign_data.config import BuildConfig
+    from realign_data.building.builder import build
+    from realign_data.building.config import BuildConfig
 
     record = {}
     for negative in ("retrieval", "region-noise"):
@@ -43,7 +43,7 @@ def build_preferences(out: Path, train_root: Path, index: Path, clip_paths: tupl
 
 def preference_rows(prefs: Path, build_name: str, rows: int, seed: int):
     """The first ``rows`` rows (after a seeded shuffle) of a build, as TRL's vision preference dataset."""
-    from realign_data.output import load_built
+    from realign_data.building.output import load_built
 
     ds = load_built(prefs / build_name).shuffle(seed=seed)
     ds = ds.select(range(min(rows, len(ds))))
@@ -53,17 +53,17 @@ def preference_rows(prefs: Path, build_name: str, rows: int, seed: int):
 
 def common_rows(prefs: Path, wanted: int) -> int:
     """The data size every arm trains on: ``wanted``, or fewer when a build has fewer pairs."""
-    from realign_data.output import load_built
+    from realign_data.building.output import load_built
 
     return min(wanted, *(len(load_built(prefs / b)) for b in ("retrieval", "region-noise")))
 
 
 def train_arm(out: Path, arm: str, sft_model: str, prefs: Path, sizes, seed: int) -> dict:
     """Train one arm; save the policy to ``out/model``; return its logged diagnostics (reward margins, accuracies)."""
-    import realign_trl  # noqa: F401  (registers loss_type="rdpo")
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import DPOTrainer
 
+    import realign_trl  # noqa: F401  (registers loss_type="rdpo")
     from realign_trl import RDPOConfig
 
     build_name, loss_type, extra = ARMS[arm]

@@ -31,10 +31,10 @@ def check_invariants(seed_dir: Path, record: dict, sizes) -> dict:
     failures = []
     if set(record["sft"]["image_ids"]) & held_ids:
         failures.append("held-out images in the SFT data")
-    from realign_data.knowledge_base import KnowledgeBase
     from datasets import Image, List
 
-    from realign_data.output import load_built
+    from realign_data.building.output import load_built
+    from realign_data.kb.knowledge_base import KnowledgeBase
 
     kb = KnowledgeBase.load(seed_dir / "clip" / "index")
     if {kb.record(i)["coco_image_id"] for i in kb.ids} & held_ids:

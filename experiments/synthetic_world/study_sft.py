@@ -9,7 +9,7 @@ import random
 import shutil
 from pathlib import Path
 
-from realign_data.pope import question_for
+from realign_data.evalsets.pope import question_for
 from realign_trl.eval.suite import CHAIR_PROMPT
 
 
@@ -24,8 +24,8 @@ def _assistant(text: str) -> list[dict]:
 def sft_rows(train_root: Path, sizes, seed: int) -> list[dict]:
     """(image, instruction, answer) rows: each training image's complete caption, plus ``yes_no_per_image``
     questions about it, alternating a present object (Yes.) and an absent category drawn at random (No.)."""
-    from realign_data.corpus import CocoAnnotations
-    from realign_data.sample import CATEGORIES
+    from realign_data.kb.corpus import CocoAnnotations
+    from realign_data.testing.sample import CATEGORIES
 
     ann = CocoAnnotations(train_root)
     rng = random.Random(seed)
@@ -48,8 +48,8 @@ def build_base_model(out: Path, train_root: Path, sizes, seed: int, clip_dir: Pa
     """The tiny LLaVA before SFT, its tokenizer trained with the world's caption words. With ``clip_dir`` (and
     ``sizes.vision_init == "encoder"``) its vision tower is the retrieval encoder's trained one, as a real LLaVA's
     is a pretrained CLIP's; otherwise random."""
-    from realign_data.corpus import CocoAnnotations
-    from realign_data.tiny_models import build_tiny_llava
+    from realign_data.kb.corpus import CocoAnnotations
+    from realign_data.testing.tiny_models import build_tiny_llava
 
     ann = CocoAnnotations(train_root)
     words = sorted({w.strip(".,").lower() for i in ann.image_ids() for c in ann.captions(i) for w in c.split()})

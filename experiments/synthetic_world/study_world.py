@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from realign_data.sample import make_sample_corpus
+from realign_data.testing.sample import make_sample_corpus
 
 TRAIN_SPLIT, HELDOUT_SPLIT = "train2014", "val2014"
 
@@ -33,7 +33,7 @@ def make_world(out: Path, sizes, seed: int) -> dict:
 
 def world_partners(sizes) -> tuple[tuple[str, str], ...]:
     """The co-occurring pairs of the study's world (``sizes.partners``, else the sample corpus's default pairs)."""
-    from realign_data.sample import parse_partners
+    from realign_data.testing.sample import parse_partners
 
     return parse_partners(sizes.partners)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import typer  # noqa: E402
+import typer
 
 
 def main(out: Path = typer.Option(..., help="Work folder (the world and the base model are drawn here once)."),
@@ -40,11 +40,10 @@ def main(out: Path = typer.Option(..., help="Work folder (the world and the base
          probe: bool = typer.Option(False, help="Only the linear probe of the untrained vision features.")) -> None:
     import torch
     from PIL import Image
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
     from study_sft import build_base_model, sft_rows
     from study_sizes import FULL
     from study_world import corpus_roots, make_world
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     torch.manual_seed(seed)
     sizes = replace(FULL, image_size=image_size, hidden_size=hidden_size, num_layers=num_layers,
@@ -156,8 +155,8 @@ def linear_probe(model, processor, train: Path) -> None:
     from PIL import Image
     from sklearn.linear_model import LogisticRegression
 
-    from realign_data.corpus import CocoAnnotations
-    from realign_data.sample import CATEGORIES
+    from realign_data.kb.corpus import CocoAnnotations
+    from realign_data.testing.sample import CATEGORIES
 
     ann = CocoAnnotations(train)
     ids = sorted(ann.image_ids())[:1200]

@@ -17,8 +17,8 @@ import re
 from functools import lru_cache
 from typing import Callable, Optional
 
-from realign_data import vocabulary
-from realign_data.english import pluralize
+from realign_data.objects import vocabulary
+from realign_data.objects.english import pluralize
 
 # COCO category -> synonyms (singular), after the CHAIR metric's synonym table.
 COCO_SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -178,7 +178,7 @@ def colour_modifies(text: str, end: int, kind_of: KindOf = lexicon_kind) -> bool
 
 @lru_cache(maxsize=1)
 def _phrases() -> dict[str, Optional[str]]:
-    """Lower-cased phrase -> COCO category, or ``None`` for the other nouns of :mod:`realign_data.vocabulary`
+    """Lower-cased phrase -> COCO category, or ``None`` for the other nouns of :mod:`realign_data.objects.vocabulary`
     (matched so that a longer name shadows a COCO word inside it, exactly as the masker reads them)."""
     table: dict[str, Optional[str]] = {}
     for cat, syns in COCO_SYNONYMS.items():

@@ -55,7 +55,7 @@ class AmberData:
     safe_words: set[str] = field(default_factory=set)
 
     @classmethod
-    def load(cls, root: str | Path) -> "AmberData":
+    def load(cls, root: str | Path) -> AmberData:
         from .suite import EvalError
 
         data = Path(root).expanduser() / "data"
@@ -126,7 +126,7 @@ def work(data: AmberData) -> dict[str, list[tuple[int, str]]]:
 
 def response_nouns(text: str, vocabulary: set[str]) -> list[str]:
     """The words of ``text`` whose singular is an AMBER vocabulary word (in order, repeats kept)."""
-    from realign_data.english import _engine
+    from realign_data.objects.english import _engine
 
     out = []
     for word in re.findall(r"[a-z]+", (text or "").lower()):

@@ -11,7 +11,7 @@ empty.
   (LLaVA, Qwen2-VL, Gemma 3, ...), loaded from a directory or Hub id (optionally with a PEFT adapter) or given
   already loaded (the training callback). Batches are left-padded; the next batch is prepared (images decoded,
   chat template applied, processor run) in a background thread while the current one generates.
-* :class:`OpenAIBackend`: the ``openai`` filler's client (:mod:`realign_data.fillers.openai_compat`: keep-alive
+* :class:`OpenAIBackend`: the ``openai`` filler's client (:mod:`realign_data.building.fillers.openai_compat`: keep-alive
   connections, a bounded window of requests in flight, retries, a total deadline per attempt), so a model served by
   vLLM or TGI is measured the same way.
 """
@@ -24,7 +24,6 @@ from typing import Any, Iterator, Optional, Sequence
 
 from .suite import EvalError
 
-
 Item = tuple  # (prompt, load_image, image_bytes)
 Answer = tuple  # (text or None, error or None)
 
@@ -36,7 +35,7 @@ class EvalRuntimeError(RuntimeError):
 def check_model_args(model: str, *, adapter: Optional[str] = None, dtype: str = "auto",
                      device: str = "auto") -> None:
     """The mistakes worth catching before importing torch: a missing local directory, an unknown dtype or device."""
-    from realign_data.devices import DeviceError, check_device_name, normalize_dtype
+    from realign_data.runtime.devices import DeviceError, check_device_name, normalize_dtype
 
     try:
         normalize_dtype(dtype)
@@ -52,14 +51,14 @@ def load_model(model: str, *, adapter: Optional[str] = None, device: str = "auto
                device_map: Optional[str] = None, trust_remote_code: bool = False):
     """``(model, processor)`` of a checkpoint directory or Hub id, in eval mode, PEFT ``adapter`` merged in.
 
-    Placed as the build's filler is (:mod:`realign_data.devices`): ``device="auto"`` is ``cuda:LOCAL_RANK`` (else
+    Placed as the build's filler is (:mod:`realign_data.runtime.devices`): ``device="auto"`` is ``cuda:LOCAL_RANK`` (else
     MPS, else the CPU), ``dtype="auto"`` bf16 (fp16 on GPUs without bf16) on CUDA and float32 elsewhere, and
     ``device_map="auto"`` spreads a model too large for one GPU over several.
     """
     check_model_args(model, adapter=adapter, dtype=dtype, device=device)
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from realign_data.devices import DeviceError, placement
+    from realign_data.runtime.devices import DeviceError, placement
 
     try:
         where, _ = placement(device, device_map, dtype)
@@ -68,7 +67,7 @@ def load_model(model: str, *, adapter: Optional[str] = None, device: str = "auto
     try:
         processor = AutoProcessor.from_pretrained(str(model), trust_remote_code=trust_remote_code)
         vlm = AutoModelForImageTextToText.from_pretrained(str(model), trust_remote_code=trust_remote_code, **where)
-    except Exception as e:  # noqa: BLE001 - missing weights, offline Hub, unsupported architecture...
+    except Exception as e:
         raise EvalRuntimeError(f"cannot load {str(model)!r} as an image-text-to-text model and processor "
                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from e
     if adapter:
@@ -76,7 +75,7 @@ def load_model(model: str, *, adapter: Optional[str] = None, device: str = "auto
             from peft import PeftModel
 
             vlm = PeftModel.from_pretrained(vlm, str(adapter)).merge_and_unload()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise EvalRuntimeError(f"cannot load the PEFT adapter {str(adapter)!r} onto {str(model)!r} "
                                    f"({type(e).__name__}: {e}).") from e
     return vlm.eval(), processor
@@ -85,7 +84,7 @@ def load_model(model: str, *, adapter: Optional[str] = None, device: str = "auto
 def conversation(prompt: str) -> list[dict]:
     """The chat every backend sends: one user turn, the image first, then the question (as LLaVA and Qwen-VL were
     trained). The endpoint client builds the same turn with the image as a ``data:`` URL
-    (:meth:`realign_data.fillers.openai_compat.OpenAIFiller._body`)."""
+    (:meth:`realign_data.building.fillers.openai_compat.OpenAIFiller._body`)."""
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
 
 
@@ -212,7 +211,7 @@ class OpenAIBackend:
 
     def __init__(self, model: str, *, base_url: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
                  max_retries: int = 5, timeout: float = 60.0) -> None:
-        from realign_data.redact import check_env_name
+        from realign_data.runtime.redact import check_env_name
 
         if not model:
             raise EvalError("an OpenAI-compatible endpoint needs --model (the model name it serves).")
@@ -231,7 +230,7 @@ class OpenAIBackend:
         self._filler: Any = None
 
     def _client(self):
-        from realign_data.fillers import load_filler
+        from realign_data.building.fillers import load_filler
 
         if self._filler is None:
             self._filler = load_filler("openai", **self.options)

@@ -126,7 +126,7 @@ def plot_comparison(results: Sequence[dict], out: str | os.PathLike, labels: Opt
     fig.tight_layout(rect=(0, 0.06 * ((len(names) + 3) // 4) + 0.02, 1, 1))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from realign_data.atomic import atomic_path
+    from realign_data.runtime.atomic import atomic_path
 
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=120, format=out.suffix.lstrip(".") or "png")

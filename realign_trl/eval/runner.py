@@ -76,7 +76,7 @@ class EvalResult:
 
     def save(self, out: str | os.PathLike) -> Path:
         """Write ``eval_results.json`` and the records (``pope_<split>.jsonl``, ``chair.jsonl``) into ``out``."""
-        from realign_data.atomic import atomic_write_json, atomic_write_text
+        from realign_data.runtime.atomic import atomic_write_json, atomic_write_text
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -167,7 +167,7 @@ def evaluate(model: Any, suite: EvalSuite, *, processor: Any = None, pope_max_ne
     backend = make_backend(model, processor=processor, **backend_options)
     store = None
     try:
-        from realign_data.redact import redact_tree
+        from realign_data.runtime.redact import redact_tree
 
         settings = redact_tree({"backend": backend.describe(), "suite": suite.describe(),  # no URL credentials
                                 "generation": {"pope_max_new_tokens": pope_max_new_tokens,
@@ -202,7 +202,7 @@ def _check_failures(answers: dict, suite: EvalSuite, max_failures: float, backen
     errors = [answers[k][1] for k in wanted if answers[k][1] is not None]
     if not errors or len(errors) <= max_failures * len(wanted):
         return
-    from realign_data.redact import redact_url
+    from realign_data.runtime.redact import redact_url
 
     where = redact_url(backend["base_url"]) if backend.get("base_url") else backend.get("model")
     saved = f"the {len(wanted) - len(errors)} answers got are saved in {out}; " if out is not None else ""
@@ -234,7 +234,7 @@ def work_items(suite: EvalSuite) -> dict[str, list[tuple[int, str]]]:
 
 def generate_answers(backend, suite: EvalSuite, *, pope_max_new_tokens: int = POPE_MAX_NEW_TOKENS,
                      chair_max_new_tokens: int = CHAIR_MAX_NEW_TOKENS, progress: bool = False,
-                     store: "Optional[_AnswerStore]" = None) -> dict[tuple[str, int, str], tuple]:
+                     store: Optional[_AnswerStore] = None) -> dict[tuple[str, int, str], tuple]:
     """``{(bench, image_id, prompt): (text, error)}`` for every item of :func:`work_items` (cached ones reused).
 
     A backend with ``stream`` (the endpoint client) answers in the order requests finish, with a bounded window in
@@ -364,7 +364,7 @@ class _AnswerStore:
     are refused instead of mixed in; records written before image hashes were kept are asked again."""
 
     def __init__(self, out: str | os.PathLike, fingerprint: dict, suite: EvalSuite) -> None:
-        from realign_data.atomic import atomic_write_json
+        from realign_data.runtime.atomic import atomic_write_json
 
         self.dir = Path(out)
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,7 @@ def _robust_label(text: str, asked: Optional[str]) -> Optional[str]:
     if words[0] in _NO_LEAD:
         return NO
     if asked:  # the clause that names the asked object decides: "There is a dog and no cat" about a dog is yes
-        from realign_data.english import pluralize
+        from realign_data.objects.english import pluralize
 
         name = re.compile("|".join(rf"\b{re.escape(n)}\b" for n in {asked.lower(), pluralize(asked.lower())}))
         clauses = [c for c in _CLAUSES.split(first) if name.search(c)]
@@ -167,8 +167,8 @@ class ChairScorer:
     """
 
     def __init__(self, vocabulary: Optional[Iterable[str]] = None, synonyms: str = "reference") -> None:
-        from realign_data.english import pluralize
         from realign_data.objects import COCO_CATEGORIES
+        from realign_data.objects.english import pluralize
 
         if synonyms not in CHAIR_SYNONYMS:
             raise ValueError(f"unknown CHAIR synonym set {synonyms!r}; valid: {', '.join(CHAIR_SYNONYMS)}")

@@ -58,7 +58,7 @@ class EvalSuite:
     chair_synonyms: str = "reference"
     amber: Any = None  # --bench amber: the AMBER release (realign_trl.eval.amber.AmberData)
     source: dict = field(default_factory=dict)
-    _decoded: "OrderedDict[int, Any]" = field(default_factory=OrderedDict, repr=False, compare=False)
+    _decoded: OrderedDict[int, Any] = field(default_factory=OrderedDict, repr=False, compare=False)
 
     # ------------------------------------------------------------------------------------------ building
     @classmethod
@@ -67,7 +67,7 @@ class EvalSuite:
                   min_objects: int = 3, objects_per_image: int = 3, pope: Any = None,
                   pope_splits: Optional[Sequence[str]] = None, vocabulary: str = "annotated",
                   chair_prompt: str = CHAIR_PROMPT, pope_suffix: str = "", pope_parser: str = "robust",
-                  chair_synonyms: str = "reference", progress: bool = False) -> "EvalSuite":
+                  chair_synonyms: str = "reference", progress: bool = False) -> EvalSuite:
         """Draw (or load) the evaluation material from a COCO-layout corpus.
 
         Args:
@@ -78,7 +78,7 @@ class EvalSuite:
             benches: ``"pope,chair"``, ``"pope"`` or ``"chair"``.
             num_images / seed / min_objects / objects_per_image: the images are the first ``num_images`` readable
                 images with at least ``min_objects`` annotated categories in a ``seed``-ed order
-                (:func:`realign_data.pope.image_order`); POPE asks about ``objects_per_image`` objects of each.
+                (:func:`realign_data.evalsets.pope.image_order`); POPE asks about ``objects_per_image`` objects of each.
             pope: a ``realign-data pope`` question set (directory, Hub id or ``DatasetDict``) to use instead of
                 drawing one; its images are the suite's images (the first ``num_images`` of them).
             pope_splits: the samplings to evaluate (default: all three, or all the question set has).
@@ -92,8 +92,16 @@ class EvalSuite:
                 and compared on every run (:mod:`realign_trl.eval.scoring`).
             chair_synonyms: ``reference`` (default: the reference chair.py's reading) or ``extended``.
         """
-        from realign_data.pope import POPE_SPLITS, CorpusStats, PopeError, annotations_sha256, images_digest, \
-            open_annotations, pope_questions, select_images
+        from realign_data.evalsets.pope import (
+            POPE_SPLITS,
+            CorpusStats,
+            PopeError,
+            annotations_sha256,
+            images_digest,
+            open_annotations,
+            pope_questions,
+            select_images,
+        )
 
         benches = parse_benches(benches)
         if "amber" in benches:
@@ -163,7 +171,7 @@ class EvalSuite:
     # ------------------------------------------------------------------------------------------ using
     def image(self, image_id: int):
         """The decoded RGB image (a small LRU cache: work is ordered by image, so each decodes about once)."""
-        from realign_data.corpus import open_image_bytes
+        from realign_data.kb.corpus import open_image_bytes
 
         cached = self._decoded.get(image_id)
         if cached is not None:
@@ -175,7 +183,7 @@ class EvalSuite:
             self._decoded.popitem(last=False)
         return img
 
-    def select(self, image_ids: Sequence[int]) -> "EvalSuite":
+    def select(self, image_ids: Sequence[int]) -> EvalSuite:
         """The same suite restricted to some images (a fixed subset, or one process's share)."""
         keep = [i for i in image_ids if i in self.images]
         wanted = set(keep)
@@ -184,7 +192,7 @@ class EvalSuite:
                        chair_truth={i: t for i, t in self.chair_truth.items() if i in wanted},
                        _decoded=OrderedDict())
 
-    def head(self, num_images: int) -> "EvalSuite":
+    def head(self, num_images: int) -> EvalSuite:
         """The first ``num_images`` images of the suite."""
         return self.select(list(self.images)[:num_images])
 
@@ -197,8 +205,8 @@ class EvalSuite:
 
 def refuse_training_images(suite: EvalSuite, exclude_dataset: str) -> None:
     """Raise :class:`EvalError` when an image of ``suite`` appears in the training data of ``exclude_dataset``
-    (a build directory or Hub id; matched by COCO id or file bytes, see :mod:`realign_data.overlap`)."""
-    from realign_data.overlap import OverlapError, training_images
+    (a build directory or Hub id; matched by COCO id or file bytes, see :mod:`realign_data.evalsets.overlap`)."""
+    from realign_data.evalsets.overlap import OverlapError, training_images
 
     try:
         training = training_images(exclude_dataset)
@@ -273,7 +281,7 @@ def _from_question_set(pope: Any, splits: Optional[Sequence[str]], num_images: i
     """Images and questions of a built question set (its first ``num_images`` images, in question order)."""
     import datasets
 
-    from realign_data.pope import load_pope
+    from realign_data.evalsets.pope import load_pope
 
     ds = pope if isinstance(pope, datasets.DatasetDict) else load_pope(pope, splits)
     if splits is not None:

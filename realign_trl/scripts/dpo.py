@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 
-
 # TRL 1.16's loss names (`DPOTrainer._compute_loss`), plus ours. The TRL minor is pinned (see _compat.py).
 TRL_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
                   "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
@@ -60,7 +59,7 @@ def preflight(model_args, training_args, script_args=None) -> None:
     if dataset and _is_saved_to_disk(os.path.expanduser(dataset)):
         check_dataset(os.path.expanduser(dataset), script_args.dataset_train_split, rdpo="rdpo" in losses)
     if getattr(training_args, "hallucination_eval", None) and training_args.hallucination_eval_coco_root:
-        from realign_data.pope import PopeError, open_annotations
+        from realign_data.evalsets.pope import PopeError, open_annotations
 
         try:  # the annotations the held-out suite needs (cheap): a bad corpus fails before launching
             open_annotations(training_args.hallucination_eval_coco_root, training_args.hallucination_eval_split)
@@ -123,7 +122,7 @@ def make_parser(prog: str | None = None):
 
 def run(argv: list[str] | None = None) -> None:
     import realign_trl
-    from realign_data.logs import route_library_logs, show_package_logs, verbose
+    from realign_data.runtime.logs import route_library_logs, show_package_logs, verbose
 
     route_library_logs()  # library warnings only with `realign-trl dpo -v` (REALIGN_VERBOSE=1)
     # transformers hides the progress bar when its logger is quieter than WARNING: keep the bar
@@ -169,7 +168,7 @@ def _hallucination_eval(args):
         pope=args.hallucination_eval_pope)
     original = trl.DPOTrainer
 
-    class DPOTrainer(original):  # noqa: D101 - the stock trainer plus the callback
+    class DPOTrainer(original):
         def __init__(self, *a, **kw):
             super().__init__(*a, **kw)
             self.add_callback(HallucinationEvalCallback(

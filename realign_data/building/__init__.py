@@ -1,0 +1,1 @@
+"""The build stage: seeds, masking, fillers, the gate and quality filters, visual negatives, difficulty, the per-seed pipeline, the builder and merge; the dataset schema, on-disk output, build report and blind separability."""

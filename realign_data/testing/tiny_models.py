@@ -1,0 +1,363 @@
+"""Tiny, randomly initialised stand-ins for the real checkpoints this project loads.
+
+Nothing can be downloaded in CI or on an air-gapped cluster, yet every code path that loads a real model
+(``AutoModelForImageTextToText.from_pretrained``, ``AutoProcessor``, ``SentenceTransformer``, open_clip)
+must still be exercised for real. These builders write a checkpoint directory with the exact layout of the
+real thing, from configs with random weights and a small BPE tokenizer trained in about a second, so the
+same public loading API works on them. Used by the test suite, the benchmarks and offline demos.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# Words the tiny tokenizer is trained on: enough that captions and chat templates tokenise into
+# sensible pieces instead of single bytes.
+_CORPUS = (
+    "a an the of on in to and with is are there two three four five one six seven eight nine ten "
+    "left right top bottom next behind front near above below under beside picture image photo scene "
+    "describe what do you see this shows red green blue yellow orange purple white black brown pink gray "
+    "small large big tiny medium cat dog car bus bicycle apple banana bottle cup chair clock umbrella bird "
+    "horse kite pizza person sheep cow elephant book vase laptop background sky user assistant system "
+    "question answer please write sentence detailed description"
+).split()
+
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: {% elif message['role'] == 'assistant' %}ASSISTANT: "
+    "{% else %}SYSTEM: {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{% if message['role'] == 'assistant' %}</s>{% endif %}\n"
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT: {% endif %}"
+)
+
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def train_tokenizer(special_tokens: list[str], vocab_size: int = 600, extra_text: list[str] | None = None):
+    """Train a byte-level BPE tokenizer on a fixed word list; deterministic, about a second."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special_tokens,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    lines = [" ".join(_CORPUS)] * 4 + [f"{w} {w}s" for w in _CORPUS] + list(extra_text or [])
+    tok.train_from_iterator(lines, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok)
+
+
+def build_tiny_llava(out: str | Path, *, image_size: int = 32, hidden_size: int = 32, num_layers: int = 2,
+                     seed: int = 0, patch_size: int = 8, vision_hidden_size: int = 32, vision_layers: int = 2,
+                     vision_heads: int = 2, intermediate_size: int | None = None,
+                     max_position_embeddings: int | None = None, extra_text: list[str] | None = None) -> Path:
+    """Save a tiny ``LlavaForConditionalGeneration`` + ``LlavaProcessor`` (with chat template) to ``out``.
+
+    The CLIP vision tower keeps its CLS token, hence ``num_additional_image_tokens=1`` on the processor.
+    ``hidden_size``/``num_layers``/``intermediate_size`` (default 2x hidden) scale the language model,
+    ``vision_*``/``patch_size`` the vision tower; ``max_position_embeddings`` defaults to room for the image
+    tokens plus 256 text tokens, at least 512 (LLaVA-1.5 proportions: 577 image tokens at 192 px, patch 8).
+    ``extra_text`` adds words to the tokenizer's training text (domain vocabulary).
+    """
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    out = Path(out)
+    tokenizer = train_tokenizer(["<unk>", "<s>", "</s>", "<pad>", "<image>"], extra_text=extra_text)
+    tokenizer.add_special_tokens({"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
+                                  "unk_token": "<unk>"})
+    tokenizer.padding_side = "left"
+    image_tokens = (image_size // patch_size) ** 2 + 1
+    if max_position_embeddings is None:
+        max_position_embeddings = max(512, image_tokens + 256)
+    vision = CLIPVisionConfig(hidden_size=vision_hidden_size, intermediate_size=vision_hidden_size * 2,
+                              num_hidden_layers=vision_layers, num_attention_heads=vision_heads,
+                              image_size=image_size, patch_size=patch_size, projection_dim=32)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size,
+                       intermediate_size=intermediate_size or hidden_size * 2,
+                       num_hidden_layers=num_layers, num_attention_heads=max(1, hidden_size // 16),
+                       num_key_value_heads=max(1, hidden_size // 16), max_position_embeddings=max_position_embeddings,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text,
+                         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+                         vision_feature_select_strategy="full", vision_feature_layer=-1)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
+                                         crop_size={"height": image_size, "width": image_size})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch_size,
+                               vision_feature_select_strategy="full", num_additional_image_tokens=1,
+                               chat_template=LLAVA_CHAT_TEMPLATE)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+_QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                  "<|image_pad|>", "<|video_pad|>"]
+
+
+def _qwen_tokenizer():
+    """The tiny tokenizer of the Qwen-VL builders and its special-token ids (one tokenizer for the family)."""
+    tokenizer = train_tokenizer(_QWEN_SPECIALS)
+    tokenizer.add_special_tokens({"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"})
+    tokenizer.padding_side = "left"
+    return tokenizer, {t: tokenizer.convert_tokens_to_ids(t) for t in _QWEN_SPECIALS}
+
+
+def _qwen_text_config(tokenizer, ids: dict, hidden_size: int = 32, num_layers: int = 2, **extra) -> dict:
+    return dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+                num_hidden_layers=num_layers, num_attention_heads=max(2, hidden_size // 16), num_key_value_heads=1,
+                max_position_embeddings=1024,
+                bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+                **extra)
+
+
+def _qwen_token_ids(ids: dict) -> dict:
+    return dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+
+
+
+def _save_qwen(out: Path, model_class, config, processor_class, video_processor_class, tokenizer, ids: dict, *,
+               image_size: int, patch_size: int, seed: int) -> Path:
+    """The Qwen-VL builders' common end: the seeded model, its processor (every image resized to ``image_size`` px
+    squared, merge 2), both saved to ``out``."""
+    import torch
+    from transformers import Qwen2VLImageProcessor
+
+    torch.manual_seed(seed)
+    model = model_class(config)
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    pixels = {"shortest_edge": image_size * image_size, "longest_edge": image_size * image_size}
+    image_processor = Qwen2VLImageProcessor(size=pixels, patch_size=patch_size, merge_size=2, temporal_patch_size=2)
+    video_processor = video_processor_class(size=pixels, patch_size=patch_size, merge_size=2, temporal_patch_size=2)
+    processor = processor_class(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
+                                chat_template=QWEN_CHAT_TEMPLATE)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def build_tiny_qwen2_vl(out: str | Path, *, seed: int = 0) -> Path:
+    """Save a tiny ``Qwen2VLForConditionalGeneration`` + ``Qwen2VLProcessor`` to ``out``."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    out = Path(out)
+    tokenizer, ids = _qwen_tokenizer()
+    config = Qwen2VLConfig(
+        text_config=_qwen_text_config(tokenizer, ids, rope_parameters={
+            "rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}),
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, in_chans=3),
+        **_qwen_token_ids(ids),
+    )
+    return _save_qwen(out, Qwen2VLForConditionalGeneration, config, Qwen2VLProcessor, Qwen2VLVideoProcessor,
+                      tokenizer, ids, image_size=56, patch_size=14, seed=seed)
+
+
+def build_tiny_qwen2_5_vl(out: str | Path, *, seed: int = 0, image_size: int = 56, hidden_size: int = 32,
+                          num_layers: int = 2) -> Path:
+    """Save a tiny ``Qwen2_5_VLForConditionalGeneration`` + ``Qwen2_5_VLProcessor`` to ``out``.
+
+    Qwen2.5-VL's vision tower (RMSNorm, SwiGLU, window attention with full-attention blocks) at 2 layers, the
+    second one full attention; patch 14, merge 2: every image is resized to ``image_size`` px squared (default
+    56), which gives ``(image_size / 28) ** 2`` image tokens (672: 576, LLaVA-1.5's count).
+    ``hidden_size``/``num_layers`` scale the language model (benchmarks); the defaults are the test size.
+    """
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    out = Path(out)
+    tokenizer, ids = _qwen_tokenizer()
+    config = Qwen2_5_VLConfig(
+        text_config=_qwen_text_config(tokenizer, ids, hidden_size, num_layers, rope_parameters={
+            "rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden_size,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+                           fullatt_block_indexes=[1], in_channels=3),
+        **_qwen_token_ids(ids),
+    )
+    return _save_qwen(out, Qwen2_5_VLForConditionalGeneration, config, Qwen2_5_VLProcessor, Qwen2VLVideoProcessor,
+                      tokenizer, ids, image_size=image_size, patch_size=14, seed=seed)
+
+
+def build_tiny_qwen3_vl(out: str | Path, *, seed: int = 0, image_size: int = 64) -> Path:
+    """Save a tiny ``Qwen3VLForConditionalGeneration`` + ``Qwen3VLProcessor`` to ``out``.
+
+    Qwen3-VL's parts at 2 layers: a vision tower with learned, interpolated position embeddings and a DeepStack
+    merger feeding the first language layer, a Qwen3 language model (q/k norms) with interleaved multimodal
+    RoPE; patch 16, merge 2: a ``image_size`` px square image (default 64) gives ``(image_size / 32) ** 2``
+    image tokens.
+    """
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    out = Path(out)
+    tokenizer, ids = _qwen_tokenizer()
+    config = Qwen3VLConfig(
+        text_config=_qwen_text_config(tokenizer, ids, head_dim=16, rope_parameters={
+            "rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True,
+            "rope_theta": 10000.0}),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
+                           patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16,
+                           deepstack_visual_indexes=[0], in_channels=3),
+        **_qwen_token_ids(ids),
+    )
+    return _save_qwen(out, Qwen3VLForConditionalGeneration, config, Qwen3VLProcessor, Qwen3VLVideoProcessor,
+                      tokenizer, ids, image_size=image_size, patch_size=16, seed=seed)
+
+
+def build_tiny_sentence_transformer(out: str | Path, *, seed: int = 0) -> Path:
+    """Save a tiny BERT + mean pooling model in sentence-transformers format to ``out``."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel
+
+    out = Path(out)
+    tokenizer = train_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tokenizer.add_special_tokens({"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",
+                                  "sep_token": "[SEP]", "mask_token": "[MASK]"})
+    torch.manual_seed(seed)
+    bert = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                num_attention_heads=2, intermediate_size=64, max_position_embeddings=256,
+                                pad_token_id=tokenizer.pad_token_id))
+    hf_dir = out / "_hf"
+    bert.save_pretrained(hf_dir)
+    tokenizer.save_pretrained(hf_dir)
+    word = models.Transformer(str(hf_dir), max_seq_length=128)
+    pooling = models.Pooling(word.get_embedding_dimension(), pooling_mode="mean")
+    SentenceTransformer(modules=[word, pooling], device="cpu").save(str(out))
+    import shutil
+
+    shutil.rmtree(hf_dir)
+    return out
+
+
+TINY_OPEN_CLIP = "realign-tiny-clip"
+_TINY_OPEN_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+def register_tiny_open_clip(name: str = TINY_OPEN_CLIP) -> str:
+    """Register a tiny ViT config with open_clip (idempotent) so ``create_model(name)`` builds it."""
+    from open_clip.factory import _MODEL_CONFIGS
+
+    _MODEL_CONFIGS.setdefault(name, json.loads(json.dumps(_TINY_OPEN_CLIP_CONFIG)))
+    return name
+
+
+def build_tiny_open_clip(out: str | Path, *, seed: int = 0) -> Path:
+    """Save the tiny open_clip model's random weights as a safetensors checkpoint at ``out``.
+
+    Load it back with ``open_clip.create_model_and_transforms(TINY_OPEN_CLIP, pretrained=str(out))``
+    after :func:`register_tiny_open_clip`.
+    """
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = open_clip.create_model(register_tiny_open_clip(), pretrained=None)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out))
+    return out
+
+
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "<start_of_turn>{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<start_of_image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def build_tiny_gemma3(out: str | Path, *, image_size: int = 32, mm_tokens_per_image: int = 4,
+                      seed: int = 0) -> Path:
+    """Save a tiny ``Gemma3ForConditionalGeneration`` + ``Gemma3Processor`` (with chat template) to ``out``.
+
+    The processor expands each ``<start_of_image>`` into ``<start_of_image>`` + ``mm_tokens_per_image`` x
+    ``<image_soft_token>`` + ``<end_of_image>`` and emits ``token_type_ids`` (1 on image tokens), which
+    Gemma 3 uses for bidirectional attention within an image. The multimodal projector is zero-initialised
+    by transformers (images would then have no effect at all), so it is re-drawn at random here.
+    """
+    import torch
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+        Gemma3TextConfig,
+        PreTrainedTokenizerFast,
+        SiglipVisionConfig,
+    )
+
+    out = Path(out)
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
+                "<end_of_image>", "<image_soft_token>"]
+    # Gemma3Processor reads boi/eoi/image tokens off the tokenizer; named extra special tokens are saved with
+    # it and restored on load.
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(specials)._tokenizer, pad_token="<pad>", eos_token="<eos>",
+        bos_token="<bos>", unk_token="<unk>", padding_side="left",
+        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+                              "image_token": "<image_soft_token>"},
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
+    patch = 8
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                image_size=image_size, patch_size=patch)
+    text = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                            num_attention_heads=2, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
+                            sliding_window=64, layer_types=["sliding_attention", "full_attention"],
+                            max_position_embeddings=512, pad_token_id=ids["<pad>"], eos_token_id=ids["<eos>"],
+                            bos_token_id=ids["<bos>"])
+    config = Gemma3Config(vision_config=vision, text_config=text, mm_tokens_per_image=mm_tokens_per_image,
+                          boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
+                          image_token_index=ids["<image_soft_token>"])
+    torch.manual_seed(seed)
+    model = Gemma3ForConditionalGeneration(config)
+    with torch.no_grad():
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.02)
+    model.generation_config.pad_token_id = ids["<pad>"]
+    model.generation_config.eos_token_id = [ids["<eos>"], ids["<end_of_turn>"]]
+    image_processor = Gemma3ImageProcessor(size={"height": image_size, "width": image_size})
+    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer,
+                                image_seq_length=mm_tokens_per_image, chat_template=GEMMA3_CHAT_TEMPLATE)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
