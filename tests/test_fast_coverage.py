@@ -7,8 +7,9 @@ through the package's public names (``from realign_data import export`` reaches 
 a string naming it (``python -m realign_data.cli``, ``monkeypatch.setattr("realign_data.hub.X", ...)``). Helper
 modules of tests/ count for the test files that import them. Importing a module imports its parent packages and
 what it imports at top level (not inside functions), so those are reached too: a shim left at an old path passes the
-reach on to the moved module, ``realign_data.cli`` (run by the fast CLI tests) to its command modules. Modules are found by walking the package folders, so
-the check follows moves. Slow tests are those in tests/slow_tests.txt or marked ``slow`` in their file.
+reach on to the moved module, ``realign_data.cli`` (run by the fast CLI tests) to its command modules. Modules are
+found by walking the package folders, so the check follows moves. Slow tests are those in tests/slow_tests.txt or
+marked ``slow`` in their file.
 """
 
 from __future__ import annotations
