@@ -15,7 +15,12 @@ Markers: HTML comment lines right above the opening fence (docs/contributing.md 
     block exported (its background processes live until the chain ends): blocks that share state.
 ``<!-- docs-test: given PATH=FIXTURE ... -->``
     before the block, the directory gets PATH holding FIXTURE: ``demo-dataset`` (a built dataset,
-    ``realign-data demo --num-images 40``'s ``dataset/``) or ``tiny-llava`` (the tiny LLaVA checkpoint).
+    ``realign-data demo --num-images 40``'s ``dataset/``), ``coco-corpus`` (a synthetic COCO-layout corpus with
+    train2014 and val2014 images) or ``tiny-llava`` (the tiny LLaVA checkpoint).
+``<!-- docs-test: local-hub -->``
+    the chain talks to a local Hub: ``realign-data hub serve`` runs for it and the block gets the variables that
+    command prints (``HF_ENDPOINT``, ``HF_TOKEN``...), so ``push``, ``load_dataset`` and ``hf download`` of any
+    ``namespace/name`` reach it.
 ``<!-- docs-test: timeout SECONDS -->``
     the block's own limit (default 300 s).
 
@@ -45,7 +50,7 @@ LANGS = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shel
 FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([\w+-]*)")
 MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(.*?)\s*-->\s*$")
 CI_MARKER = re.compile(r"^\s*<!--\s*ci:(install|test)\s*-->\s*$")
-FIXTURES = ("demo-dataset", "tiny-llava")
+FIXTURES = ("demo-dataset", "coco-corpus", "tiny-llava")
 REWRITES = json.loads((Path(__file__).parent / "docs_rewrites.json").read_text())
 DEFAULT_TIMEOUT = 300
 
@@ -60,6 +65,7 @@ class Block:
     chained: bool = False
     given: dict = field(default_factory=dict)
     timeout: int = DEFAULT_TIMEOUT
+    local_hub: bool = False
 
     @property
     def where(self) -> str:
@@ -72,6 +78,8 @@ def parse_marker(text: str, block: Block) -> None:
         block.skip = m.group(1).strip()
     elif text == "continue":
         block.chained = True
+    elif text == "local-hub":
+        block.local_hub = True
     elif m := re.fullmatch(r"given\s+(.+)", text):
         for pair in m.group(1).split():
             path, _, fixture = pair.partition("=")
@@ -82,7 +90,7 @@ def parse_marker(text: str, block: Block) -> None:
         block.timeout = int(m.group(1))
     else:
         raise ValueError(f"{block.where}: unknown docs-test marker {text!r} (valid: skip (REASON), continue, "
-                         "given PATH=FIXTURE, timeout SECONDS)")
+                         "given PATH=FIXTURE, local-hub, timeout SECONDS)")
 
 
 def parse(path: Path) -> list[Block]:
@@ -145,6 +153,13 @@ def rewrite(text: str, values: dict) -> str:
 
 
 @pytest.fixture(scope="session")
+def coco_corpus(tmp_path_factory):
+    from realign_data import make_sample_corpus
+
+    return make_sample_corpus(tmp_path_factory.mktemp("docs_coco") / "coco", num_images=24, heldout=16, seed=0)
+
+
+@pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory):
     from realign_data import run_demo
 
@@ -164,6 +179,8 @@ def run_chain(chain: list[Block], work: Path, values: dict, fixtures: dict) -> N
         (work / name).symlink_to(REPO / name)
     groups = []
     try:
+        if any(b.local_hub for b in chain):
+            groups.append(_start_local_hub(work, env))
         for n, block in enumerate(chain):
             for dest, fixture in block.given.items():
                 shutil.copytree(fixtures[fixture](), work / dest, symlinks=True)
@@ -221,6 +238,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_local_hub(work: Path, env: dict) -> int:
+    """``realign-data hub serve`` in the background; ``env`` gets the variables it prints. Returns its pid."""
+    import time
+
+    log = work / ".local_hub.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(["realign-data", "hub", "serve", str(work / ".local-hub")], cwd=work, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while "export HF_ENDPOINT=" not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"realign-data hub serve did not start:\n{log.read_text()}")
+        time.sleep(0.2)
+    line = next(x for x in log.read_text().splitlines() if x.startswith("export HF_ENDPOINT="))
+    env.update(item.split("=", 1) for item in line.removeprefix("export ").split())
+    return proc.pid
+
+
 def _chain_id(chain: list[Block]) -> str:
     return chain[0].where
 
@@ -230,6 +265,7 @@ def test_docs_block_runs_as_written(chain, tmp_path, request):
     work = tmp_path / "work"
     work.mkdir()
     fixtures = {"demo-dataset": lambda: request.getfixturevalue("demo_dataset"),
+                "coco-corpus": lambda: request.getfixturevalue("coco_corpus"),
                 "tiny-llava": lambda: request.getfixturevalue("tiny_llava")}
     values = _Values(hub_port=str(_free_port()), work=str(work), tiny_llava=lambda: str(fixtures["tiny-llava"]()))
     run_chain(chain, work, values, fixtures)
@@ -241,7 +277,8 @@ def test_every_block_runs_or_says_why_not():
     assert len(blocks) > 30, "the docs parser found too few blocks"
     for block in blocks:
         assert block.skip is None or len(block.skip) > 5, f"{block.where}: a skip needs a reason ({block.skip!r})"
-        assert not (block.skip and (block.chained or block.given)), f"{block.where}: a skipped block with run markers"
+        assert not (block.skip and (block.chained or block.given or block.local_hub)), \
+            f"{block.where}: a skipped block with run markers"
     ran = {b.where for chain in chains() for b in chain}
     assert ran | {b.where for b in blocks if b.skip} == {b.where for b in blocks}
     assert any("llava-hf/llava-1.5-7b-hf" in b.text for chain in chains() for b in chain), \
