@@ -13,14 +13,19 @@ import pytest
 # ------------------------------------------------------------------ realign_data.logs: quiet by default, -v loud
 @pytest.fixture
 def routed(monkeypatch):
-    """route_library_logs' handler on the root logger for one test, removed afterwards."""
+    """route_library_logs' changes for one test only: its handler, captured warnings, logger levels, variables."""
     from realign_data import logs
 
     for name in ("TRANSFORMERS_VERBOSITY", "DATASETS_VERBOSITY", logs.VERBOSE_ENV):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # recorded, so that the test's own settings are undone (a leaked
+        monkeypatch.delenv(name)      # REALIGN_VERBOSE=1 would make later CLI runs in this worker verbose)
+    levels = {name: logging.getLogger(name).level for name in ("transformers", "datasets")}
+    captured = logging._warnings_showwarning is not None
     yield logs
     logging.getLogger().removeHandler(logs._LIBRARY)
-    logging.captureWarnings(False)
+    logging.captureWarnings(captured)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def test_library_warnings_are_hidden_by_default_and_shown_once_with_verbose(routed, capsys, monkeypatch):
