@@ -133,11 +133,13 @@ def reached_by(path: Path, known: set[str], exports: dict[str, str], rel: str) -
     return found, fast_tests > 0
 
 
-def _test_helpers_imported(path: Path) -> set[str]:
+def _test_helpers_imported(path: Path, helpers: set[str]) -> set[str]:
+    """The helper modules of tests/ a test file imports (``support.hub_server``, or ``hub_server`` when the file
+    puts its folder on ``sys.path``)."""
     tree = ast.parse(path.read_text())
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and not n.level}
-    return {n for n in names if (TESTS / f"{n.replace('.', '/')}.py").is_file() and not n.startswith("test_")}
+    return {h for h in helpers for n in names if h == n or h.endswith(f".{n}")}
 
 
 def fast_reach() -> tuple[dict[str, Path], set[str]]:
@@ -156,7 +158,7 @@ def fast_reach() -> tuple[dict[str, Path], set[str]]:
         found, has_fast = reached_by(path, known, exports, rel)
         if has_fast:
             reached |= found
-            for helper in _test_helpers_imported(path):
+            for helper in _test_helpers_imported(path, set(helpers)):
                 reached |= helpers.get(helper, set())
     reached |= {".".join(m.split(".")[:i]) for m in reached for i in range(1, m.count(".") + 1)}  # parents load
     todo = list(reached)
