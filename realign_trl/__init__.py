@@ -86,6 +86,9 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module):
         self._loader.exec_module(module)
         _remove_hook()
+        trainer = sys.modules.get(f"{__name__}.trainer")
+        if trainer is not None and not hasattr(trainer, "patch_dpo_trainer"):
+            return  # realign_trl.trainer, imported first, is loading TRL's trainer: it patches when it is done
         from .trainer import patch_dpo_trainer
 
         patch_dpo_trainer()

@@ -472,3 +472,8 @@ def patch_dpo_trainer() -> None:
         wrapper.__wrapped__ = original
         setattr(DPOTrainer, name, wrapper)
     setattr(DPOTrainer, _PATCH_FLAG, True)
+
+
+# Imported first (``from realign_trl.trainer import ...``), this module loaded TRL's trainer itself, and the
+# import hook of realign_trl/__init__.py left the patch to this line (idempotent otherwise).
+patch_dpo_trainer()
