@@ -2,9 +2,9 @@
 
 A static check, cheap and honest about what it sees: a module is *reached* when a test file that has at least one
 fast test imports it, at module level, in a fixture or helper, or inside a fast test (an import inside a slow test
-does not count); by dotted name (``import realign_data.gate``, ``from realign_data.fillers import annotation``),
-through the package's public names (``from realign_data import export`` reaches ``realign_data.exports``), or as
-a string naming it (``python -m realign_data.cli``, ``monkeypatch.setattr("realign_data.hub.X", ...)``). Helper
+does not count); by dotted name (``import realign_data.building.gate``, ``from realign_data.building.fillers import annotation``),
+through the package's public names (``from realign_data import export`` reaches ``realign_data.publish.exports``), or as
+a string naming it (``python -m realign_data.cli``, ``monkeypatch.setattr("realign_data.publish.hub.X", ...)``). Helper
 modules of tests/ count for the test files that import them. Importing a module imports its parent packages and
 what it imports at top level (not inside functions), so those are reached too: a shim left at an old path passes the
 reach on to the moved module, ``realign_data.cli`` (run by the fast CLI tests) to its command modules. Modules are
@@ -102,7 +102,7 @@ def reached_by(path: Path, known: set[str], exports: dict[str, str], rel: str) -
 
     def add(name: str) -> None:
         name = exports.get(name, name)
-        while name and name not in known and "." in name:  # "realign_data.hub.push_to_hub" -> realign_data.hub
+        while name and name not in known and "." in name:  # "realign_data.publish.hub.push_to_hub" -> realign_data.publish.hub
             name = name.rsplit(".", 1)[0]
         if name in known:
             found.add(name)
@@ -179,15 +179,15 @@ def test_every_module_is_reached_by_a_fast_test():
 
 def test_the_check_sees_slow_only_and_unimported_modules(tmp_path, monkeypatch):
     """A file whose only test is slow reaches nothing; a fast test's function-level import counts."""
-    known = {"realign_data", "realign_data.gate", "realign_data.hub", "realign_data.exports"}
-    exports = {"realign_data.export": "realign_data.exports"}
+    known = {"realign_data", "realign_data.building.gate", "realign_data.publish.hub", "realign_data.publish.exports"}
+    exports = {"realign_data.export": "realign_data.publish.exports"}
     (tmp_path / "test_x.py").write_text(
-        "import pytest\n@pytest.mark.slow\ndef test_a():\n    import realign_data.gate\n")
+        "import pytest\n@pytest.mark.slow\ndef test_a():\n    import realign_data.building.gate\n")
     assert reached_by(tmp_path / "test_x.py", known, exports, "tests/test_x.py") == (set(), False)
     (tmp_path / "test_x.py").write_text(
         "def test_a(monkeypatch):\n    from realign_data import export\n"
-        "    monkeypatch.setattr('realign_data.hub.push_to_hub', None)\n")
+        "    monkeypatch.setattr('realign_data.publish.hub.push_to_hub', None)\n")
     found, fast = reached_by(tmp_path / "test_x.py", known, exports, "tests/test_x.py")
-    assert fast and found == {"realign_data", "realign_data.exports", "realign_data.hub"}
+    assert fast and found == {"realign_data", "realign_data.publish.exports", "realign_data.publish.hub"}
     monkeypatch.setattr(sys.modules[__name__], "SLOW", {"tests/test_x.py::test_a"})
     assert reached_by(tmp_path / "test_x.py", known, exports, "tests/test_x.py") == (set(), False)

@@ -10,11 +10,11 @@ import logging
 import pytest
 
 
-# ------------------------------------------------------------------ realign_data.logs: quiet by default, -v loud
+# ------------------------------------------------------------------ realign_data.runtime.logs: quiet by default, -v loud
 @pytest.fixture
 def routed(monkeypatch):
     """route_library_logs' changes for one test only: its handler, captured warnings, logger levels, variables."""
-    from realign_data import logs
+    from realign_data.runtime import logs
 
     for name in ("TRANSFORMERS_VERBOSITY", "DATASETS_VERBOSITY", logs.VERBOSE_ENV):
         monkeypatch.setenv(name, "")  # recorded, so that the test's own settings are undone (a leaked
@@ -53,7 +53,7 @@ def test_quiet_routing_turns_down_transformers_and_keeps_a_users_choice(routed, 
 
 
 def test_package_records_are_plain_lines(capsys):
-    from realign_data.logs import show_package_logs
+    from realign_data.runtime.logs import show_package_logs
 
     show_package_logs("realign_data.test_fast_units")
     log = logging.getLogger("realign_data.test_fast_units")
@@ -62,11 +62,11 @@ def test_package_records_are_plain_lines(capsys):
     assert capsys.readouterr().err == "[1/4] Generating\nWarning: the gate fell back to lexical\n"
 
 
-# ------------------------------------------------------------------ realign_data.exports.images
+# ------------------------------------------------------------------ realign_data.publish.exports.images
 def test_image_store_writes_each_content_once_under_its_hash(tmp_path):
     from PIL import Image
 
-    from realign_data.exports.images import ImageStore, image_extension
+    from realign_data.publish.exports.images import ImageStore, image_extension
 
     png = io.BytesIO()
     Image.new("RGB", (4, 3), "red").save(png, format="PNG")
@@ -89,10 +89,10 @@ def test_image_store_writes_each_content_once_under_its_hash(tmp_path):
         store.add({"bytes": b"not an image", "path": None})
 
 
-# ------------------------------------------------------------------ realign_data.fillers.hf
+# ------------------------------------------------------------------ realign_data.building.fillers.hf
 def test_transformers_filler_errors_name_the_model_or_the_missing_option(tmp_path):
-    from realign_data.fillers.base import FillerError
-    from realign_data.fillers.hf import TransformersFiller
+    from realign_data.building.fillers.base import FillerError
+    from realign_data.building.fillers.hf import TransformersFiller
 
     with pytest.raises(FillerError, match="the transformers filler needs --model"):
         TransformersFiller(None, device="cpu")
