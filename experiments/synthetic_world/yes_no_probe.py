@@ -7,6 +7,7 @@ reports held-out accuracy on 256 training-world questions every 250 steps. Lever
     python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --order question-first # image after the question
     python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --features oracle      # no vision tower
     python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --captions [--tie]     # with the captions
+    python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --clip-dir RUN/seed-0/clip  # trained tower
 
 ``--features oracle`` replaces the vision tower with each 8x8 patch's mean colour through a small MLP (in this world
 a category is a colour, so the features certainly say what is where): if that does not learn either, the language
@@ -37,7 +38,10 @@ def main(out: Path = typer.Option(..., help="Work folder (the world and the base
                                        "caption token; each batch 1/5 captions)."),
          tie: bool = typer.Option(False, help="Tie the language model's input and output embeddings, so that what "
                                   "captions teach about an object word's output also shapes its input."),
-         probe: bool = typer.Option(False, help="Only the linear probe of the untrained vision features.")) -> None:
+         probe: bool = typer.Option(False, help="Only the linear probe of the untrained vision features."),
+         clip_dir: Path = typer.Option(None, help="The study's trained encoder (a run's seed-N/clip, same seed and "
+                                       "image size): the base model's vision tower starts from it, as in the study."),
+         eval_every: int = typer.Option(250, help="Held-out accuracy every this many steps.")) -> None:
     import torch
     from PIL import Image
     from study_sft import build_base_model, sft_rows
@@ -52,9 +56,9 @@ def main(out: Path = typer.Option(..., help="Work folder (the world and the base
     if not (world / "train").exists():
         make_world(world, sizes, seed)
     train, _ = corpus_roots(world)
-    base = out / f"base-{image_size}-{hidden_size}-{num_layers}-{vision_hidden_size}-{seed}"
+    base = out / f"base-{image_size}-{hidden_size}-{num_layers}-{vision_hidden_size}-{seed}{'-clip' if clip_dir else ''}"
     if not (base / "config.json").exists():
-        build_base_model(base, train, sizes, seed)
+        build_base_model(base, train, sizes, seed, clip_dir)
     processor = AutoProcessor.from_pretrained(base)
     model = AutoModelForImageTextToText.from_pretrained(base)
     if probe:
@@ -106,7 +110,7 @@ def main(out: Path = typer.Option(..., help="Work folder (the world and the base
         optim.step()
         sched.step()
         optim.zero_grad()
-        if step % 250 == 0 or step == steps:
+        if step % eval_every == 0 or step == steps:
             print(f"step {step}: loss {loss.item():.3f}, held-out accuracy {accuracy():.3f} "
                   f"({time.time() - start:.0f} s)", flush=True)
 
