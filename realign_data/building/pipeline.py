@@ -84,7 +84,7 @@ class Pipeline:
                 self.chosen_backend = self.filler
             else:
                 try:
-                    self.chosen_backend = load_filler(kind, **{**config.filler_options(), "model": config.chosen_from})
+                    self.chosen_backend = load_filler(kind, **{**config.filler_options(kind), "model": config.chosen_from})
                 except Exception as e:  # noqa: BLE001
                     raise BuildError(str(e)) from None
         try:

@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .backends import EvalRuntimeError
+from .config import CHAIR_MAX_NEW_TOKENS, POPE_MAX_NEW_TOKENS
 from .scoring import ChairScorer, chair_metrics, parse_pope_answer, pope_metrics
 from .suite import EvalError, EvalSuite
 
 RESULTS_FILE = "eval_results.json"
 ANSWERS_FILE = "answers.jsonl"
-POPE_MAX_NEW_TOKENS = 32  # the reference parser reads the first sentence only
-CHAIR_MAX_NEW_TOKENS = 256
 
 
 @dataclass
