@@ -7,8 +7,8 @@ One dataclass field per setting, whose ``metadata`` carries its help and choices
 - :class:`~realign_trl.RDPOConfig` gets its ``hallucination_eval_*`` fields (flags of ``realign-trl dpo``, YAML keys)
   from the fields whose metadata has a ``training`` entry (:func:`training_fields`), and turns them back into an
   ``EvalConfig`` with :meth:`~realign_trl.RDPOConfig.eval_config`;
-- :class:`~realign_trl.eval.HallucinationEvalCallback` takes an ``EvalConfig`` (:meth:`~realign_trl.eval.
-  HallucinationEvalCallback.from_config`), and its keyword defaults are this class's.
+- :class:`~realign_trl.eval.HallucinationEvalCallback` takes an ``EvalConfig`` (its ``from_config``), and its
+  keyword defaults are this class's; :meth:`~realign_trl.eval.EvalSuite.from_config` draws the suite one describes.
 
 Metadata keys: ``help``; ``choices``; ``cli`` (False: no ``realign-trl eval`` option); ``min`` (smallest valid
 value, checked by :func:`too_small`); ``training`` (a dict: ``name`` of the ``RDPOConfig`` field, default
