@@ -12,13 +12,14 @@ from typing import Optional
 
 import typer
 
+from realign_data.building.config import SECTIONS, BuildConfig
 from realign_data.cli_audit import audit
-from realign_data.cli_common import Commands, fail
+from realign_data.cli_common import Commands, config_options, fail, with_options
 from realign_data.cli_common import setup_logging as _setup_logging
 from realign_data.cli_datasets import pope, push
 from realign_data.cli_exports import export
 from realign_data.cli_hub import hub_app
-from realign_data.testing.sample_options import with_world_options
+from realign_data.testing.sample_options import SampleConfig
 
 app = typer.Typer(
     cls=Commands,
@@ -47,17 +48,7 @@ def _root(
         raise typer.Exit()
 
 
-@app.command()
-@with_world_options  # --width, --height, --cooccurrence, --heldout, ... (realign_data/testing/sample_options.py)
-def sample(
-    out: Path = typer.Option(..., "--out", help="Directory to write the corpus into (created if missing)."),
-    num_images: int = typer.Option(200, "--num-images", help="Number of images to draw (at most 599999)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the split already in --out (refused "
-                                   "otherwise; another split is added beside it)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    **world,
-) -> None:
+def sample(**values) -> None:
     """Generate a small synthetic COCO-format corpus (images + instances + captions).
 
     Scenes of coloured shapes standing for COCO categories, with polygon segmentations and template
@@ -66,12 +57,16 @@ def sample(
     """
     from realign_data.testing.sample import SampleCorpusError, make_sample_corpus
 
+    config = SampleConfig(**values)
     try:
-        root = make_sample_corpus(out, num_images=num_images, seed=seed, progress=not quiet, overwrite=overwrite,
-                                  **world)
+        root = make_sample_corpus(config.out, num_images=config.num_images, seed=config.seed,
+                                  progress=not config.quiet, overwrite=config.overwrite, **config.world())
     except SampleCorpusError as e:
         fail(str(e))
-    typer.echo(f"Wrote {num_images} images with instances and captions to {root}")
+    typer.echo(f"Wrote {config.num_images} images with instances and captions to {root}")
+
+
+app.command()(with_options(sample, config_options(SampleConfig)))  # --out ... and the world options (--width, ...)
 
 
 # ---------------------------------------------------------------- build / demo / inspect / merge
@@ -83,36 +78,6 @@ def _build_errors():
     from realign_data.testing.sample import SampleCorpusError
 
     return BuildError, FillerError, GateError, SeedError, SampleCorpusError
-
-
-def _config_options() -> list[pyinspect.Parameter]:
-    """One ``realign-data build`` option per :class:`~realign_data.building.config.BuildConfig` field, from its metadata:
-    help (with the choices), default, flag and ``--help`` section. The flags of a field are ``--field-name``
-    unless its metadata names them."""
-    import dataclasses
-    import typing
-
-    from realign_data.building.config import SECTIONS, BuildConfig
-
-    hints = typing.get_type_hints(BuildConfig)
-    params = []
-    for f in sorted(dataclasses.fields(BuildConfig), key=lambda f: SECTIONS.index(f.metadata["section"])):
-        meta, typ = f.metadata, hints[f.name]
-        args = [a for a in typing.get_args(typ) if a is not type(None)]
-        base = args[0] if typing.get_origin(typ) is typing.Union else typ
-        if typing.get_origin(base) is list or base is list:
-            base = list[str]
-        decls = meta.get("flag", f"--{f.name.replace('_', '-')}")
-        decls = (decls,) if isinstance(decls, str) else tuple(decls)
-        help_text = meta["help"] + (f" One of: {', '.join(meta['choices'])}." if meta.get("choices") else "")
-        default = f.default
-        if f.name == "out":  # the Python default is a folder name; the command line asks for it explicitly
-            default, help_text = None, help_text + " Required unless --config gives it."
-        show = True if default is not None else meta.get("default_text", False)
-        option = typer.Option(default, *decls, help=help_text, show_default=show, rich_help_panel=meta["section"])
-        params.append(pyinspect.Parameter(f.name, pyinspect.Parameter.KEYWORD_ONLY, default=option,
-                                        annotation=base if default is not None else Optional[base]))
-    return params
 
 
 def _build(ctx: typer.Context, **values) -> None:
@@ -169,18 +134,15 @@ def _build(ctx: typer.Context, **values) -> None:
             typer.echo(f"Pushed to {getattr(res, 'url', push_repo)}")
 
 
-_build.__signature__ = pyinspect.Signature(
-    [pyinspect.Parameter("ctx", pyinspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
-    + _config_options()
-    + [pyinspect.Parameter("push_to_hub", pyinspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
-                         default=typer.Option(None, "--push-to-hub", rich_help_panel="Run",
-                                              help="Publish the result to this Hub dataset repo.")),
-       pyinspect.Parameter("config_file", pyinspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
-                         default=typer.Option(None, "--config", rich_help_panel="Run",
-                                              help="Rebuild from a realign_build.json: a local file, or a Hub dataset "
-                                                   "id (namespace/name[:config]); options given on the command line "
-                                                   "override it."))])
-_build.__annotations__ = {p.name: p.annotation for p in _build.__signature__.parameters.values()}
+with_options(_build, config_options(BuildConfig, sections=SECTIONS) + [
+    pyinspect.Parameter("push_to_hub", pyinspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                        default=typer.Option(None, "--push-to-hub", rich_help_panel="Run",
+                                             help="Publish the result to this Hub dataset repo.")),
+    pyinspect.Parameter("config_file", pyinspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                        default=typer.Option(None, "--config", rich_help_panel="Run",
+                                             help="Rebuild from a realign_build.json: a local file, or a Hub dataset "
+                                                  "id (namespace/name[:config]); options given on the command line "
+                                                  "override it."))])
 app.command("build")(_build)
 
 

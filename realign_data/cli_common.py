@@ -6,7 +6,9 @@ words and codes without importing the whole command line.
 
 from __future__ import annotations
 
+import inspect
 import logging
+from typing import Callable, Optional, Sequence
 
 import click
 import typer
@@ -72,3 +74,54 @@ def fail(message: str, code: int = 2) -> None:
     """Print one clear sentence to stderr and exit (2 = bad usage/input, 1 = runtime failure)."""
     typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
+
+
+# ------------------------------------------------------------------ one way to declare a command's options
+def config_options(cls: type, *, sections: Optional[Sequence[str]] = None) -> list[inspect.Parameter]:
+    """One typer option per field of the dataclass ``cls``, from the field's metadata: the one generator behind
+    ``realign-data build`` (:class:`~realign_data.building.config.BuildConfig`), ``realign-data sample``
+    (:class:`~realign_data.testing.sample_options.SampleConfig`) and ``realign-trl eval``
+    (:class:`~realign_trl.eval.config.EvalConfig`).
+
+    Metadata keys: ``help``; ``choices`` (appended to the help as "One of: ..."); ``section`` (the ``--help`` panel;
+    with ``sections``, options are ordered by it); ``flag`` (the declarations when not ``--field-name``: a string or
+    a tuple); ``default_text`` (shown for a ``None`` default); ``cli`` (False: not an option); ``cli_default`` and
+    ``cli_help`` (the command line's own default and a sentence added to the help, where they differ from the
+    Python API's). A field without a default is a required option.
+    """
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    fields = [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
+    if sections is not None:
+        fields.sort(key=lambda f: sections.index(f.metadata["section"]))
+    params = []
+    for f in fields:
+        meta, typ = f.metadata, hints[f.name]
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        base = args[0] if typing.get_origin(typ) is typing.Union else typ
+        if typing.get_origin(base) is list or base is list:
+            base = list[str]
+        decls = meta.get("flag", f"--{f.name.replace('_', '-')}")
+        decls = (decls,) if isinstance(decls, str) else tuple(decls)
+        help_text = meta["help"] + (f" One of: {', '.join(meta['choices'])}." if meta.get("choices") else "")
+        help_text += meta.get("cli_help", "")
+        default = meta.get("cli_default", f.default)
+        if default is dataclasses.MISSING:
+            default = ...
+        show = True if default is not None else meta.get("default_text", False)
+        option = typer.Option(default, *decls, help=help_text, show_default=show,
+                              rich_help_panel=meta.get("section"))
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=base if default is not None else Optional[base]))
+    return params
+
+
+def with_options(command: Callable, params: Sequence[inspect.Parameter]) -> Callable:
+    """``command`` (which takes ``**values``) with ``params`` (from :func:`config_options`, plus any of the command's
+    own) as its signature, for typer to read."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = inspect.Signature(own + list(params))
+    command.__annotations__ = {p.name: p.annotation for p in command.__signature__.parameters.values()}
+    return command

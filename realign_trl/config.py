@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
+from realign_trl.eval.config import EvalConfig, too_small, training_fields
+
 __all__ = ["RDPOConfig", "RDPO_DEFAULTS"]
 
 #: Values of ``RDPOConfig.curriculum`` and ``curriculum_reference`` (mirrored in ``realign_trl.curriculum``,
@@ -34,6 +36,7 @@ PREFIX_SHARING_MODES = ("auto", "on", "off")
 
 
 @dataclass
+@training_fields  # hallucination_eval, hallucination_eval_steps, ... from EvalConfig (one list)
 class RDPOConfig(DPOConfig):
     r"""Configuration for rDPO training with the stock ``trl.DPOTrainer`` (after ``import realign_trl``).
 
@@ -70,28 +73,9 @@ class RDPOConfig(DPOConfig):
         curriculum_reference (`str`, *optional*, defaults to `"fixed"`):
             Reference model of a curriculum: ``"fixed"`` (the initial policy for every stage) or ``"refresh"``
             (a frozen copy of the policy at the start of each stage).
-        hallucination_eval (`str` or `None`, *optional*, defaults to `None`):
-            ``"pope,chair"``, ``"pope"`` or ``"chair"``: ``realign-trl dpo`` adds
-            :class:`realign_trl.eval.HallucinationEvalCallback`, which evaluates POPE/CHAIR on a fixed held-out subset
-            every ``hallucination_eval_steps`` steps and at the end and logs ``eval/pope_<split>_f1``,
-            ``eval/chair_s``... (see ``docs/evaluation.md``). ``None``: no hallucination evaluation.
-        hallucination_eval_steps (`int`, *optional*, defaults to `200`):
-            Evaluate every this many optimizer steps (``0``: only at the end of training).
-        hallucination_eval_coco_root (`str` or `None`, *optional*, defaults to `None`):
-            COCO-layout corpus of the held-out images (POPE questions drawn from its instances, CHAIR ground truth
-            from its instances and captions). Required unless ``hallucination_eval_pope`` alone suffices.
-        hallucination_eval_split (`str` or `None`, *optional*, defaults to `None`):
-            Annotated split of that corpus (default: the only one with instances).
-        hallucination_eval_pope (`str` or `None`, *optional*, defaults to `None`):
-            A ``realign-data pope`` question set (directory or Hub id) to use instead of drawing one.
-        hallucination_eval_num_images (`int`, *optional*, defaults to `100`):
-            Held-out images evaluated (the same ones every time).
-        hallucination_eval_min_objects (`int`, *optional*, defaults to `3`):
-            Only images with at least this many annotated categories (POPE's rule).
-        hallucination_eval_batch_size (`int`, *optional*, defaults to `8`):
-            Prompts per ``generate`` call during the evaluation.
-        hallucination_eval_max_new_tokens (`int`, *optional*, defaults to `256`):
-            Length bound of the CHAIR descriptions (POPE answers are bounded at 32 tokens).
+        hallucination_eval... : the training evaluation's settings, one field per :class:`~realign_trl.eval.EvalConfig`
+            setting that training takes (listed below, generated from that class by
+            :func:`realign_trl.eval.config.training_fields`); :meth:`eval_config` returns them as an ``EvalConfig``.
     """
 
     rdpo_visual_weight: float = field(
@@ -141,42 +125,6 @@ class RDPOConfig(DPOConfig):
                   "choices": ["fixed", "refresh"]},
     )
 
-    hallucination_eval: str | None = field(
-        default=None,
-        metadata={"help": "Hallucination evaluation during training: 'pope,chair', 'pope' or 'chair' on a fixed held-out "
-                          "subset every hallucination_eval_steps, logged as eval/pope_<split>_f1, eval/chair_s, ... "
-                          "Default: none."},
-    )
-    hallucination_eval_steps: int = field(
-        default=200, metadata={"help": "Hallucination evaluation every N optimizer steps (0: only at the end)."},
-    )
-    hallucination_eval_coco_root: str | None = field(
-        default=None,
-        metadata={"help": "Hallucination evaluation: COCO-layout corpus of the held-out images (instances, captions)."},
-    )
-    hallucination_eval_split: str | None = field(
-        default=None,
-        metadata={"help": "Hallucination evaluation: annotated split, e.g. val2014 (default: the only one)."},
-    )
-    hallucination_eval_pope: str | None = field(
-        default=None,
-        metadata={"help": "Hallucination evaluation: a `realign-data pope` question set (directory or Hub id) instead "
-                          "of drawing one from the corpus."},
-    )
-    hallucination_eval_num_images: int = field(
-        default=100, metadata={"help": "Hallucination evaluation: held-out images (the same at every evaluation)."},
-    )
-    hallucination_eval_min_objects: int = field(
-        default=3, metadata={"help": "Hallucination evaluation: only images with at least this many annotated "
-                                     "categories (POPE: 3)."},
-    )
-    hallucination_eval_batch_size: int = field(
-        default=8, metadata={"help": "Hallucination evaluation: prompts per generate call."},
-    )
-    hallucination_eval_max_new_tokens: int = field(
-        default=256, metadata={"help": "Hallucination evaluation: length bound of the CHAIR descriptions."},
-    )
-
     def __post_init__(self):
         if isinstance(self.curriculum, str) and self.curriculum.strip().lower() in ("", "none"):
             self.curriculum = None
@@ -210,14 +158,15 @@ class RDPOConfig(DPOConfig):
         except EvalError as e:
             raise ValueError(f"hallucination_eval: {e}") from None
         self.hallucination_eval = ",".join(benches)
-        for name in ("hallucination_eval_steps", "hallucination_eval_num_images", "hallucination_eval_min_objects",
-                     "hallucination_eval_batch_size", "hallucination_eval_max_new_tokens"):
-            low = 0 if name == "hallucination_eval_steps" else 1
-            if getattr(self, name) < low:
-                raise ValueError(f"{name}={getattr(self, name)} must be at least {low}.")
+        for name, value, low in too_small(self, training=True):
+            raise ValueError(f"{name}={value} must be at least {low}.")
         root = self.hallucination_eval_coco_root
         if root is None and ("chair" in benches or self.hallucination_eval_pope is None):
             raise ValueError("hallucination_eval needs hallucination_eval_coco_root: the COCO-layout corpus of the "
                              "held-out images (POPE questions and CHAIR ground truth come from its annotations).")
         if root is not None and not os.path.isdir(os.path.expanduser(root)):
             raise ValueError(f"hallucination_eval_coco_root {root!r} does not exist or is not a directory.")
+
+    def eval_config(self) -> EvalConfig | None:
+        """The hallucination evaluation these fields ask for during training (``None`` when it is off)."""
+        return EvalConfig.from_training_args(self)

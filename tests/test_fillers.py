@@ -92,6 +92,24 @@ def test_load_filler_errors():
         load_filler("transformers", model="/no/such/model")
 
 
+def test_a_filler_refuses_an_option_it_does_not_take():
+    """No catch-all ``**_``: an option a backend does not take is named, with the ones it takes (it used to be
+    dropped silently, so a misspelt option changed nothing and said nothing)."""
+    from realign_data.building.config import BuildConfig
+    from realign_data.building.fillers.openai_compat import OpenAIFiller
+
+    with pytest.raises(FillerError, match=r"the openai filler takes no option 'batch_size'; its options: model, "
+                                          r"base_url, .*max_tokens"):
+        load_filler("openai", model="m", base_url="http://127.0.0.1:9/v1", batch_size=2)
+    with pytest.raises(FillerError, match="the annotation filler takes no option 'model'; its options: none"):
+        load_filler("annotation", model="m")
+    with pytest.raises(TypeError, match="max_new_tokens"):
+        OpenAIFiller("m", max_new_tokens=5)
+    config = BuildConfig(filler="openai", model="m")  # each backend gets only what it takes
+    assert "batch_size" not in config.filler_options() and config.filler_options()["max_tokens"] == 128
+    assert "base_url" not in config.filler_options("transformers") and config.filler_options("annotation") == {}
+
+
 def test_transformers_filler_tiny_llava(tiny_llava):
     f = load_filler("transformers", model=str(tiny_llava), batch_size=2, max_new_tokens=6)
     reqs = [request("Two red apples."), request("A blue car next to a cup."), request("A dog.")]

@@ -43,7 +43,16 @@ from realign_data.building.output import (
     write_chunk,
     write_dataset,
 )
-from realign_data.building.report import aggregate, curriculum_summary, format_summary, negative_summary, write_report
+from realign_data.building.report import (
+    BuildReport,
+    Launch,
+    Throughput,
+    aggregate,
+    curriculum_summary,
+    format_summary,
+    negative_summary,
+    write_report,
+)
 from realign_data.building.separability import of_built as blind_separability_of_build
 from realign_data.kb.splits import knowledge_base_evaluation_counts, seed_evaluation_counts, split_warning
 from realign_data.runtime.atomic import atomic_write_json, file_sha256
@@ -73,14 +82,14 @@ class BuildResult:
     out: str
     pairs_written: int
     seeds_read: int
-    drops: dict
+    drops: dict[str, int]
     report_path: str
-    report: dict = field(default_factory=dict)
+    report: BuildReport = field(default_factory=dict)  # build_report.json
     complete: bool = True  # False: a --shard-index process finished its chunks; the dataset is written later
     rank: int = 0  # this process's rank (or shard index); rank 0 reports, pushes and prints for a launched build
 
     @classmethod
-    def of(cls, out: Path, report: dict, rank: int = 0) -> BuildResult:
+    def of(cls, out: Path, report: BuildReport, rank: int = 0) -> BuildResult:
         return cls(str(out), report["pairs_written"], report["seeds_read"], report["drops"], str(out / REPORT_FILE),
                    report, rank=rank)
 
@@ -183,15 +192,15 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
     finally:
         pipe.close()  # free the models (and their GPU memory) before waiting for the other processes
     work = run.seconds_working
-    throughput = {"seconds_total": round(time.time() - t0, 3), "seconds_building": round(work, 3),
-                  "seeds_built_now": run.items_now, "pairs_built_now": rows_now, "resumed_chunks": run.resumed,
-                  "redone_chunks": run.redone,
-                  "pairs_per_second": round(rows_now / work, 3) if work else None,
-                  "seeds_per_second": round(run.items_now / work, 3) if work else None}
+    throughput: Throughput = {"seconds_total": round(time.time() - t0, 3), "seconds_building": round(work, 3),
+                              "seeds_built_now": run.items_now, "pairs_built_now": rows_now,
+                              "resumed_chunks": run.resumed, "redone_chunks": run.redone,
+                              "pairs_per_second": round(rows_now / work, 3) if work else None,
+                              "seeds_per_second": round(run.items_now / work, 3) if work else None}
     if num_shards > 1 and not together:
         return _shard_result(out, job, run.units, run.num_units, num_shards, shard_index, config.progress)
 
-    def finalise() -> dict:
+    def finalise() -> BuildReport:
         units = [(job.marker(c), job.path(c, ".parquet")) for c in range(run.num_units)]
         report = finalise_dataset(out, job.config_file.parent, config, units, provenance, launch(num_shards))
         report["throughput"] = {**throughput, "seconds_total": round(time.time() - t0, 3)}
@@ -388,7 +397,7 @@ def _provenance(config: BuildConfig, kb, pipe) -> dict:
     }
 
 
-def complete_report(out: Path) -> Optional[dict]:
+def complete_report(out: Path) -> Optional[BuildReport]:
     """The report of the finished build in ``out``, or None while the dataset is not (fully) written."""
     try:
         report = json.loads((out / REPORT_FILE).read_text())
@@ -397,13 +406,13 @@ def complete_report(out: Path) -> Optional[dict]:
     return report if report.get("complete") else None
 
 
-def launch(processes: int) -> dict:
+def launch(processes: int) -> Launch:
     """How a build ran, for its report: processes, and the ``torch.distributed`` backend when one synchronised them."""
     return {"processes": processes, "process_group": process_group_backend() if processes > 1 else None}
 
 
 def finalise_dataset(out: Path, work: Path, config: BuildConfig, units: list[tuple[dict, Path]], provenance: dict,
-                     launch: Optional[dict] = None) -> dict:
+                     launch: Optional[Launch] = None) -> BuildReport:
     """Write the dataset of every chunk (``(marker, parquet file)`` in chunk order, each read once) into ``out``
     and return its report (without throughput). Rank 0 of a build and :func:`realign_data.building.merge.merge` call it."""
     heartbeat = work / HEARTBEAT_FILE
@@ -416,7 +425,7 @@ def finalise_dataset(out: Path, work: Path, config: BuildConfig, units: list[tup
     salt = json.dumps(config.semantic(), sort_keys=True)
     n, split_info, stats = write_dataset(out, work, tables(), config.format, salt, config.curriculum)
     metas = [m for m, _ in units]
-    report = aggregate(metas, stats)
+    report = BuildReport(**aggregate(metas, stats))
     report["blind_separability"] = blind_separability_of_build(out, config.seed)  # text-only classifier, held out
     seed_warning = split_warning("the seeds (images, chosen answers)", report["evaluation_seeds"],
                                  "build from train2014 seeds (--coco-split train2014) or other --seeds")
@@ -440,7 +449,7 @@ def finalise_dataset(out: Path, work: Path, config: BuildConfig, units: list[tup
 def _shard_result(out: Path, job: Job, units: list[int], num_units: int, num_shards: int, shard_index: int,
                   progress: bool) -> BuildResult:
     """What a ``--shard-index`` process did: its chunks are done; the dataset is written once all shards are."""
-    report = aggregate([job.marker(c) for c in units], {})
+    report = BuildReport(**aggregate([job.marker(c) for c in units], {}))
     missing = job.missing(num_units)
     report.update({"complete": False, "shard": {"index": shard_index, "num_shards": num_shards},
                    "chunks": len(units), "chunks_missing": len(missing), "num_chunks": num_units})

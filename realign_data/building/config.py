@@ -1,13 +1,14 @@
 """``BuildConfig``: every knob of a dataset build, in one place.
 
 Each field carries its help, its choices and its ``--help`` section in ``metadata`` (as TRL's configs do);
-``realign-data build`` generates its options from these fields (:func:`realign_data.cli` reads them), so every
-field has a flag and the help cannot drift from the code. Values are checked in ``__post_init__``: a bad
+``realign-data build`` generates its options from these fields (:func:`realign_data.cli_common.config_options`,
+the one generator of every command's options), so every field has a flag and the help cannot drift from the code. Values are checked in ``__post_init__``: a bad
 value is a :class:`BuildError` with one sentence naming it and what would be valid.
 
 Metadata keys: ``help``; ``choices`` (the valid values, listed in ``--help``); ``section`` (the ``--help``
 panel); ``flag`` (when the flag is not ``--field-name``); ``default_text`` (what a ``None`` default means);
-``runtime`` (True when the field does not change the rows: it may differ between a run and its resume).
+``runtime`` (True when the field does not change the rows: it may differ between a run and its resume);
+``cli_default`` / ``cli_help`` (the command line's own default, and what its help adds).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class BuildConfig:
 
     index: str = _opt("coco", "Knowledge base name (under $REALIGN_HOME/indexes) or directory.", SEEDS)
     out: str = _opt("realign-dataset", "Output directory (resumes when it holds the same build).", RUN,
-                    runtime=True)
+                    runtime=True, cli_default=None, cli_help=" Required unless --config gives it.")
     coco_root: Optional[str] = _opt(
         None, "COCO root (train2014/ + annotations/): builds --index from it when missing; its captions are the "
         "default seeds and its instances feed the annotation filler.", SEEDS, default_text="the index's corpus")
@@ -185,12 +186,18 @@ class BuildConfig:
         skip = {f.name for f in dataclasses.fields(self) if f.metadata.get("runtime")} | {"num_shards", "shard_index"}
         return {k: v for k, v in self.to_dict().items() if k not in skip}
 
-    def filler_options(self) -> dict:
-        """Keyword arguments of :func:`realign_data.building.fillers.load_filler` for the VLM backends."""
-        return dict(model=self.model, base_url=self.base_url, api_key_env=self.api_key_env,
-                    concurrency=self.concurrency, max_retries=self.max_retries, timeout=self.request_timeout,
-                    max_new_tokens=self.max_new_tokens, max_tokens=self.max_new_tokens, batch_size=self.batch_size,
-                    device=self.device, dtype=self.dtype, device_map=self.device_map, seed=self.seed)
+    def filler_options(self, kind: Optional[str] = None) -> dict:
+        """Keyword arguments of :func:`realign_data.building.fillers.load_filler` for the filler backend ``kind``
+        (default: ``--filler``): each backend gets the options it takes, and only those."""
+        kind = kind or self.filler
+        if kind == "transformers":
+            return dict(model=self.model, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
+                        device=self.device, dtype=self.dtype, device_map=self.device_map, seed=self.seed)
+        if kind == "openai":
+            return dict(model=self.model, base_url=self.base_url, api_key_env=self.api_key_env,
+                        concurrency=self.concurrency, max_retries=self.max_retries, timeout=self.request_timeout,
+                        max_tokens=self.max_new_tokens, seed=self.seed)
+        return {}
 
     # ------------------------------------------------------------------------------------------ checks
     def validate(self) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from realign_data.building.builder import complete_report, finalise_dataset
 from realign_data.building.config import BuildConfig, BuildError
 from realign_data.building.output import PROVENANCE_FILE, WORK_DIR
-from realign_data.building.report import format_summary, write_report
+from realign_data.building.report import BuildReport, format_summary, write_report
 from realign_data.runtime.atomic import atomic_write_json
 from realign_data.runtime.jobs import Job
 from realign_data.runtime.locks import OutputError, output_lock
@@ -31,7 +31,7 @@ def _shard_job(d: Path) -> Job:
     return Job(d, work / "chunks", "chunk", config_file=work / "config.json", rank=0, world=1)
 
 
-def merge(shard_dirs: list[str | os.PathLike], out: str | os.PathLike, *, progress: bool = True) -> dict:
+def merge(shard_dirs: list[str | os.PathLike], out: str | os.PathLike, *, progress: bool = True) -> BuildReport:
     """Join the chunks of ``--num-shards N`` builds made in ``shard_dirs`` into ``out``; returns the report.
     Raises :class:`~realign_data.runtime.locks.LockHeld` while another process writes ``out``."""
     try:
@@ -41,7 +41,7 @@ def merge(shard_dirs: list[str | os.PathLike], out: str | os.PathLike, *, progre
         raise BuildError(str(e)) from None
 
 
-def _merge(shard_dirs: list[str | os.PathLike], out: str | os.PathLike, progress: bool) -> dict:
+def _merge(shard_dirs: list[str | os.PathLike], out: str | os.PathLike, progress: bool) -> BuildReport:
     dirs = [Path(d).expanduser().resolve() for d in shard_dirs]
     jobs, fingerprints = [], []
     for d in dirs:

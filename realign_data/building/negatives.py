@@ -31,7 +31,7 @@ import hashlib
 import io
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -55,6 +55,18 @@ class Negative:
         buffer = io.BytesIO()
         self.image.save(buffer, format="PNG")
         return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class VisualNegative:
+    """The rejected image of a kept pair, as the row takes it: the retrieved image (``rejected_image_id`` names it in
+    the corpus), or the original perturbed (``rejected_image_id`` None; :class:`Negative`'s ``params``)."""
+
+    rejected_image_id: Optional[str]
+    image_bytes: bytes  # the file as stored (retrieval) or a PNG (perturbation)
+    name: Optional[str]  # the image's file name in the row
+    params: dict[str, Any]  # the perturbation's parameters (empty for retrieval): the negative_params column
+    difficulty: float  # realign_data.building.difficulty of the pair
 
 
 @functools.cache

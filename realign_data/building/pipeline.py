@@ -17,40 +17,49 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from realign_data.building.config import BuildConfig, BuildError
+from realign_data.building.negatives import VisualNegative
 from realign_data.building.output import reason_order
 from realign_data.building.quality import QualityFilters
 from realign_data.building.seeds import SeedImageError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from realign_data.building.masking import MaskResult
+    from realign_data.building.report import FailureRecord
+    from realign_data.building.seeds import Seed
+    from realign_data.kb.knowledge_base import Hit
+
 
 @dataclass
 class Candidate:
-    """One seed on its way to a row."""
+    """One seed on its way to a row: each stage fills its results in (load: ``image_bytes``, ``image``; chosen:
+    ``chosen``; mask: ``masked``; retrieve: ``hits``; fill: ``fill``, ``hit``, ``similarity``, the counts and
+    ``rejections``; visual negative: ``negative``) or sets ``drop``."""
 
-    seed: Any  # realign_data.building.seeds.Seed
+    seed: Seed
     image_bytes: bytes = b""  # the original image as stored (it goes into the row as is)
     image: Any = None  # the original, decoded once (PIL, RGB)
     chosen: str = ""
-    masked: Any = None  # realign_data.building.masking.MaskResult
-    hits: list = field(default_factory=list)  # retrieved images, most similar first
+    masked: Optional[MaskResult] = None
+    hits: list[Hit] = field(default_factory=list)  # retrieved images, most similar first
     fills_tried: int = 0
     fills_failed: int = 0
     fills_unavailable: int = 0  # failed for the service's reason (network, HTTP error, timeout)
     fill: Optional[str] = None  # the accepted fill: the rejected answer
-    hit: Any = None  # the retrieved image the accepted fill describes
+    hit: Optional[Hit] = None  # the retrieved image the accepted fill describes
     similarity: Optional[float] = None
-    negative: Optional[dict] = None  # rejected image: bytes, name, corpus id, params, difficulty
+    negative: Optional[VisualNegative] = None  # the rejected image
     rejections: Counter = field(default_factory=Counter)  # why fills were not kept: reason -> count
     drop: Optional[str] = None
 
 
 @dataclass
 class ChunkResult:
-    rows: list[dict]
+    rows: list[dict]  # realign_data.building.schema.make_row
     drops: dict[str, int]
-    failures: list[dict]
+    failures: list[FailureRecord]
     fills: int
     fills_rejected: dict[str, int] = field(default_factory=dict)  # fills not kept, by reason (gate + quality)
 
@@ -84,7 +93,7 @@ class Pipeline:
                 self.chosen_backend = self.filler
             else:
                 try:
-                    self.chosen_backend = load_filler(kind, **{**config.filler_options(), "model": config.chosen_from})
+                    self.chosen_backend = load_filler(kind, **{**config.filler_options(kind), "model": config.chosen_from})
                 except Exception as e:  # noqa: BLE001
                     raise BuildError(str(e)) from None
         try:
@@ -111,7 +120,7 @@ class Pipeline:
     def run(self, seeds: list) -> ChunkResult:
         """Rows, drop counts, failure records and the number of fills tried for one chunk of seeds."""
         drops: dict[str, int] = {}
-        failures: list[dict] = []
+        failures: list[FailureRecord] = []
 
         def drop(c: Candidate, reason: str, detail: str = "") -> None:
             c.drop = reason
@@ -233,7 +242,7 @@ class Pipeline:
                                                         max_similarity=cfg.max_similarity)):
                 c.hits = hits
 
-    def fill_until_accepted(self, cands: list[Candidate], failures: list[dict]) -> int:
+    def fill_until_accepted(self, cands: list[Candidate], failures: list[FailureRecord]) -> int:
         """Fill with the retrieved images in rank order, a round per rank; the gate accepts or the next is tried."""
         from realign_data.building.fillers import FillRequest
         from realign_data.building.gate import is_rejected_fill, normalize_text
@@ -278,15 +287,15 @@ class Pipeline:
                 c.fill, c.hit, c.similarity = text, c.hits[r], sim
         return tried
 
-    def visual_negative(self, c: Candidate) -> dict:
+    def visual_negative(self, c: Candidate) -> VisualNegative:
         """The rejected image of a kept pair: the retrieved image, or the original perturbed (seeded per row)."""
         from realign_data.building.difficulty import difficulty
         from realign_data.building.negatives import image_closeness, make_negative, perturbation_rng
 
         cfg, kind = self.config, self.config.image_negative
         if kind == "retrieval":
-            params: dict = {}
-            out = {"rejected_image_id": c.hit.id, "bytes": self.encoded(c.hit.id), "name": _image_name(c.hit.id)}
+            params: dict[str, Any] = {}
+            rejected_id, image_bytes, name = c.hit.id, self.encoded(c.hit.id), _image_name(c.hit.id)
         else:
             instances = []
             if kind == "region-noise" and c.seed.kb_id:
@@ -296,12 +305,10 @@ class Pipeline:
                                 min_area=cfg.crop_min_area, max_area=cfg.crop_max_area)
             params = neg.params
             name = _image_name(c.seed.image_path)
-            out = {"rejected_image_id": None, "bytes": neg.png_bytes(),
-                   "name": f"{Path(name).stem}.{kind}.png" if name else None}
+            rejected_id, image_bytes, name = None, neg.png_bytes(), f"{Path(name).stem}.{kind}.png" if name else None
         closeness = image_closeness(kind, params, c.hit.score)
-        out["params"] = params
-        out["difficulty"] = round(difficulty(closeness, c.similarity, cfg.difficulty_image_weight), 6)
-        return out
+        return VisualNegative(rejected_id, image_bytes, name, params,
+                              round(difficulty(closeness, c.similarity, cfg.difficulty_image_weight), 6))
 
     def row(self, c: Candidate) -> dict:
         from realign_data.building.schema import make_row
@@ -309,10 +316,10 @@ class Pipeline:
         s, neg = c.seed, c.negative
         return make_row(
             seed_id=s.id, image_id=s.image_id, image_bytes=c.image_bytes, image_name=_image_name(s.image_path),
-            instruction=s.instruction, chosen=c.chosen, rejected=c.fill, rejected_image_id=neg["rejected_image_id"],
-            rejected_bytes=neg["bytes"], rejected_name=neg["name"], rank=c.hit.rank, score=round(c.hit.score, 6),
+            instruction=s.instruction, chosen=c.chosen, rejected=c.fill, rejected_image_id=neg.rejected_image_id,
+            rejected_bytes=neg.image_bytes, rejected_name=neg.name, rank=c.hit.rank, score=round(c.hit.score, 6),
             similarity=c.similarity, masked=c.masked.masked, filler=self.filler_name, fill_image_id=c.hit.id,
-            image_negative=self.config.image_negative, negative_params=neg["params"], difficulty=neg["difficulty"])
+            image_negative=self.config.image_negative, negative_params=neg.params, difficulty=neg.difficulty)
 
     # --------------------------------------------------------------------------------------------- images
     def decoded(self, kb_id: str):

@@ -1,5 +1,6 @@
 """The build report (``build_report.json``) and its human summary.
 
+Its shape is declared below (:class:`BuildReport` and the ``TypedDict`` s it is made of), with the keys as written.
 The report holds: seeds read, pairs written, drops by reason, fills tried and the fills not kept by reason
 (``fills_rejected``: the gate and the quality filters of ``quality.py``), failed requests (count and
 examples), seeds per evaluation split (``evaluation_seeds``, see ``splits.py``), histograms of retrieval score,
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypedDict, Union
 
 from realign_data.building.negatives import NUM_DIFFUSION_STEPS
 from realign_data.building.output import REPORT_FILE, TRANSIENT_DROPS, reason_order
@@ -24,7 +25,132 @@ MAX_FAILURE_EXAMPLES = 100
 DIFFICULTY_FORMULA = "w * image_closeness + (1 - w) * clip(text_similarity, 0, 1)"
 
 
-def histogram(values: list[float], lo: float, hi: float, bins: int) -> dict:
+# ------------------------------------------------------------------ the report's shape (JSON keys as written)
+class Histogram(TypedDict, total=False):
+    """``count`` and ``bins`` (``[lo, hi, count]``, non-empty bins only); ``min``/``max``/``mean`` when count > 0."""
+
+    count: int
+    min: float
+    max: float
+    mean: float
+    bins: list[list[float]]
+
+
+class Histograms(TypedDict):
+    retrieval_score: Histogram
+    text_similarity: Histogram
+    retrieval_rank: dict[str, int]  # rank used (as text) -> pairs
+    difficulty: Histogram
+
+
+class FailureRecord(TypedDict, total=False):
+    """A failed request of a chunk: the seed, why, and (fills) the retrieval rank, image and attempts."""
+
+    seed: str
+    reason: str
+    error: str
+    rank: int
+    retrieved: str
+    attempts: int
+
+
+class Failures(TypedDict):
+    count: int
+    examples: list[FailureRecord]  # the first MAX_FAILURE_EXAMPLES
+
+
+class ImageNegatives(TypedDict, total=False):
+    by_kind: dict[str, int]
+    region_source: dict[str, int]  # region-noise: where the perturbed region came from
+
+
+class NegativeSummary(TypedDict, total=False):
+    """``image_negative``: the kind and the parameters it uses (:func:`negative_summary`)."""
+
+    kind: str
+    noise_step: int
+    noise_schedule: str
+    num_diffusion_steps: int
+    crop_min_area: float
+    crop_max_area: float
+    text_fill: str
+
+
+class CurriculumSplit(TypedDict):
+    rows: int
+    difficulty_min: float
+    difficulty_max: float
+
+
+class CurriculumSummary(TypedDict, total=False):
+    order: Optional[str]
+    difficulty_image_weight: float
+    difficulty: str  # the formula
+    splits: dict[str, CurriculumSplit]
+    note: str
+
+
+class Launch(TypedDict):
+    processes: int
+    process_group: Optional[str]  # the torch.distributed backend that synchronised them
+
+
+class Throughput(TypedDict, total=False):
+    seconds_total: float
+    seconds_building: float
+    seeds_built_now: int
+    pairs_built_now: int
+    resumed_chunks: int
+    redone_chunks: int
+    pairs_per_second: Optional[float]
+    seeds_per_second: Optional[float]
+
+
+class ShardInfo(TypedDict):
+    index: int
+    num_shards: int
+
+
+class ChunkCounts(TypedDict):
+    """What :func:`aggregate` sums from the chunk markers: the part every report has (a shard's too)."""
+
+    seeds_read: int
+    pairs_written: int
+    drops: dict[str, int]  # reason -> seeds, in report order
+    drops_transient: int  # a re-run retries these
+    drops_permanent: int
+    fills_tried: int
+    fills_rejected: dict[str, int]  # fills not kept, by gate / quality reason
+    evaluation_seeds: dict[str, int]  # seeds whose image comes from an evaluation split
+    failures: Failures
+    histograms: Histograms
+    image_negatives: ImageNegatives
+
+
+class BuildReport(ChunkCounts, total=False):
+    """``build_report.json``. A finished build adds everything from ``blind_separability`` to ``provenance``, with
+    ``complete`` True, then ``throughput`` (and ``merged_from`` for a merge); a ``--shard-index`` process's report
+    has ``complete`` False, ``shard``, ``chunks`` as a count, ``chunks_missing`` and ``num_chunks``."""
+
+    blind_separability: Optional[dict[str, Any]]  # realign_data.building.separability
+    complete: bool
+    format: str
+    launch: Launch
+    chunks: Union[list[list[int]], int]  # [chunk, rows] of a finished build; a shard's count of chunks done
+    chunk_size: int
+    image_negative: NegativeSummary
+    row_order: str
+    curriculum: CurriculumSummary
+    config: dict[str, Any]  # BuildConfig.to_dict()
+    provenance: dict[str, Any]  # realign_data.publish.provenance
+    throughput: Throughput
+    merged_from: list[str]
+    shard: ShardInfo
+    chunks_missing: int
+    num_chunks: int
+
+
+def histogram(values: list[float], lo: float, hi: float, bins: int) -> Histogram:
     """Fixed-width histogram over [lo, hi] (values outside are clamped into the end bins) + summary stats."""
     if not values:
         return {"count": 0, "bins": []}
@@ -39,10 +165,10 @@ def histogram(values: list[float], lo: float, hi: float, bins: int) -> dict:
     }
 
 
-def aggregate(metas: list[dict], stats: dict[str, list]) -> dict:
+def aggregate(metas: list[dict], stats: dict[str, list]) -> ChunkCounts:
     """Sum per-chunk markers (``seeds, rows, drops, failures, fills``) and histogram the row statistics."""
     drops: Counter = Counter()
-    failures: list[dict] = []
+    failures: list[FailureRecord] = []
     failure_count = 0
     evaluation_seeds: Counter = Counter()  # seeds whose image comes from an evaluation split (splits.py)
     fills_rejected: Counter = Counter()  # fills not kept, by gate / quality reason (quality.py)
@@ -77,29 +203,29 @@ def aggregate(metas: list[dict], stats: dict[str, list]) -> dict:
     }
 
 
-def write_report(out: Path, report: dict) -> dict:
+def write_report(out: Path, report: BuildReport) -> BuildReport:
     from realign_data.runtime.redact import redact_tree
 
     atomic_write_json(Path(out) / REPORT_FILE, redact_tree(report))  # no URL credentials in any recorded error
     return report
 
 
-def negative_summary(config: Any) -> dict:
+def negative_summary(config: Any) -> NegativeSummary:
     """The visual-negative kind and the parameters it uses (for the report and the card)."""
     kind = config.image_negative
-    params: dict = {"kind": kind}
+    params: NegativeSummary = {"kind": kind}
     if kind in ("region-noise", "noise"):
-        params.update(noise_step=config.noise_step, noise_schedule=config.noise_schedule,
-                      num_diffusion_steps=NUM_DIFFUSION_STEPS)
+        params.update({"noise_step": config.noise_step, "noise_schedule": config.noise_schedule,
+                       "num_diffusion_steps": NUM_DIFFUSION_STEPS})
     if kind == "crop":
-        params.update(crop_min_area=config.crop_min_area, crop_max_area=config.crop_max_area)
+        params.update({"crop_min_area": config.crop_min_area, "crop_max_area": config.crop_max_area})
     if kind != "retrieval":
         params["text_fill"] = "mask-and-fill from a retrieved image (fill_image_id)"
     return params
 
 
-def curriculum_summary(config: Any, split_info: Optional[dict]) -> dict:
-    d: dict = {"order": config.curriculum, "difficulty_image_weight": config.difficulty_image_weight,
+def curriculum_summary(config: Any, split_info: Optional[dict[str, CurriculumSplit]]) -> CurriculumSummary:
+    d: CurriculumSummary = {"order": config.curriculum, "difficulty_image_weight": config.difficulty_image_weight,
                "difficulty": DIFFICULTY_FORMULA}
     if split_info:
         d["splits"] = split_info
@@ -110,7 +236,7 @@ def _bar(n: int, total: int, width: int = 24) -> str:
     return "#" * max(1 if n else 0, round(width * n / total)) if total else ""
 
 
-def format_summary(report: dict) -> str:
+def format_summary(report: BuildReport) -> str:
     """A short human summary of a build report."""
     lines = [f"Seeds read: {report['seeds_read']}   pairs written: {report['pairs_written']}   "
              f"fills tried: {report.get('fills_tried', 0)}"]
@@ -131,8 +257,8 @@ def format_summary(report: dict) -> str:
     if fc:
         lines.append(f"Failed fill/generation requests: {fc} (see build_report.json)")
     h = report.get("histograms", {})
-    for key, label in (("retrieval_score", "retrieval score"), ("text_similarity", "text similarity")):
-        hist = h.get(key, {})
+    for hist, label in ((h.get("retrieval_score", {}), "retrieval score"),
+                        (h.get("text_similarity", {}), "text similarity")):
         if hist.get("count"):
             lines.append(f"{label}: mean {hist['mean']:.3f}  min {hist['min']:.3f}  max {hist['max']:.3f}")
     ranks = h.get("retrieval_rank", {})

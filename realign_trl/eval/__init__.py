@@ -6,7 +6,8 @@
     result = evaluate("llava-hf/llava-1.5-7b-hf", suite, batch_size=16, out="eval-llava")
     result.flat()   # {"pope_random_f1": ..., "pope_yes_ratio": ..., "chair_s": ..., "chair_i": ..., ...}
 
-Modules: ``suite`` (images, questions, ground truth), ``scoring`` (pure POPE/CHAIR scoring), ``amber`` (AMBER from
+Modules: ``config`` (``EvalConfig``: every setting, shared by the CLI, ``RDPOConfig`` and the callback), ``suite``
+(images, questions, ground truth), ``scoring`` (pure POPE/CHAIR scoring), ``amber`` (AMBER from
 its release: ``evaluate(model, amber_suite("AMBER"))``), ``backends``
 (transformers / OpenAI-compatible generation), ``runner`` (``evaluate``), ``callback`` (training), ``compare``
 (several runs side by side, plots). Names are imported lazily: ``import realign_trl.eval`` loads no torch.
@@ -18,6 +19,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "EvalConfig": "config",
     "EvalSuite": "suite", "EvalError": "suite", "BENCHES": "suite", "parse_benches": "suite",
     "parse_pope_answer": "scoring", "pope_metrics": "scoring", "ChairScorer": "scoring", "chair_metrics": "scoring",
     "amber_suite": "amber", "AmberData": "amber", "score_amber": "amber",

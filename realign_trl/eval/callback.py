@@ -20,7 +20,8 @@ from typing import Any, Optional
 
 from transformers import TrainerCallback
 
-from .runner import CHAIR_MAX_NEW_TOKENS, POPE_MAX_NEW_TOKENS, EvalResult, generate_answers, score
+from .config import EvalConfig
+from .runner import EvalResult, generate_answers, score
 from .suite import EvalSuite
 
 PREFIX = "eval/"
@@ -36,11 +37,14 @@ class HallucinationEvalCallback(TrainerCallback):
         batch_size: prompts per ``generate`` call.
         pope_max_new_tokens / chair_max_new_tokens: generation bounds.
         save_records: write each evaluation's records under ``<output_dir>/hallucination_eval/step-<N>/``.
+
+    The defaults are :class:`~realign_trl.eval.EvalConfig`'s; :meth:`from_config` takes one whole (what
+    ``realign-trl dpo --hallucination_eval ...`` does with :meth:`realign_trl.RDPOConfig.eval_config`).
     """
 
-    def __init__(self, trainer: Any, suite: EvalSuite, *, eval_steps: int = 200, batch_size: int = 8,
-                 pope_max_new_tokens: int = POPE_MAX_NEW_TOKENS, chair_max_new_tokens: int = CHAIR_MAX_NEW_TOKENS,
-                 save_records: bool = True) -> None:
+    def __init__(self, trainer: Any, suite: EvalSuite, *, eval_steps: int = EvalConfig.steps,
+                 batch_size: int = EvalConfig.batch_size, pope_max_new_tokens: int = EvalConfig.pope_max_new_tokens,
+                 chair_max_new_tokens: int = EvalConfig.chair_max_new_tokens, save_records: bool = True) -> None:
         if eval_steps < 0:
             raise ValueError(f"eval_steps must be >= 0 (got {eval_steps}).")
         self.trainer, self.suite = trainer, suite
@@ -48,6 +52,15 @@ class HallucinationEvalCallback(TrainerCallback):
         self.bounds = dict(pope_max_new_tokens=pope_max_new_tokens, chair_max_new_tokens=chair_max_new_tokens)
         self.history: list[dict] = []  # (step, flat metrics) of every evaluation, on every process
         self._last_step: Optional[int] = None
+
+    @classmethod
+    def from_config(cls, trainer: Any, config: EvalConfig, *, suite: Optional[EvalSuite] = None,
+                    save_records: bool = True) -> HallucinationEvalCallback:
+        """The callback ``config`` describes: every ``config.steps`` steps, on ``suite`` (default: drawn from
+        ``config`` by :meth:`EvalSuite.from_config`), with its batch size and generation bounds."""
+        return cls(trainer, suite if suite is not None else EvalSuite.from_config(config), eval_steps=config.steps,
+                   batch_size=config.batch_size, pope_max_new_tokens=config.pope_max_new_tokens,
+                   chair_max_new_tokens=config.chair_max_new_tokens, save_records=save_records)
 
     def on_step_end(self, args, state, control, **kwargs):
         step = state.global_step

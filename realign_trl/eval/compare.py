@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .records import EvalResultFile
 from .runner import RESULTS_FILE
 from .suite import EvalError
 
@@ -25,9 +26,9 @@ POPE_METRICS = (("f1", "F1"), ("accuracy", "accuracy"))
 POPE_SHORT = {"accuracy": "acc"}  # table headers: "random F1", "popular acc", "adversarial F1"
 
 
-def load_results(paths: Sequence[str | os.PathLike]) -> list[dict]:
+def load_results(paths: Sequence[str | os.PathLike]) -> list[EvalResultFile]:
     """Read ``eval_results.json`` files (or the directories holding them); one clear error per bad path."""
-    results = []
+    results: list[EvalResultFile] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
@@ -47,7 +48,7 @@ def load_results(paths: Sequence[str | os.PathLike]) -> list[dict]:
     return results
 
 
-def run_labels(results: Sequence[dict]) -> list[str]:
+def run_labels(results: Sequence[EvalResultFile]) -> list[str]:
     """Short names for the runs: their directory names, or their paths when those repeat."""
     names = [Path(r["_path"]).parent.name or r.get("model", "run") for r in results]
     if len(set(names)) < len(names):
@@ -55,7 +56,7 @@ def run_labels(results: Sequence[dict]) -> list[str]:
     return names
 
 
-def _pope_splits(results: Sequence[dict]) -> list[str]:
+def _pope_splits(results: Sequence[EvalResultFile]) -> list[str]:
     splits: list[str] = []
     for r in results:
         for s in r.get("metrics", {}).get("pope", {}).get("splits", {}):
@@ -64,7 +65,7 @@ def _pope_splits(results: Sequence[dict]) -> list[str]:
     return splits
 
 
-def compare_table(results: Sequence[dict], labels: Optional[Sequence[str]] = None) -> str:
+def compare_table(results: Sequence[EvalResultFile], labels: Optional[Sequence[str]] = None) -> str:
     """Plain-text table: one row per run, the headline metrics as columns (``-`` where a run lacks one)."""
     labels = list(labels or run_labels(results))
     columns = [(f"pope_{s}_{m}", f"{s} {POPE_SHORT.get(m, name)}") for s in _pope_splits(results)
@@ -86,7 +87,7 @@ def compare_table(results: Sequence[dict], labels: Optional[Sequence[str]] = Non
     return "\n".join(rows)
 
 
-def plot_comparison(results: Sequence[dict], out: str | os.PathLike, labels: Optional[Sequence[str]] = None) -> Path:
+def plot_comparison(results: Sequence[EvalResultFile], out: str | os.PathLike, labels: Optional[Sequence[str]] = None) -> Path:
     """Grouped bars of every run: POPE F1/accuracy per split and yes ratio, CHAIR_s/CHAIR_i/recall. PNG/PDF/SVG."""
     try:
         import matplotlib

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .backends import EvalRuntimeError
+from .config import CHAIR_MAX_NEW_TOKENS, POPE_MAX_NEW_TOKENS
+from .records import EvalMetrics, EvalResultFile, PopeSplitMetrics
 from .scoring import ChairScorer, chair_metrics, parse_pope_answer, pope_metrics
 from .suite import EvalError, EvalSuite
 
 RESULTS_FILE = "eval_results.json"
 ANSWERS_FILE = "answers.jsonl"
-POPE_MAX_NEW_TOKENS = 32  # the reference parser reads the first sentence only
-CHAIR_MAX_NEW_TOKENS = 256
 
 
 @dataclass
@@ -39,7 +39,7 @@ class EvalResult:
 
     model: str
     settings: dict
-    metrics: dict
+    metrics: EvalMetrics  # pope, chair, amber: see realign_trl/eval/records.py
     records: dict = field(default_factory=dict)  # {"pope": {split: [...]}, "chair": [...]}
     seconds: float = 0.0
 
@@ -67,7 +67,7 @@ class EvalResult:
                 out[f"{prefix}amber_{dim}_{key}"] = m[key]
         return out
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> EvalResultFile:
         from realign_trl import __version__
 
         return {"model": self.model, "metrics": self.metrics, "flat": self.flat(), "settings": self.settings,
@@ -292,10 +292,11 @@ def _bytes(suite: EvalSuite, image_id: int):
 
 def score(suite: EvalSuite, answers: dict, *, model: str = "", settings: Optional[dict] = None) -> EvalResult:
     """Score the answers of a suite (a pure function of its inputs: records and metrics)."""
-    metrics: dict[str, Any] = {}
+    metrics: EvalMetrics = {}
     records: dict[str, Any] = {}
     if "pope" in suite.benches:
-        per_split, everything, failed, other_splits = {}, [], 0, {}
+        per_split: dict[str, PopeSplitMetrics] = {}
+        everything, failed, other_splits = [], 0, {}
         other = "reference" if suite.pope_parser == "robust" else "robust"  # both parsers run, one labels
         records["pope"] = {}
         for split, questions in suite.pope.items():

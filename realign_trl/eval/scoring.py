@@ -43,6 +43,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
+from .records import ChairMetrics, ChairRecord, PopeMetrics
+
 YES, NO = "yes", "no"
 POPE_PARSERS = ("robust", "reference")
 CHAIR_SYNONYMS = ("reference", "extended")
@@ -114,7 +116,7 @@ def parse_pope_answer(text: Optional[str], parser: str = "robust", asked: Option
     return (robust, True) if robust is not None else (reference, False)
 
 
-def pope_metrics(records: Sequence[dict]) -> dict:
+def pope_metrics(records: Sequence[dict]) -> PopeMetrics:
     """Accuracy, precision, recall, F1 (positive class ``yes``), yes ratio and counts of scored POPE records.
 
     Each record has ``label`` (the truth) and ``prediction`` (:func:`parse_pope_answer`), and optionally
@@ -217,7 +219,7 @@ class ChairScorer:
             truth |= self.objects(caption)
         return truth
 
-    def score(self, caption: str, ground_truth: Iterable[str]) -> dict:
+    def score(self, caption: str, ground_truth: Iterable[str]) -> ChairRecord:
         """One caption's record: its mentions, which are hallucinated, which truths it recalls."""
         truth = set(ground_truth)
         mentions = self.mentions(caption or "")
@@ -258,7 +260,7 @@ def _chair_special_cases(text: str, mentions: list[Mention]) -> list[Mention]:
     return kept
 
 
-def chair_metrics(records: Sequence[dict]) -> dict:
+def chair_metrics(records: Sequence[dict]) -> ChairMetrics:
     """CHAIR_s, CHAIR_i, chair_i_unique, object recall and counts over scored captions (:meth:`ChairScorer.score`
     records)."""
     n = len(records)

@@ -62,6 +62,18 @@ class EvalSuite:
 
     # ------------------------------------------------------------------------------------------ building
     @classmethod
+    def from_config(cls, config: Any, *, progress: bool = False) -> EvalSuite:
+        """The suite an :class:`~realign_trl.eval.EvalConfig` describes (its benchmarks, corpus or question set,
+        images, samplings, prompts and readings), drawn by :meth:`from_coco`."""
+        splits = None if config.pope_splits is None else [s.strip() for s in config.pope_splits.split(",") if s.strip()]
+        return cls.from_coco(config.coco_root, split=config.split, benches=config.bench,
+                             num_images=500 if config.num_images is None else config.num_images, seed=config.seed,
+                             min_objects=config.min_objects, pope=config.pope, pope_splits=splits,
+                             vocabulary=config.vocabulary, chair_prompt=config.chair_prompt,
+                             pope_suffix=config.pope_suffix, pope_parser=config.pope_parser,
+                             chair_synonyms=config.chair_synonyms, progress=progress)
+
+    @classmethod
     def from_coco(cls, coco_root: Optional[str | os.PathLike] = None, *, split: Optional[str] = None,
                   benches: str | Sequence[str] = COCO_BENCHES, num_images: int = 500, seed: int = 0,
                   min_objects: int = 3, objects_per_image: int = 3, pope: Any = None,

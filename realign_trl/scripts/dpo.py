@@ -155,25 +155,23 @@ def _hallucination_eval(args):
     that adds the callback after construction (same pattern as :func:`_load_from_disk_dirs`). The held-out suite
     is read once, before any model is loaded, so a bad corpus fails fast.
     """
-    if not getattr(args, "hallucination_eval", None):
+    from realign_trl.eval.config import EvalConfig
+
+    config = EvalConfig.from_training_args(args)  # None: no hallucination_eval
+    if config is None:
         yield
         return
     import trl
 
     from realign_trl.eval import EvalSuite, HallucinationEvalCallback
 
-    suite = EvalSuite.from_coco(
-        args.hallucination_eval_coco_root, split=args.hallucination_eval_split, benches=args.hallucination_eval,
-        num_images=args.hallucination_eval_num_images, seed=args.seed, min_objects=args.hallucination_eval_min_objects,
-        pope=args.hallucination_eval_pope)
+    suite = EvalSuite.from_config(config)
     original = trl.DPOTrainer
 
     class DPOTrainer(original):
         def __init__(self, *a, **kw):
             super().__init__(*a, **kw)
-            self.add_callback(HallucinationEvalCallback(
-                self, suite, eval_steps=args.hallucination_eval_steps, batch_size=args.hallucination_eval_batch_size,
-                chair_max_new_tokens=args.hallucination_eval_max_new_tokens))
+            self.add_callback(HallucinationEvalCallback.from_config(self, config, suite=suite))
 
     trl.DPOTrainer = DPOTrainer
     try:

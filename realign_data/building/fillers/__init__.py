@@ -32,20 +32,26 @@ FILLERS = ("annotation", "transformers", "openai")
 
 
 def load_filler(kind: str, **options) -> Any:
-    """Build a filler by name: ``annotation``, ``transformers`` (``model=...``) or ``openai`` (``model=...``)."""
+    """Build a filler by name: ``annotation``, ``transformers`` (``model=...``) or ``openai`` (``model=...``).
+
+    ``options`` are the backend's own constructor arguments; one it does not take is a :class:`FillerError`
+    naming it and the ones it takes (:meth:`BuildConfig.filler_options` gives each backend its own)."""
     if kind == "annotation":
-        from realign_data.building.fillers.annotation import AnnotationFiller
+        from realign_data.building.fillers.annotation import AnnotationFiller as cls
+    elif kind == "transformers":
+        from realign_data.building.fillers.hf import TransformersFiller as cls
+    elif kind == "openai":
+        from realign_data.building.fillers.openai_compat import OpenAIFiller as cls
+    else:
+        raise FillerError(f"unknown filler {kind!r}; valid: {', '.join(FILLERS)}")
+    import inspect
 
-        return AnnotationFiller()
-    if kind == "transformers":
-        from realign_data.building.fillers.hf import TransformersFiller
-
-        return TransformersFiller(**options)
-    if kind == "openai":
-        from realign_data.building.fillers.openai_compat import OpenAIFiller
-
-        return OpenAIFiller(**options)
-    raise FillerError(f"unknown filler {kind!r}; valid: {', '.join(FILLERS)}")
+    takes = [name for name in inspect.signature(cls).parameters if name != "self"]
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        raise FillerError(f"the {kind} filler takes no option {', '.join(map(repr, unknown))}; its options: "
+                          f"{', '.join(takes) or 'none'}")
+    return cls(**options)
 
 
 __all__ = ["FILLERS", "FillRequest", "FillResult", "FillerError", "VLMBackend", "clean_generation",

@@ -31,7 +31,7 @@ class TransformersFiller(VLMBackend):
 
     def __init__(self, model: Optional[str] = None, *, batch_size: int = 8, max_new_tokens: int = 128,
                  do_sample: bool = False, temperature: float = 1.0, device: str = "auto", dtype: str = "auto",
-                 device_map: Optional[str] = None, trust_remote_code: bool = False, seed: int = 0, **_: Any) -> None:
+                 device_map: Optional[str] = None, trust_remote_code: bool = False, seed: int = 0) -> None:
         from realign_data.runtime.devices import DeviceError, placement
 
         if not model:

@@ -109,7 +109,7 @@ class OpenAIFiller(VLMBackend):
     def __init__(self, model: Optional[str] = None, *, base_url: Optional[str] = None,
                  api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16, max_retries: int = 5,
                  timeout: float = 60.0, backoff: float = 0.5, max_backoff: float = 20.0, max_tokens: int = 256,
-                 temperature: float = 0.0, seed: int = 0, **_: Any) -> None:
+                 temperature: float = 0.0, seed: int = 0) -> None:
         import httpx
 
         if not model:
