@@ -6,9 +6,12 @@ reports held-out accuracy on 256 training-world questions every 250 steps. Lever
     python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp                      # as the study asks
     python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --order question-first # image after the question
     python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --features oracle      # no vision tower
+    python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --features words       # objects as words
     python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --captions [--tie]     # with the captions
     python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --clip-dir RUN/seed-0/clip  # trained tower
 
+``--features words`` is the control: no image, the image's objects as words before the question; if that learns
+and the image does not, the language model can look a word up among words but not among image tokens.
 ``--features oracle`` replaces the vision tower with each 8x8 patch's mean colour through a small MLP (in this world
 a category is a colour, so the features certainly say what is where): if that does not learn either, the language
 model's side is the bottleneck, not vision. ``--probe`` instead fits a linear probe (scikit-learn) on the vision
@@ -30,7 +33,8 @@ import typer
 
 def main(out: Path = typer.Option(..., help="Work folder (the world and the base model are drawn here once)."),
          order: str = typer.Option("image-first", help="image-first (as the eval asks) or question-first."),
-         features: str = typer.Option("vision", help="vision (the tiny CLIP tower) or oracle (patch colours)."),
+         features: str = typer.Option("vision", help="vision (the tiny CLIP tower), oracle (patch colours) or words "
+                                       "(no image: the image's objects listed as words before the question)."),
          steps: int = typer.Option(2000), batch: int = typer.Option(32), lr: float = typer.Option(1e-3),
          image_size: int = typer.Option(64), hidden_size: int = typer.Option(256), num_layers: int = typer.Option(4),
          vision_hidden_size: int = typer.Option(64), seed: int = typer.Option(0),
@@ -77,7 +81,18 @@ def main(out: Path = typer.Option(..., help="Work folder (the world and the base
     yes, no = tok.convert_tokens_to_ids("Y"), tok.convert_tokens_to_ids("N")
     images: dict = {}
 
+    listing = {}
+    if features == "words":  # the control: the same questions, the image's objects given as words, no image
+        from realign_data.kb.corpus import CocoAnnotations
+
+        ann = CocoAnnotations(train)
+        listing = {i: " ".join(sorted({x["category"] for x in ann.instances(i)})) for i in ann.image_ids()}
+
     def batch_of(rs):
+        if listing:
+            inputs = tok([f"USER: {listing[r['image_id']]}\n{r['prompt']}ASSISTANT: " for r in rs],
+                         return_tensors="pt", padding=True, padding_side="left")
+            return inputs, torch.tensor([yes if r["answer"] == "Yes." else no for r in rs])
         if order == "image-first":  # the study's chat template, as the SFT and the eval build it
             texts = [f"USER: <image>\n{r['prompt']}ASSISTANT: " for r in rs]
         else:
