@@ -25,56 +25,48 @@ shard has finished, the same command without ``--num-shards/--shard-index`` writ
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
+from realign_data.building.build_inputs import (
+    coco_annotations,
+    ensure_knowledge_base,
+    open_seeds,
+    refuse_offline_knowledge_base,
+)
 from realign_data.building.config import BuildConfig, BuildError
+from realign_data.building.finalise import HEARTBEAT_FILE, complete_report, finalise_dataset, launch, provenance_of
 from realign_data.building.output import (
-    CONFIG_FILE,
     PROVENANCE_FILE,
     REPORT_FILE,
     TRANSIENT_DROPS,
     WORK_DIR,
-    read_chunks,
     write_chunk,
-    write_dataset,
 )
 from realign_data.building.report import (
     BuildReport,
-    Launch,
     Throughput,
     aggregate,
-    curriculum_summary,
     format_summary,
-    negative_summary,
     write_report,
 )
-from realign_data.building.separability import of_built as blind_separability_of_build
-from realign_data.kb.splits import knowledge_base_evaluation_counts, seed_evaluation_counts, split_warning
+from realign_data.kb.splits import seed_evaluation_counts
 from realign_data.runtime.atomic import atomic_write_json, file_sha256
 from realign_data.runtime.devices import DeviceError, resolve_device
 from realign_data.runtime.jobs import (
     Job,
     JobDirNotEmpty,
     JobMismatch,
-    WaitTimeout,
     chunked,
     distributed,
-    library_versions,
-    process_group_backend,
 )
-from realign_data.runtime.locks import LockHeld, OutputError, output_lock
+from realign_data.runtime.locks import OutputError, output_lock
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_FILE = "finalising"  # touched by rank 0 while it writes the dataset (the others wait for it)
-KB_WAIT_TIMEOUT = 24 * 3600.0  # processes wait this long (without progress) for rank 0 to index the knowledge base
-VERSIONED = ("realign", "datasets", "torch", "transformers", "sentence-transformers", "open_clip_torch", "faiss-cpu")
-METHOD = "Re-Align (arXiv 2502.13146) dual-preference construction"
 
 
 @dataclass
@@ -113,7 +105,7 @@ def build(config: BuildConfig) -> BuildResult:
     :class:`~realign_data.runtime.locks.LockHeld` while another process builds into the same ``out``."""
     config.validate()
     t0 = time.time()
-    _refuse_offline_knowledge_base(config)
+    refuse_offline_knowledge_base(config)
     try:
         resolve_device(config.device)  # a device that is not there is the user's mistake: say so before any work
     except DeviceError as e:
@@ -133,7 +125,7 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
     together = config.num_shards is None and num_shards > 1  # launched together: wait, rank 0 finalises
     chatty = config.progress and not (together and shard_index)  # one voice per launched build
     kb = ensure_knowledge_base(config, chatty=chatty)
-    annotations = _coco_annotations(config, kb)
+    annotations = coco_annotations(config, kb)
     unannotated = annotations is None or kb.manifest.get("source", {}).get("type") != "coco"
     if config.filler == "annotation" and unannotated and (config.seeds or annotations is not None):  # else: no seeds
         raise BuildError(f"the annotation filler describes a retrieved image from its COCO instances and captions, "
@@ -150,7 +142,7 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
             return BuildResult.of(out, report, shard_index)
         if report is not None and chatty:
             logger.info("%s: retrying the %d seeds that failed for a transient reason", out, report["drops_transient"])
-        seeds = _open_seeds(config, kb, annotations)
+        seeds = open_seeds(config, kb, annotations)
         if config.max_samples:
             seeds = itertools.islice(seeds, config.max_samples)
         bar = None
@@ -187,7 +179,7 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
             if bar is not None:
                 bar.close()
         job.record_num_units(run.num_units)
-        provenance = _provenance(config, kb, pipe)
+        provenance = provenance_of(config, kb, pipe)
         atomic_write_json(job.config_file.parent / PROVENANCE_FILE, provenance)
     finally:
         pipe.close()  # free the models (and their GPU memory) before waiting for the other processes
@@ -227,132 +219,6 @@ def build_dataset(**options: Any) -> BuildResult:
     return build(BuildConfig.from_dict(options))
 
 
-# ----------------------------------------------------------------------------------------- inputs
-def _refuse_offline_knowledge_base(config: BuildConfig) -> None:
-    """Offline with a knowledge base still to build from uncached weights: one sentence before any other work."""
-    if not config.coco_root:
-        return
-    from realign_data.kb.encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED, EncoderError, refuse_offline_download
-    from realign_data.kb.knowledge_base import resolve_index
-
-    try:
-        if (resolve_index(config.index, must_exist=False) / "manifest.json").is_file():
-            return
-        refuse_offline_download(config.kb_model or DEFAULT_MODEL, config.kb_pretrained or DEFAULT_PRETRAINED)
-    except EncoderError as e:
-        raise BuildError(f"could not build knowledge base {config.index!r}: {e.advice('--kb-pretrained')}") from None
-    except Exception:  # noqa: BLE001 - a bad --index etc.: said where the knowledge base is opened
-        return
-
-
-def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None):
-    """Open ``config.index``; build it from ``config.coco_root`` first when it does not exist yet.
-
-    Under a multi-process launch every process embeds its share of the corpus and waits while rank 0 writes the
-    index (:func:`~realign_data.kb.knowledge_base_build.build_knowledge_base`), so every process returns it."""
-    from realign_data.kb.knowledge_base import (
-        KnowledgeBase,
-        KnowledgeBaseCorrupt,
-        KnowledgeBaseError,
-        is_index_name,
-        resolve_index,
-    )
-
-    try:
-        return KnowledgeBase.load(config.index)
-    except KnowledgeBaseCorrupt as e:  # there is one, damaged: building "it now" is not the fix
-        raise BuildError(str(e)) from None
-    except KnowledgeBaseError as e:
-        if not config.coco_root:
-            raise BuildError(f"{e}; or pass --coco-root DIR to build it now") from None
-    from realign_data.kb.corpus import CorpusError, open_source
-    from realign_data.kb.encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED
-    from realign_data.kb.knowledge_base_build import build_knowledge_base
-    from realign_data.kb.knowledge_base_check import remove_failed_stub
-
-    path, existed = None, True
-    try:
-        path = resolve_index(config.index, must_exist=False)
-        existed = path.exists()
-        where = f"--name {config.index}" if is_index_name(config.index) and not Path(config.index).is_dir() \
-            else f"--out {path}"
-        from realign_data.kb.encoder import refuse_offline_download
-
-        refuse_offline_download(config.kb_model or DEFAULT_MODEL, config.kb_pretrained or DEFAULT_PRETRAINED)
-        if config.progress if chatty is None else chatty:
-            logger.info("Knowledge base %r not found: building it from %s (same as 'realign-data index build "
-                        "--source coco --root %s %s')", config.index, config.coco_root, config.coco_root, where)
-        build_knowledge_base(open_source("coco", config.coco_root, split=config.coco_split), path,
-                             model=config.kb_model or DEFAULT_MODEL,
-                             pretrained=config.kb_pretrained or DEFAULT_PRETRAINED, device=config.device,
-                             progress=config.progress, wait_timeout=max(config.wait_timeout, KB_WAIT_TIMEOUT))
-        return KnowledgeBase.load(path)
-    except (WaitTimeout, LockHeld):  # runtime failures (the others stopped making progress; another writer)
-        raise
-    except Exception as e:  # noqa: BLE001 - encoder weights unavailable etc.
-        if path is not None and distributed().world == 1:
-            remove_failed_stub(path, existed)  # a retry with other options must not find a stub in the way
-        if isinstance(e, (KnowledgeBaseError, CorpusError)):
-            raise BuildError(str(e)) from None
-        from realign_data.kb.encoder import EncoderError
-
-        advice = e.advice("--kb-pretrained") if isinstance(e, EncoderError) else str(e)
-        raise BuildError(f"could not build knowledge base {config.index!r}: {advice}") from None
-
-
-def _coco_annotations(config: BuildConfig, kb):
-    from realign_data.kb.corpus import CocoAnnotations
-
-    root = config.coco_root
-    src = kb.manifest.get("source", {})
-    if root is None and src.get("type") == "coco":
-        root = src.get("root")
-    if root is None or not Path(root).is_dir():
-        return None
-    from realign_data.kb.corpus import CorpusError
-
-    try:
-        ann = CocoAnnotations(root)
-    except CorpusError as e:  # malformed or wrongly shaped annotation files
-        raise BuildError(str(e)) from None
-    return ann if len(ann) else None
-
-
-def _open_seeds(config: BuildConfig, kb, annotations) -> Iterator:
-    from realign_data.building.seeds import DESCRIPTION_PROMPTS, SeedError, coco_caption_seeds, dataset_seeds
-    from realign_data.kb.splits import SplitError, SplitView, seed_splits
-
-    try:
-        if config.seeds:
-            it = dataset_seeds(config.seeds, image_column=config.image_column,
-                               instruction_column=config.instruction_column, chosen_column=config.chosen_column,
-                               id_column=config.id_column, image_root=config.image_root, split=config.seed_split,
-                               require_chosen=not config.chosen_from, kb_lookup=kb.id_for_path,
-                               encoding=config.seeds_encoding, allow_outside_root=config.allow_outside_root)
-        else:
-            if annotations is None and config.coco_root:
-                raise BuildError(f"the COCO root {config.coco_root!r} has no annotations/captions_*.json, so there "
-                                 "are no caption seeds; add its captions, or give --seeds PATH (a dataset of image, "
-                                 "instruction, chosen)")
-            if annotations is None:
-                raise BuildError(f"the knowledge base {config.index!r} is not a COCO corpus with captions; "
-                                 "give --seeds PATH (a dataset of image, instruction, chosen)")
-            try:
-                chosen = seed_splits(annotations.splits, config.coco_split)
-            except SplitError as e:
-                raise BuildError(str(e)) from None
-            it = coco_caption_seeds(annotations.root, prompts=config.prompts or DESCRIPTION_PROMPTS,
-                                    caption=config.caption, seed=config.seed,
-                                    annotations=SplitView(annotations, chosen),
-                                    kb_id_for=kb.id_for_coco_image_id)
-        first = next(it, None)  # surface column errors now, not mid-build
-    except SeedError as e:
-        raise BuildError(str(e)) from None
-    if first is None:
-        return iter(())
-    return itertools.chain([first], it)
-
-
 def _open_job(out: Path, config: BuildConfig, resolved: dict, num_shards: int, shard_index: int) -> Job:
     """The build's job in ``OUT/.realign-build``; refuses to mix different builds in one directory."""
     work = out / WORK_DIR
@@ -377,73 +243,8 @@ def _open_job(out: Path, config: BuildConfig, resolved: dict, num_shards: int, s
     return job
 
 
-# ------------------------------------------------------------------------------------------ outputs
-def _provenance(config: BuildConfig, kb, pipe) -> dict:
-    enc = dict(kb.manifest.get("encoder", {}))
-    stages = pipe.describe()
-    fallback = getattr(pipe.gate, "fallback_reason", None)
-    kb_eval = knowledge_base_evaluation_counts(kb.path)
-    kb_warning = split_warning("the knowledge base's images (retrieved images, rejected_images)", kb_eval,
-                               "rebuild it from train2014 only (--coco-split train2014)")
-    return {
-        "method": METHOD,
-        "knowledge_base": {"path": str(kb.path), "count": len(kb), "source": kb.manifest.get("source"),
-                           "encoder": enc, "random_encoder": enc.get("pretrained") in ("none", None),
-                           "evaluation_splits": kb_eval},
-        "seeds": config.seeds or "coco-captions",
-        **stages,
-        "warnings": [w for w in (fallback, kb_warning) if w],
-        "versions": library_versions(VERSIONED),
-    }
 
 
-def complete_report(out: Path) -> Optional[BuildReport]:
-    """The report of the finished build in ``out``, or None while the dataset is not (fully) written."""
-    try:
-        report = json.loads((out / REPORT_FILE).read_text())
-    except (FileNotFoundError, ValueError):  # absent, or (another node's view of) a file being replaced
-        return None
-    return report if report.get("complete") else None
-
-
-def launch(processes: int) -> Launch:
-    """How a build ran, for its report: processes, and the ``torch.distributed`` backend when one synchronised them."""
-    return {"processes": processes, "process_group": process_group_backend() if processes > 1 else None}
-
-
-def finalise_dataset(out: Path, work: Path, config: BuildConfig, units: list[tuple[dict, Path]], provenance: dict,
-                     launch: Optional[Launch] = None) -> BuildReport:
-    """Write the dataset of every chunk (``(marker, parquet file)`` in chunk order, each read once) into ``out``
-    and return its report (without throughput). Rank 0 of a build and :func:`realign_data.building.merge.merge` call it."""
-    heartbeat = work / HEARTBEAT_FILE
-
-    def tables():
-        for table in read_chunks(path for _, path in units):
-            heartbeat.touch()  # processes waiting for the dataset see rank 0 at work
-            yield table
-
-    salt = json.dumps(config.semantic(), sort_keys=True)
-    n, split_info, stats = write_dataset(out, work, tables(), config.format, salt, config.curriculum)
-    metas = [m for m, _ in units]
-    report = BuildReport(**aggregate(metas, stats))
-    report["blind_separability"] = blind_separability_of_build(out, config.seed)  # text-only classifier, held out
-    seed_warning = split_warning("the seeds (images, chosen answers)", report["evaluation_seeds"],
-                                 "build from train2014 seeds (--coco-split train2014) or other --seeds")
-    if seed_warning:
-        provenance = {**provenance, "warnings": [*provenance.get("warnings", []), seed_warning]}
-    if report["pairs_written"] != n:
-        raise BuildError(f"{out}: the chunk markers count {report['pairs_written']} rows but the chunk files hold "
-                         f"{n}; delete {work} and build again")
-    report.update({
-        "complete": True, "format": config.format, "launch": launch or {"processes": 1, "process_group": None},
-        "chunks": [[m["chunk"], m["rows"]] for m in metas], "chunk_size": config.chunk_size,
-        "image_negative": negative_summary(config),
-        "row_order": config.curriculum or "seed",
-        "curriculum": curriculum_summary(config, split_info),
-        "config": config.to_dict(), "provenance": provenance,
-    })
-    atomic_write_json(out / CONFIG_FILE, config.to_dict())
-    return report
 
 
 def _shard_result(out: Path, job: Job, units: list[int], num_units: int, num_shards: int, shard_index: int,

@@ -3,7 +3,7 @@ one process would have written.
 
 A shard build leaves its chunks (Parquet files and markers) under ``DIR_I/.realign-build/chunks``; the merge checks
 that the shards are of one build and that together they hold every chunk, then writes the chunks in chunk order with
-:func:`realign_data.building.builder.finalise_dataset`, the writer of a single build, so the files are byte-identical to a
+:func:`realign_data.building.finalise.finalise_dataset`, the writer of a single build, so the files are byte-identical to a
 single-process build. The shard directories are only read. Shards built into one shared ``--out`` need no merge:
 the same build command without ``--num-shards/--shard-index`` writes the dataset there.
 """
@@ -15,8 +15,8 @@ import logging
 import os
 from pathlib import Path
 
-from realign_data.building.builder import complete_report, finalise_dataset
 from realign_data.building.config import BuildConfig, BuildError
+from realign_data.building.finalise import complete_report, finalise_dataset
 from realign_data.building.output import PROVENANCE_FILE, WORK_DIR
 from realign_data.building.report import BuildReport, format_summary, write_report
 from realign_data.runtime.atomic import atomic_write_json
