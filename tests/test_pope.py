@@ -10,14 +10,8 @@ from collections import defaultdict
 
 import pytest
 
-from realign_data.evalsets.pope import (
-    CorpusStats,
-    PopeError,
-    build_pope,
-    open_annotations,
-    pope_questions,
-    question_for,
-)
+from realign_data.evalsets.pope import PopeError, build_pope, open_annotations
+from realign_data.evalsets.pope_sampling import CorpusStats, pope_questions, question_for
 
 CLI = [sys.executable, "-m", "realign_data.cli"]
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))

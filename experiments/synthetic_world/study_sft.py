@@ -9,7 +9,7 @@ import random
 import shutil
 from pathlib import Path
 
-from realign_data.evalsets.pope import question_for
+from realign_data.evalsets.pope_sampling import question_for
 from realign_trl.eval.suite import CHAIR_PROMPT
 
 

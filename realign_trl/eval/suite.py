@@ -90,7 +90,7 @@ class EvalSuite:
             benches: ``"pope,chair"``, ``"pope"`` or ``"chair"``.
             num_images / seed / min_objects / objects_per_image: the images are the first ``num_images`` readable
                 images with at least ``min_objects`` annotated categories in a ``seed``-ed order
-                (:func:`realign_data.evalsets.pope.image_order`); POPE asks about ``objects_per_image`` objects of each.
+                (:func:`realign_data.evalsets.pope_sampling.image_order`); POPE asks about ``objects_per_image`` objects of each.
             pope: a ``realign-data pope`` question set (directory, Hub id or ``DatasetDict``) to use instead of
                 drawing one; its images are the suite's images (the first ``num_images`` of them).
             pope_splits: the samplings to evaluate (default: all three, or all the question set has).
@@ -105,15 +105,13 @@ class EvalSuite:
             chair_synonyms: ``reference`` (default: the reference chair.py's reading) or ``extended``.
         """
         from realign_data.evalsets.pope import (
-            POPE_SPLITS,
-            CorpusStats,
             PopeError,
             annotations_sha256,
             images_digest,
             open_annotations,
-            pope_questions,
             select_images,
         )
+        from realign_data.evalsets.pope_sampling import POPE_SPLITS, CorpusStats, pope_questions
 
         benches = parse_benches(benches)
         if "amber" in benches:
