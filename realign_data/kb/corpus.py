@@ -21,114 +21,33 @@ from __future__ import annotations
 
 import errno
 import functools
-import io
 import json
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
+from realign_data.kb.corpus_base import (  # noqa: F401 - Skipped, open_image_bytes: corpus API, imported from here
+    CorpusError,
+    CorpusItem,
+    CorpusSource,
+    Skipped,
+    image_extensions,
+    load_hf_row,
+    load_hf_value,
+    open_hf_value,
+    open_image_bytes,
+    open_image_file,
+    skip_entry,
+)
 from realign_data.kb.splits import ALL_SPLITS, IMAGE_EXTENSIONS, SplitError, coco_split_folders
 
 SOURCE_TYPES = ("coco", "folder", "hf")
 _COCO_ID = re.compile(r"(\d{6,})\.[A-Za-z]+$")
 
 
-class CorpusError(ValueError):
-    """A corpus cannot be opened as asked (a user mistake, reported as one sentence)."""
-
-
-@dataclass
-class CorpusItem:
-    """One image of a corpus: stable ``id``, lazy ``load()`` and known metadata."""
-
-    id: str
-    load: Callable[[], Any]
-    meta: dict = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------------------------- loaders
-# Module-level functions wrapped in functools.partial: picklable, so DataLoader workers can run them.
-
-def open_image_file(path: str):
-    """Decode an image file fully (truncated files raise here, not later), upright (its EXIF orientation applied:
-    a phone photo is not embedded sideways; a GIF gives its first frame) and in RGB."""
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as im:
-        im.load()
-        return ImageOps.exif_transpose(im).convert("RGB")
-
-
-def open_image_bytes(data: bytes):
-    from PIL import Image, ImageOps
-
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        return ImageOps.exif_transpose(im).convert("RGB")
-
-
-class Skipped(ValueError):
-    """A folder entry that is not read (the message says why); the index build lists it with its reason."""
-
-
-def _skip(reason: str):
-    raise Skipped(reason)
-
-
-@functools.lru_cache(maxsize=1)
-def image_extensions() -> frozenset:
-    """Every file extension PIL can open (jpg, png, gif, tif/tiff, webp, bmp, ... and any plugin registered)."""
-    from PIL import Image
-
-    Image.init()
-    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
-
-
-def _open_hf_value(value):
-    """Decode a ``datasets.Image(decode=False)`` value: ``{"bytes": ..., "path": ...}``."""
-    if isinstance(value, dict):
-        if value.get("bytes"):
-            return open_image_bytes(value["bytes"])
-        if value.get("path"):
-            return open_image_file(value["path"])
-        raise ValueError("empty image value")
-    if hasattr(value, "convert"):  # already a PIL image
-        return value.convert("RGB")
-    raise ValueError(f"unsupported image value of type {type(value).__name__}")
-
-
-def _load_hf_row(dataset, row: int, column: str):
-    return _open_hf_value(dataset[row][column])
-
-
-def _load_hf_value(value):
-    return _open_hf_value(value)
-
-
 # ---------------------------------------------------------------------------------------------- sources
-
-class CorpusSource:
-    """Base class: iterate :class:`CorpusItem` in a deterministic order."""
-
-    source_type: str = ""
-
-    def __iter__(self) -> Iterator[CorpusItem]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def __len__(self) -> int:  # pragma: no cover - abstract
-        raise TypeError(f"{type(self).__name__} has no known length")
-
-    @property
-    def streaming(self) -> bool:
-        return False
-
-    def describe(self) -> dict:
-        """JSON-able description: recorded in the manifest and part of a build's fingerprint."""
-        raise NotImplementedError  # pragma: no cover
-
 
 class FolderSource(CorpusSource):
     """Every file under ``root`` (recursive), sorted by relative path: images in any format PIL opens (any case)
@@ -165,7 +84,7 @@ class FolderSource(CorpusSource):
 
     def __iter__(self) -> Iterator[CorpusItem]:
         for rel, path, why in self._entries:
-            load = functools.partial(open_image_file, str(path)) if why is None else functools.partial(_skip, why)
+            load = functools.partial(open_image_file, str(path)) if why is None else functools.partial(skip_entry, why)
             yield CorpusItem(rel, load, {"path": rel})
 
     def describe(self) -> dict:
@@ -333,21 +252,21 @@ class HFSource(CorpusSource):
         if self._streaming:
             for i, row in enumerate(self._ds):
                 key = f"{self.split}/{i}"
-                yield CorpusItem(key, functools.partial(_load_hf_value, row[self.image_column]),
+                yield CorpusItem(key, functools.partial(load_hf_value, row[self.image_column]),
                                  {"path": key, "row": i})
         else:
             col = self.image_column
             for i in range(len(self._ds)):
                 key = f"{self.split}/{i}"
-                yield CorpusItem(key, functools.partial(_load_hf_row, self._ds, i, col), {"path": key, "row": i})
+                yield CorpusItem(key, functools.partial(load_hf_row, self._ds, i, col), {"path": key, "row": i})
 
     def load_row(self, row: int):
         """Decode the image of one row (random access; streaming Hub datasets are read up to the row)."""
         if not self._streaming:
-            return _load_hf_row(self._ds, row, self.image_column)
+            return load_hf_row(self._ds, row, self.image_column)
         for i, r in enumerate(self._ds):
             if i == row:
-                return _open_hf_value(r[self.image_column])
+                return open_hf_value(r[self.image_column])
         raise KeyError(row)
 
     def describe(self) -> dict:
