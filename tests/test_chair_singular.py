@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 from chair_reference import JOINED_NAMES, QUALIFIED, SYNONYMS_FILE
 from chair_singular import singular
-from realign_data.objects.reference import singularize
+from realign_data.objects.reference_singular import singularize
 
 # Where pattern 2.6's singular of a token is not the synonym word that token was made from.
 NOT_THE_WORD = {
