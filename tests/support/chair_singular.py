@@ -4,7 +4,7 @@
 Written for this test from how that function behaves (its documentation, its outputs, and its rule lists read
 as a specification), in a structure of its own: tables of endings applied in pattern's order of precedence. It
 is not a copy of pattern, and it shares nothing with the project's implementation in
-``realign_data/objects/reference.py``, which it checks. It needs to be exact only where CHAIR can tell the
+``realign_data/objects/reference_singular.py``, which it checks. It needs to be exact only where CHAIR can tell the
 difference, i.e. for tokens whose singular is, or would wrongly become, a word of the synonym list or half of a
 two-word name; tests/test_chair_singular.py checks it on every synonym word and its plural.
 
