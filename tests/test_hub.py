@@ -265,7 +265,7 @@ def test_error_messages_name_status_and_action():
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError
 
-    from realign_data.publish.hub import explain_hub_error
+    from realign_data.publish.hub_errors import explain_hub_error
 
     def err(status):
         req = httpx2.Request("POST", "http://127.0.0.1:1/api/repos/create")

@@ -32,27 +32,17 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from realign_data.building.output import CONFIG_FILE, REPORT_FILE, dataset_dir
+from realign_data.publish.build_config_loader import load_build_config
 from realign_data.publish.dataset_card import INDEX_MANIFEST_FILE, data_dir_of, merge_card
+from realign_data.publish.hub_errors import HubPushError, HubUsageError, explain_hub_error
 from realign_data.publish.provenance import Provenance, ProvenanceError, fill_notes, read_json, read_provenance, to_dict
-from realign_data.runtime.hub_deadline import HUB_TIMEOUT, current_timeout, hub_deadline, hub_reachable, timed_out
+from realign_data.runtime.hub_deadline import HUB_TIMEOUT, hub_deadline, hub_reachable
 from realign_data.runtime.redact import redact_text, redact_tree
 
 COMMIT_ATTEMPTS = 5  # the card commit is retried when another commit lands first (HTTP 409/412)
 
 __all__ = ["push_to_hub", "load_build_config", "read_provenance", "find_dataset_dir", "hub_reachable", "PushResult",
            "HubPushError", "HubUsageError"]
-
-
-class HubPushError(RuntimeError):
-    """A push (or a fetch) failed on the Hub side. ``status`` is the HTTP status when there was one."""
-
-    def __init__(self, message: str, status: Optional[int] = None):
-        super().__init__(message)
-        self.status = status
-
-
-class HubUsageError(ValueError):
-    """A bad argument: missing directory, not a dataset, malformed repo id, bad config name."""
 
 
 @dataclass
@@ -82,73 +72,6 @@ def find_dataset_dir(path: Union[str, os.PathLike]) -> Path:
             "(state.json + dataset_info.json, or dataset_dict.json) or Parquet shards under data/, there or in its "
             "'dataset/' sub-folder (the output of `realign-data build`).")
     return found
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# errors
-# ---------------------------------------------------------------------------------------------------------------
-def _endpoint() -> str:
-    from huggingface_hub import constants
-
-    return constants.ENDPOINT
-
-
-def _chain(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-def explain_hub_error(exc: BaseException, repo_id: str, action: str = "push to") -> HubPushError:
-    """One clear sentence for a failure talking to the Hub (HTTP status + what to do)."""
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
-    endpoint = _endpoint()
-    if timed_out(exc) and current_timeout() is not None:
-        return HubPushError(
-            f"could not {action} {repo_id}: the Hub at {endpoint} did not answer within {current_timeout():g} s "
-            "(--timeout); check the network and HF_ENDPOINT (or give a slow link a larger --timeout), then run the "
-            "same command again; the local dataset was not modified and a re-push replaces any partial upload.")
-    for e in _chain(exc):
-        if isinstance(e, OfflineModeIsEnabled):
-            return HubPushError(f"cannot {action} {repo_id}: offline mode is on (HF_HUB_OFFLINE=1); unset it "
-                                "and run the command again.")
-        if isinstance(e, HfHubHTTPError) and getattr(e, "response", None) is not None:
-            status = e.response.status_code
-            server = (e.response.headers.get("X-Error-Message") or "").strip()
-            detail = f" (server says: {server})" if server else ""
-            if status == 401:
-                msg = (f"the Hub at {endpoint} rejected the token (HTTP 401){detail}: run `hf auth login` with a "
-                       "token that has write access, or pass --token / set HF_TOKEN.")
-            elif status == 403:
-                msg = (f"the token may not write to {repo_id} (HTTP 403){detail}: use a token with write access "
-                       "to that namespace (fine-grained tokens need 'write' on the repo or organisation).")
-            elif status == 404:
-                msg = (f"{repo_id} (or its branch) was not found on {endpoint} (HTTP 404){detail}: check the "
-                       "repo id, the namespace (your user or an organisation you belong to) and --revision.")
-            elif status == 429:
-                msg = (f"the Hub is rate limiting this account (HTTP 429){detail}: wait a few minutes and run the "
-                       "same command again (a re-push replaces the shards of the split, it never duplicates rows).")
-            elif status == 412 or status == 409:
-                msg = (f"another commit landed on {repo_id} during the push (HTTP {status}): run the same "
-                       "command again.")
-            elif status >= 500:
-                msg = (f"the Hub had a server error (HTTP {status}){detail}: try again in a few minutes; "
-                       "https://status.huggingface.co shows incidents.")
-            else:
-                msg = f"the Hub answered HTTP {status}{detail}."
-            return HubPushError(f"could not {action} {repo_id}: {msg}", status=status)
-    for e in _chain(exc):
-        mod = type(e).__module__ or ""
-        if mod.startswith(("httpx", "httpcore", "h11", "urllib3", "requests")) or isinstance(
-                e, (ConnectionError, TimeoutError)):
-            return HubPushError(
-                f"could not {action} {repo_id}: the connection to the Hub at {endpoint} failed or was lost "
-                f"({type(e).__name__}: {e}). Check the network (and HF_ENDPOINT), then run the same command again; "
-                "the local dataset was not modified and a re-push replaces any partial upload.")
-    return HubPushError(f"could not {action} {repo_id}: {type(exc).__name__}: {exc}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -388,79 +311,3 @@ def _merged_readme(api, repo_id: str, head: str, config_name: str, prov: Provena
                                  for f in (CONFIG_FILE, REPORT_FILE, INDEX_MANIFEST_FILE)))
             provenance[name] = other if (other.config or other.report or other.manifest) else None
     return merge_card(readme, repo_id=repo_id, provenance=provenance, **card)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# build configuration: local file or Hub repo
-# ---------------------------------------------------------------------------------------------------------------
-def load_build_config(path_or_repo: Union[str, os.PathLike], *, config_name: str = "default",
-                      revision: Optional[str] = None, token: Optional[str] = None) -> dict:
-    """Return the build configuration (a dict) that produced a dataset, to rebuild it.
-
-    ``path_or_repo`` may be:
-
-    * a local JSON file (``realign_build.json``) or a build directory containing one;
-    * a Hub dataset repo id ``namespace/name`` (optionally ``namespace/name:config``): fetches
-      ``{data_dir}/realign_build.json`` of that config (``data/`` for ``default``), falling back to a root
-      ``realign_build.json``;
-    * ``hf://datasets/namespace/name[@revision]/path/realign_build.json``.
-
-    Raises :class:`HubUsageError` when a local path is unusable and :class:`HubPushError` when the Hub cannot
-    give the file (offline, 401/403/404, network), with the HTTP status.
-    """
-    text = str(path_or_repo)
-    local = Path(text).expanduser()
-    if local.exists():
-        if local.is_dir():
-            found = dataset_dir(local)
-            data = next((d for d in (read_json(p / CONFIG_FILE) for p in (local, found) if p) if d is not None), None)
-            if data is None:
-                raise HubUsageError(f"no {CONFIG_FILE} in directory {text!r}.")
-            return data
-        data = read_json(local)
-        if data is None:
-            raise HubUsageError(f"{text!r} is not a JSON object (expected a {CONFIG_FILE}).")
-        return data
-    if text.endswith(".json") and not text.startswith("hf://"):
-        raise HubUsageError(f"build configuration file {text!r} does not exist.")
-
-    paths: list[str]
-    if text.startswith("hf://"):
-        rest = text[len("hf://"):]
-        if rest.startswith("datasets/"):
-            rest = rest[len("datasets/"):]
-        parts = rest.split("/")
-        if len(parts) < 3:
-            raise HubUsageError(f"{text!r}: expected hf://datasets/namespace/name/path/to/{CONFIG_FILE}.")
-        repo_id, file_path = "/".join(parts[:2]), "/".join(parts[2:])
-        if "@" in repo_id:
-            repo_id, revision = repo_id.split("@", 1)
-        paths = [file_path]
-    else:
-        repo_id = text
-        if ":" in repo_id:
-            repo_id, config_name = repo_id.rsplit(":", 1)
-        if repo_id.count("/") != 1:
-            raise HubUsageError(f"{text!r} is neither an existing file nor a Hub dataset id 'namespace/name'.")
-        data_dir = config_name if config_name != "default" else "data"
-        paths = [f"{data_dir}/{CONFIG_FILE}", CONFIG_FILE]
-
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    try:
-        for p in paths:
-            try:
-                local_file = hf_hub_download(repo_id, p, repo_type="dataset", revision=revision, token=token)
-            except EntryNotFoundError:
-                continue
-            data = read_json(Path(local_file))
-            if data is None:
-                raise HubUsageError(f"{p} in {repo_id} is not a JSON object.")
-            return data
-    except (HubUsageError, HubPushError):
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise explain_hub_error(e, repo_id, "fetch the build configuration of") from None
-    raise HubPushError(f"{repo_id} has no {' or '.join(paths)} (HTTP 404): it was not pushed with "
-                       "`realign-data push`, or the config name is different.", status=404)
