@@ -141,8 +141,9 @@ def endpoint(args) -> dict:
 
     from realign_data.testing.sample import make_sample_corpus
     from realign_trl.eval import EvalSuite
+    from realign_trl.eval.answer_store import AnswerStore, answers_fingerprint
     from realign_trl.eval.backends import OpenAIBackend
-    from realign_trl.eval.runner import _AnswerStore, _fingerprint, generate_answers, work_items
+    from realign_trl.eval.runner import generate_answers, work_items
 
     server_py = Path(__file__).resolve().parents[1] / "tests" / "openai_server.py"
     figures: dict = {"concurrency": args.concurrency, "median_s": args.median, "p99_s": args.p99}
@@ -160,7 +161,7 @@ def endpoint(args) -> dict:
                 runner = backend if arm == "window" else Chunked(backend)
                 settings = {"backend": backend.describe(), "suite": suite.describe(),
                             "generation": {"pope_max_new_tokens": 8, "chair_max_new_tokens": 8, "do_sample": False}}
-                store = _AnswerStore(Path(d) / f"out-{arm}", _fingerprint(settings), suite)
+                store = AnswerStore(Path(d) / f"out-{arm}", answers_fingerprint(settings), suite)
                 backend._client()  # the client (threads, connection pool) exists before the clock starts
                 start = time.perf_counter()
                 answers = generate_answers(runner, suite, pope_max_new_tokens=8, chair_max_new_tokens=8, store=store)

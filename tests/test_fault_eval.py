@@ -196,9 +196,9 @@ def test_a_full_disk_says_the_answers_survive_and_how_to_resume(sample_corpus, t
     from typer.testing import CliRunner
 
     from realign_trl.cli import app
-    from realign_trl.eval import runner
+    from realign_trl.eval.answer_store import AnswerStore
 
-    real_add, calls = runner._AnswerStore.add, []
+    real_add, calls = AnswerStore.add, []
 
     def add(self, fresh):
         calls.append(len(fresh))
@@ -210,12 +210,12 @@ def test_a_full_disk_says_the_answers_survive_and_how_to_resume(sample_corpus, t
     with OpenAIServer() as srv:
         args = ["eval", "--model", "m", "--base-url", srv.base_url, "--coco-root", str(sample_corpus), "--bench",
                 "chair", "--num-images", "3", "--min-objects", "1", "--concurrency", "1", "--out", str(out), "-q"]
-        monkeypatch.setattr(runner._AnswerStore, "add", add)
+        monkeypatch.setattr(AnswerStore, "add", add)
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 1, r.output
         assert "is full" in r.output and "are kept" in r.output and "run the same command to resume" in r.output
         assert "Traceback" not in r.output and len(saved(out)) == 1
-        monkeypatch.setattr(runner._AnswerStore, "add", real_add)
+        monkeypatch.setattr(AnswerStore, "add", real_add)
         before = srv.requests
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 0, r.output
