@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import re
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
@@ -52,8 +53,9 @@ class Internal:
     ``name`` is a dotted path: a module, then attributes (``trl.trainer.dpo_trainer.DPOTrainer._compute_loss``).
     ``kind`` says how it is checked: ``callable`` (exists, parameter names start with ``params``), ``fields``
     (a dataclass with at least ``params`` as fields), ``attribute`` (an instance attribute: the source of the
-    callable ``set_in`` assigns ``self.<last part> =``), ``global`` (a module-level name that ``set_in``'s source
-    calls, so replacing it in the module changes what ``set_in`` does).
+    callable ``set_in`` assigns ``self.<last part> =``), ``read`` (an attribute we set that the source of
+    ``set_in`` reads), ``global`` (a module-level name that ``set_in``'s source calls, so replacing it in the
+    module changes what ``set_in`` does).
     """
 
     name: str
@@ -62,6 +64,7 @@ class Internal:
     params: tuple[str, ...] = ()
     set_in: str | None = None
     version: str = PINNED_TRL
+    used_as: str = ""  # the text realign_trl's code uses it by, when not the last part of the name
 
     @property
     def attr(self) -> str:
@@ -122,12 +125,25 @@ INTERNALS: tuple[Internal, ...] = (
              ("model", "adapter_name")),
     Internal("trl.trainer.utils.FusedCausalLMOutput", "fields",
              "the fused forward (fused_lm_head=True) gives per-token log-probs and TRL's metric inputs",
-             ("log_probs", "entropy", "mean_logits", "is_top1", "aux_loss")),
+             ("log_probs", "entropy", "mean_logits", "is_top1", "aux_loss"), used_as="fused_lm_head=True"),
     Internal("trl.models.utils.disable_gradient_checkpointing", "callable",
              "the reference forward runs without gradient checkpointing, as in TRL", ("model",
                                                                                       "gradient_checkpointing_kwargs")),
     Internal("trl.models.utils.unwrap_model_for_generation", "callable",
              "the hallucination-eval callback generates with the unwrapped policy", ("model", "accelerator")),
+    Internal("trl.cli.accelerate_config.resolve_accelerate_config_argument", "callable",
+             "realign-trl dpo resolves --accelerate_config as trl dpo does", ("launch_args",)),
+    # --- under TRL: transformers config attributes without a public equivalent we can use ---
+    Internal("transformers.configuration_utils.PreTrainedConfig._attn_implementation", "attribute",
+             "prefix sharing needs an attention implementation that takes a 4D mask (realign_trl.prefix_sharing)",
+             set_in="transformers.configuration_utils.PreTrainedConfig", version="transformers 5 under TRL 1.16"),
+    Internal("transformers.configuration_utils.PreTrainedConfig._name_or_path", "attribute",
+             "the eval backend's default run name (the public name_or_path property would do: realign_trl/eval)",
+             set_in="transformers.configuration_utils.PreTrainedConfig", version="transformers 5 under TRL 1.16"),
+    # --- outside TRL: what TRL's own dpo script does, repeated by realign_trl/scripts/dpo.py ---
+    Internal("torch.nn.parallel.DistributedDataParallel._ddp_params_and_buffers_to_ignore", "read",
+             "--ignore_bias_buffers, as in TRL's script", set_in="torch.nn.parallel.DistributedDataParallel.__init__",
+             version="torch 2 under TRL 1.16"),
 )
 
 
@@ -147,13 +163,16 @@ def _resolve(name: str) -> Any:
 
 def _problem(item: Internal) -> str | None:
     """What is wrong with one internal in the installed TRL, or None."""
-    if item.kind == "attribute":
+    if item.kind in ("attribute", "read"):
         owner = item.set_in
         try:
             source = inspect.getsource(_resolve(owner))
         except (AttributeError, ImportError, OSError, TypeError):
-            return f"{owner} (where {item.name} is set) is missing"
-        return None if f"self.{item.attr} =" in source else f"{owner} no longer sets self.{item.attr}"
+            return f"{owner} (where {item.name} is {'set' if item.kind == 'attribute' else 'read'}) is missing"
+        if item.kind == "read":
+            return None if item.attr in source else f"{owner} no longer reads {item.attr}"
+        assigned = re.search(rf"self\.{item.attr}\s*[:=]", source)
+        return None if assigned else f"{owner} no longer sets self.{item.attr}"
     try:
         obj = _resolve(item.name)
     except (AttributeError, ImportError):
