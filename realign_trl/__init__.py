@@ -7,7 +7,7 @@ TRL-style scripts and YAML work unchanged. ``RDPOTrainer`` and ``RDPOConfig`` ar
 own names (the recommended spelling in new code).
 
 Registering is explicit and eager, so importing the package imports TRL's trainer (torch, transformers: seconds).
-There is no import hook: the earlier lazy registration through ``sys.meta_path`` is gone (issue 25).
+There is no import hook (the earlier lazy registration through one is gone, issue 25).
 
 ``register()`` is kept for scripts that call it explicitly; it is idempotent. ``DataCollatorForVisionRDPO`` and
 the curriculum helpers (``train_curriculum``, ``curriculum_splits``) are loaded lazily on first access.
@@ -40,9 +40,12 @@ check_trl_version()
 def register() -> None:
     """Register ``loss_type="rdpo"`` on the stock ``trl.DPOTrainer`` (idempotent; ``import realign_trl`` does it)."""
     check_trl_version()
-    from .trl_seam import install
+    from .trl_seam import check_trl_shape, install
 
-    install()
+    check_trl_shape()  # before importing the trainer, whose imports would fail less clearly on a changed TRL
+    from .trainer import trainer_class_for
+
+    install(trainer_class_for)
 
 
 def __getattr__(name: str) -> Any:

@@ -25,6 +25,7 @@ This module is the only place that
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import re
@@ -126,6 +127,9 @@ INTERNALS: tuple[Internal, ...] = (
     Internal("trl.trainer.utils.FusedCausalLMOutput", "fields",
              "the fused forward (fused_lm_head=True) gives per-token log-probs and TRL's metric inputs",
              ("log_probs", "entropy", "mean_logits", "is_top1", "aux_loss"), used_as="fused_lm_head=True"),
+    Internal("trl.trainer.utils.add_fused_lm_head", "callable",
+             "it sets forward on the model instance: the curriculum's frozen copy of the policy drops that forward",
+             ("model",), used_as='__dict__.pop("forward"'),
     Internal("trl.models.utils.disable_gradient_checkpointing", "callable",
              "the reference forward runs without gradient checkpointing, as in TRL", ("model",
                                                                                       "gradient_checkpointing_kwargs")),
@@ -161,12 +165,17 @@ def _resolve(name: str) -> Any:
     raise ImportError(name)
 
 
+@functools.lru_cache(maxsize=None)
+def _source(name: str) -> str:
+    return inspect.getsource(_resolve(name))
+
+
 def _problem(item: Internal) -> str | None:
     """What is wrong with one internal in the installed TRL, or None."""
     if item.kind in ("attribute", "read"):
         owner = item.set_in
         try:
-            source = inspect.getsource(_resolve(owner))
+            source = _source(owner)
         except (AttributeError, ImportError, OSError, TypeError):
             return f"{owner} (where {item.name} is {'set' if item.kind == 'attribute' else 'read'}) is missing"
         if item.kind == "read":
@@ -178,7 +187,7 @@ def _problem(item: Internal) -> str | None:
     except (AttributeError, ImportError):
         return f"{item.name} is missing"
     if item.kind == "global":
-        source = inspect.getsource(_resolve(item.set_in))
+        source = _source(item.set_in)
         return None if f"{item.attr}(" in source else f"{item.set_in} no longer calls {item.attr}"
     if item.kind == "fields":
         names = {f.name for f in fields(obj)} if is_dataclass(obj) else set()
@@ -190,9 +199,15 @@ def _problem(item: Internal) -> str | None:
     return None
 
 
+_CHECKED: list[bool] = []
+
+
 def check_trl_shape(internals: tuple[Internal, ...] = INTERNALS) -> None:
     """Raise :class:`TRLShapeError`, one sentence naming every internal that changed, if any did."""
     problems = [p for p in map(_problem, internals) if p]
+    _source.cache_clear()  # the sources are only needed once
+    if not problems and internals is INTERNALS:
+        _CHECKED[:] = [True]
     if problems:
         raise TRLShapeError(
             f"realign_trl was written against TRL {PINNED_TRL} ({SUPPORTED_TRL}), but in the installed TRL "
@@ -201,11 +216,15 @@ def check_trl_shape(internals: tuple[Internal, ...] = INTERNALS) -> None:
         )
 
 
+_CHOOSE: list = []  # the class chooser given to install() (realign_trl.trainer.trainer_class_for)
+
+
 def _dpo_trainer_new(cls, *args: Any, **kwargs: Any):
     """``DPOTrainer.__new__`` after :func:`install`: an rdpo configuration builds an ``RDPOTrainer``."""
-    from .trainer import trainer_class_for
+    return object.__new__(_CHOOSE[0](cls, args, kwargs))
 
-    return object.__new__(trainer_class_for(cls, args, kwargs))
+
+_NEW = staticmethod(_dpo_trainer_new)
 
 
 def installed() -> bool:
@@ -215,24 +234,23 @@ def installed() -> bool:
     return DPOTrainer.__dict__.get("__new__") is _NEW
 
 
-_NEW = staticmethod(_dpo_trainer_new)
-
-
-def install() -> None:
+def install(choose_class) -> None:
     """Check TRL's shape, then make the stock ``trl.DPOTrainer`` build an ``RDPOTrainer`` for rdpo (idempotent).
 
     The one change made to a TRL class: ``DPOTrainer.__new__`` (TRL defines none, so ``object.__new__`` ran
-    before). It picks the class from the constructor's ``args`` and ``train_dataset``
-    (:func:`realign_trl.trainer.trainer_class_for`); Python then runs that class's ``__init__``.
+    before). It asks ``choose_class(cls, args, kwargs)`` (:func:`realign_trl.trainer.trainer_class_for`: the
+    class from the constructor's ``args`` and ``train_dataset``); Python then runs that class's ``__init__``.
     """
     from trl.trainer.dpo_trainer import DPOTrainer
 
     if installed():
         return
-    check_trl_shape()
+    if not _CHECKED:
+        check_trl_shape()
     if "__new__" in DPOTrainer.__dict__:
         raise TRLShapeError(f"TRL {installed_trl_version()} defines DPOTrainer.__new__, which realign_trl "
                             f"{PINNED_TRL} replaces to register loss_type='rdpo': update realign_trl/trl_seam.py.")
+    _CHOOSE[:] = [choose_class]
     DPOTrainer.__new__ = _NEW
 
 

@@ -164,7 +164,7 @@ def test_install_refuses_a_trl_that_defines_its_own_new(monkeypatch):
 
     monkeypatch.setattr(DPOTrainer, "__new__", staticmethod(lambda cls, *a, **k: object.__new__(cls)))
     with pytest.raises(trl_seam.TRLShapeError, match="defines DPOTrainer.__new__"):
-        trl_seam.install()
+        trl_seam.install(lambda cls, args, kwargs: cls)
 
 
 def test_stock_dpo_trainer_builds_the_class_the_config_asks_for():
@@ -216,3 +216,21 @@ def test_rdpo_collator_rows_are_trls_collator_rows(fixture, request):
             assert not ours[key][:6, width:].any(), key  # only padding beyond TRL's width
         elif key in ("pixel_values", "image_grid_thw", "image_sizes"):
             assert torch.equal(ours[key][: value.size(0)], value), key
+
+
+def test_the_dpo_script_loads_save_to_disk_folders_itself(tmp_path):
+    """``realign-trl dpo``'s own ``main`` reads ``realign-data build`` output without patching ``datasets``."""
+    import datasets
+    from trl import DatasetMixtureConfig, ScriptArguments
+
+    from realign_trl.scripts.dpo import _load_dataset
+
+    rows = datasets.Dataset.from_dict({"prompt": ["p"], "chosen": ["c"], "rejected": ["r"]})
+    rows.save_to_disk(str(tmp_path / "one"))
+    datasets.DatasetDict({"train": rows, "test": rows}).save_to_disk(str(tmp_path / "two"))
+    load_dataset = datasets.load_dataset
+    one = _load_dataset(ScriptArguments(dataset_name=str(tmp_path / "one")), DatasetMixtureConfig())
+    two = _load_dataset(ScriptArguments(dataset_name=str(tmp_path / "two")), DatasetMixtureConfig())
+    assert list(one) == ["train"] and one["train"]["chosen"] == ["c"]
+    assert sorted(two) == ["test", "train"]
+    assert datasets.load_dataset is load_dataset

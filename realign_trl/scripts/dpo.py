@@ -221,8 +221,9 @@ def _trainer_class(args):
 
 
 def _is_saved_to_disk(name) -> bool:
-    return isinstance(name, str) and os.path.isdir(name) and any(
-        os.path.isfile(os.path.join(name, f)) for f in ("dataset_dict.json", "state.json"))
+    from realign_data.runtime.atomic import is_saved_dataset  # the project's one test for a save_to_disk folder
+
+    return isinstance(name, str) and os.path.isdir(name) and is_saved_dataset(name)
 
 
 def _load_dataset(script_args, dataset_args):
