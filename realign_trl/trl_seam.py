@@ -187,7 +187,10 @@ def _problem(item: Internal) -> str | None:
     except (AttributeError, ImportError):
         return f"{item.name} is missing"
     if item.kind == "global":
-        source = _source(item.set_in)
+        try:
+            source = _source(item.set_in)
+        except (AttributeError, ImportError, OSError, TypeError):
+            return f"{item.set_in} (which calls {item.name}) is missing"
         return None if f"{item.attr}(" in source else f"{item.set_in} no longer calls {item.attr}"
     if item.kind == "fields":
         names = {f.name for f in fields(obj)} if is_dataclass(obj) else set()
