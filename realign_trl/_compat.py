@@ -1,7 +1,8 @@
 """TRL version guard, kept import-light (no torch, no trl import).
 
-The plugin wraps private ``DPOTrainer`` methods whose shape changes between TRL minor versions, so an
-untested TRL fails loudly at import instead of training with a silently wrong loss.
+The plugin relies on private ``DPOTrainer`` internals whose shape changes between TRL minor versions (listed and
+checked in :mod:`realign_trl.trl_seam`), so an untested TRL fails loudly at import instead of training with a
+silently wrong loss.
 """
 
 from __future__ import annotations

@@ -11,9 +11,17 @@ emits 2B rows instead: B packed rows ``[image + prompt | chosen | rejected]`` an
 ``[rejected image + prompt | chosen]``, each row's layout described by ``position_ids``, ``rdpo_segments`` and
 ``rdpo_targets``. Truncation keeps exactly the tokens the 3B-row layout keeps.
 
-The tokenisation mirrors TRL's collator line for line (left-padded prompts, right-padded completions,
-``flush_left``, truncation, Gemma ``token_type_ids`` and Qwen ``mm_token_type_ids``) so that for the first 2B
-rows the tensors are exactly what TRL would build.
+Why TRL's ``DataCollatorForVisionPreference.torch_call`` is not called for the 3B rows: it builds exactly two rows
+per example that share one image list (TRL 1.16 ``trl/trainer/dpo_trainer.py`` lines 306 and 317,
+``images = [example["images"] ...] * 2`` and ``prompts = [...] * 2``; line 349, ``pad([chosen_ids,
+rejected_ids])``), while the third row needs a *different* image. Calling it twice (once more with the rejected
+images) would process B extra images and sequences and leave model-specific ``pixel_values`` (patch counts per
+image for Qwen-VL, tiles for LLaVA-NeXT) to be sliced apart again. So the tokenisation below repeats those lines
+with a third block: left-padded prompts, right-padded completions, ``flush_left``, truncation, Gemma
+``token_type_ids`` and Qwen ``mm_token_type_ids``, through TRL's own helpers (``pad``, ``flush_left``,
+``prepare_multimodal_messages``, ``apply_chat_template``). ``tests/test_trl_seam.py`` checks that the first 2B
+rows are exactly what TRL's collator builds, so a TRL change to its collator fails there.
+:class:`DataCollatorForVisionPreferenceWithRef` does call TRL's collator (it only adds columns).
 """
 
 from __future__ import annotations

@@ -228,7 +228,7 @@ def train_curriculum(
         stages: split names in training order (default easy, medium, hard).
         reference: ``"fixed"`` (reference = initial policy throughout) or ``"refresh"`` (reference = frozen copy of
             the policy at the start of each stage); default ``args.curriculum_reference`` or ``"fixed"``.
-        trainer_cls: the trainer class (default ``trl.DPOTrainer``, patched by ``realign_trl``).
+        trainer_cls: the trainer class (default ``trl.DPOTrainer``, which builds an ``RDPOTrainer`` for rdpo).
 
     Per-stage metrics are returned and written (atomically, after every stage) to
     ``<output_dir>/curriculum_metrics.json``.

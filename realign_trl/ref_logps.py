@@ -71,7 +71,7 @@ def cache_root(args: Any) -> Path:
 
 # ----------------------------------------------------------------------------------------------- keys
 
-def _update_image(h: hashlib._Hash, image: Any) -> None:
+def _update_image(h: Any, image: Any) -> None:  # h: a hashlib hash object
     if image is None:
         h.update(b"none")
     elif hasattr(image, "tobytes") and hasattr(image, "mode"):  # PIL

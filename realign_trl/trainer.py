@@ -1,22 +1,16 @@
-"""The ``loss_type="rdpo"`` extension of TRL's ``DPOTrainer``.
+"""The ``loss_type="rdpo"`` extension of TRL's ``DPOTrainer``: :class:`RDPOTrainer`.
 
-TRL has no plugin hook for loss types: ``DPOTrainer._compute_loss`` is one if/elif over loss names. So
-:func:`patch_dpo_trainer` wraps exactly three methods *on the stock class*:
-
-* ``__init__``: validates an rdpo configuration and dataset up front (clear errors instead of a failure deep
-  in the first step), then swaps TRL's default vision collator for :class:`DataCollatorForVisionRDPO`, in the
-  packed prefix-sharing layout where that is exact for the model (:mod:`realign_trl.prefix_sharing`).
-* ``_set_signature_columns_if_needed``: keeps the rejected-images column through ``remove_unused_columns``.
-* ``_compute_loss``: runs the rdpo loss.
+TRL has no plugin hook for loss types (``DPOTrainer._compute_loss`` is one if/elif over loss names), so rDPO is a
+subclass that overrides ``__init__``, ``_set_signature_columns_if_needed`` and ``_compute_loss``, as TRL suggests
+for custom losses. Each override first asks "is this trainer using rdpo?" and otherwise runs TRL's method, so any
+other loss type keeps TRL's exact behaviour.
 
 ``__init__`` also makes ``precompute_ref_log_probs=True`` work on image datasets, which TRL refuses (for rdpo and
 TRL's own losses): it hides the flag from TRL's check and skips TRL's reference load, then scores the reference
 once (:mod:`realign_trl.ref_logps`) and hands the stored log-probs to the loss through the collator.
 
-Each wrapper first asks "is this trainer using rdpo?" and otherwise calls TRL's original method with the
-same arguments, so every other loss type keeps TRL's exact behaviour. Patching the class (instead of
-rebinding the ``trl.DPOTrainer`` name to a subclass) means ``from trl import DPOTrainer`` done anywhere, before
-or after the plugin loads, gets the same class, and ``isinstance`` checks and TRL's own scripts keep working.
+Every TRL internal used here is listed and checked in :mod:`realign_trl.trl_seam`, which also makes the stock
+``trl.DPOTrainer`` build this class for an rdpo configuration (:func:`trainer_class_for`).
 """
 
 from __future__ import annotations
@@ -25,7 +19,6 @@ import contextlib
 import functools
 import inspect
 import logging
-import sys
 from typing import Any
 
 import torch
@@ -34,15 +27,15 @@ from trl.trainer.dpo_trainer import DataCollatorForVisionPreference, DPOTrainer
 from trl.trainer.utils import use_adapter
 
 from . import prefix_sharing, ref_logps
+from .collator import DataCollatorForVisionPreferenceWithRef, DataCollatorForVisionRDPO
 from .config import RDPO_DEFAULTS
 from .loss import rdpo_loss
+from .trl_seam import reference_load_skipped
 
-__all__ = ["patch_dpo_trainer", "RDPO_LOSS_TYPE"]
+__all__ = ["RDPOTrainer", "RDPO_LOSS_TYPE", "trainer_class_for"]
 
 RDPO_LOSS_TYPE = "rdpo"
 BUILD_HINT = "`realign-data build --index coco ...`"
-_PATCH_FLAG = "_realign_rdpo_patched"
-_ORIGINAL: dict[str, Any] = {}
 logger = logging.getLogger(__name__)
 
 
@@ -135,66 +128,113 @@ def _is_vision(dataset: Any) -> bool:
     return "images" in columns or "image" in columns
 
 
-def _patched_init(self, *args: Any, **kwargs: Any) -> None:
-    bound = _INIT_SIGNATURE.bind(self, *args, **kwargs)
-    config = bound.arguments.get("args")
-    rdpo = config is not None and RDPO_LOSS_TYPE in _loss_types(config)
-    if rdpo:
-        validate_rdpo_args(config)
-        column = _knob(config, "rejected_images_column")
-        validate_rdpo_dataset(bound.arguments.get("train_dataset"), column, "train")
-        validate_rdpo_dataset(bound.arguments.get("eval_dataset"), column, "eval")
-    # TRL refuses precompute_ref_log_probs on image datasets; realign_trl.ref_logps does it instead (after init)
-    precompute = (config is not None and getattr(config, "precompute_ref_log_probs", False)
-                  and _is_vision(bound.arguments.get("train_dataset")))
-    if precompute:
-        ref_logps.validate(config, bound.arguments.get("train_dataset"), bound.arguments.get("eval_dataset"))
-        config.precompute_ref_log_probs = False
-        dpo_trainer_module = sys.modules[DPOTrainer.__module__]
-        create = dpo_trainer_module.create_model_from_path
+def trainer_class_for(cls: type, args: tuple, kwargs: dict) -> type:
+    """The class a ``DPOTrainer(*args, **kwargs)`` call builds once :func:`realign_trl.trl_seam.install` ran.
 
-        def policy_only(path, **init_kwargs):  # TRL's reference load comes after Trainer.__init__: skip it
-            return None if hasattr(self, "accelerator") else create(path, **init_kwargs)
+    ``cls`` itself, unless the configuration needs :class:`RDPOTrainer` (``loss_type="rdpo"``, or
+    ``precompute_ref_log_probs=True`` on an image dataset) and ``cls`` is not one: then ``RDPOTrainer`` for the
+    stock class, and for a user's subclass of it a class deriving from both (the user's overrides first).
+    """
+    if issubclass(cls, RDPOTrainer):
+        return cls
+    try:
+        bound = _INIT_SIGNATURE.bind(None, *args, **kwargs)
+    except TypeError:  # not a constructor call (copy, unpickling): no swap
+        return cls
+    if not _needs_rdpo_trainer(bound.arguments.get("args"), bound.arguments.get("train_dataset")):
+        return cls
+    if cls is DPOTrainer:
+        return RDPOTrainer
+    if cls not in _MIXED:
+        _MIXED[cls] = type(cls.__name__, (cls, RDPOTrainer), {"__module__": cls.__module__,
+                                                              "__qualname__": cls.__qualname__})
+    return _MIXED[cls]
 
-        dpo_trainer_module.create_model_from_path = policy_only
-        try:
-            _ORIGINAL["__init__"](self, *args, **kwargs)
-        finally:
-            dpo_trainer_module.create_model_from_path = create
-            config.precompute_ref_log_probs = True
-    else:
-        _ORIGINAL["__init__"](self, *args, **kwargs)
-    if rdpo and (
-        bound.arguments.get("data_collator") is None
-        and type(self.data_collator) is DataCollatorForVisionPreference
-    ):
-        # imported here: realign_trl.collator imports trl.trainer.dpo_trainer, whose first import is what
-        # triggers this module (the registration hook), so a module-level import would be circular
-        from .collator import DataCollatorForVisionRDPO
 
-        collator = self.data_collator
-        self.data_collator = DataCollatorForVisionRDPO(
-            processor=collator.processor,
-            max_length=collator.max_length,
-            pad_to_multiple_of=collator.pad_to_multiple_of,
-            rejected_images_column=column,
-        )
-    if rdpo and isinstance(self.data_collator, DataCollatorForVisionPreference) and hasattr(
-            self.data_collator, "prefix_sharing"):
-        share, why = prefix_sharing.decide(self.model.config, _knob(config, "rdpo_prefix_sharing"))
-        self.data_collator.prefix_sharing = share
-        logger.info("rDPO: %s (%s).", "prefix sharing on, 2B rows per batch" if share
-                    else "prefix sharing off, 3B rows per batch", why)
-    if rdpo:
-        self.model.add_model_tags(["rdpo", "re-align"])
-    if precompute:
-        _precompute_reference(self, rdpo, bound.arguments.get("data_collator") is not None)
+_MIXED: dict[type, type] = {}
+
+
+def _needs_rdpo_trainer(config: Any, train_dataset: Any) -> bool:
+    if config is None:
+        return False
+    return RDPO_LOSS_TYPE in _loss_types(config) or bool(
+        getattr(config, "precompute_ref_log_probs", False) and _is_vision(train_dataset))
+
+
+class RDPOTrainer(DPOTrainer):
+    """TRL's ``DPOTrainer`` with ``loss_type="rdpo"``.
+
+    Overrides three methods (the TRL internals are listed in :mod:`realign_trl.trl_seam`):
+
+    * ``__init__``: validates an rdpo configuration and dataset up front, then swaps TRL's default vision
+      collator for :class:`~realign_trl.collator.DataCollatorForVisionRDPO` (packed prefix-sharing layout where
+      exact); with ``precompute_ref_log_probs=True`` on images, scores the reference once (TRL refuses that).
+    * ``_set_signature_columns_if_needed``: keeps the rejected-images column through ``remove_unused_columns``.
+    * ``_compute_loss``: runs the rdpo loss; any other loss type is TRL's own method.
+
+    After ``import realign_trl`` the stock ``trl.DPOTrainer`` builds this class by itself when the config asks for
+    rdpo, so ``DPOTrainer(args=DPOConfig(loss_type="rdpo"), ...)`` and ``RDPOTrainer(...)`` are the same.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        bound = _INIT_SIGNATURE.bind(self, *args, **kwargs)
+        config = bound.arguments.get("args")
+        rdpo = config is not None and RDPO_LOSS_TYPE in _loss_types(config)
+        column = _knob(config, "rejected_images_column") if rdpo else None
+        if rdpo:
+            validate_rdpo_args(config)
+            validate_rdpo_dataset(bound.arguments.get("train_dataset"), column, "train")
+            validate_rdpo_dataset(bound.arguments.get("eval_dataset"), column, "eval")
+        # TRL refuses precompute_ref_log_probs on image datasets; realign_trl.ref_logps does it instead (after init)
+        precompute = (config is not None and getattr(config, "precompute_ref_log_probs", False)
+                      and _is_vision(bound.arguments.get("train_dataset")))
+        if precompute:
+            ref_logps.validate(config, bound.arguments.get("train_dataset"), bound.arguments.get("eval_dataset"))
+            config.precompute_ref_log_probs = False
+            try:
+                with reference_load_skipped(self):
+                    super().__init__(*args, **kwargs)
+            finally:
+                config.precompute_ref_log_probs = True
+        else:
+            super().__init__(*args, **kwargs)
+        custom_collator = bound.arguments.get("data_collator") is not None
+        if rdpo and not custom_collator and type(self.data_collator) is DataCollatorForVisionPreference:
+            collator = self.data_collator
+            self.data_collator = DataCollatorForVisionRDPO(
+                processor=collator.processor,
+                max_length=collator.max_length,
+                pad_to_multiple_of=collator.pad_to_multiple_of,
+                rejected_images_column=column,
+            )
+        if rdpo and isinstance(self.data_collator, DataCollatorForVisionPreference) and hasattr(
+                self.data_collator, "prefix_sharing"):
+            share, why = prefix_sharing.decide(self.model.config, _knob(config, "rdpo_prefix_sharing"))
+            self.data_collator.prefix_sharing = share
+            logger.info("rDPO: %s (%s).", "prefix sharing on, 2B rows per batch" if share
+                        else "prefix sharing off, 3B rows per batch", why)
+        if rdpo:
+            self.model.add_model_tags(["rdpo", "re-align"])
+        if precompute:
+            _precompute_reference(self, rdpo, custom_collator)
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        extra = list(getattr(self, "_realign_ref_columns", ()))
+        if _is_rdpo(self):
+            extra.append(_knob(self.args, "rejected_images_column"))
+        missing = [c for c in extra if c not in self._signature_columns]
+        if missing:
+            self._signature_columns = [*self._signature_columns, *missing]
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        if not _is_rdpo(self):
+            return super()._compute_loss(model, inputs, return_outputs)
+        return _rdpo_compute_loss(self, model, inputs, return_outputs)
 
 
 def _precompute_reference(self, rdpo: bool, custom_collator: bool) -> None:
     """One pass of the reference over the train/eval datasets; afterwards no reference is kept or run."""
-    from .collator import DataCollatorForVisionPreferenceWithRef
-
     if self.is_deepspeed_enabled or self.is_fsdp_enabled:
         raise ValueError("precompute_ref_log_probs=True on an image dataset is not supported with DeepSpeed or FSDP "
                          "(the reference is scored before the model is sharded); use DDP (torchrun) or set "
@@ -238,22 +278,6 @@ def _score_rdpo(self, model, batch):
     model_kwargs = layout.model_kwargs(model)
     model_kwargs["use_cache"] = False
     return torch.stack(_reference_logps(self, layout, model_kwargs), dim=1)
-
-
-def _patched_set_signature_columns_if_needed(self) -> None:
-    _ORIGINAL["_set_signature_columns_if_needed"](self)
-    extra = list(getattr(self, "_realign_ref_columns", ()))
-    if _is_rdpo(self):
-        extra.append(_knob(self.args, "rejected_images_column"))
-    missing = [c for c in extra if c not in self._signature_columns]
-    if missing:
-        self._signature_columns = [*self._signature_columns, *missing]
-
-
-def _patched_compute_loss(self, model, inputs, return_outputs):
-    if not _is_rdpo(self):
-        return _ORIGINAL["_compute_loss"](self, model, inputs, return_outputs)
-    return _rdpo_compute_loss(self, model, inputs, return_outputs)
 
 
 def _rdpo_compute_loss(self, model, inputs, return_outputs):
@@ -454,26 +478,3 @@ def _log_metrics(self, mode, layout, outputs, metrics, logps, log_anchor):
 
 
 _INIT_SIGNATURE = inspect.signature(DPOTrainer.__init__)
-_WRAPPERS = {
-    "__init__": _patched_init,
-    "_set_signature_columns_if_needed": _patched_set_signature_columns_if_needed,
-    "_compute_loss": _patched_compute_loss,
-}
-
-
-def patch_dpo_trainer() -> None:
-    """Install the rdpo wrappers on ``trl.DPOTrainer`` (idempotent)."""
-    if getattr(DPOTrainer, _PATCH_FLAG, False):
-        return
-    for name, wrapper in _WRAPPERS.items():
-        original = DPOTrainer.__dict__[name]
-        _ORIGINAL[name] = original
-        functools.update_wrapper(wrapper, original, assigned=("__doc__", "__name__", "__qualname__"))
-        wrapper.__wrapped__ = original
-        setattr(DPOTrainer, name, wrapper)
-    setattr(DPOTrainer, _PATCH_FLAG, True)
-
-
-# Imported first (``from realign_trl.trainer import ...``), this module loaded TRL's trainer itself, and the
-# import hook of realign_trl/__init__.py left the patch to this line (idempotent otherwise).
-patch_dpo_trainer()

@@ -1,4 +1,4 @@
-"""Registration into the stock ``trl.DPOTrainer``: opt-in, isolation of other losses, errors, light import."""
+"""Registration into the stock ``trl.DPOTrainer``: opt-in, isolation of other losses, errors, import order."""
 
 from __future__ import annotations
 
@@ -23,13 +23,14 @@ SIGMOID_SCRIPT = textwrap.dedent("""
         realign_trl.register()
     from trl import DPOConfig, DPOTrainer
     from trl_models import load, make_dataset
-    assert getattr(DPOTrainer, "_realign_rdpo_patched", False) == (os.environ["WITH_PLUGIN"] == "1")
+    assert ("__new__" in DPOTrainer.__dict__) == (os.environ["WITH_PLUGIN"] == "1")
     model, processor = load({model!r})
     args = DPOConfig(output_dir={out!r}, use_cpu=True, report_to="none", save_strategy="no", max_steps=2,
                      per_device_train_batch_size=2, learning_rate=1e-2, logging_steps=1, max_length=None,
                      seed=0, loss_type="sigmoid")
     trainer = DPOTrainer(model=model, ref_model=load({model!r})[0], args=args, train_dataset=make_dataset(4),
                          processing_class=processor)
+    assert type(trainer) is DPOTrainer  # another loss type: TRL's own class, no rdpo override on the way
     trainer.train()
     print("LOGS=" + json.dumps([h for h in trainer.state.log_history if "loss" in h]))
 """)
@@ -60,7 +61,7 @@ def test_sigmoid_is_identical_with_and_without_plugin(tiny_llava, tmp_path):
 def test_plain_dpoconfig_accepts_rdpo_with_default_knobs(tiny_llava, tmp_path):
     from trl import DPOConfig, DPOTrainer
 
-    import realign_trl  # noqa: F401
+    import realign_trl
     from trl_models import load
 
     model, processor = load(tiny_llava)
@@ -68,6 +69,7 @@ def test_plain_dpoconfig_accepts_rdpo_with_default_knobs(tiny_llava, tmp_path):
                      per_device_train_batch_size=2, logging_steps=1, max_length=None, loss_type="rdpo")
     trainer = DPOTrainer(model=model, ref_model=load(tiny_llava)[0], args=args, train_dataset=make_dataset(4),
                          processing_class=processor)
+    assert isinstance(trainer, realign_trl.RDPOTrainer) and isinstance(trainer, DPOTrainer)
     trainer.train()
     log = trainer.state.log_history[0]
     assert log["loss"] == pytest.approx(log["loss/text"] + log["loss/visual"], rel=1e-5)
@@ -127,11 +129,13 @@ def test_register_is_idempotent():
 
     import realign_trl
 
+    new = DPOTrainer.__dict__["__new__"]
     realign_trl.register()
-    compute = DPOTrainer._compute_loss
     realign_trl.register()
-    assert DPOTrainer._compute_loss is compute
-    assert compute.__wrapped__.__module__ == "trl.trainer.dpo_trainer"
+    assert DPOTrainer.__dict__["__new__"] is new
+    # TRL's methods are TRL's: nothing is wrapped on the stock class
+    assert DPOTrainer._compute_loss.__module__ == "trl.trainer.dpo_trainer"
+    assert realign_trl.RDPOTrainer._compute_loss.__module__ == "realign_trl.trainer"
 
 
 def test_version_guard_names_both_versions():
@@ -155,33 +159,38 @@ def test_version_guard_names_both_versions():
     assert "1.15.2" in out and ">=1.16,<1.17" in out
 
 
-def test_import_is_light_and_patches_lazily():
+def test_import_before_trl_registers_without_an_import_hook():
     code = textwrap.dedent("""
-        import sys, time
-        t = time.perf_counter()
+        import sys
         import realign_trl
-        elapsed = time.perf_counter() - t
-        assert "torch" not in sys.modules and "trl.trainer.dpo_trainer" not in sys.modules, "heavy import"
-        from trl import DPOTrainer   # the import hook patches the class as TRL's module loads
-        assert DPOTrainer._realign_rdpo_patched
-        print(elapsed)
+        ours = [h for h in sys.meta_path if type(h).__module__.startswith("realign_trl")]
+        assert not ours, ours
+        from trl import DPOConfig, DPOTrainer
+        from trl.trainer.dpo_trainer import DPOTrainer as same
+        assert same is DPOTrainer and DPOTrainer.__dict__["__new__"]
+        print("ok")
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert float(proc.stdout.strip()) < 1.0
+    assert proc.stdout.strip() == "ok"
 
 
-def test_import_after_trl_patches_immediately():
-    code = "import trl.trainer.dpo_trainer as m; import realign_trl; print(m.DPOTrainer._realign_rdpo_patched)"
+def test_import_after_trl_registers():
+    code = "import trl.trainer.dpo_trainer as m; import realign_trl; print('__new__' in m.DPOTrainer.__dict__)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
     assert proc.stdout.strip() == "True", proc.stderr[-2000:]
 
 
-def test_importing_the_collator_first_is_not_circular():
-    """`realign_trl.collator` imports TRL's DPO trainer, whose loading triggers the registration hook."""
-    code = ("from realign_trl.collator import DataCollatorForVisionRDPO; import trl; "
-            "from realign_trl.trainer import _rdpo_compute_loss; "
-            "print(trl.DPOTrainer._compute_loss.__module__)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+@pytest.mark.parametrize("first", [
+    "from realign_trl.trainer import RDPOTrainer",
+    "from realign_trl.collator import DataCollatorForVisionRDPO",
+    "from realign_trl.config import RDPOConfig",
+    "from realign_trl import RDPOTrainer",
+])
+def test_any_module_as_a_programs_first_import_is_not_circular(first):
+    """The old lazy registration made `from realign_trl.trainer import ...` as a first import a circular ImportError."""
+    code = (f"{first}; import trl, realign_trl; "
+            "print(realign_trl.RDPOTrainer.__module__, realign_trl.trl_seam.installed())")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "realign_trl.trainer"
+    assert proc.stdout.strip() == "realign_trl.trainer True"

@@ -90,7 +90,12 @@ def build_tiny_llava(out: str | Path, *, image_size: int = 32, hidden_size: int 
 def build_tiny_sentence_transformer(out: str | Path, *, seed: int = 0) -> Path:
     """Save a tiny BERT + mean pooling model in sentence-transformers format to ``out``."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+
+    try:  # sentence-transformers 6.3 moved the modules (importing `sentence_transformers.models` is deprecated)
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # older 6.x
+        from sentence_transformers.models import Pooling, Transformer
     from transformers import BertConfig, BertModel
 
     out = Path(out)
@@ -104,8 +109,8 @@ def build_tiny_sentence_transformer(out: str | Path, *, seed: int = 0) -> Path:
     hf_dir = out / "_hf"
     bert.save_pretrained(hf_dir)
     tokenizer.save_pretrained(hf_dir)
-    word = models.Transformer(str(hf_dir), max_seq_length=128)
-    pooling = models.Pooling(word.get_embedding_dimension(), pooling_mode="mean")
+    word = Transformer(str(hf_dir), max_seq_length=128)
+    pooling = Pooling(word.get_embedding_dimension(), pooling_mode="mean")
     SentenceTransformer(modules=[word, pooling], device="cpu").save(str(out))
     import shutil
 

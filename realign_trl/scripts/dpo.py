@@ -1,21 +1,23 @@
-"""TRL's own DPO script (``trl/scripts/dpo.py``) with the rdpo plugin active and ``RDPOConfig`` parsed.
+"""TRL's DPO script (``trl/scripts/dpo.py``) with ``RDPOConfig`` parsed and the project's own ``main``.
 
-``realign-trl dpo`` launches this file with ``accelerate launch``, exactly as ``trl dpo`` launches TRL's.
-It reuses TRL's ``main`` unchanged: the only differences are the config dataclass (``RDPOConfig`` instead of
-``DPOConfig``, so the rdpo knobs are flags and YAML keys) and the plugin registration. Run it directly with
-``accelerate launch -m realign_trl.scripts.dpo ...`` or ``python -m realign_trl.scripts.dpo ...``.
+``realign-trl dpo`` launches this file with ``accelerate launch``, exactly as ``trl dpo`` launches TRL's. It
+parses with TRL's ``TrlParser`` using ``RDPOConfig`` instead of ``DPOConfig`` (so the rdpo knobs are flags and
+YAML keys), and :func:`main` follows TRL 1.16's ``main`` step for step with two differences it owns instead of
+patching TRL or ``datasets``: the dataset path is loaded by :func:`_load_dataset` (``save_to_disk`` directories,
+what ``realign-data build`` writes, as well as Hub ids and TRL's dataset mixtures), and the trainer class is
+:func:`_trainer_class`'s. Run it directly with ``accelerate launch -m realign_trl.scripts.dpo ...`` or
+``python -m realign_trl.scripts.dpo ...``.
 
 With ``--curriculum easy-to-hard`` it runs :func:`main_curriculum` instead: the same model, PEFT and dataset
 arguments, trained stage by stage with :func:`realign_trl.curriculum.train_curriculum`.
 
 With ``--hallucination_eval pope,chair`` every trainer it builds carries a
 :class:`realign_trl.eval.HallucinationEvalCallback` on the held-out images the ``hallucination_eval_*`` options
-name (see :func:`_hallucination_eval`).
+name (see :func:`_trainer_class`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 
@@ -121,7 +123,7 @@ def make_parser(prog: str | None = None):
 
 
 def run(argv: list[str] | None = None) -> None:
-    import realign_trl
+    import realign_trl  # noqa: F401 - registers loss_type="rdpo"
     from realign_data.runtime.logs import route_library_logs, show_package_logs, verbose
 
     route_library_logs()  # library warnings only with `realign-trl dpo -v` (REALIGN_VERBOSE=1)
@@ -132,82 +134,94 @@ def run(argv: list[str] | None = None) -> None:
         from realign_trl.step_logs import compact_step_logs
 
         compact_step_logs()
-    realign_trl.register()
-    from trl.scripts.dpo import main
-
     parser = make_parser()
     script_args, training_args, model_args, dataset_args = parser.parse_args_and_config(
         args=argv, fail_with_unknown_args=False
     )
-    with _hallucination_eval(training_args):
-        if getattr(training_args, "curriculum", None):
-            main_curriculum(script_args, training_args, model_args, dataset_args)
-        else:
-            with _load_from_disk_dirs():
-                main(script_args, training_args, model_args, dataset_args)
+    if getattr(training_args, "curriculum", None):
+        main_curriculum(script_args, training_args, model_args, dataset_args)
+    else:
+        main(script_args, training_args, model_args, dataset_args)
 
 
-@contextlib.contextmanager
-def _hallucination_eval(args):
-    """Attach :class:`HallucinationEvalCallback` to every ``DPOTrainer`` TRL's ``main`` (or the curriculum) builds.
+def main(script_args, training_args, model_args, dataset_args):
+    """TRL's ``trl/scripts/dpo.py`` ``main`` (TRL 1.16), with this project's dataset loading and trainer class.
 
-    TRL's script creates its trainer inside ``main``; for the duration of the call, ``trl.DPOTrainer`` is a subclass
-    that adds the callback after construction (same pattern as :func:`_load_from_disk_dirs`). The held-out suite
-    is read once, before any model is loaded, so a bad corpus fails fast.
+    Two differences: the dataset comes from :func:`_load_dataset`, which also reads ``save_to_disk`` directories
+    (what ``realign-data build`` writes; TRL's ``load_dataset`` refuses them), and the trainer is
+    :func:`_trainer_class`'s (``RDPOTrainer``, with the hallucination-eval callback when asked).
     """
+    import transformers
+    from packaging.version import Version
+    from trl import get_peft_config, get_quantization_config
+
+    training_args.model_init_kwargs = _model_init_kwargs(model_args, training_args)
+    dataset = _load_dataset(script_args, dataset_args)
+    trainer = _trainer_class(training_args)(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=dataset[script_args.dataset_train_split],
+        eval_dataset=dataset[script_args.dataset_test_split] if training_args.eval_strategy != "no" else None,
+        quantization_config=get_quantization_config(model_args),
+        peft_config=get_peft_config(model_args),
+    )
+    if script_args.ignore_bias_buffers:
+        import torch
+
+        # torch distributed hack, as in TRL's script
+        trainer.model._ddp_params_and_buffers_to_ignore = [
+            name for name, buffer in trainer.model.named_buffers() if buffer.dtype == torch.bool
+        ]
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.accelerator.print("✅ Training completed.")
+    trainer.save_model(training_args.output_dir)
+    trainer.accelerator.print(f"💾 Model saved to {training_args.output_dir}.")
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+        trainer.accelerator.print(f"🤗 Model pushed to the Hub in https://huggingface.co/{trainer.hub_model_id}.")
+    if Version(transformers.__version__) >= Version("5.18.0"):
+        trainer.end()
+
+
+def _model_init_kwargs(model_args, training_args) -> dict:
+    kwargs = dict(
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+    )
+    if training_args.model_init_kwargs is not None:
+        kwargs.update(training_args.model_init_kwargs)
+    return kwargs
+
+
+def _trainer_class(args):
+    """``RDPOTrainer``, or with ``--hallucination_eval pope,chair`` a subclass that attaches
+    :class:`HallucinationEvalCallback` after construction. The held-out suite is read once, here, before any
+    model is loaded, so a bad corpus fails fast."""
+    from realign_trl.trainer import RDPOTrainer
+
     from realign_trl.eval.config import EvalConfig
 
     config = EvalConfig.from_training_args(args)  # None: no hallucination_eval
     if config is None:
-        yield
-        return
-    import trl
-
+        return RDPOTrainer
     from realign_trl.eval import EvalSuite, HallucinationEvalCallback
 
     suite = EvalSuite.from_config(config)
-    original = trl.DPOTrainer
 
-    class DPOTrainer(original):
+    class RDPOTrainerWithHallucinationEval(RDPOTrainer):
         def __init__(self, *a, **kw):
             super().__init__(*a, **kw)
             self.add_callback(HallucinationEvalCallback.from_config(self, config, suite=suite))
 
-    trl.DPOTrainer = DPOTrainer
-    try:
-        yield
-    finally:
-        trl.DPOTrainer = original
-
-
-@contextlib.contextmanager
-def _load_from_disk_dirs():
-    """Let TRL's ``main`` read ``save_to_disk`` directories (what ``realign-data build`` writes).
-
-    TRL's script calls ``datasets.load_dataset(dataset_name)``, which refuses such a directory. For the duration
-    of the call, ``datasets.load_dataset`` answers those directories with ``load_from_disk`` and passes every
-    other name through untouched.
-    """
-    import datasets
-
-    original = datasets.load_dataset
-
-    def load_dataset(path, *args, **kwargs):
-        if _is_saved_to_disk(path):
-            loaded = datasets.load_from_disk(path)
-            return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
-        return original(path, *args, **kwargs)
-
-    datasets.load_dataset = load_dataset
-    try:
-        yield
-    finally:
-        datasets.load_dataset = original
+    return RDPOTrainerWithHallucinationEval
 
 
 def _is_saved_to_disk(name) -> bool:
-    return isinstance(name, str) and os.path.isdir(name) and any(
-        os.path.isfile(os.path.join(name, f)) for f in ("dataset_dict.json", "state.json"))
+    from realign_data.runtime.atomic import is_saved_dataset  # the project's one test for a save_to_disk folder
+
+    return isinstance(name, str) and os.path.isdir(name) and is_saved_dataset(name)
 
 
 def _load_dataset(script_args, dataset_args):
@@ -241,15 +255,7 @@ def main_curriculum(script_args, training_args, model_args, dataset_args):
     from realign_trl.curriculum import check_curriculum_args, format_curriculum_table, train_curriculum
 
     check_curriculum_args(training_args, script=True)
-    model_init_kwargs = dict(
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
-        attn_implementation=model_args.attn_implementation,
-        dtype=model_args.dtype,
-    )
-    if training_args.model_init_kwargs is not None:
-        model_init_kwargs.update(training_args.model_init_kwargs)
-    training_args.model_init_kwargs = model_init_kwargs
+    training_args.model_init_kwargs = _model_init_kwargs(model_args, training_args)
 
     dataset = _load_dataset(script_args, dataset_args)
     eval_dataset = dataset[script_args.dataset_test_split] if training_args.eval_strategy != "no" else None
@@ -259,6 +265,7 @@ def main_curriculum(script_args, training_args, model_args, dataset_args):
         eval_dataset=eval_dataset,
         quantization_config=get_quantization_config(model_args),
         peft_config=get_peft_config(model_args),
+        trainer_cls=_trainer_class(training_args),
     )
     trainer = result.trainer
     trainer.accelerator.print(

@@ -48,9 +48,11 @@ def tiny_args(tmp_path, **overrides):
         output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", save_strategy="no",
         per_device_train_batch_size=2, per_device_eval_batch_size=2, max_steps=3, learning_rate=1e-2,
         logging_steps=1, loss_type="rdpo", max_length=None, seed=0, dataloader_num_workers=0,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,  # transformers 5's name; `gradient_checkpointing` is a deprecated alias
     )
     kwargs.update(overrides)
+    if "gradient_checkpointing" in overrides:
+        kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing")
     return RDPOConfig(**kwargs)
 
 

@@ -210,7 +210,7 @@ class OpenAIFiller(VLMBackend):
         hint = getattr(state.outcome.exception(), "retry_after", None)
         if hint is not None:  # already >= 0; a huge one is capped (a wait past the deadline helps nobody)
             return min(self.max_backoff, hint)
-        return wait_exponential_jitter(initial=self.backoff, max=self.max_backoff, jitter=self.backoff)(state)
+        return wait_exponential_jitter(multiplier=self.backoff, max=self.max_backoff, jitter=self.backoff)(state)
 
     def _post(self, item) -> FillResult:
         from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
