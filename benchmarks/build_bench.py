@@ -44,8 +44,14 @@ def make_kb(root: Path, images: int) -> Path:
     corpus = make_sample_corpus(root / f"coco{images}", num_images=images, seed=0)
     ckpt = build_tiny_open_clip(root / "tiny_clip.safetensors")
     kb = root / f"kb{images}"
-    build_knowledge_base(open_source("coco", corpus), kb, model=register_tiny_open_clip(), pretrained=str(ckpt),
-                         num_workers=0, progress=False)
+    build_knowledge_base(
+        open_source("coco", corpus),
+        kb,
+        model=register_tiny_open_clip(),
+        pretrained=str(ckpt),
+        num_workers=0,
+        progress=False,
+    )
     return kb
 
 
@@ -69,8 +75,12 @@ def sweep_kinds(kinds: list[str], images: int, repeats: int) -> dict:
                 res = run(kb, root / f"out-{kind}-{r}", image_negative=kind)
                 pps = res["pairs"] / res["build_seconds"]
                 if kind not in best or pps > best[kind]["pairs_per_second"]:
-                    best[kind] = {"pairs": res["pairs"], "seeds": res["seeds"], "pairs_per_second": round(pps, 1),
-                                  "peak_rss_mb": round(res["peak_rss_mb"], 1)}
+                    best[kind] = {
+                        "pairs": res["pairs"],
+                        "seeds": res["seeds"],
+                        "pairs_per_second": round(pps, 1),
+                        "peak_rss_mb": round(res["peak_rss_mb"], 1),
+                    }
     base = best.get("retrieval", next(iter(best.values())))["pairs_per_second"]
     for v in best.values():
         v["throughput_vs_retrieval"] = round(v["pairs_per_second"] / base, 3)
@@ -80,8 +90,11 @@ def sweep_kinds(kinds: list[str], images: int, repeats: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=200, help="1x corpus size (seeds = images)")
-    ap.add_argument("--kinds", help="comma-separated visual-negative kinds to sweep (e.g. "
-                                    "retrieval,region-noise,crop,noise) instead of the 1x/4x memory run")
+    ap.add_argument(
+        "--kinds",
+        help="comma-separated visual-negative kinds to sweep (e.g. "
+        "retrieval,region-noise,crop,noise) instead of the 1x/4x memory run",
+    )
     ap.add_argument("--repeats", type=int, default=3, help="--kinds: rounds, best of them reported")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
@@ -89,8 +102,10 @@ def main() -> None:
         figures = sweep_kinds([k.strip() for k in args.kinds.split(",") if k.strip()], args.images, args.repeats)
         print(f"{'kind':14}{'seeds':>7}{'pairs':>7}{'pairs/s':>10}{'vs retrieval':>14}{'peak RSS MB':>13}")
         for kind, v in figures["kinds"].items():
-            print(f"{kind:14}{v['seeds']:>7}{v['pairs']:>7}{v['pairs_per_second']:>10}"
-                  f"{v['throughput_vs_retrieval']:>14}{v['peak_rss_mb']:>13}")
+            print(
+                f"{kind:14}{v['seeds']:>7}{v['pairs']:>7}{v['pairs_per_second']:>10}"
+                f"{v['throughput_vs_retrieval']:>14}{v['peak_rss_mb']:>13}"
+            )
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2) + "\n")
         return
@@ -99,11 +114,14 @@ def main() -> None:
         small = run(make_kb(root, args.images), root / "out1")
         large = run(make_kb(root, 4 * args.images), root / "out4")
     figures = {
-        "seeds_1x": small["seeds"], "seeds_4x": large["seeds"],
-        "pairs_1x": small["pairs"], "pairs_4x": large["pairs"],
+        "seeds_1x": small["seeds"],
+        "seeds_4x": large["seeds"],
+        "pairs_1x": small["pairs"],
+        "pairs_4x": large["pairs"],
         "pairs_per_second_1x": round(small["pairs"] / small["build_seconds"], 1),
         "pairs_per_second_4x": round(large["pairs"] / large["build_seconds"], 1),
-        "peak_rss_mb_1x": round(small["peak_rss_mb"], 1), "peak_rss_mb_4x": round(large["peak_rss_mb"], 1),
+        "peak_rss_mb_1x": round(small["peak_rss_mb"], 1),
+        "peak_rss_mb_4x": round(large["peak_rss_mb"], 1),
         "rss_ratio_4x_over_1x": round(large["peak_rss_mb"] / small["peak_rss_mb"], 3),
     }
     print(f"{'':22}{'1x':>10}{'4x':>10}")

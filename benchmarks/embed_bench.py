@@ -23,8 +23,11 @@ def main() -> None:
     ap.add_argument("--root", help="COCO-layout corpus (default: a generated sample corpus)")
     ap.add_argument("--num-images", type=int, default=200)
     ap.add_argument("--model", default="realign-tiny-clip")
-    ap.add_argument("--pretrained", default=None, help="tag, checkpoint or none (default for the tiny model: "
-                                                       "a freshly built tiny checkpoint)")
+    ap.add_argument(
+        "--pretrained",
+        default=None,
+        help="tag, checkpoint or none (default for the tiny model: a freshly built tiny checkpoint)",
+    )
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--num-workers", type=int, default=2)
     ap.add_argument("--device", default="auto")
@@ -66,13 +69,14 @@ def main() -> None:
     def model_only() -> float:
         t = time.perf_counter()
         for s in range(0, n, args.batch_size):
-            enc.embed_pixels(pixels[s:s + args.batch_size])
+            enc.embed_pixels(pixels[s : s + args.batch_size])
         return n / (time.perf_counter() - t)
 
     def pipeline() -> float:  # decode + preprocess in DataLoader workers + model
         t = time.perf_counter()
-        done = sum(len(b.indices) for b in enc.iter_embed(items, batch_size=args.batch_size,
-                                                           num_workers=args.num_workers))
+        done = sum(
+            len(b.indices) for b in enc.iter_embed(items, batch_size=args.batch_size, num_workers=args.num_workers)
+        )
         assert done == n
         return n / (time.perf_counter() - t)
 
@@ -83,14 +87,25 @@ def main() -> None:
         pipe_runs.append(pipeline())
     model_ips, pipe_ips = max(model_runs), max(pipe_runs)
 
-    res = {"model": args.model, "pretrained": enc.pretrained if enc.pretrained == "none" else "checkpoint/tag",
-           "device": enc.device, "precision": enc.precision, "images": n, "batch_size": args.batch_size,
-           "num_workers": args.num_workers, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-           "pipeline_images_per_s": round(pipe_ips, 1), "model_only_images_per_s": round(model_ips, 1),
-           "ratio": round(pipe_ips / model_ips, 3),
-           "command": " ".join([os.path.basename(sys.executable)] + sys.argv)}
-    print(f"model {args.model} ({enc.device}, {enc.precision}), {n} images, batch {args.batch_size}, "
-          f"{args.num_workers} workers")
+    res = {
+        "model": args.model,
+        "pretrained": enc.pretrained if enc.pretrained == "none" else "checkpoint/tag",
+        "device": enc.device,
+        "precision": enc.precision,
+        "images": n,
+        "batch_size": args.batch_size,
+        "num_workers": args.num_workers,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "pipeline_images_per_s": round(pipe_ips, 1),
+        "model_only_images_per_s": round(model_ips, 1),
+        "ratio": round(pipe_ips / model_ips, 3),
+        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+    }
+    print(
+        f"model {args.model} ({enc.device}, {enc.precision}), {n} images, batch {args.batch_size}, "
+        f"{args.num_workers} workers"
+    )
     print(f"  pipeline (decode+preprocess+model): {pipe_ips:8.1f} img/s")
     print(f"  model alone on tensors:             {model_ips:8.1f} img/s")
     print(f"  ratio pipeline/model:               {pipe_ips / model_ips:8.3f}")

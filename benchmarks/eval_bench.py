@@ -55,8 +55,10 @@ def bare_generate(backend, suite, bounds: dict) -> float:
     for bench, keys in work_items(suite).items():
         items = [(prompt, (lambda i=image_id: suite.image(i)), None) for image_id, prompt in keys]
         config = _greedy_config(backend.model, backend.processor, bounds[bench])
-        work += [(backend._prepare(items[i:i + backend.batch_size]), config)
-                 for i in range(0, len(items), backend.batch_size)]
+        work += [
+            (backend._prepare(items[i : i + backend.batch_size]), config)
+            for i in range(0, len(items), backend.batch_size)
+        ]
     start = time.perf_counter()
     with torch.inference_mode():
         for inputs, config in work:
@@ -78,14 +80,14 @@ def components(backend, suite, bounds: dict) -> dict:
         config = _greedy_config(backend.model, backend.processor, bounds[bench])
         for i in range(0, len(items), backend.batch_size):
             t = time.perf_counter()
-            inputs = backend._prepare(items[i:i + backend.batch_size])
+            inputs = backend._prepare(items[i : i + backend.batch_size])
             times["prepare_s"] += time.perf_counter() - t
             t = time.perf_counter()
             with torch.inference_mode():
                 out = backend.model.generate(**inputs, generation_config=config)
             times["generate_s"] += time.perf_counter() - t
             t = time.perf_counter()
-            backend.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            backend.processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
             times["decode_s"] += time.perf_counter() - t
     answers = generate_answers(backend, suite, pope_max_new_tokens=1, chair_max_new_tokens=1)
     t = time.perf_counter()
@@ -126,7 +128,7 @@ class Chunked:
     def generate(self, items, max_new_tokens):
         client, step = self.backend._client(), 4 * self.backend.options["concurrency"]
         for start in range(0, len(items), step):
-            results = client.generate([(*item, max_new_tokens) for item in items[start:start + step]])
+            results = client.generate([(*item, max_new_tokens) for item in items[start : start + step]])
             yield [(r.text, None) if r.error is None else (None, r.error) for r in results]
 
     def describe(self):
@@ -148,19 +150,26 @@ def endpoint(args) -> dict:
     server_py = Path(__file__).resolve().parents[1] / "tests" / "openai_server.py"
     figures: dict = {"concurrency": args.concurrency, "median_s": args.median, "p99_s": args.p99}
     with tempfile.TemporaryDirectory() as d:
-        corpus = make_sample_corpus(Path(d) / "coco", num_images=args.images, seed=0, width=args.image_size,
-                                    height=args.image_size)
+        corpus = make_sample_corpus(
+            Path(d) / "coco", num_images=args.images, seed=0, width=args.image_size, height=args.image_size
+        )
         suite = EvalSuite.from_coco(corpus, num_images=args.images, min_objects=1)
         figures["requests"] = sum(len(k) for k in work_items(suite).values())
         for arm in args.arms.split(","):
-            proc = subprocess.Popen([sys.executable, str(server_py), "--lognormal", str(args.median), str(args.p99),
-                                     str(args.seed)], stdout=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, str(server_py), "--lognormal", str(args.median), str(args.p99), str(args.seed)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             try:
                 base_url = proc.stdout.readline().strip()
                 backend = OpenAIBackend("bench", base_url=base_url, concurrency=args.concurrency, max_retries=0)
                 runner = backend if arm == "window" else Chunked(backend)
-                settings = {"backend": backend.describe(), "suite": suite.describe(),
-                            "generation": {"pope_max_new_tokens": 8, "chair_max_new_tokens": 8, "do_sample": False}}
+                settings = {
+                    "backend": backend.describe(),
+                    "suite": suite.describe(),
+                    "generation": {"pope_max_new_tokens": 8, "chair_max_new_tokens": 8, "do_sample": False},
+                }
                 store = AnswerStore(Path(d) / f"out-{arm}", answers_fingerprint(settings), suite)
                 backend._client()  # the client (threads, connection pool) exists before the clock starts
                 start = time.perf_counter()
@@ -175,11 +184,16 @@ def endpoint(args) -> dict:
                 proc.wait()
             ideal = ideal_seconds(latencies, args.concurrency)
             bound = max(sum(latencies) / args.concurrency, max(latencies))
-            figures[arm] = {"measured_s": round(measured, 3), "ideal_s": round(ideal, 3),
-                            "lower_bound_s": round(bound, 3), "efficiency": round(ideal / measured, 3),
-                            "failed": sum(a[1] is not None for a in answers.values()),
-                            "latency_sum_s": round(sum(latencies), 2), "latency_max_s": round(max(latencies), 3),
-                            "latency_median_s": round(sorted(latencies)[len(latencies) // 2], 3)}
+            figures[arm] = {
+                "measured_s": round(measured, 3),
+                "ideal_s": round(ideal, 3),
+                "lower_bound_s": round(bound, 3),
+                "efficiency": round(ideal / measured, 3),
+                "failed": sum(a[1] is not None for a in answers.values()),
+                "latency_sum_s": round(sum(latencies), 2),
+                "latency_max_s": round(max(latencies), 3),
+                "latency_median_s": round(sorted(latencies)[len(latencies) // 2], 3),
+            }
     return figures
 
 
@@ -223,10 +237,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
-        corpus = make_sample_corpus(root / "coco", num_images=args.images, seed=0, width=args.image_size,
-                                    height=args.image_size)
-        model_dir = build_tiny_llava(root / "llava", image_size=args.image_size, hidden_size=args.hidden_size,
-                                     num_layers=args.num_layers)
+        corpus = make_sample_corpus(
+            root / "coco", num_images=args.images, seed=0, width=args.image_size, height=args.image_size
+        )
+        model_dir = build_tiny_llava(
+            root / "llava", image_size=args.image_size, hidden_size=args.hidden_size, num_layers=args.num_layers
+        )
         t = time.perf_counter()
         suite = EvalSuite.from_coco(corpus, num_images=args.images, min_objects=1)
         suite_s = time.perf_counter() - t
@@ -251,11 +267,18 @@ def main() -> None:
         backend.close()
 
     n = args.images
-    figures = {"images": n, "model_parameters": params, "image_size": args.image_size, "batch_size": args.batch_size,
-               "pope_max_new_tokens": bounds["pope"], "chair_max_new_tokens": bounds["chair"],
-               "torch_threads": torch.get_num_threads(),
-               "distinct_prompts": {b: len(k) for b, k in work_items(suite).items()},
-               "suite_build_s": round(suite_s, 3), "model_load_s": round(load_s, 3)}
+    figures = {
+        "images": n,
+        "model_parameters": params,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "pope_max_new_tokens": bounds["pope"],
+        "chair_max_new_tokens": bounds["chair"],
+        "torch_threads": torch.get_num_threads(),
+        "distinct_prompts": {b: len(k) for b, k in work_items(suite).items()},
+        "suite_build_s": round(suite_s, 3),
+        "model_load_s": round(load_s, 3),
+    }
     for arm, suffix in (("pope", "_pope"), ("chair", "_chair"), ("both", "")):
         h, b = best[arm]["harness"], best[arm]["bare"]
         figures[f"images_per_s{suffix}"] = round(n / h, 2)

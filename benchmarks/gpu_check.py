@@ -30,23 +30,62 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
 # what the GPU host brings (PyTorch + transformers and what they pin); never downloaded, never replaced
-HOST = ("torch", "torchvision", "torchaudio", "triton", "transformers", "tokenizers", "safetensors", "flash-attn",
-        "flash_attn")
+HOST = (
+    "torch",
+    "torchvision",
+    "torchaudio",
+    "triton",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "flash-attn",
+    "flash_attn",
+)
 # dataset building only (knowledge base, retrieval, the gate): the check never imports them, so no wheels for them
 BUILD_ONLY = ("faiss-cpu", "open-clip-torch", "sentence-transformers")
-WORDS = ("a small red cat sits on a wooden table next to a blue cup while two dogs play in the green park behind "
-         "a white fence under a bright sky").split()
+WORDS = (
+    "a small red cat sits on a wooden table next to a blue cup while two dogs play in the green park behind "
+    "a white fence under a bright sky"
+).split()
 SHAPES = {  # LLaVA-1.5-7B (llava-hf/llava-1.5-7b-hf's config), and the same steps tiny for the CPU rehearsal
-    "llava-1.5-7b": dict(image_size=336, patch=14, v_hidden=1024, v_layers=24, v_heads=16, v_mlp=4096,
-                         hidden=4096, layers=32, heads=32, mlp=11008, vocab=32064, lora_r=128),
-    "tiny": dict(image_size=56, patch=14, v_hidden=32, v_layers=2, v_heads=2, v_mlp=64,
-                 hidden=64, layers=2, heads=4, mlp=128, vocab=32064, lora_r=8),
+    "llava-1.5-7b": dict(
+        image_size=336,
+        patch=14,
+        v_hidden=1024,
+        v_layers=24,
+        v_heads=16,
+        v_mlp=4096,
+        hidden=4096,
+        layers=32,
+        heads=32,
+        mlp=11008,
+        vocab=32064,
+        lora_r=128,
+    ),
+    "tiny": dict(
+        image_size=56,
+        patch=14,
+        v_hidden=32,
+        v_layers=2,
+        v_heads=2,
+        v_mlp=64,
+        hidden=64,
+        layers=2,
+        heads=4,
+        mlp=128,
+        vocab=32064,
+        lora_r=8,
+    ),
 }
 # rDPO with reference log-probs computed once before training (realign_trl/ref_logps.py): the one-off pass shows in
 # the arm's until_first_step_s. An arm that fails records its "error" and the check goes on; `--precompute off`
 # leaves it out.
 PRECOMPUTE_HOOK = {"precompute_ref_log_probs": True}
-ARMS = {"sigmoid": ("sigmoid", "off", {}), "rdpo": ("rdpo", "on", {}), "rdpo_precomputed": ("rdpo", "on", PRECOMPUTE_HOOK)}
+ARMS = {
+    "sigmoid": ("sigmoid", "off", {}),
+    "rdpo": ("rdpo", "on", {}),
+    "rdpo_precomputed": ("rdpo", "on", PRECOMPUTE_HOOK),
+}
 
 
 # ------------------------------------------------------------------------------------------ requirements
@@ -62,8 +101,11 @@ def requirements(pinned: bool) -> list[str]:
     import importlib.metadata as md
 
     host = {h.replace("_", "-") for h in HOST}
-    direct = [r for r in md.requires("realign") or [] if "extra ==" not in r and _name(r) not in host
-              and _name(r) not in BUILD_ONLY]
+    direct = [
+        r
+        for r in md.requires("realign") or []
+        if "extra ==" not in r and _name(r) not in host and _name(r) not in BUILD_ONLY
+    ]
     if not pinned:
         return direct
     seen: dict[str, str] = {}
@@ -77,7 +119,7 @@ def requirements(pinned: bool) -> list[str]:
         except md.PackageNotFoundError:
             continue
         for r in md.requires(name) or []:
-            if "extra ==" not in r and "sys_platform == \"win32\"" not in r:
+            if "extra ==" not in r and 'sys_platform == "win32"' not in r:
                 todo.append(_name(r))
     return [f"{n}=={v}" for n, v in sorted(seen.items())]
 
@@ -99,11 +141,18 @@ def _dataset(n: int, image_size: int, tokenizer, seed: int = 0):
 
     img = lambda: Image.fromarray(rng.randint(0, 256, (image_size, image_size, 3), dtype=np.uint8))  # noqa: E731
     msg = lambda role, text: [{"role": role, "content": [{"type": "text", "text": text}]}]  # noqa: E731
-    return Dataset.from_dict({
-        "images": [[img()] for _ in range(n)], "rejected_images": [[img()] for _ in range(n)],
-        "prompt": [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "describe the image"}]}]] * n,
-        "chosen": [msg("assistant", answer(i)) for i in range(n)],
-        "rejected": [msg("assistant", answer(i + 7)) for i in range(n)]})
+    return Dataset.from_dict(
+        {
+            "images": [[img()] for _ in range(n)],
+            "rejected_images": [[img()] for _ in range(n)],
+            "prompt": [
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "describe the image"}]}]
+            ]
+            * n,
+            "chosen": [msg("assistant", answer(i)) for i in range(n)],
+            "rejected": [msg("assistant", answer(i + 7)) for i in range(n)],
+        }
+    )
 
 
 def worker(arm: str, attn: str, cfg: dict) -> dict:
@@ -128,20 +177,41 @@ def worker(arm: str, attn: str, cfg: dict) -> dict:
     processor = AutoProcessor.from_pretrained(cfg["processor"])
     tok = processor.tokenizer
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=s["v_hidden"], intermediate_size=s["v_mlp"], num_hidden_layers=s["v_layers"],
-                                       num_attention_heads=s["v_heads"], image_size=s["image_size"], patch_size=s["patch"]),
-        text_config=LlamaConfig(vocab_size=s["vocab"], hidden_size=s["hidden"], intermediate_size=s["mlp"],
-                                num_hidden_layers=cfg["num_layers"], num_attention_heads=s["heads"],
-                                num_key_value_heads=s["heads"], max_position_embeddings=4096, bos_token_id=tok.bos_token_id,
-                                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
-        image_token_id=tok.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="full",
-        vision_feature_layer=-2)
+        vision_config=CLIPVisionConfig(
+            hidden_size=s["v_hidden"],
+            intermediate_size=s["v_mlp"],
+            num_hidden_layers=s["v_layers"],
+            num_attention_heads=s["v_heads"],
+            image_size=s["image_size"],
+            patch_size=s["patch"],
+        ),
+        text_config=LlamaConfig(
+            vocab_size=s["vocab"],
+            hidden_size=s["hidden"],
+            intermediate_size=s["mlp"],
+            num_hidden_layers=cfg["num_layers"],
+            num_attention_heads=s["heads"],
+            num_key_value_heads=s["heads"],
+            max_position_embeddings=4096,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        ),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-2,
+    )
     torch.manual_seed(0)
     dtype = torch.bfloat16 if cuda else torch.float32
     with torch.device(device):
         model = LlavaForConditionalGeneration._from_config(config, attn_implementation=attn, dtype=dtype)
-    lora = LoraConfig(r=s["lora_r"], lora_alpha=2 * s["lora_r"], lora_dropout=0.05, task_type="CAUSAL_LM",
-                      target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)")
+    lora = LoraConfig(
+        r=s["lora_r"],
+        lora_alpha=2 * s["lora_r"],
+        lora_dropout=0.05,
+        task_type="CAUSAL_LM",
+        target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)",
+    )
     stamps: list[float] = []
 
     class Clock(TrainerCallback):
@@ -152,34 +222,60 @@ def worker(arm: str, attn: str, cfg: dict) -> dict:
 
     loss_type, sharing, extra = ARMS[arm]
     total = cfg["steps"] + cfg["warmup"]
-    args = RDPOConfig(output_dir=tempfile.mkdtemp(), use_cpu=not cuda, bf16=cuda, report_to="none", save_strategy="no",
-                      per_device_train_batch_size=cfg["batch_size"], max_steps=total, learning_rate=1e-5,
-                      logging_steps=total, loss_type=loss_type, max_length=None, seed=0, disable_tqdm=True,
-                      gradient_checkpointing=cfg["gradient_checkpointing"], rdpo_prefix_sharing=sharing, **extra)
+    args = RDPOConfig(
+        output_dir=tempfile.mkdtemp(),
+        use_cpu=not cuda,
+        bf16=cuda,
+        report_to="none",
+        save_strategy="no",
+        per_device_train_batch_size=cfg["batch_size"],
+        max_steps=total,
+        learning_rate=1e-5,
+        logging_steps=total,
+        loss_type=loss_type,
+        max_length=None,
+        seed=0,
+        disable_tqdm=True,
+        gradient_checkpointing=cfg["gradient_checkpointing"],
+        rdpo_prefix_sharing=sharing,
+        **extra,
+    )
     data = _dataset(cfg["batch_size"] * total, s["image_size"], tok)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t_init = time.perf_counter()
-    trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=processor, peft_config=lora,
-                         callbacks=[Clock()])  # a precomputing arm runs its one reference pass in here
+    trainer = DPOTrainer(
+        model=model, args=args, train_dataset=data, processing_class=processor, peft_config=lora, callbacks=[Clock()]
+    )  # a precomputing arm runs its one reference pass in here
     init_s = time.perf_counter() - t_init
     # the trainer's own copy of the rows: a precomputing arm added its reference log-probs to it
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(cfg["batch_size"])])
     t0 = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - t0
-    steps = [b - a for a, b in zip(stamps[cfg["warmup"] - 1:], stamps[cfg["warmup"]:])] if cfg["warmup"] else \
-        [b - a for a, b in zip(stamps, stamps[1:])]
+    steps = (
+        [b - a for a, b in zip(stamps[cfg["warmup"] - 1 :], stamps[cfg["warmup"] :])]
+        if cfg["warmup"]
+        else [b - a for a, b in zip(stamps, stamps[1:])]
+    )
     step = statistics.median(steps)
     tokens = int(batch["attention_mask"].sum())
-    return {"arm": arm, "attn": attn, "step_time_s": step, "step_times_s": steps, "tokens_per_batch": tokens,
-            "rows_per_batch": int(batch["input_ids"].size(0)), "tokens_per_s": tokens / step,
-            "init_s": init_s,  # the trainer's construction: where the one-off reference pass of precompute shows
-            "train_s": train_s, "until_first_step_s": stamps[0] - t0,
-            "peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-            "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if cuda else None,
-            "params": sum(p.numel() for p in model.parameters()),
-            "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)}
+    return {
+        "arm": arm,
+        "attn": attn,
+        "step_time_s": step,
+        "step_times_s": steps,
+        "tokens_per_batch": tokens,
+        "rows_per_batch": int(batch["input_ids"].size(0)),
+        "tokens_per_s": tokens / step,
+        "init_s": init_s,  # the trainer's construction: where the one-off reference pass of precompute shows
+        "train_s": train_s,
+        "until_first_step_s": stamps[0] - t0,
+        "peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if cuda else None,
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+    }
 
 
 # ----------------------------------------------------------------------------------------------- driver
@@ -201,10 +297,31 @@ def _eval_throughput(work: Path, device: str, num_images: int, timeout: float) -
     corpus = make_sample_corpus(work / "coco", num_images=max(40, num_images), seed=0)
     model = build_tiny_llava(work / "tiny-llava", image_size=32)
     out = work / "eval"
-    cmd = [sys.executable, "-c", "import sys; sys.argv[0] = 'realign-trl'; from realign_trl.cli import main; main()",
-           "eval", "--model", str(model), "--coco-root", str(corpus), "--num-images", str(num_images),
-           "--min-objects", "1", "--pope-max-new-tokens", "8", "--chair-max-new-tokens", "32", "--batch-size", "16",
-           "--device", device, "--out", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; sys.argv[0] = 'realign-trl'; from realign_trl.cli import main; main()",
+        "eval",
+        "--model",
+        str(model),
+        "--coco-root",
+        str(corpus),
+        "--num-images",
+        str(num_images),
+        "--min-objects",
+        "1",
+        "--pope-max-new-tokens",
+        "8",
+        "--chair-max-new-tokens",
+        "32",
+        "--batch-size",
+        "16",
+        "--device",
+        device,
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - t0
@@ -213,18 +330,25 @@ def _eval_throughput(work: Path, device: str, num_images: int, timeout: float) -
     data = json.loads((out / "eval_results.json").read_text())
     # one line per generated answer in the run's record files (POPE questions, CHAIR descriptions)
     questions = sum(sum(1 for _ in open(out / name)) for name in data.get("records", {}).values())
-    return {"model": "tiny LLaVA (build_tiny_llava, 32 px)", "num_images": num_images, "generations": questions,
-            "wall_s": wall, "generations_per_s": questions / wall if wall else None,
-            "pope_random_f1": data["flat"].get("pope_random_f1")}
+    return {
+        "model": "tiny LLaVA (build_tiny_llava, 32 px)",
+        "num_images": num_images,
+        "generations": questions,
+        "wall_s": wall,
+        "generations_per_s": questions / wall if wall else None,
+        "pope_random_f1": data["flat"].get("pope_random_f1"),
+    }
 
 
 def run(a) -> int:
     import torch
 
     if a.device == "cuda" and not torch.cuda.is_available():
-        print(f"gpu_check: no CUDA device is visible to PyTorch {torch.__version__} (CUDA build "
-              f"{torch.version.cuda}); run it on a CUDA machine, or `benchmarks/gpu_check.sh --dry-run` on CPU",
-              file=sys.stderr)
+        print(
+            f"gpu_check: no CUDA device is visible to PyTorch {torch.__version__} (CUDA build "
+            f"{torch.version.cuda}); run it on a CUDA machine, or `benchmarks/gpu_check.sh --dry-run` on CPU",
+            file=sys.stderr,
+        )
         return 2
     start, shape = time.monotonic(), "tiny" if a.tiny else "llava-1.5-7b"
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
@@ -232,9 +356,16 @@ def run(a) -> int:
 
     s = SHAPES[shape]
     proc_dir = build_tiny_llava(work / "processor", image_size=s["image_size"], patch_size=s["patch"])
-    cfg = {"shape": shape, "device": a.device, "processor": str(proc_dir), "steps": a.steps, "warmup": a.warmup,
-           "batch_size": a.batch_size, "num_layers": _layers(a.device, shape, a.num_layers),
-           "gradient_checkpointing": a.gradient_checkpointing}
+    cfg = {
+        "shape": shape,
+        "device": a.device,
+        "processor": str(proc_dir),
+        "steps": a.steps,
+        "warmup": a.warmup,
+        "batch_size": a.batch_size,
+        "num_layers": _layers(a.device, shape, a.num_layers),
+        "gradient_checkpointing": a.gradient_checkpointing,
+    }
     attns = ["sdpa"]
     if a.device == "cuda":
         import importlib.util
@@ -255,8 +386,9 @@ def run(a) -> int:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=left)
             lines = [x for x in p.stdout.splitlines() if x.startswith("RESULT=")]
             err = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"
-            arms.append(json.loads(lines[-1][7:]) if p.returncode == 0 and lines else
-                        {"arm": arm, "attn": attn, "error": err})
+            arms.append(
+                json.loads(lines[-1][7:]) if p.returncode == 0 and lines else {"arm": arm, "attn": attn, "error": err}
+            )
         except subprocess.TimeoutExpired:
             arms.append({"arm": arm, "attn": attn, "error": f"timed out after {left:.0f} s"})
         print(json.dumps(arms[-1])[:300], flush=True)
@@ -269,15 +401,24 @@ def run(a) -> int:
         for arm in ("rdpo", "rdpo_precomputed"):
             r = by.get((arm, attn))
             if base and r:
-                ratios[f"{arm}/{attn}"] = {"step_time_ratio": r["step_time_s"] / base["step_time_s"],
-                                           "peak_memory_ratio": (r["peak_allocated_gib"] / base["peak_allocated_gib"]
-                                                                 if base["peak_allocated_gib"] else None)}
+                ratios[f"{arm}/{attn}"] = {
+                    "step_time_ratio": r["step_time_s"] / base["step_time_s"],
+                    "peak_memory_ratio": (
+                        r["peak_allocated_gib"] / base["peak_allocated_gib"] if base["peak_allocated_gib"] else None
+                    ),
+                }
     from realign_data.runtime.jobs import library_versions
 
-    result = {"device": torch.cuda.get_device_name(0) if a.device == "cuda" else "cpu", "shape": shape,
-              "config": cfg | {"attn_implementations": attns}, "arms": arms, "ratios_vs_sigmoid": ratios, "eval": ev,
-              "wall_s": time.monotonic() - start,
-              "versions": library_versions(["torch", "transformers", "trl", "peft", "flash-attn"], python=True)}
+    result = {
+        "device": torch.cuda.get_device_name(0) if a.device == "cuda" else "cpu",
+        "shape": shape,
+        "config": cfg | {"attn_implementations": attns},
+        "arms": arms,
+        "ratios_vs_sigmoid": ratios,
+        "eval": ev,
+        "wall_s": time.monotonic() - start,
+        "versions": library_versions(["torch", "transformers", "trl", "peft", "flash-attn"], python=True),
+    }
     Path(a.out).write_text(json.dumps(result, indent=2))
     print(f"gpu_check: wrote {a.out} ({result['wall_s']:.0f} s on {result['device']})")
     return 0 if by and "error" not in ev else 1
@@ -295,7 +436,12 @@ def main() -> None:
     r.add_argument("--steps", type=int, default=5)
     r.add_argument("--warmup", type=int, default=2)
     r.add_argument("--gradient-checkpointing", action="store_true")
-    r.add_argument("--precompute", choices=["auto", "off"], default="auto", help="the rdpo_precomputed arm (reference log-probs computed once)")
+    r.add_argument(
+        "--precompute",
+        choices=["auto", "off"],
+        default="auto",
+        help="the rdpo_precomputed arm (reference log-probs computed once)",
+    )
     r.add_argument("--eval-images", type=int, default=50)
     r.add_argument("--budget-s", type=float, default=420, help="stop starting arms after this (the check: < 8 min)")
     w = sub.add_parser("worker")

@@ -48,12 +48,14 @@ class Shape:
 
     def draw(self, m: int, rng: np.random.Generator) -> np.ndarray:
         if self.kind == "clustered":
-            x = self.centres[rng.integers(0, len(self.centres), m)] + (self.spread / np.sqrt(self.dim)) * \
-                rng.normal(size=(m, self.dim)).astype(np.float32)
+            x = self.centres[rng.integers(0, len(self.centres), m)] + (self.spread / np.sqrt(self.dim)) * rng.normal(
+                size=(m, self.dim)
+            ).astype(np.float32)
         else:
             z = rng.normal(size=(m, len(self.sd))).astype(np.float32) * self.sd
-            x = z @ self.basis.T + (self.noise * float(np.linalg.norm(self.sd)) / np.sqrt(self.dim)) * \
-                rng.normal(size=(m, self.dim)).astype(np.float32)
+            x = z @ self.basis.T + (self.noise * float(np.linalg.norm(self.sd)) / np.sqrt(self.dim)) * rng.normal(
+                size=(m, self.dim)
+            ).astype(np.float32)
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -82,8 +84,14 @@ def build_child(paths, index_type, target, budget, index_path, threads, conn) ->
     built = build_index(v, index_type=index_type, target_recall=target, memory_budget=budget)
     seconds = time.perf_counter() - t
     faiss.write_index(built.index, str(index_path))
-    conn.send({"info": built.info, "build_s": round(seconds, 1), "peak_rss_bytes": peak_rss_bytes(),
-               "baseline_rss_bytes": baseline})
+    conn.send(
+        {
+            "info": built.info,
+            "build_s": round(seconds, 1),
+            "peak_rss_bytes": peak_rss_bytes(),
+            "baseline_rss_bytes": baseline,
+        }
+    )
     conn.close()
 
 
@@ -111,8 +119,18 @@ def run_shape(kind: str, args, folder: Path) -> dict:
 
     ctx = mp.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=build_child, args=(paths, args.index_type, args.target_recall, args.memory_budget,
-                                                  folder / f"{kind}.faiss", args.threads, send))
+    child = ctx.Process(
+        target=build_child,
+        args=(
+            paths,
+            args.index_type,
+            args.target_recall,
+            args.memory_budget,
+            folder / f"{kind}.faiss",
+            args.threads,
+            send,
+        ),
+    )
     child.start()
     send.close()  # the child holds the only writing end: a failed build ends recv() with EOFError
     try:
@@ -147,19 +165,35 @@ def run_shape(kind: str, args, folder: Path) -> dict:
     recall = recall_at_k(found, truth, 10)
     flat_mem, auto_mem = args.n * args.dim * 4, os.path.getsize(folder / f"{kind}.faiss")
     return {
-        "shape": kind, "n": args.n, "dim": args.dim, "queries": args.queries, "factory": info["factory"],
-        "rerank": info["rerank"], "search_params": info["search_params"],
-        "recall_at_10": round(float(recall), 4), "qps_ratio": round(auto_qps / flat_qps, 2),
-        "peak_rss_bytes": built["peak_rss_bytes"], "baseline_rss_bytes": built["baseline_rss_bytes"],
-        "memory_budget_bytes": budget, "tuning_recall_at_10": info["recall_at_10"],
-        "tuning_recall_lower_bound": info["recall_lower_bound"], "candidates": info["candidates"],
-        "sample_size": info["sample_size"], "exact": exact_kind,
+        "shape": kind,
+        "n": args.n,
+        "dim": args.dim,
+        "queries": args.queries,
+        "factory": info["factory"],
+        "rerank": info["rerank"],
+        "search_params": info["search_params"],
+        "recall_at_10": round(float(recall), 4),
+        "qps_ratio": round(auto_qps / flat_qps, 2),
+        "peak_rss_bytes": built["peak_rss_bytes"],
+        "baseline_rss_bytes": built["baseline_rss_bytes"],
+        "memory_budget_bytes": budget,
+        "tuning_recall_at_10": info["recall_at_10"],
+        "tuning_recall_lower_bound": info["recall_lower_bound"],
+        "candidates": info["candidates"],
+        "sample_size": info["sample_size"],
+        "exact": exact_kind,
         "flat": {"build_s": round(flat_build, 1), "bytes": flat_mem, "qps": round(flat_qps, 1)},
-        "auto": {"build_s": built["build_s"], "choose_s": info["choose_seconds"], "bytes": auto_mem,
-                 "qps": round(auto_qps, 1)},
-        "memory_ratio": round(auto_mem / flat_mem, 3), "generate_s": round(gen_s, 1),
-        "shape_params": {"rank": args.rank, "noise": args.noise} if kind == "lowrank" else
-                        {"clusters": len(shape.centres), "spread": args.spread},
+        "auto": {
+            "build_s": built["build_s"],
+            "choose_s": info["choose_seconds"],
+            "bytes": auto_mem,
+            "qps": round(auto_qps, 1),
+        },
+        "memory_ratio": round(auto_mem / flat_mem, 3),
+        "generate_s": round(gen_s, 1),
+        "shape_params": {"rank": args.rank, "noise": args.noise}
+        if kind == "lowrank"
+        else {"clusters": len(shape.centres), "spread": args.spread},
     }
 
 
@@ -167,24 +201,45 @@ def show(r: dict) -> None:
     from realign_data.kb.index_auto import describe
 
     print(f"\n== {r['shape']}: {r['n']:,} x {r['dim']}")
-    print(describe({"factory": r["factory"], "rerank": r["rerank"], "search_params": r["search_params"],
-                    "recall_at_10": r["tuning_recall_at_10"], "recall_lower_bound": r["tuning_recall_lower_bound"],
-                    "target_recall": None, "recall_queries": 500, "candidates": r["candidates"],
-                    "sample_size": r["sample_size"]}).replace(", target None", ""))
-    print(f"held-out queries: recall@10 {r['recall_at_10']:.4f}; {r['auto']['qps']:.0f} vs {r['flat']['qps']:.0f} "
-          f"queries/s ({r['exact']}): qps ratio {r['qps_ratio']}x; index {r['auto']['bytes'] / 2**20:.0f} MiB; "
-          f"build {r['auto']['build_s']} s, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB "
-          f"(baseline {r['baseline_rss_bytes'] / 2**30:.2f} GiB, budget {r['memory_budget_bytes'] / 2**30:.2f} GiB)")
+    print(
+        describe(
+            {
+                "factory": r["factory"],
+                "rerank": r["rerank"],
+                "search_params": r["search_params"],
+                "recall_at_10": r["tuning_recall_at_10"],
+                "recall_lower_bound": r["tuning_recall_lower_bound"],
+                "target_recall": None,
+                "recall_queries": 500,
+                "candidates": r["candidates"],
+                "sample_size": r["sample_size"],
+            }
+        ).replace(", target None", "")
+    )
+    print(
+        f"held-out queries: recall@10 {r['recall_at_10']:.4f}; {r['auto']['qps']:.0f} vs {r['flat']['qps']:.0f} "
+        f"queries/s ({r['exact']}): qps ratio {r['qps_ratio']}x; index {r['auto']['bytes'] / 2**20:.0f} MiB; "
+        f"build {r['auto']['build_s']} s, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB "
+        f"(baseline {r['baseline_rss_bytes'] / 2**30:.2f} GiB, budget {r['memory_budget_bytes'] / 2**30:.2f} GiB)"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000, help="stored vectors")
     ap.add_argument("--dim", type=int, default=512)
-    ap.add_argument("--shape", choices=("clustered", "lowrank"), default="lowrank",
-                    help="headline shape: its keys (recall_at_10, qps_ratio, peak_rss_bytes) are the JSON's top level")
-    ap.add_argument("--compare-shape", choices=("clustered", "lowrank", "none"), default=None,
-                    help="second shape run in the same process (default: the other one)")
+    ap.add_argument(
+        "--shape",
+        choices=("clustered", "lowrank"),
+        default="lowrank",
+        help="headline shape: its keys (recall_at_10, qps_ratio, peak_rss_bytes) are the JSON's top level",
+    )
+    ap.add_argument(
+        "--compare-shape",
+        choices=("clustered", "lowrank", "none"),
+        default=None,
+        help="second shape run in the same process (default: the other one)",
+    )
     ap.add_argument("--rank", type=int, default=50, help="lowrank: dimension of the subspace")
     ap.add_argument("--noise", type=float, default=0.1, help="lowrank: isotropic noise norm relative to the signal")
     ap.add_argument("--spread", type=float, default=1.0, help="clustered: noise norm relative to the unit centre")
@@ -216,8 +271,12 @@ def main() -> None:
     finally:
         if not args.data_dir:
             shutil.rmtree(folder, ignore_errors=True)
-    res = {**results[args.shape], "shapes": results, "faiss_threads": faiss.omp_get_max_threads(),
-           "command": " ".join([os.path.basename(sys.executable)] + sys.argv)}
+    res = {
+        **results[args.shape],
+        "shapes": results,
+        "faiss_threads": faiss.omp_get_max_threads(),
+        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+    }
     if args.json_path:
         with open(args.json_path, "w") as f:
             json.dump(res, f, indent=2)

@@ -30,7 +30,7 @@ def parse(line: str) -> tuple[str, list[tuple[int, int, str]]]:
     text, spans, pos = [], [], 0
     length = 0
     for m in MARK.finditer(line):
-        before = line[pos:m.start()]
+        before = line[pos : m.start()]
         text.append(before)
         length += len(before)
         spans.append((length, length + len(m.group(2)), m.group(1)))
@@ -49,8 +49,11 @@ def coco_only(spans):
 
     added = {*v.EXTRA_RELATIONS, *v.EXTRA_COLORS, *v.EXTRA_MATERIALS, *v.QUANTITIES, *v.PERSON_COMPOUNDS}
     old = {"color", "size", "material", "count", "relation"}
-    return [s for s in spans if s.text.lower() not in added and
-            ((s.kind == "object" and s.value in COCO_SYNONYMS) or s.kind in old)]
+    return [
+        s
+        for s in spans
+        if s.text.lower() not in added and ((s.kind == "object" and s.value in COCO_SYNONYMS) or s.kind in old)
+    ]
 
 
 def measure(captions: list[tuple[str, list]], restrict=None) -> dict:
@@ -81,11 +84,17 @@ def measure(captions: list[tuple[str, list]], restrict=None) -> dict:
         gold_pos = {(a, b) for a, b, _ in gold}
         extra += sum((s.start, s.end) not in gold_pos for s in spans)
     n, f = sum(total.values()), sum(found.values())
-    return {"spans": n, "found": f, "recall": round(f / n, 4), "word_coverage": round(covered / n, 4),
-            "kind_agreement": round(kind_ok / max(f, 1), 4),
-            "unannotated_spans_masked": extra,
-            "recall_by_kind": {k: round(found[k] / total[k], 4) for k in sorted(total)},
-            "spans_by_kind": dict(sorted(total.items())), "missed": missed}
+    return {
+        "spans": n,
+        "found": f,
+        "recall": round(f / n, 4),
+        "word_coverage": round(covered / n, 4),
+        "kind_agreement": round(kind_ok / max(f, 1), 4),
+        "unannotated_spans_masked": extra,
+        "recall_by_kind": {k: round(found[k] / total[k], 4) for k in sorted(total)},
+        "spans_by_kind": dict(sorted(total.items())),
+        "missed": missed,
+    }
 
 
 def main() -> None:
@@ -97,15 +106,22 @@ def main() -> None:
     lines = [ln.strip() for ln in args.data.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     captions = [parse(ln) for ln in lines]
     ours, before = measure(captions), measure(captions, coco_only)
-    figures = {"captions": len(captions), "lexicon": ours, "coco80_only": {k: v for k, v in before.items()
-                                                                            if k != "missed"}}
+    figures = {
+        "captions": len(captions),
+        "lexicon": ours,
+        "coco80_only": {k: v for k, v in before.items() if k != "missed"},
+    }
     print(f"{len(captions)} captions, {ours['spans']} annotated spans")
     print(f"{'masker':<14}{'recall':>8}{'words':>8}{'kind agr.':>11}{'extra':>7}")
     for name, m in (("lexicon", ours), ("COCO-80 only", before)):
-        print(f"{name:<14}{m['recall']:>8.3f}{m['word_coverage']:>8.3f}{m['kind_agreement']:>11.3f}"
-              f"{m['unannotated_spans_masked']:>7}")
-    print("recall by kind: " + ", ".join(f"{k} {v:.3f} ({ours['spans_by_kind'][k]})"
-                                         for k, v in ours["recall_by_kind"].items()))
+        print(
+            f"{name:<14}{m['recall']:>8.3f}{m['word_coverage']:>8.3f}{m['kind_agreement']:>11.3f}"
+            f"{m['unannotated_spans_masked']:>7}"
+        )
+    print(
+        "recall by kind: "
+        + ", ".join(f"{k} {v:.3f} ({ours['spans_by_kind'][k]})" for k, v in ours["recall_by_kind"].items())
+    )
     if args.show_missed or len(ours["missed"]) <= 10:
         print("missed:\n  " + "\n  ".join(ours["missed"]) if ours["missed"] else "missed: none")
     if args.json:

@@ -60,12 +60,26 @@ def main() -> None:
         root = Path(d)
         corpus = make_sample_corpus(root / "coco", num_images=args.images, seed=0)
         ckpt = build_tiny_open_clip(root / "clip.safetensors")
-        build_knowledge_base(open_source("coco", corpus), root / "kb", model=register_tiny_open_clip(),
-                             pretrained=str(ckpt), num_workers=0, progress=False)
+        build_knowledge_base(
+            open_source("coco", corpus),
+            root / "kb",
+            model=register_tiny_open_clip(),
+            pretrained=str(ckpt),
+            num_workers=0,
+            progress=False,
+        )
         with server_process(args.latency) as base_url:
-            cfg = BuildConfig(index=str(root / "kb"), out=str(root / "out"), filler="openai", model="bench",
-                              base_url=base_url, concurrency=args.concurrency, gate="lexical", progress=False,
-                              chunk_size=256)
+            cfg = BuildConfig(
+                index=str(root / "kb"),
+                out=str(root / "out"),
+                filler="openai",
+                model="bench",
+                base_url=base_url,
+                concurrency=args.concurrency,
+                gate="lexical",
+                progress=False,
+                chunk_size=256,
+            )
             t = time.time()
             res = build(cfg)
             wall = time.time() - t
@@ -73,10 +87,18 @@ def main() -> None:
             requests, peak = stats["requests"], stats["max_in_flight"]
     building = res.report["throughput"]["seconds_building"]
     ideal = args.concurrency / args.latency
-    figures = {"latency_s": args.latency, "concurrency": args.concurrency, "requests": requests,
-               "pairs": res.pairs_written, "seconds_building": round(building, 3), "seconds_total": round(wall, 3),
-               "throughput_rps": round(requests / building, 2), "ideal_rps": round(ideal, 2),
-               "efficiency": round(requests / building / ideal, 3), "max_in_flight": peak}
+    figures = {
+        "latency_s": args.latency,
+        "concurrency": args.concurrency,
+        "requests": requests,
+        "pairs": res.pairs_written,
+        "seconds_building": round(building, 3),
+        "seconds_total": round(wall, 3),
+        "throughput_rps": round(requests / building, 2),
+        "ideal_rps": round(ideal, 2),
+        "efficiency": round(requests / building / ideal, 3),
+        "max_in_flight": peak,
+    }
     for k, v in figures.items():
         print(f"{k:18} {v}")
     if args.json:

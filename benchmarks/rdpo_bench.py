@@ -51,8 +51,10 @@ import tempfile
 import time
 from pathlib import Path
 
-LONG = ("a small red cat sits on a wooden table next to a blue cup while two dogs play in the green park "
-        "behind a white fence under a bright sky")
+LONG = (
+    "a small red cat sits on a wooden table next to a blue cup while two dogs play in the green park "
+    "behind a white fence under a bright sky"
+)
 ARMS = {"sigmoid": ("sigmoid", "off"), "rdpo": ("rdpo", "on"), "rdpo_unshared": ("rdpo", "off")}
 PRECOMPUTE_ARMS = {"sigmoid": ("sigmoid", "off"), "rdpo_precomputed": ("rdpo", "on")}
 WORKER_ARMS = {**ARMS, **PRECOMPUTE_ARMS}
@@ -95,17 +97,26 @@ def _dataset(n: int, image_size: int, answer_tokens: int | None, tokenizer, spre
     for i in range(n):
         rows["images"].append([img()])
         rows["rejected_images"].append([img()])
-        rows["prompt"].append([{"role": "user", "content": [{"type": "image"},
-                                                            {"type": "text", "text": "describe the image"}]}])
-        chosen = _answer(words[i % 5:] + words[: i % 5], length(), tokenizer)
+        rows["prompt"].append(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "describe the image"}]}]
+        )
+        chosen = _answer(words[i % 5 :] + words[: i % 5], length(), tokenizer)
         rejected = _answer(list(reversed(words)), length(), tokenizer) if spread else fixed_rejected
         rows["chosen"].append([{"role": "assistant", "content": [{"type": "text", "text": chosen}]}])
         rows["rejected"].append([{"role": "assistant", "content": [{"type": "text", "text": rejected}]}])
     return Dataset.from_dict(rows)
 
 
-def worker(arm: str, model_dir: str, steps: int, warmup: int, batch_size: int, image_size: int,
-           answer_tokens: int | None, spread: int = 0) -> dict:
+def worker(
+    arm: str,
+    model_dir: str,
+    steps: int,
+    warmup: int,
+    batch_size: int,
+    image_size: int,
+    answer_tokens: int | None,
+    spread: int = 0,
+) -> dict:
     import torch
 
     import realign_trl
@@ -130,11 +141,24 @@ def worker(arm: str, model_dir: str, steps: int, warmup: int, batch_size: int, i
     cache = tempfile.mkdtemp()
 
     def make_args():
-        return RDPOConfig(output_dir=tempfile.mkdtemp(), use_cpu=True, report_to="none", save_strategy="no",
-                          per_device_train_batch_size=batch_size, max_steps=total, learning_rate=1e-5,
-                          logging_steps=total, loss_type=loss_type, max_length=None, seed=0,
-                          gradient_checkpointing=False, disable_tqdm=True, rdpo_prefix_sharing=sharing,
-                          precompute_ref_log_probs=precompute, ref_logps_cache_dir=cache)
+        return RDPOConfig(
+            output_dir=tempfile.mkdtemp(),
+            use_cpu=True,
+            report_to="none",
+            save_strategy="no",
+            per_device_train_batch_size=batch_size,
+            max_steps=total,
+            learning_rate=1e-5,
+            logging_steps=total,
+            loss_type=loss_type,
+            max_length=None,
+            seed=0,
+            gradient_checkpointing=False,
+            disable_tqdm=True,
+            rdpo_prefix_sharing=sharing,
+            precompute_ref_log_probs=precompute,
+            ref_logps_cache_dir=cache,
+        )
 
     args = make_args()
     dataset = _dataset(batch_size * total, image_size, answer_tokens, processor.tokenizer, spread)
@@ -151,14 +175,15 @@ def worker(arm: str, model_dir: str, steps: int, warmup: int, batch_size: int, i
             spent[0] += time.perf_counter() - start
 
     ref_logps.precompute = timed_precompute
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset,
-                         processing_class=processor, callbacks=[Clock()])
+    trainer = DPOTrainer(
+        model=model, ref_model=ref, args=args, train_dataset=dataset, processing_class=processor, callbacks=[Clock()]
+    )
     precompute_s = spent[0]
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(batch_size)])
     rss_before = _rss_mb()
     trainer.train()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    timed = stamps[warmup - 1:] if warmup else stamps
+    timed = stamps[warmup - 1 :] if warmup else stamps
     wall = [b[0] - a[0] for a, b in zip(timed, timed[1:])]
     cpu = [b[1] - a[1] for a, b in zip(timed, timed[1:])]
     reuse_s = reuse_scored = None
@@ -172,8 +197,12 @@ def worker(arm: str, model_dir: str, steps: int, warmup: int, batch_size: int, i
             return original_score(trainer, subset, *a, **k)
 
         ref_logps._score = counted
-        DPOTrainer(model=AutoModelForImageTextToText.from_pretrained(model_dir), args=make_args(),
-                   train_dataset=dataset, processing_class=processor)
+        DPOTrainer(
+            model=AutoModelForImageTextToText.from_pretrained(model_dir),
+            args=make_args(),
+            train_dataset=dataset,
+            processing_class=processor,
+        )
         reuse_s, reuse_scored = spent[0], scored[0]
     return {
         "arm": arm,
@@ -197,32 +226,45 @@ def worker(arm: str, model_dir: str, steps: int, warmup: int, batch_size: int, i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
-    parser.add_argument("--model-dir", type=Path, help="reuse a built benchmark model (built if missing; it must "
-                                                       "match --image-tokens)")
+    parser.add_argument(
+        "--model-dir", type=Path, help="reuse a built benchmark model (built if missing; it must match --image-tokens)"
+    )
     parser.add_argument("--steps", type=int, default=8, help="timed steps per arm")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--image-tokens", type=int,
-                        help="image tokens per image without CLS: a square number; the image is "
-                             f"sqrt(N) * {PATCH} px (576: LLaVA-1.5's count, 192 px). Default 64 (64 px)")
-    parser.add_argument("--answer-tokens", type=int,
-                        help="length of every chosen and rejected answer in tokens (default: ~100 when "
-                             "--image-tokens is given, LLaVA-1.5's proportions; else one 27-word sentence)")
-    parser.add_argument("--answer-spread", type=int,
-                        help="answers vary in length by up to this many tokens around --answer-tokens, as real "
-                             "answers do (default: 40 with --image-tokens, i.e. 60-140 tokens; else 0). 0 makes "
-                             "every answer equal, so sigmoid's rows need no padding mask: its best case")
+    parser.add_argument(
+        "--image-tokens",
+        type=int,
+        help="image tokens per image without CLS: a square number; the image is "
+        f"sqrt(N) * {PATCH} px (576: LLaVA-1.5's count, 192 px). Default 64 (64 px)",
+    )
+    parser.add_argument(
+        "--answer-tokens",
+        type=int,
+        help="length of every chosen and rejected answer in tokens (default: ~100 when "
+        "--image-tokens is given, LLaVA-1.5's proportions; else one 27-word sentence)",
+    )
+    parser.add_argument(
+        "--answer-spread",
+        type=int,
+        help="answers vary in length by up to this many tokens around --answer-tokens, as real "
+        "answers do (default: 40 with --image-tokens, i.e. 60-140 tokens; else 0). 0 makes "
+        "every answer equal, so sigmoid's rows need no padding mask: its best case",
+    )
     parser.add_argument("--hidden-size", type=int, default=512)
     parser.add_argument("--num-layers", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved runs per arm (median reported)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch default)")
-    parser.add_argument("--precompute-ref", action="store_true",
-                        help="compare rDPO with precomputed reference log-probs and prefix sharing (no reference "
-                             "model) against TRL's sigmoid with its live reference; report the precompute time")
+    parser.add_argument(
+        "--precompute-ref",
+        action="store_true",
+        help="compare rDPO with precomputed reference log-probs and prefix sharing (no reference "
+        "model) against TRL's sigmoid with its live reference; report the precompute time",
+    )
     parser.add_argument("--worker", choices=list(WORKER_ARMS), help=argparse.SUPPRESS)
     a = parser.parse_args()
     image_tokens = a.image_tokens or 64
-    side = int(round(image_tokens ** 0.5))
+    side = int(round(image_tokens**0.5))
     if side * side != image_tokens or image_tokens < 1:
         parser.error(f"--image-tokens must be a square number (64, 144, 576, ...), got {image_tokens}")
     image_size = side * PATCH
@@ -238,8 +280,21 @@ def main() -> None:
             import torch
 
             torch.set_num_threads(a.threads)
-        print("RESULT=" + json.dumps(worker(a.worker, str(a.model_dir), a.steps, a.warmup, a.batch_size,
-                                            image_size, answer_tokens, a.answer_spread)))
+        print(
+            "RESULT="
+            + json.dumps(
+                worker(
+                    a.worker,
+                    str(a.model_dir),
+                    a.steps,
+                    a.warmup,
+                    a.batch_size,
+                    image_size,
+                    answer_tokens,
+                    a.answer_spread,
+                )
+            )
+        )
         return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -248,16 +303,32 @@ def main() -> None:
     if not (Path(model_dir) / "config.json").exists():
         from realign_data.testing.tiny_models import build_tiny_llava
 
-        build_tiny_llava(model_dir, image_size=image_size, patch_size=PATCH, hidden_size=a.hidden_size,
-                         num_layers=a.num_layers)
+        build_tiny_llava(
+            model_dir, image_size=image_size, patch_size=PATCH, hidden_size=a.hidden_size, num_layers=a.num_layers
+        )
 
     arms = PRECOMPUTE_ARMS if a.precompute_ref else ARMS
     runs: dict[str, list[dict]] = {arm: [] for arm in arms}
     for _ in range(a.repeats):
         for arm in arms:
-            cmd = [sys.executable, __file__, "--worker", arm, "--model-dir", str(model_dir), "--steps", str(a.steps),
-                   "--warmup", str(a.warmup), "--batch-size", str(a.batch_size), "--image-tokens",
-                   str(image_tokens), "--threads", str(a.threads)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                arm,
+                "--model-dir",
+                str(model_dir),
+                "--steps",
+                str(a.steps),
+                "--warmup",
+                str(a.warmup),
+                "--batch-size",
+                str(a.batch_size),
+                "--image-tokens",
+                str(image_tokens),
+                "--threads",
+                str(a.threads),
+            ]
             if answer_tokens is not None:
                 cmd += ["--answer-tokens", str(answer_tokens), "--answer-spread", str(a.answer_spread)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -273,13 +344,15 @@ def main() -> None:
     result = {}
     compared = (("rdpo_precomputed", ""),) if a.precompute_ref else (("rdpo", ""), ("rdpo_unshared", "_unshared"))
     for arm, suffix in compared:
-        result.update({
-            f"step_time_ratio{suffix}": best[arm] / best["sigmoid"],
-            f"step_time_ratio_median{suffix}": med[arm]["step_time_s"] / med["sigmoid"]["step_time_s"],
-            f"cpu_time_ratio{suffix}": best_cpu[arm] / best_cpu["sigmoid"],
-            f"peak_memory_ratio{suffix}": med[arm]["peak_rss_mb"] / med["sigmoid"]["peak_rss_mb"],
-            f"peak_memory_delta_ratio{suffix}": med[arm]["peak_delta_mb"] / med["sigmoid"]["peak_delta_mb"],
-        })
+        result.update(
+            {
+                f"step_time_ratio{suffix}": best[arm] / best["sigmoid"],
+                f"step_time_ratio_median{suffix}": med[arm]["step_time_s"] / med["sigmoid"]["step_time_s"],
+                f"cpu_time_ratio{suffix}": best_cpu[arm] / best_cpu["sigmoid"],
+                f"peak_memory_ratio{suffix}": med[arm]["peak_rss_mb"] / med["sigmoid"]["peak_rss_mb"],
+                f"peak_memory_delta_ratio{suffix}": med[arm]["peak_delta_mb"] / med["sigmoid"]["peak_delta_mb"],
+            }
+        )
     first = {arm: v[0] for arm, v in runs.items()}
     main_arm = compared[0][0]
     if a.precompute_ref:
@@ -288,45 +361,73 @@ def main() -> None:
         result["reuse_s"] = statistics.median(r["reuse_s"] for r in runs[main_arm])
         result["reuse_scored_rows"] = max(r["reuse_scored_rows"] for r in runs[main_arm])
         result["precompute_s_per_step"] = result["precompute_s"] / (a.steps + a.warmup)
-    result.update({
-        "step_time_s_min": best,
-        "cpu_time_s_min": best_cpu,
-        **{arm: med[arm] for arm in arms},
-        "batch_shape": {arm: {k: first[arm][k] for k in ("rows_per_batch", "tokens_per_batch", "images_per_batch")}
-                        for arm in arms},
-        "model_params": first[main_arm]["params"],
-        "torch_threads": first[main_arm]["threads"],
-        "load_average": os.getloadavg(),
-        "config": {"batch_size": a.batch_size, "steps": a.steps, "warmup": a.warmup, "repeats": a.repeats,
-                   "image_size": image_size, "image_tokens": image_tokens + 1, "answer_tokens": answer_tokens,
-                   "answer_spread": a.answer_spread,
-                   "hidden_size": a.hidden_size, "num_layers": a.num_layers},
-        "runs": runs,
-    })
+    result.update(
+        {
+            "step_time_s_min": best,
+            "cpu_time_s_min": best_cpu,
+            **{arm: med[arm] for arm in arms},
+            "batch_shape": {
+                arm: {k: first[arm][k] for k in ("rows_per_batch", "tokens_per_batch", "images_per_batch")}
+                for arm in arms
+            },
+            "model_params": first[main_arm]["params"],
+            "torch_threads": first[main_arm]["threads"],
+            "load_average": os.getloadavg(),
+            "config": {
+                "batch_size": a.batch_size,
+                "steps": a.steps,
+                "warmup": a.warmup,
+                "repeats": a.repeats,
+                "image_size": image_size,
+                "image_tokens": image_tokens + 1,
+                "answer_tokens": answer_tokens,
+                "answer_spread": a.answer_spread,
+                "hidden_size": a.hidden_size,
+                "num_layers": a.num_layers,
+            },
+            "runs": runs,
+        }
+    )
     spread = f" +- {a.answer_spread}" if a.answer_spread else ""
-    print(f"model: tiny LLaVA, {result['model_params'] / 1e6:.1f}M params; batch {a.batch_size}; {image_size} px "
-          f"({image_tokens + 1} image tokens), answers {answer_tokens or 'one sentence'}{spread}; {a.steps} timed steps x "
-          f"{a.repeats} interleaved runs")
+    print(
+        f"model: tiny LLaVA, {result['model_params'] / 1e6:.1f}M params; batch {a.batch_size}; {image_size} px "
+        f"({image_tokens + 1} image tokens), answers {answer_tokens or 'one sentence'}{spread}; {a.steps} timed steps x "
+        f"{a.repeats} interleaved runs"
+    )
     names = [arm for arm, _ in compared]
     heads = {"rdpo": "rdpo", "rdpo_unshared": "unshared", "rdpo_precomputed": "rdpo+pre"}
-    print(f"{'':26}{'sigmoid':>10}" + "".join(f"{heads[n]:>10}" for n in names) + f"{'ratio':>8}"
-          + "".join(f"{heads[n]:>10}" for n in names[1:]))
-    rows = [("step time, min (s)", best, "step_time_ratio"),
-            ("CPU time/step, min (s)", best_cpu, "cpu_time_ratio"),
-            ("step time, median (s)", {k: med[k]["step_time_s"] for k in arms}, "step_time_ratio_median"),
-            ("peak RSS (MB)", {k: med[k]["peak_rss_mb"] for k in arms}, "peak_memory_ratio"),
-            ("peak - pre-train (MB)", {k: med[k]["peak_delta_mb"] for k in arms}, "peak_memory_delta_ratio")]
+    print(
+        f"{'':26}{'sigmoid':>10}"
+        + "".join(f"{heads[n]:>10}" for n in names)
+        + f"{'ratio':>8}"
+        + "".join(f"{heads[n]:>10}" for n in names[1:])
+    )
+    rows = [
+        ("step time, min (s)", best, "step_time_ratio"),
+        ("CPU time/step, min (s)", best_cpu, "cpu_time_ratio"),
+        ("step time, median (s)", {k: med[k]["step_time_s"] for k in arms}, "step_time_ratio_median"),
+        ("peak RSS (MB)", {k: med[k]["peak_rss_mb"] for k in arms}, "peak_memory_ratio"),
+        ("peak - pre-train (MB)", {k: med[k]["peak_delta_mb"] for k in arms}, "peak_memory_delta_ratio"),
+    ]
     for label, values, ratio in rows:
-        print(f"{label:26}{values['sigmoid']:>10.3f}" + "".join(f"{values[n]:>10.3f}" for n in names)
-              + f"{result[ratio]:>8.3f}" + "".join(f"{result[ratio + s]:>10.3f}" for _, s in compared[1:]))
+        print(
+            f"{label:26}{values['sigmoid']:>10.3f}"
+            + "".join(f"{values[n]:>10.3f}" for n in names)
+            + f"{result[ratio]:>8.3f}"
+            + "".join(f"{result[ratio + s]:>10.3f}" for _, s in compared[1:])
+        )
     if a.precompute_ref:
-        print(f"one-off precompute: {result['precompute_s']:.2f} s for {result['precompute_rows']} rows "
-              f"({result['precompute_s_per_step']:.2f} s per training step of this run); reuse of the stored file: "
-              f"{result['reuse_s']:.2f} s ({result['reuse_scored_rows']} rows scored again)")
+        print(
+            f"one-off precompute: {result['precompute_s']:.2f} s for {result['precompute_rows']} rows "
+            f"({result['precompute_s_per_step']:.2f} s per training step of this run); reuse of the stored file: "
+            f"{result['reuse_s']:.2f} s ({result['reuse_scored_rows']} rows scored again)"
+        )
     for arm in arms:
         shape = result["batch_shape"][arm]
-        print(f"{arm}: {shape['rows_per_batch']} rows, {shape['tokens_per_batch']} tokens, "
-              f"{shape['images_per_batch']} images per batch")
+        print(
+            f"{arm}: {shape['rows_per_batch']} rows, {shape['tokens_per_batch']} tokens, "
+            f"{shape['images_per_batch']} images per batch"
+        )
     if a.json:
         a.json.write_text(json.dumps(result, indent=2))
 

@@ -72,7 +72,7 @@ def new_name(fullname: str) -> str | None:
     """The new dotted path for an old ``realign_data.`` module path, or ``None`` if it did not move."""
     if not fullname.startswith("realign_data."):
         return None
-    rest = fullname[len("realign_data."):]
+    rest = fullname[len("realign_data.") :]
     if rest in MOVED:
         return "realign_data." + MOVED[rest]
     head, _, tail = rest.partition(".")
@@ -93,8 +93,11 @@ class MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module) -> None:
         target_name = new_name(module.__name__)
-        warnings.warn(f"{module.__name__} moved to {target_name}; the old path stops working in the next "
-                      f"release (CHANGELOG.md)", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"{module.__name__} moved to {target_name}; the old path stops working in the next release (CHANGELOG.md)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         # the import system returns whatever sys.modules holds under the old name once this returns
         sys.modules[module.__name__] = importlib.import_module(target_name)
 

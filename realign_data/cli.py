@@ -34,8 +34,12 @@ app = typer.Typer(
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", help="Print the realign version and exit.", is_eager=True),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the libraries' warnings (open_clip, "
-                                 "transformers, Python warnings), once each."),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="Also show the libraries' warnings (open_clip, transformers, Python warnings), once each.",
+    ),
 ) -> None:
     """Re-Align dual-preference datasets: sample corpus, image knowledge base, builder, inspection."""
     from realign_data.runtime.logs import set_verbose
@@ -59,8 +63,14 @@ def sample(**values) -> None:
 
     config = SampleConfig(**values)
     try:
-        root = make_sample_corpus(config.out, num_images=config.num_images, seed=config.seed,
-                                  progress=not config.quiet, overwrite=config.overwrite, **config.world())
+        root = make_sample_corpus(
+            config.out,
+            num_images=config.num_images,
+            seed=config.seed,
+            progress=not config.quiet,
+            overwrite=config.overwrite,
+            **config.world(),
+        )
     except SampleCorpusError as e:
         fail(str(e))
     typer.echo(f"Wrote {config.num_images} images with instances and captions to {root}")
@@ -118,8 +128,11 @@ def _build(ctx: typer.Context, **values) -> None:
         return
     if result.pairs_written == 0:  # nothing to train on is a failed build, whatever the reason
         drops = ", ".join(f"{k} {v}" for k, v in result.drops.items()) or "no seeds were read"
-        again = (" some seeds failed for a transient reason (the filler service): run the same command again once "
-                 "it answers" if result.report.get("drops_transient") else f" see {result.report_path}")
+        again = (
+            " some seeds failed for a transient reason (the filler service): run the same command again once it answers"
+            if result.report.get("drops_transient")
+            else f" see {result.report_path}"
+        )
         fail(f"the build wrote 0 pairs (dropped: {drops});{again}", 1)
     if not quiet:
         typer.echo(f"Dataset: {result.out} ({result.pairs_written} pairs); report: {result.report_path}")
@@ -134,15 +147,33 @@ def _build(ctx: typer.Context, **values) -> None:
             typer.echo(f"Pushed to {getattr(res, 'url', push_repo)}")
 
 
-with_options(_build, config_options(BuildConfig, sections=SECTIONS) + [
-    pyinspect.Parameter("push_to_hub", pyinspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
-                        default=typer.Option(None, "--push-to-hub", rich_help_panel="Run",
-                                             help="Publish the result to this Hub dataset repo.")),
-    pyinspect.Parameter("config_file", pyinspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
-                        default=typer.Option(None, "--config", rich_help_panel="Run",
-                                             help="Rebuild from a realign_build.json: a local file, or a Hub dataset "
-                                                  "id (namespace/name[:config]); options given on the command line "
-                                                  "override it."))])
+with_options(
+    _build,
+    config_options(BuildConfig, sections=SECTIONS)
+    + [
+        pyinspect.Parameter(
+            "push_to_hub",
+            pyinspect.Parameter.KEYWORD_ONLY,
+            annotation=Optional[str],
+            default=typer.Option(
+                None, "--push-to-hub", rich_help_panel="Run", help="Publish the result to this Hub dataset repo."
+            ),
+        ),
+        pyinspect.Parameter(
+            "config_file",
+            pyinspect.Parameter.KEYWORD_ONLY,
+            annotation=Optional[str],
+            default=typer.Option(
+                None,
+                "--config",
+                rich_help_panel="Run",
+                help="Rebuild from a realign_build.json: a local file, or a Hub dataset "
+                "id (namespace/name[:config]); options given on the command line "
+                "override it.",
+            ),
+        ),
+    ],
+)
 app.command("build")(_build)
 
 
@@ -211,8 +242,9 @@ def merge(
 
 
 # ---------------------------------------------------------------- index: the image knowledge base
-index_app = typer.Typer(cls=Commands, help="Build, inspect and query image knowledge bases (open_clip + FAISS).",
-                        no_args_is_help=True)
+index_app = typer.Typer(
+    cls=Commands, help="Build, inspect and query image knowledge bases (open_clip + FAISS).", no_args_is_help=True
+)
 app.add_typer(index_app, name="index")
 app.add_typer(hub_app, name="hub")
 
@@ -232,25 +264,29 @@ def index_build(
     name: Optional[str] = typer.Option(None, "--name", help="Store under $REALIGN_HOME/indexes/NAME."),
     out: Optional[Path] = typer.Option(None, "--out", help="Store in this directory instead of a named index."),
     model: str = typer.Option("ViT-B-32", "--model", help="open_clip model name, or an open_clip model-config JSON."),
-    pretrained: str = typer.Option("laion2b_s34b_b79k", "--pretrained",
-                                   help="open_clip pretrained tag, local checkpoint path, or 'none' (random)."),
-    device: str = typer.Option("auto", "--device", help="auto (cuda:LOCAL_RANK when CUDA is available, else cpu), "
-                               "cpu, cuda, cuda:N or mps."),
-    dtype: str = typer.Option("auto", "--dtype", help="Encoder precision: auto (fp16 on CUDA, fp32 on the CPU), "
-                              "bf16, fp16 or fp32."),
+    pretrained: str = typer.Option(
+        "laion2b_s34b_b79k", "--pretrained", help="open_clip pretrained tag, local checkpoint path, or 'none' (random)."
+    ),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (cuda:LOCAL_RANK when CUDA is available, else cpu), cpu, cuda, cuda:N or mps."
+    ),
+    dtype: str = typer.Option(
+        "auto", "--dtype", help="Encoder precision: auto (fp16 on CUDA, fp32 on the CPU), bf16, fp16 or fp32."
+    ),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
-    num_workers: Optional[int] = typer.Option(None, "--num-workers",
-                                              help="DataLoader workers decoding images (default: CPU cores, max 4)."),
-    shard_size: int = typer.Option(10_000, "--shard-size", min=1,
-                                   help="Images per shard (unit of resume and of ranks)."),
+    num_workers: Optional[int] = typer.Option(
+        None, "--num-workers", help="DataLoader workers decoding images (default: CPU cores, max 4)."
+    ),
+    shard_size: int = typer.Option(
+        10_000, "--shard-size", min=1, help="Images per shard (unit of resume and of ranks)."
+    ),
     index_type: str = typer.Option("auto", "--index-type", help="auto, or a FAISS factory string (e.g. IVF1024,Flat)."),
     target_recall: float = typer.Option(0.95, "--target-recall", help="recall@10 the search parameter is tuned to."),
     memory_budget: str = typer.Option("auto", "--memory-budget", help="Build RAM budget, e.g. 4GB (auto: half RAM)."),
     image_column: Optional[str] = typer.Option(None, "--image-column", help="Image column (--source hf)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split: train2014 for coco; dataset split for hf."),
     streaming: bool = typer.Option(False, "--streaming", help="Stream the dataset (--source hf)."),
-    min_side: int = typer.Option(2, "--min-side", min=1,
-                                 help="Skip images whose shorter side is below this (pixels)."),
+    min_side: int = typer.Option(2, "--min-side", min=1, help="Skip images whose shorter side is below this (pixels)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Embed a corpus with open_clip and index it with FAISS (resumable; torchrun-aware)."""
@@ -274,9 +310,21 @@ def index_build(
         existed = Path(dest).exists()
         corpus = open_source(source, root, split=split, image_column=image_column, streaming=streaming)
         report = build_knowledge_base(
-            corpus, dest, model=model, pretrained=pretrained, device=device, precision=dtype, batch_size=batch_size,
-            num_workers=num_workers, shard_size=shard_size, min_side=min_side, index_type=index_type,
-            target_recall=target_recall, memory_budget=memory_budget, progress=not quiet)
+            corpus,
+            dest,
+            model=model,
+            pretrained=pretrained,
+            device=device,
+            precision=dtype,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            shard_size=shard_size,
+            min_side=min_side,
+            index_type=index_type,
+            target_recall=target_recall,
+            memory_budget=memory_budget,
+            progress=not quiet,
+        )
     except (CorpusError, EncoderError, KnowledgeBaseError, OutputError) as e:
         if dest is not None and not isinstance(e, OutputError):  # no stub left to refuse the retry
             remove_failed_stub(Path(dest), existed)
@@ -286,15 +334,19 @@ def index_build(
     if quiet or report.rank != 0:
         return
     typer.echo(f"Knowledge base: {report.path}")
-    typer.echo(f"  images embedded: {report.count} ({report.embedded_now} this run, "
-               f"{report.resumed_shards} of {report.num_shards} shards resumed)")
+    typer.echo(
+        f"  images embedded: {report.count} ({report.embedded_now} this run, "
+        f"{report.resumed_shards} of {report.num_shards} shards resumed)"
+    )
     typer.echo(f"  skipped: {len(report.skipped)}")
     for id_, reason in report.skipped:
         typer.echo(f"    {id_}: {reason}")
     recall = f"{report.recall_at_10:.3f}" if report.recall_at_10 is not None else "n/a"
     params = ", ".join(f"{k}={v}" for k, v in report.search_params.items()) or "exact"
-    typer.echo(f"  index: {report.factory} ({params}); recall@10 {recall} (target {report.target_recall})"
-               + ("" if report.target_reached else "  [target NOT reached]"))
+    typer.echo(
+        f"  index: {report.factory} ({params}); recall@10 {recall} (target {report.target_recall})"
+        + ("" if report.target_reached else "  [target NOT reached]")
+    )
     typer.echo(f"  size on disk: {_human_bytes(report.size_bytes)}; time: {time.time() - t0:.1f} s")
 
 
@@ -325,8 +377,12 @@ def index_info(
     except KnowledgeBaseDamaged as e:
         fail(str(e), 1)
     manifest["path"] = str(path)
-    typer.echo(json.dumps(manifest, indent=2) if as_json else f"{path}: {manifest['count']} images, "
-               f"{manifest['encoder']['model']} ({manifest['dim']}-d)\n{describe(manifest['index'])}")
+    typer.echo(
+        json.dumps(manifest, indent=2)
+        if as_json
+        else f"{path}: {manifest['count']} images, "
+        f"{manifest['encoder']['model']} ({manifest['dim']}-d)\n{describe(manifest['index'])}"
+    )
 
 
 @index_app.command("search")
@@ -336,8 +392,9 @@ def index_search(
     text: Optional[str] = typer.Option(None, "--text", help="Query text."),
     id_: Optional[str] = typer.Option(None, "--id", help="Query by corpus id (uses the stored embedding)."),
     k: int = typer.Option(5, "-k", "--k", min=1, help="Number of hits."),
-    max_similarity: float = typer.Option(0.95, "--max-similarity", min=0.0, max=1.0,
-                                         help="Skip near-duplicates scoring above this (1 keeps all)."),
+    max_similarity: float = typer.Option(
+        0.95, "--max-similarity", min=0.0, max=1.0, help="Skip near-duplicates scoring above this (1 keeps all)."
+    ),
     model: Optional[str] = typer.Option(None, "--model", help="Query encoder (default: the index's own)."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Query encoder weights."),
 ) -> None:
@@ -355,16 +412,19 @@ def index_search(
         try:
             open_image_file(str(image))
         except Exception as e:  # noqa: BLE001 - PIL raises many types for what is not an image
-            fail(f"query image {str(image)!r} is not an image PIL can read ({type(e).__name__}); give a JPEG, PNG, "
-                 "GIF, TIFF, WebP... file")
+            fail(
+                f"query image {str(image)!r} is not an image PIL can read ({type(e).__name__}); give a JPEG, PNG, "
+                "GIF, TIFF, WebP... file"
+            )
     try:
         encoder = None
         if model or pretrained:
             from realign_data.kb.encoder import Encoder
 
             kb0 = KnowledgeBase.load(name)
-            encoder = Encoder(model or kb0.manifest["encoder"]["model"],
-                              pretrained or kb0.manifest["encoder"]["pretrained"])
+            encoder = Encoder(
+                model or kb0.manifest["encoder"]["model"], pretrained or kb0.manifest["encoder"]["pretrained"]
+            )
         kb = KnowledgeBase.load(name, encoder=encoder)
         if id_ is not None:
             if id_ not in kb:
@@ -392,8 +452,10 @@ def index_list() -> None:
         return
     for e in entries:
         if e["complete"]:
-            typer.echo(f"{e['name']:<20} {e.get('count', '?'):>9} images  {e.get('model')}  {e.get('factory')}  "
-                       f"recall@10 {e.get('recall')}  {e['path']}")
+            typer.echo(
+                f"{e['name']:<20} {e.get('count', '?'):>9} images  {e.get('model')}  {e.get('factory')}  "
+                f"recall@10 {e.get('recall')}  {e['path']}"
+            )
         else:
             typer.echo(f"{e['name']:<20} (incomplete build)  {e['path']}")
 

@@ -14,11 +14,15 @@ from realign_data.cli_common import fail
 
 
 def audit(
-    dataset: str = typer.Argument(..., help="A save_to_disk folder (or a realign build), a local .parquet/.jsonl/"
-                                  ".json/.csv file, or a Hub dataset id, with 'chosen' and 'rejected' columns."),
+    dataset: str = typer.Argument(
+        ...,
+        help="A save_to_disk folder (or a realign build), a local .parquet/.jsonl/"
+        ".json/.csv file, or a Hub dataset id, with 'chosen' and 'rejected' columns.",
+    ),
     split: Optional[str] = typer.Option(None, "--split", help="Split to audit (default: train, or the only one)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the folds and of the sample of a large dataset (same seed = "
-                             "same result)."),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the folds and of the sample of a large dataset (same seed = same result)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """How often a text-only classifier picks the chosen answer over the rejected one without seeing any image.
@@ -42,11 +46,14 @@ def audit(
     if "accuracy" not in result:
         typer.echo(f"{dataset}: {result['note']}")
         return
-    sample = (f" (a seeded sample of {result['n_heldout']} of {result['n_pairs']} pairs)" if result.get("sampled")
-              else "")
-    typer.echo(f"{dataset}{' [' + split + ']' if split else ''}: image-blind accuracy {result['accuracy']:.3f} "
-               f"(95 % CI {result['ci_low']:.3f}-{result['ci_high']:.3f}) on {result['n_heldout']} held-out pairs"
-               f"{sample}; 0.5 = rejected as plausible as chosen on words alone")
+    sample = (
+        f" (a seeded sample of {result['n_heldout']} of {result['n_pairs']} pairs)" if result.get("sampled") else ""
+    )
+    typer.echo(
+        f"{dataset}{' [' + split + ']' if split else ''}: image-blind accuracy {result['accuracy']:.3f} "
+        f"(95 % CI {result['ci_low']:.3f}-{result['ci_high']:.3f}) on {result['n_heldout']} held-out pairs"
+        f"{sample}; 0.5 = rejected as plausible as chosen on words alone"
+    )
     for side in ("chosen", "rejected"):
         cues = ", ".join(f'"{c["feature"]}" {c["weight"]:+.2f}' for c in result[f"{side}_cues"]) or "none"
         typer.echo(f"  leans on for {side}: {cues}")

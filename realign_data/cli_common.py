@@ -37,11 +37,10 @@ class Commands(TyperGroup):
 # what survives a full disk, and how to go on (every file is written to a temporary name and renamed into place)
 RESUME_AFTER_FULL_DISK = {
     "build": "the chunks it finished are kept under --out's .realign-build folder; free space (or move --out to a "
-             "larger disk) and run the same command again: it resumes from them",
+    "larger disk) and run the same command again: it resumes from them",
     "index build": "the embedding shards it finished are kept; free space and run the same command again: it "
-                   "resumes from them",
-    "sample": "free space and run the same command again with --overwrite (the corpus is drawn again, byte for "
-              "byte)",
+    "resumes from them",
+    "sample": "free space and run the same command again with --overwrite (the corpus is drawn again, byte for byte)",
     "": "files already finished are kept and none is left half-written; free space and run the same command again",
 }
 
@@ -53,8 +52,11 @@ def disk_full(exc: BaseException):
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) or \
-                "No space left on device" in str(exc):
+        if (
+            isinstance(exc, OSError)
+            and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            or "No space left on device" in str(exc)
+        ):
             where = getattr(exc, "filename", None)
             return "No space left on device" + (f", writing {where}" if where else "")
         exc = exc.__cause__ or exc.__context__
@@ -111,10 +113,15 @@ def config_options(cls: type, *, sections: Optional[Sequence[str]] = None) -> li
         if default is dataclasses.MISSING:
             default = ...
         show = True if default is not None else meta.get("default_text", False)
-        option = typer.Option(default, *decls, help=help_text, show_default=show,
-                              rich_help_panel=meta.get("section"))
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                        annotation=base if default is not None else Optional[base]))
+        option = typer.Option(default, *decls, help=help_text, show_default=show, rich_help_panel=meta.get("section"))
+        params.append(
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=option,
+                annotation=base if default is not None else Optional[base],
+            )
+        )
     return params
 
 

@@ -13,10 +13,14 @@ from realign_data.cli_common import fail, setup_logging
 
 
 def export(
-    dataset: Path = typer.Argument(..., help="A realign build: the --out folder of `realign-data build`/`demo` (or its save_to_disk dataset)."),
+    dataset: Path = typer.Argument(
+        ..., help="A realign build: the --out folder of `realign-data build`/`demo` (or its save_to_disk dataset)."
+    ),
     to: str = typer.Option(..., "--to", help="Target layout: llamafactory, swift, realign-json or rlaif-v."),
     out: Path = typer.Option(..., "--out", help="Folder to write (new or empty; see --overwrite)."),
-    split: str = typer.Option("train", "--split", help="Split to export (curriculum builds: train, easy, medium, hard)."),
+    split: str = typer.Option(
+        "train", "--split", help="Split to export (curriculum builds: train, easy, medium, hard)."
+    ),
     name: str = typer.Option("realign", "--name", help="Data file name and LLaMA-Factory dataset_info.json key."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace what --out holds (swapped in when complete)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary (notices still print)."),
@@ -34,5 +38,7 @@ def export(
     except ExportError as e:
         fail(str(e))
     if not quiet:
-        typer.echo(f"Exported {res.pairs} pairs as {res.rows} {to} rows with {res.images} distinct images to "
-                   f"{res.out} ({', '.join(res.files)})")
+        typer.echo(
+            f"Exported {res.pairs} pairs as {res.rows} {to} rows with {res.images} distinct images to "
+            f"{res.out} ({', '.join(res.files)})"
+        )

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-hub_app = typer.Typer(help="A local Hugging Face Hub to try `push` and `load_dataset` without the network.",
-                      no_args_is_help=True)
+hub_app = typer.Typer(
+    help="A local Hugging Face Hub to try `push` and `load_dataset` without the network.", no_args_is_help=True
+)
 
 
 @hub_app.command("serve")
@@ -32,10 +33,15 @@ def serve(
         server = HubServer(root, token=token, user="local", port=port, host=host).start()
     except OSError as e:
         fail(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port (0: any free one).", 1)
-    typer.echo(f"Local Hub at {server.endpoint}, files under {Path(root).resolve()} (Ctrl-C stops it). In the "
-               "shell that pushes or loads:")
-    typer.echo(f"export HF_ENDPOINT={server.endpoint} HF_TOKEN={token} HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0 "
-               "HF_DATASETS_OFFLINE=0", color=False)
+    typer.echo(
+        f"Local Hub at {server.endpoint}, files under {Path(root).resolve()} (Ctrl-C stops it). In the "
+        "shell that pushes or loads:"
+    )
+    typer.echo(
+        f"export HF_ENDPOINT={server.endpoint} HF_TOKEN={token} HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0 "
+        "HF_DATASETS_OFFLINE=0",
+        color=False,
+    )
     try:
         while True:
             time.sleep(3600)

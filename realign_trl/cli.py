@@ -112,14 +112,18 @@ def _quiet_launch(verbose: bool) -> None:
 
 def _yaml_problem(args: list[str], err) -> str:
     """One sentence for a ``--config`` file YAML cannot read (or would only read by running code: ``!!python``)."""
-    path = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"),
-                next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), "the --config file"))
+    path = next(
+        (args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"),
+        next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), "the --config file"),
+    )
     mark = getattr(err, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     problem = getattr(err, "problem", None) or str(err).splitlines()[0]
     if "python/" in problem or "!!python" in problem:
-        return (f"{path} uses a !!python tag{where}, which is refused (it would run code); write plain YAML values "
-                "(strings, numbers, lists, mappings)")
+        return (
+            f"{path} uses a !!python tag{where}, which is refused (it would run code); write plain YAML values "
+            "(strings, numbers, lists, mappings)"
+        )
     return f"{path} is not valid YAML ({problem}{where}); see examples/*.yaml for the expected layout"
 
 
@@ -130,13 +134,18 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _eval_command_options(
-    results: Optional[list[Path]] = typer.Argument(None, help="With --compare: eval_results.json files (or their "
-                                                   "directories).", show_default=False),
+    results: Optional[list[Path]] = typer.Argument(
+        None, help="With --compare: eval_results.json files (or their directories).", show_default=False
+    ),
     *,
-    compare: bool = typer.Option(False, "--compare", help="Compare eval_results.json files (given as arguments) "
-                                 "instead of evaluating."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="With --compare: write a figure of the runs side by side "
-                                        "(PNG, PDF or SVG; needs realign[plot])."),
+    compare: bool = typer.Option(
+        False, "--compare", help="Compare eval_results.json files (given as arguments) instead of evaluating."
+    ),
+    plot: Optional[Path] = typer.Option(
+        None,
+        "--plot",
+        help="With --compare: write a figure of the runs side by side (PNG, PDF or SVG; needs realign[plot]).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """The options of ``realign-trl eval`` that are not evaluation settings (comparing runs, the progress bar);
@@ -165,11 +174,13 @@ def eval_(**values) -> None:
         if plot is not None:
             raise EvalError("--plot goes with --compare (evaluate first, then compare the eval_results.json files).")
         if not config.model:
-            raise EvalError("--model is required: a checkpoint directory or Hub id, or with --base-url the served "
-                            "model name.")
+            raise EvalError(
+                "--model is required: a checkpoint directory or Hub id, or with --base-url the served model name."
+            )
         if config.base_url and config.adapter:
-            raise EvalError("--adapter loads a PEFT adapter locally; with --base-url, serve the adapter from the "
-                            "endpoint instead.")
+            raise EvalError(
+                "--adapter loads a PEFT adapter locally; with --base-url, serve the adapter from the endpoint instead."
+            )
         _evaluate(config, quiet)
     except EvalError as e:
         _fail(str(e), 2)
@@ -211,8 +222,10 @@ def _evaluate(config: EvalConfig, quiet: bool) -> None:
     started = time.time()
     benches = parse_benches(config.bench)
     if "amber" in benches and len(benches) > 1:
-        raise EvalError("--bench amber runs on its own (it reads the AMBER release, not the COCO corpus): "
-                        "run pope/chair and amber as two commands.")
+        raise EvalError(
+            "--bench amber runs on its own (it reads the AMBER release, not the COCO corpus): "
+            "run pope/chair and amber as two commands."
+        )
     if "amber" not in benches and config.amber_root is not None:
         raise EvalError("--amber-root goes with --bench amber.")
     if config.num_images is None and "amber" not in benches:
@@ -225,11 +238,14 @@ def _evaluate(config: EvalConfig, quiet: bool) -> None:
     bad = [s for s in splits if s not in POPE_SPLITS]
     if bad or not splits:
         raise EvalError(f"unknown POPE sampling {', '.join(bad) or '(none)'}; valid: {', '.join(POPE_SPLITS)}.")
-    for bad, message in ((config.max_retries < 0, "--max-retries must be 0 or more (got {max_retries})"),
-                         (not config.request_timeout > 0,
-                          "--request-timeout must be more than 0 seconds (got {request_timeout:g})"),
-                         (not 0 <= config.max_failures <= 1,
-                          "--max-failures is a fraction of the requests, from 0 to 1 (got {max_failures:g})")):
+    for bad, message in (
+        (config.max_retries < 0, "--max-retries must be 0 or more (got {max_retries})"),
+        (not config.request_timeout > 0, "--request-timeout must be more than 0 seconds (got {request_timeout:g})"),
+        (
+            not 0 <= config.max_failures <= 1,
+            "--max-failures is a fraction of the requests, from 0 to 1 (got {max_failures:g})",
+        ),
+    ):
         if bad:
             raise EvalError(message.format(**dataclasses.asdict(config)) + ".")
     if not config.base_url:
@@ -249,8 +265,11 @@ def _evaluate(config: EvalConfig, quiet: bool) -> None:
 
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        _fail(f"the disk holding {out} is full ({e.strerror}): the answers saved so far in {out / 'answers.jsonl'} "
-              "are kept; free some space and run the same command to resume (only the missing answers are asked).", 1)
+        _fail(
+            f"the disk holding {out} is full ({e.strerror}): the answers saved so far in {out / 'answers.jsonl'} "
+            "are kept; free some space and run the same command to resume (only the missing answers are asked).",
+            1,
+        )
 
 
 def _evaluate_locked(config: EvalConfig, *, out: Path, quiet: bool, benches, started) -> None:
@@ -265,19 +284,36 @@ def _evaluate_locked(config: EvalConfig, *, out: Path, quiet: bool, benches, sta
         refuse_training_images(suite, config.exclude_dataset)
     try:
         if config.base_url:
-            backend = OpenAIBackend(config.model, base_url=config.base_url, api_key_env=config.api_key_env,
-                                    concurrency=config.concurrency, max_retries=config.max_retries,
-                                    timeout=config.request_timeout)
+            backend = OpenAIBackend(
+                config.model,
+                base_url=config.base_url,
+                api_key_env=config.api_key_env,
+                concurrency=config.concurrency,
+                max_retries=config.max_retries,
+                timeout=config.request_timeout,
+            )
         else:
-            backend = TransformersBackend(config.model, adapter=config.adapter, device=config.device,
-                                          dtype=config.dtype, device_map=config.device_map,
-                                          batch_size=config.batch_size, trust_remote_code=config.trust_remote_code)
+            backend = TransformersBackend(
+                config.model,
+                adapter=config.adapter,
+                device=config.device,
+                dtype=config.dtype,
+                device_map=config.device_map,
+                batch_size=config.batch_size,
+                trust_remote_code=config.trust_remote_code,
+            )
     except EvalRuntimeError as e:
         _fail(str(e), 1)
     try:
-        result = evaluate(backend, suite, pope_max_new_tokens=config.pope_max_new_tokens,
-                          chair_max_new_tokens=config.chair_max_new_tokens, out=out, progress=not quiet,
-                          max_failures=config.max_failures)
+        result = evaluate(
+            backend,
+            suite,
+            pope_max_new_tokens=config.pope_max_new_tokens,
+            chair_max_new_tokens=config.chair_max_new_tokens,
+            out=out,
+            progress=not quiet,
+            max_failures=config.max_failures,
+        )
     except TooManyFailures as e:
         _fail(str(e), 1)
     except KeyboardInterrupt:
@@ -286,13 +322,17 @@ def _evaluate_locked(config: EvalConfig, *, out: Path, quiet: bool, benches, sta
     except RuntimeError as e:
         if type(e).__name__ != "OutOfMemoryError":
             raise
-        _fail(f"out of memory at --batch-size {config.batch_size}: lower it and run the same command (the answers "
-              f"so far are saved in {out} and are reused).", 1)
+        _fail(
+            f"out of memory at --batch-size {config.batch_size}: lower it and run the same command (the answers "
+            f"so far are saved in {out} and are reused).",
+            1,
+        )
     finally:
         backend.close()
     if not quiet:
-        typer.echo(f"{run_name(result.model, config.adapter)}: {len(suite.images)} images in "
-                   f"{time.time() - started:.1f} s")
+        typer.echo(
+            f"{run_name(result.model, config.adapter)}: {len(suite.images)} images in {time.time() - started:.1f} s"
+        )
         typer.echo(result.table())
         typer.echo(f"Results: {out / 'eval_results.json'} (records next to it)")
 

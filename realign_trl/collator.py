@@ -88,8 +88,12 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
 
         texts = []
         for example, imgs in zip(examples, originals):
-            example = {"prompt": example["prompt"], "chosen": example["chosen"], "rejected": example["rejected"],
-                       **{k: example[k] for k in ("tools", "chat_template_kwargs") if k in example}}
+            example = {
+                "prompt": example["prompt"],
+                "chosen": example["chosen"],
+                "rejected": example["rejected"],
+                **{k: example[k] for k in ("tools", "chat_template_kwargs") if k in example},
+            }
             if is_conversational(example):
                 # The chat template only needs image *placeholders*; which pixels fill them is decided by
                 # `images` above, so the same rendered prompt serves the original and the rejected image.
@@ -110,15 +114,25 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
         rejecteds = [t["rejected"] for t in texts]
 
         processed_prompts = self.processor(
-            images=images, text=prompts, padding=True, padding_side="left",
-            return_tensors=self.return_tensors, add_special_tokens=False,
+            images=images,
+            text=prompts,
+            padding=True,
+            padding_side="left",
+            return_tensors=self.return_tensors,
+            add_special_tokens=False,
         )
         processed_chosens = self.processor(
-            text=chosens, padding=True, padding_side="right", return_tensors=self.return_tensors,
+            text=chosens,
+            padding=True,
+            padding_side="right",
+            return_tensors=self.return_tensors,
             add_special_tokens=False,
         )
         processed_rejecteds = self.processor(
-            text=rejecteds, padding=True, padding_side="right", return_tensors=self.return_tensors,
+            text=rejecteds,
+            padding=True,
+            padding_side="right",
+            return_tensors=self.return_tensors,
             add_special_tokens=False,
         )
 
@@ -163,8 +177,12 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
         if all(img_list == [] for img_list in images):
             images = None
         processed = self.processor(
-            images=images, text=[t["prompt"] for t in texts] * 2, padding=True, padding_side="left",
-            return_tensors=self.return_tensors, add_special_tokens=False,
+            images=images,
+            text=[t["prompt"] for t in texts] * 2,
+            padding=True,
+            padding_side="left",
+            return_tensors=self.return_tensors,
+            add_special_tokens=False,
         )
         prompts = _unpad(processed["input_ids"], processed["attention_mask"])
         # Gemma's token_type_ids, or Qwen-VL's mm_token_type_ids (its multimodal RoPE positions are derived from
@@ -172,10 +190,19 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
         type_key = next((k for k in ("token_type_ids", "mm_token_type_ids") if k in processed), "token_type_ids")
         types = _unpad(processed[type_key], processed["attention_mask"]) if type_key in processed else None
         chosen, rejected = (
-            _unpad(**{k: v for k, v in self.processor(
-                text=[t[key] for t in texts], padding=True, padding_side="right",
-                return_tensors=self.return_tensors, add_special_tokens=False).items()
-                if k in ("input_ids", "attention_mask")})
+            _unpad(
+                **{
+                    k: v
+                    for k, v in self.processor(
+                        text=[t[key] for t in texts],
+                        padding=True,
+                        padding_side="right",
+                        return_tensors=self.return_tensors,
+                        add_special_tokens=False,
+                    ).items()
+                    if k in ("input_ids", "attention_mask")
+                }
+            )
             for key in ("chosen", "rejected")
         )
         b = len(texts)
@@ -188,8 +215,7 @@ class DataCollatorForVisionRDPO(DataCollatorForVisionPreference):
         packed = pack_rows(prompts[:b], chosen, rejected, None if types is None else types[:b], type_key)
         visual = pack_rows(prompts[b:], chosen, None, None if types is None else types[b:], type_key)
         pad_token_id = self.processor.tokenizer.pad_token_id or self.processor.tokenizer.eos_token_id
-        fill = {"input_ids": pad_token_id, "position_ids": 0, "rdpo_segments": 0, "rdpo_targets": -100,
-                type_key: 0}
+        fill = {"input_ids": pad_token_id, "position_ids": 0, "rdpo_segments": 0, "rdpo_targets": -100, type_key: 0}
         output = processed  # holds pixel_values and the per-image grids
         for key, rows in packed.items():
             output[key] = pad(rows + visual[key], padding_value=fill[key], padding_side="right")
@@ -236,7 +262,6 @@ def align_truncated_chosen(completion_mask: torch.Tensor) -> torch.Tensor:
     """
     b = completion_mask.size(0) // 3
     kept = completion_mask.sum(dim=1)
-    shared = torch.minimum(kept[:b], kept[2 * b:])
-    limit = torch.cat([shared, kept[b: 2 * b], shared])
+    shared = torch.minimum(kept[:b], kept[2 * b :])
+    limit = torch.cat([shared, kept[b : 2 * b], shared])
     return completion_mask * (completion_mask.cumsum(dim=1) <= limit[:, None]).to(completion_mask.dtype)
-

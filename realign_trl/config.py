@@ -80,13 +80,17 @@ class RDPOConfig(DPOConfig):
 
     rdpo_visual_weight: float = field(
         default=RDPO_DEFAULTS["rdpo_visual_weight"],
-        metadata={"help": "rDPO: weight of the visual preference term (chosen answer on original vs rejected "
-                          "image). Re-Align uses 1.0."},
+        metadata={
+            "help": "rDPO: weight of the visual preference term (chosen answer on original vs rejected "
+            "image). Re-Align uses 1.0."
+        },
     )
     rdpo_anchor_weight: float = field(
         default=RDPO_DEFAULTS["rdpo_anchor_weight"],
-        metadata={"help": "rDPO: weight of the anchor term -logsigmoid(r_chosen - rdpo_anchor_margin). 1.0 gives "
-                          "mDPO (margin 0) or MFPO's margin term."},
+        metadata={
+            "help": "rDPO: weight of the anchor term -logsigmoid(r_chosen - rdpo_anchor_margin). 1.0 gives "
+            "mDPO (margin 0) or MFPO's margin term."
+        },
     )
     rdpo_anchor_margin: float = field(
         default=RDPO_DEFAULTS["rdpo_anchor_margin"],
@@ -94,15 +98,19 @@ class RDPOConfig(DPOConfig):
     )
     rdpo_sft_weight: float = field(
         default=RDPO_DEFAULTS["rdpo_sft_weight"],
-        metadata={"help": "rDPO: weight of the SFT term (mean token NLL of the chosen answer on the original image), "
-                          "logged as loss/sft. Re-Align's sft_weight; default 0 (off)."},
+        metadata={
+            "help": "rDPO: weight of the SFT term (mean token NLL of the chosen answer on the original image), "
+            "logged as loss/sft. Re-Align's sft_weight; default 0 (off)."
+        },
     )
     rdpo_prefix_sharing: str = field(
         default=RDPO_DEFAULTS["rdpo_prefix_sharing"],
-        metadata={"help": "rDPO: compute the image+prompt prefix once for the chosen and rejected answers (one packed "
-                          "row). 'auto': where exact (LLaVA, LLaVA-NeXT, Gemma 3; sdpa/eager), 'on': required, "
-                          "'off': three separate rows.",
-                  "choices": list(PREFIX_SHARING_MODES)},
+        metadata={
+            "help": "rDPO: compute the image+prompt prefix once for the chosen and rejected answers (one packed "
+            "row). 'auto': where exact (LLaVA, LLaVA-NeXT, Gemma 3; sdpa/eager), 'on': required, "
+            "'off': three separate rows.",
+            "choices": list(PREFIX_SHARING_MODES),
+        },
     )
     rejected_images_column: str = field(
         default=RDPO_DEFAULTS["rejected_images_column"],
@@ -110,33 +118,44 @@ class RDPOConfig(DPOConfig):
     )
     ref_logps_cache_dir: str | None = field(
         default=None,
-        metadata={"help": "precompute_ref_log_probs on image datasets: directory of the stored reference log-probs "
-                          "(default $REALIGN_HOME/ref_logps), reused by later runs with the same reference and data."},
+        metadata={
+            "help": "precompute_ref_log_probs on image datasets: directory of the stored reference log-probs "
+            "(default $REALIGN_HOME/ref_logps), reused by later runs with the same reference and data."
+        },
     )
     curriculum: str | None = field(
         default=None,
-        metadata={"help": "Curriculum: 'easy-to-hard' trains on the easy, then medium, then hard split (or "
-                          "difficulty terciles), each stage starting from the previous one's weights. Default: none."},
+        metadata={
+            "help": "Curriculum: 'easy-to-hard' trains on the easy, then medium, then hard split (or "
+            "difficulty terciles), each stage starting from the previous one's weights. Default: none."
+        },
     )
     curriculum_reference: str = field(
         default="fixed",
-        metadata={"help": "Curriculum reference model: 'fixed' (the initial policy for every stage) or 'refresh' "
-                          "(a frozen copy of the policy at the start of each stage).",
-                  "choices": ["fixed", "refresh"]},
+        metadata={
+            "help": "Curriculum reference model: 'fixed' (the initial policy for every stage) or 'refresh' "
+            "(a frozen copy of the policy at the start of each stage).",
+            "choices": ["fixed", "refresh"],
+        },
     )
 
     def __post_init__(self):
         if isinstance(self.curriculum, str) and self.curriculum.strip().lower() in ("", "none"):
             self.curriculum = None
         if self.curriculum is not None and self.curriculum not in CURRICULA:
-            raise ValueError(f"curriculum={self.curriculum!r} is not a known curriculum; use "
-                             f"{', '.join(CURRICULA)} (or none).")
+            raise ValueError(
+                f"curriculum={self.curriculum!r} is not a known curriculum; use {', '.join(CURRICULA)} (or none)."
+            )
         if self.curriculum_reference not in REFERENCE_POLICIES:
-            raise ValueError(f"curriculum_reference={self.curriculum_reference!r} is not a reference policy; use "
-                             f"{' or '.join(REFERENCE_POLICIES)}.")
+            raise ValueError(
+                f"curriculum_reference={self.curriculum_reference!r} is not a reference policy; use "
+                f"{' or '.join(REFERENCE_POLICIES)}."
+            )
         if self.rdpo_prefix_sharing not in PREFIX_SHARING_MODES:
-            raise ValueError(f"rdpo_prefix_sharing={self.rdpo_prefix_sharing!r} is not a mode; use "
-                             f"{', '.join(PREFIX_SHARING_MODES)}.")
+            raise ValueError(
+                f"rdpo_prefix_sharing={self.rdpo_prefix_sharing!r} is not a mode; use "
+                f"{', '.join(PREFIX_SHARING_MODES)}."
+            )
         self._check_hallucination_eval()
         if self.bf16 is None and not self.fp16 and not self.use_cpu:
             # TRL defaults to bf16, which transformers refuses on a machine without a bf16 GPU unless use_cpu (where
@@ -162,8 +181,10 @@ class RDPOConfig(DPOConfig):
             raise ValueError(f"{name}={value} must be at least {low}.")
         root = self.hallucination_eval_coco_root
         if root is None and ("chair" in benches or self.hallucination_eval_pope is None):
-            raise ValueError("hallucination_eval needs hallucination_eval_coco_root: the COCO-layout corpus of the "
-                             "held-out images (POPE questions and CHAIR ground truth come from its annotations).")
+            raise ValueError(
+                "hallucination_eval needs hallucination_eval_coco_root: the COCO-layout corpus of the "
+                "held-out images (POPE questions and CHAIR ground truth come from its annotations)."
+            )
         if root is not None and not os.path.isdir(os.path.expanduser(root)):
             raise ValueError(f"hallucination_eval_coco_root {root!r} does not exist or is not a directory.")
 

@@ -46,8 +46,13 @@ __all__ = [
 METRICS_FILE = "curriculum_metrics.json"
 BUILD_HINT = "`realign-data build ... --curriculum easy-to-hard`"
 #: Metrics shown by :func:`format_curriculum_table` when a stage logged them (stage means).
-SUMMARY_METRICS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/visual_margins",
-                   "rewards/visual_accuracies")
+SUMMARY_METRICS = (
+    "loss",
+    "rewards/margins",
+    "rewards/accuracies",
+    "rewards/visual_margins",
+    "rewards/visual_accuracies",
+)
 
 
 def _columns(dataset: Any) -> list[str] | None:
@@ -55,8 +60,9 @@ def _columns(dataset: Any) -> list[str] | None:
     return list(columns) if isinstance(columns, (list, tuple)) else None
 
 
-def curriculum_splits(dataset: Any, difficulty_column: str = "difficulty", *, train_split: str = "train",
-                      stages: Sequence[str] = SPLITS) -> dict[str, Any]:
+def curriculum_splits(
+    dataset: Any, difficulty_column: str = "difficulty", *, train_split: str = "train", stages: Sequence[str] = SPLITS
+) -> dict[str, Any]:
     """The curriculum splits of ``dataset``, easiest first: ``{"easy": ds, "medium": ds, "hard": ds}``.
 
     * A ``DatasetDict`` (or dict) holding every split named in ``stages`` (as ``realign-data build
@@ -182,17 +188,25 @@ def _ref_adapter_state(model) -> dict | None:
 def check_curriculum_args(args: Any, *, script: bool = False) -> None:
     """Reject training options a curriculum does not support, with the reason and the fix."""
     if getattr(args, "precompute_ref_log_probs", False):
-        raise ValueError("precompute_ref_log_probs=True is not supported with a curriculum: the reference log-probs "
-                         "would have to be recomputed per stage. Set precompute_ref_log_probs=False.")
+        raise ValueError(
+            "precompute_ref_log_probs=True is not supported with a curriculum: the reference log-probs "
+            "would have to be recomputed per stage. Set precompute_ref_log_probs=False."
+        )
     if getattr(args, "sync_ref_model", False):
-        raise ValueError("sync_ref_model=True is not supported with a curriculum, which manages the reference "
-                         "itself (curriculum_reference='fixed' or 'refresh'). Set sync_ref_model=False.")
+        raise ValueError(
+            "sync_ref_model=True is not supported with a curriculum, which manages the reference "
+            "itself (curriculum_reference='fixed' or 'refresh'). Set sync_ref_model=False."
+        )
     if getattr(args, "push_to_hub", False):
-        raise ValueError("push_to_hub=True is not supported with a curriculum (every stage would push under its stage "
-                         "directory's name); upload the final model afterwards, e.g. `hf upload REPO OUTPUT_DIR`.")
+        raise ValueError(
+            "push_to_hub=True is not supported with a curriculum (every stage would push under its stage "
+            "directory's name); upload the final model afterwards, e.g. `hf upload REPO OUTPUT_DIR`."
+        )
     if script and getattr(args, "resume_from_checkpoint", None):
-        raise ValueError("resume_from_checkpoint is not supported with a curriculum; each stage keeps its own "
-                         "checkpoints in <output_dir>/stage-<i>-<name>.")
+        raise ValueError(
+            "resume_from_checkpoint is not supported with a curriculum; each stage keeps its own "
+            "checkpoints in <output_dir>/stage-<i>-<name>."
+        )
 
 
 def train_curriculum(
@@ -242,8 +256,9 @@ def train_curriculum(
     trainer_cls = trainer_cls or DPOTrainer
     reference = reference or getattr(args, "curriculum_reference", None) or "fixed"
     if reference not in REFERENCE_POLICIES:
-        raise ValueError(f"reference={reference!r} is not a curriculum reference policy; use one of "
-                         f"{', '.join(REFERENCE_POLICIES)}.")
+        raise ValueError(
+            f"reference={reference!r} is not a curriculum reference policy; use one of {', '.join(REFERENCE_POLICIES)}."
+        )
     stages = tuple(stages)
     if not stages:
         raise ValueError("A curriculum needs at least one stage (e.g. stages=('easy', 'medium', 'hard')).")
@@ -258,11 +273,18 @@ def train_curriculum(
     for i, name in enumerate(stages, start=1):
         stage_args = copy.copy(args)
         stage_args.output_dir = str(root / f"stage-{i}-{name}")
-        kwargs: dict[str, Any] = dict(args=stage_args, train_dataset=splits[name], eval_dataset=eval_dataset,
-                                      processing_class=processing_class, callbacks=callbacks, **trainer_kwargs)
+        kwargs: dict[str, Any] = dict(
+            args=stage_args,
+            train_dataset=splits[name],
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            **trainer_kwargs,
+        )
         if trainer is None:  # stage 1: exactly what a single DPOTrainer run would do
-            kwargs.update(model=model, ref_model=ref_model, peft_config=peft_config,
-                          quantization_config=quantization_config)
+            kwargs.update(
+                model=model, ref_model=ref_model, peft_config=peft_config, quantization_config=quantization_config
+            )
         else:
             policy = trainer.model
             stage_args.model_init_kwargs = None  # the model is an instance from here on
@@ -300,18 +322,33 @@ def train_curriculum(
 
         output = trainer.train()
         mean, last = _stage_summary(trainer.state.log_history)
-        results.append({
-            "stage": i, "name": name, "rows": len(splits[name]), "output_dir": stage_args.output_dir,
-            "global_step": trainer.state.global_step, "reference": ref_desc,
-            "train": dict(output.metrics), "mean": mean, "last": last,
-            "log_history": list(trainer.state.log_history),
-        })
+        results.append(
+            {
+                "stage": i,
+                "name": name,
+                "rows": len(splits[name]),
+                "output_dir": stage_args.output_dir,
+                "global_step": trainer.state.global_step,
+                "reference": ref_desc,
+                "train": dict(output.metrics),
+                "mean": mean,
+                "last": last,
+                "log_history": list(trainer.state.log_history),
+            }
+        )
         if trainer.is_world_process_zero():
             root.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(root / METRICS_FILE, _json_safe({
-                "curriculum": [*stages], "reference": reference,
-                "loss_type": getattr(args, "loss_type", None), "stages": results,
-            }))
+            atomic_write_json(
+                root / METRICS_FILE,
+                _json_safe(
+                    {
+                        "curriculum": [*stages],
+                        "reference": reference,
+                        "loss_type": getattr(args, "loss_type", None),
+                        "stages": results,
+                    }
+                ),
+            )
     return CurriculumResult(stages=results, trainer=trainer)
 
 
@@ -345,4 +382,3 @@ def format_curriculum_table(stages: list[dict], metrics: Sequence[str] = SUMMARY
     widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
     line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
-

@@ -35,8 +35,19 @@ import torch
 
 from .config import PREFIX_SHARING_MODES as MODES
 
-__all__ = ["MODES", "decide", "pack_rows", "attention_masks", "model_position_ids", "target_segments",
-           "segment_logps", "PAD", "PREFIX", "CHOSEN", "REJECTED"]
+__all__ = [
+    "MODES",
+    "decide",
+    "pack_rows",
+    "attention_masks",
+    "model_position_ids",
+    "target_segments",
+    "segment_logps",
+    "PAD",
+    "PREFIX",
+    "CHOSEN",
+    "REJECTED",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +55,14 @@ PAD, PREFIX, CHOSEN, REJECTED = 0, 1, 2, 3
 
 #: Model families (``config.model_type``) whose language model takes a prepared 4D mask and packed position ids
 #: as is, with the text backbones checked exact by the tests.
-_FAMILIES = {"llava": ("llama", "mistral"), "llava_next": ("llama", "mistral"), "gemma3": ("gemma3_text",),
-             "qwen2_vl": ("qwen2_vl_text",), "qwen2_5_vl": ("qwen2_5_vl_text",), "qwen3_vl": ("qwen3_vl_text",)}
+_FAMILIES = {
+    "llava": ("llama", "mistral"),
+    "llava_next": ("llama", "mistral"),
+    "gemma3": ("gemma3_text",),
+    "qwen2_vl": ("qwen2_vl_text",),
+    "qwen2_5_vl": ("qwen2_5_vl_text",),
+    "qwen3_vl": ("qwen3_vl_text",),
+}
 #: Families with multimodal RoPE: positions come from the model's ``get_rope_index`` (:func:`model_position_ids`).
 _ROPE_INDEX = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 _ATTENTION = ("sdpa", "eager")
@@ -66,8 +83,10 @@ def decide(config: Any, mode: str) -> tuple[bool, str]:
     attention = getattr(text, "_attn_implementation", None) or getattr(config, "_attn_implementation", None)
     problem = None
     if family not in _FAMILIES:
-        problem = (f"model type {family!r} is not one where the packed layout is checked exact "
-                   f"({', '.join(sorted(_FAMILIES))})")
+        problem = (
+            f"model type {family!r} is not one where the packed layout is checked exact "
+            f"({', '.join(sorted(_FAMILIES))})"
+        )
     elif backbone not in _FAMILIES[family]:
         problem = f"{family} with a {backbone!r} language model is not checked exact"
     elif attention not in _ATTENTION:
@@ -79,9 +98,13 @@ def decide(config: Any, mode: str) -> tuple[bool, str]:
     return False, problem
 
 
-def pack_rows(prompt: list[torch.Tensor], chosen: list[torch.Tensor], rejected: list[torch.Tensor] | None,
-              extra: list[torch.Tensor] | None = None,
-              extra_key: str = "token_type_ids") -> dict[str, list[torch.Tensor]]:
+def pack_rows(
+    prompt: list[torch.Tensor],
+    chosen: list[torch.Tensor],
+    rejected: list[torch.Tensor] | None,
+    extra: list[torch.Tensor] | None = None,
+    extra_key: str = "token_type_ids",
+) -> dict[str, list[torch.Tensor]]:
     """Lay out one row per example: ``[prompt | chosen]`` or, with ``rejected``, ``[prompt | chosen | d rejected]``.
 
     Inputs are unpadded 1-D token tensors (already truncated); ``extra`` holds per-prompt token-type ids
@@ -89,8 +112,9 @@ def pack_rows(prompt: list[torch.Tensor], chosen: list[torch.Tensor], rejected: 
     answers. Returns unpadded per-row lists of ``input_ids``, ``position_ids``, ``rdpo_segments``,
     ``rdpo_targets`` and (with ``extra``) ``extra_key``.
     """
-    rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("input_ids", "position_ids", "rdpo_segments",
-                                                           "rdpo_targets")}
+    rows: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("input_ids", "position_ids", "rdpo_segments", "rdpo_targets")
+    }
     if extra is not None:
         rows[extra_key] = []
     for i, (p, c) in enumerate(zip(prompt, chosen)):
@@ -100,16 +124,24 @@ def pack_rows(prompt: list[torch.Tensor], chosen: list[torch.Tensor], rejected: 
         pos = [torch.arange(n_p + n_c)]
         seg = [torch.full((n_p,), PREFIX), torch.full((n_c,), CHOSEN)]
         # position t predicts token t+1 of its own segment; the prefix's last token predicts chosen[0]
-        tgt = [torch.full((max(n_p - 1, 0),), -100, dtype=p.dtype), c[:1] if n_c else none[: min(n_p, 1)],
-               c[1:], none[: min(n_c, 1)]]
+        tgt = [
+            torch.full((max(n_p - 1, 0),), -100, dtype=p.dtype),
+            c[:1] if n_c else none[: min(n_p, 1)],
+            c[1:],
+            none[: min(n_c, 1)],
+        ]
         if rejected is not None:
             r = rejected[i]
             ids += [p[-1:], r]
             pos.append(torch.arange(n_p - 1, n_p + r.numel()))
             seg.append(torch.full((r.numel() + 1,), REJECTED))
             tgt += [r, none]
-        row = {"input_ids": torch.cat(ids), "position_ids": torch.cat(pos), "rdpo_segments": torch.cat(seg),
-               "rdpo_targets": torch.cat(tgt)}
+        row = {
+            "input_ids": torch.cat(ids),
+            "position_ids": torch.cat(pos),
+            "rdpo_segments": torch.cat(seg),
+            "rdpo_targets": torch.cat(tgt),
+        }
         if extra is not None:
             row[extra_key] = torch.cat([extra[i], extra[i].new_zeros(row["input_ids"].numel() - n_p)])
         for key, value in row.items():
@@ -117,8 +149,13 @@ def pack_rows(prompt: list[torch.Tensor], chosen: list[torch.Tensor], rejected: 
     return rows
 
 
-def attention_masks(segments: torch.Tensor, position_ids: torch.Tensor, dtype: torch.dtype, config: Any,
-                    token_type_ids: torch.Tensor | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
+def attention_masks(
+    segments: torch.Tensor,
+    position_ids: torch.Tensor,
+    dtype: torch.dtype,
+    config: Any,
+    token_type_ids: torch.Tensor | None = None,
+) -> torch.Tensor | dict[str, torch.Tensor]:
     """The additive 4D mask(s) ``(rows, 1, L, L)`` for a packed batch, in the form ``config``'s model takes.
 
     A query sees earlier keys of its own segment and of the prefix (the rejected segment: the prefix but its
@@ -180,8 +217,10 @@ def model_position_ids(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tens
     rows = torch.arange(segments.size(0), device=segments.device)
     last = torch.where(segments == PREFIX, torch.arange(segments.size(1), device=segments.device), -1).max(dim=1).values
     if (types[rows, last] != 0).any():
-        raise ValueError("prefix sharing needs prompts that end in a text token (the chat template's generation "
-                         "prompt); a prompt ends in an image or video token: set rdpo_prefix_sharing=off.")
+        raise ValueError(
+            "prefix sharing needs prompts that end in a text token (the chat template's generation "
+            "prompt); a prompt ends in an image or video token: set rdpo_prefix_sharing=off."
+        )
     kept = ((segments == PREFIX) | (segments == CHOSEN)).long()
     rope, _ = owner.get_rope_index(batch["input_ids"], mm_token_type_ids=types, attention_mask=kept, **grids)
     delta = rope[:, rows, last] - positions[rows, last]  # (3, rows); equal on the three axes after text

@@ -30,8 +30,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["RDPO_COLUMNS", "PAIR_COLUMNS", "ref_columns", "precompute", "reference_identity", "row_key",
-           "cache_file", "validate"]
+__all__ = [
+    "RDPO_COLUMNS",
+    "PAIR_COLUMNS",
+    "ref_columns",
+    "precompute",
+    "reference_identity",
+    "row_key",
+    "cache_file",
+    "validate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +58,18 @@ def validate(args: Any, train_dataset: Any, eval_dataset: Any) -> None:
     from datasets import IterableDataset
 
     if getattr(args, "sync_ref_model", False):
-        raise ValueError("sync_ref_model=True updates the reference during training, so precomputed reference "
-                         "log-probs would be stale; set precompute_ref_log_probs=False or sync_ref_model=False.")
+        raise ValueError(
+            "sync_ref_model=True updates the reference during training, so precomputed reference "
+            "log-probs would be stale; set precompute_ref_log_probs=False or sync_ref_model=False."
+        )
     evals = eval_dataset.values() if isinstance(eval_dataset, dict) else [eval_dataset]
     for ds in [train_dataset, *evals]:
         if isinstance(ds, IterableDataset):
-            raise ValueError("precompute_ref_log_probs=True needs a map-style dataset (an IterableDataset has no "
-                             "rows to add the reference log-probs to); load it without streaming or set "
-                             "precompute_ref_log_probs=False.")
+            raise ValueError(
+                "precompute_ref_log_probs=True needs a map-style dataset (an IterableDataset has no "
+                "rows to add the reference log-probs to); load it without streaming or set "
+                "precompute_ref_log_probs=False."
+            )
 
 
 def cache_root(args: Any) -> Path:
@@ -70,6 +82,7 @@ def cache_root(args: Any) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- keys
+
 
 def _update_image(h: Any, image: Any) -> None:  # h: a hashlib hash object
     if image is None:
@@ -171,6 +184,7 @@ def cache_file(root: Path, key: dict) -> Path:
 
 # ----------------------------------------------------------------------------------------------- side file
 
+
 def _load(path: Path, width: int) -> dict[bytes, list[float]]:
     from safetensors.torch import load
 
@@ -196,14 +210,15 @@ def _save(path: Path, store: dict[bytes, list[float]], key: dict) -> None:
     items = sorted(store.items())
     keys = torch.tensor([list(k) for k, _ in items], dtype=torch.uint8).reshape(len(items), 32)
     values = torch.tensor([v for _, v in items], dtype=torch.float32).reshape(len(items), len(key["columns"]))
-    atomic_write_bytes(path, save({"row_keys": keys, "logps": values},
-                                  metadata={"realign_ref_logps": json.dumps(key, sort_keys=True)}))
+    atomic_write_bytes(
+        path, save({"row_keys": keys, "logps": values}, metadata={"realign_ref_logps": json.dumps(key, sort_keys=True)})
+    )
 
 
 # ----------------------------------------------------------------------------------------------- the pass
 
-def precompute(trainer: Any, dataset: Any, name: str, batch_size: int, rdpo: bool, reference: Any,
-               score_batch) -> Any:
+
+def precompute(trainer: Any, dataset: Any, name: str, batch_size: int, rdpo: bool, reference: Any, score_batch) -> Any:
     """``dataset`` with the reference log-prob columns, read from the side file or computed and stored.
 
     ``score_batch(model, batch) -> (B, K) tensor`` scores one collated batch with the reference ``reference``
@@ -225,9 +240,16 @@ def precompute(trainer: Any, dataset: Any, name: str, batch_size: int, rdpo: boo
             seen.add(k)
             missing.append(i)
     acc = trainer.accelerator
-    mine = missing[acc.process_index::acc.num_processes]
-    logger.info("Reference log-probs for the %s dataset: %d of %d rows stored in %s, %d to compute (%d here).",
-                name, len(keys) - len(missing), len(keys), path, len(missing), len(mine))
+    mine = missing[acc.process_index :: acc.num_processes]
+    logger.info(
+        "Reference log-probs for the %s dataset: %d of %d rows stored in %s, %d to compute (%d here).",
+        name,
+        len(keys) - len(missing),
+        len(keys),
+        path,
+        len(missing),
+        len(mine),
+    )
     values = _score(trainer, dataset.select(mine), batch_size, name, reference, score_batch) if mine else []
     computed = list(zip(mine, values))
     if acc.num_processes > 1 and missing:
@@ -247,16 +269,24 @@ def _score(trainer: Any, subset: Any, batch_size: int, name: str, reference: Any
     from accelerate.utils import tqdm
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(subset, batch_size=batch_size, collate_fn=trainer.data_collator, shuffle=False,
-                        num_workers=trainer.args.dataloader_num_workers)
+    loader = DataLoader(
+        subset,
+        batch_size=batch_size,
+        collate_fn=trainer.data_collator,
+        shuffle=False,
+        num_workers=trainer.args.dataloader_num_workers,
+    )
     was_training = reference.training
     reference.eval()
     out = []
     try:
         # the autocast of training (accelerate wraps the prepared model's forward in it under bf16/fp16)
         with torch.inference_mode(), trainer.accelerator.autocast():
-            for batch in tqdm(loader, desc=f"Reference log-probs ({name})",
-                              disable=bool(os.environ.get("TQDM_DISABLE")) or trainer.args.disable_tqdm):
+            for batch in tqdm(
+                loader,
+                desc=f"Reference log-probs ({name})",
+                disable=bool(os.environ.get("TQDM_DISABLE")) or trainer.args.disable_tqdm,
+            ):
                 batch = trainer._prepare_inputs(batch)
                 out.extend(score_batch(reference, batch).float().cpu().tolist())
     finally:
@@ -281,4 +311,3 @@ def _release_memory() -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to trim
             pass
-

@@ -21,10 +21,12 @@ def _num(value) -> str:
 def step_line(logs: dict, step: int, max_steps: int) -> str:
     """``step N/M: loss ..., loss/<part> ..., rewards/margins ..., lr ...`` (the end of training: its summary)."""
     if "train_runtime" in logs:
-        return (f"trained {step} steps in {_num(logs['train_runtime'])} s"
-                + (f", mean loss {_num(logs['train_loss'])}" if "train_loss" in logs else ""))
-    keys = [k for k in logs if k == "loss" or k.startswith("loss/") or k.startswith(("eval_", "eval/"))] + \
-        [k for k in SHOWN if k in logs]
+        return f"trained {step} steps in {_num(logs['train_runtime'])} s" + (
+            f", mean loss {_num(logs['train_loss'])}" if "train_loss" in logs else ""
+        )
+    keys = [k for k in logs if k == "loss" or k.startswith("loss/") or k.startswith(("eval_", "eval/"))] + [
+        k for k in SHOWN if k in logs
+    ]
     parts = [f"{'lr' if k == 'learning_rate' else k} {_num(logs[k])}" for k in keys]
     return f"step {step}/{max_steps}: " + ", ".join(parts)
 

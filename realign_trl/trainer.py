@@ -27,6 +27,7 @@ from trl.trainer.dpo_trainer import DataCollatorForVisionPreference, DPOTrainer
 from trl.trainer.utils import use_adapter
 
 from . import prefix_sharing, ref_logps
+from .batch_layouts import PackedLayout, ThreeRowLayout
 from .collator import DataCollatorForVisionPreferenceWithRef, DataCollatorForVisionRDPO
 from .config import RDPO_DEFAULTS
 from .loss import rdpo_loss
@@ -146,8 +147,9 @@ def trainer_class_for(cls: type, args: tuple, kwargs: dict) -> type:
     if cls is DPOTrainer:
         return RDPOTrainer
     if cls not in _MIXED:
-        _MIXED[cls] = type(cls.__name__, (cls, RDPOTrainer), {"__module__": cls.__module__,
-                                                              "__qualname__": cls.__qualname__})
+        _MIXED[cls] = type(
+            cls.__name__, (cls, RDPOTrainer), {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
+        )
     return _MIXED[cls]
 
 
@@ -158,7 +160,8 @@ def _needs_rdpo_trainer(config: Any, train_dataset: Any) -> bool:
     if config is None:
         return False
     return RDPO_LOSS_TYPE in _loss_types(config) or bool(
-        getattr(config, "precompute_ref_log_probs", False) and _is_vision(train_dataset))
+        getattr(config, "precompute_ref_log_probs", False) and _is_vision(train_dataset)
+    )
 
 
 class RDPOTrainer(DPOTrainer):
@@ -186,8 +189,11 @@ class RDPOTrainer(DPOTrainer):
             validate_rdpo_dataset(bound.arguments.get("train_dataset"), column, "train")
             validate_rdpo_dataset(bound.arguments.get("eval_dataset"), column, "eval")
         # TRL refuses precompute_ref_log_probs on image datasets; realign_trl.ref_logps does it instead (after init)
-        precompute = (config is not None and getattr(config, "precompute_ref_log_probs", False)
-                      and _is_vision(bound.arguments.get("train_dataset")))
+        precompute = (
+            config is not None
+            and getattr(config, "precompute_ref_log_probs", False)
+            and _is_vision(bound.arguments.get("train_dataset"))
+        )
         if precompute:
             ref_logps.validate(config, bound.arguments.get("train_dataset"), bound.arguments.get("eval_dataset"))
             config.precompute_ref_log_probs = False
@@ -207,12 +213,18 @@ class RDPOTrainer(DPOTrainer):
                 pad_to_multiple_of=collator.pad_to_multiple_of,
                 rejected_images_column=column,
             )
-        if rdpo and isinstance(self.data_collator, DataCollatorForVisionPreference) and hasattr(
-                self.data_collator, "prefix_sharing"):
+        if (
+            rdpo
+            and isinstance(self.data_collator, DataCollatorForVisionPreference)
+            and hasattr(self.data_collator, "prefix_sharing")
+        ):
             share, why = prefix_sharing.decide(self.model.config, _knob(config, "rdpo_prefix_sharing"))
             self.data_collator.prefix_sharing = share
-            logger.info("rDPO: %s (%s).", "prefix sharing on, 2B rows per batch" if share
-                        else "prefix sharing off, 3B rows per batch", why)
+            logger.info(
+                "rDPO: %s (%s).",
+                "prefix sharing on, 2B rows per batch" if share else "prefix sharing off, 3B rows per batch",
+                why,
+            )
         if rdpo:
             self.model.add_model_tags(["rdpo", "re-align"])
         if precompute:
@@ -236,25 +248,36 @@ class RDPOTrainer(DPOTrainer):
 def _precompute_reference(self, rdpo: bool, custom_collator: bool) -> None:
     """One pass of the reference over the train/eval datasets; afterwards no reference is kept or run."""
     if self.is_deepspeed_enabled or self.is_fsdp_enabled:
-        raise ValueError("precompute_ref_log_probs=True on an image dataset is not supported with DeepSpeed or FSDP "
-                         "(the reference is scored before the model is sharded); use DDP (torchrun) or set "
-                         "precompute_ref_log_probs=False.")
+        raise ValueError(
+            "precompute_ref_log_probs=True on an image dataset is not supported with DeepSpeed or FSDP "
+            "(the reference is scored before the model is sharded); use DDP (torchrun) or set "
+            "precompute_ref_log_probs=False."
+        )
     collator = self.data_collator
     if not rdpo and type(collator) is DataCollatorForVisionPreference and not custom_collator:
         collator = self.data_collator = DataCollatorForVisionPreferenceWithRef(
-            processor=collator.processor, max_length=collator.max_length,
-            pad_to_multiple_of=collator.pad_to_multiple_of)
+            processor=collator.processor, max_length=collator.max_length, pad_to_multiple_of=collator.pad_to_multiple_of
+        )
     if not hasattr(collator, "ref_logps_columns"):
-        raise ValueError(f"precompute_ref_log_probs=True on an image dataset needs the default data collator (got "
-                         f"{type(collator).__name__}); leave data_collator unset or set precompute_ref_log_probs=False.")
+        raise ValueError(
+            f"precompute_ref_log_probs=True on an image dataset needs the default data collator (got "
+            f"{type(collator).__name__}); leave data_collator unset or set precompute_ref_log_probs=False."
+        )
     self.precompute_ref_logps = True
     unwrapped = self.accelerator.unwrap_model(self.ref_model if self.ref_model is not None else self.model)
     score = _score_rdpo if rdpo else _score_pair
     args = self.args
 
     def run(dataset, name, batch_size):
-        return ref_logps.precompute(self, dataset, name, args.precompute_ref_batch_size or batch_size, rdpo,
-                                    unwrapped, functools.partial(score, self))
+        return ref_logps.precompute(
+            self,
+            dataset,
+            name,
+            args.precompute_ref_batch_size or batch_size,
+            rdpo,
+            unwrapped,
+            functools.partial(score, self),
+        )
 
     self.train_dataset = run(self.train_dataset, "train", args.per_device_train_batch_size)
     if isinstance(self.eval_dataset, dict):
@@ -274,7 +297,7 @@ def _score_pair(self, model, batch):
 
 
 def _score_rdpo(self, model, batch):
-    layout = _PackedLayout(batch) if "rdpo_segments" in batch else _ThreeRowLayout(batch)
+    layout = PackedLayout(batch) if "rdpo_segments" in batch else ThreeRowLayout(batch)
     model_kwargs = layout.model_kwargs(model)
     model_kwargs["use_cache"] = False
     return torch.stack(_reference_logps(self, layout, model_kwargs), dim=1)
@@ -285,7 +308,7 @@ def _rdpo_compute_loss(self, model, inputs, return_outputs):
     the 2B-row prefix-sharing layout (``rdpo_segments`` present)."""
     mode = "train" if self.model.training else "eval"
     args = self.args
-    layout = _PackedLayout(inputs) if "rdpo_segments" in inputs else _ThreeRowLayout(inputs)
+    layout = PackedLayout(inputs) if "rdpo_segments" in inputs else ThreeRowLayout(inputs)
 
     # DDP/FSDP wrappers hide the config: the layout reads it from the unwrapped model.
     model_kwargs = layout.model_kwargs(self.accelerator.unwrap_model(model))
@@ -300,16 +323,22 @@ def _rdpo_compute_loss(self, model, inputs, return_outputs):
     if self.precompute_ref_logps:  # computed once before training (realign_trl.ref_logps)
         missing = [c for c in ref_logps.RDPO_COLUMNS if c not in inputs]
         if missing:
-            raise ValueError(f"precompute_ref_log_probs=True, but the batch has no {missing}: a custom data_collator "
-                             "must pass the precomputed reference log-prob columns on.")
+            raise ValueError(
+                f"precompute_ref_log_probs=True, but the batch has no {missing}: a custom data_collator "
+                "must pass the precomputed reference log-prob columns on."
+            )
         ref_chosen_logps, ref_rejected_logps, ref_visual_logps = (inputs[c] for c in ref_logps.RDPO_COLUMNS)
     else:
         ref_chosen_logps, ref_rejected_logps, ref_visual_logps = _reference_logps(self, layout, model_kwargs)
 
     anchor_weight = _knob(args, "rdpo_anchor_weight")
     losses, metrics = rdpo_loss(
-        chosen_logps, rejected_logps, visual_logps,
-        ref_chosen_logps, ref_rejected_logps, ref_visual_logps,
+        chosen_logps,
+        rejected_logps,
+        visual_logps,
+        ref_chosen_logps,
+        ref_rejected_logps,
+        ref_visual_logps,
         beta=self.beta,
         visual_weight=_knob(args, "rdpo_visual_weight"),
         anchor_weight=anchor_weight,
@@ -329,8 +358,7 @@ def _rdpo_compute_loss(self, model, inputs, return_outputs):
         loss = loss + self.router_aux_loss_coef * aux_loss
         self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(aux_loss).mean().item())
 
-    _log_metrics(self, mode, layout, outputs, metrics, (chosen_logps, rejected_logps, visual_logps),
-                 anchor_weight != 0)
+    _log_metrics(self, mode, layout, outputs, metrics, (chosen_logps, rejected_logps, visual_logps), anchor_weight != 0)
 
     if return_outputs:  # same (deprecated) contract as TRL: logits recomputed without the fused head
         with torch.no_grad():
@@ -346,89 +374,17 @@ def _reference_logps(self, layout, model_kwargs):
         if self.ref_model is None:
             unwrapped = self.accelerator.unwrap_model(self.model)
             peft = getattr(unwrapped, "peft_config", None)
-            adapter = use_adapter(unwrapped, adapter_name="ref" if "ref" in peft else None) if peft is not None \
+            adapter = (
+                use_adapter(unwrapped, adapter_name="ref" if "ref" in peft else None)
+                if peft is not None
                 else contextlib.nullcontext()
+            )
             with adapter:
                 ref_outputs = self.model(**ref_model_kwargs, **layout.label_kwargs, fused_lm_head=True)
         else:
             ref_model_kwargs.update(layout.model_kwargs(self.accelerator.unwrap_model(self.ref_model), masks_only=True))
             ref_outputs = self.ref_model(**ref_model_kwargs, **layout.label_kwargs, fused_lm_head=True)
     return layout.sequence_logps(ref_outputs.log_probs)
-
-
-class _ThreeRowLayout:
-    """3B rows ``[chosen; rejected; chosen on rejected image]``: TRL's labels, sums over completion tokens."""
-
-    def __init__(self, inputs):
-        rows = inputs["input_ids"].size(0)
-        if rows % 3 != 0:
-            raise ValueError(
-                "loss_type='rdpo' expects batches of 3B sequences from DataCollatorForVisionRDPO; got "
-                f"{rows} rows. A custom data_collator must build [chosen; rejected; chosen on rejected image]."
-            )
-        self.inputs, self.b = inputs, rows // 3
-        self.mask = inputs["completion_mask"][..., 1:]
-        self.label_kwargs = {"labels": inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)}
-        self.chosen_rows, self.rejected_rows = slice(0, self.b), slice(self.b, 2 * self.b)
-        self.chosen_mask, self.rejected_mask = self.mask[: self.b], self.mask[self.b: 2 * self.b]
-        self.text_tokens = inputs["attention_mask"][: 2 * self.b].sum()
-
-    def model_kwargs(self, model, masks_only=False):
-        return {} if masks_only else {k: v for k, v in self.inputs.items()
-                                      if k != "completion_mask" and k not in ref_logps.RDPO_COLUMNS}
-
-    def sequence_logps(self, log_probs):
-        return log_probs[:, -self.mask.size(1):].sum(dim=1).chunk(3, dim=0)
-
-
-class _PackedLayout:
-    """2B rows: B packed ``[prefix | chosen | rejected]`` rows, then B visual rows (see ``prefix_sharing``)."""
-
-    _LAYOUT_KEYS = ("rdpo_segments", "rdpo_targets", "token_type_ids", "completion_mask")
-
-    def __init__(self, inputs):
-        rows = inputs["input_ids"].size(0)
-        if rows % 2 != 0:
-            raise ValueError(f"a prefix-sharing rdpo batch holds 2B rows (packed text pairs, then visual rows); "
-                             f"got {rows}.")
-        self.inputs, self.b = inputs, rows // 2
-        targets = inputs["rdpo_targets"]
-        self.label_kwargs = {"shift_labels": targets}
-        self.of_targets = prefix_sharing.target_segments(inputs["rdpo_segments"], targets)
-        self.chosen_rows = self.rejected_rows = slice(0, self.b)
-        self.chosen_mask = self.of_targets[: self.b] == prefix_sharing.CHOSEN
-        self.rejected_mask = self.of_targets[: self.b] == prefix_sharing.REJECTED
-        self.text_tokens = inputs["attention_mask"][: self.b].sum()
-        self._masks = {}
-
-    def model_kwargs(self, model, masks_only=False):
-        dtype = _compute_dtype(model)
-        if dtype not in self._masks:
-            config = model.config
-            self._masks[dtype] = prefix_sharing.attention_masks(
-                self.inputs["rdpo_segments"], self.inputs["position_ids"], dtype, config,
-                self.inputs.get("token_type_ids") if getattr(config, "model_type", None) == "gemma3" else None)
-        kwargs = {"attention_mask": self._masks[dtype]}
-        if not masks_only:
-            kwargs.update({k: v for k, v in self.inputs.items()
-                           if k not in self._LAYOUT_KEYS and k != "attention_mask" and k not in ref_logps.RDPO_COLUMNS})
-            kwargs["position_ids"] = prefix_sharing.model_position_ids(model, self.inputs)  # Qwen-VL: 3-axis RoPE
-        return kwargs
-
-    def sequence_logps(self, log_probs):
-        packed, visual = log_probs[: self.b], log_probs[self.b:]
-        of_packed, of_visual = self.of_targets[: self.b], self.of_targets[self.b:]
-        return (prefix_sharing.segment_logps(packed, of_packed, prefix_sharing.CHOSEN),
-                prefix_sharing.segment_logps(packed, of_packed, prefix_sharing.REJECTED),
-                prefix_sharing.segment_logps(visual, of_visual, prefix_sharing.CHOSEN))
-
-
-def _compute_dtype(model) -> torch.dtype:
-    """The dtype the attention scores are computed in (wrappers such as DDP hide ``get_input_embeddings``)."""
-    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
-    if embeddings is not None:
-        return embeddings.weight.dtype
-    return next(p.dtype for p in model.parameters() if p.is_floating_point())
 
 
 def _log_metrics(self, mode, layout, outputs, metrics, logps, log_anchor):
@@ -440,18 +396,21 @@ def _log_metrics(self, mode, layout, outputs, metrics, logps, log_anchor):
     def rows(values, which):  # the per-token outputs of the chosen or rejected rows, aligned with the masks
         return values[which, -width:].detach()
 
-    entropy_sum = ((rows(outputs.entropy, layout.chosen_rows) * chosen_mask).sum()
-                   + (rows(outputs.entropy, layout.rejected_rows) * rejected_mask).sum())
-    sums = torch.stack([
-        entropy_sum.float(),
-        (chosen_mask.sum() + rejected_mask.sum()).float(),
-        rows(outputs.mean_logits, layout.chosen_rows)[chosen_mask.bool()].sum().float(),
-        chosen_mask.sum().float(),
-        rows(outputs.mean_logits, layout.rejected_rows)[rejected_mask.bool()].sum().float(),
-        rejected_mask.sum().float(),
-        (rows(outputs.is_top1, layout.chosen_rows) & chosen_mask.bool()).sum().float(),
-        layout.text_tokens.float(),
-    ]).unsqueeze(0)
+    entropy_sum = (rows(outputs.entropy, layout.chosen_rows) * chosen_mask).sum() + (
+        rows(outputs.entropy, layout.rejected_rows) * rejected_mask
+    ).sum()
+    sums = torch.stack(
+        [
+            entropy_sum.float(),
+            (chosen_mask.sum() + rejected_mask.sum()).float(),
+            rows(outputs.mean_logits, layout.chosen_rows)[chosen_mask.bool()].sum().float(),
+            chosen_mask.sum().float(),
+            rows(outputs.mean_logits, layout.rejected_rows)[rejected_mask.bool()].sum().float(),
+            rejected_mask.sum().float(),
+            (rows(outputs.is_top1, layout.chosen_rows) & chosen_mask.bool()).sum().float(),
+            layout.text_tokens.float(),
+        ]
+    ).unsqueeze(0)
     (ent, n_tok, c_logit, n_c, r_logit, n_r, top1, attn) = gather(sums).sum(dim=0).tolist()
     m = self._metrics[mode]
     m["entropy"].append(ent / n_tok if n_tok > 0 else 0.0)

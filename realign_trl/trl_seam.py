@@ -34,8 +34,16 @@ from typing import Any
 
 from ._compat import SUPPORTED_TRL, installed_trl_version
 
-__all__ = ["INTERNALS", "Internal", "TRLShapeError", "check_trl_shape", "install", "installed",
-           "reference_load_skipped", "PINNED_TRL"]
+__all__ = [
+    "INTERNALS",
+    "Internal",
+    "TRLShapeError",
+    "check_trl_shape",
+    "install",
+    "installed",
+    "reference_load_skipped",
+    "PINNED_TRL",
+]
 
 #: The TRL release every entry of :data:`INTERNALS` was read from.
 PINNED_TRL = "1.16.0"
@@ -74,80 +82,174 @@ class Internal:
 
 INTERNALS: tuple[Internal, ...] = (
     # --- DPOTrainer methods RDPOTrainer overrides or calls ---
-    Internal(f"{_DPO}.DPOTrainer.__init__", "callable",
-             "RDPOTrainer and the stock-class __new__ bind the constructor's arguments by these names",
-             ("self", "model", "ref_model", "args", "data_collator", "train_dataset", "eval_dataset",
-              "processing_class")),
-    Internal(f"{_DPO}.DPOTrainer._compute_loss", "callable",
-             "the loss if/elif with no hook for a new loss type: RDPOTrainer overrides it for rdpo batches",
-             ("self", "model", "inputs", "return_outputs")),
-    Internal(f"{_DPO}.DPOTrainer._set_signature_columns_if_needed", "callable",
-             "RDPOTrainer extends the kept columns with rejected_images (remove_unused_columns=True)", ("self",)),
-    Internal(f"{_DPO}.DPOTrainer.compute_ref_log_probs", "callable",
-             "scores the reference once for TRL's own losses with precompute_ref_log_probs on image datasets",
-             ("self", "model", "inputs")),
-    Internal("transformers.trainer.Trainer._prepare_inputs", "callable",
-             "moves a precompute batch to the device exactly as a training step does (realign_trl.ref_logps)",
-             ("self", "inputs"), version="transformers 5 under TRL 1.16"),
+    Internal(
+        f"{_DPO}.DPOTrainer.__init__",
+        "callable",
+        "RDPOTrainer and the stock-class __new__ bind the constructor's arguments by these names",
+        ("self", "model", "ref_model", "args", "data_collator", "train_dataset", "eval_dataset", "processing_class"),
+    ),
+    Internal(
+        f"{_DPO}.DPOTrainer._compute_loss",
+        "callable",
+        "the loss if/elif with no hook for a new loss type: RDPOTrainer overrides it for rdpo batches",
+        ("self", "model", "inputs", "return_outputs"),
+    ),
+    Internal(
+        f"{_DPO}.DPOTrainer._set_signature_columns_if_needed",
+        "callable",
+        "RDPOTrainer extends the kept columns with rejected_images (remove_unused_columns=True)",
+        ("self",),
+    ),
+    Internal(
+        f"{_DPO}.DPOTrainer.compute_ref_log_probs",
+        "callable",
+        "scores the reference once for TRL's own losses with precompute_ref_log_probs on image datasets",
+        ("self", "model", "inputs"),
+    ),
+    Internal(
+        "transformers.trainer.Trainer._prepare_inputs",
+        "callable",
+        "moves a precompute batch to the device exactly as a training step does (realign_trl.ref_logps)",
+        ("self", "inputs"),
+        version="transformers 5 under TRL 1.16",
+    ),
     # --- attributes DPOTrainer.__init__ sets, read or updated by the rdpo loss ---
-    Internal(f"{_DPO}.DPOTrainer._metrics", "attribute", "the rdpo loss logs TRL's metric set and its own",
-             set_in=f"{_DPO}.DPOTrainer.__init__"),
-    Internal(f"{_DPO}.DPOTrainer._total_train_tokens", "attribute", "the num_tokens metric, as TRL counts it",
-             set_in=f"{_DPO}.DPOTrainer.__init__"),
-    Internal(f"{_DPO}.DPOTrainer._tp_size", "attribute", "num_tokens is divided by the tensor-parallel size",
-             set_in=f"{_DPO}.DPOTrainer.__init__"),
-    Internal(f"{_DPO}.DPOTrainer.loss_types", "attribute", "which trainers run the rdpo loss",
-             set_in=f"{_DPO}.DPOTrainer.__init__"),
-    Internal(f"{_DPO}.DPOTrainer.precompute_ref_logps", "attribute",
-             "the rdpo loss reads stored reference log-probs instead of running the reference",
-             set_in=f"{_DPO}.DPOTrainer.__init__"),
-    Internal(f"{_DPO}.DPOTrainer.aux_loss_enabled", "attribute", "MoE router loss, added as TRL adds it",
-             set_in=f"{_DPO}.DPOTrainer.__init__"),
-    Internal(f"{_DPO}.DPOTrainer._signature_columns", "attribute", "the column list extended for rejected_images",
-             set_in=f"{_DPO}.DPOTrainer._set_signature_columns_if_needed"),
-    Internal("accelerate.accelerator.Accelerator._models", "attribute",
-             "a reference freed after precomputing is dropped from accelerate's list of prepared models",
-             set_in="accelerate.accelerator.Accelerator.__init__", version="accelerate 1 under TRL 1.16"),
+    Internal(
+        f"{_DPO}.DPOTrainer._metrics",
+        "attribute",
+        "the rdpo loss logs TRL's metric set and its own",
+        set_in=f"{_DPO}.DPOTrainer.__init__",
+    ),
+    Internal(
+        f"{_DPO}.DPOTrainer._total_train_tokens",
+        "attribute",
+        "the num_tokens metric, as TRL counts it",
+        set_in=f"{_DPO}.DPOTrainer.__init__",
+    ),
+    Internal(
+        f"{_DPO}.DPOTrainer._tp_size",
+        "attribute",
+        "num_tokens is divided by the tensor-parallel size",
+        set_in=f"{_DPO}.DPOTrainer.__init__",
+    ),
+    Internal(
+        f"{_DPO}.DPOTrainer.loss_types",
+        "attribute",
+        "which trainers run the rdpo loss",
+        set_in=f"{_DPO}.DPOTrainer.__init__",
+    ),
+    Internal(
+        f"{_DPO}.DPOTrainer.precompute_ref_logps",
+        "attribute",
+        "the rdpo loss reads stored reference log-probs instead of running the reference",
+        set_in=f"{_DPO}.DPOTrainer.__init__",
+    ),
+    Internal(
+        f"{_DPO}.DPOTrainer.aux_loss_enabled",
+        "attribute",
+        "MoE router loss, added as TRL adds it",
+        set_in=f"{_DPO}.DPOTrainer.__init__",
+    ),
+    Internal(
+        f"{_DPO}.DPOTrainer._signature_columns",
+        "attribute",
+        "the column list extended for rejected_images",
+        set_in=f"{_DPO}.DPOTrainer._set_signature_columns_if_needed",
+    ),
+    Internal(
+        "accelerate.accelerator.Accelerator._models",
+        "attribute",
+        "a reference freed after precomputing is dropped from accelerate's list of prepared models",
+        set_in="accelerate.accelerator.Accelerator.__init__",
+        version="accelerate 1 under TRL 1.16",
+    ),
     # --- module globals and helpers that trl does not export ---
-    Internal(f"{_DPO}.create_model_from_path", "global",
-             "skipped for the reference while TRL's __init__ runs when the reference is precomputed on images",
-             set_in=f"{_DPO}.DPOTrainer.__init__"),
-    Internal(f"{_DPO}.DataCollatorForVisionPreference", "fields",
-             "RDPO's collator subclasses it and copies its settings", ("processor", "max_length",
-                                                                       "pad_to_multiple_of", "return_tensors")),
-    Internal(f"{_DPO}.DataCollatorForVisionPreference.torch_call", "callable",
-             "called for TRL's own losses when reference log-probs are attached", ("self", "examples")),
-    Internal("trl.trainer.utils.pad", "callable", "the rdpo collator pads as TRL's collator does",
-             ("tensors", "padding_value", "padding_side")),
-    Internal("trl.trainer.utils.flush_left", "callable", "the rdpo collator flushes left as TRL's does",
-             ("mask",)),
-    Internal("trl.trainer.utils.use_adapter", "callable",
-             "the reference forward of a PEFT model without a ref_model (TRL's 'ref' adapter)",
-             ("model", "adapter_name")),
-    Internal("trl.trainer.utils.FusedCausalLMOutput", "fields",
-             "the fused forward (fused_lm_head=True) gives per-token log-probs and TRL's metric inputs",
-             ("log_probs", "entropy", "mean_logits", "is_top1", "aux_loss"), used_as="fused_lm_head=True"),
-    Internal("trl.trainer.utils.add_fused_lm_head", "callable",
-             "it sets forward on the model instance: the curriculum's frozen copy of the policy drops that forward",
-             ("model",), used_as='__dict__.pop("forward"'),
-    Internal("trl.models.utils.disable_gradient_checkpointing", "callable",
-             "the reference forward runs without gradient checkpointing, as in TRL", ("model",
-                                                                                      "gradient_checkpointing_kwargs")),
-    Internal("trl.models.utils.unwrap_model_for_generation", "callable",
-             "the hallucination-eval callback generates with the unwrapped policy", ("model", "accelerator")),
-    Internal("trl.cli.accelerate_config.resolve_accelerate_config_argument", "callable",
-             "realign-trl dpo resolves --accelerate_config as trl dpo does", ("launch_args",)),
+    Internal(
+        f"{_DPO}.create_model_from_path",
+        "global",
+        "skipped for the reference while TRL's __init__ runs when the reference is precomputed on images",
+        set_in=f"{_DPO}.DPOTrainer.__init__",
+    ),
+    Internal(
+        f"{_DPO}.DataCollatorForVisionPreference",
+        "fields",
+        "RDPO's collator subclasses it and copies its settings",
+        ("processor", "max_length", "pad_to_multiple_of", "return_tensors"),
+    ),
+    Internal(
+        f"{_DPO}.DataCollatorForVisionPreference.torch_call",
+        "callable",
+        "called for TRL's own losses when reference log-probs are attached",
+        ("self", "examples"),
+    ),
+    Internal(
+        "trl.trainer.utils.pad",
+        "callable",
+        "the rdpo collator pads as TRL's collator does",
+        ("tensors", "padding_value", "padding_side"),
+    ),
+    Internal("trl.trainer.utils.flush_left", "callable", "the rdpo collator flushes left as TRL's does", ("mask",)),
+    Internal(
+        "trl.trainer.utils.use_adapter",
+        "callable",
+        "the reference forward of a PEFT model without a ref_model (TRL's 'ref' adapter)",
+        ("model", "adapter_name"),
+    ),
+    Internal(
+        "trl.trainer.utils.FusedCausalLMOutput",
+        "fields",
+        "the fused forward (fused_lm_head=True) gives per-token log-probs and TRL's metric inputs",
+        ("log_probs", "entropy", "mean_logits", "is_top1", "aux_loss"),
+        used_as="fused_lm_head=True",
+    ),
+    Internal(
+        "trl.trainer.utils.add_fused_lm_head",
+        "callable",
+        "it sets forward on the model instance: the curriculum's frozen copy of the policy drops that forward",
+        ("model",),
+        used_as='__dict__.pop("forward"',
+    ),
+    Internal(
+        "trl.models.utils.disable_gradient_checkpointing",
+        "callable",
+        "the reference forward runs without gradient checkpointing, as in TRL",
+        ("model", "gradient_checkpointing_kwargs"),
+    ),
+    Internal(
+        "trl.models.utils.unwrap_model_for_generation",
+        "callable",
+        "the hallucination-eval callback generates with the unwrapped policy",
+        ("model", "accelerator"),
+    ),
+    Internal(
+        "trl.cli.accelerate_config.resolve_accelerate_config_argument",
+        "callable",
+        "realign-trl dpo resolves --accelerate_config as trl dpo does",
+        ("launch_args",),
+    ),
     # --- under TRL: transformers config attributes without a public equivalent we can use ---
-    Internal("transformers.configuration_utils.PreTrainedConfig._attn_implementation", "attribute",
-             "prefix sharing needs an attention implementation that takes a 4D mask (realign_trl.prefix_sharing)",
-             set_in="transformers.configuration_utils.PreTrainedConfig", version="transformers 5 under TRL 1.16"),
-    Internal("transformers.configuration_utils.PreTrainedConfig._name_or_path", "attribute",
-             "the eval backend's default run name (the public name_or_path property would do: realign_trl/eval)",
-             set_in="transformers.configuration_utils.PreTrainedConfig", version="transformers 5 under TRL 1.16"),
+    Internal(
+        "transformers.configuration_utils.PreTrainedConfig._attn_implementation",
+        "attribute",
+        "prefix sharing needs an attention implementation that takes a 4D mask (realign_trl.prefix_sharing)",
+        set_in="transformers.configuration_utils.PreTrainedConfig",
+        version="transformers 5 under TRL 1.16",
+    ),
+    Internal(
+        "transformers.configuration_utils.PreTrainedConfig._name_or_path",
+        "attribute",
+        "the eval backend's default run name (the public name_or_path property would do: realign_trl/eval)",
+        set_in="transformers.configuration_utils.PreTrainedConfig",
+        version="transformers 5 under TRL 1.16",
+    ),
     # --- outside TRL: what TRL's own dpo script does, repeated by realign_trl/scripts/dpo.py ---
-    Internal("torch.nn.parallel.DistributedDataParallel._ddp_params_and_buffers_to_ignore", "read",
-             "--ignore_bias_buffers, as in TRL's script", set_in="torch.nn.parallel.DistributedDataParallel.__init__",
-             version="torch 2 under TRL 1.16"),
+    Internal(
+        "torch.nn.parallel.DistributedDataParallel._ddp_params_and_buffers_to_ignore",
+        "read",
+        "--ignore_bias_buffers, as in TRL's script",
+        set_in="torch.nn.parallel.DistributedDataParallel.__init__",
+        version="torch 2 under TRL 1.16",
+    ),
 )
 
 
@@ -165,7 +267,7 @@ def _resolve(name: str) -> Any:
     raise ImportError(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _source(name: str) -> str:
     return inspect.getsource(_resolve(name))
 
@@ -251,8 +353,10 @@ def install(choose_class) -> None:
     if not _CHECKED:
         check_trl_shape()
     if "__new__" in DPOTrainer.__dict__:
-        raise TRLShapeError(f"TRL {installed_trl_version()} defines DPOTrainer.__new__, which realign_trl "
-                            f"{PINNED_TRL} replaces to register loss_type='rdpo': update realign_trl/trl_seam.py.")
+        raise TRLShapeError(
+            f"TRL {installed_trl_version()} defines DPOTrainer.__new__, which realign_trl "
+            f"{PINNED_TRL} replaces to register loss_type='rdpo': update realign_trl/trl_seam.py."
+        )
     _CHOOSE[:] = [choose_class]
     DPOTrainer.__new__ = _NEW
 

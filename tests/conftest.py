@@ -111,8 +111,15 @@ def tiny_kb(tmp_path_factory, sample_corpus, tiny_open_clip):
 
     name, ckpt = tiny_open_clip
     out = tmp_path_factory.mktemp("kb") / "kb"
-    build_knowledge_base(open_source("coco", sample_corpus), out, model=name, pretrained=str(ckpt),
-                         num_workers=0, batch_size=16, progress=False)
+    build_knowledge_base(
+        open_source("coco", sample_corpus),
+        out,
+        model=name,
+        pretrained=str(ckpt),
+        num_workers=0,
+        batch_size=16,
+        progress=False,
+    )
     return out
 
 
@@ -132,8 +139,11 @@ def tiny_gemma3(tiny_dir):
     return build_tiny_gemma3(tiny_dir / "gemma3")
 
 
-SLOW_TESTS = {line.strip() for line in (Path(__file__).parent / "slow_tests.txt").read_text().splitlines()
-              if line.strip() and not line.startswith("#")}
+SLOW_TESTS = {
+    line.strip()
+    for line in (Path(__file__).parent / "slow_tests.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+}
 
 
 def pytest_collection_modifyitems(config, items):

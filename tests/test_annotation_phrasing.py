@@ -12,31 +12,53 @@ from realign_data.building.fillers.annotation import AnnotationFiller, image_fac
 from realign_data.building.masking import find_visual_facts, mask_response
 
 
-def fill(chosen: str, instances: list[str], captions: list[str], original: tuple[str, ...] | None = None,
-         seed: int = 0) -> str:
+def fill(
+    chosen: str, instances: list[str], captions: list[str], original: tuple[str, ...] | None = None, seed: int = 0
+) -> str:
     masked = mask_response(chosen)
     original = tuple(sorted(masked.objects())) if original is None else original
     annotations = {"instances": [{"category": c} for c in instances], "captions": captions}
-    (res,) = AnnotationFiller().fill([FillRequest(instruction="Describe the image.", chosen=chosen, masked=masked,
-                                                  annotations=annotations, original_categories=original,
-                                                  rng_seed=seed)])
+    (res,) = AnnotationFiller().fill(
+        [
+            FillRequest(
+                instruction="Describe the image.",
+                chosen=chosen,
+                masked=masked,
+                annotations=annotations,
+                original_categories=original,
+                rng_seed=seed,
+            )
+        ]
+    )
     assert res.ok, res.error
     return res.text
 
 
-@pytest.mark.parametrize("chosen, instances, captions, expected", [
-    # a count of one is "a"/"an" in an answer that says "a" for one ("one white bottle" before the fix)
-    ("There are three gray cats and a brown dog on the floor.", ["orange", "bottle"],
-     ["There is an orange orange and a white bottle on the road."],
-     "There is an orange orange and a white bottle on the road."),
-    ("There are two gray cats and three brown dogs on the grass.", ["umbrella", "cup", "cup"],
-     ["There is a red umbrella and two pink cups on the sand."],
-     "There is a red umbrella and two pink cups on the sand."),
-    # "a" counts in an answer that counts: "a brown dog" -> "three white bottles" (the verb agrees)
-    ("There are two gray cats and a brown dog on the floor.", ["apple", "bottle", "bottle", "bottle"],
-     ["There is a red apple and three white bottles on the floor."],
-     "There is a red apple and three white bottles on the floor."),
-])
+@pytest.mark.parametrize(
+    "chosen, instances, captions, expected",
+    [
+        # a count of one is "a"/"an" in an answer that says "a" for one ("one white bottle" before the fix)
+        (
+            "There are three gray cats and a brown dog on the floor.",
+            ["orange", "bottle"],
+            ["There is an orange orange and a white bottle on the road."],
+            "There is an orange orange and a white bottle on the road.",
+        ),
+        (
+            "There are two gray cats and three brown dogs on the grass.",
+            ["umbrella", "cup", "cup"],
+            ["There is a red umbrella and two pink cups on the sand."],
+            "There is a red umbrella and two pink cups on the sand.",
+        ),
+        # "a" counts in an answer that counts: "a brown dog" -> "three white bottles" (the verb agrees)
+        (
+            "There are two gray cats and a brown dog on the floor.",
+            ["apple", "bottle", "bottle", "bottle"],
+            ["There is a red apple and three white bottles on the floor."],
+            "There is a red apple and three white bottles on the floor.",
+        ),
+    ],
+)
 def test_counts_use_the_answers_own_words(chosen, instances, captions, expected):
     assert fill(chosen, instances, captions) == expected
 
@@ -47,15 +69,21 @@ def test_an_answer_that_says_one_keeps_one_and_digits_stay_digits():
 
 
 def test_relations_against_the_background_are_kept():
-    """"on the floor" stays a surface relation: before the fix it became "under the floor", "to the left of the
+    """ "on the floor" stays a surface relation: before the fix it became "under the floor", "to the left of the
     floor"..., words no chosen answer of the world ever uses."""
-    out = fill("There are two gray cats and a brown dog on the floor.", ["cup", "cup"],
-               ["There are two pink cups on the grass.", "A pink cup to the left of a pink cup."])
+    out = fill(
+        "There are two gray cats and a brown dog on the floor.",
+        ["cup", "cup"],
+        ["There are two pink cups on the grass.", "A pink cup to the left of a pink cup."],
+    )
     assert out == "There are two pink cups and a gray cat on the grass."
     # a COCO noun the seed image does not annotate, after "on the", is the background too (the demo's "table")
-    out = fill("The small bird is to the left of the small cup on the table.", ["apple", "umbrella"],
-               ["The small apple is on the table.", "A red apple to the left of a red umbrella."],
-               original=("bird", "cup"))
+    out = fill(
+        "The small bird is to the left of the small cup on the table.",
+        ["apple", "umbrella"],
+        ["The small apple is on the table.", "A red apple to the left of a red umbrella."],
+        original=("bird", "cup"),
+    )
     assert out == "The small apple is to the right of the large umbrella on the table."
 
 
@@ -64,8 +92,12 @@ def test_relations_between_objects_never_come_from_a_background_relation():
     # relation takes its opposite (before the fix: "A bottle on a cup.")
     captions = ["A pink cup on the grass.", "A white bottle on the grass."]
     assert fill("A dog to the left of a cat.", ["cup", "bottle"], captions) == "A cup to the right of a bottle."
-    facts = image_facts({"instances": [{"category": "cup"}],
-                         "captions": ["A pink cup on the grass.", "A pink cup next to a cup on the table."]})
+    facts = image_facts(
+        {
+            "instances": [{"category": "cup"}],
+            "captions": ["A pink cup on the grass.", "A pink cup next to a cup on the table."],
+        }
+    )
     assert facts["relations"] == ["next to"] and facts["nouns"]["scene"] == ["grass", "dining table"]
 
 
@@ -88,6 +120,9 @@ def test_the_fill_stays_in_the_answers_world():
 
 
 def test_retrieved_categories_follow_the_retrieved_captions_order():
-    out = fill("There is a gray cat, a brown dog and a red apple on the floor.", ["umbrella", "cup", "bird"],
-               ["There is a purple bird, a pink cup and a red umbrella on the floor."])
+    out = fill(
+        "There is a gray cat, a brown dog and a red apple on the floor.",
+        ["umbrella", "cup", "bird"],
+        ["There is a purple bird, a pink cup and a red umbrella on the floor."],
+    )
     assert out == "There is a purple bird, a pink cup and a red umbrella on the floor."

@@ -29,8 +29,9 @@ def modules() -> dict[str, Path]:
 
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
-        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
@@ -69,7 +70,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := dfs(nxt)):
                 return cycle
         stack.pop()
@@ -85,7 +86,11 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_no_import_circle():
     mods = modules()
     graph = {name: imports_of(name, path, set(mods)) for name, path in mods.items()}
-    assert graph["realign_data.building.builder"] >= {"realign_data.building.pipeline", "realign_data.building.output", "realign_data.runtime.jobs"}
+    assert graph["realign_data.building.builder"] >= {
+        "realign_data.building.pipeline",
+        "realign_data.building.output",
+        "realign_data.runtime.jobs",
+    }
     cycle = find_cycle(graph)
     assert cycle is None, "import circle: " + " -> ".join(cycle)
 
@@ -110,13 +115,13 @@ def test_modules_stay_small(name):
 
 # realign_data's stage folders, lowest first: a module may import its own layer and the layers below, never one above.
 LAYERS = (
-    ("runtime",),                 # atomic files, locks, jobs, devices, redaction, logs, the Hub deadline
-    ("objects",),                 # shared vocabulary: object names, English, masking word lists
-    ("kb",),                      # corpora, splits, encoder, index, knowledge base
-    ("building",),                # the build stage: seeds ... pipeline, builder, merge; schema, output, report
-    ("evalsets",),                # POPE, overlap with a build
-    ("publish",),                 # provenance, dataset card, inspect page, Hub, exports
-    ("testing",),                 # sample corpus, tiny models, demo
+    ("runtime",),  # atomic files, locks, jobs, devices, redaction, logs, the Hub deadline
+    ("objects",),  # shared vocabulary: object names, English, masking word lists
+    ("kb",),  # corpora, splits, encoder, index, knowledge base
+    ("building",),  # the build stage: seeds ... pipeline, builder, merge; schema, output, report
+    ("evalsets",),  # POPE, overlap with a build
+    ("publish",),  # provenance, dataset card, inspect page, Hub, exports
+    ("testing",),  # sample corpus, tiny models, demo
     ("cli", "cli_audit", "cli_common", "cli_datasets", "cli_exports", "cli_hub", "_moved", ""),  # commands, API
 )
 # the evaluation (realign_trl.eval) reads shared vocabulary, IO and evaluation sets, never a builder stage
@@ -156,10 +161,15 @@ def test_every_module_has_a_layer():
 
 def test_eval_imports_no_builder_stage():
     mods = modules()
-    bad = [f"{name} imports {imported}" for name, path in mods.items() if name.startswith("realign_trl.eval")
-           for imported in imports_of(name, path, set(mods))
-           if imported.startswith("realign_data.") and imported.split(".")[1] not in EVAL_MAY_IMPORT
-           and (name, imported) not in EVAL_EXEMPT]
+    bad = [
+        f"{name} imports {imported}"
+        for name, path in mods.items()
+        if name.startswith("realign_trl.eval")
+        for imported in imports_of(name, path, set(mods))
+        if imported.startswith("realign_data.")
+        and imported.split(".")[1] not in EVAL_MAY_IMPORT
+        and (name, imported) not in EVAL_EXEMPT
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -184,8 +194,11 @@ def test_project_code_imports_new_paths_only():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            old += [f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names if new_name(n)
-                    and not _is_public_name(n)]
+            old += [
+                f"{path.relative_to(ROOT)}:{node.lineno} imports {n}"
+                for n in names
+                if new_name(n) and not _is_public_name(n)
+            ]
     assert not old, "imports through an old module path:\n" + "\n".join(old)
 
 

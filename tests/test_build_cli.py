@@ -77,8 +77,21 @@ def test_kill_9_and_resume(tiny_kb, tmp_path):
 def test_missing_seed_column_is_a_usage_error(tiny_kb, tmp_path):
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text(json.dumps({"image": "x.jpg", "question": "q", "answer": "a"}) + "\n")
-    r = runner.invoke(app, ["build", "--index", str(tiny_kb), "--seeds", str(seeds), "--chosen-column", "caption",
-                            "--out", str(tmp_path / "o"), "--quiet"])
+    r = runner.invoke(
+        app,
+        [
+            "build",
+            "--index",
+            str(tiny_kb),
+            "--seeds",
+            str(seeds),
+            "--chosen-column",
+            "caption",
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 2
     assert "columns are: image, question, answer" in r.output
 
@@ -88,8 +101,10 @@ def test_bad_option_values_are_usage_errors(tiny_kb, tmp_path):
     assert r.exit_code == 2 and "unknown filler 'magic'" in r.output
     r = runner.invoke(app, ["build", "--index", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "--coco-root" in r.output
-    for flag, value, message in [("--batch-size", "0", "batch size must be >= 1"),
-                                 ("--concurrency", "-3", "concurrency must be >= 1")]:
+    for flag, value, message in [
+        ("--batch-size", "0", "batch size must be >= 1"),
+        ("--concurrency", "-3", "concurrency must be >= 1"),
+    ]:
         r = runner.invoke(app, ["build", "--index", str(tiny_kb), "--out", str(tmp_path / "o"), flag, value])
         assert r.exit_code == 2 and message in r.output, r.output
     r = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--num-images", "0"])
@@ -116,9 +131,11 @@ def test_build_inspect_merge_cli(tiny_kb, tmp_path):
 
 
 def test_help_is_light():
-    code = ("import sys, time; t=time.time(); from realign_data.cli import app; "
-            "heavy=[m for m in ('torch','faiss','transformers','open_clip','datasets') if m in sys.modules]; "
-            "print(heavy)")
+    code = (
+        "import sys, time; t=time.time(); from realign_data.cli import app; "
+        "heavy=[m for m in ('torch','faiss','transformers','open_clip','datasets') if m in sys.modules]; "
+        "print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     subprocess.run([sys.executable, "-m", "realign_data.cli", "build", "--help"], capture_output=True, check=True)

@@ -26,8 +26,13 @@ def flags(f) -> list[str]:
 @pytest.fixture(scope="module")
 def help_lines() -> list[str]:
     env = {**os.environ, "TERMINAL_WIDTH": "400"}  # one line per option
-    out = subprocess.run([sys.executable, "-m", "realign_data.cli", "build", "--help"], env=env, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "realign_data.cli", "build", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [line.strip("│ ").strip() for line in out.splitlines()]
 
 
@@ -60,23 +65,99 @@ def test_each_flag_reaches_its_field(monkeypatch, tmp_path):
         raise builder.BuildError("stop here")
 
     monkeypatch.setattr(builder, "build", fake_build)
-    args = ["build", "--out", str(tmp_path / "o"), "--kb-model", "RN50", "--kb-pretrained", "none",
-            "--prompt", "Describe it.", "--prompt", "What is there?", "--chosen-backend", "openai",
-            "--mask-kind", "object", "--mask-kind", "color", "--max-similarity", "0.9", "--request-timeout", "5",
-            "--dtype", "bfloat16", "--format", "parquet", "--curriculum", "none", "-q"]
+    args = [
+        "build",
+        "--out",
+        str(tmp_path / "o"),
+        "--kb-model",
+        "RN50",
+        "--kb-pretrained",
+        "none",
+        "--prompt",
+        "Describe it.",
+        "--prompt",
+        "What is there?",
+        "--chosen-backend",
+        "openai",
+        "--mask-kind",
+        "object",
+        "--mask-kind",
+        "color",
+        "--max-similarity",
+        "0.9",
+        "--request-timeout",
+        "5",
+        "--dtype",
+        "bfloat16",
+        "--format",
+        "parquet",
+        "--curriculum",
+        "none",
+        "-q",
+    ]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 2 and "stop here" in r.output
     got = seen[-1]
-    assert (got.kb_model, got.kb_pretrained, got.prompts, got.chosen_backend, got.mask_kinds, got.max_similarity,
-            got.request_timeout, got.dtype, got.format, got.curriculum, got.progress) == \
-        ("RN50", "none", ["Describe it.", "What is there?"], "openai", ["object", "color"], 0.9, 5.0, "bf16",
-         "parquet", None, False)
-    assert {k: v for k, v in got.to_dict().items() if k not in {
-        "out", "kb_model", "kb_pretrained", "prompts", "chosen_backend", "mask_kinds", "max_similarity",
-        "request_timeout", "dtype", "format", "progress"}} == \
-        {k: v for k, v in BuildConfig().to_dict().items() if k not in {
-            "out", "kb_model", "kb_pretrained", "prompts", "chosen_backend", "mask_kinds", "max_similarity",
-            "request_timeout", "dtype", "format", "progress"}}, "untouched options keep their defaults"
+    assert (
+        got.kb_model,
+        got.kb_pretrained,
+        got.prompts,
+        got.chosen_backend,
+        got.mask_kinds,
+        got.max_similarity,
+        got.request_timeout,
+        got.dtype,
+        got.format,
+        got.curriculum,
+        got.progress,
+    ) == (
+        "RN50",
+        "none",
+        ["Describe it.", "What is there?"],
+        "openai",
+        ["object", "color"],
+        0.9,
+        5.0,
+        "bf16",
+        "parquet",
+        None,
+        False,
+    )
+    assert {
+        k: v
+        for k, v in got.to_dict().items()
+        if k
+        not in {
+            "out",
+            "kb_model",
+            "kb_pretrained",
+            "prompts",
+            "chosen_backend",
+            "mask_kinds",
+            "max_similarity",
+            "request_timeout",
+            "dtype",
+            "format",
+            "progress",
+        }
+    } == {
+        k: v
+        for k, v in BuildConfig().to_dict().items()
+        if k
+        not in {
+            "out",
+            "kb_model",
+            "kb_pretrained",
+            "prompts",
+            "chosen_backend",
+            "mask_kinds",
+            "max_similarity",
+            "request_timeout",
+            "dtype",
+            "format",
+            "progress",
+        }
+    }, "untouched options keep their defaults"
 
 
 def test_bad_choice_is_a_usage_error_naming_the_valid_values():

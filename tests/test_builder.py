@@ -73,11 +73,23 @@ def test_stock_dpo_trainer_accepts_the_dataset(tiny_kb, tiny_llava, tmp_path, ki
     else:  # a perturbation negative, curriculum split: same columns, so the same trainer
         build(cfg(tiny_kb, tmp_path / "out", max_samples=12, image_negative=kind, curriculum="easy-to-hard"))
         ds = load_built(tmp_path / "out", "easy")
-    args = DPOConfig(output_dir=str(tmp_path / "dpo"), per_device_train_batch_size=2, max_steps=2,
-                     learning_rate=1e-3, report_to="none", save_strategy="no", logging_steps=1, use_cpu=True,
-                     loss_type="sigmoid")
-    trainer = DPOTrainer(model=AutoModelForImageTextToText.from_pretrained(tiny_llava), args=args,
-                         train_dataset=ds, processing_class=AutoProcessor.from_pretrained(tiny_llava))
+    args = DPOConfig(
+        output_dir=str(tmp_path / "dpo"),
+        per_device_train_batch_size=2,
+        max_steps=2,
+        learning_rate=1e-3,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        loss_type="sigmoid",
+    )
+    trainer = DPOTrainer(
+        model=AutoModelForImageTextToText.from_pretrained(tiny_llava),
+        args=args,
+        train_dataset=ds,
+        processing_class=AutoProcessor.from_pretrained(tiny_llava),
+    )
     trainer.train()
     assert len([h for h in trainer.state.log_history if "loss" in h]) == 2
 
@@ -139,8 +151,13 @@ def test_bad_seeds_are_dropped_and_counted(tiny_kb, tmp_path, sample_corpus):
     seeds.write_text("\n".join(json.dumps(r) for r in rows))
     res = build(cfg(tiny_kb, tmp_path / "out", seeds=str(seeds)))
     assert res.seeds_read == 6 and res.pairs_written == 1
-    assert res.drops == {"missing_image": 1, "corrupt_image": 1, "empty_instruction": 1, "empty_answer": 1,
-                         "nothing_to_mask": 1}
+    assert res.drops == {
+        "missing_image": 1,
+        "corrupt_image": 1,
+        "empty_instruction": 1,
+        "empty_answer": 1,
+        "nothing_to_mask": 1,
+    }
     ds = check_dataset(tmp_path / "out")
     assert ds[0]["rejected_image_id"] != "train2014/" + images[1].name  # self excluded (found by path)
 
@@ -152,19 +169,40 @@ def test_all_fills_too_similar(tiny_kb, tmp_path):
 
 
 def test_sentence_gate_build(tiny_kb, tmp_path, tiny_sentence_transformer):
-    res = build(cfg(tiny_kb, tmp_path / "out", gate="sentence", gate_model=str(tiny_sentence_transformer),
-                    max_samples=8, sim_threshold=0.999))
+    res = build(
+        cfg(
+            tiny_kb,
+            tmp_path / "out",
+            gate="sentence",
+            gate_model=str(tiny_sentence_transformer),
+            max_samples=8,
+            sim_threshold=0.999,
+        )
+    )
     report = res.report
-    assert report["provenance"]["gate"] == {"gate": "sentence", "model": str(tiny_sentence_transformer),
-                                            "threshold": 0.999}
+    assert report["provenance"]["gate"] == {
+        "gate": "sentence",
+        "model": str(tiny_sentence_transformer),
+        "threshold": 0.999,
+    }
     if res.pairs_written:
         check_dataset(tmp_path / "out", threshold=0.999)
 
 
 def test_transformers_filler_build(tiny_kb, tiny_llava, tmp_path):
     # a random tiny model writes random words: the quality filters (on by default) would drop every fill
-    res = build(cfg(tiny_kb, tmp_path / "out", filler="transformers", model=str(tiny_llava), max_samples=6,
-                    max_new_tokens=8, batch_size=4, quality_filters=False))
+    res = build(
+        cfg(
+            tiny_kb,
+            tmp_path / "out",
+            filler="transformers",
+            model=str(tiny_llava),
+            max_samples=6,
+            max_new_tokens=8,
+            batch_size=4,
+            quality_filters=False,
+        )
+    )
     assert res.seeds_read == 6 and res.pairs_written > 0
     ds = check_dataset(tmp_path / "out")
     assert set(ds["filler"]) == {f"transformers:{tiny_llava}"}
@@ -176,8 +214,18 @@ def test_openai_filler_build_and_failures(tiny_kb, tmp_path):
     assert res.pairs_written == 8 and srv.requests == 8
     check_dataset(tmp_path / "ok")
     with OpenAIServer(fail_first=100, fail_status=503) as srv:
-        res = build(cfg(tiny_kb, tmp_path / "bad", filler="openai", model="m", base_url=srv.base_url, max_samples=4,
-                        max_retries=1, top_k=2))
+        res = build(
+            cfg(
+                tiny_kb,
+                tmp_path / "bad",
+                filler="openai",
+                model="m",
+                base_url=srv.base_url,
+                max_samples=4,
+                max_retries=1,
+                top_k=2,
+            )
+        )
     assert res.pairs_written == 0 and res.drops == {"request_failed": 4} and res.report["drops_transient"] == 4
     failures = res.report["failures"]
     assert failures["count"] == 8 and failures["examples"][0]["error"] == "HTTP 503 after 2 attempts"
@@ -185,8 +233,17 @@ def test_openai_filler_build_and_failures(tiny_kb, tmp_path):
 
 def test_model_masker_asks_the_filler_model_which_words_to_mask(tiny_kb, tmp_path):
     with OpenAIServer() as srv:
-        res = build(cfg(tiny_kb, tmp_path / "out", filler="openai", model="m", base_url=srv.base_url,
-                        masker="model", max_samples=6))
+        res = build(
+            cfg(
+                tiny_kb,
+                tmp_path / "out",
+                filler="openai",
+                model="m",
+                base_url=srv.base_url,
+                masker="model",
+                max_samples=6,
+            )
+        )
         marking = [p for p in srv.seen if "states a visual fact" in p]
     assert len(marking) == 6 and res.pairs_written > 0  # one masking request per seed, then the fills
     assert res.report["provenance"]["masker"]["name"] == "model"
@@ -202,8 +259,18 @@ def test_chosen_generated_by_a_vlm(tiny_kb, tmp_path, sample_corpus):
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text("\n".join(json.dumps({"image": p.name, "question": "What is shown?"}) for p in images))
     with OpenAIServer() as srv:
-        res = build(cfg(tiny_kb, tmp_path / "out", seeds=str(seeds), image_root=str(sample_corpus / "train2014"),
-                        chosen_from="m", filler="openai", model="m", base_url=srv.base_url))
+        res = build(
+            cfg(
+                tiny_kb,
+                tmp_path / "out",
+                seeds=str(seeds),
+                image_root=str(sample_corpus / "train2014"),
+                chosen_from="m",
+                filler="openai",
+                model="m",
+                base_url=srv.base_url,
+            )
+        )
     assert res.pairs_written == 3
     ds = load_built(tmp_path / "out")
     assert set(message_text(c) for c in ds["chosen"]) == {"A small red apple next to a blue car on the grass."}

@@ -15,22 +15,165 @@ from chair_reference import ReferenceChair
 from realign_data.objects.reference import tokenize
 from realign_trl.eval.scoring import ChairScorer, chair_metrics
 
-NOUNS = ["dog", "dogs", "puppy dog", "puppies", "tv monitor", "monitors", "a bus", "buses", "people", "children",
-         "women", "man's", "men", "knives", "knife", "wine glass", "wine glasses", "glasses", "hot dog", "hot dogs",
-         "hot-dog", "teddy bears", "baby bird", "adult elephants", "passenger jet", "passenger train", "train tracks",
-         "toilet seat", "seat", "toilet", "chairs", "stools", "motor bike", "motorbikes", "motor cycle", "cheesecake",
-         "cupcakes", "iPhone", "cell phones", "mobile phone", "phones", "ties", "a bow tie", "bow", "bowls",
-         "containers", "oranges", "an orange cat", "orange juice", "sports ball", "balls", "skis", "ski", "sheep",
-         "cattle", "oxen", "ox", "geese", "mice", "a mouse", "laptop computer", "computers", "dining tables",
-         "table", "desks", "stove top oven", "stove", "traffic lights", "street light", "streetlight", "stoplights",
-         "male", "female", "collie", "pandas", "couches", "sofa", "potted plants", "houseplant", "plant", "mug",
-         "cups", "umbrellas", "parasol", "football", "hair drier", "hair dryer", "fire hydrants", "stop sign",
-         "home plate", "benches", "pizzas", "donuts", "broccoli", "carrots", "horses", "zebras", "giraffes",
-         "boats", "ferries", "trucks", "cars", "taxis", "airplanes", "jets", "kites", "surfboards", "skateboards",
-         "refrigerator", "fridges", "ovens", "books", "clocks", "vases", "scissors", "toothbrushes", "sinks",
-         "grass", "sky", "trees", "a building", "water", "a fence", "clouds", "baby", "babies", "adult", "player's"]
-FILLERS = ["a", "two", "the", "some", "and", "with", "near", "on", "under", "next to", "is", "are", "sitting",
-           "standing", "there", "can't", "isn't", "red", "large", "(", ")", '"', "--", "of", "cannot", "''", "..."]
+NOUNS = [
+    "dog",
+    "dogs",
+    "puppy dog",
+    "puppies",
+    "tv monitor",
+    "monitors",
+    "a bus",
+    "buses",
+    "people",
+    "children",
+    "women",
+    "man's",
+    "men",
+    "knives",
+    "knife",
+    "wine glass",
+    "wine glasses",
+    "glasses",
+    "hot dog",
+    "hot dogs",
+    "hot-dog",
+    "teddy bears",
+    "baby bird",
+    "adult elephants",
+    "passenger jet",
+    "passenger train",
+    "train tracks",
+    "toilet seat",
+    "seat",
+    "toilet",
+    "chairs",
+    "stools",
+    "motor bike",
+    "motorbikes",
+    "motor cycle",
+    "cheesecake",
+    "cupcakes",
+    "iPhone",
+    "cell phones",
+    "mobile phone",
+    "phones",
+    "ties",
+    "a bow tie",
+    "bow",
+    "bowls",
+    "containers",
+    "oranges",
+    "an orange cat",
+    "orange juice",
+    "sports ball",
+    "balls",
+    "skis",
+    "ski",
+    "sheep",
+    "cattle",
+    "oxen",
+    "ox",
+    "geese",
+    "mice",
+    "a mouse",
+    "laptop computer",
+    "computers",
+    "dining tables",
+    "table",
+    "desks",
+    "stove top oven",
+    "stove",
+    "traffic lights",
+    "street light",
+    "streetlight",
+    "stoplights",
+    "male",
+    "female",
+    "collie",
+    "pandas",
+    "couches",
+    "sofa",
+    "potted plants",
+    "houseplant",
+    "plant",
+    "mug",
+    "cups",
+    "umbrellas",
+    "parasol",
+    "football",
+    "hair drier",
+    "hair dryer",
+    "fire hydrants",
+    "stop sign",
+    "home plate",
+    "benches",
+    "pizzas",
+    "donuts",
+    "broccoli",
+    "carrots",
+    "horses",
+    "zebras",
+    "giraffes",
+    "boats",
+    "ferries",
+    "trucks",
+    "cars",
+    "taxis",
+    "airplanes",
+    "jets",
+    "kites",
+    "surfboards",
+    "skateboards",
+    "refrigerator",
+    "fridges",
+    "ovens",
+    "books",
+    "clocks",
+    "vases",
+    "scissors",
+    "toothbrushes",
+    "sinks",
+    "grass",
+    "sky",
+    "trees",
+    "a building",
+    "water",
+    "a fence",
+    "clouds",
+    "baby",
+    "babies",
+    "adult",
+    "player's",
+]
+FILLERS = [
+    "a",
+    "two",
+    "the",
+    "some",
+    "and",
+    "with",
+    "near",
+    "on",
+    "under",
+    "next to",
+    "is",
+    "are",
+    "sitting",
+    "standing",
+    "there",
+    "can't",
+    "isn't",
+    "red",
+    "large",
+    "(",
+    ")",
+    '"',
+    "--",
+    "of",
+    "cannot",
+    "''",
+    "...",
+]
 ENDS = [".", "!", "?", ",", ";", ":", ""]
 
 
@@ -50,15 +193,25 @@ def captions(n: int, seed: int = 0) -> list[str]:
 
 
 def test_tokens_are_nltk_word_tokenize_tokens():
-    extra = ['"A dog," he said; the cat\'s toy (a ball) -- "two" \'\'dogs\'\'.', "I wanna. We cannot, you gotta!"]
+    extra = ["\"A dog,\" he said; the cat's toy (a ball) -- \"two\" ''dogs''.", "I wanna. We cannot, you gotta!"]
     for caption in captions(300, seed=3) + extra:
         assert tokenize(caption.lower()) == chair_reference.word_tokenize(caption.lower()), caption
 
 
 @pytest.mark.skipif(chair_reference.NLTK_TREEBANK is None, reason="nltk is not installed (pip install -e '.[dev]')")
 def test_the_oracles_own_tokeniser_is_nltks():
-    extra = ["dogs' toys", '("dog")', "dogs''", "'' dog", "x --- y", "costs $5,000: 3:30 pm.", "wait...", "end.)",
-             "i wanna.", "wanna, we cannot"]
+    extra = [
+        "dogs' toys",
+        '("dog")',
+        "dogs''",
+        "'' dog",
+        "x --- y",
+        "costs $5,000: 3:30 pm.",
+        "wait...",
+        "end.)",
+        "i wanna.",
+        "wanna, we cannot",
+    ]
     for sentence in [s for c in captions(300, seed=4) for s in chair_reference.sentences(c.lower())] + extra:
         assert chair_reference.treebank(sentence) == chair_reference.NLTK_TREEBANK(sentence), sentence
 
@@ -86,18 +239,28 @@ def test_reference_chair_agrees_exactly_with_the_reference_algorithm():
     assert got["chair_i"] == pytest.approx(expected["chair_i"], abs=0, rel=1e-12)
 
 
-@pytest.mark.parametrize("caption, mentions", [
-    ("A puppy dog near a tv monitor.", [("puppy", "dog"), ("dog", "dog"), ("tv", "tv"), ("monitor", "tv")]),
-    ("A bus and two buses.", [("bus", "bus")]),  # pattern's singularize turns "bus" into "bu", as in the reference
-    ("A wine glass and glasses.", [("wine glass", "wine glass")]),
-    ("A male and a female near a collie, a streetlight and a stoplight.",
-     [("male", "person"), ("female", "person"), ("collie", "dog"), ("streetlight", "traffic light"),
-      ("stoplight", "traffic light")]),
-    ("A mug, a plant, a parasol, a football and a hair dryer.", []),  # our extras are not the reference's
-    ("An orange cat.", [("orange", "orange"), ("cat", "cat")]),  # the reference has no colour rule
-    ("A toilet seat and a seat.", [("toilet", "toilet")]),
-    ("Train tracks and a train.", [("train", "train")]),
-])
+@pytest.mark.parametrize(
+    "caption, mentions",
+    [
+        ("A puppy dog near a tv monitor.", [("puppy", "dog"), ("dog", "dog"), ("tv", "tv"), ("monitor", "tv")]),
+        ("A bus and two buses.", [("bus", "bus")]),  # pattern's singularize turns "bus" into "bu", as in the reference
+        ("A wine glass and glasses.", [("wine glass", "wine glass")]),
+        (
+            "A male and a female near a collie, a streetlight and a stoplight.",
+            [
+                ("male", "person"),
+                ("female", "person"),
+                ("collie", "dog"),
+                ("streetlight", "traffic light"),
+                ("stoplight", "traffic light"),
+            ],
+        ),
+        ("A mug, a plant, a parasol, a football and a hair dryer.", []),  # our extras are not the reference's
+        ("An orange cat.", [("orange", "orange"), ("cat", "cat")]),  # the reference has no colour rule
+        ("A toilet seat and a seat.", [("toilet", "toilet")]),
+        ("Train tracks and a train.", [("train", "train")]),
+    ],
+)
 def test_reference_reading_quirks(caption, mentions):
     assert [(m.word, m.object) for m in ChairScorer().mentions(caption)] == mentions
 
@@ -109,6 +272,8 @@ def test_chair_i_unique_and_extended_synonyms():
     assert (m["chair_i"], m["chair_i_unique"]) == (pytest.approx(3 / 4), pytest.approx(1 / 2))
     ext = ChairScorer(synonyms="extended")
     assert [(m.word, m.object) for m in ext.mentions("A mug and a plant on a parasol table.")][:2] == [
-        ("mug", "cup"), ("plant", "potted plant")]
+        ("mug", "cup"),
+        ("plant", "potted plant"),
+    ]
     with pytest.raises(ValueError, match="unknown CHAIR synonym set 'wordnet'; valid: reference, extended"):
         ChairScorer(synonyms="wordnet")

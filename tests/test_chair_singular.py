@@ -17,28 +17,78 @@ from realign_data.objects.reference_singular import singularize
 
 # Where pattern 2.6's singular of a token is not the synonym word that token was made from.
 NOT_THE_WORD = {
-    "bus": "bu", "minibus": "minibu", "airbus": "airbu",  # a singular in -s loses it ...
-    "glass": "glas", "tennis": "tenni", "sports": "sport", "skis": "ski",
-    "skiss": "skis", "sportss": "sports", "tenniss": "tennis",  # ... (inflect's plurals of plurals)
-    "people": "person", "children": "child", "oxen": "ox",  # synonym words that are plural already
-    "peoples": "people", "childrens": "children", "oxens": "oxs",
+    "bus": "bu",
+    "minibus": "minibu",
+    "airbus": "airbu",  # a singular in -s loses it ...
+    "glass": "glas",
+    "tennis": "tenni",
+    "sports": "sport",
+    "skis": "ski",
+    "skiss": "skis",
+    "sportss": "sports",
+    "tenniss": "tennis",  # ... (inflect's plurals of plurals)
+    "people": "person",
+    "children": "child",
+    "oxen": "ox",  # synonym words that are plural already
+    "peoples": "people",
+    "childrens": "children",
+    "oxens": "oxs",
     "canoes": "cano",  # -oes loses "es" (potatoes)
-    "ties": "ty", "magpies": "magpy",  # -ies is -y unless the -ie noun is on pattern's list ...
-    "collies": "collies", "doggies": "doggies",  # ... and then the plural comes back as it is
+    "ties": "ty",
+    "magpies": "magpy",  # -ies is -y unless the -ie noun is on pattern's list ...
+    "collies": "collies",
+    "doggies": "doggies",  # ... and then the plural comes back as it is
     "knives": "knife",  # not the synonym file's "knive"
 }
 
 # The cases a reader would ask about, whether or not the synonym file has them.
-TRICKY = [("bus", "bu"), ("buses", "bus"), ("glass", "glas"), ("glasses", "glass"), ("scissors", "scissors"),
-          ("skis", "ski"), ("people", "person"), ("men", "man"), ("women", "woman"), ("policemen", "policeman"),
-          ("children", "child"), ("grandchildren", "grandchild"), ("mice", "mouse"), ("knives", "knife"),
-          ("leaves", "leaf"), ("geese", "goose"), ("teeth", "tooth"), ("feet", "foot"), ("boxes", "box"),
-          ("benches", "bench"), ("sheep", "sheep"), ("cattle", "cattle"), ("bison", "bison"), ("hair", "hair"),
-          ("driers", "drier"), ("puppies", "puppy"), ("ferries", "ferry"), ("stoves", "stove"), ("calves", "calf"),
-          ("wolves", "wolf"), ("luggage", "luggage"), ("broccoli", "broccoli"), ("taxis", "taxi"),
-          ("octopi", "octopus"), ("oxen", "ox"), ("ox", "ox"), ("toes", "to"), ("sandwiches", "sandwich"),
-          ("is", "is"), ("this", "thi"), ("'s", "'"), ("dogs'", "dog's"), ("four", "fmy"), ("ice", "ice"),
-          ("news", "news")]
+TRICKY = [
+    ("bus", "bu"),
+    ("buses", "bus"),
+    ("glass", "glas"),
+    ("glasses", "glass"),
+    ("scissors", "scissors"),
+    ("skis", "ski"),
+    ("people", "person"),
+    ("men", "man"),
+    ("women", "woman"),
+    ("policemen", "policeman"),
+    ("children", "child"),
+    ("grandchildren", "grandchild"),
+    ("mice", "mouse"),
+    ("knives", "knife"),
+    ("leaves", "leaf"),
+    ("geese", "goose"),
+    ("teeth", "tooth"),
+    ("feet", "foot"),
+    ("boxes", "box"),
+    ("benches", "bench"),
+    ("sheep", "sheep"),
+    ("cattle", "cattle"),
+    ("bison", "bison"),
+    ("hair", "hair"),
+    ("driers", "drier"),
+    ("puppies", "puppy"),
+    ("ferries", "ferry"),
+    ("stoves", "stove"),
+    ("calves", "calf"),
+    ("wolves", "wolf"),
+    ("luggage", "luggage"),
+    ("broccoli", "broccoli"),
+    ("taxis", "taxi"),
+    ("octopi", "octopus"),
+    ("oxen", "ox"),
+    ("ox", "ox"),
+    ("toes", "to"),
+    ("sandwiches", "sandwich"),
+    ("is", "is"),
+    ("this", "thi"),
+    ("'s", "'"),
+    ("dogs'", "dog's"),
+    ("four", "fmy"),
+    ("ice", "ice"),
+    ("news", "news"),
+]
 
 
 def chair_words() -> list[str]:

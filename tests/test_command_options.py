@@ -46,8 +46,12 @@ def test_the_generator_reads_the_metadata():
     assert list(params) == ["path", "mode", "quiet"]
     assert params["path"].default.default is ...  # no default: a required option
     mode = params["mode"].default
-    assert (mode.default, mode.param_decls, mode.help, mode.rich_help_panel) == ("a", ("--mode",),
-                                                                                 "How. One of: a, b.", "S")
+    assert (mode.default, mode.param_decls, mode.help, mode.rich_help_panel) == (
+        "a",
+        ("--mode",),
+        "How. One of: a, b.",
+        "S",
+    )
     assert params["quiet"].default.param_decls == ("--quiet", "-q")
 
 
@@ -64,10 +68,21 @@ def test_eval_config_is_the_one_list_of_the_cli_and_training():
             assert f.name not in options
     trained = {training_name(f): f for f in dataclasses.fields(EvalConfig) if "training" in f.metadata}
     rdpo = {f.name: f for f in dataclasses.fields(RDPOConfig) if f.name.startswith("hallucination_eval")}
-    assert list(rdpo) == list(trained) == [
-        "hallucination_eval", "hallucination_eval_steps", "hallucination_eval_coco_root", "hallucination_eval_split",
-        "hallucination_eval_pope", "hallucination_eval_num_images", "hallucination_eval_min_objects",
-        "hallucination_eval_batch_size", "hallucination_eval_max_new_tokens"]
+    assert (
+        list(rdpo)
+        == list(trained)
+        == [
+            "hallucination_eval",
+            "hallucination_eval_steps",
+            "hallucination_eval_coco_root",
+            "hallucination_eval_split",
+            "hallucination_eval_pope",
+            "hallucination_eval_num_images",
+            "hallucination_eval_min_objects",
+            "hallucination_eval_batch_size",
+            "hallucination_eval_max_new_tokens",
+        ]
+    )
     for name, f in trained.items():
         assert rdpo[name].default == f.metadata["training"].get("default", f.default), name
         assert rdpo[name].metadata["help"] == f.metadata["training"].get("help", f.metadata["help"]), name
@@ -79,16 +94,35 @@ def test_rdpo_config_gives_the_callback_its_eval_config(tmp_path, sample_corpus)
     from realign_trl import RDPOConfig
     from realign_trl.eval import HallucinationEvalCallback
 
-    args = RDPOConfig(output_dir=str(tmp_path), use_cpu=True, seed=7, hallucination_eval="chair",
-                      hallucination_eval_coco_root=str(sample_corpus), hallucination_eval_steps=5,
-                      hallucination_eval_num_images=2, hallucination_eval_min_objects=1,
-                      hallucination_eval_batch_size=3, hallucination_eval_max_new_tokens=9)
+    args = RDPOConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        seed=7,
+        hallucination_eval="chair",
+        hallucination_eval_coco_root=str(sample_corpus),
+        hallucination_eval_steps=5,
+        hallucination_eval_num_images=2,
+        hallucination_eval_min_objects=1,
+        hallucination_eval_batch_size=3,
+        hallucination_eval_max_new_tokens=9,
+    )
     config = args.eval_config()
-    assert (config.bench, config.coco_root, config.steps, config.num_images, config.min_objects, config.batch_size,
-            config.chair_max_new_tokens, config.seed) == ("chair", str(sample_corpus), 5, 2, 1, 3, 9, 7)
+    assert (
+        config.bench,
+        config.coco_root,
+        config.steps,
+        config.num_images,
+        config.min_objects,
+        config.batch_size,
+        config.chair_max_new_tokens,
+        config.seed,
+    ) == ("chair", str(sample_corpus), 5, 2, 1, 3, 9, 7)
     callback = HallucinationEvalCallback.from_config(object(), config)
     assert (callback.eval_steps, callback.batch_size, callback.bounds) == (
-        5, 3, {"pope_max_new_tokens": EvalConfig.pope_max_new_tokens, "chair_max_new_tokens": 9})
+        5,
+        3,
+        {"pope_max_new_tokens": EvalConfig.pope_max_new_tokens, "chair_max_new_tokens": 9},
+    )
     assert len(callback.suite.images) == 2 and callback.suite.benches == ("chair",)
     assert RDPOConfig(output_dir=str(tmp_path), use_cpu=True).eval_config() is None
 
@@ -99,7 +133,9 @@ def test_callback_defaults_are_eval_config_defaults():
     from realign_trl.eval import HallucinationEvalCallback
 
     params = inspect.signature(HallucinationEvalCallback).parameters
-    assert (params["eval_steps"].default, params["batch_size"].default, params["pope_max_new_tokens"].default,
-            params["chair_max_new_tokens"].default) == (EvalConfig.steps, EvalConfig.batch_size,
-                                                        EvalConfig.pope_max_new_tokens,
-                                                        EvalConfig.chair_max_new_tokens)
+    assert (
+        params["eval_steps"].default,
+        params["batch_size"].default,
+        params["pope_max_new_tokens"].default,
+        params["chair_max_new_tokens"].default,
+    ) == (EvalConfig.steps, EvalConfig.batch_size, EvalConfig.pope_max_new_tokens, EvalConfig.chair_max_new_tokens)

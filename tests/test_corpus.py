@@ -94,9 +94,10 @@ def hf_dir(tmp_path_factory):
     import datasets
 
     imgs = [Image.new("RGB", (16 + i, 12), (i * 40, 100, 200 - i * 30)) for i in range(5)]
-    ds = datasets.Dataset.from_dict({"picture": imgs, "caption": [f"c{i}" for i in range(5)]},
-                                    features=datasets.Features({"picture": datasets.Image(),
-                                                                "caption": datasets.Value("string")}))
+    ds = datasets.Dataset.from_dict(
+        {"picture": imgs, "caption": [f"c{i}" for i in range(5)]},
+        features=datasets.Features({"picture": datasets.Image(), "caption": datasets.Value("string")}),
+    )
     out = tmp_path_factory.mktemp("hf") / "ds"
     datasets.DatasetDict({"train": ds}).save_to_disk(str(out))
     return out

@@ -90,8 +90,10 @@ def parse_marker(text: str, block: Block) -> None:
     elif m := re.fullmatch(r"timeout\s+(\d+)", text):
         block.timeout = int(m.group(1))
     else:
-        raise ValueError(f"{block.where}: unknown docs-test marker {text!r} (valid: skip (REASON), continue, "
-                         "given PATH=FIXTURE, local-hub, timeout SECONDS)")
+        raise ValueError(
+            f"{block.where}: unknown docs-test marker {text!r} (valid: skip (REASON), continue, "
+            "given PATH=FIXTURE, local-hub, timeout SECONDS)"
+        )
 
 
 def parse(path: Path) -> list[Block]:
@@ -102,19 +104,30 @@ def parse(path: Path) -> list[Block]:
     while i < len(lines):
         m = FENCE.match(lines[i])
         if not m:
-            if MARKER.match(lines[i]) and not any(MARKER.match(x) or CI_MARKER.match(x) or FENCE.match(x)
-                                                  for x in lines[i + 1:i + 2]):
+            if MARKER.match(lines[i]) and not any(
+                MARKER.match(x) or CI_MARKER.match(x) or FENCE.match(x) for x in lines[i + 1 : i + 2]
+            ):
                 raise ValueError(f"{rel}:{i + 1}: a docs-test marker must sit right above a code fence")
             i += 1
             continue
         indent, fence, lang = m.groups()
-        end = next((j for j in range(i + 1, len(lines)) if lines[j].strip().startswith(fence)
-                    and not lines[j].strip()[len(fence):].strip()), None)
+        end = next(
+            (
+                j
+                for j in range(i + 1, len(lines))
+                if lines[j].strip().startswith(fence) and not lines[j].strip()[len(fence) :].strip()
+            ),
+            None,
+        )
         if end is None:
             raise ValueError(f"{rel}:{i + 1}: code fence never closed")
         if lang in LANGS:
-            block = Block(rel, i + 1, LANGS[lang],
-                          "\n".join(x[len(indent):] if x.startswith(indent) else x for x in lines[i + 1:end]) + "\n")
+            block = Block(
+                rel,
+                i + 1,
+                LANGS[lang],
+                "\n".join(x[len(indent) :] if x.startswith(indent) else x for x in lines[i + 1 : end]) + "\n",
+            )
             j = i - 1
             while j >= 0 and (MARKER.match(lines[j]) or CI_MARKER.match(lines[j])):
                 if ci := CI_MARKER.match(lines[j]):
@@ -174,8 +187,12 @@ def _env_file(path: Path) -> dict:
 
 
 def run_chain(chain: list[Block], work: Path, values: dict, fixtures: dict) -> None:
-    env = dict(os.environ, REALIGN_HOME=str(work / ".realign-home"), TQDM_DISABLE="1",
-               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    env = dict(
+        os.environ,
+        REALIGN_HOME=str(work / ".realign-home"),
+        TQDM_DISABLE="1",
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    )
     for name in ("examples", "experiments"):
         (work / name).symlink_to(REPO / name)
     groups = []
@@ -201,19 +218,24 @@ def run_chain(chain: list[Block], work: Path, values: dict, fixtures: dict) -> N
                 argv = [sys.executable, str(script)]
             log = work / f".docs_output_{n}"
             with log.open("w") as out:  # a file, not a pipe: a background process may keep it open
-                proc = subprocess.Popen(argv, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    argv, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True
+                )
             groups.append(proc.pid)
             try:
                 proc.wait(timeout=block.timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                pytest.fail(f"{block.where}: the {block.lang} block ran past {block.timeout} s\n{text}\n"
-                            f"--- output (tail)\n{log.read_text(errors='replace')[-4000:]}")
+                pytest.fail(
+                    f"{block.where}: the {block.lang} block ran past {block.timeout} s\n{text}\n"
+                    f"--- output (tail)\n{log.read_text(errors='replace')[-4000:]}"
+                )
             if proc.returncode != 0:
-                pytest.fail(f"{block.where}: the {block.lang} block exited {proc.returncode}\n--- block (as run)\n"
-                            f"{text}--- output (tail)\n{log.read_text(errors='replace')[-6000:]}")
+                pytest.fail(
+                    f"{block.where}: the {block.lang} block exited {proc.returncode}\n--- block (as run)\n"
+                    f"{text}--- output (tail)\n{log.read_text(errors='replace')[-6000:]}"
+                )
             env.update(_env_file(env_out))
     finally:
         for pgid in groups:
@@ -245,8 +267,15 @@ def _start_local_hub(work: Path, env: dict) -> int:
 
     log = work / ".local_hub.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(["realign-data", "hub", "serve", str(work / ".local-hub")], cwd=work, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            ["realign-data", "hub", "serve", str(work / ".local-hub")],
+            cwd=work,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 120
     while "export HF_ENDPOINT=" not in log.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -265,9 +294,11 @@ def _chain_id(chain: list[Block]) -> str:
 def test_docs_block_runs_as_written(chain, tmp_path, request):
     work = tmp_path / "work"
     work.mkdir()
-    fixtures = {"demo-dataset": lambda: request.getfixturevalue("demo_dataset"),
-                "coco-corpus": lambda: request.getfixturevalue("coco_corpus"),
-                "tiny-llava": lambda: request.getfixturevalue("tiny_llava")}
+    fixtures = {
+        "demo-dataset": lambda: request.getfixturevalue("demo_dataset"),
+        "coco-corpus": lambda: request.getfixturevalue("coco_corpus"),
+        "tiny-llava": lambda: request.getfixturevalue("tiny_llava"),
+    }
     values = _Values(hub_port=str(_free_port()), work=str(work), tiny_llava=lambda: str(fixtures["tiny-llava"]()))
     run_chain(chain, work, values, fixtures)
 
@@ -278,8 +309,9 @@ def test_every_block_runs_or_says_why_not():
     assert len(blocks) > 30, "the docs parser found too few blocks"
     for block in blocks:
         assert block.skip is None or len(block.skip) > 5, f"{block.where}: a skip needs a reason ({block.skip!r})"
-        assert not (block.skip and (block.chained or block.given or block.local_hub)), \
+        assert not (block.skip and (block.chained or block.given or block.local_hub)), (
             f"{block.where}: a skipped block with run markers"
+        )
     run_text = "".join(b.text for chain in chains() for b in chain)
     unused = [k for k in REWRITES if not k.startswith("_") and k not in run_text]
     assert not unused, f"tests/docs_rewrites.json rewrites what no run block says: {unused}"
@@ -288,14 +320,19 @@ def test_every_block_runs_or_says_why_not():
 def test_markers_are_checked(tmp_path, monkeypatch):
     """A misspelt marker, a skip without a reason, or a marker that is not above a fence is refused."""
     monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
-    for bad in ("<!-- docs-test: skp (typo) -->\n```bash\ntrue\n```\n", "<!-- docs-test: skip -->\n```bash\n```\n",
-                "<!-- docs-test: continue -->\n\ntext\n```bash\ntrue\n```\n",
-                "<!-- docs-test: given x=nope -->\n```bash\ntrue\n```\n"):
+    for bad in (
+        "<!-- docs-test: skp (typo) -->\n```bash\ntrue\n```\n",
+        "<!-- docs-test: skip -->\n```bash\n```\n",
+        "<!-- docs-test: continue -->\n\ntext\n```bash\ntrue\n```\n",
+        "<!-- docs-test: given x=nope -->\n```bash\ntrue\n```\n",
+    ):
         (tmp_path / "x.md").write_text(bad)
         with pytest.raises(ValueError):
             parse(tmp_path / "x.md")
-    (tmp_path / "x.md").write_text("<!-- ci:test -->\n<!-- docs-test: timeout 9 -->\n```sh\nexit 3\n```\n"
-                                   "```python\nprint(1)\n```\n```text\nno\n```\n")
+    (tmp_path / "x.md").write_text(
+        "<!-- ci:test -->\n<!-- docs-test: timeout 9 -->\n```sh\nexit 3\n```\n"
+        "```python\nprint(1)\n```\n```text\nno\n```\n"
+    )
     first, second = parse(tmp_path / "x.md")
     assert (first.lang, first.timeout, first.skip is not None) == ("bash", 9, True)
     assert (second.lang, second.line, second.skip) == ("python", 6, None)
@@ -310,9 +347,17 @@ def test_a_failing_block_fails_with_its_place_and_output(tmp_path):
 
 
 def test_chained_blocks_share_the_directory_exported_variables_and_background_processes(tmp_path):
-    chain = [Block("d.md", 1, "bash", "export GREETING=hi\nsleep 60 &\necho $! > pid\n"),
-             Block("d.md", 5, "python", "import os, pathlib\nassert os.environ['GREETING'] == 'hi'\n"
-                   "os.kill(int(pathlib.Path('pid').read_text()), 0)\n", chained=True)]
+    chain = [
+        Block("d.md", 1, "bash", "export GREETING=hi\nsleep 60 &\necho $! > pid\n"),
+        Block(
+            "d.md",
+            5,
+            "python",
+            "import os, pathlib\nassert os.environ['GREETING'] == 'hi'\n"
+            "os.kill(int(pathlib.Path('pid').read_text()), 0)\n",
+            chained=True,
+        ),
+    ]
     import time
 
     start = time.monotonic()

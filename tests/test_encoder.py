@@ -111,8 +111,9 @@ def test_pretrained_weights_cached_looks_in_the_hub_cache(tmp_path, monkeypatch)
     snapshot.mkdir(parents=True)
     (snapshot.parent.parent / "refs").mkdir()
     (snapshot.parent.parent / "refs" / "main").write_text("abc123")
-    probe = ("from realign_data.kb.encoder import pretrained_weights_cached as c; "
-             "print(c('ViT-B-32', 'laion2b_s34b_b79k'))")
+    probe = (
+        "from realign_data.kb.encoder import pretrained_weights_cached as c; print(c('ViT-B-32', 'laion2b_s34b_b79k'))"
+    )
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub")}
     run = lambda: subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)  # noqa: E731
     assert run().stdout.strip() == "False"

@@ -16,8 +16,16 @@ from trl_models import make_trainer, run_torchrun, tiny_yaml_config
 
 SUPPORT_DIR = Path(__file__).parent / "support"  # shared helpers: trl_models, openai_server...
 REPO = SUPPORT_DIR.parent.parent
-EVAL_KEYS = ["eval/pope_random_f1", "eval/pope_random_accuracy", "eval/pope_popular_f1", "eval/pope_adversarial_f1",
-             "eval/pope_yes_ratio", "eval/chair_s", "eval/chair_i", "eval/object_recall"]
+EVAL_KEYS = [
+    "eval/pope_random_f1",
+    "eval/pope_random_accuracy",
+    "eval/pope_popular_f1",
+    "eval/pope_adversarial_f1",
+    "eval/pope_yes_ratio",
+    "eval/chair_s",
+    "eval/chair_i",
+    "eval/object_recall",
+]
 
 
 def test_callback_logs_eval_metrics_at_the_configured_steps(tiny_llava, sample_corpus, tmp_path):
@@ -25,8 +33,9 @@ def test_callback_logs_eval_metrics_at_the_configured_steps(tiny_llava, sample_c
 
     suite = EvalSuite.from_coco(sample_corpus, num_images=2, min_objects=1)
     trainer = make_trainer(tiny_llava, tmp_path, max_steps=3)
-    callback = HallucinationEvalCallback(trainer, suite, eval_steps=2, batch_size=4, pope_max_new_tokens=4,
-                                         chair_max_new_tokens=6)
+    callback = HallucinationEvalCallback(
+        trainer, suite, eval_steps=2, batch_size=4, pope_max_new_tokens=4, chair_max_new_tokens=6
+    )
     trainer.add_callback(callback)
     trainer.train()
     evals = [h for h in trainer.state.log_history if "eval/pope_random_f1" in h]
@@ -45,8 +54,9 @@ def test_callback_logs_eval_metrics_at_the_configured_steps(tiny_llava, sample_c
 
 def _env():
     path = os.pathsep.join(p for p in (str(SUPPORT_DIR), str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=path, TQDM_DISABLE="1",
-                OMP_NUM_THREADS="1")
+    return dict(
+        os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=path, TQDM_DISABLE="1", OMP_NUM_THREADS="1"
+    )
 
 
 def _cli():
@@ -56,15 +66,38 @@ def _cli():
 def test_realign_trl_dpo_hallucination_eval_options(tiny_llava, sample_corpus, tmp_path):
     config = tiny_yaml_config(tiny_llava, tmp_path)
     # -v: TRL's full per-step dicts (read below) instead of the one-line summaries
-    proc = subprocess.run([*_cli(), "dpo", "-v", "--config", str(config), "--max_steps", "2",
-                           "--hallucination_eval", "pope,chair",
-                           "--hallucination_eval_steps", "1", "--hallucination_eval_coco_root", str(sample_corpus),
-                           "--hallucination_eval_num_images", "2", "--hallucination_eval_min_objects", "1",
-                           "--hallucination_eval_max_new_tokens", "6"],
-                          capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=400)
+    proc = subprocess.run(
+        [
+            *_cli(),
+            "dpo",
+            "-v",
+            "--config",
+            str(config),
+            "--max_steps",
+            "2",
+            "--hallucination_eval",
+            "pope,chair",
+            "--hallucination_eval_steps",
+            "1",
+            "--hallucination_eval_coco_root",
+            str(sample_corpus),
+            "--hallucination_eval_num_images",
+            "2",
+            "--hallucination_eval_min_objects",
+            "1",
+            "--hallucination_eval_max_new_tokens",
+            "6",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    logged = [ast.literal_eval(line) for line in proc.stdout.splitlines()
-              if line.startswith("{") and "eval/chair_s" in line]
+    logged = [
+        ast.literal_eval(line) for line in proc.stdout.splitlines() if line.startswith("{") and "eval/chair_s" in line
+    ]
     assert len(logged) == 2  # steps 1 and 2 (max_steps 2)
     for log in logged:
         for key in EVAL_KEYS:
@@ -73,13 +106,18 @@ def test_realign_trl_dpo_hallucination_eval_options(tiny_llava, sample_corpus, t
         assert (tmp_path / "out" / "hallucination_eval" / f"step-{step}" / "chair.jsonl").exists()
 
 
-@pytest.mark.parametrize("options, message", [
-    (dict(hallucination_eval="pope,chair"), "needs hallucination_eval_coco_root"),
-    (dict(hallucination_eval="pope,halbench", hallucination_eval_coco_root="."), "unknown benchmark halbench"),
-    (dict(hallucination_eval="pope", hallucination_eval_coco_root="/no/such/dir"), "'/no/such/dir' does not exist"),
-    (dict(hallucination_eval="chair", hallucination_eval_coco_root=".", hallucination_eval_steps=-1),
-     "hallucination_eval_steps=-1 must be at least 0"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(hallucination_eval="pope,chair"), "needs hallucination_eval_coco_root"),
+        (dict(hallucination_eval="pope,halbench", hallucination_eval_coco_root="."), "unknown benchmark halbench"),
+        (dict(hallucination_eval="pope", hallucination_eval_coco_root="/no/such/dir"), "'/no/such/dir' does not exist"),
+        (
+            dict(hallucination_eval="chair", hallucination_eval_coco_root=".", hallucination_eval_steps=-1),
+            "hallucination_eval_steps=-1 must be at least 0",
+        ),
+    ],
+)
 def test_rdpo_config_validates_hallucination_eval(tmp_path, options, message):
     from realign_trl import RDPOConfig
 
@@ -89,10 +127,23 @@ def test_rdpo_config_validates_hallucination_eval(tmp_path, options, message):
 
 
 def test_bad_hallucination_eval_corpus_fails_before_loading(tiny_llava, sample_corpus, tmp_path):
-    base = ["--model_name_or_path", str(tiny_llava), "--dataset_name", str(tmp_path), "--output_dir",
-            str(tmp_path / "out"), "--use_cpu"]
-    args = ["--hallucination_eval", "chair", "--hallucination_eval_coco_root", str(sample_corpus),
-            "--hallucination_eval_split", "val2014"]
+    base = [
+        "--model_name_or_path",
+        str(tiny_llava),
+        "--dataset_name",
+        str(tmp_path),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--use_cpu",
+    ]
+    args = [
+        "--hallucination_eval",
+        "chair",
+        "--hallucination_eval_coco_root",
+        str(sample_corpus),
+        "--hallucination_eval_split",
+        "val2014",
+    ]
     proc = subprocess.run([*_cli(), "dpo", *base, *args], capture_output=True, text=True, env=_env(), timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "no instance annotations for split 'val2014'" in proc.stderr and "Traceback" not in proc.stderr
@@ -122,8 +173,9 @@ trainer.end()
 
 def test_two_processes_share_the_images_and_log_the_same_metrics(tiny_llava, sample_corpus, tmp_path):
     script = tmp_path / "dist.py"
-    script.write_text(DIST_SCRIPT.format(tests=str(SUPPORT_DIR), corpus=str(sample_corpus), model=str(tiny_llava),
-                                         out=str(tmp_path)))
+    script.write_text(
+        DIST_SCRIPT.format(tests=str(SUPPORT_DIR), corpus=str(sample_corpus), model=str(tiny_llava), out=str(tmp_path))
+    )
     proc = run_torchrun(script, _env())
     assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -27,8 +27,15 @@ def check_results_file(out: Path, model: str) -> dict:
     data = json.loads((out / "eval_results.json").read_text())
     assert data["model"] == model
     assert set(data["metrics"]["pope"]["splits"]) == {"random", "popular", "adversarial"}
-    for key in ("pope_random_f1", "pope_popular_accuracy", "pope_adversarial_f1", "pope_yes_ratio", "chair_s",
-                "chair_i", "object_recall"):
+    for key in (
+        "pope_random_f1",
+        "pope_popular_accuracy",
+        "pope_adversarial_f1",
+        "pope_yes_ratio",
+        "chair_s",
+        "chair_i",
+        "object_recall",
+    ):
         assert 0.0 <= data["flat"][key] <= 1.0, key
     settings = data["settings"]
     assert settings["suite"]["num_images"] == 3 and settings["suite"]["seed"] == 0
@@ -42,8 +49,22 @@ def check_results_file(out: Path, model: str) -> dict:
 def test_eval_tiny_models_on_the_sample_corpus(family, request, sample_corpus, tmp_path):
     model = str(request.getfixturevalue(family))
     out = tmp_path / "eval"
-    r = run(["eval", "--model", model, "--coco-root", sample_corpus, *SMALL, "--batch-size", "4", "--device", "cpu",
-             "--out", out])
+    r = run(
+        [
+            "eval",
+            "--model",
+            model,
+            "--coco-root",
+            sample_corpus,
+            *SMALL,
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--out",
+            out,
+        ]
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "POPE" in r.stdout and "CHAIR_s" in r.stdout and "adversarial" in r.stdout  # the summary table
     data = check_results_file(out, model)
@@ -54,8 +75,21 @@ def test_eval_tiny_models_on_the_sample_corpus(family, request, sample_corpus, t
 def test_eval_against_an_openai_compatible_endpoint(sample_corpus, tmp_path):
     out = tmp_path / "eval"
     with OpenAIServer() as server:
-        r = run(["eval", "--model", "served-vlm", "--base-url", server.base_url, "--coco-root", sample_corpus, *SMALL,
-                 "--out", out, "-q"])
+        r = run(
+            [
+                "eval",
+                "--model",
+                "served-vlm",
+                "--base-url",
+                server.base_url,
+                "--coco-root",
+                sample_corpus,
+                *SMALL,
+                "--out",
+                out,
+                "-q",
+            ]
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         assert server.images_received == server.requests > 0  # every request carried its image
     data = check_results_file(out, "served-vlm")
@@ -65,7 +99,9 @@ def test_eval_against_an_openai_compatible_endpoint(sample_corpus, tmp_path):
     assert pope["yes_ratio"] == 1.0
     # the robust parser reads the answer as yes to "Is there an apple/a car?" (it names them) and cannot read it
     # for any other object: those are unparseable, flagged in the per-question files, given the reference's "yes"
-    asked = [json.loads(line) for split in pope["splits"] for line in (out / f"pope_{split}.jsonl").read_text().splitlines()]
+    asked = [
+        json.loads(line) for split in pope["splits"] for line in (out / f"pope_{split}.jsonl").read_text().splitlines()
+    ]
     assert [r["unparseable"] for r in asked] == [r["object"] not in ("apple", "car") for r in asked]
     assert pope["unparseable"] == sum(r["object"] not in ("apple", "car") for r in asked) > 0
     assert pope["parser"] == "robust" and pope["parser_disagreements"] == 0  # both read yes
@@ -79,7 +115,8 @@ def test_eval_against_an_openai_compatible_endpoint(sample_corpus, tmp_path):
     assert data["metrics"]["chair"]["chair_i"] == pytest.approx(sum(hallucinated) / (2 * len(rows)))
     truth = sum(len(r["ground_truth"]) for r in rows)
     assert data["metrics"]["chair"]["object_recall"] == pytest.approx(
-        sum(len({"apple", "car"} & set(r["ground_truth"])) for r in rows) / truth)
+        sum(len({"apple", "car"} & set(r["ground_truth"])) for r in rows) / truth
+    )
 
 
 def test_unreachable_endpoint_is_a_runtime_error(sample_corpus, tmp_path):
@@ -88,8 +125,28 @@ def test_unreachable_endpoint_is_a_runtime_error(sample_corpus, tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = run(["eval", "--model", "m", "--base-url", f"http://127.0.0.1:{port}/v1", "--coco-root", sample_corpus,
-             "--num-images", "1", "--min-objects", "1", "--bench", "chair", "--max-retries", "0", "--out", tmp_path / "e", "-q"])
+    r = run(
+        [
+            "eval",
+            "--model",
+            "m",
+            "--base-url",
+            f"http://127.0.0.1:{port}/v1",
+            "--coco-root",
+            sample_corpus,
+            "--num-images",
+            "1",
+            "--min-objects",
+            "1",
+            "--bench",
+            "chair",
+            "--max-retries",
+            "0",
+            "--out",
+            tmp_path / "e",
+            "-q",
+        ]
+    )
     assert r.returncode == 1
     assert "no request was answered" in r.stderr and "Traceback" not in r.stderr
 
@@ -99,12 +156,19 @@ def test_compare_and_plot(tmp_path):
     for name, f1, chair_s in (("base", 0.70, 0.5), ("rdpo", 0.80, 0.3)):
         d = tmp_path / name
         d.mkdir()
-        flat = {"pope_random_f1": f1, "pope_random_accuracy": f1, "pope_yes_ratio": 0.5, "chair_s": chair_s,
-                "chair_i": chair_s / 2, "object_recall": 0.6}
+        flat = {
+            "pope_random_f1": f1,
+            "pope_random_accuracy": f1,
+            "pope_yes_ratio": 0.5,
+            "chair_s": chair_s,
+            "chair_i": chair_s / 2,
+            "object_recall": 0.6,
+        }
         metrics = {"pope": {"splits": {"random": {}}}, "chair": {}}
         settings = {"suite": {"pope_parser": "reference" if name == "base" else "robust"}}
-        (d / "eval_results.json").write_text(json.dumps({"model": name, "flat": flat, "metrics": metrics,
-                                                         "settings": settings}))
+        (d / "eval_results.json").write_text(
+            json.dumps({"model": name, "flat": flat, "metrics": metrics, "settings": settings})
+        )
         runs.append(d / "eval_results.json")
     png = tmp_path / "fig" / "runs.png"
     r = run(["eval", "--compare", *runs, "--plot", png])
@@ -119,16 +183,21 @@ def test_compare_and_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["eval", "--coco-root", "."], "--model is required"),
-    (["eval", "--model", "m", "--bench", "pope,mme"], "unknown benchmark mme; valid: pope, chair"),
-    (["eval", "--model", "/no/such/model", "--coco-root", "CORPUS", "--num-images", "1", "--min-objects", "1"],
-     "model directory '/no/such/model' does not exist"),
-    (["eval", "--model", "m", "--coco-root", "/no/such/corpus"], "COCO root '/no/such/corpus' does not exist"),
-    (["eval", "--model", "m", "--plot", "x.png"], "--plot goes with --compare"),
-    (["eval", "--compare", "/no/such/eval_results.json"], "is not an eval_results.json file"),
-    (["eval", "--model", "m", "--base-url", "http://127.0.0.1:1/v1", "--adapter", "a"], "--adapter loads a PEFT"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["eval", "--coco-root", "."], "--model is required"),
+        (["eval", "--model", "m", "--bench", "pope,mme"], "unknown benchmark mme; valid: pope, chair"),
+        (
+            ["eval", "--model", "/no/such/model", "--coco-root", "CORPUS", "--num-images", "1", "--min-objects", "1"],
+            "model directory '/no/such/model' does not exist",
+        ),
+        (["eval", "--model", "m", "--coco-root", "/no/such/corpus"], "COCO root '/no/such/corpus' does not exist"),
+        (["eval", "--model", "m", "--plot", "x.png"], "--plot goes with --compare"),
+        (["eval", "--compare", "/no/such/eval_results.json"], "is not an eval_results.json file"),
+        (["eval", "--model", "m", "--base-url", "http://127.0.0.1:1/v1", "--adapter", "a"], "--adapter loads a PEFT"),
+    ],
+)
 def test_usage_errors_are_one_sentence_exit_2(args, message, sample_corpus):
     r = run([str(sample_corpus) if a == "CORPUS" else a for a in args], timeout=120)
     assert r.returncode == 2, (r.stdout, r.stderr)
@@ -140,4 +209,3 @@ def test_the_summary_of_an_adapter_run_names_the_adapter():
 
     assert run_name("llava-hf/llava-1.5-7b-hf", "out/rdpo") == "llava-hf/llava-1.5-7b-hf + adapter out/rdpo"
     assert run_name("tiny-llava", None) == "tiny-llava"
-

@@ -75,8 +75,13 @@ def test_batched_generation_matches_one_by_one(family, request, suite):
     """Left padding done right: a prompt gets the same greedy answer alone and in a padded batch."""
     backend = TransformersBackend(str(request.getfixturevalue(family)), device="cpu", batch_size=5)
     single = TransformersBackend(backend.model, backend.processor, batch_size=1)
-    prompts = ["Is there a cat in the image?", "Is there an umbrella in the image? Answer yes or no.",
-               "Please describe this image in detail.", "Is there a dog?", "What is it?"]
+    prompts = [
+        "Is there a cat in the image?",
+        "Is there an umbrella in the image? Answer yes or no.",
+        "Please describe this image in detail.",
+        "Is there a dog?",
+        "What is it?",
+    ]
     ids = list(suite.images)
     items = [(p, functools.partial(suite.image, ids[k % len(ids)]), None) for k, p in enumerate(prompts)]
     batched = [a for batch in backend.generate(items, 6) for a in batch]
@@ -105,8 +110,12 @@ def test_evaluate_writes_results_records_and_resumes(suite, tiny_llava, tmp_path
     assert data["flat"] == result.flat() and "pope_adversarial_f1" in data["flat"] and "chair_i" in data["flat"]
     assert data["settings"]["generation"] == {"pope_max_new_tokens": 6, "chair_max_new_tokens": 8, "do_sample": False}
     assert data["settings"]["suite"]["images"] == 4 and data["settings"]["backend"]["backend"] == "transformers"
-    assert data["records"] == {"pope_random": "pope_random.jsonl", "pope_popular": "pope_popular.jsonl",
-                               "pope_adversarial": "pope_adversarial.jsonl", "chair": "chair.jsonl"}
+    assert data["records"] == {
+        "pope_random": "pope_random.jsonl",
+        "pope_popular": "pope_popular.jsonl",
+        "pope_adversarial": "pope_adversarial.jsonl",
+        "chair": "chair.jsonl",
+    }
     pope_rows = [json.loads(line) for line in (out / "pope_adversarial.jsonl").read_text().splitlines()]
     assert len(pope_rows) == len(suite.pope["adversarial"])
     assert {"question", "answer", "label", "prediction", "recognised", "correct", "object"} <= set(pope_rows[0])
@@ -146,8 +155,10 @@ def test_adapter_is_loaded_onto_the_base_model(suite, tiny_llava, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
-    peft_model = get_peft_model(AutoModelForImageTextToText.from_pretrained(tiny_llava),
-                                LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    peft_model = get_peft_model(
+        AutoModelForImageTextToText.from_pretrained(tiny_llava),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
     torch.manual_seed(0)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
@@ -159,8 +170,10 @@ def test_adapter_is_loaded_onto_the_base_model(suite, tiny_llava, tmp_path):
     tuned = TransformersBackend(str(tiny_llava), adapter=str(tmp_path / "adapter"), device="cpu")
     assert tuned.describe()["adapter"] == str(tmp_path / "adapter")
     merged = TransformersBackend(peft_model.merge_and_unload(), base.processor)
-    answers = {name: [a for batch in b.generate(items, 8) for a in batch]
-               for name, b in (("base", base), ("tuned", tuned), ("merged", merged))}
+    answers = {
+        name: [a for batch in b.generate(items, 8) for a in batch]
+        for name, b in (("base", base), ("tuned", tuned), ("merged", merged))
+    }
     assert answers["tuned"] == answers["merged"] != answers["base"]
     for b in (base, tuned, merged):
         b.close()

@@ -44,12 +44,27 @@ NEGATIVE = _png((0, 0, 255))
 def _rows(with_negatives: bool = True) -> list[dict]:
     from realign_data.building.schema import make_row
 
-    return [make_row(seed_id=f"s{i}", image_id=str(i % 2), image_bytes=ORIGINALS[i % 2],
-                     image_name=f"/abs/corpus/{i % 2}.png", instruction=f"What is in picture {i}?",
-                     chosen=f"A red square number {i}.", rejected=f"A blue circle number {i}.",
-                     rejected_image_id="9", rejected_bytes=NEGATIVE, rejected_name="/abs/corpus/9.png", rank=1,
-                     score=0.9, similarity=0.5, masked="A [MASK] square", filler="annotation", fill_image_id="9")
-            for i in range(ROWS)]
+    return [
+        make_row(
+            seed_id=f"s{i}",
+            image_id=str(i % 2),
+            image_bytes=ORIGINALS[i % 2],
+            image_name=f"/abs/corpus/{i % 2}.png",
+            instruction=f"What is in picture {i}?",
+            chosen=f"A red square number {i}.",
+            rejected=f"A blue circle number {i}.",
+            rejected_image_id="9",
+            rejected_bytes=NEGATIVE,
+            rejected_name="/abs/corpus/9.png",
+            rank=1,
+            score=0.9,
+            similarity=0.5,
+            masked="A [MASK] square",
+            filler="annotation",
+            fill_image_id="9",
+        )
+        for i in range(ROWS)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +107,14 @@ def test_llamafactory_rows_dataset_info_and_the_text_only_notice(build, tmp_path
     assert "holds only the text pair: 5 rows, one per pair; 5 image-rejected pairs" in output
     out = tmp_path / "lf"
     info = json.loads((out / "dataset_info.json").read_text())
-    assert info == {"realign": {"file_name": "realign.json", "formatting": "sharegpt", "ranking": True,
-                                "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected",
-                                            "images": "images"}}}
+    assert info == {
+        "realign": {
+            "file_name": "realign.json",
+            "formatting": "sharegpt",
+            "ranking": True,
+            "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "images": "images"},
+        }
+    }
     rows = json.loads((out / "realign.json").read_text())
     assert len(rows) == ROWS
     for i, row in enumerate(rows):
@@ -114,15 +134,25 @@ def test_swift_writes_the_text_pair_and_the_image_pair(build, tmp_path):
     assert len(rows) == 2 * ROWS
     for i in range(ROWS):
         text, image = rows[2 * i], rows[2 * i + 1]
-        messages = [{"role": "user", "content": f"<image>\nWhat is in picture {i}?"},
-                    {"role": "assistant", "content": f"A red square number {i}."}]
+        messages = [
+            {"role": "user", "content": f"<image>\nWhat is in picture {i}?"},
+            {"role": "assistant", "content": f"A red square number {i}."},
+        ]
         original = f"images/{_sha(ORIGINALS[i % 2])}.png"
         rejected = messages[:1] + [{"role": "assistant", "content": f"A blue circle number {i}."}]
         # the same four keys in every row (ms-swift drops rows where another row's rejected_response reads null)
-        assert text == {"messages": messages, "images": [original], "rejected_messages": rejected,
-                        "rejected_images": [original]}
-        assert image == {"messages": messages, "images": [original], "rejected_messages": messages,
-                         "rejected_images": [f"images/{_sha(NEGATIVE)}.png"]}
+        assert text == {
+            "messages": messages,
+            "images": [original],
+            "rejected_messages": rejected,
+            "rejected_images": [original],
+        }
+        assert image == {
+            "messages": messages,
+            "images": [original],
+            "rejected_messages": messages,
+            "rejected_images": [f"images/{_sha(NEGATIVE)}.png"],
+        }
     assert _image_files(out) == {f"{_sha(b)}.png": b for b in ORIGINALS + [NEGATIVE]}  # 3 files for 15 references
     _no_absolute_paths(out, build)
 
@@ -150,8 +180,17 @@ def test_rlaif_v_parquet_loads_the_way_their_dataset_class_does(build, tmp_path)
     assert not (out / "images").exists()  # the images are embedded
     # RLAIFVDataset: load_dataset(data_dir)['train'].cast_column("image", Image(decode=False))
     ds = datasets.load_dataset(str(out))["train"].cast_column("image", datasets.Image(decode=False))
-    assert ds.column_names == ["ds_name", "image", "question", "chosen", "rejected", "origin_dataset",
-                               "origin_split", "idx", "image_path"]
+    assert ds.column_names == [
+        "ds_name",
+        "image",
+        "question",
+        "chosen",
+        "rejected",
+        "origin_dataset",
+        "origin_split",
+        "idx",
+        "image_path",
+    ]
     assert len(ds) == ROWS
     for i, row in enumerate(ds):
         assert row["image"]["bytes"] == ORIGINALS[i % 2]
@@ -180,12 +219,14 @@ def test_a_dataset_object_exports_too_and_images_given_by_path_are_read(tmp_path
     import realign_data
 
     (tmp_path / "a.png").write_bytes(ORIGINALS[0])
-    ds = datasets.Dataset.from_dict({
-        "images": [[str(tmp_path / "a.png")]],
-        "prompt": [[{"role": "user", "content": [{"type": "text", "text": "Describe."}]}]],
-        "chosen": [[{"role": "assistant", "content": [{"type": "text", "text": "Red."}]}]],
-        "rejected": [[{"role": "assistant", "content": [{"type": "text", "text": "Blue."}]}]],
-    }).cast_column("images", datasets.List(datasets.Image()))
+    ds = datasets.Dataset.from_dict(
+        {
+            "images": [[str(tmp_path / "a.png")]],
+            "prompt": [[{"role": "user", "content": [{"type": "text", "text": "Describe."}]}]],
+            "chosen": [[{"role": "assistant", "content": [{"type": "text", "text": "Red."}]}]],
+            "rejected": [[{"role": "assistant", "content": [{"type": "text", "text": "Blue."}]}]],
+        }
+    ).cast_column("images", datasets.List(datasets.Image()))
     res = realign_data.export(ds, to="llamafactory", out=tmp_path / "lf")
     row = json.loads((tmp_path / "lf" / "realign.json").read_text())[0]
     # a prompt without an image part gets the tag LLaMA-Factory counts against the images
@@ -255,12 +296,14 @@ def test_an_unreadable_image_is_one_sentence(tmp_path):
     import realign_data
     from realign_data.publish.exports import ExportError
 
-    ds = datasets.Dataset.from_dict({
-        "images": [[{"bytes": None, "path": str(tmp_path / "gone.png")}]],
-        "prompt": [[{"role": "user", "content": [{"type": "text", "text": "Q"}]}]],
-        "chosen": [[{"role": "assistant", "content": [{"type": "text", "text": "A"}]}]],
-        "rejected": [[{"role": "assistant", "content": [{"type": "text", "text": "B"}]}]],
-    })
+    ds = datasets.Dataset.from_dict(
+        {
+            "images": [[{"bytes": None, "path": str(tmp_path / "gone.png")}]],
+            "prompt": [[{"role": "user", "content": [{"type": "text", "text": "Q"}]}]],
+            "chosen": [[{"role": "assistant", "content": [{"type": "text", "text": "A"}]}]],
+            "rejected": [[{"role": "assistant", "content": [{"type": "text", "text": "B"}]}]],
+        }
+    )
     with pytest.raises(ExportError, match="images\\[0\\] has no bytes and its path .*gone.png.* is not a readable"):
         realign_data.export(ds, to="llamafactory", out=tmp_path / "lf")
     assert not (tmp_path / "lf").exists()
@@ -274,10 +317,17 @@ def test_an_unreadable_image_is_one_sentence(tmp_path):
 def _side_python(var: str, default: str) -> str:
     python = os.environ.get(var, default)
     module = {"REALIGN_LLAMAFACTORY_PYTHON": "llamafactory", "REALIGN_SWIFT_PYTHON": "swift"}[var]
-    if not Path(python).is_file() or subprocess.run(
+    if (
+        not Path(python).is_file()
+        or subprocess.run(
             [python, "-c", f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"],
-            capture_output=True, env={**os.environ, "PYTHONPATH": ""}).returncode:
-        pytest.skip(f"no side environment with {module} ({var} or {default}; tests/support/export_side_envs.sh makes it)")
+            capture_output=True,
+            env={**os.environ, "PYTHONPATH": ""},
+        ).returncode
+    ):
+        pytest.skip(
+            f"no side environment with {module} ({var} or {default}; tests/support/export_side_envs.sh makes it)"
+        )
     return python
 
 
@@ -285,8 +335,13 @@ def test_llamafactory_loads_the_export_with_its_own_loader(build, tmp_path):
     python = _side_python("REALIGN_LLAMAFACTORY_PYTHON", "/tmp/side_lf/bin/python")
     out = _exported(build, tmp_path, "llamafactory")
     script = ROOT / "tests" / "support" / "export_side_loaders.py"
-    proc = subprocess.run([python, str(script), "llamafactory", str(out)], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [python, str(script), "llamafactory", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["ranking"] is True and got["rows"] == ROWS and got["images"] == [1] * ROWS
@@ -299,8 +354,14 @@ def test_swift_loads_the_export_with_its_own_loader(build, tmp_path):
     python = _side_python("REALIGN_SWIFT_PYTHON", "/tmp/side_swift/bin/python")
     out = _exported(build, tmp_path, "swift")
     script = ROOT / "tests" / "support" / "export_side_loaders.py"
-    proc = subprocess.run([python, str(script), "swift", str(out)], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}, cwd=str(tmp_path))
+    proc = subprocess.run(
+        [python, str(script), "swift", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"},
+        cwd=str(tmp_path),
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["rows"] == 2 * ROWS

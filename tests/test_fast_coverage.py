@@ -22,8 +22,11 @@ TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 from test_architecture import ROOT, _is_type_checking, modules  # noqa: E402
 
-SLOW = {line.strip() for line in (TESTS / "slow_tests.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")}
+SLOW = {
+    line.strip()
+    for line in (TESTS / "slow_tests.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+}
 
 
 def _is_slow_mark(node: ast.AST) -> bool:
@@ -53,18 +56,29 @@ def _public_names(mods: dict[str, Path]) -> dict[str, str]:
                 for a in node.names:
                     sub = f"{module}.{a.name}"
                     out.setdefault(f"{name}.{a.asname or a.name}", sub if sub in mods else module)
-            elif isinstance(node, ast.Dict) and node.values and all(
-                    isinstance(v, ast.Constant) and isinstance(v.value, str) for v in node.values):
+            elif (
+                isinstance(node, ast.Dict)
+                and node.values
+                and all(isinstance(v, ast.Constant) and isinstance(v.value, str) for v in node.values)
+            ):
                 for k, v in zip(node.keys, node.values):
                     module = v.value if v.value in mods else f"{name}.{v.value}"
                     if isinstance(k, ast.Constant) and module in mods:
                         out[f"{name}.{k.value}"] = module
-            elif isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and \
-                    getattr(node.test.left, "id", None) == "name":
+            elif (
+                isinstance(node, ast.If)
+                and isinstance(node.test, ast.Compare)
+                and getattr(node.test.left, "id", None) == "name"
+            ):
                 right = node.test.comparators[0]
                 names = [c.value for c in getattr(right, "elts", [right]) if isinstance(c, ast.Constant)]
-                targets = [f"{m}.{a.name}" if f"{m}.{a.name}" in mods else m for n in node.body
-                           if isinstance(n, ast.ImportFrom) for m in [_resolve(name, path, n)] for a in n.names]
+                targets = [
+                    f"{m}.{a.name}" if f"{m}.{a.name}" in mods else m
+                    for n in node.body
+                    if isinstance(n, ast.ImportFrom)
+                    for m in [_resolve(name, path, n)]
+                    for a in n.names
+                ]
                 for public in names:
                     for target in targets[:1]:
                         out[f"{name}.{public}"] = target
@@ -76,8 +90,9 @@ def module_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) or \
-                (isinstance(node, ast.If) and _is_type_checking(node)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) or (
+            isinstance(node, ast.If) and _is_type_checking(node)
+        ):
             return
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
@@ -95,14 +110,20 @@ def module_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
 def reached_by(path: Path, known: set[str], exports: dict[str, str], rel: str) -> tuple[set[str], bool]:
     """(modules the file reaches outside its slow tests, whether it has a fast test)."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    file_slow = any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in n.targets)
-                    and _is_slow_mark(n.value) for n in tree.body)
+    file_slow = any(
+        isinstance(n, ast.Assign)
+        and any(getattr(t, "id", None) == "pytestmark" for t in n.targets)
+        and _is_slow_mark(n.value)
+        for n in tree.body
+    )
     found: set[str] = set()
     fast_tests = 0
 
     def add(name: str) -> None:
         name = exports.get(name, name)
-        while name and name not in known and "." in name:  # "realign_data.publish.hub.push_to_hub" -> realign_data.publish.hub
+        while (
+            name and name not in known and "." in name
+        ):  # "realign_data.publish.hub.push_to_hub" -> realign_data.publish.hub
             name = name.rsplit(".", 1)[0]
         if name in known:
             found.add(name)
@@ -123,8 +144,11 @@ def reached_by(path: Path, known: set[str], exports: dict[str, str], rel: str) -
             add(node.module)
             for a in node.names:
                 add(f"{node.module}.{a.name}")
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                node.value.startswith(("realign_data.", "realign_trl.")):
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.startswith(("realign_data.", "realign_trl."))
+        ):
             add(node.value.split()[0])
         for child in ast.iter_child_nodes(node):
             visit(child)
@@ -173,8 +197,10 @@ def test_every_module_is_reached_by_a_fast_test():
     mods, reached = fast_reach()
     assert len(mods) > 60, "the package walk found too few modules"
     missing = sorted(set(mods) - reached)
-    assert not missing, ("modules no fast test reaches (add a fast test that imports and uses them, or make one of "
-                         f"their tests fast): {missing}")
+    assert not missing, (
+        "modules no fast test reaches (add a fast test that imports and uses them, or make one of "
+        f"their tests fast): {missing}"
+    )
 
 
 def test_the_check_sees_slow_only_and_unimported_modules(tmp_path, monkeypatch):
@@ -182,11 +208,13 @@ def test_the_check_sees_slow_only_and_unimported_modules(tmp_path, monkeypatch):
     known = {"realign_data", "realign_data.building.gate", "realign_data.publish.hub", "realign_data.publish.exports"}
     exports = {"realign_data.export": "realign_data.publish.exports"}
     (tmp_path / "test_x.py").write_text(
-        "import pytest\n@pytest.mark.slow\ndef test_a():\n    import realign_data.building.gate\n")
+        "import pytest\n@pytest.mark.slow\ndef test_a():\n    import realign_data.building.gate\n"
+    )
     assert reached_by(tmp_path / "test_x.py", known, exports, "tests/test_x.py") == (set(), False)
     (tmp_path / "test_x.py").write_text(
         "def test_a(monkeypatch):\n    from realign_data import export\n"
-        "    monkeypatch.setattr('realign_data.publish.hub.push_to_hub', None)\n")
+        "    monkeypatch.setattr('realign_data.publish.hub.push_to_hub', None)\n"
+    )
     found, fast = reached_by(tmp_path / "test_x.py", known, exports, "tests/test_x.py")
     assert fast and found == {"realign_data", "realign_data.publish.exports", "realign_data.publish.hub"}
     monkeypatch.setattr(sys.modules[__name__], "SLOW", {"tests/test_x.py::test_a"})

@@ -18,7 +18,7 @@ def routed(monkeypatch):
 
     for name in ("TRANSFORMERS_VERBOSITY", "DATASETS_VERBOSITY", logs.VERBOSE_ENV):
         monkeypatch.setenv(name, "")  # recorded, so that the test's own settings are undone (a leaked
-        monkeypatch.delenv(name)      # REALIGN_VERBOSE=1 would make later CLI runs in this worker verbose)
+        monkeypatch.delenv(name)  # REALIGN_VERBOSE=1 would make later CLI runs in this worker verbose)
     levels = {name: logging.getLogger(name).level for name in ("transformers", "datasets")}
     captured = logging._warnings_showwarning is not None
     yield logs
@@ -72,8 +72,11 @@ def test_image_store_writes_each_content_once_under_its_hash(tmp_path):
     Image.new("RGB", (4, 3), "red").save(png, format="PNG")
     jpeg = io.BytesIO()
     Image.new("RGB", (4, 3), "blue").save(jpeg, format="JPEG")
-    assert (image_extension(png.getvalue()), image_extension(jpeg.getvalue()), image_extension(b"text")) == \
-        ("png", "jpg", None)
+    assert (image_extension(png.getvalue()), image_extension(jpeg.getvalue()), image_extension(b"text")) == (
+        "png",
+        "jpg",
+        None,
+    )
     (tmp_path / "red.png").write_bytes(png.getvalue())
 
     store = ImageStore(tmp_path / "out")
@@ -81,8 +84,9 @@ def test_image_store_writes_each_content_once_under_its_hash(tmp_path):
     again, _ = store.add(str(tmp_path / "red.png"))  # same content from a path: stored once
     other, _ = store.add({"bytes": jpeg.getvalue(), "path": None})
     assert first == again and first.startswith("images/") and first.endswith(".png") and other.endswith(".jpg")
-    assert len(store) == 2 and sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == \
-        sorted([first.split("/")[1], other.split("/")[1]])
+    assert len(store) == 2 and sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == sorted(
+        [first.split("/")[1], other.split("/")[1]]
+    )
     with pytest.raises(ValueError, match="rejected image has no bytes and its path '/no/such.png'"):
         store.add({"bytes": None, "path": "/no/such.png"}, what="rejected image")
     with pytest.raises(ValueError, match="not an image Pillow can read"):
@@ -181,8 +185,10 @@ def test_importing_the_trainer_module_first_is_not_circular_and_patches():
     import subprocess
     import sys
 
-    code = ("from realign_trl.trainer import validate_rdpo_dataset; import trl; "
-            "print(trl.DPOTrainer._compute_loss.__module__)")
+    code = (
+        "from realign_trl.trainer import validate_rdpo_dataset; import trl; "
+        "print(trl.DPOTrainer._compute_loss.__module__)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "realign_trl.trainer"

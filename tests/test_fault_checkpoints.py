@@ -61,9 +61,28 @@ def test_damaged_checkpoints_are_found_and_redone_byte_identically(tiny_kb, tmp_
 def test_an_outage_then_a_rerun_equals_a_build_that_never_saw_it(tiny_kb, tmp_path):
     runner = CliRunner()
     with OpenAIServer() as srv:
-        args = ["build", "--index", str(tiny_kb), "--filler", "openai", "--model", "m", "--base-url", srv.base_url,
-                "--gate", "lexical", "--top-k", "2", "--chunk-size", "4", "--max-samples", "12", "--max-retries", "0",
-                "--quiet"]
+        args = [
+            "build",
+            "--index",
+            str(tiny_kb),
+            "--filler",
+            "openai",
+            "--model",
+            "m",
+            "--base-url",
+            srv.base_url,
+            "--gate",
+            "lexical",
+            "--top-k",
+            "2",
+            "--chunk-size",
+            "4",
+            "--max-samples",
+            "12",
+            "--max-retries",
+            "0",
+            "--quiet",
+        ]
         clean = runner.invoke(app, [*args, "--out", str(tmp_path / "clean")])
         assert clean.exit_code == 0, clean.output
         srv.mode = "down"

@@ -41,8 +41,24 @@ def other_corpus(sample_corpus, tmp_path_factory):
 
 
 def evaluate(commands, corpus, out, base_url, *extra, bench="pope,chair"):
-    return commands.run(["realign-trl", "eval", "--model", "m", "--base-url", base_url, "--coco-root", corpus,
-                         "--bench", bench, "--out", out, *SMALL, *extra])
+    return commands.run(
+        [
+            "realign-trl",
+            "eval",
+            "--model",
+            "m",
+            "--base-url",
+            base_url,
+            "--coco-root",
+            corpus,
+            "--bench",
+            bench,
+            "--out",
+            out,
+            *SMALL,
+            *extra,
+        ]
+    )
 
 
 def saved(out) -> list[dict]:
@@ -98,26 +114,59 @@ def test_resuming_into_an_out_made_from_other_pictures_is_refused(commands, samp
     assert "Traceback" not in err
     data = json.loads((out / "eval_results.json").read_text())
     assert len(data["settings"]["suite"]["images_digest"]) == 64
-    assert set(data["settings"]["suite"]["annotations_sha256"]) == {"instances_train2014.json",
-                                                                    "captions_train2014.json"}
+    assert set(data["settings"]["suite"]["annotations_sha256"]) == {
+        "instances_train2014.json",
+        "captions_train2014.json",
+    }
 
 
 def test_a_question_set_is_evaluated_only_with_its_own_corpus(commands, sample_corpus, other_corpus, tmp_path):
     pope = tmp_path / "pope"
-    code, err = commands.run(["pope", "--coco-root", sample_corpus, "--out", pope, "--num-images", "2",
-                              "--min-objects", "1", "--quiet"])
+    code, err = commands.run(
+        ["pope", "--coco-root", sample_corpus, "--out", pope, "--num-images", "2", "--min-objects", "1", "--quiet"]
+    )
     assert code == 0, err
     config = json.loads((pope / "realign_build.json").read_text())
     assert len(config["images_digest"]) == 64 and "instances_train2014.json" in config["annotations_sha256"]
     with OpenAIServer() as srv:
-        code, err = commands.run(["realign-trl", "eval", "--model", "m", "--base-url", srv.base_url, "--pope", pope,
-                                  "--coco-root", other_corpus, "--out", tmp_path / "e", *SMALL])
+        code, err = commands.run(
+            [
+                "realign-trl",
+                "eval",
+                "--model",
+                "m",
+                "--base-url",
+                srv.base_url,
+                "--pope",
+                pope,
+                "--coco-root",
+                other_corpus,
+                "--out",
+                tmp_path / "e",
+                *SMALL,
+            ]
+        )
         assert srv.requests == 0
     assert code == 2 and "was drawn from other pictures than" in err and "Traceback" not in err, err
     # the same question set with its own corpus runs
     with OpenAIServer() as srv:
-        code, err = commands.run(["realign-trl", "eval", "--model", "m", "--base-url", srv.base_url, "--pope", pope,
-                                  "--coco-root", sample_corpus, "--out", tmp_path / "e2", *SMALL])
+        code, err = commands.run(
+            [
+                "realign-trl",
+                "eval",
+                "--model",
+                "m",
+                "--base-url",
+                srv.base_url,
+                "--pope",
+                pope,
+                "--coco-root",
+                sample_corpus,
+                "--out",
+                tmp_path / "e2",
+                *SMALL,
+            ]
+        )
     assert code == 0, err
 
 
@@ -125,22 +174,54 @@ def test_a_question_set_built_from_other_annotations_is_refused(commands, sample
     corpus = tmp_path / "coco"
     shutil.copytree(sample_corpus, corpus)
     pope = tmp_path / "pope"
-    assert commands.run(["pope", "--coco-root", corpus, "--out", pope, "--num-images", "2", "--min-objects", "1",
-                         "--quiet"])[0] == 0
+    assert (
+        commands.run(
+            ["pope", "--coco-root", corpus, "--out", pope, "--num-images", "2", "--min-objects", "1", "--quiet"]
+        )[0]
+        == 0
+    )
     captions = corpus / "annotations" / "captions_train2014.json"
     data = json.loads(captions.read_text())
     data["annotations"] = data["annotations"][:-1]
     captions.write_text(json.dumps(data))
-    code, err = commands.run(["realign-trl", "eval", "--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--pope",
-                              pope, "--coco-root", corpus, "--out", tmp_path / "e", *SMALL])
+    code, err = commands.run(
+        [
+            "realign-trl",
+            "eval",
+            "--model",
+            "m",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--pope",
+            pope,
+            "--coco-root",
+            corpus,
+            "--out",
+            tmp_path / "e",
+            *SMALL,
+        ]
+    )
     assert code == 2 and "was drawn from other annotations" in err and "captions_train2014.json" in err, err
 
 
 def test_two_evaluations_into_one_out_one_is_refused(commands, sample_corpus, tmp_path):
     out = tmp_path / "eval"
     with OpenAIServer(latency=0.3) as srv:
-        args = ["realign-trl", "eval", "--model", "m", "--base-url", srv.base_url, "--coco-root", sample_corpus,
-                "--bench", "chair", "--out", out, *SMALL]
+        args = [
+            "realign-trl",
+            "eval",
+            "--model",
+            "m",
+            "--base-url",
+            srv.base_url,
+            "--coco-root",
+            sample_corpus,
+            "--bench",
+            "chair",
+            "--out",
+            out,
+            *SMALL,
+        ]
         results = sorted(commands.run_together([args, args]))
     (ok, _), (refused, err) = results
     assert (ok, refused) == (0, 1), results
@@ -151,9 +232,31 @@ def test_two_evaluations_into_one_out_one_is_refused(commands, sample_corpus, tm
 def test_request_timeout_bounds_a_trickling_server(commands, sample_corpus, tmp_path):
     with OpenAIServer(mode="trickle", trickle_interval=0.2) as srv:
         t0 = time.monotonic()
-        code, err = commands.run(["realign-trl", "eval", "--model", "m", "--base-url", srv.base_url, "--coco-root",
-                                  sample_corpus, "--bench", "chair", "--num-images", "1", "--min-objects", "1",
-                                  "--request-timeout", "0.5", "--max-retries", "0", "--out", tmp_path / "e", "-q"])
+        code, err = commands.run(
+            [
+                "realign-trl",
+                "eval",
+                "--model",
+                "m",
+                "--base-url",
+                srv.base_url,
+                "--coco-root",
+                sample_corpus,
+                "--bench",
+                "chair",
+                "--num-images",
+                "1",
+                "--min-objects",
+                "1",
+                "--request-timeout",
+                "0.5",
+                "--max-retries",
+                "0",
+                "--out",
+                tmp_path / "e",
+                "-q",
+            ]
+        )
         took = time.monotonic() - t0
     assert code == 1 and "no complete answer within 0.5 s" in err, err
     assert took < 15  # the process's own start and suite, plus one 0.5 s attempt
@@ -165,23 +268,39 @@ def truncated_corpus(sample_corpus, tmp_path_factory):
     (root / "annotations").mkdir(parents=True)
     (root / "train2014").symlink_to(sample_corpus / "train2014")
     text = (sample_corpus / "annotations" / "instances_train2014.json").read_text()
-    (root / "annotations" / "instances_train2014.json").write_text(text[:len(text) // 2])
+    (root / "annotations" / "instances_train2014.json").write_text(text[: len(text) // 2])
     return root
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--out", "A-FILE"], "is a file, not a directory"),
-    (["--api-key-env", "sk-proj-abcdefghijklmnopqrstuvwxyz123456"], "looks like a key"),
-    (["--coco-root", "TRUNCATED"], "is not valid JSON"),
-    (["--pope", "/no/such/pope-set"], "POPE question set '/no/such/pope-set' does not exist"),
-    (["--max-retries", "-1"], "--max-retries must be 0 or more (got -1)"),
-    (["--request-timeout", "0"], "--request-timeout must be more than 0 seconds"),
-    (["--max-failures", "2"], "--max-failures is a fraction of the requests, from 0 to 1 (got 2)"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--out", "A-FILE"], "is a file, not a directory"),
+        (["--api-key-env", "sk-proj-abcdefghijklmnopqrstuvwxyz123456"], "looks like a key"),
+        (["--coco-root", "TRUNCATED"], "is not valid JSON"),
+        (["--pope", "/no/such/pope-set"], "POPE question set '/no/such/pope-set' does not exist"),
+        (["--max-retries", "-1"], "--max-retries must be 0 or more (got -1)"),
+        (["--request-timeout", "0"], "--request-timeout must be more than 0 seconds"),
+        (["--max-failures", "2"], "--max-failures is a fraction of the requests, from 0 to 1 (got 2)"),
+    ],
+)
 def test_eval_mistakes_are_one_sentence_exit_2(extra, words, commands, sample_corpus, truncated_corpus, tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
-    args = ["realign-trl", "eval", "--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--num-images", "1",
-            "--min-objects", "1", "--out", tmp_path / "e", "-q"]
+    args = [
+        "realign-trl",
+        "eval",
+        "--model",
+        "m",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--num-images",
+        "1",
+        "--min-objects",
+        "1",
+        "--out",
+        tmp_path / "e",
+        "-q",
+    ]
     if "--coco-root" not in extra and "--pope" not in extra:
         args += ["--coco-root", sample_corpus]
     swap = {"A-FILE": tmp_path / "a-file", "TRUNCATED": truncated_corpus}
@@ -208,8 +327,26 @@ def test_a_full_disk_says_the_answers_survive_and_how_to_resume(sample_corpus, t
 
     out = tmp_path / "eval"
     with OpenAIServer() as srv:
-        args = ["eval", "--model", "m", "--base-url", srv.base_url, "--coco-root", str(sample_corpus), "--bench",
-                "chair", "--num-images", "3", "--min-objects", "1", "--concurrency", "1", "--out", str(out), "-q"]
+        args = [
+            "eval",
+            "--model",
+            "m",
+            "--base-url",
+            srv.base_url,
+            "--coco-root",
+            str(sample_corpus),
+            "--bench",
+            "chair",
+            "--num-images",
+            "3",
+            "--min-objects",
+            "1",
+            "--concurrency",
+            "1",
+            "--out",
+            str(out),
+            "-q",
+        ]
         monkeypatch.setattr(AnswerStore, "add", add)
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 1, r.output

@@ -41,8 +41,9 @@ def test_odd_retry_after_values_are_retried_within_bounds(header):
     assert time.monotonic() - t0 < 2
 
 
-@pytest.mark.parametrize("mode, error", [("garbage", "bad response"), ("drop", "connection error"),
-                                         ("down", "HTTP 429")])
+@pytest.mark.parametrize(
+    "mode, error", [("garbage", "bad response"), ("drop", "connection error"), ("down", "HTTP 429")]
+)
 def test_a_broken_server_is_a_transient_failure_not_a_crash(mode, error):
     with OpenAIServer(mode=mode) as srv:
         filler = OpenAIFiller("m", base_url=srv.base_url, max_retries=1, backoff=0.01, max_backoff=0.05)
@@ -69,10 +70,33 @@ def test_a_build_over_a_trickling_server_ends_in_time_with_exit_1(tiny_kb, tmp_p
 
     with OpenAIServer(mode="trickle", trickle_interval=0.2) as srv:
         t0 = time.monotonic()
-        r = CliRunner().invoke(app, ["build", "--index", str(tiny_kb), "--out", str(tmp_path / "out"), "--filler",
-                                     "openai", "--model", "m", "--base-url", srv.base_url, "--request-timeout", "1",
-                                     "--max-retries", "1", "--top-k", "1", "--max-samples", "4", "--gate", "lexical",
-                                     "--quiet"])
+        r = CliRunner().invoke(
+            app,
+            [
+                "build",
+                "--index",
+                str(tiny_kb),
+                "--out",
+                str(tmp_path / "out"),
+                "--filler",
+                "openai",
+                "--model",
+                "m",
+                "--base-url",
+                srv.base_url,
+                "--request-timeout",
+                "1",
+                "--max-retries",
+                "1",
+                "--top-k",
+                "1",
+                "--max-samples",
+                "4",
+                "--gate",
+                "lexical",
+                "--quiet",
+            ],
+        )
         took = time.monotonic() - t0
     assert r.exit_code == 1 and "request_failed 4" in r.output and "Traceback" not in r.output, r.output
     assert took < 2 * 1 + 1 + 5  # 2 attempts of 1 s, a backoff of <= 1 s, the build's own work
@@ -91,8 +115,26 @@ def test_an_empty_answer_is_a_transient_failure_retried(mode):
 def test_a_build_over_an_empty_answering_server_is_redone_once_it_answers(tiny_kb, tmp_path):
     """Issue #28: 200 with empty content made fill_failed drops that a re-run never retried (0 pairs)."""
     out = tmp_path / "out"
-    args = ["build", "--index", str(tiny_kb), "--out", str(out), "--filler", "openai", "--model", "m", "--max-retries",
-            "0", "--top-k", "1", "--max-samples", "4", "--gate", "lexical", "--quiet"]
+    args = [
+        "build",
+        "--index",
+        str(tiny_kb),
+        "--out",
+        str(out),
+        "--filler",
+        "openai",
+        "--model",
+        "m",
+        "--max-retries",
+        "0",
+        "--top-k",
+        "1",
+        "--max-samples",
+        "4",
+        "--gate",
+        "lexical",
+        "--quiet",
+    ]
     with OpenAIServer(mode="empty") as srv:
         r = CliRunner().invoke(app, [*args, "--base-url", srv.base_url])
         assert r.exit_code == 1 and "request_failed 4" in r.output and "fill_failed" not in r.output, r.output

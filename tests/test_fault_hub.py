@@ -28,12 +28,24 @@ def test_push_to_a_hub_that_never_answers_stops_at_its_deadline(tmp_path):
     threading.Thread(target=accept, daemon=True).start()
     out = make_build_dir(tmp_path / "b", n=2)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-    env.update(HF_ENDPOINT=f"http://127.0.0.1:{listener.getsockname()[1]}", HF_TOKEN="hf_test", HF_HUB_OFFLINE="0",
-               HF_DATASETS_OFFLINE="0", HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "home"), NO_PROXY="*")
+    env.update(
+        HF_ENDPOINT=f"http://127.0.0.1:{listener.getsockname()[1]}",
+        HF_TOKEN="hf_test",
+        HF_HUB_OFFLINE="0",
+        HF_DATASETS_OFFLINE="0",
+        HF_HUB_DISABLE_XET="1",
+        HF_HOME=str(tmp_path / "home"),
+        NO_PROXY="*",
+    )
     started = time.monotonic()
     try:
-        r = subprocess.run([sys.executable, "-m", "realign_data.cli", "push", str(out), "tester/silent", "--timeout",
-                            "1", "-q"], env=env, capture_output=True, text=True, timeout=90)
+        r = subprocess.run(
+            [sys.executable, "-m", "realign_data.cli", "push", str(out), "tester/silent", "--timeout", "1", "-q"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
     finally:
         listener.close()
         for c in held:

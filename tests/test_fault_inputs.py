@@ -14,7 +14,7 @@ def _picture(w: int = 96, h: int = 48) -> Image.Image:
     """An asymmetric picture (a red block on the left, a gradient on the right): rotations change it."""
     a = np.zeros((h, w, 3), np.uint8)
     a[:, : w // 3] = (220, 30, 30)
-    a[:, w // 3:, 1] = np.linspace(0, 255, w - w // 3, dtype=np.uint8)[None, :]
+    a[:, w // 3 :, 1] = np.linspace(0, 255, w - w // 3, dtype=np.uint8)[None, :]
     a[: h // 4, :, 2] = 255
     return Image.fromarray(a)
 
@@ -46,8 +46,9 @@ def test_a_folder_with_every_kind_of_entry_is_fully_accounted_for(tmp_path, tiny
     (root / "notes.txt").write_text("not an image")
     name, ckpt = tiny_open_clip
     out = tmp_path / "kb"
-    report = build_knowledge_base(open_source("folder", root), out, model=name, pretrained=str(ckpt), num_workers=0,
-                                  batch_size=8, progress=False)
+    report = build_knowledge_base(
+        open_source("folder", root), out, model=name, pretrained=str(ckpt), num_workers=0, batch_size=8, progress=False
+    )
     kb = KnowledgeBase.load(out)
     embedded = set(kb.ids)
     assert embedded == {"anim.gif", "scan.tif", "sub/scan2.TIFF", "plain.png", "phone.jpg"}
@@ -69,8 +70,10 @@ def test_a_folder_with_every_kind_of_entry_is_fully_accounted_for(tmp_path, tiny
 
 
 def _seed_lines(images, chosen: list[bytes]) -> bytes:
-    return b"".join(b'{"image": "%s", "instruction": "Describe the image.", "chosen": "%s"}\n'
-                    % (str(im).encode(), c) for im, c in zip(images, chosen))
+    return b"".join(
+        b'{"image": "%s", "instruction": "Describe the image.", "chosen": "%s"}\n' % (str(im).encode(), c)
+        for im, c in zip(images, chosen)
+    )
 
 
 def test_seeds_files_that_are_not_utf8_or_not_json_say_where(tiny_kb, sample_corpus, tmp_path):
@@ -79,8 +82,11 @@ def test_seeds_files_that_are_not_utf8_or_not_json_say_where(tiny_kb, sample_cor
     from realign_data.cli import app
 
     images = sorted((sample_corpus / "train2014").iterdir())[:3]
-    chosen = [b"A red car next to two dogs.", b"A caf\xe9 with a blue chair on the left of a cat.",
-              b"Three green apples above a white plate."]
+    chosen = [
+        b"A red car next to two dogs.",
+        b"A caf\xe9 with a blue chair on the left of a cat.",
+        b"Three green apples above a white plate.",
+    ]
     latin = tmp_path / "latin.jsonl"
     latin.write_bytes(_seed_lines(images, chosen))
     broken = tmp_path / "broken.jsonl"
@@ -101,8 +107,9 @@ def test_seeds_files_that_are_not_utf8_or_not_json_say_where(tiny_kb, sample_cor
     assert any("café" in json.dumps(row["chosen"], ensure_ascii=False) for row in rows)
 
 
-def test_seed_images_stay_inside_their_root_and_are_read_only_from_bounded_regular_files(tiny_kb, sample_corpus,
-                                                                                         tmp_path):
+def test_seed_images_stay_inside_their_root_and_are_read_only_from_bounded_regular_files(
+    tiny_kb, sample_corpus, tmp_path
+):
     """Seeds naming ``../outside``, an absolute path, or a link out of ``--image-root`` are dropped as
     ``outside_image_root`` and never read (nothing of the outside picture reaches the output); a FIFO and
     ``/dev/zero`` are ``not_a_file`` (no hang, no MemoryError), a file over ``--max-image-bytes``
@@ -130,10 +137,25 @@ def test_seed_images_stay_inside_their_root_and_are_read_only_from_bounded_regul
     images = ["good.jpg", "../outside/secret.png", str(secret), "link.png", "pipe.jpg", "big.jpg", "/dev/zero"]
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_bytes(_seed_lines(images, [b"A red car next to two dogs."] * len(images)))
-    base = ["build", "--index", tiny_kb, "--seeds", seeds, "--image-root", root, "--gate", "lexical", "--top-k", "2",
-            "--max-image-bytes", cap, "--quiet"]
+    base = [
+        "build",
+        "--index",
+        tiny_kb,
+        "--seeds",
+        seeds,
+        "--image-root",
+        root,
+        "--gate",
+        "lexical",
+        "--top-k",
+        "2",
+        "--max-image-bytes",
+        cap,
+        "--quiet",
+    ]
     (code, said), (code2, said2) = shared_commands().run_together(
-        [[*base, "--out", tmp_path / "a"], [*base, "--allow-outside-root", "--out", tmp_path / "b"]], timeout=60)
+        [[*base, "--out", tmp_path / "a"], [*base, "--allow-outside-root", "--out", tmp_path / "b"]], timeout=60
+    )
     assert code == 0 and code2 == 0, said + said2
     drops = json.loads((tmp_path / "a" / "build_report.json").read_text())["drops"]
     assert drops == {"image_too_large": 1, "not_a_file": 1, "outside_image_root": 4}

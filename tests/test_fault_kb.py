@@ -37,13 +37,19 @@ DAMAGES = {
     "garbled metadata": (lambda kb: _garble(kb / "metadata.parquet"), "metadata.parquet is not"),
     "missing metadata": (lambda kb: (kb / "metadata.parquet").unlink(), "metadata.parquet is missing"),
     "manifest is a list": (lambda kb: _manifest(kb, lambda m: [m]), "holds a JSON list"),
-    "manifest counts other rows": (lambda kb: _manifest(kb, lambda m: {**m, "count": m["count"] + 3}),
-                                   "the manifest counts"),
+    "manifest counts other rows": (
+        lambda kb: _manifest(kb, lambda m: {**m, "count": m["count"] + 3}),
+        "the manifest counts",
+    ),
     # a build reads the stored embeddings: a shard it cannot read is damage, not a warning that "searches work"
-    "missing embedding shard": (lambda kb: (kb / "embeddings" / "shard-00000.npy").unlink(),
-                                "embedding shard shard-00000.npy is missing"),
-    "truncated embedding shard": (lambda kb: _truncate(kb / "embeddings" / "shard-00000.npy"),
-                                  "embedding shard shard-00000.npy has"),
+    "missing embedding shard": (
+        lambda kb: (kb / "embeddings" / "shard-00000.npy").unlink(),
+        "embedding shard shard-00000.npy is missing",
+    ),
+    "truncated embedding shard": (
+        lambda kb: _truncate(kb / "embeddings" / "shard-00000.npy"),
+        "embedding shard shard-00000.npy has",
+    ),
 }
 
 
@@ -53,8 +59,11 @@ def test_a_damaged_knowledge_base_is_one_sentence_with_its_fix(damage, tiny_kb, 
     shutil.copytree(tiny_kb, kb)
     do, said = DAMAGES[damage]
     do(kb)
-    for args, code in ((["index", "info", str(kb)], 1), (["index", "search", "--index", str(kb), "--text", "a dog"], 1),
-                       (["build", "--index", str(kb), "--out", str(tmp_path / "out"), "--quiet"], 2)):
+    for args, code in (
+        (["index", "info", str(kb)], 1),
+        (["index", "search", "--index", str(kb), "--text", "a dog"], 1),
+        (["build", "--index", str(kb), "--out", str(tmp_path / "out"), "--quiet"], 2),
+    ):
         r = runner.invoke(app, args)
         assert r.exit_code == code, (args, r.output)
         assert "is damaged" in r.output and said in r.output and "remove" in r.output, r.output
@@ -74,8 +83,15 @@ def test_following_the_fix_restores_the_same_base(tiny_kb, tmp_path, sample_corp
     shard.unlink()  # a deleted embedding shard: re-embedded by the rebuild
     (kb / "manifest.json").unlink()  # the advised fix
     name, ckpt = tiny_open_clip
-    build_knowledge_base(open_source("coco", sample_corpus), kb, model=name, pretrained=str(ckpt), num_workers=0,
-                         batch_size=16, progress=False)
+    build_knowledge_base(
+        open_source("coco", sample_corpus),
+        kb,
+        model=name,
+        pretrained=str(ckpt),
+        num_workers=0,
+        batch_size=16,
+        progress=False,
+    )
     assert KnowledgeBase.load(kb).search(["a red car"], 5, kind="text")[0] == before
     assert (kb / "index.faiss").read_bytes() == (tiny_kb / "index.faiss").read_bytes()
 
@@ -83,8 +99,21 @@ def test_following_the_fix_restores_the_same_base(tiny_kb, tmp_path, sample_corp
 def test_a_failed_index_build_leaves_no_stub(sample_corpus, tiny_open_clip, tmp_path):
     name, ckpt = tiny_open_clip
     out = tmp_path / "kb"
-    args = ["index", "build", "--source", "coco", "--root", str(sample_corpus), "--out", str(out), "--model", name,
-            "--num-workers", "0", "--quiet"]
+    args = [
+        "index",
+        "build",
+        "--source",
+        "coco",
+        "--root",
+        str(sample_corpus),
+        "--out",
+        str(out),
+        "--model",
+        name,
+        "--num-workers",
+        "0",
+        "--quiet",
+    ]
     r = runner.invoke(app, [*args, "--pretrained", str(tmp_path / "no-such-weights.safetensors")])
     assert r.exit_code == 2 and not out.exists(), r.output
     r = runner.invoke(app, [*args, "--pretrained", str(ckpt)])

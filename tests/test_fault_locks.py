@@ -20,8 +20,10 @@ from test_build_cli import data_hashes
 from fault_procs import shared_commands
 
 ARGS = ["--gate", "lexical", "--top-k", "3", "--chunk-size", "4", "--max-samples", "8", "--quiet"]
-HOLD = ("import sys, time; from realign_data.runtime.locks import output_lock\n"
-        "with output_lock(sys.argv[1], 'holder'):\n    print('held', flush=True); time.sleep(60)")
+HOLD = (
+    "import sys, time; from realign_data.runtime.locks import output_lock\n"
+    "with output_lock(sys.argv[1], 'holder'):\n    print('held', flush=True); time.sleep(60)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,17 @@ def commands():
 
 
 def test_two_builds_into_one_out_one_is_refused_and_the_dataset_is_whole(tiny_kb, tmp_path, commands):
-    ref = build(BuildConfig(index=str(tiny_kb), out=str(tmp_path / "ref"), gate="lexical", top_k=3, chunk_size=4,
-                            max_samples=8, progress=False))
+    ref = build(
+        BuildConfig(
+            index=str(tiny_kb),
+            out=str(tmp_path / "ref"),
+            gate="lexical",
+            top_k=3,
+            chunk_size=4,
+            max_samples=8,
+            progress=False,
+        )
+    )
     for trial in range(10):
         out = tmp_path / f"race{trial}"
         args = ["build", "--index", tiny_kb, "--out", out, *ARGS]

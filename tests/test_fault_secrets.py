@@ -20,8 +20,22 @@ PASSWORD = "hunter2-secret-pass"
 
 
 def test_a_key_given_as_the_variable_name_is_refused(tiny_kb, tmp_path):
-    r = CliRunner().invoke(app, ["build", "--index", str(tiny_kb), "--out", str(tmp_path / "o"), "--filler", "openai",
-                                 "--model", "m", "--api-key-env", KEY])
+    r = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--index",
+            str(tiny_kb),
+            "--out",
+            str(tmp_path / "o"),
+            "--filler",
+            "openai",
+            "--model",
+            "m",
+            "--api-key-env",
+            KEY,
+        ],
+    )
     assert r.exit_code == 2 and "pass the variable's name, not the key" in r.output
     assert KEY not in r.output and not (tmp_path / "o").exists()
 
@@ -31,9 +45,31 @@ def test_url_credentials_and_the_key_are_in_no_written_file(tiny_kb, tmp_path, m
     out = tmp_path / "out"
     with OpenAIServer() as srv:
         url = srv.base_url.replace("http://", f"http://user:{PASSWORD}@")
-        r = CliRunner().invoke(app, ["build", "--index", str(tiny_kb), "--out", str(out), "--filler", "openai",
-                                     "--model", "m", "--base-url", url, "--api-key-env", "MY_FILLER_KEY",
-                                     "--gate", "lexical", "--top-k", "2", "--max-samples", "4", "--quiet"])
+        r = CliRunner().invoke(
+            app,
+            [
+                "build",
+                "--index",
+                str(tiny_kb),
+                "--out",
+                str(out),
+                "--filler",
+                "openai",
+                "--model",
+                "m",
+                "--base-url",
+                url,
+                "--api-key-env",
+                "MY_FILLER_KEY",
+                "--gate",
+                "lexical",
+                "--top-k",
+                "2",
+                "--max-samples",
+                "4",
+                "--quiet",
+            ],
+        )
         assert r.exit_code == 0, r.output
         assert srv.auth_headers  # the credentials were sent (httpx prefers the URL's userinfo to the key)
     written = [p for p in out.rglob("*") if p.is_file()]
@@ -55,8 +91,11 @@ FRAGMENT_KEY = "fk-77aa66bb55cc44dd33ee22ff"
 def _planted_url(srv) -> str:
     """The server's URL carrying a secret in every place a URL can: userinfo, query (next to a harmless
     ``api-version``) and fragment."""
-    return (srv.base_url.replace("http://", f"http://user:{PASSWORD}@") + f"?api-key={QUERY_KEY}&api-version=2024-02-01"
-            + f"#token={FRAGMENT_KEY}")
+    return (
+        srv.base_url.replace("http://", f"http://user:{PASSWORD}@")
+        + f"?api-key={QUERY_KEY}&api-version=2024-02-01"
+        + f"#token={FRAGMENT_KEY}"
+    )
 
 
 def _leaks(root) -> list[str]:
@@ -68,8 +107,7 @@ def _leaks(root) -> list[str]:
     return found
 
 
-def test_a_key_planted_everywhere_reaches_no_file_of_build_push_or_eval(tiny_kb, sample_corpus, tmp_path,
-                                                                        monkeypatch):
+def test_a_key_planted_everywhere_reaches_no_file_of_build_push_or_eval(tiny_kb, sample_corpus, tmp_path, monkeypatch):
     """build, push (to the local Hub server) and eval (against the local OpenAI server) with a key in the URL's
     userinfo, query and fragment and in the variable --api-key-env names: every file any of them wrote is free of
     it, and the query reached the server (the endpoint works with it)."""
@@ -82,22 +120,70 @@ def test_a_key_planted_everywhere_reaches_no_file_of_build_push_or_eval(tiny_kb,
     out, ev = tmp_path / "out", tmp_path / "eval"
     with OpenAIServer() as srv:
         url = _planted_url(srv)
-        r = CliRunner().invoke(app, ["build", "--index", str(tiny_kb), "--out", str(out), "--filler", "openai",
-                                     "--model", "m", "--base-url", url, "--api-key-env", "MY_FILLER_KEY",
-                                     "--gate", "lexical", "--top-k", "2", "--max-samples", "4", "--quiet"])
+        r = CliRunner().invoke(
+            app,
+            [
+                "build",
+                "--index",
+                str(tiny_kb),
+                "--out",
+                str(out),
+                "--filler",
+                "openai",
+                "--model",
+                "m",
+                "--base-url",
+                url,
+                "--api-key-env",
+                "MY_FILLER_KEY",
+                "--gate",
+                "lexical",
+                "--top-k",
+                "2",
+                "--max-samples",
+                "4",
+                "--quiet",
+            ],
+        )
         assert r.exit_code == 0, r.output
-        r = CliRunner().invoke(trl_app, ["eval", "--model", "served", "--base-url", url, "--api-key-env",
-                                         "MY_FILLER_KEY", "--coco-root", str(sample_corpus), "--num-images", "2",
-                                         "--min-objects", "1", "--pope-max-new-tokens", "4",
-                                         "--chair-max-new-tokens", "6", "--out", str(ev), "-q"])
+        r = CliRunner().invoke(
+            trl_app,
+            [
+                "eval",
+                "--model",
+                "served",
+                "--base-url",
+                url,
+                "--api-key-env",
+                "MY_FILLER_KEY",
+                "--coco-root",
+                str(sample_corpus),
+                "--num-images",
+                "2",
+                "--min-objects",
+                "1",
+                "--pope-max-new-tokens",
+                "4",
+                "--chair-max-new-tokens",
+                "6",
+                "--out",
+                str(ev),
+                "-q",
+            ],
+        )
         assert r.exit_code in (0, 1) and (ev / "answers_settings.json").exists(), r.output
         assert srv.auth_headers
     report = json.loads((out / "build_report.json").read_text())
     assert report["provenance"]["filler"]["base_url"].endswith("?api-key=***&api-version=2024-02-01#***")
     with HubServer(tmp_path / "hub", token="hf_test") as hub:
         env = hub.client_env(tmp_path / "hf_home")
-        p = subprocess.run([sys.executable, "-m", "realign_data.cli", "push", str(out), "tester/secret", "-q"],
-                           env=env, capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "realign_data.cli", "push", str(out), "tester/secret", "-q"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert p.returncode == 0, p.stderr[-2000:]
         assert (tmp_path / "hub" / "datasets").exists()
     assert not _leaks(tmp_path), _leaks(tmp_path)
@@ -106,9 +192,13 @@ def test_a_key_planted_everywhere_reaches_no_file_of_build_push_or_eval(tiny_kb,
 def test_redact_url_masks_every_place_a_url_carries_a_secret():
     from realign_data.runtime.redact import redact_text, redact_url
 
-    assert redact_url(f"https://u:{PASSWORD}@h:8/v1?key={KEY}&api-version=2024-02-01&{QUERY_KEY}#t={FRAGMENT_KEY}") \
+    assert (
+        redact_url(f"https://u:{PASSWORD}@h:8/v1?key={KEY}&api-version=2024-02-01&{QUERY_KEY}#t={FRAGMENT_KEY}")
         == "https://***@h:8/v1?key=***&api-version=2024-02-01&***#***"
+    )
     assert redact_url("http://h/v1?api-version=sk-abcdefabcdef") == "http://h/v1?api-version=***"  # a key, any name
     assert redact_url("https://example.org/docs#usage") == "https://example.org/docs#usage"  # a plain anchor stays
-    assert redact_text(f"Server error for url 'http://h/v1/chat?token={KEY}' (500)") == \
-        "Server error for url 'http://h/v1/chat?token=***' (500)"
+    assert (
+        redact_text(f"Server error for url 'http://h/v1/chat?token={KEY}' (500)")
+        == "Server error for url 'http://h/v1/chat?token=***' (500)"
+    )

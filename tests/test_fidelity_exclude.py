@@ -45,8 +45,9 @@ def test_pope_skips_training_images_and_eval_refuses_a_set_with_them(trained_on,
     assert r.exit_code == 0, r.output
     r = runner.invoke(data_app, base + ["--out", str(tmp_path / "clean"), "--exclude-dataset", str(trained_on)])
     assert r.exit_code == 0, r.output
-    assert any(rec.levelname == "WARNING" and "appear in the training data of" in rec.getMessage()
-               for rec in caplog.records)
+    assert any(
+        rec.levelname == "WARNING" and "appear in the training data of" in rec.getMessage() for rec in caplog.records
+    )
     used = training_images(trained_on).coco_ids
     assert pope_ids(tmp_path / "plain") & used, "without the option the set shares images with the training data"
     assert not pope_ids(tmp_path / "clean") & used and len(pope_ids(tmp_path / "clean")) == 20
@@ -54,8 +55,20 @@ def test_pope_skips_training_images_and_eval_refuses_a_set_with_them(trained_on,
     assert report["excluded"] and set(report["excluded"]) <= used
     assert json.loads((tmp_path / "clean" / "realign_build.json").read_text())["exclude_dataset"] == str(trained_on)
 
-    ev = ["eval", "--model", "m", "--base-url", "http://127.0.0.1:1/v1", "--max-retries", "0", "--bench", "pope",
-          "--exclude-dataset", str(trained_on), "--quiet"]
+    ev = [
+        "eval",
+        "--model",
+        "m",
+        "--base-url",
+        "http://127.0.0.1:1/v1",
+        "--max-retries",
+        "0",
+        "--bench",
+        "pope",
+        "--exclude-dataset",
+        str(trained_on),
+        "--quiet",
+    ]
     r = runner.invoke(trl_app, ev + ["--pope", str(tmp_path / "plain"), "--out", str(tmp_path / "e1")])
     assert r.exit_code == 2 and "evaluation images (e.g. image_id" in r.output, r.output
     assert "realign-data pope --exclude-dataset" in r.output and "Traceback" not in r.output
@@ -64,6 +77,17 @@ def test_pope_skips_training_images_and_eval_refuses_a_set_with_them(trained_on,
 
 
 def test_an_unreadable_dataset_to_exclude_is_one_sentence(sample_corpus, tmp_path):
-    r = runner.invoke(data_app, ["pope", "--coco-root", str(sample_corpus), "--out", str(tmp_path / "p"),
-                                 "--exclude-dataset", str(tmp_path / "nothing-here"), "--quiet"])
+    r = runner.invoke(
+        data_app,
+        [
+            "pope",
+            "--coco-root",
+            str(sample_corpus),
+            "--out",
+            str(tmp_path / "p"),
+            "--exclude-dataset",
+            str(tmp_path / "nothing-here"),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 2 and "--exclude-dataset" in r.output and "is not a readable dataset" in r.output, r.output

@@ -21,13 +21,28 @@ def kinds(text):
 
 def test_words_of_real_captions_outside_coco_are_masked_with_their_kind():
     assert kinds("A man in a striped shirt on the grass under a cloudy sky near white cabinets.") == [
-        ("object", "man"), ("attribute", "striped"), ("clothing", "shirt"), ("relation", "on"), ("scene", "grass"),
-        ("relation", "under"), ("attribute", "cloudy"), ("scene", "sky"), ("relation", "near"), ("color", "white"),
-        ("object", "cabinets")]
+        ("object", "man"),
+        ("attribute", "striped"),
+        ("clothing", "shirt"),
+        ("relation", "on"),
+        ("scene", "grass"),
+        ("relation", "under"),
+        ("attribute", "cloudy"),
+        ("scene", "sky"),
+        ("relation", "near"),
+        ("color", "white"),
+        ("object", "cabinets"),
+    ]
     spans = find_visual_facts("Several boats, a couple of buildings and a saucer with trees in the background.")
     assert [(s.kind, s.value) for s in spans] == [
-        ("count", 3), ("object", "boat"), ("count", 2), ("scene", "building"), ("object", "saucer"),
-        ("scene", "tree"), ("relation", "in the background")]
+        ("count", 3),
+        ("object", "boat"),
+        ("count", 2),
+        ("scene", "building"),
+        ("object", "saucer"),
+        ("scene", "tree"),
+        ("relation", "in the background"),
+    ]
     assert [s.plural for s in spans if s.kind in ("object", "scene")] == [True, True, False, True]
     # the COCO categories a response names stay COCO categories (region-noise and CHAIR read them)
     assert mask_response("A dog wearing a red collar on a sofa near the window.").objects() == {"dog", "couch"}
@@ -39,16 +54,24 @@ def test_words_of_real_captions_outside_coco_are_masked_with_their_kind():
 
 def fill(chosen: str, captions: list[str], instances: list[str], original=("person",)) -> str:
     annotations = {"instances": [{"category": c} for c in instances], "captions": captions}
-    (res,) = AnnotationFiller().fill([FillRequest(instruction="Describe the image.", chosen=chosen,
-                                                  masked=mask_response(chosen), annotations=annotations,
-                                                  original_categories=original, rng_seed=0)])
+    (res,) = AnnotationFiller().fill(
+        [
+            FillRequest(
+                instruction="Describe the image.",
+                chosen=chosen,
+                masked=mask_response(chosen),
+                annotations=annotations,
+                original_categories=original,
+                rng_seed=0,
+            )
+        ]
+    )
     assert res.ok, res.error
     return res.text
 
 
 def test_model_free_fill_takes_non_coco_words_from_the_retrieved_captions():
-    captions = ["A brown dog in a red collar runs on a sandy beach under a cloudy sky.",
-                "A dog plays near the ocean."]
+    captions = ["A brown dog in a red collar runs on a sandy beach under a cloudy sky.", "A dog plays near the ocean."]
     chosen = "A man in a blue jacket stands on the grass next to a tall building."
     out = fill(chosen, captions, ["dog"])
     before, after = find_visual_facts(chosen), find_visual_facts(out)
@@ -69,8 +92,11 @@ def test_masking_recall_on_the_annotated_caption_list():
     spec = importlib.util.spec_from_file_location("masking_recall", BENCH / "masking_recall.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    lines = [ln.strip() for ln in (BENCH / "data" / "masking_heldout.txt").read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip()
+        for ln in (BENCH / "data" / "masking_heldout.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     captions = [bench.parse(ln) for ln in lines]
     assert len(captions) == 100
     result = bench.measure(captions)

@@ -29,8 +29,17 @@ def two_splits(tmp_path_factory):
 
 def cfg(root, tmp, name, tiny_open_clip, **kw) -> BuildConfig:
     model, ckpt = tiny_open_clip
-    return BuildConfig(index=str(tmp / f"kb-{name}"), coco_root=str(root), kb_model=model, kb_pretrained=str(ckpt),
-                       out=str(tmp / name), gate="lexical", top_k=3, progress=False, **kw)
+    return BuildConfig(
+        index=str(tmp / f"kb-{name}"),
+        coco_root=str(root),
+        kb_model=model,
+        kb_pretrained=str(ckpt),
+        out=str(tmp / name),
+        gate="lexical",
+        top_k=3,
+        progress=False,
+        **kw,
+    )
 
 
 def test_a_root_with_train_and_val_builds_from_train2014_only(two_splits, tmp_path, tiny_open_clip):
@@ -64,8 +73,9 @@ def test_every_split_is_warned_about_in_report_summary_and_card(two_splits, tmp_
     assert "knowledge base's images" in kb_warning and "6 of val2014" in kb_warning
     assert "seeds" in seed_warning and "6 of val2014" in seed_warning and "--coco-split train2014" in seed_warning
     assert f"Note: {seed_warning}" in format_summary(report)
-    text = render_generated_section("me/ds", [ConfigSummary("default", "data", {"train": 1},
-                                                            read_provenance(tmp_path / "all"))], COLUMNS)
+    text = render_generated_section(
+        "me/ds", [ConfigSummary("default", "data", {"train": 1}, read_provenance(tmp_path / "all"))], COLUMNS
+    )
     assert f"> Warning: {kb_warning}" in text and f"> Warning: {seed_warning}" in text
 
 

@@ -31,9 +31,16 @@ def _png() -> bytes:
 
 def request(text, annotations=RETRIEVED, original=("apple", "car"), seed=0):
     data = _png()
-    return FillRequest(instruction="Describe this image.", chosen=text, masked=mask_response(text),
-                       load_image=lambda: Image.open(io.BytesIO(data)).convert("RGB"), image_bytes=lambda: data,
-                       annotations=annotations, original_categories=original, rng_seed=seed)
+    return FillRequest(
+        instruction="Describe this image.",
+        chosen=text,
+        masked=mask_response(text),
+        load_image=lambda: Image.open(io.BytesIO(data)).convert("RGB"),
+        image_bytes=lambda: data,
+        annotations=annotations,
+        original_categories=original,
+        rng_seed=seed,
+    )
 
 
 def test_image_facts_from_instances_and_captions():
@@ -51,20 +58,24 @@ def test_annotation_filler_describes_the_retrieved_image():
 
 
 def test_annotation_filler_number_agreement_and_articles():
-    (res,) = AnnotationFiller().fill([request("There are two apples.",
-                                              annotations={"instances": [{"category": "umbrella"}]})])
+    (res,) = AnnotationFiller().fill(
+        [request("There are two apples.", annotations={"instances": [{"category": "umbrella"}]})]
+    )
     assert res.text == "There is an umbrella."  # the answer's own word for one: "a"/"an", not "one"
     (res,) = AnnotationFiller().fill([request("A car.", annotations={"instances": [{"category": "orange"}]})])
     assert res.text == "An orange."
 
 
-@pytest.mark.parametrize("chosen, instances, expected", [
-    ("Two dogs are playing.", ["frisbee"], "A frisbee is playing."),  # verb after
-    ("A group of sheep grazing.", ["dog", "dog"], "A group of dogs grazing."),  # invariant plural noun
-    ("A table with pizza.", ["dog", "dog", "cup"], "A dog with cups."),  # bare mass noun -> bare plural
-    ("The dog was running.", ["cat"], "The cat was running."),
-    ("An apple.", ["scissors"], "A pair of scissors."),  # plural-only noun in a singular slot
-])
+@pytest.mark.parametrize(
+    "chosen, instances, expected",
+    [
+        ("Two dogs are playing.", ["frisbee"], "A frisbee is playing."),  # verb after
+        ("A group of sheep grazing.", ["dog", "dog"], "A group of dogs grazing."),  # invariant plural noun
+        ("A table with pizza.", ["dog", "dog", "cup"], "A dog with cups."),  # bare mass noun -> bare plural
+        ("The dog was running.", ["cat"], "The cat was running."),
+        ("An apple.", ["scissors"], "A pair of scissors."),  # plural-only noun in a singular slot
+    ],
+)
 def test_annotation_filler_keeps_the_sentence_grammatical(chosen, instances, expected):
     annotations = {"instances": [{"category": c} for c in instances]}
     (res,) = AnnotationFiller().fill([request(chosen, annotations=annotations, original=())])
@@ -98,8 +109,11 @@ def test_a_filler_refuses_an_option_it_does_not_take():
     from realign_data.building.config import BuildConfig
     from realign_data.building.fillers.openai_compat import OpenAIFiller
 
-    with pytest.raises(FillerError, match=r"the openai filler takes no option 'batch_size'; its options: model, "
-                                          r"base_url, .*max_tokens"):
+    with pytest.raises(
+        FillerError,
+        match=r"the openai filler takes no option 'batch_size'; its options: model, "
+        r"base_url, .*max_tokens",
+    ):
         load_filler("openai", model="m", base_url="http://127.0.0.1:9/v1", batch_size=2)
     with pytest.raises(FillerError, match="the annotation filler takes no option 'model'; its options: none"):
         load_filler("annotation", model="m")
@@ -138,8 +152,14 @@ def test_openai_filler_against_local_server(monkeypatch):
 def test_a_model_fill_that_echoes_slot_tokens_is_a_failed_fill(monkeypatch):
     """'A brown [OBJECT] on a sofa.' differs from the chosen answer only by its slot: never a rejected answer."""
     filler = OpenAIFiller(model="m", base_url="http://127.0.0.1:9/v1")
-    monkeypatch.setattr(filler, "generate", lambda items: [FillResult("A brown [object] lying on a red sofa."),
-                                                           FillResult("A brown cat lying on a red sofa.")])
+    monkeypatch.setattr(
+        filler,
+        "generate",
+        lambda items: [
+            FillResult("A brown [object] lying on a red sofa."),
+            FillResult("A brown cat lying on a red sofa."),
+        ],
+    )
     echoed, filled = filler.fill([request("A brown dog lying on a red sofa.")] * 2)
     filler.close()
     assert not echoed.ok and echoed.error == "fill left slots unfilled: [OBJECT]"

@@ -11,8 +11,9 @@ CHOSEN = "Two red apples to the left of a blue car."
 
 def test_lexical_gate_scores():
     g = LexicalGate()
-    same, close, far = g.similarity([CHOSEN] * 3, [CHOSEN, "Two red apples to the left of a green car.",
-                                                   "A gray cat sleeps on a wooden chair."])
+    same, close, far = g.similarity(
+        [CHOSEN] * 3, [CHOSEN, "Two red apples to the left of a green car.", "A gray cat sleeps on a wooden chair."]
+    )
     assert same == pytest.approx(1.0)
     assert 0.3 < close < 0.95
     assert far < close

@@ -47,42 +47,99 @@ def make_build_dir(root: Path, n: int = 5, offset: int = 0, with_provenance: boo
     rows = []
     for i in range(offset, offset + n):
         chosen = f"A red cube left of {i} blue spheres."
-        rows.append({
-            "images": [{"bytes": _png(i), "path": f"img_{i}.png"}],
-            "prompt": [{"role": "user", "content": [{"type": "image", "text": None},
-                                                    {"type": "text", "text": f"Describe image {i}."}]}],
-            "chosen": [{"role": "assistant", "content": [{"type": "text", "text": chosen}]}],
-            "rejected": [{"role": "assistant", "content": [{"type": "text", "text": f"A green cone near {i} dogs."}]}],
-            "rejected_images": [{"bytes": _png(1000 + i), "path": f"img_{1000 + i}.png"}],
-            "id": f"seed-{i}", "image_id": str(i), "rejected_image_id": str(1000 + i), "retrieval_rank": 1,
-            "retrieval_score": 0.5 + i / 100, "text_similarity": 0.6, "masked_chosen": "A [MASK] left of [MASK].",
-            "filler": "annotation", "fill_image_id": str(1000 + i), "image_negative": "retrieval",
-            "negative_params": "{}", "difficulty": 0.55,
-        })
+        rows.append(
+            {
+                "images": [{"bytes": _png(i), "path": f"img_{i}.png"}],
+                "prompt": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image", "text": None}, {"type": "text", "text": f"Describe image {i}."}],
+                    }
+                ],
+                "chosen": [{"role": "assistant", "content": [{"type": "text", "text": chosen}]}],
+                "rejected": [
+                    {"role": "assistant", "content": [{"type": "text", "text": f"A green cone near {i} dogs."}]}
+                ],
+                "rejected_images": [{"bytes": _png(1000 + i), "path": f"img_{1000 + i}.png"}],
+                "id": f"seed-{i}",
+                "image_id": str(i),
+                "rejected_image_id": str(1000 + i),
+                "retrieval_rank": 1,
+                "retrieval_score": 0.5 + i / 100,
+                "text_similarity": 0.6,
+                "masked_chosen": "A [MASK] left of [MASK].",
+                "filler": "annotation",
+                "fill_image_id": str(1000 + i),
+                "image_negative": "retrieval",
+                "negative_params": "{}",
+                "difficulty": 0.55,
+            }
+        )
     root.mkdir(parents=True, exist_ok=True)
     Dataset.from_list(rows, features=_features()).save_to_disk(str(root))
     if with_provenance:
         corpus = root.parent / f"{root.name}-corpus"
         (corpus / "annotations").mkdir(parents=True, exist_ok=True)
-        (corpus / "annotations" / "captions_train2014.json").write_text(json.dumps({
-            "licenses": [{"id": 1, "name": "CC0 1.0 Universal (synthetic images)",
-                          "url": "https://creativecommons.org/publicdomain/zero/1.0/"}], "images": []}))
+        (corpus / "annotations" / "captions_train2014.json").write_text(
+            json.dumps(
+                {
+                    "licenses": [
+                        {
+                            "id": 1,
+                            "name": "CC0 1.0 Universal (synthetic images)",
+                            "url": "https://creativecommons.org/publicdomain/zero/1.0/",
+                        }
+                    ],
+                    "images": [],
+                }
+            )
+        )
         index = root.parent / f"{root.name}-index"
         index.mkdir(exist_ok=True)
-        (index / "manifest.json").write_text(json.dumps({
-            "encoder": {"model": "ViT-B-32", "pretrained": "laion2b_s34b_b79k", "dim": 512}, "count": 40,
-            "index": {"factory": "Flat", "recall_at_10": 1.0, "search_params": {}},
-            "source": {"type": "coco", "root": str(corpus), "split": None}}))
-        config = {"index": str(index), "out": str(root), "coco_root": str(corpus), "seeds": None, "top_k": 8,
-                  "max_similarity": 0.95, "filler": "annotation", "model": None, "mask_kinds": None,
-                  "gate": "auto", "gate_model": "sentence-transformers/all-MiniLM-L6-v2", "sim_threshold": 0.95,
-                  "seed": 0, "format": "arrow"}
+        (index / "manifest.json").write_text(
+            json.dumps(
+                {
+                    "encoder": {"model": "ViT-B-32", "pretrained": "laion2b_s34b_b79k", "dim": 512},
+                    "count": 40,
+                    "index": {"factory": "Flat", "recall_at_10": 1.0, "search_params": {}},
+                    "source": {"type": "coco", "root": str(corpus), "split": None},
+                }
+            )
+        )
+        config = {
+            "index": str(index),
+            "out": str(root),
+            "coco_root": str(corpus),
+            "seeds": None,
+            "top_k": 8,
+            "max_similarity": 0.95,
+            "filler": "annotation",
+            "model": None,
+            "mask_kinds": None,
+            "gate": "auto",
+            "gate_model": "sentence-transformers/all-MiniLM-L6-v2",
+            "sim_threshold": 0.95,
+            "seed": 0,
+            "format": "arrow",
+        }
         (root / "realign_build.json").write_text(json.dumps(config, indent=2))
-        (root / "build_report.json").write_text(json.dumps({
-            "seeds_read": n + 2, "pairs_written": n, "drops": {"nothing_to_mask": 1, "all_fills_too_similar": 1},
-            "fills_tried": n + 3, "histograms": {"retrieval_rank": {"1": n}},
-            "provenance": {"seeds": "coco-captions", "knowledge_base": {"path": str(index)},
-                           "gate": {"gate": "lexical", "threshold": 0.95}}}, indent=2))
+        (root / "build_report.json").write_text(
+            json.dumps(
+                {
+                    "seeds_read": n + 2,
+                    "pairs_written": n,
+                    "drops": {"nothing_to_mask": 1, "all_fills_too_similar": 1},
+                    "fills_tried": n + 3,
+                    "histograms": {"retrieval_rank": {"1": n}},
+                    "provenance": {
+                        "seeds": "coco-captions",
+                        "knowledge_base": {"path": str(index)},
+                        "gate": {"gate": "lexical", "threshold": 0.95},
+                    },
+                },
+                indent=2,
+            )
+        )
     return root
 
 
@@ -99,9 +156,12 @@ def tree_hash(path: Path) -> str:
 
 CLI = [sys.executable, "-m", "realign_data.cli"]
 # same CLI, with huggingface_hub's retry back-off made instant (a dropped upload is retried 5 times)
-CLI_NO_SLEEP = [sys.executable, "-c",
-                "import sys, time; time.sleep = lambda s: None; sys.argv[0] = 'realign-data'; "
-                "from realign_data.cli import main; main()"]
+CLI_NO_SLEEP = [
+    sys.executable,
+    "-c",
+    "import sys, time; time.sleep = lambda s: None; sys.argv[0] = 'realign-data'; "
+    "from realign_data.cli import main; main()",
+]
 
 
 def run(cmd: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -138,16 +198,22 @@ def test_push_load_roundtrip_card_and_build_config(hub, env, tmp_path):
     assert tree_hash(out) == before, "a push must not touch the local dataset"
 
     # --private reached the server, the repo holds data + provenance + card
-    assert {"name": "roundtrip", "organization": "tester", "visibility": "private", "type": "dataset"} in \
-        hub.create_payloads
+    assert {
+        "name": "roundtrip",
+        "organization": "tester",
+        "visibility": "private",
+        "type": "dataset",
+    } in hub.create_payloads
     assert hub.repo("tester/roundtrip").private
     files = hub.list_files("tester/roundtrip")
     assert any(f.startswith("data/train-") and f.endswith(".parquet") for f in files)
     assert {"data/realign_build.json", "data/build_report.json", "data/index_manifest.json", "README.md"} <= set(files)
-    assert json.loads(hub.read_file("tester/roundtrip", "data/realign_build.json")) == \
-        json.loads((out / "realign_build.json").read_text())
+    assert json.loads(hub.read_file("tester/roundtrip", "data/realign_build.json")) == json.loads(
+        (out / "realign_build.json").read_text()
+    )
 
-    res = run_python(f"""
+    res = run_python(
+        f"""
         import json, datasets
         from datasets import load_dataset, load_from_disk, Image, List
         from huggingface_hub import DatasetCard
@@ -169,18 +235,36 @@ def test_push_load_roundtrip_card_and_build_config(hub, env, tmp_path):
         print(json.dumps({{"equal": a == b, "n": len(a), "features": features, "card": str(card),
                           "license": card.data.license, "tags": card.data.tags,
                           "size": card.data.size_categories, "cfg": cfg}}))
-    """, env)
+    """,
+        env,
+    )
     assert res["n"] == 5 and res["equal"], "rows (with image bytes) differ after the round trip"
     assert "Image" in res["features"]["images"] and "Image" in res["features"]["rejected_images"]
     card = res["card"]
     assert res["license"] == "cc0-1.0"  # from the synthetic corpus' annotations
     assert {"dpo", "rdpo", "re-align", "vision", "preference", "synthetic"} <= set(res["tags"])
     assert res["size"] == ["n<1K"]
-    for needle in ("configs:", "dataset_info:", "<!-- realign:begin -->", "<!-- realign:end -->",
-                   "ViT-B-32", "laion2b_s34b_b79k", "sentence-transformers/all-MiniLM-L6-v2", "0.95",
-                   "nothing_to_mask", "all_fills_too_similar", "Seed records read: 7", "Top-k", "annotation",
-                   'loss_type="rdpo"', "import realign_trl", "xing2025realign", "2502.13146",
-                   'load_dataset("tester/roundtrip"', "realign-data build --config data/realign_build.json"):
+    for needle in (
+        "configs:",
+        "dataset_info:",
+        "<!-- realign:begin -->",
+        "<!-- realign:end -->",
+        "ViT-B-32",
+        "laion2b_s34b_b79k",
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "0.95",
+        "nothing_to_mask",
+        "all_fills_too_similar",
+        "Seed records read: 7",
+        "Top-k",
+        "annotation",
+        'loss_type="rdpo"',
+        "import realign_trl",
+        "xing2025realign",
+        "2502.13146",
+        'load_dataset("tester/roundtrip"',
+        "realign-data build --config data/realign_build.json",
+    ):
         assert needle in card, needle
     assert res["cfg"] == json.loads((out / "realign_build.json").read_text())
 
@@ -211,12 +295,15 @@ def test_second_config_merges_card_and_keeps_user_sections(hub, env, tmp_path):
     assert "hard/realign_build.json" in files and "data/realign_build.json" in files
     assert any(f.startswith("hard/train-") for f in files) and any(f.startswith("data/train-") for f in files)
 
-    res = run_python("""
+    res = run_python(
+        """
         import json
         from datasets import load_dataset
         print(json.dumps({"n": len(load_dataset("tester/merge", "hard", split="train")),
                           "d": len(load_dataset("tester/merge", split="train"))}))
-    """, env)
+    """,
+        env,
+    )
     assert res == {"n": 3, "d": 4}
 
 
@@ -246,7 +333,9 @@ def test_missing_token_and_unreachable_hub(hub, env, tmp_path):
     with __import__("socket").socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    err = _one_clear_error(run(CLI + ["push", str(out), "tester/x"], {**env, "HF_ENDPOINT": f"http://127.0.0.1:{port}"}))
+    err = _one_clear_error(
+        run(CLI + ["push", str(out), "tester/x"], {**env, "HF_ENDPOINT": f"http://127.0.0.1:{port}"})
+    )
     assert "connection to the Hub" in err and f"127.0.0.1:{port}" in err
 
 
@@ -271,7 +360,9 @@ def test_error_messages_name_status_and_action():
         req = httpx2.Request("POST", "http://127.0.0.1:1/api/repos/create")
         return HfHubHTTPError("boom", response=httpx2.Response(status, request=req))
 
-    assert "HTTP 403" in str(explain_hub_error(err(403), "a/b")) and "write access" in str(explain_hub_error(err(403), "a/b"))
+    assert "HTTP 403" in str(explain_hub_error(err(403), "a/b")) and "write access" in str(
+        explain_hub_error(err(403), "a/b")
+    )
     assert "HTTP 404" in str(explain_hub_error(err(404), "a/b"))
     m = explain_hub_error(err(429), "a/b")
     assert m.status == 429 and "rate limit" in str(m) and "wait" in str(m)
@@ -307,8 +398,12 @@ def test_merge_card_keeps_foreign_yaml_and_text():
 
         ## Outro by hand
         """)
-    new = merge_card(existing, repo_id="me/ds", provenance={"default": Provenance(config={"top_k": 3})},
-                     columns=["images", "prompt", "chosen", "rejected", "rejected_images"])
+    new = merge_card(
+        existing,
+        repo_id="me/ds",
+        provenance={"default": Provenance(config={"top_k": 3})},
+        columns=["images", "prompt", "chosen", "rejected", "rejected_images"],
+    )
     assert "old generated text" not in new
     assert new.index("Intro by hand.") < new.index(BEGIN_MARKER) < new.index(END_MARKER) < new.index("## Outro by hand")
     assert "path: data/train-*" in new and "num_examples: 2500" in new
@@ -368,7 +463,8 @@ def test_card_commit_is_retried_when_another_commit_lands_first(hub, env, tmp_pa
     """Between the data commit and the card commit someone else commits: the card commit (parent = the data
     commit) gets HTTP 412, is retried on the new head with backoff, and both commits are kept."""
     out = make_build_dir(tmp_path / "b", n=2)
-    res = run_python(f"""
+    res = run_python(
+        f"""
         import json
         from huggingface_hub import HfApi
         import realign_data.publish.hub as hub
@@ -385,7 +481,9 @@ def test_card_commit_is_retried_when_another_commit_lands_first(hub, env, tmp_pa
         hub._merged_readme = commit_in_between
         result = hub.push_to_hub({str(out)!r}, "tester/raced", progress=False)
         print(json.dumps({{"calls": len(calls), "heads_differ": calls[0] != calls[-1], "files": result.files}}))
-    """, env)
+    """,
+        env,
+    )
     assert res["calls"] == 2 and res["heads_differ"]
     files = hub.list_files("tester/raced")
     assert "NOTES.txt" in files and "data/realign_build.json" in files
@@ -397,8 +495,13 @@ def test_hub_serve_command_prints_the_variables_a_push_and_load_need(tmp_path):
     import os
     import signal
 
-    proc = subprocess.Popen(CLI + ["hub", "serve", str(tmp_path / "local-hub")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    proc = subprocess.Popen(
+        CLI + ["hub", "serve", str(tmp_path / "local-hub")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
     try:
         export = ""
         for _ in range(5):
@@ -414,12 +517,15 @@ def test_hub_serve_command_prints_the_variables_a_push_and_load_need(tmp_path):
         out = make_build_dir(tmp_path / "build", n=3)
         r = run(CLI + ["push", str(out), "local/tried", "-q"], env)
         assert r.returncode == 0, r.stderr[-3000:]
-        res = run_python("""
+        res = run_python(
+            """
             import json
             from datasets import load_dataset
             ds = load_dataset("local/tried", split="train")
             print(json.dumps({"rows": len(ds), "columns": sorted(ds.column_names)}))
-        """, env)
+        """,
+            env,
+        )
         assert res["rows"] == 3 and {"prompt", "chosen", "rejected"} <= set(res["columns"])
         assert list((tmp_path / "local-hub").glob("datasets/local/tried/main/data/*.parquet"))
     finally:

@@ -55,10 +55,13 @@ def pixels(img) -> np.ndarray:
 
 
 def hashes(d: Path) -> dict:
-    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*"))
-            if p.is_file() and (p.suffix == ".arrow" or p.name in ("dataset_info.json", "state.json",
-                                                                   "dataset_dict.json"))
-            and ".realign-build" not in p.parts}
+    return {
+        str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(d.rglob("*"))
+        if p.is_file()
+        and (p.suffix == ".arrow" or p.name in ("dataset_info.json", "state.json", "dataset_dict.json"))
+        and ".realign-build" not in p.parts
+    }
 
 
 # ------------------------------------------------------------------------------------------- every kind
@@ -189,21 +192,28 @@ def test_noise_level_matches_the_schedule_at_step_t(built):
     assert ((x - m1) ** 2).mean() == pytest.approx((m2 - m1 * m1).mean(), rel=0.02)
     # and a neighbouring step would not pass: the check is sensitive to t
     other = alpha_bar(300, "sigmoid")
-    o1, _ = _clipped_normal_moments(math.sqrt(other) * (np.concatenate([pixels(r[0]).ravel() for r in ds["images"]])
-                                                        .astype(np.float64) / 127.5 - 1), math.sqrt(1 - other))
+    o1, _ = _clipped_normal_moments(
+        math.sqrt(other)
+        * (np.concatenate([pixels(r[0]).ravel() for r in ds["images"]]).astype(np.float64) / 127.5 - 1),
+        math.sqrt(1 - other),
+    )
     assert abs(x.mean() - o1.mean()) > 0.01 or abs(x.std() - o1.std()) > 0.01
 
 
 def test_noise_step_and_schedule_are_recorded(tiny_kb, tmp_path):
-    build(cfg(tiny_kb, tmp_path / "o", image_negative="noise", noise_step=100, noise_schedule="cosine",
-              max_samples=8))
+    build(cfg(tiny_kb, tmp_path / "o", image_negative="noise", noise_step=100, noise_schedule="cosine", max_samples=8))
     ds = load_built(tmp_path / "o")
-    assert {row for row in ds["negative_params"]} == {json.dumps({"region_fraction": 1.0, "schedule": "cosine",
-                                                                  "t": 100}, separators=(",", ":"))}
+    assert {row for row in ds["negative_params"]} == {
+        json.dumps({"region_fraction": 1.0, "schedule": "cosine", "t": 100}, separators=(",", ":"))
+    }
     report = json.loads((tmp_path / "o" / "build_report.json").read_text())
-    assert report["image_negative"] == {"kind": "noise", "noise_step": 100, "noise_schedule": "cosine",
-                                        "num_diffusion_steps": 1000,
-                                        "text_fill": "mask-and-fill from a retrieved image (fill_image_id)"}
+    assert report["image_negative"] == {
+        "kind": "noise",
+        "noise_step": 100,
+        "noise_schedule": "cosine",
+        "num_diffusion_steps": 1000,
+        "text_fill": "mask-and-fill from a retrieved image (fill_image_id)",
+    }
     assert report["config"]["noise_step"] == 100
 
 
@@ -226,12 +236,14 @@ def test_changing_the_kind_into_an_existing_out_is_refused(tiny_kb, built):
 
 
 def test_bad_values_are_one_sentence_errors(tiny_kb, tmp_path):
-    for kw, msg in [({"image_negative": "blur"}, "unknown image negative 'blur'; valid: retrieval, region-noise"),
-                    ({"noise_schedule": "sqrt"}, "unknown noise schedule 'sqrt'; valid: sigmoid, linear, cosine"),
-                    ({"noise_step": 1000}, "noise step must be an integer in [0, 999]"),
-                    ({"crop_min_area": 0.3}, "crop areas must satisfy 0 < min <= max <= 1"),
-                    ({"curriculum": "hard-first"}, "unknown curriculum 'hard-first'; valid: easy-to-hard"),
-                    ({"difficulty_image_weight": 2.0}, "difficulty image weight must be in [0, 1]")]:
+    for kw, msg in [
+        ({"image_negative": "blur"}, "unknown image negative 'blur'; valid: retrieval, region-noise"),
+        ({"noise_schedule": "sqrt"}, "unknown noise schedule 'sqrt'; valid: sigmoid, linear, cosine"),
+        ({"noise_step": 1000}, "noise step must be an integer in [0, 999]"),
+        ({"crop_min_area": 0.3}, "crop areas must satisfy 0 < min <= max <= 1"),
+        ({"curriculum": "hard-first"}, "unknown curriculum 'hard-first'; valid: easy-to-hard"),
+        ({"difficulty_image_weight": 2.0}, "difficulty image weight must be in [0, 1]"),
+    ]:
         with pytest.raises(BuildError, match=msg.replace("[", r"\[").replace("]", r"\]")):
             build(cfg(tiny_kb, tmp_path / "o", **kw))
 
@@ -266,8 +278,10 @@ def test_curriculum_orders_rows_and_the_splits_partition_them(tiny_kb, tmp_path,
     assert max(len(p) for p in parts.values()) - min(len(p) for p in parts.values()) <= 1
     report = json.loads((out / "build_report.json").read_text())
     assert report["row_order"] == "easy-to-hard"
-    assert {k: v["rows"] for k, v in report["curriculum"]["splits"].items()} == \
-        {"train": len(train), **{k: len(v) for k, v in parts.items()}}
+    assert {k: v["rows"] for k, v in report["curriculum"]["splits"].items()} == {
+        "train": len(train),
+        **{k: len(v) for k, v in parts.items()},
+    }
     with pytest.raises(BuildError, match="no split 'validation'; it has train, easy, medium, hard"):
         load_built(out, "validation")
     if fmt == "arrow":
@@ -276,8 +290,9 @@ def test_curriculum_orders_rows_and_the_splits_partition_them(tiny_kb, tmp_path,
         dd = datasets.load_from_disk(str(out))
         assert isinstance(dd, datasets.DatasetDict) and list(dd) == ["train", "easy", "medium", "hard"]
         # a re-run is a no-op and a fresh build is byte-identical
-        assert build(cfg(tiny_kb, out, image_negative="region-noise", curriculum="easy-to-hard")).pairs_written \
-            == len(train)
+        assert build(cfg(tiny_kb, out, image_negative="region-noise", curriculum="easy-to-hard")).pairs_written == len(
+            train
+        )
         build(cfg(tiny_kb, tmp_path / "again", image_negative="region-noise", curriculum="easy-to-hard"))
         assert hashes(tmp_path / "again") == hashes(out)
 
@@ -363,19 +378,41 @@ def test_outline_marks_the_region_boundary():
 # ------------------------------------------------------------------------------------------------- CLI
 def test_cli_flags_and_usage_errors(tiny_kb, tmp_path):
     base = ["build", "--index", str(tiny_kb), "--gate", "lexical", "--top-k", "2", "--quiet"]
-    for flags, msg in [(["--image-negative", "blur"], "unknown image negative 'blur'"),
-                       (["--noise-schedule", "sqrt"], "unknown noise schedule 'sqrt'"),
-                       (["--noise-step", "5000"], "noise step must be an integer in [0, 999]"),
-                       (["--curriculum", "hard-first"], "unknown curriculum 'hard-first'")]:
+    for flags, msg in [
+        (["--image-negative", "blur"], "unknown image negative 'blur'"),
+        (["--noise-schedule", "sqrt"], "unknown noise schedule 'sqrt'"),
+        (["--noise-step", "5000"], "noise step must be an integer in [0, 999]"),
+        (["--curriculum", "hard-first"], "unknown curriculum 'hard-first'"),
+    ]:
         r = runner.invoke(app, base + flags + ["--out", str(tmp_path / "bad")])
         assert r.exit_code == 2 and msg in r.output, r.output
     out = tmp_path / "o"
-    r = runner.invoke(app, base + ["--image-negative", "region-noise", "--noise-step", "300", "--noise-schedule",
-                                   "cosine", "--curriculum", "easy-to-hard", "--max-samples", "16", "--out", str(out)])
+    r = runner.invoke(
+        app,
+        base
+        + [
+            "--image-negative",
+            "region-noise",
+            "--noise-step",
+            "300",
+            "--noise-schedule",
+            "cosine",
+            "--curriculum",
+            "easy-to-hard",
+            "--max-samples",
+            "16",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     saved = json.loads((out / "realign_build.json").read_text())
-    assert (saved["image_negative"], saved["noise_step"], saved["noise_schedule"], saved["curriculum"]) == \
-        ("region-noise", 300, "cosine", "easy-to-hard")
+    assert (saved["image_negative"], saved["noise_step"], saved["noise_schedule"], saved["curriculum"]) == (
+        "region-noise",
+        300,
+        "cosine",
+        "easy-to-hard",
+    )
     assert json.loads(load_built(out)[0]["negative_params"])["t"] == 300
     r = runner.invoke(app, ["inspect", str(out), "--split", "hard", "--html", str(tmp_path / "h.html"), "-n", "2"])
     assert r.exit_code == 0, r.output
@@ -390,8 +427,15 @@ def test_a_build_started_before_the_new_options_resumes(tiny_kb, tmp_path):
     res = build(cfg(tiny_kb, out, max_samples=8))
     work_cfg = out / ".realign-build" / "config.json"
     saved = json.loads(work_cfg.read_text())
-    for key in ("image_negative", "noise_step", "noise_schedule", "crop_min_area", "crop_max_area",
-                "difficulty_image_weight", "curriculum"):
+    for key in (
+        "image_negative",
+        "noise_step",
+        "noise_schedule",
+        "crop_min_area",
+        "crop_max_area",
+        "difficulty_image_weight",
+        "curriculum",
+    ):
         saved["config"].pop(key)
     work_cfg.write_text(json.dumps(saved))
     assert build(cfg(tiny_kb, out, max_samples=8)).pairs_written == res.pairs_written

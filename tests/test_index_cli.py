@@ -29,8 +29,23 @@ def home(tmp_path, monkeypatch):
 
 
 def build_args(corpus, ckpt, *extra):
-    return ["index", "build", "--source", "coco", "--root", str(corpus), "--model", "realign-tiny-clip",
-            "--pretrained", str(ckpt), "--num-workers", "0", "--batch-size", "8", *extra]
+    return [
+        "index",
+        "build",
+        "--source",
+        "coco",
+        "--root",
+        str(corpus),
+        "--model",
+        "realign-tiny-clip",
+        "--pretrained",
+        str(ckpt),
+        "--num-workers",
+        "0",
+        "--batch-size",
+        "8",
+        *extra,
+    ]
 
 
 def test_build_info_search_list(home, sample_corpus, tiny_open_clip):
@@ -66,14 +81,17 @@ def test_build_info_search_list(home, sample_corpus, tiny_open_clip):
     assert r.exit_code == 0 and "(0 this run, 3 of 3 shards resumed)" in r.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["index", "build", "--source", "coco", "--root", "/nonexistent", "--name", "x"], "does not exist"),
-    (["index", "build", "--source", "tar", "--root", ".", "--name", "x"], "unknown corpus source"),
-    (["index", "build", "--source", "coco", "--root", "."], "exactly one of --name"),
-    (["index", "search", "--name", "missing", "--text", "a"], "no finished knowledge base"),
-    (["index", "info", "missing"], "no finished knowledge base"),
-    (["index", "search", "--name", "missing"], "exactly one of --image"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["index", "build", "--source", "coco", "--root", "/nonexistent", "--name", "x"], "does not exist"),
+        (["index", "build", "--source", "tar", "--root", ".", "--name", "x"], "unknown corpus source"),
+        (["index", "build", "--source", "coco", "--root", "."], "exactly one of --name"),
+        (["index", "search", "--name", "missing", "--text", "a"], "no finished knowledge base"),
+        (["index", "info", "missing"], "no finished knowledge base"),
+        (["index", "search", "--name", "missing"], "exactly one of --image"),
+    ],
+)
 def test_bad_input_is_one_sentence_and_exit_2(home, args, message):
     r = runner.invoke(app, args)
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output

@@ -27,7 +27,7 @@ def write_shards(folder: Path, x: np.ndarray, rows: int, dtype=np.float16) -> li
     paths = []
     for i, s in enumerate(range(0, len(x), rows)):
         paths.append(folder / f"shard-{i:05d}.npy")
-        np.save(paths[-1], x[s:s + rows].astype(dtype))
+        np.save(paths[-1], x[s : s + rows].astype(dtype))
     return paths
 
 
@@ -71,8 +71,9 @@ def test_reranking_from_disk_rescores_exactly(shards):
     coarse = recall_at_k(base.search(q, 10)[1], truth, 10)
     scores, rows = ShardReranker(base, v, k_factor=64).search(q, 10)
     assert recall_at_k(rows, truth, 10) >= 0.99 > coarse
-    np.testing.assert_allclose(scores[:, 0], (v.take(rows[:, 0]) * q / np.linalg.norm(q, axis=1,
-                               keepdims=True)).sum(1), rtol=1e-4)
+    np.testing.assert_allclose(
+        scores[:, 0], (v.take(rows[:, 0]) * q / np.linalg.norm(q, axis=1, keepdims=True)).sum(1), rtol=1e-4
+    )
 
 
 def test_a_tight_budget_keeps_floats_on_disk_and_reranks_from_there(shards):
@@ -121,8 +122,13 @@ def test_build_peak_rss_stays_within_the_budget(tmp_path):
         z = (rng.normal(size=(10_000, 16)) * (np.arange(16) + 1.0) ** -0.5) @ basis.T
         paths += write_shards(tmp_path / f"s{i}", (z + 0.05 * rng.normal(size=z.shape)).astype(np.float32), 10_000)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(budget), *map(str, paths)], env=env,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, str(budget), *map(str, paths)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     info = out["info"]

@@ -27,8 +27,11 @@ def later(seconds: float, fn) -> threading.Thread:
 def test_the_barrier_waits_for_every_marker_and_names_the_missing_ones(tmp_path):
     r0, r1 = job(tmp_path, 0), job(tmp_path, 1)
     r0.complete(0, {}), r0.complete(2, {})
-    with pytest.raises(WaitTimeout, match=r"2 unit\(s\) of rank\(s\) 1 \(units 1, 3\) under .*units: is every one of "
-                                          r"the 2 processes running"):
+    with pytest.raises(
+        WaitTimeout,
+        match=r"2 unit\(s\) of rank\(s\) 1 \(units 1, 3\) under .*units: is every one of "
+        r"the 2 processes running",
+    ):
         r0.barrier(4, timeout=0.3, poll=0.05)
     t = later(0.2, lambda: (r1.complete(1, {}), r1.complete(3, {})))
     r0.barrier(4, timeout=30, poll=0.05)
@@ -44,8 +47,9 @@ def test_a_wait_that_keeps_moving_never_times_out(tmp_path):
         return count["n"]
 
     start = time.monotonic()
-    wait_until(lambda: time.monotonic() - start > 0.5, timeout=0.1, message=lambda: "stuck", progress=progress,
-               poll=0.02)
+    wait_until(
+        lambda: time.monotonic() - start > 0.5, timeout=0.1, message=lambda: "stuck", progress=progress, poll=0.02
+    )
     with pytest.raises(WaitTimeout, match="stuck"):
         wait_until(lambda: False, timeout=0.1, message=lambda: "stuck", poll=0.02)
 

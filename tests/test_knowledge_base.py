@@ -23,8 +23,16 @@ from realign_data.kb.knowledge_base_build import build_knowledge_base
 def kb_dir(tmp_path_factory, sample_corpus, tiny_open_clip):
     name, ckpt = tiny_open_clip
     out = tmp_path_factory.mktemp("kb") / "sample"
-    report = build_knowledge_base(open_source("coco", sample_corpus), out, model=name, pretrained=str(ckpt),
-                                  shard_size=16, num_workers=0, batch_size=8, progress=False)
+    report = build_knowledge_base(
+        open_source("coco", sample_corpus),
+        out,
+        model=name,
+        pretrained=str(ckpt),
+        shard_size=16,
+        num_workers=0,
+        batch_size=8,
+        progress=False,
+    )
     assert report.count == 40 and report.num_shards == 3 and report.index_built and not report.skipped
     return out
 
@@ -137,8 +145,9 @@ def test_an_index_reranked_from_disk_answers_like_exact_search(kb_dir, kb, tmp_p
     assert disk.index.k_factor == 8 and faiss.extract_index_ivf(disk.index.index).nprobe == 2
     got, want = disk.search(kb.ids[:6], k=4, kind="id"), kb.search(kb.ids[:6], k=4, kind="id")  # all re-scored
     assert [[h.id for h in hits] for hits in got] == [[h.id for h in hits] for hits in want]
-    np.testing.assert_allclose([[h.score for h in hits] for hits in got], [[h.score for h in hits] for hits in want],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        [[h.score for h in hits] for hits in got], [[h.score for h in hits] for hits in want], rtol=1e-5
+    )
 
 
 def test_named_indexes(kb_dir, tmp_path, monkeypatch):
@@ -158,21 +167,24 @@ def test_bad_files_are_skipped_and_listed(tmp_path, tiny_open_clip):
 
     name, ckpt = tiny_open_clip
     src = FolderSource(make_bad_folder(tmp_path / "imgs"))
-    rep = build_knowledge_base(src, tmp_path / "kb", model=name, pretrained=str(ckpt), num_workers=0,
-                               shard_size=4, progress=False)
+    rep = build_knowledge_base(
+        src, tmp_path / "kb", model=name, pretrained=str(ckpt), num_workers=0, shard_size=4, progress=False
+    )
     assert rep.count == 6
     assert sorted(i for i, _ in rep.skipped) == ["empty.jpg", "pixel.png", "text.jpg", "truncated.jpg"]
     m = json.loads((tmp_path / "kb" / "manifest.json").read_text())
     assert m["num_skipped"] == 4
     # different embedding arguments into the same directory: one clear error, nothing mixed
     with pytest.raises(KnowledgeBaseError, match="different min_side"):
-        build_knowledge_base(src, tmp_path / "kb", model=name, pretrained=str(ckpt), shard_size=4, min_side=1,
-                             progress=False)
+        build_knowledge_base(
+            src, tmp_path / "kb", model=name, pretrained=str(ckpt), shard_size=4, min_side=1, progress=False
+        )
     with pytest.raises(KnowledgeBaseError, match="different"):
         build_knowledge_base(src, tmp_path / "kb", model=name, pretrained="none", shard_size=4, progress=False)
     # changed index options rebuild the index from the shards, no re-embedding
-    rep2 = build_knowledge_base(src, tmp_path / "kb", model=name, pretrained=str(ckpt), shard_size=4,
-                                index_type="HNSW8,Flat", progress=False)
+    rep2 = build_knowledge_base(
+        src, tmp_path / "kb", model=name, pretrained=str(ckpt), shard_size=4, index_type="HNSW8,Flat", progress=False
+    )
     assert rep2.embedded_now == 0 and rep2.factory == "HNSW8,Flat" and rep2.count == 6
 
 
@@ -181,11 +193,20 @@ def test_hf_streaming_source_builds(tmp_path, tiny_open_clip):
     from PIL import Image
 
     name, ckpt = tiny_open_clip
-    ds = datasets.Dataset.from_dict({"image": [Image.new("RGB", (20, 20), (i * 20, 50, 90)) for i in range(12)]},
-                                    features=datasets.Features({"image": datasets.Image()}))
+    ds = datasets.Dataset.from_dict(
+        {"image": [Image.new("RGB", (20, 20), (i * 20, 50, 90)) for i in range(12)]},
+        features=datasets.Features({"image": datasets.Image()}),
+    )
     ds.save_to_disk(str(tmp_path / "ds"))
-    rep = build_knowledge_base(HFSource(str(tmp_path / "ds"), streaming=True), tmp_path / "kb", model=name,
-                               pretrained=str(ckpt), shard_size=5, num_workers=0, progress=False)
+    rep = build_knowledge_base(
+        HFSource(str(tmp_path / "ds"), streaming=True),
+        tmp_path / "kb",
+        model=name,
+        pretrained=str(ckpt),
+        shard_size=5,
+        num_workers=0,
+        progress=False,
+    )
     assert rep.count == 12 and rep.num_shards == 3
     kb = KnowledgeBase.load(tmp_path / "kb")
     assert kb.ids[0] == "train/0" and kb.load_image("train/7").getpixel((0, 0))[0] in range(135, 146)
@@ -194,19 +215,23 @@ def test_hf_streaming_source_builds(tmp_path, tiny_open_clip):
 
 def test_bad_index_options(tmp_path, sample_corpus):
     with pytest.raises(KnowledgeBaseError, match="not a valid FAISS factory"):
-        build_knowledge_base(open_source("coco", sample_corpus), tmp_path / "x", index_type="IVFbogus",
-                             progress=False)
+        build_knowledge_base(open_source("coco", sample_corpus), tmp_path / "x", index_type="IVFbogus", progress=False)
     with pytest.raises(KnowledgeBaseError, match="memory budget"):
-        build_knowledge_base(open_source("coco", sample_corpus), tmp_path / "x", memory_budget="lots",
-                             progress=False)
+        build_knowledge_base(open_source("coco", sample_corpus), tmp_path / "x", memory_budget="lots", progress=False)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "file.txt").write_text("x")
     with pytest.raises(KnowledgeBaseError, match="not a knowledge base directory"):
-        build_knowledge_base(open_source("coco", sample_corpus), tmp_path / "busy", pretrained="none",
-                             model="realign-tiny-clip", progress=False)
+        build_knowledge_base(
+            open_source("coco", sample_corpus),
+            tmp_path / "busy",
+            pretrained="none",
+            model="realign-tiny-clip",
+            progress=False,
+        )
 
 
 # ------------------------------------------------------------------------------ index choice & tuning
+
 
 def test_auto_index_candidates_by_size_and_memory():
     fams = lambda cs: [(c.family, c.rerank, c.status) for c in cs]  # noqa: E731
@@ -262,15 +287,40 @@ def test_recall_tuning_reaches_target_on_clustered_data():
 
 # ------------------------------------------------------------------------------------------- scale-out
 
+
 @pytest.mark.slow
 def test_two_process_torchrun_build_equals_single(tmp_path, sample_corpus, tiny_open_clip, kb_dir):
     name, ckpt = tiny_open_clip
     out = tmp_path / "kb2"
     env = dict(os.environ, OMP_NUM_THREADS="1", REALIGN_HOME=str(tmp_path))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(Path(__file__).parent / "support" / "realign_cli.py"), "index", "build", "--source", "coco", "--root", str(sample_corpus),
-           "--out", str(out), "--model", name, "--pretrained", str(ckpt), "--shard-size", "16",
-           "--num-workers", "0", "--batch-size", "8", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(Path(__file__).parent / "support" / "realign_cli.py"),
+        "index",
+        "build",
+        "--source",
+        "coco",
+        "--root",
+        str(sample_corpus),
+        "--out",
+        str(out),
+        "--model",
+        name,
+        "--pretrained",
+        str(ckpt),
+        "--shard-size",
+        "16",
+        "--num-workers",
+        "0",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = KnowledgeBase.load(out), KnowledgeBase.load(kb_dir)

@@ -22,11 +22,16 @@ def test_masks_every_kind_with_offsets():
     text = "Two red apples to the left of a blue car."
     r = mask_response(text)
     assert r.masked == "[COUNT] [COLOR] [OBJECT] [RELATION] a [COLOR] [OBJECT]."
-    assert [(s.kind, s.value) for s in r.spans] == [("count", 2), ("color", "red"), ("object", "apple"),
-                                                   ("relation", "to the left of"), ("color", "blue"),
-                                                   ("object", "car")]
+    assert [(s.kind, s.value) for s in r.spans] == [
+        ("count", 2),
+        ("color", "red"),
+        ("object", "apple"),
+        ("relation", "to the left of"),
+        ("color", "blue"),
+        ("object", "car"),
+    ]
     for s in r.spans:
-        assert text[s.start:s.end] == s.text
+        assert text[s.start : s.end] == s.text
     assert r.spans[2].plural and not r.spans[5].plural
     assert r.objects() == {"apple", "car"}
 
@@ -34,20 +39,39 @@ def test_masks_every_kind_with_offsets():
 def test_coco_80_categories_synonyms_and_plurals():
     assert len(COCO_CATEGORIES) == 80
     assert kinds("A man and three kittens near a sofa.") == [
-        ("object", "man", "person"), ("count", "three", 3), ("object", "kittens", "cat"),
-        ("relation", "near", "near"), ("object", "sofa", "couch")]
-    assert [s.value for s in find_visual_facts("people, knives, buses, teddy bears, hot dogs, a cell phone")] == \
-        ["person", "knife", "bus", "teddy bear", "hot dog", "cell phone"]
+        ("object", "man", "person"),
+        ("count", "three", 3),
+        ("object", "kittens", "cat"),
+        ("relation", "near", "near"),
+        ("object", "sofa", "couch"),
+    ]
+    assert [s.value for s in find_visual_facts("people, knives, buses, teddy bears, hot dogs, a cell phone")] == [
+        "person",
+        "knife",
+        "bus",
+        "teddy bear",
+        "hot dog",
+        "cell phone",
+    ]
     assert pluralize("knife") == "knives" and pluralize("bus") == "buses" and pluralize("Cup") == "Cups"
     assert pluralize("giraffe") == "giraffes"
-    assert kinds("Two giraffes in a field.") == [("count", "Two", 2), ("object", "giraffes", "giraffe"),
-                                                ("relation", "in", "in"), ("scene", "field", "field")]  # #14
+    assert kinds("Two giraffes in a field.") == [
+        ("count", "Two", 2),
+        ("object", "giraffes", "giraffe"),
+        ("relation", "in", "in"),
+        ("scene", "field", "field"),
+    ]  # #14
 
 
 def test_attributes_counts_and_relations():
     assert kinds("A large wooden table with 3 cups on top of it.") == [
-        ("size", "large", "large"), ("material", "wooden", "wooden"), ("object", "table", "dining table"),
-        ("count", "3", 3), ("object", "cups", "cup"), ("relation", "on top of", "on top of")]
+        ("size", "large", "large"),
+        ("material", "wooden", "wooden"),
+        ("object", "table", "dining table"),
+        ("count", "3", 3),
+        ("object", "cups", "cup"),
+        ("relation", "on top of", "on top of"),
+    ]
     assert ("relation", "on top of", "on top of") in kinds("A cat on top of a red car.")
     assert ("relation", "behind", "behind") in kinds("A dog sits behind the bench.")
     assert ("relation", "next to", "next to") in kinds("A bus next to a bicycle.")
@@ -87,14 +111,17 @@ def test_deterministic():
     assert mask_response(text).to_dict() == mask_response(text).to_dict()
 
 
-@pytest.mark.parametrize("text, reading", [
-    ("An orange cat.", "color"),
-    ("An orange and a banana.", "object"),          # a conjunction and a determiner: a new noun phrase
-    ("An orange and two women.", "object"),
-    ("I can see an apple, an orange and a traffic light.", "object"),
-    ("Orange juice in a glass.", "object"),          # a food head: the fruit
-    ("Orange and white cups.", "color"),             # a coordinated colour still modifies the noun
-])
+@pytest.mark.parametrize(
+    "text, reading",
+    [
+        ("An orange cat.", "color"),
+        ("An orange and a banana.", "object"),  # a conjunction and a determiner: a new noun phrase
+        ("An orange and two women.", "object"),
+        ("I can see an apple, an orange and a traffic light.", "object"),
+        ("Orange juice in a glass.", "object"),  # a food head: the fruit
+        ("Orange and white cups.", "color"),  # a coordinated colour still modifies the noun
+    ],
+)
 def test_orange_is_a_colour_only_when_it_modifies_the_next_noun(text, reading):
     """Issue 23: "orange" followed by "and a ..." was read as a colour, losing the fruit."""
     assert [kind for kind, word, _ in kinds(text) if word.lower() == "orange"] == [reading]

@@ -15,8 +15,22 @@ import pytest
 from realign_data._moved import MOVED, new_name
 
 ROOT = Path(__file__).resolve().parent.parent
-PLAUSIBLE = ["tiny_models", "knowledge_base", "corpus", "pope", "config", "hub", "output", "sample", "encoder",
-             "fillers", "fillers.base", "exports", "masking", "seeds"]
+PLAUSIBLE = [
+    "tiny_models",
+    "knowledge_base",
+    "corpus",
+    "pope",
+    "config",
+    "hub",
+    "output",
+    "sample",
+    "encoder",
+    "fillers",
+    "fillers.base",
+    "exports",
+    "masking",
+    "seeds",
+]
 
 
 @pytest.mark.parametrize("old", PLAUSIBLE)
@@ -42,8 +56,9 @@ def test_from_old_path_gives_the_same_object():
 
 
 def test_every_new_path_exists():
-    missing = [f"{old} -> {new}" for old, new in MOVED.items()
-               if importlib.util.find_spec(f"realign_data.{new}") is None]
+    missing = [
+        f"{old} -> {new}" for old, new in MOVED.items() if importlib.util.find_spec(f"realign_data.{new}") is None
+    ]
     assert not missing
 
 
@@ -56,12 +71,14 @@ def test_unmoved_and_unknown_paths_are_not_aliased():
 
 def test_public_api_is_unchanged_and_warns_nothing():
     """``from realign_data import build, merge, ...`` gives the functions, without a DeprecationWarning."""
-    code = ("import warnings; warnings.simplefilter('error')\n"
-            "import realign_data\n"
-            "from realign_data import build, merge, export, BuildConfig, KnowledgeBase, load_pope, run_demo\n"
-            "assert callable(build) and callable(merge) and callable(export), (build, merge, export)\n"
-            "assert sorted(realign_data.__all__) == realign_data.__all__\n"
-            "for name in realign_data.__all__: getattr(realign_data, name)\n")
+    code = (
+        "import warnings; warnings.simplefilter('error')\n"
+        "import realign_data\n"
+        "from realign_data import build, merge, export, BuildConfig, KnowledgeBase, load_pope, run_demo\n"
+        "assert callable(build) and callable(merge) and callable(export), (build, merge, export)\n"
+        "assert sorted(realign_data.__all__) == realign_data.__all__\n"
+        "for name in realign_data.__all__: getattr(realign_data, name)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
 
@@ -69,8 +86,13 @@ def test_public_api_is_unchanged_and_warns_nothing():
 def test_a_warning_points_at_the_importer(tmp_path):
     (tmp_path / "user_code.py").write_text("import realign_data.pope\n")
     code = "import warnings; warnings.simplefilter('always'); import user_code"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},
+    )
     assert "user_code.py:1: DeprecationWarning: realign_data.pope moved to realign_data.evalsets.pope" in out.stderr
 
 

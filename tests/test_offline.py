@@ -55,9 +55,24 @@ def test_offline_build_without_kb_pretrained_none_fails_at_once_in_one_sentence(
         env.pop("HF_HUB_OFFLINE", None)
         env["HF_ENDPOINT"] = f"http://127.0.0.1:{_closed_port()}"
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", "from realign_data.cli import main; main()", "build", "--index",
-                           str(tmp_path / "index"), "--coco-root", str(sample_corpus), "--out", str(tmp_path / "ds")],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from realign_data.cli import main; main()",
+            "build",
+            "--index",
+            str(tmp_path / "index"),
+            "--coco-root",
+            str(sample_corpus),
+            "--out",
+            str(tmp_path / "ds"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     elapsed = time.monotonic() - start
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert elapsed < 10, elapsed

@@ -106,8 +106,25 @@ def test_samplings_give_their_kind_of_negative(sample_corpus):
 def test_same_seed_same_question_set_on_disk(sample_corpus, tmp_path):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     for out, seed in ((a, 1), (b, 1), (c, 2)):
-        r = subprocess.run(CLI + ["pope", "--coco-root", str(sample_corpus), "--num-images", "10", "--min-objects",
-                                  "1", "--seed", str(seed), "--out", str(out), "-q"], capture_output=True, text=True)
+        r = subprocess.run(
+            CLI
+            + [
+                "pope",
+                "--coco-root",
+                str(sample_corpus),
+                "--num-images",
+                "10",
+                "--min-objects",
+                "1",
+                "--seed",
+                str(seed),
+                "--out",
+                str(out),
+                "-q",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stderr
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
@@ -117,11 +134,16 @@ def test_same_seed_same_question_set_on_disk(sample_corpus, tmp_path):
     assert _rows(load_from_disk(str(a))) != _rows(load_from_disk(str(c)))
     config = json.loads((a / "realign_build.json").read_text())
     assert config["benchmark"] == "pope" and config["seed"] == 1 and config["split"] == "train2014"
-    assert json.loads((a / "build_report.json").read_text())["questions"]["random"] == \
-        len(load_from_disk(str(a))["random"])
+    assert json.loads((a / "build_report.json").read_text())["questions"]["random"] == len(
+        load_from_disk(str(a))["random"]
+    )
     # a re-run replaces the question set (never appends)
-    r = subprocess.run(CLI + ["pope", "--coco-root", str(sample_corpus), "--num-images", "4", "--min-objects", "1",
-                              "--out", str(a), "-q"], capture_output=True, text=True)
+    r = subprocess.run(
+        CLI
+        + ["pope", "--coco-root", str(sample_corpus), "--num-images", "4", "--min-objects", "1", "--out", str(a), "-q"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and len(set(load_from_disk(str(a))["random"]["image_id"])) == 4
 
 
@@ -137,8 +159,9 @@ def test_corpus_without_instances_is_refused_in_one_sentence(sample_corpus, tmp_
     corpus = tmp_path / "no_instances"
     shutil.copytree(sample_corpus, corpus)
     (corpus / "annotations" / "instances_train2014.json").unlink()
-    r = subprocess.run(CLI + ["pope", "--coco-root", str(corpus), "--out", str(tmp_path / "out")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        CLI + ["pope", "--coco-root", str(corpus), "--out", str(tmp_path / "out")], capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert "has no instance annotations" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -152,13 +175,19 @@ def test_corpus_without_instances_is_refused_in_one_sentence(sample_corpus, tmp_
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--num-images", "0"], "--num-images must be at least 1"),
-    (["--samplings", "random,bogus"], "unknown POPE sampling bogus"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--num-images", "0"], "--num-images must be at least 1"),
+        (["--samplings", "random,bogus"], "unknown POPE sampling bogus"),
+    ],
+)
 def test_bad_options_are_usage_errors(sample_corpus, tmp_path, args, message):
-    r = subprocess.run(CLI + ["pope", "--coco-root", str(sample_corpus), "--out", str(tmp_path / "o"), *args],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        CLI + ["pope", "--coco-root", str(sample_corpus), "--out", str(tmp_path / "o"), *args],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
 
 
@@ -172,15 +201,22 @@ def test_push_and_load_from_the_hub_like_any_built_dataset(sample_corpus, tmp_pa
     build_pope(sample_corpus, out, num_images=5, min_objects=1, seed=0)
     with HubServer(tmp_path / "hub", token="hf_test") as hub:
         env = hub.client_env(tmp_path / "hf_home")
-        r = subprocess.run(CLI + ["push", str(out), "tester/pope", "-q"], env=env, capture_output=True, text=True,
-                           timeout=180)
+        r = subprocess.run(
+            CLI + ["push", str(out), "tester/pope", "-q"], env=env, capture_output=True, text=True, timeout=180
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         assert "random: " in r.stdout and "adversarial: " in r.stdout
         files = hub.list_files("tester/pope")
         assert {"data/realign_build.json", "data/build_report.json", "README.md"} <= set(files)
         card = hub.read_file("tester/pope", "README.md").decode()
-        for needle in ("POPE question set", "- pope", "license: cc0-1.0", "realign-trl eval --model",
-                       "li2023pope", "<!-- realign:end -->"):
+        for needle in (
+            "POPE question set",
+            "- pope",
+            "license: cc0-1.0",
+            "realign-trl eval --model",
+            "li2023pope",
+            "<!-- realign:end -->",
+        ):
             assert needle in card, needle
         assert "dual-preference" not in card and "rdpo" not in card
         code = textwrap.dedent("""

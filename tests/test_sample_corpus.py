@@ -95,10 +95,13 @@ def test_cli_sample_writes_corpus(tmp_path):
     assert len(list((tmp_path / "corpus" / "train2014").glob("*.jpg"))) == 5
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--num-images", "0"], "--num-images must be at least 1"),
-    (["--out", "/proc/cannot/write/here"], "cannot write to output directory"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--num-images", "0"], "--num-images must be at least 1"),
+        (["--out", "/proc/cannot/write/here"], "cannot write to output directory"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_one_sentence(tmp_path, args, message):
     base = ["sample", "--out", str(tmp_path / "x")]
     result = _cli(*base, *args)
@@ -112,7 +115,15 @@ def test_cli_help_needs_no_heavy_imports():
     result = _cli("--help")
     assert result.returncode == 0 and "sample" in result.stdout
     # Not a benchmark: a guard that no heavy library (torch, faiss, transformers) is imported at start-up.
-    imported = subprocess.run([sys.executable, "-c", "import sys, realign_data.cli; "
-                               "print(','.join(m for m in ('torch','faiss','transformers','open_clip','datasets') "
-                               "if m in sys.modules))"], capture_output=True, text=True)
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, realign_data.cli; "
+            "print(','.join(m for m in ('torch','faiss','transformers','open_clip','datasets') "
+            "if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert imported.stdout.strip() == "", f"heavy imports at CLI start-up: {imported.stdout}"

@@ -44,9 +44,18 @@ def _load(root: Path, split: str):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    return make_sample_corpus(tmp_path_factory.mktemp("world") / "w", num_images=150, seed=5, width=48, height=48,
-                              cooccurrence=0.9, heldout=30, min_visible=0.4, complete_caption=True,
-                              world_backgrounds=True)
+    return make_sample_corpus(
+        tmp_path_factory.mktemp("world") / "w",
+        num_images=150,
+        seed=5,
+        width=48,
+        height=48,
+        cooccurrence=0.9,
+        heldout=30,
+        min_visible=0.4,
+        complete_caption=True,
+        world_backgrounds=True,
+    )
 
 
 def test_defaults_are_byte_identical_to_the_corpus_before_world_options(tmp_path):
@@ -59,8 +68,7 @@ def test_cooccurrence_prior_has_the_documented_strength(world, tmp_path):
         return sum(hit for _, hit in pairs) / len(pairs)
 
     _, objects, _ = _load(world, "train2014")
-    _, uniform, _ = _load(make_sample_corpus(tmp_path / "u", num_images=150, seed=5, width=48, height=48),
-                          "train2014")
+    _, uniform, _ = _load(make_sample_corpus(tmp_path / "u", num_images=150, seed=5, width=48, height=48), "train2014")
     assert partner_share(objects) > 0.75  # 0.9, less the partners hidden by occlusion
     assert partner_share(uniform) < 0.35
     assert len(COOCCURRING_PAIRS) == 6 and all(PARTNER[b] == a for a, b in COOCCURRING_PAIRS)
@@ -97,8 +105,15 @@ def test_backgrounds_are_recorded_and_no_coco_category(world):
 
 def test_min_visible_drops_hidden_instances(tmp_path):
     def annotated(min_visible):
-        root = make_sample_corpus(tmp_path / str(min_visible), num_images=40, seed=2, width=48, height=48,
-                                  min_visible=min_visible, cooccurrence=0.9)
+        root = make_sample_corpus(
+            tmp_path / str(min_visible),
+            num_images=40,
+            seed=2,
+            width=48,
+            height=48,
+            min_visible=min_visible,
+            cooccurrence=0.9,
+        )
         return sum(sum(c.values()) for c in _load(root, "train2014")[1].values())
 
     assert annotated(0.9) < annotated(0.3) <= annotated(0.0)
@@ -106,16 +121,34 @@ def test_min_visible_drops_hidden_instances(tmp_path):
 
 def test_cli_world_flags_and_errors(tmp_path):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "realign_data.cli", "sample", *args], capture_output=True,
-                              text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "realign_data.cli", "sample", *args], capture_output=True, text=True
+        )
 
-    ok = cli("--out", str(tmp_path / "c"), "--num-images", "4", "--width", "40", "--height", "40", "--heldout", "2",
-             "--cooccurrence", "0.5", "--complete-caption", "-q")
+    ok = cli(
+        "--out",
+        str(tmp_path / "c"),
+        "--num-images",
+        "4",
+        "--width",
+        "40",
+        "--height",
+        "40",
+        "--heldout",
+        "2",
+        "--cooccurrence",
+        "0.5",
+        "--complete-caption",
+        "-q",
+    )
     assert ok.returncode == 0, ok.stderr
     held = json.loads((tmp_path / "c" / "annotations" / "instances_val2014.json").read_text())
     assert [(im["width"], im["height"]) for im in held["images"]] == [(40, 40)] * 2
-    for bad, words in ((["--cooccurrence", "1.5"], "--cooccurrence"), (["--min-visible", "1"], "--min-visible"),
-                       (["--heldout", "2", "--heldout-split", "train2014"], "held-out split")):
+    for bad, words in (
+        (["--cooccurrence", "1.5"], "--cooccurrence"),
+        (["--min-visible", "1"], "--min-visible"),
+        (["--heldout", "2", "--heldout-split", "train2014"], "held-out split"),
+    ):
         r = cli("--out", str(tmp_path / "bad"), *bad)
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
     with pytest.raises(SampleCorpusError):
@@ -123,8 +156,9 @@ def test_cli_world_flags_and_errors(tmp_path):
 
 
 def test_partners_option_draws_other_pairs_and_records_them(tmp_path):
-    root = make_sample_corpus(tmp_path / "p", num_images=150, seed=5, width=48, height=48, cooccurrence=0.9,
-                              partners="car-dog,cup-clock")
+    root = make_sample_corpus(
+        tmp_path / "p", num_images=150, seed=5, width=48, height=48, cooccurrence=0.9, partners="car-dog,cup-clock"
+    )
     instances, objects, _ = _load(root, "train2014")
     assert instances["info"]["world"] == {"cooccurrence": 0.9, "partners": [["car", "dog"], ["cup", "clock"]]}
     with_car = [cats for cats in objects.values() if "car" in cats]
@@ -133,9 +167,14 @@ def test_partners_option_draws_other_pairs_and_records_them(tmp_path):
     assert sum("dog" in cats for cats in with_cat) / len(with_cat) < 0.5  # cat-dog is no pair in this world
 
 
-@pytest.mark.parametrize("partners, message", [("car-car", "two different categories"),
-                                                ("car-spaceship", "two different categories"),
-                                                ("car-bus,bus-cat", "'bus' in two pairs")])
+@pytest.mark.parametrize(
+    "partners, message",
+    [
+        ("car-car", "two different categories"),
+        ("car-spaceship", "two different categories"),
+        ("car-bus,bus-cat", "'bus' in two pairs"),
+    ],
+)
 def test_bad_partners_are_one_sentence(tmp_path, partners, message):
     with pytest.raises(SampleCorpusError, match=message):
         make_sample_corpus(tmp_path / "bad", num_images=4, seed=0, cooccurrence=0.5, partners=partners)
@@ -143,11 +182,30 @@ def test_bad_partners_are_one_sentence(tmp_path, partners, message):
 
 def test_partners_on_the_command_line(tmp_path):
     out = tmp_path / "cli"
-    run = subprocess.run([sys.executable, "-m", "realign_data.cli", "sample", "--out", str(out), "--num-images", "6",
-                          "--cooccurrence", "0.5", "--partners", "apple-umbrella"], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "realign_data.cli",
+            "sample",
+            "--out",
+            str(out),
+            "--num-images",
+            "6",
+            "--cooccurrence",
+            "0.5",
+            "--partners",
+            "apple-umbrella",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     info = json.loads((out / "annotations" / "instances_train2014.json").read_text())["info"]
     assert info["world"]["partners"] == [["apple", "umbrella"]]
-    bad = subprocess.run([sys.executable, "-m", "realign_data.cli", "sample", "--out", str(tmp_path / "b"),
-                          "--partners", "apple"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "realign_data.cli", "sample", "--out", str(tmp_path / "b"), "--partners", "apple"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "--partners takes pairs" in bad.stderr and "Traceback" not in bad.stderr

@@ -39,12 +39,17 @@ def test_choose_caption():
 
 
 def test_jsonl_seeds_with_column_mapping(tmp_path, sample_corpus):
-    rows = [{"img": f"train2014/{p.name}", "q": "What is here?", "a": "A red apple."}
-            for p in sorted((sample_corpus / "train2014").iterdir())[:3]]
+    rows = [
+        {"img": f"train2014/{p.name}", "q": "What is here?", "a": "A red apple."}
+        for p in sorted((sample_corpus / "train2014").iterdir())[:3]
+    ]
     path = tmp_path / "seeds.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    seeds = list(dataset_seeds(str(path), image_column="img", instruction_column="q", chosen_column="a",
-                               image_root=sample_corpus))
+    seeds = list(
+        dataset_seeds(
+            str(path), image_column="img", instruction_column="q", chosen_column="a", image_root=sample_corpus
+        )
+    )
     assert [s.chosen for s in seeds] == ["A red apple."] * 3
     assert seeds[0].read_image_bytes()[:2] == b"\xff\xd8"
 
@@ -63,20 +68,32 @@ def test_save_to_disk_with_image_feature_and_conversational_text(tmp_path):
     import datasets
     from PIL import Image
 
-    ds = datasets.Dataset.from_dict({
-        "images": [[Image.new("RGB", (8, 8), "red")]],
-        "prompt": [[{"role": "user", "content": [{"type": "image", "text": None},
-                                                 {"type": "text", "text": "Describe."}]}]],
-        "chosen": [[{"role": "assistant", "content": [{"type": "text", "text": "A red square."}]}]],
-    }, features=datasets.Features({
-        "images": datasets.List(datasets.Image()),
-        "prompt": datasets.List({"role": datasets.Value("string"),
-                                 "content": datasets.List({"type": datasets.Value("string"),
-                                                           "text": datasets.Value("string")})}),
-        "chosen": datasets.List({"role": datasets.Value("string"),
-                                 "content": datasets.List({"type": datasets.Value("string"),
-                                                           "text": datasets.Value("string")})}),
-    }))
+    ds = datasets.Dataset.from_dict(
+        {
+            "images": [[Image.new("RGB", (8, 8), "red")]],
+            "prompt": [
+                [{"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "Describe."}]}]
+            ],
+            "chosen": [[{"role": "assistant", "content": [{"type": "text", "text": "A red square."}]}]],
+        },
+        features=datasets.Features(
+            {
+                "images": datasets.List(datasets.Image()),
+                "prompt": datasets.List(
+                    {
+                        "role": datasets.Value("string"),
+                        "content": datasets.List({"type": datasets.Value("string"), "text": datasets.Value("string")}),
+                    }
+                ),
+                "chosen": datasets.List(
+                    {
+                        "role": datasets.Value("string"),
+                        "content": datasets.List({"type": datasets.Value("string"), "text": datasets.Value("string")}),
+                    }
+                ),
+            }
+        ),
+    )
     ds.save_to_disk(str(tmp_path / "ds"))
     (s,) = list(dataset_seeds(str(tmp_path / "ds")))
     assert s.instruction == "Describe." and s.chosen == "A red square."

@@ -20,15 +20,19 @@ COLOURS = ["gray", "brown", "pink", "white", "blue", "green", "red", "yellow"]
 
 def captions(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
-    return [f"There is a {rng.choice(COLOURS)} {rng.choice(OBJECTS)} and two {rng.choice(COLOURS)} "
-            f"{rng.choice(OBJECTS)}s on the {rng.choice(['grass', 'floor', 'sand'])}." for _ in range(n)]
+    return [
+        f"There is a {rng.choice(COLOURS)} {rng.choice(OBJECTS)} and two {rng.choice(COLOURS)} "
+        f"{rng.choice(OBJECTS)}s on the {rng.choice(['grass', 'floor', 'sand'])}."
+        for _ in range(n)
+    ]
 
 
 def cued(n: int = 200) -> tuple[list[str], list[str]]:
     """Rejected answers that say "one" where the chosen ones say "a", and relate objects to the floor."""
     chosen = captions(n, 1)
-    rejected = [c.replace("There is a ", "There is one ").replace(" on the ", " to the left of the ")
-                for c in captions(n, 2)]
+    rejected = [
+        c.replace("There is a ", "There is one ").replace(" on the ", " to the left of the ") for c in captions(n, 2)
+    ]
     return chosen, rejected
 
 
@@ -53,8 +57,9 @@ def test_deterministic_under_a_seed_and_grouped_by_chosen_text():
     # the same chosen answer with several rejected ones: a group is held out whole, so memorising the chosen text
     # in training cannot score it (every rejected answer here is a word-for-word copy of another chosen answer)
     same = captions(40, 5)
-    result = blind_separability([c for c in same for _ in range(3)],
-                                [same[(i + 1) % 40] for i in range(40) for _ in range(3)])
+    result = blind_separability(
+        [c for c in same for _ in range(3)], [same[(i + 1) % 40] for i in range(40) for _ in range(3)]
+    )
     assert result["n_heldout"] == 120 and result["accuracy"] <= 0.75
 
 
@@ -99,8 +104,13 @@ def test_audit_command_on_local_files(tmp_path):
     import datasets
 
     rows = [json.loads(line) for line in strings.read_text().splitlines()]
-    conv = [{"chosen": [{"role": "assistant", "content": [{"type": "text", "text": x["chosen"]}]}],
-             "rejected": [{"role": "assistant", "content": [{"type": "text", "text": x["rejected"]}]}]} for x in rows]
+    conv = [
+        {
+            "chosen": [{"role": "assistant", "content": [{"type": "text", "text": x["chosen"]}]}],
+            "rejected": [{"role": "assistant", "content": [{"type": "text", "text": x["rejected"]}]}],
+        }
+        for x in rows
+    ]
     datasets.Dataset.from_list(conv).to_parquet(str(tmp_path / "pairs.parquet"))
     r = runner.invoke(app, ["audit", str(tmp_path / "pairs.parquet"), "--json"])
     assert r.exit_code == 0, r.output
@@ -135,8 +145,11 @@ def test_every_build_reports_it(tiny_kb, tmp_path):
     from realign_data.publish.dataset_card import _stats
     from realign_data.publish.inspect_page import write_inspect_html
 
-    res = build(BuildConfig(index=str(tiny_kb), out=str(tmp_path / "out"), gate="lexical", top_k=3, chunk_size=8,
-                            progress=False))
+    res = build(
+        BuildConfig(
+            index=str(tiny_kb), out=str(tmp_path / "out"), gate="lexical", top_k=3, chunk_size=8, progress=False
+        )
+    )
     report = json.loads((tmp_path / "out" / "build_report.json").read_text())
     blind = report["blind_separability"]
     ds = load_built(tmp_path / "out")
@@ -162,14 +175,20 @@ def test_audit_command_on_a_hub_dataset(tmp_path):
     pairs = write_jsonl(tmp_path / "pairs.jsonl", chosen, rejected, conversational=True)
     with HubServer(tmp_path / "hub", token="hf_test_token") as hub:
         env = hub.client_env(tmp_path / "home")
-        push = (f"import datasets; datasets.load_dataset('json', data_files={str(pairs)!r}, split='train')"
-                ".push_to_hub('tester/prefs')")
+        push = (
+            f"import datasets; datasets.load_dataset('json', data_files={str(pairs)!r}, split='train')"
+            ".push_to_hub('tester/prefs')"
+        )
         r = subprocess.run([sys.executable, "-c", push], env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
-        cli = [sys.executable, "-c", "import sys; sys.argv[0] = 'realign-data'; from realign_data.cli import main; "
-               "main()"]
-        r = subprocess.run(cli + ["audit", "tester/prefs", "--json"], env=env, capture_output=True, text=True,
-                           timeout=300)
+        cli = [
+            sys.executable,
+            "-c",
+            "import sys; sys.argv[0] = 'realign-data'; from realign_data.cli import main; main()",
+        ]
+        r = subprocess.run(
+            cli + ["audit", "tester/prefs", "--json"], env=env, capture_output=True, text=True, timeout=300
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         assert json.loads(r.stdout) == {**blind_separability(chosen, rejected), "dataset": "tester/prefs"}
         r = subprocess.run(cli + ["audit", "tester/absent"], env=env, capture_output=True, text=True, timeout=300)

@@ -20,8 +20,13 @@ ARMS = ("sft", "dpo", "rdpo", "rdpo_anchor", "rdpo_region_noise")
 
 def _run(out: Path, *extra: str):
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    return subprocess.run([sys.executable, str(STUDY / "run.py"), "--smoke", "--out", str(out), *extra],
-                          capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(STUDY / "run.py"), "--smoke", "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +115,18 @@ def test_report_only_writes_partial_tables_from_finished_stages(smoke, tmp_path)
     partial = tmp_path / "partial"
     shutil.copytree(out, partial, symlinks=True)
     shutil.rmtree(partial / "seed-0" / "eval" / "rdpo_anchor")
-    result = subprocess.run([sys.executable, str(STUDY / "run.py"), "--smoke", "--out", str(partial), "--report-only"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(STUDY / "run.py"), "--smoke", "--out", str(partial), "--report-only"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     tables = (partial / "tables.md").read_text()
     assert "**Partial results**" in tables and "eval rdpo_anchor" in tables
-    anchor_row = next(line for line in tables.splitlines() if line.startswith("| (d) rDPO + mDPO anchor") and "F1" not in line)
+    anchor_row = next(
+        line for line in tables.splitlines() if line.startswith("| (d) rDPO + mDPO anchor") and "F1" not in line
+    )
     assert "–" in anchor_row and "(c) rDPO |" in tables
 
 

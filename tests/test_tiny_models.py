@@ -15,13 +15,16 @@ def _image(seed: int = 0, size=(48, 64)) -> Image.Image:
 PROMPT = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe this image."}]}]
 
 
-@pytest.mark.parametrize("fixture, cls_name", [
-    ("tiny_llava", "LlavaForConditionalGeneration"),
-    ("tiny_qwen2_vl", "Qwen2VLForConditionalGeneration"),
-    ("tiny_qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration"),
-    ("tiny_qwen3_vl", "Qwen3VLForConditionalGeneration"),
-    ("tiny_gemma3", "Gemma3ForConditionalGeneration"),
-])
+@pytest.mark.parametrize(
+    "fixture, cls_name",
+    [
+        ("tiny_llava", "LlavaForConditionalGeneration"),
+        ("tiny_qwen2_vl", "Qwen2VLForConditionalGeneration"),
+        ("tiny_qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration"),
+        ("tiny_qwen3_vl", "Qwen3VLForConditionalGeneration"),
+        ("tiny_gemma3", "Gemma3ForConditionalGeneration"),
+    ],
+)
 def test_tiny_vlm_loads_with_auto_classes_and_runs(request, fixture, cls_name):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -69,18 +72,34 @@ def test_stock_trl_dpo_trains_two_steps_on_tiny_llava(tiny_llava, tmp_path):
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import DPOConfig, DPOTrainer
 
-    rows = [{
-        "images": [_image(i)],
-        "prompt": PROMPT,
-        "chosen": [{"role": "assistant", "content": [{"type": "text", "text": "A red apple next to a cup."}]}],
-        "rejected": [{"role": "assistant", "content": [{"type": "text", "text": "Two blue cars on a road."}]}],
-    } for i in range(4)]
+    rows = [
+        {
+            "images": [_image(i)],
+            "prompt": PROMPT,
+            "chosen": [{"role": "assistant", "content": [{"type": "text", "text": "A red apple next to a cup."}]}],
+            "rejected": [{"role": "assistant", "content": [{"type": "text", "text": "Two blue cars on a road."}]}],
+        }
+        for i in range(4)
+    ]
     model = AutoModelForImageTextToText.from_pretrained(tiny_llava)
     before = {k: v.clone() for k, v in model.named_parameters()}
-    args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, max_steps=2, learning_rate=1e-3,
-                     report_to="none", save_strategy="no", logging_steps=1, use_cpu=True, loss_type="sigmoid")
-    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                         processing_class=AutoProcessor.from_pretrained(tiny_llava))
+    args = DPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        max_steps=2,
+        learning_rate=1e-3,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        loss_type="sigmoid",
+    )
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=AutoProcessor.from_pretrained(tiny_llava),
+    )
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logs) == 2

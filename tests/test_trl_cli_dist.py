@@ -18,8 +18,15 @@ SUPPORT_DIR = Path(__file__).parent / "support"  # shared helpers: trl_models, o
 
 
 def _env():
-    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=os.pathsep.join(p for p in (str(SUPPORT_DIR), str(SUPPORT_DIR.parent.parent), os.environ.get("PYTHONPATH")) if p),
-                TQDM_DISABLE="1")
+    return dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        PYTHONPATH=os.pathsep.join(
+            p for p in (str(SUPPORT_DIR), str(SUPPORT_DIR.parent.parent), os.environ.get("PYTHONPATH")) if p
+        ),
+        TQDM_DISABLE="1",
+    )
 
 
 def _cli():
@@ -37,9 +44,14 @@ def test_help_lists_the_commands():
 def test_realign_trl_dpo_with_tiny_yaml(tiny_llava, tmp_path):
     tiny_yaml_config(tiny_llava, tmp_path)
     # an extra TRL flag and an rdpo flag on the command line override the YAML
-    proc = subprocess.run([*_cli(), "dpo", "--config", str(tmp_path / "tiny.yaml"), "--beta", "0.2",
-                           "--rdpo_anchor_weight", "1.0"],
-                          capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [*_cli(), "dpo", "--config", str(tmp_path / "tiny.yaml"), "--beta", "0.2", "--rdpo_anchor_weight", "1.0"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "Training completed" in proc.stdout
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
@@ -55,19 +67,30 @@ def test_realign_trl_dpo_with_tiny_yaml(tiny_llava, tmp_path):
 
 
 def test_realign_trl_dpo_usage_error_exit_code(tmp_path):
-    proc = subprocess.run([*_cli(), "dpo", "--config", str(tmp_path / "missing.yaml")], capture_output=True,
-                          text=True, env=_env())
+    proc = subprocess.run(
+        [*_cli(), "dpo", "--config", str(tmp_path / "missing.yaml")], capture_output=True, text=True, env=_env()
+    )
     assert proc.returncode == 2
     assert "missing.yaml" in proc.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model_name_or_path", "/no/such/model"], "model directory '/no/such/model' does not exist"),
-    (["--loss_type", "bogus"], "unknown loss_type bogus; valid: sigmoid"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model_name_or_path", "/no/such/model"], "model directory '/no/such/model' does not exist"),
+        (["--loss_type", "bogus"], "unknown loss_type bogus; valid: sigmoid"),
+    ],
+)
 def test_realign_trl_dpo_rejects_bad_arguments_before_loading_anything(tiny_llava, tmp_path, args, message):
-    base = ["--model_name_or_path", str(tiny_llava), "--dataset_name", str(tmp_path), "--output_dir",
-            str(tmp_path / "out"), "--use_cpu"]
+    base = [
+        "--model_name_or_path",
+        str(tiny_llava),
+        "--dataset_name",
+        str(tmp_path),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--use_cpu",
+    ]
     proc = subprocess.run([*_cli(), "dpo", *base, *args], capture_output=True, text=True, env=_env(), timeout=120)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
@@ -97,8 +120,9 @@ DIST_SCRIPT = textwrap.dedent("""
 def test_two_process_data_parallel(tiny_llava, tmp_path):
     result = tmp_path / "result.json"
     script = tmp_path / "dist.py"
-    script.write_text(DIST_SCRIPT.format(tests=str(SUPPORT_DIR), model=str(tiny_llava), out=str(tmp_path / "o"),
-                                         result=str(result)))
+    script.write_text(
+        DIST_SCRIPT.format(tests=str(SUPPORT_DIR), model=str(tiny_llava), out=str(tmp_path / "o"), result=str(result))
+    )
     proc = run_torchrun(script, _env(), timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(result.read_text())
@@ -115,9 +139,13 @@ def test_two_process_data_parallel(tiny_llava, tmp_path):
     from trl_models import load, tiny_args
 
     model, processor = load(tiny_llava)
-    single = DPOTrainer(model=model, ref_model=load(tiny_llava)[0],
-                        args=tiny_args(tmp_path / "single", per_device_eval_batch_size=4),
-                        train_dataset=make_dataset(4), eval_dataset=make_dataset(4, seed=1),
-                        processing_class=processor).evaluate()
+    single = DPOTrainer(
+        model=model,
+        ref_model=load(tiny_llava)[0],
+        args=tiny_args(tmp_path / "single", per_device_eval_batch_size=4),
+        train_dataset=make_dataset(4),
+        eval_dataset=make_dataset(4, seed=1),
+        processing_class=processor,
+    ).evaluate()
     for key in ["logps/chosen", "logps/rejected", "logps/visual_rejected", "loss/visual"]:
         assert out["eval"][f"eval_{key}"] == pytest.approx(single[f"eval_{key}"], rel=1e-4), key

@@ -44,8 +44,10 @@ def test_dataset_dict_splits_are_used_as_is():
 
     from realign_trl import curriculum_splits
 
-    parts = {name: _dataset(with_difficulty=False).select(range(i, i + 2)) for i, name in
-             enumerate(["easy", "medium", "hard"])}
+    parts = {
+        name: _dataset(with_difficulty=False).select(range(i, i + 2))
+        for i, name in enumerate(["easy", "medium", "hard"])
+    }
     dd = DatasetDict({"train": _dataset(), **parts})
     splits = curriculum_splits(dd)
     assert all(splits[k] is dd[k] for k in parts)
@@ -81,7 +83,8 @@ def _run(tiny_llava, tmp_path, reference, peft=False, max_steps=1):
             # the reference each stage is scored against (a refreshed one is released after its stage)
             self.ref_snapshot = None if self.ref_model is None else snap(self.ref_model)
             self.ref_frozen = self.ref_model is not None and not any(
-                p.requires_grad for p in self.ref_model.parameters())
+                p.requires_grad for p in self.ref_model.parameters()
+            )
 
     class Snapshots(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kw):
@@ -97,8 +100,14 @@ def _run(tiny_llava, tmp_path, reference, peft=False, max_steps=1):
 
         peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     result = realign_trl.train_curriculum(
-        model, tiny_args(tmp_path, max_steps=max_steps), _dataset(), processor, peft_config=peft_config,
-        reference=reference, callbacks=[Snapshots()], trainer_cls=Capture,
+        model,
+        tiny_args(tmp_path, max_steps=max_steps),
+        _dataset(),
+        processor,
+        peft_config=peft_config,
+        reference=reference,
+        callbacks=[Snapshots()],
+        trainer_cls=Capture,
     )
     return result, trainers, begin, end
 
@@ -191,12 +200,31 @@ def test_cli_curriculum_on_saved_dataset_dict(tiny_llava, tmp_path):
     ds = _dataset()
     DatasetDict({"train": ds, **curriculum_splits(ds)}).save_to_disk(str(tmp_path / "data"))
     config = (REPO / "examples" / "rdpo_tiny.yaml").read_text()
-    config = (config.replace("TINY_MODEL_PATH", str(tiny_llava)).replace("TINY_DATASET_PATH", str(tmp_path / "data"))
-              .replace("TINY_OUTPUT_DIR", str(tmp_path / "out")))
+    config = (
+        config.replace("TINY_MODEL_PATH", str(tiny_llava))
+        .replace("TINY_DATASET_PATH", str(tmp_path / "data"))
+        .replace("TINY_OUTPUT_DIR", str(tmp_path / "out"))
+    )
     (tmp_path / "tiny.yaml").write_text(config)
-    proc = subprocess.run([*_cli(), "dpo", "--config", str(tmp_path / "tiny.yaml"), "--max_steps", "1",
-                           "--curriculum", "easy-to-hard", "--curriculum-reference", "refresh"],
-                          capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [
+            *_cli(),
+            "dpo",
+            "--config",
+            str(tmp_path / "tiny.yaml"),
+            "--max_steps",
+            "1",
+            "--curriculum",
+            "easy-to-hard",
+            "--curriculum-reference",
+            "refresh",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "Training completed" in proc.stdout
     assert "1 easy" in proc.stdout and "3 hard" in proc.stdout and "rewards/visual_margins" in proc.stdout
@@ -205,13 +233,20 @@ def test_cli_curriculum_on_saved_dataset_dict(tiny_llava, tmp_path):
     saved = json.loads((out / "curriculum_metrics.json").read_text())
     assert saved["reference"] == "refresh" and saved["loss_type"] in ("rdpo", ["rdpo"])
     assert [(s["name"], s["rows"], s["global_step"]) for s in saved["stages"]] == [
-        ("easy", 3, 1), ("medium", 3, 1), ("hard", 3, 1)]
+        ("easy", 3, 1),
+        ("medium", 3, 1),
+        ("hard", 3, 1),
+    ]
     assert all(math.isfinite(s["last"]["loss/visual"]) for s in saved["stages"])
     assert all((out / f"stage-{i}-{n}").is_dir() for i, n in [(1, "easy"), (2, "medium"), (3, "hard")])
 
 
 def test_cli_rejects_unknown_curriculum(tmp_path):
-    proc = subprocess.run([*_cli(), "dpo", "--output_dir", str(tmp_path), "--use_cpu", "true",
-                           "--curriculum", "hard-first"], capture_output=True, text=True, env=_env())
+    proc = subprocess.run(
+        [*_cli(), "dpo", "--output_dir", str(tmp_path), "--use_cpu", "true", "--curriculum", "hard-first"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     assert proc.returncode == 2
     assert "hard-first" in proc.stderr and "easy-to-hard" in proc.stderr

@@ -42,10 +42,20 @@ def test_stock_dpo_sigmoid_trains_two_steps(tiny_gemma3, tmp_path):
 
     model, processor = load(tiny_gemma3)
     before = _snapshot(model)
-    args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, max_steps=2, learning_rate=1e-3,
-                     report_to="none", save_strategy="no", logging_steps=1, use_cpu=True, loss_type="sigmoid")
-    trainer = DPOTrainer(model=model, args=args, train_dataset=make_dataset(4, rejected_column=False),
-                         processing_class=processor)
+    args = DPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        max_steps=2,
+        learning_rate=1e-3,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        loss_type="sigmoid",
+    )
+    trainer = DPOTrainer(
+        model=model, args=args, train_dataset=make_dataset(4, rejected_column=False), processing_class=processor
+    )
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logs) == 2 and all(math.isfinite(h["loss"]) for h in logs)

@@ -77,8 +77,9 @@ def test_zero_weights_equal_trl_sigmoid_loss():
 def test_gradient_matches_closed_form(visual_weight, anchor_weight, margin):
     beta = 0.1
     x = _inputs(requires_grad=True)
-    losses, _ = rdpo_loss(**x, beta=beta, visual_weight=visual_weight, anchor_weight=anchor_weight,
-                          anchor_margin=margin)
+    losses, _ = rdpo_loss(
+        **x, beta=beta, visual_weight=visual_weight, anchor_weight=anchor_weight, anchor_margin=margin
+    )
     losses.sum().backward()
     with torch.no_grad():
         rc = beta * (x["policy_chosen_logps"] - x["ref_chosen_logps"])
@@ -92,12 +93,15 @@ def test_gradient_matches_closed_form(visual_weight, anchor_weight, margin):
     torch.testing.assert_close(x["policy_rejected_logps"].grad, d_rejected)
     torch.testing.assert_close(x["policy_visual_rejected_logps"].grad, d_visual)
     # and autograd agrees with finite differences
-    policy = [x[k].detach().clone().requires_grad_() for k in
-              ("policy_chosen_logps", "policy_rejected_logps", "policy_visual_rejected_logps")]
+    policy = [
+        x[k].detach().clone().requires_grad_()
+        for k in ("policy_chosen_logps", "policy_rejected_logps", "policy_visual_rejected_logps")
+    ]
     refs = [x[k].detach() for k in ("ref_chosen_logps", "ref_rejected_logps", "ref_visual_rejected_logps")]
     assert torch.autograd.gradcheck(
-        lambda c, r, v: rdpo_loss(c, r, v, *refs, beta=beta, visual_weight=visual_weight,
-                                  anchor_weight=anchor_weight, anchor_margin=margin)[0],
+        lambda c, r, v: rdpo_loss(
+            c, r, v, *refs, beta=beta, visual_weight=visual_weight, anchor_weight=anchor_weight, anchor_margin=margin
+        )[0],
         tuple(policy),
     )
 
@@ -109,10 +113,14 @@ def test_loss_module_imports_only_torch():
     import realign_trl.loss
 
     tree = ast.parse(Path(realign_trl.loss.__file__).read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+    }
     assert imported <= {"__future__", "torch", "typing", "math"}, imported
 
 
@@ -120,9 +128,7 @@ def test_truncation_keeps_the_same_chosen_tokens_on_both_images():
     from realign_trl.collator import align_truncated_chosen
 
     # rows: chosen|m, rejected|m, chosen|m_r; the m_r prompt was 2 tokens longer, so the cut kept 2 fewer
-    mask = torch.tensor([[0, 1, 1, 1, 1],
-                         [0, 0, 1, 1, 1],
-                         [0, 0, 0, 1, 1]])
+    mask = torch.tensor([[0, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 1, 1]])
     aligned = align_truncated_chosen(mask)
     assert aligned.tolist() == [[0, 1, 1, 0, 0], [0, 0, 1, 1, 1], [0, 0, 0, 1, 1]]
     untouched = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 1, 0]])

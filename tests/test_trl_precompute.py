@@ -42,8 +42,16 @@ def _pair(model_path, tmp_path, peft_config=None, **overrides):
     loss below sees all 4 rows in one batch: other padding, same values."""
     overrides.setdefault("bf16", False)
     live = make_trainer(model_path, tmp_path / "live", ref=peft_config is None, peft_config=peft_config, **overrides)
-    pre = make_trainer(model_path, tmp_path / "pre", ref=False, peft_config=peft_config, precompute_ref_log_probs=True,
-                       precompute_ref_batch_size=3, ref_logps_cache_dir=str(tmp_path / "cache"), **overrides)
+    pre = make_trainer(
+        model_path,
+        tmp_path / "pre",
+        ref=False,
+        peft_config=peft_config,
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=3,
+        ref_logps_cache_dir=str(tmp_path / "cache"),
+        **overrides,
+    )
     return live, pre
 
 
@@ -60,11 +68,20 @@ def _assert_same(live, pre, dataset_rows=4):
         torch.testing.assert_close(grads_pre[name], grads_live[name], rtol=0, atol=ATOL, msg=name)
 
 
-@pytest.mark.parametrize("family,sharing,loss_type", [
-    ("tiny_llava", "on", "rdpo"), ("tiny_llava", "off", "rdpo"), ("tiny_llava", "auto", "sigmoid"),
-    ("tiny_gemma3", "on", "rdpo"), ("tiny_gemma3", "off", "rdpo"), ("tiny_gemma3", "auto", "sigmoid"),
-    ("tiny_qwen2_vl", "auto", "rdpo"), ("tiny_qwen2_vl", "off", "rdpo"), ("tiny_qwen2_vl", "auto", "sigmoid"),
-])
+@pytest.mark.parametrize(
+    "family,sharing,loss_type",
+    [
+        ("tiny_llava", "on", "rdpo"),
+        ("tiny_llava", "off", "rdpo"),
+        ("tiny_llava", "auto", "sigmoid"),
+        ("tiny_gemma3", "on", "rdpo"),
+        ("tiny_gemma3", "off", "rdpo"),
+        ("tiny_gemma3", "auto", "sigmoid"),
+        ("tiny_qwen2_vl", "auto", "rdpo"),
+        ("tiny_qwen2_vl", "off", "rdpo"),
+        ("tiny_qwen2_vl", "auto", "sigmoid"),
+    ],
+)
 def test_precomputed_equals_live_reference(family, sharing, loss_type, request, tmp_path):
     model_path = request.getfixturevalue(family)
     live, pre = _pair(model_path, tmp_path, loss_type=loss_type, rdpo_prefix_sharing=sharing)
@@ -84,16 +101,32 @@ def test_lora_reference_is_the_adapter_disabled_model(tiny_llava, tmp_path):
         return LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
 
     live = make_trainer(tiny_llava, tmp_path / "live", ref=False, peft_config=lora(), bf16=False)
-    pre = make_trainer(tiny_llava, tmp_path / "pre", ref=False, peft_config=lora(), bf16=False,
-                       precompute_ref_log_probs=True, ref_logps_cache_dir=str(tmp_path / "cache"))
+    pre = make_trainer(
+        tiny_llava,
+        tmp_path / "pre",
+        ref=False,
+        peft_config=lora(),
+        bf16=False,
+        precompute_ref_log_probs=True,
+        ref_logps_cache_dir=str(tmp_path / "cache"),
+    )
     assert live.ref_model is None and pre.ref_model is None
     _perturb(live.model)  # only the LoRA weights are trainable: the adapter now changes the policy
     _perturb(pre.model)
     _assert_same(live, pre)
     # the key ignores the (randomly initialised) adapter: a second LoRA run with another seed reuses the file
-    again = _counting(lambda: make_trainer(tiny_llava, tmp_path / "again", ref=False, peft_config=lora(), seed=7,
-                                           precompute_ref_log_probs=True, ref_logps_cache_dir=str(tmp_path / "cache"),
-                                           bf16=False))
+    again = _counting(
+        lambda: make_trainer(
+            tiny_llava,
+            tmp_path / "again",
+            ref=False,
+            peft_config=lora(),
+            seed=7,
+            precompute_ref_log_probs=True,
+            ref_logps_cache_dir=str(tmp_path / "cache"),
+            bf16=False,
+        )
+    )
     assert again[1] == 0
     assert list(again[0].train_dataset["ref_chosen_logps"]) == list(pre.train_dataset["ref_chosen_logps"])
 
@@ -135,8 +168,14 @@ def test_second_run_reuses_the_side_file_and_trains_without_reference(tiny_llava
     for column in ("ref_chosen_logps", "ref_rejected_logps", "ref_visual_logps"):
         assert list(second.train_dataset[column]) == list(first.train_dataset[column])
     # a changed row is the only one scored again
-    data = make_dataset(4).map(lambda r, i: {"chosen": [{"role": "assistant", "content": [
-        {"type": "text", "text": "a different answer"}]}]} if i == 2 else {}, with_indices=True)
+    data = make_dataset(4).map(
+        lambda r, i: (
+            {"chosen": [{"role": "assistant", "content": [{"type": "text", "text": "a different answer"}]}]}
+            if i == 2
+            else {}
+        ),
+        with_indices=True,
+    )
     third, rows = _counting(lambda: make_trainer(tiny_llava, tmp_path / "c", dataset=data, **kwargs))
     assert rows == 1
     assert list(third.train_dataset["ref_rejected_logps"][:2]) == list(first.train_dataset["ref_rejected_logps"][:2])
@@ -149,8 +188,16 @@ def test_second_run_reuses_the_side_file_and_trains_without_reference(tiny_llava
 
 def test_another_reference_is_another_key(tiny_llava, tmp_path):
     cache = tmp_path / "cache"
-    _, rows = _counting(lambda: make_trainer(tiny_llava, tmp_path / "a", ref=False, precompute_ref_log_probs=True,
-                                             ref_logps_cache_dir=str(cache), loss_type="sigmoid"))
+    _, rows = _counting(
+        lambda: make_trainer(
+            tiny_llava,
+            tmp_path / "a",
+            ref=False,
+            precompute_ref_log_probs=True,
+            ref_logps_cache_dir=str(cache),
+            loss_type="sigmoid",
+        )
+    )
     assert rows == 4
 
     def with_other_reference():
@@ -161,9 +208,15 @@ def test_another_reference_is_another_key(tiny_llava, tmp_path):
         model, processor = load(tiny_llava)
         ref, _ = load(tiny_llava)
         _perturb(ref)
-        return DPOTrainer(model=model, ref_model=ref, processing_class=processor, train_dataset=make_dataset(4),
-                          args=tiny_args(tmp_path / "b", precompute_ref_log_probs=True, loss_type="sigmoid",
-                                         ref_logps_cache_dir=str(cache)))
+        return DPOTrainer(
+            model=model,
+            ref_model=ref,
+            processing_class=processor,
+            train_dataset=make_dataset(4),
+            args=tiny_args(
+                tmp_path / "b", precompute_ref_log_probs=True, loss_type="sigmoid", ref_logps_cache_dir=str(cache)
+            ),
+        )
 
     trainer, rows = _counting(with_other_reference)
     assert rows == 4 and len(list(cache.iterdir())) == 2
@@ -176,10 +229,19 @@ def test_eval_dataset_is_precomputed(tiny_llava, tmp_path):
     import realign_trl  # noqa: F401
 
     model, processor = load(tiny_llava)
-    trainer = DPOTrainer(model=model, processing_class=processor, train_dataset=make_dataset(4),
-                         eval_dataset={"a": make_dataset(2, seed=3), "b": make_dataset(2, seed=4)},
-                         args=tiny_args(tmp_path, precompute_ref_log_probs=True, max_steps=1, bf16=False,
-                                        ref_logps_cache_dir=str(tmp_path / "cache")))
+    trainer = DPOTrainer(
+        model=model,
+        processing_class=processor,
+        train_dataset=make_dataset(4),
+        eval_dataset={"a": make_dataset(2, seed=3), "b": make_dataset(2, seed=4)},
+        args=tiny_args(
+            tmp_path,
+            precompute_ref_log_probs=True,
+            max_steps=1,
+            bf16=False,
+            ref_logps_cache_dir=str(tmp_path / "cache"),
+        ),
+    )
     for split in ("a", "b"):
         assert "ref_visual_logps" in trainer.eval_dataset[split].column_names
     metrics = trainer.evaluate()  # before training the policy is the reference: rewards 0
@@ -189,9 +251,12 @@ def test_eval_dataset_is_precomputed(tiny_llava, tmp_path):
         trainer.evaluate(make_dataset(2, seed=5))
 
 
-@pytest.mark.parametrize("overrides,match", [
-    ({"sync_ref_model": True}, "sync_ref_model=True"),
-])
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        ({"sync_ref_model": True}, "sync_ref_model=True"),
+    ],
+)
 def test_unsupported_combinations_fail_clearly(tiny_llava, tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         make_trainer(tiny_llava, tmp_path, ref=False, precompute_ref_log_probs=True, **overrides)
@@ -209,18 +274,36 @@ def test_full_fine_tuning_reuses_the_lora_runs_file(tiny_llava, tmp_path):
 
     cache = str(tmp_path / "cache")
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    peft_run, rows = _counting(lambda: make_trainer(tiny_llava, tmp_path / "lora", ref=False, peft_config=lora,
-                                                    precompute_ref_log_probs=True, ref_logps_cache_dir=cache))
+    peft_run, rows = _counting(
+        lambda: make_trainer(
+            tiny_llava,
+            tmp_path / "lora",
+            ref=False,
+            peft_config=lora,
+            precompute_ref_log_probs=True,
+            ref_logps_cache_dir=cache,
+        )
+    )
     assert rows == 4
-    full, rows = _counting(lambda: make_trainer(tiny_llava, tmp_path / "full", ref=False,
-                                                precompute_ref_log_probs=True, ref_logps_cache_dir=cache))
+    full, rows = _counting(
+        lambda: make_trainer(
+            tiny_llava, tmp_path / "full", ref=False, precompute_ref_log_probs=True, ref_logps_cache_dir=cache
+        )
+    )
     assert rows == 0
     assert list(full.train_dataset["ref_visual_logps"]) == list(peft_run.train_dataset["ref_visual_logps"])
 
 
 def test_remove_unused_columns_keeps_the_reference_columns(tiny_llava, tmp_path):
-    trainer = make_trainer(tiny_llava, tmp_path, ref=False, precompute_ref_log_probs=True, remove_unused_columns=True,
-                           ref_logps_cache_dir=str(tmp_path / "cache"), max_steps=1)
+    trainer = make_trainer(
+        tiny_llava,
+        tmp_path,
+        ref=False,
+        precompute_ref_log_probs=True,
+        remove_unused_columns=True,
+        ref_logps_cache_dir=str(tmp_path / "cache"),
+        max_steps=1,
+    )
     batch = next(iter(trainer.get_train_dataloader()))
     assert batch["ref_visual_logps"].shape == (2,)
     trainer.train()
@@ -233,8 +316,13 @@ def _env():
     import os
 
     # this checkout first (not another install of realign in the environment), then the test helpers
-    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TQDM_DISABLE="1",
-                PYTHONPATH=os.pathsep.join([str(SUPPORT_DIR.parent.parent), str(SUPPORT_DIR)]))
+    return dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TQDM_DISABLE="1",
+        PYTHONPATH=os.pathsep.join([str(SUPPORT_DIR.parent.parent), str(SUPPORT_DIR)]),
+    )
 
 
 def test_realign_trl_dpo_cli_precomputes_and_reuses(tiny_llava, tmp_path):
@@ -247,8 +335,18 @@ def test_realign_trl_dpo_cli_precomputes_and_reuses(tiny_llava, tmp_path):
 
     tiny_yaml_config(tiny_llava, tmp_path)
     cache = tmp_path / "cache"
-    cmd = [sys.executable, "-c", "from realign_trl.cli import main; main()", "dpo", "--config",
-           str(tmp_path / "tiny.yaml"), "--precompute_ref_log_probs", "true", "--ref_logps_cache_dir", str(cache)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from realign_trl.cli import main; main()",
+        "dpo",
+        "--config",
+        str(tmp_path / "tiny.yaml"),
+        "--precompute_ref_log_probs",
+        "true",
+        "--ref_logps_cache_dir",
+        str(cache),
+    ]
     env = dict(_env(), TQDM_DISABLE="")  # the progress bar of the reference pass is part of the contract
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert first.returncode == 0, first.stderr[-4000:]
@@ -292,21 +390,43 @@ def test_torchrun_scores_shard_wise_and_gathers(tiny_llava, tmp_path):
 
     result = str(tmp_path / "result")
     script = tmp_path / "dist.py"
-    script.write_text(DIST_SCRIPT.format(tests=str(SUPPORT_DIR), model=str(tiny_llava), out=str(tmp_path / "o"),
-                                         cache=str(tmp_path / "cache"), result=result))
+    script.write_text(
+        DIST_SCRIPT.format(
+            tests=str(SUPPORT_DIR),
+            model=str(tiny_llava),
+            out=str(tmp_path / "o"),
+            cache=str(tmp_path / "cache"),
+            result=result,
+        )
+    )
     proc = run_torchrun(script, _env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = [json.loads(open(f"{result}.{r}").read()) for r in (0, 1)]
     assert sorted(r["scored"] for r in ranks) == [2, 3]  # 5 rows: each rank its share, none twice
     assert ranks[0]["columns"] == ranks[1]["columns"]  # gathered: every rank holds every row's values
-    single = make_trainer(tiny_llava, tmp_path / "single", ref=False, precompute_ref_log_probs=True, bf16=False,
-                          dataset=make_dataset(5), ref_logps_cache_dir=str(tmp_path / "single_cache"))
+    single = make_trainer(
+        tiny_llava,
+        tmp_path / "single",
+        ref=False,
+        precompute_ref_log_probs=True,
+        bf16=False,
+        dataset=make_dataset(5),
+        ref_logps_cache_dir=str(tmp_path / "single_cache"),
+    )
     for column, values in ranks[0]["columns"].items():
         assert values == pytest.approx(list(single.train_dataset[column]), abs=1e-5), column
     # the file the ranks wrote serves a single process: nothing left to score
-    _, rows = _counting(lambda: make_trainer(tiny_llava, tmp_path / "again", ref=False, precompute_ref_log_probs=True,
-                                             bf16=False, dataset=make_dataset(5),
-                                             ref_logps_cache_dir=str(tmp_path / "cache")))
+    _, rows = _counting(
+        lambda: make_trainer(
+            tiny_llava,
+            tmp_path / "again",
+            ref=False,
+            precompute_ref_log_probs=True,
+            bf16=False,
+            dataset=make_dataset(5),
+            ref_logps_cache_dir=str(tmp_path / "cache"),
+        )
+    )
     assert rows == 0
 
 
@@ -321,9 +441,13 @@ def test_an_explicit_reference_is_released(tiny_llava, tmp_path):
     model, processor = load(tiny_llava)
     ref, _ = load(tiny_llava)
     alive = weakref.ref(ref)
-    trainer = DPOTrainer(model=model, ref_model=ref, processing_class=processor, train_dataset=make_dataset(4),
-                         args=tiny_args(tmp_path, precompute_ref_log_probs=True,
-                                        ref_logps_cache_dir=str(tmp_path / "cache")))
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref,
+        processing_class=processor,
+        train_dataset=make_dataset(4),
+        args=tiny_args(tmp_path, precompute_ref_log_probs=True, ref_logps_cache_dir=str(tmp_path / "cache")),
+    )
     del ref
     gc.collect()
     assert trainer.ref_model is None and alive() is None  # nothing holds the reference model any more

@@ -39,24 +39,50 @@ def tiny_llava_next(tiny_dir, tiny_llava):
 
     tokenizer = AutoProcessor.from_pretrained(tiny_llava).tokenizer
     pinpoints = [[16, 32], [32, 16], [32, 32]]
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=16, patch_size=8, projection_dim=32)
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                       pad_token_id=tokenizer.pad_token_id)
-    config = LlavaNextConfig(vision_config=vision, text_config=text, image_grid_pinpoints=pinpoints,
-                             image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-                             vision_feature_select_strategy="default", vision_feature_layer=-1)
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=8,
+        projection_dim=32,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config = LlavaNextConfig(
+        vision_config=vision,
+        text_config=text,
+        image_grid_pinpoints=pinpoints,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
     torch.manual_seed(0)
     model = LlavaNextForConditionalGeneration(config)
     with torch.no_grad():
         model.model.image_newline.normal_(0.0, 0.02)
-    image_processor = LlavaNextImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16},
-                                              image_grid_pinpoints=pinpoints)
-    processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=8,
-                                   vision_feature_select_strategy="default", num_additional_image_tokens=1,
-                                   chat_template=LLAVA_CHAT_TEMPLATE)
+    image_processor = LlavaNextImageProcessor(
+        size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}, image_grid_pinpoints=pinpoints
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
@@ -73,9 +99,18 @@ def tiny_llava_mistral(tiny_dir, tiny_llava):
     config = AutoConfig.from_pretrained(tiny_llava)
     text = config.text_config
     config.text_config = MistralConfig(
-        vocab_size=text.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=512, sliding_window=16, bos_token_id=text.bos_token_id,
-        eos_token_id=text.eos_token_id, pad_token_id=text.pad_token_id)
+        vocab_size=text.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        sliding_window=16,
+        bos_token_id=text.bos_token_id,
+        eos_token_id=text.eos_token_id,
+        pad_token_id=text.pad_token_id,
+    )
     torch.manual_seed(0)
     LlavaForConditionalGeneration(config).save_pretrained(out)
     AutoProcessor.from_pretrained(tiny_llava).save_pretrained(out)
@@ -94,24 +129,34 @@ def _examples(family: str, n: int = 4):
 def _three_row_logps(model, batch):
     """TRL's scoring of [chosen; rejected; chosen on rejected image]: completion tokens, one row each."""
     labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
-    out = model(**{k: v for k, v in batch.items() if k != "completion_mask"}, labels=labels, fused_lm_head=True,
-                use_cache=False)
+    out = model(
+        **{k: v for k, v in batch.items() if k != "completion_mask"}, labels=labels, fused_lm_head=True, use_cache=False
+    )
     return torch.stack(out.log_probs.sum(dim=1).chunk(3))
 
 
 def _packed_logps(model, batch):
     gemma = model.config.model_type == "gemma3"
-    masks = prefix_sharing.attention_masks(batch["rdpo_segments"], batch["position_ids"], torch.float32,
-                                           model.config, batch.get("token_type_ids") if gemma else None)
-    kwargs = {k: v for k, v in batch.items()
-              if k not in ("rdpo_segments", "rdpo_targets", "attention_mask", "token_type_ids")}
-    out = model(**kwargs, attention_mask=masks, shift_labels=batch["rdpo_targets"], fused_lm_head=True,
-                use_cache=False)
+    masks = prefix_sharing.attention_masks(
+        batch["rdpo_segments"],
+        batch["position_ids"],
+        torch.float32,
+        model.config,
+        batch.get("token_type_ids") if gemma else None,
+    )
+    kwargs = {
+        k: v for k, v in batch.items() if k not in ("rdpo_segments", "rdpo_targets", "attention_mask", "token_type_ids")
+    }
+    out = model(**kwargs, attention_mask=masks, shift_labels=batch["rdpo_targets"], fused_lm_head=True, use_cache=False)
     of = prefix_sharing.target_segments(batch["rdpo_segments"], batch["rdpo_targets"])
     b = batch["input_ids"].size(0) // 2
-    return torch.stack([prefix_sharing.segment_logps(out.log_probs[:b], of[:b], prefix_sharing.CHOSEN),
-                        prefix_sharing.segment_logps(out.log_probs[:b], of[:b], prefix_sharing.REJECTED),
-                        prefix_sharing.segment_logps(out.log_probs[b:], of[b:], prefix_sharing.CHOSEN)])
+    return torch.stack(
+        [
+            prefix_sharing.segment_logps(out.log_probs[:b], of[:b], prefix_sharing.CHOSEN),
+            prefix_sharing.segment_logps(out.log_probs[:b], of[:b], prefix_sharing.REJECTED),
+            prefix_sharing.segment_logps(out.log_probs[b:], of[b:], prefix_sharing.CHOSEN),
+        ]
+    )
 
 
 @pytest.mark.parametrize("family", ["tiny_llava", "tiny_llava_next", "tiny_llava_mistral", "tiny_gemma3"])
@@ -161,8 +206,17 @@ def demo_dataset(tmp_path_factory, sample_corpus, tiny_kb):
     from realign_data.building.config import BuildConfig
 
     out = tmp_path_factory.mktemp("demo") / "dataset"
-    build(BuildConfig(index=str(tiny_kb), coco_root=str(sample_corpus), out=str(out), gate="lexical", top_k=3,
-                      max_samples=12, progress=False))
+    build(
+        BuildConfig(
+            index=str(tiny_kb),
+            coco_root=str(sample_corpus),
+            out=str(out),
+            gate="lexical",
+            top_k=3,
+            max_samples=12,
+            progress=False,
+        )
+    )
     return datasets.load_from_disk(str(out))
 
 
@@ -172,8 +226,16 @@ def test_same_loss_curve_with_and_without_sharing(tiny_llava, demo_dataset, tmp_
     curves = {}
     for mode in ("off", "on"):
         with caplog.at_level(logging.INFO, logger="realign_trl"):
-            trainer = make_trainer(tiny_llava, tmp_path / mode, dataset=demo_dataset, rdpo_prefix_sharing=mode,
-                                   max_steps=20, gradient_accumulation_steps=2, learning_rate=1e-3, bf16=False)
+            trainer = make_trainer(
+                tiny_llava,
+                tmp_path / mode,
+                dataset=demo_dataset,
+                rdpo_prefix_sharing=mode,
+                max_steps=20,
+                gradient_accumulation_steps=2,
+                learning_rate=1e-3,
+                bf16=False,
+            )
         assert f"prefix sharing {mode}" in caplog.text
         trainer.train()
         logs = [h for h in trainer.state.log_history if "loss" in h]
@@ -195,9 +257,17 @@ def tiny_llava_qwen2(tiny_dir, tiny_llava):
     config = AutoConfig.from_pretrained(tiny_llava)
     text = config.text_config
     config.text_config = Qwen2Config(
-        vocab_size=text.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=512, bos_token_id=text.bos_token_id,
-        eos_token_id=text.eos_token_id, pad_token_id=text.pad_token_id)
+        vocab_size=text.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        bos_token_id=text.bos_token_id,
+        eos_token_id=text.eos_token_id,
+        pad_token_id=text.pad_token_id,
+    )
     torch.manual_seed(0)
     LlavaForConditionalGeneration(config).save_pretrained(out)
     AutoProcessor.from_pretrained(tiny_llava).save_pretrained(out)
@@ -242,9 +312,19 @@ def test_accumulated_loss_gradient_equals_unshared(tiny_llava, tmp_path):
     """One SGD step (lr 1) accumulated over two micro-batches of 2: the update IS the loss gradient; same either way."""
     updates = {}
     for mode in ("off", "on"):
-        trainer = make_trainer(tiny_llava, tmp_path / mode, dataset=make_dataset(4), rdpo_prefix_sharing=mode,
-                               max_steps=1, optim="sgd", learning_rate=1.0, lr_scheduler_type="constant",
-                               gradient_accumulation_steps=2, rdpo_anchor_weight=0.5, bf16=False)  # fp32
+        trainer = make_trainer(
+            tiny_llava,
+            tmp_path / mode,
+            dataset=make_dataset(4),
+            rdpo_prefix_sharing=mode,
+            max_steps=1,
+            optim="sgd",
+            learning_rate=1.0,
+            lr_scheduler_type="constant",
+            gradient_accumulation_steps=2,
+            rdpo_anchor_weight=0.5,
+            bf16=False,
+        )  # fp32
         before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
         trainer.train()
         updates[mode] = torch.cat([(p.detach() - before[n]).flatten() for n, p in trainer.model.named_parameters()])

@@ -37,10 +37,11 @@ def _examples(n: int = 4):
 def _three_row_tokens(model, batch):
     """TRL's scoring, one row per sequence: per-token log-probs of [chosen; rejected; chosen on rejected image]."""
     labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
-    out = model(**{k: v for k, v in batch.items() if k != "completion_mask"}, labels=labels, fused_lm_head=True,
-                use_cache=False)
+    out = model(
+        **{k: v for k, v in batch.items() if k != "completion_mask"}, labels=labels, fused_lm_head=True, use_cache=False
+    )
     mask = batch["completion_mask"][:, 1:].bool()
-    log_probs = out.log_probs[:, -mask.size(1):]
+    log_probs = out.log_probs[:, -mask.size(1) :]
     return [log_probs[i][mask[i]] for i in range(mask.size(0))]
 
 
@@ -49,8 +50,7 @@ def _packed_tokens(model, batch, positions=None):
     masks = prefix_sharing.attention_masks(batch["rdpo_segments"], batch["position_ids"], torch.float32, model.config)
     kwargs = {k: v for k, v in batch.items() if k not in ("rdpo_segments", "rdpo_targets", "attention_mask")}
     kwargs["position_ids"] = prefix_sharing.model_position_ids(model, batch) if positions is None else positions
-    out = model(**kwargs, attention_mask=masks, shift_labels=batch["rdpo_targets"], fused_lm_head=True,
-                use_cache=False)
+    out = model(**kwargs, attention_mask=masks, shift_labels=batch["rdpo_targets"], fused_lm_head=True, use_cache=False)
     of = prefix_sharing.target_segments(batch["rdpo_segments"], batch["rdpo_targets"])
     b = batch["input_ids"].size(0) // 2
     chosen = [out.log_probs[i][of[i] == prefix_sharing.CHOSEN] for i in range(b)]
@@ -133,17 +133,35 @@ def test_rdpo_trains_with_stock_dpo_trainer(family, sharing, request, tmp_path, 
 
 
 def _env():
-    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=os.pathsep.join([str(SUPPORT_DIR), str(SUPPORT_DIR.parent.parent)]),
-                TQDM_DISABLE="1", OMP_NUM_THREADS="1")
+    return dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        PYTHONPATH=os.pathsep.join([str(SUPPORT_DIR), str(SUPPORT_DIR.parent.parent)]),
+        TQDM_DISABLE="1",
+        OMP_NUM_THREADS="1",
+    )
 
 
 @pytest.mark.parametrize("family", NEW)
 def test_realign_trl_dpo_cli(family, request, tmp_path):
     """``realign-trl dpo`` with the example YAML (LoRA on the language model) on the tiny checkpoint."""
     tiny_yaml_config(request.getfixturevalue(family), tmp_path)
-    proc = subprocess.run([sys.executable, "-c", "from realign_trl.cli import main; main()", "dpo", "--config",
-                           str(tmp_path / "tiny.yaml")], capture_output=True, text=True, env=_env(), cwd=tmp_path,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from realign_trl.cli import main; main()",
+            "dpo",
+            "--config",
+            str(tmp_path / "tiny.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     steps = [line for line in proc.stdout.splitlines() if line.startswith("step ")]  # one line per step (quiet)
     assert "Training completed" in proc.stdout and steps and "loss/visual " in steps[0]
@@ -155,10 +173,35 @@ def test_realign_trl_eval(family, request, sample_corpus, tmp_path):
     model = str(request.getfixturevalue(family))
     out = tmp_path / "eval"
     cli = [sys.executable, "-c", "import sys; sys.argv[0] = 'realign-trl'; from realign_trl.cli import main; main()"]
-    proc = subprocess.run([*cli, "eval", "--model", model, "--coco-root", str(sample_corpus), "--num-images", "2",
-                           "--min-objects", "1", "--pope-max-new-tokens", "3", "--chair-max-new-tokens", "4",
-                           "--batch-size", "4", "--device", "cpu", "--out", str(out), "-q"],
-                          capture_output=True, text=True, env=_env(), timeout=300)
+    proc = subprocess.run(
+        [
+            *cli,
+            "eval",
+            "--model",
+            model,
+            "--coco-root",
+            str(sample_corpus),
+            "--num-images",
+            "2",
+            "--min-objects",
+            "1",
+            "--pope-max-new-tokens",
+            "3",
+            "--chair-max-new-tokens",
+            "4",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((out / "eval_results.json").read_text())
     assert data["model"] == model and data["settings"]["backend"]["backend"] == "transformers"
@@ -195,9 +238,32 @@ def test_transformers_filler_build_cli(family, request, tiny_kb, tmp_path):
 
     model = str(request.getfixturevalue(family))
     out = tmp_path / "out"
-    r = CliRunner().invoke(app, ["build", "--index", str(tiny_kb), "--out", str(out), "--filler", "transformers",
-                                 "--model", model, "--max-samples", "4", "--max-new-tokens", "6", "--batch-size", "4",
-                                 "--gate", "lexical", "--top-k", "3", "--no-quality-filters", "--quiet"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--index",
+            str(tiny_kb),
+            "--out",
+            str(out),
+            "--filler",
+            "transformers",
+            "--model",
+            model,
+            "--max-samples",
+            "4",
+            "--max-new-tokens",
+            "6",
+            "--batch-size",
+            "4",
+            "--gate",
+            "lexical",
+            "--top-k",
+            "3",
+            "--no-quality-filters",
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     ds = load_built(str(out))
     assert len(ds) > 0 and set(ds["filler"]) == {f"transformers:{model}"}

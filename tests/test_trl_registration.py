@@ -37,16 +37,28 @@ SIGMOID_SCRIPT = textwrap.dedent("""
 
 
 def _env(**extra):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join([str(SUPPORT_DIR), str(SUPPORT_DIR.parent.parent)]), **extra)
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=os.pathsep.join([str(SUPPORT_DIR), str(SUPPORT_DIR.parent.parent)]),
+        **extra,
+    )
     return env
 
 
 def test_sigmoid_is_identical_with_and_without_plugin(tiny_llava, tmp_path):
     script = tmp_path / "sigmoid.py"
     script.write_text(SIGMOID_SCRIPT.format(tests=str(SUPPORT_DIR), model=str(tiny_llava), out=str(tmp_path / "o")))
-    procs = {flag: subprocess.Popen([sys.executable, str(script)], env=_env(WITH_PLUGIN=flag),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for flag in ("0", "1")}
+    procs = {
+        flag: subprocess.Popen(
+            [sys.executable, str(script)],
+            env=_env(WITH_PLUGIN=flag),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for flag in ("0", "1")
+    }
     logs = {}
     for flag, proc in procs.items():
         out, err = proc.communicate(timeout=300)
@@ -65,10 +77,20 @@ def test_plain_dpoconfig_accepts_rdpo_with_default_knobs(tiny_llava, tmp_path):
     from trl_models import load
 
     model, processor = load(tiny_llava)
-    args = DPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", save_strategy="no", max_steps=1,
-                     per_device_train_batch_size=2, logging_steps=1, max_length=None, loss_type="rdpo")
-    trainer = DPOTrainer(model=model, ref_model=load(tiny_llava)[0], args=args, train_dataset=make_dataset(4),
-                         processing_class=processor)
+    args = DPOConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        max_steps=1,
+        per_device_train_batch_size=2,
+        logging_steps=1,
+        max_length=None,
+        loss_type="rdpo",
+    )
+    trainer = DPOTrainer(
+        model=model, ref_model=load(tiny_llava)[0], args=args, train_dataset=make_dataset(4), processing_class=processor
+    )
     assert isinstance(trainer, realign_trl.RDPOTrainer) and isinstance(trainer, DPOTrainer)
     trainer.train()
     log = trainer.state.log_history[0]
@@ -81,8 +103,9 @@ def test_rdpo_loss_with_zero_visual_weight_equals_sigmoid(tiny_llava, tmp_path):
     examples = [dataset[i] for i in range(2)]
     results = {}
     for loss_type, kw in [("sigmoid", {}), ("rdpo", {"rdpo_visual_weight": 0.0})]:
-        trainer = make_trainer(tiny_llava, tmp_path / loss_type, dataset=dataset, loss_type=loss_type,
-                               learning_rate=0.0, **kw)
+        trainer = make_trainer(
+            tiny_llava, tmp_path / loss_type, dataset=dataset, loss_type=loss_type, learning_rate=0.0, **kw
+        )
         # perturb the policy so rewards are non-zero
         import torch
 
@@ -105,20 +128,29 @@ def test_missing_rejected_images_column_fails_at_construction(tiny_llava, tmp_pa
 
 def test_custom_rejected_images_column_and_remove_unused_columns(tiny_llava, tmp_path):
     dataset = make_dataset(4).rename_column("rejected_images", "retrieved").add_column("junk", list(range(4)))
-    trainer = make_trainer(tiny_llava, tmp_path, dataset=dataset, rejected_images_column="retrieved",
-                           remove_unused_columns=True, max_steps=1)
+    trainer = make_trainer(
+        tiny_llava,
+        tmp_path,
+        dataset=dataset,
+        rejected_images_column="retrieved",
+        remove_unused_columns=True,
+        max_steps=1,
+    )
     batch = next(iter(trainer.get_train_dataloader()))
     assert batch["input_ids"].size(0) == 2 * 2  # LLaVA: prefix sharing packs the text pair, 2B rows
     trainer.train()
     assert "loss/visual" in trainer.state.log_history[0]
 
 
-@pytest.mark.parametrize("overrides,match", [
-    ({"loss_type": ["rdpo", "sft"]}, "cannot be combined.*rdpo_sft_weight"),
-    ({"ld_alpha": 0.5}, "ld_alpha"),
-    ({"f_divergence_type": "js_divergence"}, "f_divergence_type"),
-    ({"use_weighting": True}, "use_weighting"),
-])
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        ({"loss_type": ["rdpo", "sft"]}, "cannot be combined.*rdpo_sft_weight"),
+        ({"ld_alpha": 0.5}, "ld_alpha"),
+        ({"f_divergence_type": "js_divergence"}, "f_divergence_type"),
+        ({"use_weighting": True}, "use_weighting"),
+    ],
+)
 def test_unsupported_combinations_fail_clearly(tiny_llava, tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         make_trainer(tiny_llava, tmp_path, ref=False, **overrides)
@@ -181,16 +213,20 @@ def test_import_after_trl_registers():
     assert proc.stdout.strip() == "True", proc.stderr[-2000:]
 
 
-@pytest.mark.parametrize("first", [
-    "from realign_trl.trainer import RDPOTrainer",
-    "from realign_trl.collator import DataCollatorForVisionRDPO",
-    "from realign_trl.config import RDPOConfig",
-    "from realign_trl import RDPOTrainer",
-])
+@pytest.mark.parametrize(
+    "first",
+    [
+        "from realign_trl.trainer import RDPOTrainer",
+        "from realign_trl.collator import DataCollatorForVisionRDPO",
+        "from realign_trl.config import RDPOConfig",
+        "from realign_trl import RDPOTrainer",
+    ],
+)
 def test_any_module_as_a_programs_first_import_is_not_circular(first):
     """The old lazy registration made `from realign_trl.trainer import ...` as a first import a circular ImportError."""
-    code = (f"{first}; import trl, realign_trl; "
-            "print(realign_trl.RDPOTrainer.__module__, realign_trl.trl_seam.installed())")
+    code = (
+        f"{first}; import trl, realign_trl; print(realign_trl.RDPOTrainer.__module__, realign_trl.trl_seam.installed())"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "realign_trl.trainer True"

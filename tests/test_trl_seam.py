@@ -44,8 +44,12 @@ def _our_names(trees) -> set[str]:
             if any(ast.unparse(base).endswith("Trainer") for base in cls.bases):
                 continue  # attributes a trainer subclass assigns may be TRL's own (self._signature_columns)
             for node in ast.walk(cls):
-                if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and \
-                        isinstance(node.value, ast.Name) and node.value.id == "self":
+                if (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.ctx, ast.Store)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "self"
+                ):
                     ours.add(node.attr)
     return ours
 
@@ -56,19 +60,27 @@ def _private_uses(tree) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and _private(node.attr):
             used.add(node.attr)
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
-                node.func.id in ("getattr", "hasattr", "setattr") and len(node.args) >= 2 and \
-                isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str) and \
-                _private(node.args[1].value):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "hasattr", "setattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+            and _private(node.args[1].value)
+        ):
             used.add(node.args[1].value)
     return used
 
 
 def _trl_imports(tree) -> set[str]:
     """Dotted names imported from TRL's submodules (``from trl.trainer.utils import pad`` -> trl.trainer.utils.pad)."""
-    return {f"{node.module}.{alias.name}" for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and
-            node.module.startswith("trl.") for alias in node.names}
+    return {
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.startswith("trl.")
+        for alias in node.names
+    }
 
 
 def test_the_table_lists_every_private_name_and_trl_helper_the_code_touches():
@@ -91,7 +103,7 @@ def test_the_table_lists_every_private_name_and_trl_helper_the_code_touches():
 def test_every_listed_internal_is_used():
     code = "\n".join(p.read_text() for p in PACKAGE.rglob("*.py") if p != SEAM)
     seam = SEAM.read_text()
-    seam_code = seam[: seam.index("INTERNALS: tuple")] + seam[seam.index("def _resolve"):]
+    seam_code = seam[: seam.index("INTERNALS: tuple")] + seam[seam.index("def _resolve") :]
     stale = [i.name for i in trl_seam.INTERNALS if (i.used_as or i.attr) not in code + seam_code]
     assert not stale, f"listed but no longer used: {stale}"
 
@@ -100,17 +112,34 @@ def test_only_the_seam_changes_trl_at_run_time():
     """No assignment to an attribute of a TRL or datasets module or class outside the seam."""
     offenders = []
     for path, tree in _sources().items():
-        modules = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-                   for alias in node.names if alias.name.split(".")[0] in ("trl", "datasets")}
-        modules |= {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                    and node.module and node.module.split(".")[0] in ("trl", "datasets") for alias in node.names}
+        modules = {
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+            if alias.name.split(".")[0] in ("trl", "datasets")
+        }
+        modules |= {
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("trl", "datasets")
+            for alias in node.names
+        }
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and \
-                    isinstance(node.value, ast.Name) and node.value.id in modules:
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.ctx, ast.Store)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+            ):
                 offenders.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
     assert not offenders, offenders
-    hooks = [p.name for p in PACKAGE.rglob("*.py") for node in ast.walk(ast.parse(p.read_text()))
-             if isinstance(node, ast.Attribute) and node.attr in ("meta_path", "path_hooks")]
+    hooks = [
+        p.name
+        for p in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr in ("meta_path", "path_hooks")
+    ]
     assert not hooks, f"import hooks in {hooks}"
 
 
@@ -148,8 +177,12 @@ def test_a_changed_signature_and_a_dropped_attribute_are_both_named(monkeypatch)
     monkeypatch.setattr(DPOTrainer, "compute_ref_log_probs", compute_ref_log_probs)
     monkeypatch.delattr(utils, "flush_left")
     # an instance attribute TRL's __init__ no longer sets (as if TRL renamed _tp_size)
-    gone = trl_seam.Internal("trl.trainer.dpo_trainer.DPOTrainer._tp_size_renamed", "attribute", "test",
-                             set_in="trl.trainer.dpo_trainer.DPOTrainer.__init__")
+    gone = trl_seam.Internal(
+        "trl.trainer.dpo_trainer.DPOTrainer._tp_size_renamed",
+        "attribute",
+        "test",
+        set_in="trl.trainer.dpo_trainer.DPOTrainer.__init__",
+    )
     with pytest.raises(trl_seam.TRLShapeError) as err:
         trl_seam.check_trl_shape(trl_seam.INTERNALS + (gone,))
     message = str(err.value)
@@ -182,8 +215,7 @@ def test_stock_dpo_trainer_builds_the_class_the_config_asks_for():
     assert trainer_class_for(DPOTrainer, (), {}) is DPOTrainer  # not a constructor call (copy, unpickling)
     # TRL refuses precomputed reference log-probs on images: the subclass does it, for TRL's losses too
     precompute = config(loss_type="sigmoid", precompute_ref_log_probs=True)
-    assert trainer_class_for(DPOTrainer, ("m",), {"args": precompute, "train_dataset": make_dataset(2)}) \
-        is RDPOTrainer
+    assert trainer_class_for(DPOTrainer, ("m",), {"args": precompute, "train_dataset": make_dataset(2)}) is RDPOTrainer
 
     class Mine(DPOTrainer):
         pass
@@ -206,7 +238,8 @@ def test_rdpo_collator_rows_are_trls_collator_rows(fixture, request):
     examples = [dataset[i] for i in range(3)]
     ours = DataCollatorForVisionRDPO(processor=processor)([dict(e) for e in examples])
     stock = DataCollatorForVisionPreference(processor=processor)(
-        [{k: v for k, v in e.items() if k != "rejected_images"} for e in examples])
+        [{k: v for k, v in e.items() if k != "rejected_images"} for e in examples]
+    )
     assert ours["input_ids"].size(0) == 9
     assert set(stock) <= set(ours)
     for key, value in stock.items():

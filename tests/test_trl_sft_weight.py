@@ -44,13 +44,29 @@ def test_zero_weight_is_todays_loss_and_logs_nothing(tiny_llava, tmp_path):
 
     from trl_models import load
 
-    common = dict(use_cpu=True, report_to="none", save_strategy="no", per_device_train_batch_size=2, max_steps=2,
-                  learning_rate=1e-2, logging_steps=1, loss_type="rdpo", max_length=None, seed=0,
-                  dataloader_num_workers=0, gradient_checkpointing=False)
+    common = dict(
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        per_device_train_batch_size=2,
+        max_steps=2,
+        learning_rate=1e-2,
+        logging_steps=1,
+        loss_type="rdpo",
+        max_length=None,
+        seed=0,
+        dataloader_num_workers=0,
+        gradient_checkpointing=False,
+    )
     rdpo = make_trainer(tiny_llava, tmp_path / "rdpo", max_steps=2)
     model, processor = load(tiny_llava)
-    plain = DPOTrainer(model=model, ref_model=load(tiny_llava)[0], processing_class=processor,
-                       args=DPOConfig(output_dir=str(tmp_path / "plain"), **common), train_dataset=make_dataset(4))
+    plain = DPOTrainer(
+        model=model,
+        ref_model=load(tiny_llava)[0],
+        processing_class=processor,
+        args=DPOConfig(output_dir=str(tmp_path / "plain"), **common),
+        train_dataset=make_dataset(4),
+    )
     runs = {}
     for name, trainer in (("rdpo", rdpo), ("plain", plain)):
         trainer.train()

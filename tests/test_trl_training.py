@@ -97,9 +97,17 @@ def test_gradient_accumulation_matches_full_batch(tiny_llava, tmp_path):
     """One SGD step on a batch of 2 == one step accumulated over two micro-batches of 1."""
     updates = {}
     for name, bs, ga in [("full", 2, 1), ("accum", 1, 2)]:
-        trainer = make_trainer(tiny_llava, tmp_path / name, dataset=make_dataset(2), max_steps=1, optim="sgd",
-                               per_device_train_batch_size=bs, gradient_accumulation_steps=ga,
-                               learning_rate=1.0, lr_scheduler_type="constant")
+        trainer = make_trainer(
+            tiny_llava,
+            tmp_path / name,
+            dataset=make_dataset(2),
+            max_steps=1,
+            optim="sgd",
+            per_device_train_batch_size=bs,
+            gradient_accumulation_steps=ga,
+            learning_rate=1.0,
+            lr_scheduler_type="constant",
+        )
         before = _snapshot(trainer.model)
         trainer.train()
         after = _snapshot(trainer.model)
@@ -119,10 +127,14 @@ def test_evaluation_logs_rdpo_metrics(tiny_qwen2_vl, tmp_path):
     from trl_models import load, tiny_args
 
     model, processor = load(tiny_qwen2_vl)
-    trainer = DPOTrainer(model=model, ref_model=load(tiny_qwen2_vl)[0],
-                         args=tiny_args(tmp_path, eval_strategy="steps", eval_steps=2, max_steps=2),
-                         train_dataset=make_dataset(4), eval_dataset=make_dataset(4, seed=1),
-                         processing_class=processor)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=load(tiny_qwen2_vl)[0],
+        args=tiny_args(tmp_path, eval_strategy="steps", eval_steps=2, max_steps=2),
+        train_dataset=make_dataset(4),
+        eval_dataset=make_dataset(4, seed=1),
+        processing_class=processor,
+    )
     trainer.train()
     evals = [h for h in trainer.state.log_history if "eval_loss" in h]
     assert evals

@@ -20,9 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import typer
 
 
-def main(model_dir: Path = typer.Argument(..., help="A study model (seed-N/sft/model or an arm's model)."),
-         train: Path = typer.Argument(..., help="The seed's training world (seed-N/world/train)."),
-         seed: int = typer.Option(0, help="The seed the SFT rows were drawn with.")) -> None:
+def main(
+    model_dir: Path = typer.Argument(..., help="A study model (seed-N/sft/model or an arm's model)."),
+    train: Path = typer.Argument(..., help="The seed's training world (seed-N/world/train)."),
+    seed: int = typer.Option(0, help="The seed the SFT rows were drawn with."),
+) -> None:
     import torch
     from PIL import Image
     from study_sft import sft_rows
@@ -41,8 +43,10 @@ def main(model_dir: Path = typer.Argument(..., help="A study model (seed-N/sft/m
         return Image.open(rng.choice(captions)["image"] if other else row["image"]).convert("RGB")
 
     def prompt(row) -> str:
-        return processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text",
-                                               "text": row["prompt"]}]}], add_generation_prompt=True)
+        return processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": row["prompt"]}]}],
+            add_generation_prompt=True,
+        )
 
     @torch.no_grad()
     def caption_loss(other: bool) -> float:
@@ -51,7 +55,7 @@ def main(model_dir: Path = typer.Argument(..., help="A study model (seed-N/sft/m
             pic = image(r, other)
             inputs = processor(images=[pic], text=[prompt(r) + r["answer"] + "</s>"], return_tensors="pt")
             labels = inputs["input_ids"].clone()
-            labels[:, :len(processor(images=[pic], text=[prompt(r)])["input_ids"][0])] = -100
+            labels[:, : len(processor(images=[pic], text=[prompt(r)])["input_ids"][0])] = -100
             n = int((labels != -100).sum()) - 1
             total += model(**inputs, labels=labels).loss.item() * n
             count += n
@@ -70,8 +74,10 @@ def main(model_dir: Path = typer.Argument(..., help="A study model (seed-N/sft/m
 
     own, other = margins(False), margins(True)
     print(f"caption loss: own image {caption_loss(False):.3f}, another image {caption_loss(True):.3f}")
-    print(f"yes/no accuracy: own image {accuracy(own):.3f}, another image {accuracy(other):.3f}; verdict margin "
-          f"sd {statistics.pstdev(own):.3f}, mean |own - another| {statistics.mean(abs(a - b) for a, b in zip(own, other)):.3f}")
+    print(
+        f"yes/no accuracy: own image {accuracy(own):.3f}, another image {accuracy(other):.3f}; verdict margin "
+        f"sd {statistics.pstdev(own):.3f}, mean |own - another| {statistics.mean(abs(a - b) for a, b in zip(own, other)):.3f}"
+    )
 
 
 if __name__ == "__main__":

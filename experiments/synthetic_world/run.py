@@ -59,12 +59,20 @@ def run_seed(out: Path, sizes: Sizes, seed: int, threads: int = 0, arms: Optiona
     train_root, all_root = corpus_roots(root / "world")
     record: dict = {"seed": seed}
     record["world"] = stage(root / "world", f"seed {seed} world", lambda d: make_world(d, sizes, seed))
-    record["clip"] = stage(root / "clip", f"seed {seed} encoder + knowledge base",
-                           lambda d: {**train_clip(d, train_root, sizes, seed), **build_index(d, train_root, d),
-                                      "retrieval": retrieval_quality(d / "index", seed)})
+    record["clip"] = stage(
+        root / "clip",
+        f"seed {seed} encoder + knowledge base",
+        lambda d: {
+            **train_clip(d, train_root, sizes, seed),
+            **build_index(d, train_root, d),
+            "retrieval": retrieval_quality(d / "index", seed),
+        },
+    )
     record["retrieval"] = record["clip"]["retrieval"]
     clip_paths = model_paths(root / "clip")
-    record["sft"] = stage(root / "sft", f"seed {seed} SFT", lambda d: train_sft(d, train_root, sizes, seed, root / "clip"))
+    record["sft"] = stage(
+        root / "sft", f"seed {seed} SFT", lambda d: train_sft(d, train_root, sizes, seed, root / "clip")
+    )
     suite = None
 
     def evaluated(arm: str, model: str) -> dict:
@@ -77,14 +85,23 @@ def run_seed(out: Path, sizes: Sizes, seed: int, threads: int = 0, arms: Optiona
 
     sft_model = str(root / "sft" / "model")
     record["eval"] = {"sft": evaluated("sft", sft_model)}  # first: the base model's hallucination, early
-    record["sft_fit"] = stage(root / "eval" / "sft_training_questions", f"seed {seed} SFT on its training questions",
-                              lambda d: training_questions(sft_model, train_root, sizes, seed))
-    record["prefs"] = stage(root / "prefs", f"seed {seed} preference builds",
-                            lambda d: build_preferences(d, train_root, root / "clip" / "index", clip_paths, seed))
+    record["sft_fit"] = stage(
+        root / "eval" / "sft_training_questions",
+        f"seed {seed} SFT on its training questions",
+        lambda d: training_questions(sft_model, train_root, sizes, seed),
+    )
+    record["prefs"] = stage(
+        root / "prefs",
+        f"seed {seed} preference builds",
+        lambda d: build_preferences(d, train_root, root / "clip" / "index", clip_paths, seed),
+    )
     record["arms"] = {}
     for arm in arms or ARMS:
-        record["arms"][arm] = stage(root / "arms" / arm, f"seed {seed} arm {arm}",
-                                    lambda d, arm=arm: train_arm(d, arm, sft_model, root / "prefs", sizes, seed))
+        record["arms"][arm] = stage(
+            root / "arms" / arm,
+            f"seed {seed} arm {arm}",
+            lambda d, arm=arm: train_arm(d, arm, sft_model, root / "prefs", sizes, seed),
+        )
         record["eval"][arm] = evaluated(arm, str(root / "arms" / arm / "model"))
     record["invariants"] = check_invariants(root, record, sizes)
     (root / "record.json").write_text(json.dumps(record, indent=1, sort_keys=True))
@@ -93,25 +110,53 @@ def run_seed(out: Path, sizes: Sizes, seed: int, threads: int = 0, arms: Optiona
 
 def main(
     out: Path = typer.Option(..., "--out", help="Results directory (created; re-running resumes from it)."),
-    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Number of seeds (--first-seed and on): each a "
-                                        "new world, encoder, SFT, preference data and training seed. [default: 3; 1 "
-                                        "with --smoke]"),
-    first_seed: int = typer.Option(0, "--first-seed", min=0, help="The first seed: fresh seeds for a recipe chosen "
-                                   "on others (e.g. --first-seed 3 after choosing on 0-2)."),
-    smoke: bool = typer.Option(False, "--smoke", help="Tiny sizes (and 1 seed unless --seeds): checks the pipeline "
-                               "(CI), says nothing about the method."),
+    seeds: Optional[int] = typer.Option(
+        None,
+        "--seeds",
+        min=1,
+        help="Number of seeds (--first-seed and on): each a "
+        "new world, encoder, SFT, preference data and training seed. [default: 3; 1 "
+        "with --smoke]",
+    ),
+    first_seed: int = typer.Option(
+        0,
+        "--first-seed",
+        min=0,
+        help="The first seed: fresh seeds for a recipe chosen on others (e.g. --first-seed 3 after choosing on 0-2).",
+    ),
+    smoke: bool = typer.Option(
+        False,
+        "--smoke",
+        help="Tiny sizes (and 1 seed unless --seeds): checks the pipeline (CI), says nothing about the method.",
+    ),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Seeds run in parallel (each gets cores / jobs threads)."),
-    report_only: bool = typer.Option(False, "--report-only", help="Train nothing: write the outputs from the stages "
-                                     "finished so far (a run still going, or killed), marking what is missing."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a size, e.g. --set pref_steps=400 "
-                                             "(repeatable; names in study_sizes.py). Recorded in sizes.json."),
-    arms: Optional[str] = typer.Option(None, "--arms", help="Train only these preference arms, comma-separated "
-                                       "(dpo, rdpo, rdpo_anchor, rdpo_region_noise; a cheaper lever sweep); the "
-                                       "tables show the others as missing. [default: all]"),
-    reuse: Optional[Path] = typer.Option(None, "--reuse", help="A finished run whose world, encoder, SFT and "
-                                         "preference builds this run links instead of redoing: for a sweep over "
-                                         "the arms' settings (beta, pref_steps, pref_lr, pref_rows, pref_batch); "
-                                         "every other size must match."),
+    report_only: bool = typer.Option(
+        False,
+        "--report-only",
+        help="Train nothing: write the outputs from the stages "
+        "finished so far (a run still going, or killed), marking what is missing.",
+    ),
+    set_: Optional[List[str]] = typer.Option(
+        None,
+        "--set",
+        help="Override a size, e.g. --set pref_steps=400 "
+        "(repeatable; names in study_sizes.py). Recorded in sizes.json.",
+    ),
+    arms: Optional[str] = typer.Option(
+        None,
+        "--arms",
+        help="Train only these preference arms, comma-separated "
+        "(dpo, rdpo, rdpo_anchor, rdpo_region_noise; a cheaper lever sweep); the "
+        "tables show the others as missing. [default: all]",
+    ),
+    reuse: Optional[Path] = typer.Option(
+        None,
+        "--reuse",
+        help="A finished run whose world, encoder, SFT and "
+        "preference builds this run links instead of redoing: for a sweep over "
+        "the arms' settings (beta, pref_steps, pref_lr, pref_rows, pref_batch); "
+        "every other size must match.",
+    ),
 ) -> None:
     """Run the synthetic-world study end to end and write tables.md, results.json and figure.png into --out."""
     setup_logging()
@@ -148,8 +193,10 @@ def main(
 
         records = [collect_record(out / f"seed-{s}", s) for s in seed_list if (out / f"seed-{s}").is_dir()]
         write_outputs(out, records, sizes)
-        typer.echo(f"Wrote {out / TABLES}, {out / RESULTS} and {out / FIGURE} from the finished stages of "
-                   f"{len(records)} seed(s).")
+        typer.echo(
+            f"Wrote {out / TABLES}, {out / RESULTS} and {out / FIGURE} from the finished stages of "
+            f"{len(records)} seed(s)."
+        )
         return
     if jobs > 1 and len(seed_list) > 1:
         threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -168,8 +215,10 @@ def main(
         typer.echo(SMOKE_NOTE)
 
 
-SMOKE_NOTE = ("--smoke: tiny sizes that only check the pipeline runs end to end; its numbers (CHAIR, POPE, "
-              "rewards) mean nothing: do not read or report them (run without --smoke for the study).")
+SMOKE_NOTE = (
+    "--smoke: tiny sizes that only check the pipeline runs end to end; its numbers (CHAIR, POPE, "
+    "rewards) mean nothing: do not read or report them (run without --smoke for the study)."
+)
 
 
 def link_upstream(out: Path, source: Path, sizes: Sizes, seeds: list[int]) -> int:
@@ -183,8 +232,9 @@ def link_upstream(out: Path, source: Path, sizes: Sizes, seeds: list[int]) -> in
         raise ValueError(f"it holds no readable {SIZES_FILE}") from None
     differ = sorted(k for k, v in sizes.to_dict().items() if k not in ARM_FIELDS and theirs.get(k) != v)
     if differ:
-        raise ValueError(f"its sizes differ before the arms ({', '.join(differ)}); only "
-                         f"{', '.join(ARM_FIELDS)} may change")
+        raise ValueError(
+            f"its sizes differ before the arms ({', '.join(differ)}); only {', '.join(ARM_FIELDS)} may change"
+        )
     linked = 0
     for seed in seeds:
         for name in UPSTREAM:
@@ -205,8 +255,9 @@ def write_outputs(out: Path, records: list[dict], sizes: Sizes) -> None:
     from study_report import figure, learning_curves, tables
 
     (out / TABLES).write_text(tables(records, sizes))
-    (out / RESULTS).write_text(json.dumps({"sizes": sizes.to_dict(), "versions": versions(), "seeds": records},
-                                          indent=1, sort_keys=True))
+    (out / RESULTS).write_text(
+        json.dumps({"sizes": sizes.to_dict(), "versions": versions(), "seeds": records}, indent=1, sort_keys=True)
+    )
     figure(records, out / FIGURE)
     learning_curves(records, out / CURVES)
 

@@ -24,10 +24,17 @@ def clip_config(sizes) -> dict:
     that its trained tower can become the base model's (``study_sft.vision_tower_from_clip``), and a 2-layer text
     tower with room for the complete captions."""
     width = sizes.vision_hidden_size
-    return {"embed_dim": 64,
-            "vision_cfg": {"image_size": sizes.image_size, "layers": sizes.vision_layers, "width": width,
-                           "head_width": min(32, width), "patch_size": 8},
-            "text_cfg": {"context_length": 64, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
+    return {
+        "embed_dim": 64,
+        "vision_cfg": {
+            "image_size": sizes.image_size,
+            "layers": sizes.vision_layers,
+            "width": width,
+            "head_width": min(32, width),
+            "patch_size": 8,
+        },
+        "text_cfg": {"context_length": 64, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+    }
 
 
 def model_paths(clip_dir: Path) -> tuple[str, str]:
@@ -58,8 +65,9 @@ def train_clip(out: Path, train_root: Path, sizes, seed: int) -> dict:
     rng = random.Random(seed)
     loss_fn = open_clip.ClipLoss()
     optim = torch.optim.AdamW(model.parameters(), lr=sizes.clip_lr, weight_decay=0.1)
-    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=sizes.clip_lr, total_steps=sizes.clip_steps,
-                                                pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        optim, max_lr=sizes.clip_lr, total_steps=sizes.clip_steps, pct_start=0.1
+    )
     model.train()
     curve = []
     for step in range(sizes.clip_steps):
@@ -75,8 +83,13 @@ def train_clip(out: Path, train_root: Path, sizes, seed: int) -> dict:
         if step % 25 == 0 or step == sizes.clip_steps - 1:
             curve.append({"step": step, "loss": round(loss.item(), 4)})
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS))
-    return {"model": str(config_path), "weights": str(out / WEIGHTS), "curve": curve, "steps": sizes.clip_steps,
-            "batch": sizes.clip_batch}
+    return {
+        "model": str(config_path),
+        "weights": str(out / WEIGHTS),
+        "curve": curve,
+        "steps": sizes.clip_steps,
+        "batch": sizes.clip_batch,
+    }
 
 
 def build_index(out: Path, train_root: Path, clip_dir: Path) -> dict:
@@ -85,8 +98,16 @@ def build_index(out: Path, train_root: Path, clip_dir: Path) -> dict:
     from realign_data.kb.knowledge_base_build import build_knowledge_base
 
     model, weights = model_paths(clip_dir)
-    build_knowledge_base(open_source("coco", train_root), out / "index", model=model, pretrained=weights,
-                         device="cpu", num_workers=0, batch_size=64, progress=False)
+    build_knowledge_base(
+        open_source("coco", train_root),
+        out / "index",
+        model=model,
+        pretrained=weights,
+        device="cpu",
+        num_workers=0,
+        batch_size=64,
+        progress=False,
+    )
     return {"index": str(out / "index")}
 
 
@@ -110,5 +131,9 @@ def retrieval_quality(index: Path, seed: int, queries: int = 200) -> dict:
     top1 = [jaccard(cats[q], cats[h[0].id]) for q, h in zip(ids, hits) if h]
     rand = [jaccard(cats[q], cats[rng.choice([i for i in kb.ids if i != q])]) for q in ids]
     same = [cats[q] == cats[h[0].id] for q, h in zip(ids, hits) if h]
-    return {"queries": len(ids), "top1_jaccard": round(sum(top1) / len(top1), 4),
-            "random_jaccard": round(sum(rand) / len(rand), 4), "top1_same_categories": round(sum(same) / len(same), 4)}
+    return {
+        "queries": len(ids),
+        "top1_jaccard": round(sum(top1) / len(top1), 4),
+        "random_jaccard": round(sum(rand) / len(rand), 4),
+        "top1_same_categories": round(sum(same) / len(same), 4),
+    }

@@ -14,8 +14,7 @@ def heldout_suite(all_root: Path, sizes, seed: int):
     """POPE questions and CHAIR ground truth of the first ``eval_images`` held-out images (min. 2 categories)."""
     from realign_trl.eval import EvalSuite
 
-    return EvalSuite.from_coco(all_root, split=HELDOUT_SPLIT, num_images=sizes.eval_images, seed=seed,
-                               min_objects=2)
+    return EvalSuite.from_coco(all_root, split=HELDOUT_SPLIT, num_images=sizes.eval_images, seed=seed, min_objects=2)
 
 
 def evaluate_model(out: Path, model_dir: str, suite, sizes) -> dict:
@@ -23,11 +22,19 @@ def evaluate_model(out: Path, model_dir: str, suite, sizes) -> dict:
     partner diagnostic."""
     from realign_trl.eval import evaluate
 
-    result = evaluate(model_dir, suite, batch_size=sizes.eval_batch, chair_max_new_tokens=sizes.chair_max_new_tokens,
-                      device="cpu", out=out)
-    return {"flat": result.flat(),
-            "partner": partner_hallucination(result.records.get("chair", []), world_partners(sizes)),
-            "most_hallucinated": result.metrics.get("chair", {}).get("most_hallucinated", [])}
+    result = evaluate(
+        model_dir,
+        suite,
+        batch_size=sizes.eval_batch,
+        chair_max_new_tokens=sizes.chair_max_new_tokens,
+        device="cpu",
+        out=out,
+    )
+    return {
+        "flat": result.flat(),
+        "partner": partner_hallucination(result.records.get("chair", []), world_partners(sizes)),
+        "most_hallucinated": result.metrics.get("chair", {}).get("most_hallucinated", []),
+    }
 
 
 def training_questions(model_dir: str, train_root: Path, sizes, seed: int, limit: int = 400) -> dict:
@@ -47,8 +54,11 @@ def training_questions(model_dir: str, train_root: Path, sizes, seed: int, limit
     finally:
         backend.close()
     truth = [parse_pope_answer(r["answer"])[0] for r in rows]
-    return {"questions": len(rows), "accuracy": round(sum(a == b for a, b in zip(said, truth)) / len(rows), 4),
-            "yes_ratio": round(said.count("yes") / len(rows), 4)}
+    return {
+        "questions": len(rows),
+        "accuracy": round(sum(a == b for a, b in zip(said, truth)) / len(rows), 4),
+        "yes_ratio": round(said.count("yes") / len(rows), 4),
+    }
 
 
 def partner_hallucination(records: list[dict], pairs) -> dict:
@@ -76,6 +86,9 @@ def partner_hallucination(records: list[dict], pairs) -> dict:
                 other_hit += c in said
     per = {p: round(hit[p] / seen[p], 4) for p in sorted(seen)}
     total = sum(seen.values())
-    return {"missing_partner_named": round(sum(hit.values()) / total, 4) if total else float("nan"),
-            "other_absent_named": round(other_hit / other_seen, 4) if other_seen else float("nan"),
-            "cases": total, "per_partner": per}
+    return {
+        "missing_partner_named": round(sum(hit.values()) / total, 4) if total else float("nan"),
+        "other_absent_named": round(other_hit / other_seen, 4) if other_seen else float("nan"),
+        "cases": total,
+        "per_partner": per,
+    }

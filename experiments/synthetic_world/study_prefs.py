@@ -20,8 +20,13 @@ ARMS: dict[str, tuple[str, str, dict]] = {
     "rdpo_anchor": ("retrieval", "rdpo", {"rdpo_anchor_weight": 1.0}),
     "rdpo_region_noise": ("region-noise", "rdpo", {}),
 }
-ARM_LABELS = {"sft": "(a) SFT only", "dpo": "(b) DPO (sigmoid, text pairs)", "rdpo": "(c) rDPO",
-              "rdpo_anchor": "(d) rDPO + mDPO anchor", "rdpo_region_noise": "(e) rDPO, region-noise images (MFPO)"}
+ARM_LABELS = {
+    "sft": "(a) SFT only",
+    "dpo": "(b) DPO (sigmoid, text pairs)",
+    "rdpo": "(c) rDPO",
+    "rdpo_anchor": "(d) rDPO + mDPO anchor",
+    "rdpo_region_noise": "(e) rDPO, region-noise images (MFPO)",
+}
 ARM_ORDER = ("sft", "dpo", "rdpo", "rdpo_anchor", "rdpo_region_noise")
 
 
@@ -32,12 +37,25 @@ def build_preferences(out: Path, train_root: Path, index: Path, clip_paths: tupl
 
     record = {}
     for negative in ("retrieval", "region-noise"):
-        config = BuildConfig(index=str(index), coco_root=str(train_root), out=str(out / negative),
-                             kb_model=clip_paths[0], kb_pretrained=clip_paths[1], prompts=[CHAIR_PROMPT],
-                             gate="lexical", image_negative=negative, seed=seed, progress=False, device="cpu")
+        config = BuildConfig(
+            index=str(index),
+            coco_root=str(train_root),
+            out=str(out / negative),
+            kb_model=clip_paths[0],
+            kb_pretrained=clip_paths[1],
+            prompts=[CHAIR_PROMPT],
+            gate="lexical",
+            image_negative=negative,
+            seed=seed,
+            progress=False,
+            device="cpu",
+        )
         result = build(config)
-        record[negative] = {"pairs": result.pairs_written, "drops": dict(result.drops),
-                            "blind_separability": result.report.get("blind_separability")}  # text-only accuracy
+        record[negative] = {
+            "pairs": result.pairs_written,
+            "drops": dict(result.drops),
+            "blind_separability": result.report.get("blind_separability"),
+        }  # text-only accuracy
     return record
 
 
@@ -47,8 +65,9 @@ def preference_rows(prefs: Path, build_name: str, rows: int, seed: int):
 
     ds = load_built(prefs / build_name).shuffle(seed=seed)
     ds = ds.select(range(min(rows, len(ds))))
-    return ds.select_columns(["images", "rejected_images", "prompt", "chosen", "rejected", "image_id",
-                              "rejected_image_id"])
+    return ds.select_columns(
+        ["images", "rejected_images", "prompt", "chosen", "rejected", "image_id", "rejected_image_id"]
+    )
 
 
 def common_rows(prefs: Path, wanted: int) -> int:
@@ -81,25 +100,50 @@ def train_arm(out: Path, arm: str, sft_model: str, prefs: Path, sizes, seed: int
         extra["rdpo_sft_weight"] = sizes.sft_weight
     elif sizes.sft_weight:  # the same SFT term for DPO: TRL's own "sft" loss beside its sigmoid loss
         loss = {"loss_type": [loss_type, "sft"], "loss_weights": [1.0, sizes.sft_weight]}
-    args = RDPOConfig(output_dir=str(out / "trainer"), **loss, beta=sizes.beta,
-                      learning_rate=sizes.pref_lr, max_steps=sizes.pref_steps,
-                      per_device_train_batch_size=sizes.pref_batch, lr_scheduler_type="cosine", warmup_steps=0.1,
-                      logging_steps=max(1, min(5, sizes.pref_steps // 4)), save_strategy="no", report_to="none", use_cpu=True, seed=seed,
-                      data_seed=seed, dataloader_num_workers=0, max_length=None, gradient_checkpointing=False,
-                      **extra)
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=ds, processing_class=processor,
-                         peft_config=lora)
+    args = RDPOConfig(
+        output_dir=str(out / "trainer"),
+        **loss,
+        beta=sizes.beta,
+        learning_rate=sizes.pref_lr,
+        max_steps=sizes.pref_steps,
+        per_device_train_batch_size=sizes.pref_batch,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.1,
+        logging_steps=max(1, min(5, sizes.pref_steps // 4)),
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        max_length=None,
+        gradient_checkpointing=False,
+        **extra,
+    )
+    trainer = DPOTrainer(
+        model=model, ref_model=ref, args=args, train_dataset=ds, processing_class=processor, peft_config=lora
+    )
     trainer.train()
     policy = trainer.model.merge_and_unload() if lora else trainer.model  # the evaluation loads a whole model
     policy.save_pretrained(str(out / "model"))
     processor.save_pretrained(str(out / "model"))
     logs = [h for h in trainer.state.log_history if "loss" in h]
     keys = sorted({k for h in logs for k in h if k.startswith(("rewards/", "loss", "logps/"))})
-    tail = logs[-max(1, len(logs) // 4):]  # the last quarter of training
-    return {"model": str(out / "model"), "arm": arm, "global_step": trainer.state.global_step, "build": build_name, "loss_type": loss["loss_type"], "extra": extra, "lora_r": sizes.pref_lora_r,
-            "rows": len(ds), **used, "steps": sizes.pref_steps,
-            "log": logs, "last_quarter": {k: sum(h[k] for h in tail if k in h) / max(1, sum(k in h for h in tail))
-                                          for k in keys}}
+    tail = logs[-max(1, len(logs) // 4) :]  # the last quarter of training
+    return {
+        "model": str(out / "model"),
+        "arm": arm,
+        "global_step": trainer.state.global_step,
+        "build": build_name,
+        "loss_type": loss["loss_type"],
+        "extra": extra,
+        "lora_r": sizes.pref_lora_r,
+        "rows": len(ds),
+        **used,
+        "steps": sizes.pref_steps,
+        "log": logs,
+        "last_quarter": {k: sum(h[k] for h in tail if k in h) / max(1, sum(k in h for h in tail)) for k in keys},
+    }
 
 
 def lora_config(rank: int):
@@ -109,5 +153,10 @@ def lora_config(rank: int):
         return None
     from peft import LoraConfig
 
-    return LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, task_type="CAUSAL_LM",
-                      target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)")
+    return LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        lora_dropout=0.05,
+        task_type="CAUSAL_LM",
+        target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
+    )

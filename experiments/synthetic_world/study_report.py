@@ -12,13 +12,20 @@ from study_prefs import ARM_LABELS, ARM_ORDER
 from study_world import HELDOUT_SPLIT
 
 POPE_SPLITS = ("random", "popular", "adversarial")
-POPE_COLUMNS = [(f"pope_{s}_{m}", f"{s} {name}") for s in POPE_SPLITS
-                for m, name in (("f1", "F1"), ("accuracy", "acc"), ("yes_ratio", "yes"))]
+POPE_COLUMNS = [
+    (f"pope_{s}_{m}", f"{s} {name}")
+    for s in POPE_SPLITS
+    for m, name in (("f1", "F1"), ("accuracy", "acc"), ("yes_ratio", "yes"))
+]
 CHAIR_COLUMNS = [("chair_s", "CHAIR_s ↓"), ("chair_i", "CHAIR_i ↓"), ("object_recall", "recall ↑")]
 DIAG_COLUMNS = [("missing_partner_named", "missing partner named ↓"), ("other_absent_named", "other absent named ↓")]
-TRAIN_COLUMNS = [("rewards/margins", "text margin"), ("rewards/accuracies", "text acc"),
-                 ("rewards/visual_margins", "visual margin"), ("rewards/visual_accuracies", "visual acc"),
-                 ("rewards/chosen", "chosen reward")]
+TRAIN_COLUMNS = [
+    ("rewards/margins", "text margin"),
+    ("rewards/accuracies", "text acc"),
+    ("rewards/visual_margins", "visual margin"),
+    ("rewards/visual_accuracies", "visual acc"),
+    ("rewards/chosen", "chosen reward"),
+]
 
 
 def check_invariants(seed_dir: Path, record: dict, sizes) -> dict:
@@ -46,8 +53,12 @@ def check_invariants(seed_dir: Path, record: dict, sizes) -> dict:
             failures.append(f"held-out images in the {build} preference data (by id)")
         for col in ("images", "rejected_images"):
             raw = ds.cast_column(col, List(Image(decode=False)))
-            if any(hashlib.sha256(im["bytes"]).hexdigest() in held_hashes for ims in raw[col] for im in ims
-                   if im.get("bytes")):
+            if any(
+                hashlib.sha256(im["bytes"]).hexdigest() in held_hashes
+                for ims in raw[col]
+                for im in ims
+                if im.get("bytes")
+            ):
                 failures.append(f"held-out image bytes in the {build} preference data ({col})")
     for arm, arm_record in record["arms"].items():
         losses = [h["loss"] for h in arm_record["log"]]
@@ -88,26 +99,36 @@ def mean_std(values: list[float]) -> str:
 def _table(records: list[dict], columns: list[tuple[str, str]], arms=ARM_ORDER) -> str:
     head = "| arm | " + " | ".join(name for _, name in columns) + " |"
     rule = "|---|" + "---|" * len(columns)
-    rows = [f"| {ARM_LABELS[a]} | " + " | ".join(mean_std(_values(records, a, k)) for k, _ in columns) + " |"
-            for a in arms]
+    rows = [
+        f"| {ARM_LABELS[a]} | " + " | ".join(mean_std(_values(records, a, k)) for k, _ in columns) + " |" for a in arms
+    ]
     return "\n".join([head, rule, *rows])
 
 
 def _partner_table(records: list[dict], arms=ARM_ORDER) -> str:
     """Arms × absent partner: the share of captions naming it (mean over the seeds that had such a case)."""
     partners = sorted({p for r in records for ev in r["eval"].values() for p in ev["partner"].get("per_partner", {})})
+
     def mean(arm: str, partner: str) -> str:
-        values = [r["eval"][arm]["partner"]["per_partner"][partner] for r in records
-                  if arm in r["eval"] and partner in r["eval"][arm]["partner"].get("per_partner", {})]
+        values = [
+            r["eval"][arm]["partner"]["per_partner"][partner]
+            for r in records
+            if arm in r["eval"] and partner in r["eval"][arm]["partner"].get("per_partner", {})
+        ]
         return f"{statistics.mean(values):.3f}" if values else "–"
 
     rows = [f"| {ARM_LABELS[a]} | " + " | ".join(mean(a, p) for p in partners) + " |" for a in arms]
     return "\n".join(["| arm | " + " | ".join(partners) + " |", "|---|" + "---|" * len(partners), *rows])
 
 
-PAIRED_COLUMNS = [("pope_adversarial_accuracy", "POPE adv. acc ↑"), ("pope_adversarial_f1", "POPE adv. F1 ↑"),
-                  ("chair_i", "CHAIR_i ↓"), ("chair_s", "CHAIR_s ↓"), ("object_recall", "recall ↑"),
-                  ("missing_partner_named", "missing partner ↓")]
+PAIRED_COLUMNS = [
+    ("pope_adversarial_accuracy", "POPE adv. acc ↑"),
+    ("pope_adversarial_f1", "POPE adv. F1 ↑"),
+    ("chair_i", "CHAIR_i ↓"),
+    ("chair_s", "CHAIR_s ↓"),
+    ("object_recall", "recall ↑"),
+    ("missing_partner_named", "missing partner ↓"),
+]
 
 
 def paired(records: list[dict], arm: str, base: str, key: str) -> list[float]:
@@ -123,6 +144,7 @@ def paired(records: list[dict], arm: str, base: str, key: str) -> list[float]:
 def _paired_table(records: list[dict], pairs=(("rdpo", "dpo"), ("rdpo", "sft"), ("dpo", "sft"))) -> str:
     """Mean per-seed difference between two arms, and in how many seeds it has the sign of the mean: the
     comparison a reader can trust with few seeds (the same world, SFT model and rows on both sides)."""
+
     def cell(arm: str, base: str, key: str) -> str:
         d = paired(records, arm, base, key)
         if not d:
@@ -132,39 +154,65 @@ def _paired_table(records: list[dict], pairs=(("rdpo", "dpo"), ("rdpo", "sft"), 
         return f"{mean:+.3f} ({agree}/{len(d)})"
 
     head = "| difference | " + " | ".join(name for _, name in PAIRED_COLUMNS) + " |"
-    rows = [f"| {arm} − {base} | " + " | ".join(cell(arm, base, k) for k, _ in PAIRED_COLUMNS) + " |"
-            for arm, base in pairs]
+    rows = [
+        f"| {arm} − {base} | " + " | ".join(cell(arm, base, k) for k, _ in PAIRED_COLUMNS) + " |" for arm, base in pairs
+    ]
     return "\n".join([head, "|---|" + "---|" * len(PAIRED_COLUMNS), *rows])
 
 
 def tables(records: list[dict], sizes) -> str:
     """The markdown tables: POPE, CHAIR + the partner diagnostic, training diagnostics, encoder and SFT."""
     n = len(records)
-    parts = [f"Mean ± std over {n} seed{'s' if n != 1 else ''} ({', '.join(str(r['seed']) for r in records)}); "
-             f"held-out images: {sizes.eval_images} per seed.", "",
-             "### POPE (held-out images)", "", _table(records, POPE_COLUMNS), "",
-             "### CHAIR and the co-occurrence diagnostic (held-out captions)", "",
-             _table(records, CHAIR_COLUMNS + DIAG_COLUMNS), "",
-             "### Paired differences per seed (mean, and seeds whose difference has that sign)", "",
-             _paired_table(records), "",
-             "### Per object: how often a caption names the absent partner of an object it shows", "",
-             _partner_table(records), "",
-             "### Training diagnostics (mean over the last quarter of the logged steps)", "",
-             _table(records, TRAIN_COLUMNS, arms=ARM_ORDER[1:]), "",
-             "### Retrieval encoder and SFT", "",
-             "| seed | top-1 category Jaccard | random-image Jaccard | top-1 same category set | "
-             "preference pairs (retrieval / region-noise) | rows per arm | SFT loss first → last | "
-             "SFT yes/no accuracy on its training questions (yes ratio) |",
-             "|---|---|---|---|---|---|---|---|"]
+    parts = [
+        f"Mean ± std over {n} seed{'s' if n != 1 else ''} ({', '.join(str(r['seed']) for r in records)}); "
+        f"held-out images: {sizes.eval_images} per seed.",
+        "",
+        "### POPE (held-out images)",
+        "",
+        _table(records, POPE_COLUMNS),
+        "",
+        "### CHAIR and the co-occurrence diagnostic (held-out captions)",
+        "",
+        _table(records, CHAIR_COLUMNS + DIAG_COLUMNS),
+        "",
+        "### Paired differences per seed (mean, and seeds whose difference has that sign)",
+        "",
+        _paired_table(records),
+        "",
+        "### Per object: how often a caption names the absent partner of an object it shows",
+        "",
+        _partner_table(records),
+        "",
+        "### Training diagnostics (mean over the last quarter of the logged steps)",
+        "",
+        _table(records, TRAIN_COLUMNS, arms=ARM_ORDER[1:]),
+        "",
+        "### Retrieval encoder and SFT",
+        "",
+        "| seed | top-1 category Jaccard | random-image Jaccard | top-1 same category set | "
+        "preference pairs (retrieval / region-noise) | rows per arm | SFT loss first → last | "
+        "SFT yes/no accuracy on its training questions (yes ratio) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in records:
         q, c, fit = r.get("retrieval"), r.get("sft", {}).get("curve"), r.get("sft_fit")
         prefs, rows = r.get("prefs"), next((a["rows"] for a in r.get("arms", {}).values()), None)
-        parts.append(" | ".join([f"| {r['seed']}",
-                                 *((f"{q['top1_jaccard']:.3f}", f"{q['random_jaccard']:.3f}",
-                                    f"{q['top1_same_categories']:.3f}") if q else ("–",) * 3),
-                                 f"{prefs['retrieval']['pairs']} / {prefs['region-noise']['pairs']}" if prefs else "–",
-                                 str(rows or "–"), f"{c[0]['loss']:.3f} → {c[-1]['loss']:.3f}" if c else "–",
-                                 f"{fit['accuracy']:.3f} ({fit['yes_ratio']:.2f}) |" if fit else "– |"]))
+        parts.append(
+            " | ".join(
+                [
+                    f"| {r['seed']}",
+                    *(
+                        (f"{q['top1_jaccard']:.3f}", f"{q['random_jaccard']:.3f}", f"{q['top1_same_categories']:.3f}")
+                        if q
+                        else ("–",) * 3
+                    ),
+                    f"{prefs['retrieval']['pairs']} / {prefs['region-noise']['pairs']}" if prefs else "–",
+                    str(rows or "–"),
+                    f"{c[0]['loss']:.3f} → {c[-1]['loss']:.3f}" if c else "–",
+                    f"{fit['accuracy']:.3f} ({fit['yes_ratio']:.2f}) |" if fit else "– |",
+                ]
+            )
+        )
     partial = [f"seed {r['seed']}: {', '.join(r['missing'])}" for r in records if r.get("missing")]
     if partial:
         parts += ["", "**Partial results** (stages not finished yet: " + "; ".join(partial) + ")."]
@@ -178,8 +226,13 @@ def collect_record(seed_dir: Path, seed: int) -> dict:
     from study_stages import done
 
     record: dict = {"seed": seed, "arms": {}, "eval": {}, "missing": []}
-    for key, path in (("world", "world"), ("clip", "clip"), ("sft", "sft"), ("prefs", "prefs"),
-                      ("sft_fit", "eval/sft_training_questions")):
+    for key, path in (
+        ("world", "world"),
+        ("clip", "clip"),
+        ("sft", "sft"),
+        ("prefs", "prefs"),
+        ("sft_fit", "eval/sft_training_questions"),
+    ):
         value = done(seed_dir / path)
         if value is None:
             record["missing"].append(key)
@@ -211,9 +264,12 @@ def figure(records: list[dict], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [(f"pope_{s}_accuracy", f"POPE {s}\naccuracy ↑") for s in POPE_SPLITS] + \
-              [("chair_s", "CHAIR_s ↓"), ("chair_i", "CHAIR_i ↓"), ("object_recall", "recall ↑"),
-               ("missing_partner_named", "missing partner\nnamed ↓")]
+    metrics = [(f"pope_{s}_accuracy", f"POPE {s}\naccuracy ↑") for s in POPE_SPLITS] + [
+        ("chair_s", "CHAIR_s ↓"),
+        ("chair_i", "CHAIR_i ↓"),
+        ("object_recall", "recall ↑"),
+        ("missing_partner_named", "missing partner\nnamed ↓"),
+    ]
     fig, ax = plt.subplots(figsize=(11, 4.6))
     width = 0.8 / len(ARM_ORDER)
     for k, arm in enumerate(ARM_ORDER):
@@ -222,8 +278,9 @@ def figure(records: list[dict], out: Path) -> Path:
         errs = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in vals]
         xs = [i - 0.4 + width * (k + 0.5) for i in range(len(metrics))]
         ax.bar(xs, means, width=width, yerr=errs, capsize=2, label=ARM_LABELS[arm])
-    ax.hlines(0.5, -0.45, len(POPE_SPLITS) - 0.55, colors="black", linestyles="dashed", linewidth=1,
-              label="POPE chance")
+    ax.hlines(
+        0.5, -0.45, len(POPE_SPLITS) - 0.55, colors="black", linestyles="dashed", linewidth=1, label="POPE chance"
+    )
     ax.set_xticks(range(len(metrics)), [name for _, name in metrics], fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)

@@ -53,9 +53,16 @@ def build_base_model(out: Path, train_root: Path, sizes, seed: int, clip_dir: Pa
 
     ann = CocoAnnotations(train_root)
     words = sorted({w.strip(".,").lower() for i in ann.image_ids() for c in ann.captions(i) for w in c.split()})
-    build_tiny_llava(out, image_size=sizes.image_size, hidden_size=sizes.hidden_size,
-                     num_layers=sizes.num_layers, seed=seed, vision_hidden_size=sizes.vision_hidden_size,
-                     vision_layers=sizes.vision_layers, extra_text=[" ".join(words)] * 4)
+    build_tiny_llava(
+        out,
+        image_size=sizes.image_size,
+        hidden_size=sizes.hidden_size,
+        num_layers=sizes.num_layers,
+        seed=seed,
+        vision_hidden_size=sizes.vision_hidden_size,
+        vision_layers=sizes.vision_layers,
+        extra_text=[" ".join(words)] * 4,
+    )
     if clip_dir is not None and sizes.vision_init == "encoder":
         from transformers import AutoModelForImageTextToText
 
@@ -71,31 +78,48 @@ def vision_tower_from_clip(model, clip_dir: Path) -> None:
     stays random: SFT learns it, as LLaVA's first stage does."""
     import torch
     from safetensors.torch import load_file
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
     from study_clip import CONFIG_NAME, WEIGHTS
+    from transformers import CLIPVisionConfig, CLIPVisionModel
 
     vision = json.loads((clip_dir / f"{CONFIG_NAME}.json").read_text())["vision_cfg"]
     width = vision["width"]
     if width != model.config.vision_config.hidden_size:
-        raise ValueError(f"the encoder's width {width} is not the base model's vision width "
-                         f"{model.config.vision_config.hidden_size}")
-    config = CLIPVisionConfig(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=vision["layers"],
-                              num_attention_heads=width // vision["head_width"], image_size=vision["image_size"],
-                              patch_size=vision["patch_size"], hidden_act="gelu", layer_norm_eps=1e-5)
-    src = {k.removeprefix("visual."): v for k, v in load_file(str(clip_dir / WEIGHTS)).items()
-           if k.startswith("visual.")}
-    dst = {"embeddings.class_embedding": src["class_embedding"],
-           "embeddings.patch_embedding.weight": src["conv1.weight"],
-           "embeddings.position_embedding.weight": src["positional_embedding"],
-           "pre_layrnorm.weight": src["ln_pre.weight"], "pre_layrnorm.bias": src["ln_pre.bias"],
-           "post_layernorm.weight": src["ln_post.weight"], "post_layernorm.bias": src["ln_post.bias"]}
+        raise ValueError(
+            f"the encoder's width {width} is not the base model's vision width {model.config.vision_config.hidden_size}"
+        )
+    config = CLIPVisionConfig(
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=vision["layers"],
+        num_attention_heads=width // vision["head_width"],
+        image_size=vision["image_size"],
+        patch_size=vision["patch_size"],
+        hidden_act="gelu",
+        layer_norm_eps=1e-5,
+    )
+    src = {
+        k.removeprefix("visual."): v for k, v in load_file(str(clip_dir / WEIGHTS)).items() if k.startswith("visual.")
+    }
+    dst = {
+        "embeddings.class_embedding": src["class_embedding"],
+        "embeddings.patch_embedding.weight": src["conv1.weight"],
+        "embeddings.position_embedding.weight": src["positional_embedding"],
+        "pre_layrnorm.weight": src["ln_pre.weight"],
+        "pre_layrnorm.bias": src["ln_pre.bias"],
+        "post_layernorm.weight": src["ln_post.weight"],
+        "post_layernorm.bias": src["ln_post.bias"],
+    }
     for i in range(vision["layers"]):
         a, b = f"transformer.resblocks.{i}.", f"encoder.layers.{i}."
         for part, w, bias in zip("qkv", src[a + "attn.in_proj_weight"].chunk(3), src[a + "attn.in_proj_bias"].chunk(3)):
             dst[f"{b}self_attn.{part}_proj.weight"], dst[f"{b}self_attn.{part}_proj.bias"] = w, bias
-        for theirs, ours in (("attn.out_proj", "self_attn.out_proj"), ("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"),
-                             ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")):
+        for theirs, ours in (
+            ("attn.out_proj", "self_attn.out_proj"),
+            ("ln_1", "layer_norm1"),
+            ("ln_2", "layer_norm2"),
+            ("mlp.c_fc", "mlp.fc1"),
+            ("mlp.c_proj", "mlp.fc2"),
+        ):
             for kind in ("weight", "bias"):
                 dst[f"{b}{ours}.{kind}"] = src[f"{a}{theirs}.{kind}"]
     tower = CLIPVisionModel(config)
@@ -113,24 +137,47 @@ def train_sft(out: Path, train_root: Path, sizes, seed: int, clip_dir: Path | No
 
     base = build_base_model(out / "base", train_root, sizes, seed, clip_dir)
     rows = sft_rows(train_root, sizes, seed)
-    ds = Dataset.from_dict({"images": [[r["image"]] for r in rows], "prompt": [_user(r["prompt"]) for r in rows],
-                            "completion": [_assistant(r["answer"]) for r in rows]})
+    ds = Dataset.from_dict(
+        {
+            "images": [[r["image"]] for r in rows],
+            "prompt": [_user(r["prompt"]) for r in rows],
+            "completion": [_assistant(r["answer"]) for r in rows],
+        }
+    )
     from datasets import Sequence
 
     ds = ds.cast_column("images", Sequence(Image()))
     model = AutoModelForImageTextToText.from_pretrained(base)
     processor = AutoProcessor.from_pretrained(base)
-    args = SFTConfig(output_dir=str(out / "trainer"), max_steps=sizes.sft_steps,
-                     per_device_train_batch_size=sizes.sft_batch, learning_rate=sizes.sft_lr,
-                     lr_scheduler_type="linear", warmup_steps=min(100, sizes.sft_steps // 10), logging_steps=max(1, min(10, sizes.sft_steps // 4)),
-                     save_strategy="no", report_to="none", use_cpu=True, seed=seed, data_seed=seed,
-                     dataloader_num_workers=0, max_length=None, gradient_checkpointing=False, bf16=False,
-                     completion_only_loss=True)
+    args = SFTConfig(
+        output_dir=str(out / "trainer"),
+        max_steps=sizes.sft_steps,
+        per_device_train_batch_size=sizes.sft_batch,
+        learning_rate=sizes.sft_lr,
+        lr_scheduler_type="linear",
+        warmup_steps=min(100, sizes.sft_steps // 10),
+        logging_steps=max(1, min(10, sizes.sft_steps // 4)),
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        max_length=None,
+        gradient_checkpointing=False,
+        bf16=False,
+        completion_only_loss=True,
+    )
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=processor)
     trainer.train()
     trainer.save_model(str(out / "model"))
     processor.save_pretrained(str(out / "model"))
     curve = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     shutil.rmtree(out / "base")
-    return {"model": str(out / "model"), "rows": len(rows), "image_ids": sorted({r["image_id"] for r in rows}),
-            "curve": curve, "steps": sizes.sft_steps}
+    return {
+        "model": str(out / "model"),
+        "rows": len(rows),
+        "image_ids": sorted({r["image_id"] for r in rows}),
+        "curve": curve,
+        "steps": sizes.sft_steps,
+    }

@@ -49,9 +49,26 @@ class Sizes:
 FULL = Sizes()
 # what only the preference arms read: a lever sweep over these can reuse every earlier stage (run.py --reuse)
 ARM_FIELDS = ("pref_rows", "pref_steps", "pref_batch", "pref_lr", "beta", "sft_weight", "pref_lora_r")
-SMOKE = Sizes(image_size=32, train_images=40, heldout_images=12, clip_steps=6, clip_batch=16, hidden_size=32,
-              num_layers=1, vision_hidden_size=32, vision_layers=1, sft_steps=12, sft_batch=4, yes_no_per_image=1,
-              pref_rows=8, pref_steps=2, pref_batch=2, eval_images=8, eval_batch=8, chair_max_new_tokens=24)
+SMOKE = Sizes(
+    image_size=32,
+    train_images=40,
+    heldout_images=12,
+    clip_steps=6,
+    clip_batch=16,
+    hidden_size=32,
+    num_layers=1,
+    vision_hidden_size=32,
+    vision_layers=1,
+    sft_steps=12,
+    sft_batch=4,
+    yes_no_per_image=1,
+    pref_rows=8,
+    pref_steps=2,
+    pref_batch=2,
+    eval_images=8,
+    eval_batch=8,
+    chair_max_new_tokens=24,
+)
 
 
 def with_overrides(sizes: Sizes, overrides: dict) -> Sizes:

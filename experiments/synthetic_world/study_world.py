@@ -17,18 +17,32 @@ TRAIN_SPLIT, HELDOUT_SPLIT = "train2014", "val2014"
 
 def make_world(out: Path, sizes, seed: int) -> dict:
     """Draw the world of one seed into ``out`` (``all/`` and the training-only ``train/``)."""
-    make_sample_corpus(out / "all", num_images=sizes.train_images, seed=seed, width=sizes.image_size,
-                       height=sizes.image_size, cooccurrence=sizes.cooccurrence, partners=sizes.partners, heldout=sizes.heldout_images,
-                       heldout_split=HELDOUT_SPLIT, min_visible=sizes.min_visible, complete_caption=True,
-                       world_backgrounds=True)
+    make_sample_corpus(
+        out / "all",
+        num_images=sizes.train_images,
+        seed=seed,
+        width=sizes.image_size,
+        height=sizes.image_size,
+        cooccurrence=sizes.cooccurrence,
+        partners=sizes.partners,
+        heldout=sizes.heldout_images,
+        heldout_split=HELDOUT_SPLIT,
+        min_visible=sizes.min_visible,
+        complete_caption=True,
+        world_backgrounds=True,
+    )
     train = out / "train"
     (train / "annotations").mkdir(parents=True)
     os.symlink("../all/" + TRAIN_SPLIT, train / TRAIN_SPLIT)
     for kind in ("instances", "captions"):
         name = f"{kind}_{TRAIN_SPLIT}.json"
         os.symlink(f"../../all/annotations/{name}", train / "annotations" / name)
-    return {"train_images": sizes.train_images, "heldout_images": sizes.heldout_images,
-            "cooccurrence": sizes.cooccurrence, "partners": [list(p) for p in world_partners(sizes)]}
+    return {
+        "train_images": sizes.train_images,
+        "heldout_images": sizes.heldout_images,
+        "cooccurrence": sizes.cooccurrence,
+        "partners": [list(p) for p in world_partners(sizes)],
+    }
 
 
 def world_partners(sizes) -> tuple[tuple[str, str], ...]:

@@ -31,21 +31,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import typer
 
 
-def main(out: Path = typer.Option(..., help="Work folder (the world and the base model are drawn here once)."),
-         order: str = typer.Option("image-first", help="image-first (as the eval asks) or question-first."),
-         features: str = typer.Option("vision", help="vision (the tiny CLIP tower), oracle (patch colours) or words "
-                                       "(no image: the image's objects listed as words before the question)."),
-         steps: int = typer.Option(2000), batch: int = typer.Option(32), lr: float = typer.Option(1e-3),
-         image_size: int = typer.Option(64), hidden_size: int = typer.Option(256), num_layers: int = typer.Option(4),
-         vision_hidden_size: int = typer.Option(64), seed: int = typer.Option(0),
-         captions: bool = typer.Option(False, help="Train on the captions too, as the study's SFT does (loss on every "
-                                       "caption token; each batch 1/5 captions)."),
-         tie: bool = typer.Option(False, help="Tie the language model's input and output embeddings, so that what "
-                                  "captions teach about an object word's output also shapes its input."),
-         probe: bool = typer.Option(False, help="Only the linear probe of the untrained vision features."),
-         clip_dir: Path = typer.Option(None, help="The study's trained encoder (a run's seed-N/clip, same seed and "
-                                       "image size): the base model's vision tower starts from it, as in the study."),
-         eval_every: int = typer.Option(250, help="Held-out accuracy every this many steps.")) -> None:
+def main(
+    out: Path = typer.Option(..., help="Work folder (the world and the base model are drawn here once)."),
+    order: str = typer.Option("image-first", help="image-first (as the eval asks) or question-first."),
+    features: str = typer.Option(
+        "vision",
+        help="vision (the tiny CLIP tower), oracle (patch colours) or words "
+        "(no image: the image's objects listed as words before the question).",
+    ),
+    steps: int = typer.Option(2000),
+    batch: int = typer.Option(32),
+    lr: float = typer.Option(1e-3),
+    image_size: int = typer.Option(64),
+    hidden_size: int = typer.Option(256),
+    num_layers: int = typer.Option(4),
+    vision_hidden_size: int = typer.Option(64),
+    seed: int = typer.Option(0),
+    captions: bool = typer.Option(
+        False,
+        help="Train on the captions too, as the study's SFT does (loss on every "
+        "caption token; each batch 1/5 captions).",
+    ),
+    tie: bool = typer.Option(
+        False,
+        help="Tie the language model's input and output embeddings, so that what "
+        "captions teach about an object word's output also shapes its input.",
+    ),
+    probe: bool = typer.Option(False, help="Only the linear probe of the untrained vision features."),
+    clip_dir: Path = typer.Option(
+        None,
+        help="The study's trained encoder (a run's seed-N/clip, same seed and "
+        "image size): the base model's vision tower starts from it, as in the study.",
+    ),
+    eval_every: int = typer.Option(250, help="Held-out accuracy every this many steps."),
+) -> None:
     import torch
     from PIL import Image
     from study_sft import build_base_model, sft_rows
@@ -54,13 +73,20 @@ def main(out: Path = typer.Option(..., help="Work folder (the world and the base
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     torch.manual_seed(seed)
-    sizes = replace(FULL, image_size=image_size, hidden_size=hidden_size, num_layers=num_layers,
-                    vision_hidden_size=vision_hidden_size)
+    sizes = replace(
+        FULL,
+        image_size=image_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        vision_hidden_size=vision_hidden_size,
+    )
     world = out / f"world-{image_size}-{seed}"
     if not (world / "train").exists():
         make_world(world, sizes, seed)
     train, _ = corpus_roots(world)
-    base = out / f"base-{image_size}-{hidden_size}-{num_layers}-{vision_hidden_size}-{seed}{'-clip' if clip_dir else ''}"
+    base = (
+        out / f"base-{image_size}-{hidden_size}-{num_layers}-{vision_hidden_size}-{seed}{'-clip' if clip_dir else ''}"
+    )
     if not (base / "config.json").exists():
         build_base_model(base, train, sizes, seed, clip_dir)
     processor = AutoProcessor.from_pretrained(base)
@@ -90,8 +116,12 @@ def main(out: Path = typer.Option(..., help="Work folder (the world and the base
 
     def batch_of(rs):
         if listing:
-            inputs = tok([f"USER: {listing[r['image_id']]}\n{r['prompt']}ASSISTANT: " for r in rs],
-                         return_tensors="pt", padding=True, padding_side="left")
+            inputs = tok(
+                [f"USER: {listing[r['image_id']]}\n{r['prompt']}ASSISTANT: " for r in rs],
+                return_tensors="pt",
+                padding=True,
+                padding_side="left",
+            )
             return inputs, torch.tensor([yes if r["answer"] == "Yes." else no for r in rs])
         if order == "image-first":  # the study's chat template, as the SFT and the eval build it
             texts = [f"USER: <image>\n{r['prompt']}ASSISTANT: " for r in rs]
@@ -106,7 +136,7 @@ def main(out: Path = typer.Option(..., help="Work folder (the world and the base
         model.eval()
         right = 0
         for i in range(0, len(held), 64):
-            inputs, target = batch_of(held[i:i + 64])
+            inputs, target = batch_of(held[i : i + 64])
             logits = model(**inputs).logits[:, -1]
             right += ((logits[:, yes] > logits[:, no]) == (target == yes)).sum().item()
         model.train()
@@ -126,8 +156,11 @@ def main(out: Path = typer.Option(..., help="Work folder (the world and the base
         sched.step()
         optim.zero_grad()
         if step % eval_every == 0 or step == steps:
-            print(f"step {step}: loss {loss.item():.3f}, held-out accuracy {accuracy():.3f} "
-                  f"({time.time() - start:.0f} s)", flush=True)
+            print(
+                f"step {step}: loss {loss.item():.3f}, held-out accuracy {accuracy():.3f} "
+                f"({time.time() - start:.0f} s)",
+                flush=True,
+            )
 
 
 def caption_loss(model, processor, rows, images):
@@ -184,7 +217,9 @@ def linear_probe(model, processor, train: Path) -> None:
     feats = []
     with torch.no_grad():
         for i in range(0, len(ids), 64):
-            pics = [Image.open(train / "train2014" / f"COCO_train2014_{x:012d}.jpg").convert("RGB") for x in ids[i:i + 64]]
+            pics = [
+                Image.open(train / "train2014" / f"COCO_train2014_{x:012d}.jpg").convert("RGB") for x in ids[i : i + 64]
+            ]
             pixel_values = processor.image_processor(pics, return_tensors="pt")["pixel_values"]
             f = torch.stack(list(model.model.get_image_features(pixel_values=pixel_values).pooler_output))
             feats.append(torch.cat([f.mean(1), f.amax(1)], -1))

@@ -63,18 +63,32 @@ def ensure_knowledge_base(config: BuildConfig, *, chatty: Optional[bool] = None)
     try:
         path = resolve_index(config.index, must_exist=False)
         existed = path.exists()
-        where = f"--name {config.index}" if is_index_name(config.index) and not Path(config.index).is_dir() \
+        where = (
+            f"--name {config.index}"
+            if is_index_name(config.index) and not Path(config.index).is_dir()
             else f"--out {path}"
+        )
         from realign_data.kb.encoder import refuse_offline_download
 
         refuse_offline_download(config.kb_model or DEFAULT_MODEL, config.kb_pretrained or DEFAULT_PRETRAINED)
         if config.progress if chatty is None else chatty:
-            logger.info("Knowledge base %r not found: building it from %s (same as 'realign-data index build "
-                        "--source coco --root %s %s')", config.index, config.coco_root, config.coco_root, where)
-        build_knowledge_base(open_source("coco", config.coco_root, split=config.coco_split), path,
-                             model=config.kb_model or DEFAULT_MODEL,
-                             pretrained=config.kb_pretrained or DEFAULT_PRETRAINED, device=config.device,
-                             progress=config.progress, wait_timeout=max(config.wait_timeout, KB_WAIT_TIMEOUT))
+            logger.info(
+                "Knowledge base %r not found: building it from %s (same as 'realign-data index build "
+                "--source coco --root %s %s')",
+                config.index,
+                config.coco_root,
+                config.coco_root,
+                where,
+            )
+        build_knowledge_base(
+            open_source("coco", config.coco_root, split=config.coco_split),
+            path,
+            model=config.kb_model or DEFAULT_MODEL,
+            pretrained=config.kb_pretrained or DEFAULT_PRETRAINED,
+            device=config.device,
+            progress=config.progress,
+            wait_timeout=max(config.wait_timeout, KB_WAIT_TIMEOUT),
+        )
         return KnowledgeBase.load(path)
     except (WaitTimeout, LockHeld):  # runtime failures (the others stopped making progress; another writer)
         raise
@@ -113,27 +127,43 @@ def open_seeds(config: BuildConfig, kb, annotations) -> Iterator:
 
     try:
         if config.seeds:
-            it = dataset_seeds(config.seeds, image_column=config.image_column,
-                               instruction_column=config.instruction_column, chosen_column=config.chosen_column,
-                               id_column=config.id_column, image_root=config.image_root, split=config.seed_split,
-                               require_chosen=not config.chosen_from, kb_lookup=kb.id_for_path,
-                               encoding=config.seeds_encoding, allow_outside_root=config.allow_outside_root)
+            it = dataset_seeds(
+                config.seeds,
+                image_column=config.image_column,
+                instruction_column=config.instruction_column,
+                chosen_column=config.chosen_column,
+                id_column=config.id_column,
+                image_root=config.image_root,
+                split=config.seed_split,
+                require_chosen=not config.chosen_from,
+                kb_lookup=kb.id_for_path,
+                encoding=config.seeds_encoding,
+                allow_outside_root=config.allow_outside_root,
+            )
         else:
             if annotations is None and config.coco_root:
-                raise BuildError(f"the COCO root {config.coco_root!r} has no annotations/captions_*.json, so there "
-                                 "are no caption seeds; add its captions, or give --seeds PATH (a dataset of image, "
-                                 "instruction, chosen)")
+                raise BuildError(
+                    f"the COCO root {config.coco_root!r} has no annotations/captions_*.json, so there "
+                    "are no caption seeds; add its captions, or give --seeds PATH (a dataset of image, "
+                    "instruction, chosen)"
+                )
             if annotations is None:
-                raise BuildError(f"the knowledge base {config.index!r} is not a COCO corpus with captions; "
-                                 "give --seeds PATH (a dataset of image, instruction, chosen)")
+                raise BuildError(
+                    f"the knowledge base {config.index!r} is not a COCO corpus with captions; "
+                    "give --seeds PATH (a dataset of image, instruction, chosen)"
+                )
             try:
                 chosen = seed_splits(annotations.splits, config.coco_split)
             except SplitError as e:
                 raise BuildError(str(e)) from None
-            it = coco_caption_seeds(annotations.root, prompts=config.prompts or DESCRIPTION_PROMPTS,
-                                    caption=config.caption, seed=config.seed,
-                                    annotations=SplitView(annotations, chosen),
-                                    kb_id_for=kb.id_for_coco_image_id)
+            it = coco_caption_seeds(
+                annotations.root,
+                prompts=config.prompts or DESCRIPTION_PROMPTS,
+                caption=config.caption,
+                seed=config.seed,
+                annotations=SplitView(annotations, chosen),
+                kb_id_for=kb.id_for_coco_image_id,
+            )
         first = next(it, None)  # surface column errors now, not mid-build
     except SeedError as e:
         raise BuildError(str(e)) from None

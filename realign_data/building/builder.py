@@ -68,7 +68,6 @@ from realign_data.runtime.locks import OutputError, output_lock
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class BuildResult:
     out: str
@@ -82,8 +81,15 @@ class BuildResult:
 
     @classmethod
     def of(cls, out: Path, report: BuildReport, rank: int = 0) -> BuildResult:
-        return cls(str(out), report["pairs_written"], report["seeds_read"], report["drops"], str(out / REPORT_FILE),
-                   report, rank=rank)
+        return cls(
+            str(out),
+            report["pairs_written"],
+            report["seeds_read"],
+            report["drops"],
+            str(out / REPORT_FILE),
+            report,
+            rank=rank,
+        )
 
 
 def shard_of(config: BuildConfig) -> tuple[int, int]:
@@ -95,8 +101,9 @@ def shard_of(config: BuildConfig) -> tuple[int, int]:
         shard_index = here.rank if shard_index is None else shard_index
     shard_index = 0 if shard_index is None else shard_index
     if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise BuildError(f"shard index must be in [0, {num_shards}) and num shards >= 1; got {shard_index} of "
-                         f"{num_shards}")
+        raise BuildError(
+            f"shard index must be in [0, {num_shards}) and num shards >= 1; got {shard_index} of {num_shards}"
+        )
     return num_shards, shard_index
 
 
@@ -128,9 +135,11 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
     annotations = coco_annotations(config, kb)
     unannotated = annotations is None or kb.manifest.get("source", {}).get("type") != "coco"
     if config.filler == "annotation" and unannotated and (config.seeds or annotations is not None):  # else: no seeds
-        raise BuildError(f"the annotation filler describes a retrieved image from its COCO instances and captions, "
-                         f"and the images of knowledge base {config.index!r} have none: use --filler transformers or "
-                         "--filler openai (with --model)")
+        raise BuildError(
+            f"the annotation filler describes a retrieved image from its COCO instances and captions, "
+            f"and the images of knowledge base {config.index!r} have none: use --filler transformers or "
+            "--filler openai (with --model)"
+        )
     pipe = Pipeline(config, kb, annotations)
     try:
         resolved = {"gate": pipe.gate.describe()["gate"], "kb_manifest_sha256": file_sha256(kb.path / "manifest.json")}
@@ -149,8 +158,12 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
         if chatty:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=config.max_samples, unit="seed", dynamic_ncols=True,
-                       desc=f"building (rank 0 of {num_shards})" if together else "building")
+            bar = tqdm(
+                total=config.max_samples,
+                unit="seed",
+                dynamic_ncols=True,
+                desc=f"building (rank 0 of {num_shards})" if together else "building",
+            )
         rows_now = 0
 
         def advance(n: int, mine: bool = False) -> None:  # a launched rank 0 counts only its own seeds
@@ -167,10 +180,17 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
             write_chunk(job.path(c, ".parquet"), res.rows)
             rows_now += len(res.rows)
             advance(len(batch), mine=True)
-            meta = {"chunk": c, "seeds": len(batch), "rows": len(res.rows), "drops": res.drops,
-                    "failures": res.failures, "fills": res.fills, "fills_rejected": res.fills_rejected,
-                    "first_seed": batch[0].id,
-                    "evaluation_seeds": seed_evaluation_counts(batch, config.seed_split if config.seeds else None)}
+            meta = {
+                "chunk": c,
+                "seeds": len(batch),
+                "rows": len(res.rows),
+                "drops": res.drops,
+                "failures": res.failures,
+                "fills": res.fills,
+                "fills_rejected": res.fills_rejected,
+                "first_seed": batch[0].id,
+                "evaluation_seeds": seed_evaluation_counts(batch, config.seed_split if config.seeds else None),
+            }
             return meta, [job.path(c, ".parquet")]
 
         try:
@@ -184,11 +204,16 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
     finally:
         pipe.close()  # free the models (and their GPU memory) before waiting for the other processes
     work = run.seconds_working
-    throughput: Throughput = {"seconds_total": round(time.time() - t0, 3), "seconds_building": round(work, 3),
-                              "seeds_built_now": run.items_now, "pairs_built_now": rows_now,
-                              "resumed_chunks": run.resumed, "redone_chunks": run.redone,
-                              "pairs_per_second": round(rows_now / work, 3) if work else None,
-                              "seeds_per_second": round(run.items_now / work, 3) if work else None}
+    throughput: Throughput = {
+        "seconds_total": round(time.time() - t0, 3),
+        "seconds_building": round(work, 3),
+        "seeds_built_now": run.items_now,
+        "pairs_built_now": rows_now,
+        "resumed_chunks": run.resumed,
+        "redone_chunks": run.redone,
+        "pairs_per_second": round(rows_now / work, 3) if work else None,
+        "seeds_per_second": round(run.items_now / work, 3) if work else None,
+    }
     if num_shards > 1 and not together:
         return _shard_result(out, job, run.units, run.num_units, num_shards, shard_index, config.progress)
 
@@ -205,8 +230,12 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
 
     if together:
         job.barrier(run.num_units, timeout=config.wait_timeout)
-        report = job.finish(finalise, lambda: complete_report(out), timeout=config.wait_timeout,
-                            heartbeat=job.config_file.parent / HEARTBEAT_FILE)
+        report = job.finish(
+            finalise,
+            lambda: complete_report(out),
+            timeout=config.wait_timeout,
+            heartbeat=job.config_file.parent / HEARTBEAT_FILE,
+        )
     else:
         report = finalise()
     if chatty:
@@ -222,48 +251,86 @@ def build_dataset(**options: Any) -> BuildResult:
 def _open_job(out: Path, config: BuildConfig, resolved: dict, num_shards: int, shard_index: int) -> Job:
     """The build's job in ``OUT/.realign-build``; refuses to mix different builds in one directory."""
     work = out / WORK_DIR
-    job = Job(out, work / "chunks", "chunk", config_file=work / "config.json", rank=shard_index, world=num_shards,
-              owned=lambda p: p.name == WORK_DIR)
+    job = Job(
+        out,
+        work / "chunks",
+        "chunk",
+        config_file=work / "config.json",
+        rank=shard_index,
+        world=num_shards,
+        owned=lambda p: p.name == WORK_DIR,
+    )
 
     def upgrade(have: dict) -> dict:  # options added after a build started take their default values
         defaults = BuildConfig().semantic()
         resolved = {k: v for k, v in have.get("resolved", {}).items() if k != "num_shards"}  # no longer a factor
-        return {**have, "config": {**{k: v for k, v in defaults.items() if k not in have.get("config", {})},
-                                   **have.get("config", {})}, "resolved": resolved}
+        return {
+            **have,
+            "config": {
+                **{k: v for k, v in defaults.items() if k not in have.get("config", {})},
+                **have.get("config", {}),
+            },
+            "resolved": resolved,
+        }
 
     try:
         job.open({"config": config.semantic(), "resolved": resolved}, upgrade=upgrade)
     except JobMismatch as e:
         names = [d.split(".", 1)[1] + (" (resolved)" if d.startswith("resolved.") else "") for d in e.differences]
-        raise BuildError(f"{out} holds a build made with other arguments (differs in: {', '.join(names)}); "
-                         "use a new --out directory or the same arguments to resume") from None
+        raise BuildError(
+            f"{out} holds a build made with other arguments (differs in: {', '.join(names)}); "
+            "use a new --out directory or the same arguments to resume"
+        ) from None
     except JobDirNotEmpty:
-        raise BuildError(f"output directory {out} exists and is not a realign build; choose an empty or new "
-                         "--out") from None
+        raise BuildError(
+            f"output directory {out} exists and is not a realign build; choose an empty or new --out"
+        ) from None
     return job
 
 
-
-
-
-
-def _shard_result(out: Path, job: Job, units: list[int], num_units: int, num_shards: int, shard_index: int,
-                  progress: bool) -> BuildResult:
+def _shard_result(
+    out: Path, job: Job, units: list[int], num_units: int, num_shards: int, shard_index: int, progress: bool
+) -> BuildResult:
     """What a ``--shard-index`` process did: its chunks are done; the dataset is written once all shards are."""
     report = BuildReport(**aggregate([job.marker(c) for c in units], {}))
     missing = job.missing(num_units)
-    report.update({"complete": False, "shard": {"index": shard_index, "num_shards": num_shards},
-                   "chunks": len(units), "chunks_missing": len(missing), "num_chunks": num_units})
+    report.update(
+        {
+            "complete": False,
+            "shard": {"index": shard_index, "num_shards": num_shards},
+            "chunks": len(units),
+            "chunks_missing": len(missing),
+            "num_chunks": num_units,
+        }
+    )
     if progress:
-        logger.info("Shard %d of %d: %d chunks done (%d pairs) under %s; %s.", shard_index, num_shards, len(units),
-                    report["pairs_written"], out / WORK_DIR, shard_next_step(len(missing)))
-    return BuildResult(str(out), report["pairs_written"], report["seeds_read"], report["drops"], "", report,
-                       complete=False, rank=shard_index)
+        logger.info(
+            "Shard %d of %d: %d chunks done (%d pairs) under %s; %s.",
+            shard_index,
+            num_shards,
+            len(units),
+            report["pairs_written"],
+            out / WORK_DIR,
+            shard_next_step(len(missing)),
+        )
+    return BuildResult(
+        str(out),
+        report["pairs_written"],
+        report["seeds_read"],
+        report["drops"],
+        "",
+        report,
+        complete=False,
+        rank=shard_index,
+    )
 
 
 def shard_next_step(missing: int) -> str:
     """What to do after a ``--shard-index`` process (one sentence)."""
-    what = (f"{missing} chunk(s) of other shards are still to be built" if missing
-            else "every chunk of the build is done")
-    return (f"{what}; once every shard has finished, run the same command without --num-shards/--shard-index to "
-            "write the dataset")
+    what = (
+        f"{missing} chunk(s) of other shards are still to be built" if missing else "every chunk of the build is done"
+    )
+    return (
+        f"{what}; once every shard has finished, run the same command without --num-shards/--shard-index to "
+        "write the dataset"
+    )

@@ -25,13 +25,21 @@ def provenance_of(config: BuildConfig, kb, pipe) -> dict:
     stages = pipe.describe()
     fallback = getattr(pipe.gate, "fallback_reason", None)
     kb_eval = knowledge_base_evaluation_counts(kb.path)
-    kb_warning = split_warning("the knowledge base's images (retrieved images, rejected_images)", kb_eval,
-                               "rebuild it from train2014 only (--coco-split train2014)")
+    kb_warning = split_warning(
+        "the knowledge base's images (retrieved images, rejected_images)",
+        kb_eval,
+        "rebuild it from train2014 only (--coco-split train2014)",
+    )
     return {
         "method": METHOD,
-        "knowledge_base": {"path": str(kb.path), "count": len(kb), "source": kb.manifest.get("source"),
-                           "encoder": enc, "random_encoder": enc.get("pretrained") in ("none", None),
-                           "evaluation_splits": kb_eval},
+        "knowledge_base": {
+            "path": str(kb.path),
+            "count": len(kb),
+            "source": kb.manifest.get("source"),
+            "encoder": enc,
+            "random_encoder": enc.get("pretrained") in ("none", None),
+            "evaluation_splits": kb_eval,
+        },
         "seeds": config.seeds or "coco-captions",
         **stages,
         "warnings": [w for w in (fallback, kb_warning) if w],
@@ -53,8 +61,14 @@ def launch(processes: int) -> Launch:
     return {"processes": processes, "process_group": process_group_backend() if processes > 1 else None}
 
 
-def finalise_dataset(out: Path, work: Path, config: BuildConfig, units: list[tuple[dict, Path]], provenance: dict,
-                     launch: Optional[Launch] = None) -> BuildReport:
+def finalise_dataset(
+    out: Path,
+    work: Path,
+    config: BuildConfig,
+    units: list[tuple[dict, Path]],
+    provenance: dict,
+    launch: Optional[Launch] = None,
+) -> BuildReport:
     """Write the dataset of every chunk (``(marker, parquet file)`` in chunk order, each read once) into ``out``
     and return its report (without throughput). Rank 0 of a build and :func:`realign_data.building.merge.merge` call it."""
     heartbeat = work / HEARTBEAT_FILE
@@ -69,20 +83,31 @@ def finalise_dataset(out: Path, work: Path, config: BuildConfig, units: list[tup
     metas = [m for m, _ in units]
     report = BuildReport(**aggregate(metas, stats))
     report["blind_separability"] = blind_separability_of_build(out, config.seed)  # text-only classifier, held out
-    seed_warning = split_warning("the seeds (images, chosen answers)", report["evaluation_seeds"],
-                                 "build from train2014 seeds (--coco-split train2014) or other --seeds")
+    seed_warning = split_warning(
+        "the seeds (images, chosen answers)",
+        report["evaluation_seeds"],
+        "build from train2014 seeds (--coco-split train2014) or other --seeds",
+    )
     if seed_warning:
         provenance = {**provenance, "warnings": [*provenance.get("warnings", []), seed_warning]}
     if report["pairs_written"] != n:
-        raise BuildError(f"{out}: the chunk markers count {report['pairs_written']} rows but the chunk files hold "
-                         f"{n}; delete {work} and build again")
-    report.update({
-        "complete": True, "format": config.format, "launch": launch or {"processes": 1, "process_group": None},
-        "chunks": [[m["chunk"], m["rows"]] for m in metas], "chunk_size": config.chunk_size,
-        "image_negative": negative_summary(config),
-        "row_order": config.curriculum or "seed",
-        "curriculum": curriculum_summary(config, split_info),
-        "config": config.to_dict(), "provenance": provenance,
-    })
+        raise BuildError(
+            f"{out}: the chunk markers count {report['pairs_written']} rows but the chunk files hold "
+            f"{n}; delete {work} and build again"
+        )
+    report.update(
+        {
+            "complete": True,
+            "format": config.format,
+            "launch": launch or {"processes": 1, "process_group": None},
+            "chunks": [[m["chunk"], m["rows"]] for m in metas],
+            "chunk_size": config.chunk_size,
+            "image_negative": negative_summary(config),
+            "row_order": config.curriculum or "seed",
+            "curriculum": curriculum_summary(config, split_info),
+            "config": config.to_dict(),
+            "provenance": provenance,
+        }
+    )
     atomic_write_json(out / CONFIG_FILE, config.to_dict())
     return report

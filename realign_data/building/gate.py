@@ -71,7 +71,7 @@ def _ngrams(text: str, n_max: int) -> Counter:
     grams: Counter = Counter()
     for n in range(1, n_max + 1):
         for i in range(len(tokens) - n + 1):
-            grams[" ".join(tokens[i:i + n])] += 1
+            grams[" ".join(tokens[i : i + n])] += 1
     return grams
 
 
@@ -116,8 +116,15 @@ class SentenceGate:
 
     name = "sentence"
 
-    def __init__(self, model: str = DEFAULT_SENTENCE_MODEL, *, device: str = "auto", batch_size: int = 64,
-                 trust_remote_code: bool = False, local_files_only: bool = False) -> None:
+    def __init__(
+        self,
+        model: str = DEFAULT_SENTENCE_MODEL,
+        *,
+        device: str = "auto",
+        batch_size: int = 64,
+        trust_remote_code: bool = False,
+        local_files_only: bool = False,
+    ) -> None:
         from realign_data.runtime.devices import resolve_device
 
         self.model_name = str(model)
@@ -126,11 +133,14 @@ class SentenceGate:
         try:
             from sentence_transformers import SentenceTransformer
 
-            self.model = SentenceTransformer(self.model_name, device=device, trust_remote_code=trust_remote_code,
-                                             local_files_only=local_files_only)
+            self.model = SentenceTransformer(
+                self.model_name, device=device, trust_remote_code=trust_remote_code, local_files_only=local_files_only
+            )
         except Exception as e:
-            raise GateError(f"cannot load sentence model {self.model_name!r} "
-                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+            raise GateError(
+                f"cannot load sentence model {self.model_name!r} "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            ) from e
 
     def similarity(self, chosen: Sequence[str], fills: Sequence[str]) -> list[float]:
         if not chosen:
@@ -138,9 +148,10 @@ class SentenceGate:
         import numpy as np
 
         texts = list(chosen) + list(fills)
-        emb = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
-                                normalize_embeddings=True, show_progress_bar=False)
-        a, b = emb[: len(chosen)], emb[len(chosen):]
+        emb = self.model.encode(
+            texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+        )
+        a, b = emb[: len(chosen)], emb[len(chosen) :]
         sims = np.clip((a * b).sum(axis=1), -1.0, 1.0)
         return [round(float(s), 6) for s in sims]
 
@@ -148,8 +159,14 @@ class SentenceGate:
         return {"gate": self.name, "model": self.model_name}
 
 
-def load_gate(kind: str = "auto", model: str = DEFAULT_SENTENCE_MODEL, *, device: str = "auto",
-              batch_size: int = 64, local_files_only: bool = False) -> Gate:
+def load_gate(
+    kind: str = "auto",
+    model: str = DEFAULT_SENTENCE_MODEL,
+    *,
+    device: str = "auto",
+    batch_size: int = 64,
+    local_files_only: bool = False,
+) -> Gate:
     """Build a gate. ``auto`` tries the sentence model and falls back to the lexical gate, saying so.
 
     The fallback is recorded in the gate's ``fallback_reason`` (and so in the build's provenance, whose summary

@@ -37,25 +37,102 @@ from realign_data.objects.english import pluralize
 
 # ---------------------------------------------------------------------------------------------- lexicon
 # The COCO table, colours and the colour rule belong to the object reader the eval shares (realign_data.objects).
-SIZES = ("small", "large", "big", "tiny", "huge", "little", "medium", "giant", "short", "tall", "long",
-         "wide", "narrow", "massive", "miniature", "medium-sized", "large-sized", "small-sized")
-MATERIALS = ("wooden", "metal", "metallic", "plastic", "glass", "ceramic", "stone", "brick", "leather",
-             "paper", "cardboard", "concrete", "steel", "iron", "rubber", "fabric", "woven", "wicker",
-             "marble", "porcelain")
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-                "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-                "nineteen", "twenty")
+SIZES = (
+    "small",
+    "large",
+    "big",
+    "tiny",
+    "huge",
+    "little",
+    "medium",
+    "giant",
+    "short",
+    "tall",
+    "long",
+    "wide",
+    "narrow",
+    "massive",
+    "miniature",
+    "medium-sized",
+    "large-sized",
+    "small-sized",
+)
+MATERIALS = (
+    "wooden",
+    "metal",
+    "metallic",
+    "plastic",
+    "glass",
+    "ceramic",
+    "stone",
+    "brick",
+    "leather",
+    "paper",
+    "cardboard",
+    "concrete",
+    "steel",
+    "iron",
+    "rubber",
+    "fabric",
+    "woven",
+    "wicker",
+    "marble",
+    "porcelain",
+)
+NUMBER_WORDS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+)
 # Spatial relations, with a natural contradiction used when nothing better is known.
 RELATIONS: dict[str, str] = {
-    "to the left of": "to the right of", "to the right of": "to the left of",
-    "left of": "right of", "right of": "left of",
-    "on the left of": "on the right of", "on the right of": "on the left of",
-    "on top of": "underneath", "in front of": "behind", "behind": "in front of",
-    "next to": "far from", "far from": "next to", "beside": "far from", "near": "far from",
-    "close to": "far from", "above": "below", "below": "above", "under": "on top of",
-    "underneath": "on top of", "beneath": "above", "over": "under", "on": "under", "inside": "outside",
-    "outside": "inside", "in the middle of": "at the edge of", "between": "beside",
-    "across from": "next to", "along": "away from", "around": "away from", "atop": "beneath",
+    "to the left of": "to the right of",
+    "to the right of": "to the left of",
+    "left of": "right of",
+    "right of": "left of",
+    "on the left of": "on the right of",
+    "on the right of": "on the left of",
+    "on top of": "underneath",
+    "in front of": "behind",
+    "behind": "in front of",
+    "next to": "far from",
+    "far from": "next to",
+    "beside": "far from",
+    "near": "far from",
+    "close to": "far from",
+    "above": "below",
+    "below": "above",
+    "under": "on top of",
+    "underneath": "on top of",
+    "beneath": "above",
+    "over": "under",
+    "on": "under",
+    "inside": "outside",
+    "outside": "inside",
+    "in the middle of": "at the edge of",
+    "between": "beside",
+    "across from": "next to",
+    "along": "away from",
+    "around": "away from",
+    "atop": "beneath",
 }
 # Single-word relations that are too ambiguous to mask on their own in free text ("on the grass" is a
 # relation, "turned on" is not): masked only when an object or attribute follows within a few words.
@@ -64,9 +141,17 @@ _WEAK_RELATIONS = {"on", "over", "around", "along", "near", "under", "inside", "
 RELATIONS.update({k: v for k, v in vocabulary.EXTRA_RELATIONS.items() if k not in RELATIONS})
 _WEAK_RELATIONS |= vocabulary.WEAK_RELATIONS
 
-MASK_TOKENS = {"object": "[OBJECT]", "color": "[COLOR]", "size": "[SIZE]", "material": "[MATERIAL]",
-               "count": "[COUNT]", "relation": "[RELATION]", "scene": "[SCENE]", "clothing": "[CLOTHING]",
-               "attribute": "[ATTRIBUTE]"}
+MASK_TOKENS = {
+    "object": "[OBJECT]",
+    "color": "[COLOR]",
+    "size": "[SIZE]",
+    "material": "[MATERIAL]",
+    "count": "[COUNT]",
+    "relation": "[RELATION]",
+    "scene": "[SCENE]",
+    "clothing": "[CLOTHING]",
+    "attribute": "[ATTRIBUTE]",
+}
 NOUN_KINDS = ("object", "scene", "clothing")  # the head of a noun phrase; the other kinds modify or relate
 MODIFIER_KINDS = ("color", "size", "material", "count", "attribute")
 SPAN_KINDS = tuple(MASK_TOKENS)
@@ -124,8 +209,7 @@ def _phrases() -> dict[str, tuple[str, str | int, bool]]:
     for word in vocabulary.PERSON_COMPOUNDS:
         phrase_kind.setdefault(word, ("object", "person", False))
         phrase_kind.setdefault(pluralize(word), ("object", "person", True))
-    for kind, words in (("object", vocabulary.OBJECTS), ("scene", vocabulary.SCENE),
-                        ("clothing", vocabulary.CLOTHING)):
+    for kind, words in (("object", vocabulary.OBJECTS), ("scene", vocabulary.SCENE), ("clothing", vocabulary.CLOTHING)):
         for word in words:
             phrase_kind.setdefault(word, (kind, word, False))
             phrase_kind.setdefault(pluralize(word), (kind, word, True))
@@ -190,8 +274,10 @@ class LexiconMasker:
             raw.append(Span(m.start(), m.end(), word, kind, value, plural))
         if self.open_nouns:
             found = open_noun_spans(text, [(s.start, s.end, s.kind) for s in raw])
-            raw = sorted(raw + [Span(a, b, text[a:b], kind, value, plural) for a, b, kind, value, plural in found],
-                         key=lambda s: s.start)
+            raw = sorted(
+                raw + [Span(a, b, text[a:b], kind, value, plural) for a, b, kind, value, plural in found],
+                key=lambda s: s.start,
+            )
         spans = []
         for i, s in enumerate(raw):
             s = self._classify(text, raw, i)
@@ -203,7 +289,7 @@ class LexiconMasker:
     def _followed_by(text: str, raw: list[Span], i: int, kinds: set[str], max_gap_words: int) -> bool:
         """Is span ``i`` followed (within ``max_gap_words`` plain words) by a span of one of ``kinds``?"""
         for j in range(i + 1, len(raw)):
-            gap = text[raw[i].end if j == i + 1 else raw[j - 1].end: raw[j].start]
+            gap = text[raw[i].end if j == i + 1 else raw[j - 1].end : raw[j].start]
             if re.search(r"[.,;:!?()]", gap):
                 return False
             if len(gap.split()) > max_gap_words:
@@ -220,12 +306,17 @@ class LexiconMasker:
         nouns = set(NOUN_KINDS)
         if s.kind == "object" and low == "orange":
             # colour when it modifies the next noun ("an orange cat"), not in "an orange and a banana"
-            kinds = {r.start: r.kind for r in raw[i + 1:]}
+            kinds = {r.start: r.kind for r in raw[i + 1 :]}
 
             def kind_of(start: int, word: str) -> str | None:
                 kind = kinds.get(start)
-                return "noun" if kind in NOUN_KINDS else "modifier" if kind in MODIFIER_KINDS and kind != "count" \
+                return (
+                    "noun"
+                    if kind in NOUN_KINDS
+                    else "modifier"
+                    if kind in MODIFIER_KINDS and kind != "count"
                     else lexicon_kind(start, word)
+                )
 
             if colour_modifies(text, s.end, kind_of):
                 return Span(s.start, s.end, s.text, "color", "orange")
@@ -251,7 +342,7 @@ class LexiconMasker:
         """Is span ``i`` a predicate of the noun right before it ("the door is open", "a street that is busy")?"""
         if i == 0 or raw[i - 1].kind not in NOUN_KINDS:
             return False
-        gap = text[raw[i - 1].end:raw[i].start]
+        gap = text[raw[i - 1].end : raw[i].start]
         return not re.search(r"[.,;:!?()]", gap) and len(gap.split()) <= 3
 
     def mask_many(self, texts: list[str]) -> list[MaskResult]:
@@ -261,7 +352,7 @@ class LexiconMasker:
         spans = self.find_spans(text)
         out, pos = [], 0
         for s in spans:
-            out.append(text[pos:s.start])
+            out.append(text[pos : s.start])
             out.append(MASK_TOKENS[s.kind])
             pos = s.end
         out.append(text[pos:])
@@ -294,9 +385,11 @@ class ModelMasker:
     """
 
     name = "model"
-    PROMPT = ("Repeat the text below exactly, but wrap every word or phrase that states a visual fact as "
-              "[[kind:words]] where kind is one of " + ", ".join(SPAN_KINDS) + ".\n\n"
-              "Text: {text}")
+    PROMPT = (
+        "Repeat the text below exactly, but wrap every word or phrase that states a visual fact as "
+        "[[kind:words]] where kind is one of " + ", ".join(SPAN_KINDS) + ".\n\n"
+        "Text: {text}"
+    )
 
     def __init__(self, generate, fallback: LexiconMasker | None = None) -> None:
         self.generate = generate
@@ -327,7 +420,7 @@ class ModelMasker:
             return self.fallback.mask(text)
         out, pos = [], 0
         for s in spans:
-            out += [text[pos:s.start], MASK_TOKENS[s.kind]]
+            out += [text[pos : s.start], MASK_TOKENS[s.kind]]
             pos = s.end
         out.append(text[pos:])
         return MaskResult(original=text, masked="".join(out), spans=spans)

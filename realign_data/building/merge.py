@@ -46,8 +46,10 @@ def _merge(shard_dirs: list[str | os.PathLike], out: str | os.PathLike, progress
     jobs, fingerprints = [], []
     for d in dirs:
         if complete_report(d) is not None:
-            raise BuildError(f"{d} is a finished build (its dataset is already written there); merge joins the "
-                             "directories of unfinished --shard-index builds")
+            raise BuildError(
+                f"{d} is a finished build (its dataset is already written there); merge joins the "
+                "directories of unfinished --shard-index builds"
+            )
         job = _shard_job(d)
         if not job.config_file.is_file():
             raise BuildError(f"{d} is not a shard build (no {job.config_file.relative_to(d)})")
@@ -70,9 +72,11 @@ def _merge(shard_dirs: list[str | os.PathLike], out: str | os.PathLike, progress
             units.append((job.marker(c), job.path(c, ".parquet")))
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise BuildError(f"{len(missing)} of {num_units} chunks ({shown}) are in none of the shard directories, so "
-                         "they do not make a complete build; run the shard builds that own them (chunk c belongs to "
-                         "shard c % N) and merge again")
+        raise BuildError(
+            f"{len(missing)} of {num_units} chunks ({shown}) are in none of the shard directories, so "
+            "they do not make a complete build; run the shard builds that own them (chunk c belongs to "
+            "shard c % N) and merge again"
+        )
     out = Path(out).expanduser().resolve()
     if out.exists() and any(out.iterdir()):
         raise BuildError(f"output directory {out} is not empty")

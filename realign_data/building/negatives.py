@@ -114,8 +114,14 @@ def _to_image(x: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.rint((np.clip(x, -1.0, 1.0) + 1.0) * 127.5), 0, 255).astype(np.uint8))
 
 
-def add_noise(image: Image.Image, rng: np.random.Generator, *, t: int = 500, schedule: str = DEFAULT_SCHEDULE,
-              mask: np.ndarray | None = None) -> Image.Image:
+def add_noise(
+    image: Image.Image,
+    rng: np.random.Generator,
+    *,
+    t: int = 500,
+    schedule: str = DEFAULT_SCHEDULE,
+    mask: np.ndarray | None = None,
+) -> Image.Image:
     """Diffusion noise at step ``t`` over the whole image, or only where the boolean ``mask`` is true."""
     import numpy as np
     from PIL import Image
@@ -150,36 +156,67 @@ def segmentation_mask(segmentations: Iterable[Any], size: tuple[int, int]) -> np
     return coco_mask.decode(coco_mask.merge(rles)).astype(bool)
 
 
-def region_noise(image: Image.Image, rng: np.random.Generator, instances: Sequence[dict], categories: Iterable[str],
-                 *, t: int = 500, schedule: str = DEFAULT_SCHEDULE) -> Negative:
+def region_noise(
+    image: Image.Image,
+    rng: np.random.Generator,
+    instances: Sequence[dict],
+    categories: Iterable[str],
+    *,
+    t: int = 500,
+    schedule: str = DEFAULT_SCHEDULE,
+) -> Negative:
     """MFPO's key-region negative: noise inside the masks of the instances whose category the answer names.
 
     ``instances`` are COCO annotations of the image, each with ``category`` (name) and ``segmentation``
     (polygons, or the run-length encoding of a crowd annotation).
     """
     wanted = {c.lower() for c in categories}
-    named = [inst for inst in instances if str(inst.get("category", "")).lower() in wanted
-             and inst.get("segmentation")]
+    named = [inst for inst in instances if str(inst.get("category", "")).lower() in wanted and inst.get("segmentation")]
     mask = segmentation_mask([inst["segmentation"] for inst in named], image.size) if named else None
     if mask is None or not mask.any():
-        return Negative(add_noise(image, rng, t=t, schedule=schedule), "region-noise",
-                        {"t": t, "schedule": schedule, "region_source": "whole_image_fallback",
-                         "region_fraction": 1.0, "categories": sorted(wanted)})
+        return Negative(
+            add_noise(image, rng, t=t, schedule=schedule),
+            "region-noise",
+            {
+                "t": t,
+                "schedule": schedule,
+                "region_source": "whole_image_fallback",
+                "region_fraction": 1.0,
+                "categories": sorted(wanted),
+            },
+        )
     ids = [inst.get("id") for inst in named if inst.get("id") is not None]
-    return Negative(add_noise(image, rng, t=t, schedule=schedule, mask=mask), "region-noise",
-                    {"t": t, "schedule": schedule, "region_source": "segmentation",
-                     "region_fraction": float(mask.mean()), "categories": sorted(wanted), "instance_ids": ids})
+    return Negative(
+        add_noise(image, rng, t=t, schedule=schedule, mask=mask),
+        "region-noise",
+        {
+            "t": t,
+            "schedule": schedule,
+            "region_source": "segmentation",
+            "region_fraction": float(mask.mean()),
+            "categories": sorted(wanted),
+            "instance_ids": ids,
+        },
+    )
 
 
-def whole_image_noise(image: Image.Image, rng: np.random.Generator, *, t: int = 500,
-                      schedule: str = DEFAULT_SCHEDULE) -> Negative:
+def whole_image_noise(
+    image: Image.Image, rng: np.random.Generator, *, t: int = 500, schedule: str = DEFAULT_SCHEDULE
+) -> Negative:
     """POVID's negative: diffusion noise at step ``t`` over the whole image."""
-    return Negative(add_noise(image, rng, t=t, schedule=schedule), "noise",
-                    {"t": t, "schedule": schedule, "region_fraction": 1.0})
+    return Negative(
+        add_noise(image, rng, t=t, schedule=schedule), "noise", {"t": t, "schedule": schedule, "region_fraction": 1.0}
+    )
 
 
-def random_crop(image: Image.Image, rng: np.random.Generator, *, min_area: float = 0.01, max_area: float = 0.2,
-                ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Negative:
+def random_crop(
+    image: Image.Image,
+    rng: np.random.Generator,
+    *,
+    min_area: float = 0.01,
+    max_area: float = 0.2,
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> Negative:
     """mDPO's negative: a random crop keeping ``min_area``-``max_area`` of the area, resized back."""
     from PIL import Image
 
@@ -233,9 +270,18 @@ def perturbation_rng(seed: int, key: str, kind: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def make_negative(kind: str, image: Image.Image, rng: np.random.Generator, *, instances: Sequence[dict] = (),
-                  categories: Iterable[str] = (), t: int = 500, schedule: str = DEFAULT_SCHEDULE,
-                  min_area: float = 0.01, max_area: float = 0.2) -> Negative:
+def make_negative(
+    kind: str,
+    image: Image.Image,
+    rng: np.random.Generator,
+    *,
+    instances: Sequence[dict] = (),
+    categories: Iterable[str] = (),
+    t: int = 500,
+    schedule: str = DEFAULT_SCHEDULE,
+    min_area: float = 0.01,
+    max_area: float = 0.2,
+) -> Negative:
     """The perturbation negative of ``kind`` (``region-noise``, ``crop`` or ``noise``) of ``image``."""
     if kind == "region-noise":
         return region_noise(image, rng, instances, categories, t=t, schedule=schedule)

@@ -33,9 +33,22 @@ REPORT_FILE = "build_report.json"
 CONFIG_FILE = "realign_build.json"
 INSPECT_FILE = "inspect.html"
 OUTPUT_SPLITS = ("train", "easy", "medium", "hard")  # a curriculum build: train = every row, easiest first
-DROP_REASONS = ("missing_image", "corrupt_image", "empty_instruction", "empty_answer", "chosen_generation_failed",
-                "nothing_to_mask", "no_retrieval", "fill_failed", "all_fills_too_similar", "fill_changed_unmasked",
-                "fill_length", "fill_duplicate", "fill_below_min_similarity", "request_failed")
+DROP_REASONS = (
+    "missing_image",
+    "corrupt_image",
+    "empty_instruction",
+    "empty_answer",
+    "chosen_generation_failed",
+    "nothing_to_mask",
+    "no_retrieval",
+    "fill_failed",
+    "all_fills_too_similar",
+    "fill_changed_unmasked",
+    "fill_length",
+    "fill_duplicate",
+    "fill_below_min_similarity",
+    "request_failed",
+)
 # drops a later run may undo: the filler's service failed (network, HTTP error, timeout); re-runs retry them
 TRANSIENT_DROPS = ("request_failed",)
 
@@ -44,8 +57,15 @@ def reason_order(reason: str) -> tuple[int, str]:
     """Sort key of drop and rejection reasons: the order of :data:`DROP_REASONS`, any other reason last by name."""
     return (DROP_REASONS.index(reason) if reason in DROP_REASONS else len(DROP_REASONS), reason)
 
-STATS_COLUMNS = ("retrieval_score", "text_similarity", "retrieval_rank", "difficulty", "image_negative",
-                 "negative_params")
+
+STATS_COLUMNS = (
+    "retrieval_score",
+    "text_similarity",
+    "retrieval_rank",
+    "difficulty",
+    "image_negative",
+    "negative_params",
+)
 PARQUET_ROWS_PER_SHARD = 1000
 
 
@@ -70,8 +90,9 @@ def read_chunks(paths: Iterable[Path]):
 
 
 # ------------------------------------------------------------------------------------------- final dataset
-def write_dataset(out: Path, work: Path, tables: Iterable, fmt: str, fingerprint_salt: str,
-                  curriculum: Optional[str] = None) -> tuple[int, Optional[dict], dict]:
+def write_dataset(
+    out: Path, work: Path, tables: Iterable, fmt: str, fingerprint_salt: str, curriculum: Optional[str] = None
+) -> tuple[int, Optional[dict], dict]:
     """Write the final dataset into ``out`` (arrow ``save_to_disk`` or parquet shards), atomically per file.
 
     ``tables`` (Arrow tables in row order) are read once. With a curriculum the rows are reordered by difficulty
@@ -92,11 +113,18 @@ def write_dataset(out: Path, work: Path, tables: Iterable, fmt: str, fingerprint
     if curriculum:
         index = curriculum_row_indices(ds)
         diffs = stats["difficulty"]
-        split_info = {k: {"rows": len(v), "difficulty_min": round(min((diffs[i] for i in v), default=0.0), 6),
-                          "difficulty_max": round(max((diffs[i] for i in v), default=0.0), 6)}
-                      for k, v in index.items()}
-        parts = {k: datasets.Dataset.from_file(str(_take_stream(ds.data.table, v, work / f"split-{k}.arrow")))
-                 for k, v in index.items()}
+        split_info = {
+            k: {
+                "rows": len(v),
+                "difficulty_min": round(min((diffs[i] for i in v), default=0.0), 6),
+                "difficulty_max": round(max((diffs[i] for i in v), default=0.0), 6),
+            }
+            for k, v in index.items()
+        }
+        parts = {
+            k: datasets.Dataset.from_file(str(_take_stream(ds.data.table, v, work / f"split-{k}.arrow")))
+            for k, v in index.items()
+        }
     else:
         parts = {"train": ds}
     if fmt == "arrow":
@@ -172,7 +200,7 @@ def _take_stream(table, indices: list[int], path: Path, batch: int = 256) -> Pat
     with pa.OSFile(str(path), "wb") as f:
         writer = pa.ipc.new_stream(f, table.schema)
         for i in range(0, len(indices), batch):
-            for b in table.take(pa.array(indices[i:i + batch], type=pa.int64())).to_batches():
+            for b in table.take(pa.array(indices[i : i + batch], type=pa.int64())).to_batches():
                 writer.write_batch(b)
         writer.close()
     return path

@@ -93,7 +93,9 @@ class Pipeline:
                 self.chosen_backend = self.filler
             else:
                 try:
-                    self.chosen_backend = load_filler(kind, **{**config.filler_options(kind), "model": config.chosen_from})
+                    self.chosen_backend = load_filler(
+                        kind, **{**config.filler_options(kind), "model": config.chosen_from}
+                    )
                 except Exception as e:  # noqa: BLE001
                     raise BuildError(str(e)) from None
         try:
@@ -111,10 +113,13 @@ class Pipeline:
 
     def describe(self) -> dict:
         """Provenance of the stages: masker, filler, gate (with its threshold), chosen backend."""
-        return {"masker": self.masker.to_config(), "filler": self.filler.describe(),
-                "gate": {**self.gate.describe(), "threshold": self.config.sim_threshold},
-                "quality_filters": self.quality.describe(),
-                "chosen_from": self.chosen_backend.describe() if self.chosen_backend is not None else None}
+        return {
+            "masker": self.masker.to_config(),
+            "filler": self.filler.describe(),
+            "gate": {**self.gate.describe(), "threshold": self.config.sim_threshold},
+            "quality_filters": self.quality.describe(),
+            "chosen_from": self.chosen_backend.describe() if self.chosen_backend is not None else None,
+        }
 
     # ---------------------------------------------------------------------------------------------- chunk
     def run(self, seeds: list) -> ChunkResult:
@@ -139,8 +144,16 @@ class Pipeline:
             rejected: Counter = sum((c.rejections for c in cands), Counter())
             for c in cands:
                 if c.fill is None:
-                    drop(c, "no_retrieval" if not c.hits else "request_failed" if c.fills_unavailable else
-                         "fill_failed" if c.fills_failed == c.fills_tried else _main_rejection(c.rejections))
+                    drop(
+                        c,
+                        "no_retrieval"
+                        if not c.hits
+                        else "request_failed"
+                        if c.fills_unavailable
+                        else "fill_failed"
+                        if c.fills_failed == c.fills_tried
+                        else _main_rejection(c.rejections),
+                    )
                     continue
                 try:
                     c.negative = self.visual_negative(c)
@@ -153,8 +166,9 @@ class Pipeline:
                 rows.append(self.row(c))
         finally:
             self._decoded = {}
-        return ChunkResult(rows, drops, failures, fills,
-                           dict(sorted(rejected.items(), key=lambda kv: reason_order(kv[0]))))
+        return ChunkResult(
+            rows, drops, failures, fills, dict(sorted(rejected.items(), key=lambda kv: reason_order(kv[0])))
+        )
 
     # --------------------------------------------------------------------------------------------- stages
     def load(self, seeds: list, drop: Callable) -> list[Candidate]:
@@ -234,12 +248,20 @@ class Pipeline:
         by_id = [c for c in cands if c.seed.kb_id]
         by_image = [c for c in cands if not c.seed.kb_id]
         if by_id:
-            for c, hits in zip(by_id, self.kb.search([c.seed.kb_id for c in by_id], k=cfg.top_k, kind="id",
-                                                     max_similarity=cfg.max_similarity)):
+            for c, hits in zip(
+                by_id,
+                self.kb.search(
+                    [c.seed.kb_id for c in by_id], k=cfg.top_k, kind="id", max_similarity=cfg.max_similarity
+                ),
+            ):
                 c.hits = hits
         if by_image:
-            for c, hits in zip(by_image, self.kb.search([c.image for c in by_image], k=cfg.top_k, kind="image",
-                                                        max_similarity=cfg.max_similarity)):
+            for c, hits in zip(
+                by_image,
+                self.kb.search(
+                    [c.image for c in by_image], k=cfg.top_k, kind="image", max_similarity=cfg.max_similarity
+                ),
+            ):
                 c.hits = hits
 
     def fill_until_accepted(self, cands: list[Candidate], failures: list[FailureRecord]) -> int:
@@ -254,13 +276,19 @@ class Pipeline:
             todo = [c for c in cands if c.fill is None and len(c.hits) > r]
             if not todo:
                 break
-            reqs = [FillRequest(instruction=c.seed.instruction, chosen=c.chosen, masked=c.masked,
-                                load_image=(lambda i=c.hits[r].id: self.decoded(i)),
-                                image_bytes=(lambda i=c.hits[r].id: self.encoded(i)),
-                                annotations=self.annotations_of(c.hits[r].id) if cfg.filler == "annotation" else None,
-                                original_categories=tuple(c.seed.categories),
-                                rng_seed=zlib.crc32(f"{cfg.seed}:{c.seed.id}:{c.hits[r].id}".encode()))
-                    for c in todo]
+            reqs = [
+                FillRequest(
+                    instruction=c.seed.instruction,
+                    chosen=c.chosen,
+                    masked=c.masked,
+                    load_image=(lambda i=c.hits[r].id: self.decoded(i)),
+                    image_bytes=(lambda i=c.hits[r].id: self.encoded(i)),
+                    annotations=self.annotations_of(c.hits[r].id) if cfg.filler == "annotation" else None,
+                    original_categories=tuple(c.seed.categories),
+                    rng_seed=zlib.crc32(f"{cfg.seed}:{c.seed.id}:{c.hits[r].id}".encode()),
+                )
+                for c in todo
+            ]
             results = self.filler.fill(reqs)
             tried += len(reqs)
             ok = []
@@ -271,8 +299,15 @@ class Pipeline:
                 else:
                     c.fills_failed += 1
                     c.fills_unavailable += res.transient
-                    failures.append({"seed": c.seed.id, "rank": r + 1, "retrieved": c.hits[r].id,
-                                     "error": res.error or "empty fill", "attempts": res.attempts})
+                    failures.append(
+                        {
+                            "seed": c.seed.id,
+                            "rank": r + 1,
+                            "retrieved": c.hits[r].id,
+                            "error": res.error or "empty fill",
+                            "attempts": res.attempts,
+                        }
+                    )
             sims = self.gate.similarity([c.chosen for c, _ in ok], [t for _, t in ok])
             for (c, text), sim in zip(ok, sims):  # seed order: which of two duplicates is kept is deterministic
                 reason = None if is_rejected_fill(c.chosen, text, sim, cfg.sim_threshold) else "all_fills_too_similar"
@@ -300,26 +335,54 @@ class Pipeline:
             instances = []
             if kind == "region-noise" and c.seed.kb_id:
                 instances = (self.annotations_of(c.seed.kb_id) or {}).get("instances") or []
-            neg = make_negative(kind, c.image, perturbation_rng(cfg.seed, c.seed.id, kind), instances=instances,
-                                categories=sorted(c.masked.objects()), t=cfg.noise_step, schedule=cfg.noise_schedule,
-                                min_area=cfg.crop_min_area, max_area=cfg.crop_max_area)
+            neg = make_negative(
+                kind,
+                c.image,
+                perturbation_rng(cfg.seed, c.seed.id, kind),
+                instances=instances,
+                categories=sorted(c.masked.objects()),
+                t=cfg.noise_step,
+                schedule=cfg.noise_schedule,
+                min_area=cfg.crop_min_area,
+                max_area=cfg.crop_max_area,
+            )
             params = neg.params
             name = _image_name(c.seed.image_path)
             rejected_id, image_bytes, name = None, neg.png_bytes(), f"{Path(name).stem}.{kind}.png" if name else None
         closeness = image_closeness(kind, params, c.hit.score)
-        return VisualNegative(rejected_id, image_bytes, name, params,
-                              round(difficulty(closeness, c.similarity, cfg.difficulty_image_weight), 6))
+        return VisualNegative(
+            rejected_id,
+            image_bytes,
+            name,
+            params,
+            round(difficulty(closeness, c.similarity, cfg.difficulty_image_weight), 6),
+        )
 
     def row(self, c: Candidate) -> dict:
         from realign_data.building.schema import make_row
 
         s, neg = c.seed, c.negative
         return make_row(
-            seed_id=s.id, image_id=s.image_id, image_bytes=c.image_bytes, image_name=_image_name(s.image_path),
-            instruction=s.instruction, chosen=c.chosen, rejected=c.fill, rejected_image_id=neg.rejected_image_id,
-            rejected_bytes=neg.image_bytes, rejected_name=neg.name, rank=c.hit.rank, score=round(c.hit.score, 6),
-            similarity=c.similarity, masked=c.masked.masked, filler=self.filler_name, fill_image_id=c.hit.id,
-            image_negative=self.config.image_negative, negative_params=neg.params, difficulty=neg.difficulty)
+            seed_id=s.id,
+            image_id=s.image_id,
+            image_bytes=c.image_bytes,
+            image_name=_image_name(s.image_path),
+            instruction=s.instruction,
+            chosen=c.chosen,
+            rejected=c.fill,
+            rejected_image_id=neg.rejected_image_id,
+            rejected_bytes=neg.image_bytes,
+            rejected_name=neg.name,
+            rank=c.hit.rank,
+            score=round(c.hit.score, 6),
+            similarity=c.similarity,
+            masked=c.masked.masked,
+            filler=self.filler_name,
+            fill_image_id=c.hit.id,
+            image_negative=self.config.image_negative,
+            negative_params=neg.params,
+            difficulty=neg.difficulty,
+        )
 
     # --------------------------------------------------------------------------------------------- images
     def decoded(self, kb_id: str):

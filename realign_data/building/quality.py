@@ -73,5 +73,9 @@ class QualityFilters:
         return None
 
     def describe(self) -> dict:
-        return {"enabled": self.enabled, "checks": list(QUALITY_REASONS[:3]) if self.enabled else [],
-                "max_length_ratio": self.max_length_ratio, "min_similarity": self.min_similarity}
+        return {
+            "enabled": self.enabled,
+            "checks": list(QUALITY_REASONS[:3]) if self.enabled else [],
+            "max_length_ratio": self.max_length_ratio,
+            "min_similarity": self.min_similarity,
+        }

@@ -159,7 +159,9 @@ def histogram(values: list[float], lo: float, hi: float, bins: int) -> Histogram
     for v in values:
         counts[min(bins - 1, max(0, int((v - lo) / width)))] += 1
     return {
-        "count": len(values), "min": round(min(values), 4), "max": round(max(values), 4),
+        "count": len(values),
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
         "mean": round(sum(values) / len(values), 4),
         "bins": [[round(lo + i * width, 3), round(lo + (i + 1) * width, 3), c] for i, c in enumerate(counts) if c],
     }
@@ -180,9 +182,11 @@ def aggregate(metas: list[dict], stats: dict[str, list]) -> ChunkCounts:
         fills_rejected.update(m.get("fills_rejected", {}))
     ranks = Counter(str(r) for r in stats.get("retrieval_rank", []))
     kinds = Counter(str(k) for k in stats.get("image_negative", []))
-    sources = Counter(json.loads(params or "{}").get("region_source", "unknown")
-                      for kind, params in zip(stats.get("image_negative", []), stats.get("negative_params", []))
-                      if kind == "region-noise")
+    sources = Counter(
+        json.loads(params or "{}").get("region_source", "unknown")
+        for kind, params in zip(stats.get("image_negative", []), stats.get("negative_params", []))
+        if kind == "region-noise"
+    )
     return {
         "seeds_read": sum(m.get("seeds", 0) for m in metas),
         "pairs_written": sum(m.get("rows", 0) for m in metas),
@@ -215,8 +219,13 @@ def negative_summary(config: Any) -> NegativeSummary:
     kind = config.image_negative
     params: NegativeSummary = {"kind": kind}
     if kind in ("region-noise", "noise"):
-        params.update({"noise_step": config.noise_step, "noise_schedule": config.noise_schedule,
-                       "num_diffusion_steps": NUM_DIFFUSION_STEPS})
+        params.update(
+            {
+                "noise_step": config.noise_step,
+                "noise_schedule": config.noise_schedule,
+                "num_diffusion_steps": NUM_DIFFUSION_STEPS,
+            }
+        )
     if kind == "crop":
         params.update({"crop_min_area": config.crop_min_area, "crop_max_area": config.crop_max_area})
     if kind != "retrieval":
@@ -225,8 +234,11 @@ def negative_summary(config: Any) -> NegativeSummary:
 
 
 def curriculum_summary(config: Any, split_info: Optional[dict[str, CurriculumSplit]]) -> CurriculumSummary:
-    d: CurriculumSummary = {"order": config.curriculum, "difficulty_image_weight": config.difficulty_image_weight,
-               "difficulty": DIFFICULTY_FORMULA}
+    d: CurriculumSummary = {
+        "order": config.curriculum,
+        "difficulty_image_weight": config.difficulty_image_weight,
+        "difficulty": DIFFICULTY_FORMULA,
+    }
     if split_info:
         d["splits"] = split_info
     return d
@@ -238,8 +250,10 @@ def _bar(n: int, total: int, width: int = 24) -> str:
 
 def format_summary(report: BuildReport) -> str:
     """A short human summary of a build report."""
-    lines = [f"Seeds read: {report['seeds_read']}   pairs written: {report['pairs_written']}   "
-             f"fills tried: {report.get('fills_tried', 0)}"]
+    lines = [
+        f"Seeds read: {report['seeds_read']}   pairs written: {report['pairs_written']}   "
+        f"fills tried: {report.get('fills_tried', 0)}"
+    ]
     drops = report.get("drops", {})
     if drops:
         lines.append("Dropped: " + ", ".join(f"{k} {v}" for k, v in drops.items()))
@@ -251,14 +265,18 @@ def format_summary(report: BuildReport) -> str:
     blind = report.get("blind_separability")
     lines += [line for line in (summary_line(blind), cue_line(blind)) if line]
     if report.get("drops_transient"):
-        lines.append(f"{report['drops_transient']} seeds failed for a transient reason (the filler service): run the "
-                     "same command again to retry them")
+        lines.append(
+            f"{report['drops_transient']} seeds failed for a transient reason (the filler service): run the "
+            "same command again to retry them"
+        )
     fc = report.get("failures", {}).get("count", 0)
     if fc:
         lines.append(f"Failed fill/generation requests: {fc} (see build_report.json)")
     h = report.get("histograms", {})
-    for hist, label in ((h.get("retrieval_score", {}), "retrieval score"),
-                        (h.get("text_similarity", {}), "text similarity")):
+    for hist, label in (
+        (h.get("retrieval_score", {}), "retrieval score"),
+        (h.get("text_similarity", {}), "text similarity"),
+    ):
         if hist.get("count"):
             lines.append(f"{label}: mean {hist['mean']:.3f}  min {hist['min']:.3f}  max {hist['max']:.3f}")
     ranks = h.get("retrieval_rank", {})
@@ -280,25 +298,36 @@ def format_summary(report: BuildReport) -> str:
         lines.append(f"difficulty: mean {hist['mean']:.3f}  min {hist['min']:.3f}  max {hist['max']:.3f}")
     cur = report.get("curriculum", {})
     if cur.get("splits"):
-        lines.append(f"Curriculum {cur.get('order')}: " + ", ".join(
-            f"{k} {v['rows']} [{v['difficulty_min']:.3f}, {v['difficulty_max']:.3f}]"
-            for k, v in cur["splits"].items() if k != "train"))
+        lines.append(
+            f"Curriculum {cur.get('order')}: "
+            + ", ".join(
+                f"{k} {v['rows']} [{v['difficulty_min']:.3f}, {v['difficulty_max']:.3f}]"
+                for k, v in cur["splits"].items()
+                if k != "train"
+            )
+        )
     elif cur.get("note"):
         lines.append(f"Curriculum: {cur['note']}")
     t, procs = report.get("throughput", {}), report.get("launch", {}).get("processes", 1)
     if t.get("pairs_per_second") is not None:
-        lines.append(f"Throughput: {t['pairs_per_second']:.1f} pairs/s, {t['seeds_per_second']:.1f} seeds/s "
-                     f"({t['seconds_building']:.1f} s building, {t['seconds_total']:.1f} s total"
-                     f"{', ' + str(t['resumed_chunks']) + ' chunks resumed' if t.get('resumed_chunks') else ''}"
-                     f"{', figures of rank 0 of ' + str(procs) if procs > 1 else ''})")
+        lines.append(
+            f"Throughput: {t['pairs_per_second']:.1f} pairs/s, {t['seeds_per_second']:.1f} seeds/s "
+            f"({t['seconds_building']:.1f} s building, {t['seconds_total']:.1f} s total"
+            f"{', ' + str(t['resumed_chunks']) + ' chunks resumed' if t.get('resumed_chunks') else ''}"
+            f"{', figures of rank 0 of ' + str(procs) if procs > 1 else ''})"
+        )
     prov = report.get("provenance", {})
     gate = prov.get("gate", {})
     if gate:
-        lines.append(f"Gate: {gate.get('gate')}{' (' + gate['model'] + ')' if gate.get('model') else ''} "
-                     f"< {gate.get('threshold')}   filler: {prov.get('filler', {}).get('filler')}")
+        lines.append(
+            f"Gate: {gate.get('gate')}{' (' + gate['model'] + ')' if gate.get('model') else ''} "
+            f"< {gate.get('threshold')}   filler: {prov.get('filler', {}).get('filler')}"
+        )
     if prov.get("knowledge_base", {}).get("random_encoder"):
-        lines.append("Note: the knowledge base was embedded with a randomly initialised encoder (no pretrained "
-                     "CLIP weights), so retrieval is arbitrary")
+        lines.append(
+            "Note: the knowledge base was embedded with a randomly initialised encoder (no pretrained "
+            "CLIP weights), so retrieval is arbitrary"
+        )
     for w in prov.get("warnings", []):
         lines.append(f"Note: {w}")
     return "\n".join(lines)

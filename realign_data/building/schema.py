@@ -36,9 +36,25 @@ from __future__ import annotations
 
 import json
 
-COLUMNS = ("images", "prompt", "chosen", "rejected", "rejected_images", "id", "image_id", "rejected_image_id",
-           "retrieval_rank", "retrieval_score", "text_similarity", "masked_chosen", "filler", "fill_image_id",
-           "image_negative", "negative_params", "difficulty")
+COLUMNS = (
+    "images",
+    "prompt",
+    "chosen",
+    "rejected",
+    "rejected_images",
+    "id",
+    "image_id",
+    "rejected_image_id",
+    "retrieval_rank",
+    "retrieval_score",
+    "text_similarity",
+    "masked_chosen",
+    "filler",
+    "fill_image_id",
+    "image_negative",
+    "negative_params",
+    "difficulty",
+)
 
 
 def features():
@@ -46,14 +62,27 @@ def features():
     from datasets import Features, Image, List, Value
 
     message = List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})})
-    return Features({
-        "images": List(Image()), "prompt": message, "chosen": message, "rejected": message,
-        "rejected_images": List(Image()), "id": Value("string"), "image_id": Value("string"),
-        "rejected_image_id": Value("string"), "retrieval_rank": Value("int32"),
-        "retrieval_score": Value("float32"), "text_similarity": Value("float32"),
-        "masked_chosen": Value("string"), "filler": Value("string"), "fill_image_id": Value("string"),
-        "image_negative": Value("string"), "negative_params": Value("string"), "difficulty": Value("float32"),
-    })
+    return Features(
+        {
+            "images": List(Image()),
+            "prompt": message,
+            "chosen": message,
+            "rejected": message,
+            "rejected_images": List(Image()),
+            "id": Value("string"),
+            "image_id": Value("string"),
+            "rejected_image_id": Value("string"),
+            "retrieval_rank": Value("int32"),
+            "retrieval_score": Value("float32"),
+            "text_similarity": Value("float32"),
+            "masked_chosen": Value("string"),
+            "filler": Value("string"),
+            "fill_image_id": Value("string"),
+            "image_negative": Value("string"),
+            "negative_params": Value("string"),
+            "difficulty": Value("float32"),
+        }
+    )
 
 
 def arrow_schema():
@@ -69,20 +98,43 @@ def assistant(text: str) -> list[dict]:
     return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
 
 
-def make_row(*, seed_id: str, image_id: str, image_bytes: bytes, image_name: str | None, instruction: str,
-             chosen: str, rejected: str, rejected_image_id: str | None, rejected_bytes: bytes,
-             rejected_name: str | None, rank: int, score: float, similarity: float, masked: str, filler: str,
-             fill_image_id: str, image_negative: str = "retrieval", negative_params: dict | None = None,
-             difficulty: float = 0.0) -> dict:
+def make_row(
+    *,
+    seed_id: str,
+    image_id: str,
+    image_bytes: bytes,
+    image_name: str | None,
+    instruction: str,
+    chosen: str,
+    rejected: str,
+    rejected_image_id: str | None,
+    rejected_bytes: bytes,
+    rejected_name: str | None,
+    rank: int,
+    score: float,
+    similarity: float,
+    masked: str,
+    filler: str,
+    fill_image_id: str,
+    image_negative: str = "retrieval",
+    negative_params: dict | None = None,
+    difficulty: float = 0.0,
+) -> dict:
     return {
         "images": [{"bytes": image_bytes, "path": image_name}],
         "prompt": user_prompt(instruction),
         "chosen": assistant(chosen),
         "rejected": assistant(rejected),
         "rejected_images": [{"bytes": rejected_bytes, "path": rejected_name}],
-        "id": seed_id, "image_id": image_id, "rejected_image_id": rejected_image_id,
-        "retrieval_rank": int(rank), "retrieval_score": float(score), "text_similarity": float(similarity),
-        "masked_chosen": masked, "filler": filler, "fill_image_id": fill_image_id,
+        "id": seed_id,
+        "image_id": image_id,
+        "rejected_image_id": rejected_image_id,
+        "retrieval_rank": int(rank),
+        "retrieval_score": float(score),
+        "text_similarity": float(similarity),
+        "masked_chosen": masked,
+        "filler": filler,
+        "fill_image_id": fill_image_id,
         "image_negative": image_negative,
         "negative_params": json.dumps(negative_params or {}, sort_keys=True, separators=(",", ":")),
         "difficulty": float(difficulty),
@@ -92,4 +144,3 @@ def make_row(*, seed_id: str, image_id: str, image_bytes: bytes, image_name: str
 def message_text(messages) -> str:
     """Text of a chosen/rejected/prompt column value."""
     return " ".join(part.get("text") or "" for m in messages for part in m["content"] if part.get("type") == "text")
-

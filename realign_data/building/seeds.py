@@ -67,13 +67,21 @@ def read_image_file(path: str | os.PathLike, max_bytes: Optional[int] = DEFAULT_
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else \
-                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
+            kind = (
+                "a folder"
+                if stat.S_ISDIR(st.st_mode)
+                else "a FIFO"
+                if stat.S_ISFIFO(st.st_mode)
+                else "a device"
+                if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                else "not a regular file"
+            )
             raise SeedImageError("not_a_file", f"{os.fspath(path)} is {kind}, not an image file")
         data = f.read(-1 if max_bytes is None else max_bytes + 1)
     if max_bytes is not None and len(data) > max_bytes:
-        raise SeedImageError("image_too_large", f"{os.fspath(path)} has more than {max_bytes} bytes "
-                             "(--max-image-bytes)")
+        raise SeedImageError(
+            "image_too_large", f"{os.fspath(path)} has more than {max_bytes} bytes (--max-image-bytes)"
+        )
     return data
 
 
@@ -102,8 +110,11 @@ class Seed:
             raise SeedImageError(*self.image_error)
         if self.image_data is not None:
             if max_bytes is not None and len(self.image_data) > max_bytes:
-                raise SeedImageError("image_too_large", f"the image of {self.id} has {len(self.image_data)} bytes, "
-                                     f"more than {max_bytes} (--max-image-bytes)")
+                raise SeedImageError(
+                    "image_too_large",
+                    f"the image of {self.id} has {len(self.image_data)} bytes, "
+                    f"more than {max_bytes} (--max-image-bytes)",
+                )
             return self.image_data
         if self.image_path:
             return read_image_file(self.image_path, max_bytes)
@@ -127,8 +138,15 @@ def choose_caption(captions: Sequence[str], how: str, *, seed: int, key: str) ->
     raise SeedError(f"unknown caption choice {how!r}; valid: {', '.join(CAPTION_CHOICES)}")
 
 
-def coco_caption_seeds(root: str | Path, *, prompts: Sequence[str] = DESCRIPTION_PROMPTS, caption: str = "longest",
-                       seed: int = 0, annotations=None, kb_id_for=None) -> Iterator[Seed]:
+def coco_caption_seeds(
+    root: str | Path,
+    *,
+    prompts: Sequence[str] = DESCRIPTION_PROMPTS,
+    caption: str = "longest",
+    seed: int = 0,
+    annotations=None,
+    kb_id_for=None,
+) -> Iterator[Seed]:
     """Seeds from a COCO root's captions, in ascending ``image_id`` order.
 
     ``kb_id_for(image_id) -> id | None`` maps COCO image ids to knowledge-base ids (so the seed can query
@@ -143,14 +161,19 @@ def coco_caption_seeds(root: str | Path, *, prompts: Sequence[str] = DESCRIPTION
     ann = annotations or CocoAnnotations(root)
     ids = [i for i in ann.image_ids() if ann.captions(i)]
     if not ids:
-        raise SeedError(f"COCO root {str(root)!r} has no captions (annotations/captions_*.json); "
-                        "give --seeds PATH instead")
+        raise SeedError(
+            f"COCO root {str(root)!r} has no captions (annotations/captions_*.json); give --seeds PATH instead"
+        )
     for n, image_id in enumerate(ids):
         key = str(image_id)
         yield Seed(
-            index=n, id=f"coco-{image_id}", instruction=prompts[_pick(seed, key, len(prompts))],
-            chosen=choose_caption(ann.captions(image_id), caption, seed=seed, key=key), image_id=key,
-            image_path=str(ann.image_path(image_id)), kb_id=kb_id_for(image_id) if kb_id_for else None,
+            index=n,
+            id=f"coco-{image_id}",
+            instruction=prompts[_pick(seed, key, len(prompts))],
+            chosen=choose_caption(ann.captions(image_id), caption, seed=seed, key=key),
+            image_id=key,
+            image_path=str(ann.image_path(image_id)),
+            kb_id=kb_id_for(image_id) if kb_id_for else None,
             categories=tuple(ann.categories(image_id)),
         )
 
@@ -166,17 +189,20 @@ def check_text_file(path: Path, encoding: str = "utf-8") -> None:
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise SeedError(f"unknown --seeds-encoding {encoding!r}; use a Python codec name such as utf-8, latin-1 or "
-                        "cp1252") from None
+        raise SeedError(
+            f"unknown --seeds-encoding {encoding!r}; use a Python codec name such as utf-8, latin-1 or cp1252"
+        ) from None
     jsonl = path.suffix.lower() == ".jsonl"
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
             try:
                 line = raw.decode(encoding)
             except UnicodeDecodeError as e:
-                raise SeedError(f"seeds file {str(path)!r}, line {n}: not valid {encoding} text (byte "
-                                f"0x{raw[e.start]:02x} at column {e.start + 1}); save it as UTF-8, or pass "
-                                "--seeds-encoding with its encoding (e.g. latin-1)") from None
+                raise SeedError(
+                    f"seeds file {str(path)!r}, line {n}: not valid {encoding} text (byte "
+                    f"0x{raw[e.start]:02x} at column {e.start + 1}); save it as UTF-8, or pass "
+                    "--seeds-encoding with its encoding (e.g. latin-1)"
+                ) from None
             if jsonl and line.strip():
                 try:
                     ok = isinstance(json.loads(line), dict)
@@ -184,8 +210,10 @@ def check_text_file(path: Path, encoding: str = "utf-8") -> None:
                 except ValueError as e:
                     ok, why = False, f"{getattr(e, 'msg', e)} at column {getattr(e, 'colno', '?')}"
                 if not ok:
-                    raise SeedError(f"seeds file {str(path)!r}, line {n}: {why}; each line must be one JSON object "
-                                    'such as {"image": "a.jpg", "instruction": "...", "chosen": "..."}')
+                    raise SeedError(
+                        f"seeds file {str(path)!r}, line {n}: {why}; each line must be one JSON object "
+                        'such as {"image": "a.jpg", "instruction": "...", "chosen": "..."}'
+                    )
 
 
 def load_seed_table(path_or_id: str, *, split: Optional[str] = None, encoding: str = "utf-8"):
@@ -203,12 +231,14 @@ def load_seed_table(path_or_id: str, *, split: Optional[str] = None, encoding: s
             if kind is None:
                 raise SeedError(f"seed file {str(p)!r} has an unknown type; use .jsonl, .json, .parquet or .csv")
             if p.stat().st_size == 0:
-                raise SeedError(f"seeds file {str(p)!r} is empty; it needs one row per seed (image, instruction, "
-                                "chosen answer)")
+                raise SeedError(
+                    f"seeds file {str(p)!r} is empty; it needs one row per seed (image, instruction, chosen answer)"
+                )
             if kind != "parquet":
                 check_text_file(p, encoding)
-            ds = datasets.load_dataset(kind, data_files=str(p), split="train",
-                                       **({"encoding": encoding} if kind != "parquet" else {}))
+            ds = datasets.load_dataset(
+                kind, data_files=str(p), split="train", **({"encoding": encoding} if kind != "parquet" else {})
+            )
         elif p.exists() or str(path_or_id).startswith((".", "/", "~")):
             raise SeedError(f"seed path {str(path_or_id)!r} is neither a data file nor a save_to_disk directory")
         else:
@@ -216,8 +246,9 @@ def load_seed_table(path_or_id: str, *, split: Optional[str] = None, encoding: s
     except SeedError:
         raise
     except Exception as e:
-        raise SeedError(f"cannot open seeds {str(path_or_id)!r} ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''})") from e
+        raise SeedError(
+            f"cannot open seeds {str(path_or_id)!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from e
     if isinstance(ds, datasets.DatasetDict):
         name = split or ("train" if "train" in ds else sorted(ds)[0])
         if name not in ds:
@@ -230,24 +261,27 @@ def load_seed_table(path_or_id: str, *, split: Optional[str] = None, encoding: s
         elif isinstance(feat, (datasets.List, datasets.Sequence)) and isinstance(feat.feature, datasets.Image):
             ds = ds.cast_column(col, datasets.List(datasets.Image(decode=False)))
     if len(ds) == 0:
-        raise SeedError(f"seeds {str(path_or_id)!r} hold no rows; give one row per seed (image, instruction, chosen "
-                        "answer)")
+        raise SeedError(
+            f"seeds {str(path_or_id)!r} hold no rows; give one row per seed (image, instruction, chosen answer)"
+        )
     return ds
 
 
-def _resolve_column(columns: Sequence[str], given: Optional[str], candidates: Sequence[str], what: str,
-                    flag: str, required: bool = True) -> Optional[str]:
+def _resolve_column(
+    columns: Sequence[str], given: Optional[str], candidates: Sequence[str], what: str, flag: str, required: bool = True
+) -> Optional[str]:
     if given:
         if given not in columns:
-            raise SeedError(f"seed column {given!r} ({what}, {flag}) does not exist; "
-                            f"columns are: {', '.join(columns)}")
+            raise SeedError(f"seed column {given!r} ({what}, {flag}) does not exist; columns are: {', '.join(columns)}")
         return given
     for c in candidates:
         if c in columns:
             return c
     if required:
-        raise SeedError(f"no {what} column found (looked for {', '.join(candidates)}); pass {flag} — "
-                        f"columns are: {', '.join(columns)}")
+        raise SeedError(
+            f"no {what} column found (looked for {', '.join(candidates)}); pass {flag} — "
+            f"columns are: {', '.join(columns)}"
+        )
     return None
 
 
@@ -263,16 +297,28 @@ def as_text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         if value and isinstance(value[0], dict) and "role" in value[0]:
             return as_text(value[-1])
-        return " ".join(p.get("text") or "" for p in value if isinstance(p, dict) and p.get("type") == "text") \
-            if value and isinstance(value[0], dict) else " ".join(map(str, value))
+        return (
+            " ".join(p.get("text") or "" for p in value if isinstance(p, dict) and p.get("type") == "text")
+            if value and isinstance(value[0], dict)
+            else " ".join(map(str, value))
+        )
     return str(value)
 
 
-def dataset_seeds(path_or_id: str, *, image_column: Optional[str] = None, instruction_column: Optional[str] = None,
-                  chosen_column: Optional[str] = None, id_column: Optional[str] = None,
-                  image_root: Optional[str | Path] = None, split: Optional[str] = None,
-                  require_chosen: bool = True, kb_lookup=None, encoding: str = "utf-8",
-                  allow_outside_root: bool = False) -> Iterator[Seed]:
+def dataset_seeds(
+    path_or_id: str,
+    *,
+    image_column: Optional[str] = None,
+    instruction_column: Optional[str] = None,
+    chosen_column: Optional[str] = None,
+    id_column: Optional[str] = None,
+    image_root: Optional[str | Path] = None,
+    split: Optional[str] = None,
+    require_chosen: bool = True,
+    kb_lookup=None,
+    encoding: str = "utf-8",
+    allow_outside_root: bool = False,
+) -> Iterator[Seed]:
     """Seeds from any tabular dataset (see module docstring). ``kb_lookup(path) -> kb id | None``; ``encoding``:
     of a text seeds file (``.jsonl``/``.json``/``.csv``). With ``image_root``, a path that resolves outside it
     (symbolic links followed) gets an ``image_error`` (never read) unless ``allow_outside_root``."""
@@ -280,8 +326,9 @@ def dataset_seeds(path_or_id: str, *, image_column: Optional[str] = None, instru
     cols = list(ds.column_names)
     img_col = _resolve_column(cols, image_column, IMAGE_COLUMNS, "image", "--image-column")
     ins_col = _resolve_column(cols, instruction_column, INSTRUCTION_COLUMNS, "instruction", "--instruction-column")
-    cho_col = _resolve_column(cols, chosen_column, CHOSEN_COLUMNS, "chosen answer", "--chosen-column",
-                              required=require_chosen)
+    cho_col = _resolve_column(
+        cols, chosen_column, CHOSEN_COLUMNS, "chosen answer", "--chosen-column", required=require_chosen
+    )
     if id_column:
         _resolve_column(cols, id_column, (), "id", "--id-column")
     root = Path(image_root).expanduser() if image_root else None
@@ -309,13 +356,20 @@ def dataset_seeds(path_or_id: str, *, image_column: Optional[str] = None, instru
         if path and real_root is not None and not allow_outside_root:
             real = os.path.realpath(path)
             if os.path.commonpath([real, real_root]) != real_root:
-                error = ("outside_image_root", f"{path} resolves to {real}, outside --image-root {real_root} (pass "
-                         "--allow-outside-root to read it)")
+                error = (
+                    "outside_image_root",
+                    f"{path} resolves to {real}, outside --image-root {real_root} (pass "
+                    "--allow-outside-root to read it)",
+                )
         image_id = str(row[id_column]) if id_column else (Path(path).name if path else f"row-{n}")
         yield Seed(
-            index=n, id=str(row[id_column]) if id_column else f"seed-{n}",
+            index=n,
+            id=str(row[id_column]) if id_column else f"seed-{n}",
             instruction=as_text(row[ins_col]).strip(),
             chosen=as_text(row[cho_col]).strip() if cho_col else None,
-            image_id=image_id, image_path=path, image_data=data, image_error=error,
+            image_id=image_id,
+            image_path=path,
+            image_data=data,
+            image_error=error,
             kb_id=kb_lookup(path) if (kb_lookup and path and not error) else None,
         )

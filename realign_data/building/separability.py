@@ -64,8 +64,11 @@ def _content_text(content: Any) -> str:
         return content
     if isinstance(content, dict):
         content = [content]
-    return " ".join(str(p.get("text") or "") if isinstance(p, dict) else str(p) for p in content
-                    if not isinstance(p, dict) or p.get("type", "text") == "text")
+    return " ".join(
+        str(p.get("text") or "") if isinstance(p, dict) else str(p)
+        for p in content
+        if not isinstance(p, dict) or p.get("type", "text") == "text"
+    )
 
 
 def features(text: str) -> list[str]:
@@ -108,7 +111,7 @@ def _fit(pairs: list[tuple[list[str], list[str]]]) -> tuple[dict[str, int], Any]
         grad = np.bincount(cols, weights=vals * resid[rows], minlength=dim) / n + L2 * w
         m = 0.9 * m + 0.1 * grad
         v = 0.999 * v + 0.001 * grad * grad
-        w -= 0.1 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+        w -= 0.1 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
     return vocab, w
 
 
@@ -126,8 +129,15 @@ def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def blind_separability(chosen: Sequence[str], rejected: Sequence[str], *, seed: int = 0, folds: int = FOLDS,
-                       max_pairs: int = MAX_PAIRS, lean_words: int = LEAN_WORDS) -> dict:
+def blind_separability(
+    chosen: Sequence[str],
+    rejected: Sequence[str],
+    *,
+    seed: int = 0,
+    folds: int = FOLDS,
+    max_pairs: int = MAX_PAIRS,
+    lean_words: int = LEAN_WORDS,
+) -> dict:
     """How often a text-only classifier ranks each held-out chosen answer above its rejected one.
 
     Returns ``{"accuracy", "ci_low", "ci_high", "n_heldout", "n_pairs", "folds", "ties", "chosen_cues",
@@ -144,12 +154,18 @@ def blind_separability(chosen: Sequence[str], rejected: Sequence[str], *, seed: 
     groups = sorted({c for c, _ in pairs})
     rng.shuffle(groups)
     k = min(folds, len(groups))
-    method = (f"logistic regression (Bradley-Terry) on word + bigram counts, {k}-fold cross-validation grouped by "
-              f"chosen text, seed {seed}; Wilson 95 % interval")
+    method = (
+        f"logistic regression (Bradley-Terry) on word + bigram counts, {k}-fold cross-validation grouped by "
+        f"chosen text, seed {seed}; Wilson 95 % interval"
+    )
     if len(pairs) < MIN_PAIRS or k < 2:
-        return {"status": "too_few_pairs", "n_pairs": len(pairs), "min_pairs": MIN_PAIRS,
-                "note": f"{len(pairs)} usable pairs: too few to split into training and held-out pairs "
-                        f"(at least {MIN_PAIRS}, with two different chosen answers); no accuracy reported"}
+        return {
+            "status": "too_few_pairs",
+            "n_pairs": len(pairs),
+            "min_pairs": MIN_PAIRS,
+            "note": f"{len(pairs)} usable pairs: too few to split into training and held-out pairs "
+            f"(at least {MIN_PAIRS}, with two different chosen answers); no accuracy reported",
+        }
     fold_of = {c: i % k for i, c in enumerate(groups)}
     feats = [(features(c), features(r)) for c, r in pairs]
     wins = ties = 0
@@ -167,11 +183,19 @@ def blind_separability(chosen: Sequence[str], rejected: Sequence[str], *, seed: 
     vocab, w = _fit(feats)
     order = sorted(vocab, key=lambda x: (-w[vocab[x]], x))
     cue = lambda x: {"feature": x, "weight": round(float(w[vocab[x]]), 3)}  # noqa: E731
-    return {"accuracy": round(accuracy, 4), "ci_low": round(low, 4), "ci_high": round(high, 4), "n_heldout": n,
-            "n_pairs": total, "sampled": total > n, "folds": k, "ties": ties,
-            "chosen_cues": [cue(x) for x in order[:lean_words] if w[vocab[x]] > 0],
-            "rejected_cues": [cue(x) for x in reversed(order[-lean_words:]) if w[vocab[x]] < 0],
-            "method": method}
+    return {
+        "accuracy": round(accuracy, 4),
+        "ci_low": round(low, 4),
+        "ci_high": round(high, 4),
+        "n_heldout": n,
+        "n_pairs": total,
+        "sampled": total > n,
+        "folds": k,
+        "ties": ties,
+        "chosen_cues": [cue(x) for x in order[:lean_words] if w[vocab[x]] > 0],
+        "rejected_cues": [cue(x) for x in reversed(order[-lean_words:]) if w[vocab[x]] < 0],
+        "method": method,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ datasets
@@ -180,9 +204,11 @@ def texts_of(dataset) -> tuple[list[str], list[str]]:
     columns = list(getattr(dataset, "column_names", None) or dataset)
     missing = [c for c in ("chosen", "rejected") if c not in columns]
     if missing:
-        raise AuditError(f"the dataset has no {' and no '.join(repr(c) for c in missing)} column (it has "
-                         f"{', '.join(map(repr, columns)) or 'no columns'}); a preference dataset needs 'chosen' and "
-                         "'rejected' (strings or TRL conversational messages)")
+        raise AuditError(
+            f"the dataset has no {' and no '.join(repr(c) for c in missing)} column (it has "
+            f"{', '.join(map(repr, columns)) or 'no columns'}); a preference dataset needs 'chosen' and "
+            "'rejected' (strings or TRL conversational messages)"
+        )
     if hasattr(dataset, "select_columns"):
         dataset = dataset.select_columns(["chosen", "rejected"]).to_dict()
     return [answer_text(v) for v in dataset["chosen"]], [answer_text(v) for v in dataset["rejected"]]
@@ -224,16 +250,21 @@ def load_preference_dataset(source: str, split: Optional[str] = None):
                 return load_built(built, split or built_splits(built)[0])
             from realign_data.runtime.atomic import is_saved_dataset
 
-            loaded = (datasets.load_from_disk(str(path)) if is_saved_dataset(path)
-                      else datasets.load_dataset(str(path)))  # a folder of data files
+            loaded = (
+                datasets.load_from_disk(str(path)) if is_saved_dataset(path) else datasets.load_dataset(str(path))
+            )  # a folder of data files
         elif path.is_file():
             if path.suffix.lower() not in files:
-                raise AuditError(f"{source!r} is a {path.suffix or 'suffix-less'} file; give a .parquet, .jsonl, "
-                                 ".json or .csv file, a save_to_disk folder or a Hub dataset id")
+                raise AuditError(
+                    f"{source!r} is a {path.suffix or 'suffix-less'} file; give a .parquet, .jsonl, "
+                    ".json or .csv file, a save_to_disk folder or a Hub dataset id"
+                )
             loaded = datasets.load_dataset(files[path.suffix.lower()], data_files=str(path), split="train")
         elif path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1:
-            raise AuditError(f"{source!r} is not a file or folder; give a save_to_disk folder, a .parquet/.jsonl "
-                             "file or a Hub dataset id (namespace/name)")
+            raise AuditError(
+                f"{source!r} is not a file or folder; give a save_to_disk folder, a .parquet/.jsonl "
+                "file or a Hub dataset id (namespace/name)"
+            )
         else:
             loaded = datasets.load_dataset(source, split=split)
     except AuditError:
@@ -267,14 +298,17 @@ def summary_line(result: Optional[dict]) -> Optional[str]:
         return None
     if "accuracy" not in result:
         return f"Image-blind separability: {result.get('note', 'not measured')}"
-    return (f"Image-blind separability: a text-only classifier picks the chosen answer in {result['accuracy']:.3f} "
-            f"of {result['n_heldout']} held-out pairs (95 % CI {result['ci_low']:.3f}-{result['ci_high']:.3f}; "
-            f"0.5 = rejected as plausible as chosen on words alone)")
+    return (
+        f"Image-blind separability: a text-only classifier picks the chosen answer in {result['accuracy']:.3f} "
+        f"of {result['n_heldout']} held-out pairs (95 % CI {result['ci_low']:.3f}-{result['ci_high']:.3f}; "
+        f"0.5 = rejected as plausible as chosen on words alone)"
+    )
 
 
 def cue_line(result: Optional[dict]) -> Optional[str]:
     """The words/bigrams the classifier leans on, one line (``None`` without a measure)."""
     if not result or "accuracy" not in result:
         return None
-    return (f"  leans on: chosen {_cues(result.get('chosen_cues', []))}; "
-            f"rejected {_cues(result.get('rejected_cues', []))}")
+    return (
+        f"  leans on: chosen {_cues(result.get('chosen_cues', []))}; rejected {_cues(result.get('rejected_cues', []))}"
+    )

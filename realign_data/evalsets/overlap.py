@@ -75,8 +75,10 @@ def _open(dir_or_repo: str):
             return datasets.load_from_disk(str(local))
         return datasets.load_dataset(str(dir_or_repo))
     except Exception as e:  # noqa: BLE001 - whatever fails, the argument does not name a readable dataset
-        raise OverlapError(f"--exclude-dataset {str(dir_or_repo)!r} is not a readable dataset (a build directory, "
-                           f"a save_to_disk directory or a Hub dataset id): {type(e).__name__}: {e}") from None
+        raise OverlapError(
+            f"--exclude-dataset {str(dir_or_repo)!r} is not a readable dataset (a build directory, "
+            f"a save_to_disk directory or a Hub dataset id): {type(e).__name__}: {e}"
+        ) from None
 
 
 def _is_image(feature) -> bool:
@@ -114,8 +116,9 @@ def training_images(dir_or_repo: str | os.PathLike) -> TrainingImages:
     for ds in parts:
         images = [c for c, f in ds.features.items() if _is_image(f)]
         if not images:
-            raise OverlapError(f"--exclude-dataset {str(dir_or_repo)!r} has no image column (columns: "
-                               f"{', '.join(ds.column_names)})")
+            raise OverlapError(
+                f"--exclude-dataset {str(dir_or_repo)!r} has no image column (columns: {', '.join(ds.column_names)})"
+            )
         for c in images:
             ds = ds.cast_column(c, _undecoded(ds.features[c]))
         ids = [c for c in _ID_COLUMNS if c in ds.column_names]
@@ -131,8 +134,16 @@ def training_images(dir_or_repo: str | os.PathLike) -> TrainingImages:
             for c in ids:
                 found.coco_ids.update(i for i in map(coco_id_of_name, batch[c]) if i is not None)
             if seeds:
-                found.coco_ids.update(int(i) for s, i in zip(batch["id"], batch["image_id"])
-                                      if str(s).startswith("coco-") and str(i).isdigit())
-    logger.info("--exclude-dataset %s: %d rows, %d distinct images, %d COCO ids", dir_or_repo, found.rows,
-                len(found.digests), len(found.coco_ids))
+                found.coco_ids.update(
+                    int(i)
+                    for s, i in zip(batch["id"], batch["image_id"])
+                    if str(s).startswith("coco-") and str(i).isdigit()
+                )
+    logger.info(
+        "--exclude-dataset %s: %d rows, %d distinct images, %d COCO ids",
+        dir_or_repo,
+        found.rows,
+        len(found.digests),
+        len(found.coco_ids),
+    )
     return found

@@ -85,27 +85,36 @@ def open_annotations(coco_root: str | os.PathLike, split: Optional[str] = None) 
     if not root.is_dir():
         raise PopeError(f"COCO root {str(coco_root)!r} does not exist or is not a directory.")
     ann_dir = root / "annotations"
-    with_instances = sorted(p.name[len("instances_"):-len(".json")] for p in ann_dir.glob("instances_*.json")) \
-        if ann_dir.is_dir() else []
+    with_instances = (
+        sorted(p.name[len("instances_") : -len(".json")] for p in ann_dir.glob("instances_*.json"))
+        if ann_dir.is_dir()
+        else []
+    )
     if split is None:
         if len(with_instances) != 1:
             raise PopeError(
                 f"COCO root {str(root)!r} has no instance annotations (annotations/instances_<split>.json): POPE and "
-                "CHAIR need object annotations." if not with_instances else
-                f"COCO root {str(root)!r} has instances for several splits ({', '.join(with_instances)}): choose one "
-                "with --split.")
+                "CHAIR need object annotations."
+                if not with_instances
+                else f"COCO root {str(root)!r} has instances for several splits ({', '.join(with_instances)}): choose one "
+                "with --split."
+            )
         split = with_instances[0]
     elif split not in with_instances:
-        raise PopeError(f"COCO root {str(root)!r} has no instance annotations for split {split!r} "
-                        f"(annotations/instances_{split}.json); POPE and CHAIR need object annotations"
-                        + (f" (splits with instances: {', '.join(with_instances)})." if with_instances else "."))
+        raise PopeError(
+            f"COCO root {str(root)!r} has no instance annotations for split {split!r} "
+            f"(annotations/instances_{split}.json); POPE and CHAIR need object annotations"
+            + (f" (splits with instances: {', '.join(with_instances)})." if with_instances else ".")
+        )
     try:
         ann = CocoAnnotations(root, splits=[split])
     except CorpusError as e:  # a truncated or misshapen file: one sentence
         raise PopeError(f"{e}.") from None
     if not any(ann.categories(i) for i in ann.image_ids()):
-        raise PopeError(f"the instance annotations of split {split!r} in {str(root)!r} list no objects: POPE and "
-                        "CHAIR need object annotations.")
+        raise PopeError(
+            f"the instance annotations of split {split!r} in {str(root)!r} list no objects: POPE and "
+            "CHAIR need object annotations."
+        )
     return ann
 
 
@@ -142,8 +151,13 @@ class PopeReport:
     excluded: list[int] = field(default_factory=list)  # image ids found in --exclude-dataset's training data
 
     def to_dict(self) -> dict:
-        return {"images": self.images, "eligible_images": self.eligible_images, "questions": self.questions,
-                "skipped": [{"image_id": i, "reason": r} for i, r in self.skipped], "excluded": self.excluded}
+        return {
+            "images": self.images,
+            "eligible_images": self.eligible_images,
+            "questions": self.questions,
+            "skipped": [{"image_id": i, "reason": r} for i, r in self.skipped],
+            "excluded": self.excluded,
+        }
 
 
 @dataclass
@@ -156,8 +170,16 @@ class PopeBuild:
     out: Optional[Path] = None
 
 
-def select_images(ann: CocoAnnotations, num_images: int, *, seed: int = 0, min_objects: int = 1,
-                  progress: bool = False, report: Optional[PopeReport] = None, exclude=None) -> dict[int, bytes]:
+def select_images(
+    ann: CocoAnnotations,
+    num_images: int,
+    *,
+    seed: int = 0,
+    min_objects: int = 1,
+    progress: bool = False,
+    report: Optional[PopeReport] = None,
+    exclude=None,
+) -> dict[int, bytes]:
     """The first ``num_images`` readable images of :func:`image_order`, as ``{image_id: file bytes}``.
 
     Unreadable or missing files are skipped (and listed in ``report``), and so are images of ``exclude`` (a
@@ -170,8 +192,10 @@ def select_images(ann: CocoAnnotations, num_images: int, *, seed: int = 0, min_o
     if report is not None:
         report.eligible_images = len(order)
     if not order:
-        raise PopeError(f"no image of {str(ann.root)!r} has at least {min_objects} annotated object categories; "
-                        "lower --min-objects.")
+        raise PopeError(
+            f"no image of {str(ann.root)!r} has at least {min_objects} annotated object categories; "
+            "lower --min-objects."
+        )
     bar = None
     if progress:
         from tqdm import tqdm
@@ -205,16 +229,32 @@ def select_images(ann: CocoAnnotations, num_images: int, *, seed: int = 0, min_o
 def features():
     import datasets
 
-    return datasets.Features({
-        "question_id": datasets.Value("int64"), "image_id": datasets.Value("int64"),
-        "file_name": datasets.Value("string"), "image": datasets.Image(), "question": datasets.Value("string"),
-        "object": datasets.Value("string"), "label": datasets.Value("string"),
-    })
+    return datasets.Features(
+        {
+            "question_id": datasets.Value("int64"),
+            "image_id": datasets.Value("int64"),
+            "file_name": datasets.Value("string"),
+            "image": datasets.Image(),
+            "question": datasets.Value("string"),
+            "object": datasets.Value("string"),
+            "label": datasets.Value("string"),
+        }
+    )
 
 
-def build_pope(coco_root: str | os.PathLike, out: Optional[str | os.PathLike] = None, *, split: Optional[str] = None,
-               num_images: int = 500, seed: int = 0, objects_per_image: int = 3, min_objects: int = 3,
-               samplings: Sequence[str] = POPE_SPLITS, exclude_dataset: Optional[str] = None, progress: bool = False):
+def build_pope(
+    coco_root: str | os.PathLike,
+    out: Optional[str | os.PathLike] = None,
+    *,
+    split: Optional[str] = None,
+    num_images: int = 500,
+    seed: int = 0,
+    objects_per_image: int = 3,
+    min_objects: int = 3,
+    samplings: Sequence[str] = POPE_SPLITS,
+    exclude_dataset: Optional[str] = None,
+    progress: bool = False,
+):
     """Build a POPE question set from a COCO-layout corpus; save it to ``out`` when given.
 
     Returns a :class:`PopeBuild` whose ``dataset`` is a ``datasets.DatasetDict`` with one split per sampling and
@@ -224,9 +264,16 @@ def build_pope(coco_root: str | os.PathLike, out: Optional[str | os.PathLike] = 
     """
     import datasets
 
-    config = PopeConfig(coco_root=str(Path(coco_root).expanduser().resolve()), split=split, num_images=num_images,
-                        seed=seed, objects_per_image=objects_per_image, min_objects=min_objects,
-                        samplings=tuple(samplings), exclude_dataset=exclude_dataset)
+    config = PopeConfig(
+        coco_root=str(Path(coco_root).expanduser().resolve()),
+        split=split,
+        num_images=num_images,
+        seed=seed,
+        objects_per_image=objects_per_image,
+        min_objects=min_objects,
+        samplings=tuple(samplings),
+        exclude_dataset=exclude_dataset,
+    )
     config.check()
     if out is not None:
         _check_out(Path(out))
@@ -235,15 +282,25 @@ def build_pope(coco_root: str | os.PathLike, out: Optional[str | os.PathLike] = 
     config.annotations_sha256 = annotations_sha256(ann)
     report = PopeReport()
     exclude = _training_images(exclude_dataset) if exclude_dataset else None
-    chosen = select_images(ann, num_images, seed=seed, min_objects=min_objects, progress=progress, report=report,
-                           exclude=exclude)
+    chosen = select_images(
+        ann, num_images, seed=seed, min_objects=min_objects, progress=progress, report=report, exclude=exclude
+    )
     if report.excluded:
-        logger.warning("POPE: skipped %d images of %s that appear in the training data of %s; other images of the "
-                       "split took their place (listed under 'excluded' in build_report.json)", len(report.excluded),
-                       config.split, exclude_dataset)
+        logger.warning(
+            "POPE: skipped %d images of %s that appear in the training data of %s; other images of the "
+            "split took their place (listed under 'excluded' in build_report.json)",
+            len(report.excluded),
+            config.split,
+            exclude_dataset,
+        )
     stats = CorpusStats.of(ann.categories(i) for i in ann.image_ids())
-    questions = pope_questions({i: ann.categories(i) for i in chosen}, stats, seed=seed,
-                               objects_per_image=objects_per_image, samplings=config.samplings)
+    questions = pope_questions(
+        {i: ann.categories(i) for i in chosen},
+        stats,
+        seed=seed,
+        objects_per_image=objects_per_image,
+        samplings=config.samplings,
+    )
     config.images_digest = images_digest(chosen)
     report.images = len(chosen)
     report.questions = {s: len(q) for s, q in questions.items()}
@@ -333,15 +390,20 @@ def load_pope(path_or_id: str | os.PathLike, splits: Optional[Sequence[str]] = N
         raise PopeError(f"cannot open POPE question set {str(path_or_id)!r}: {type(e).__name__}: {e}") from e
     if not isinstance(ds, datasets.DatasetDict):
         ds = datasets.DatasetDict({"random": ds})
-    missing = [c for c in ("image_id", "image", "question", "object", "label") if c not in ds[next(iter(ds))].column_names]
+    missing = [
+        c for c in ("image_id", "image", "question", "object", "label") if c not in ds[next(iter(ds))].column_names
+    ]
     if missing:
-        raise PopeError(f"{str(path_or_id)!r} is not a POPE question set (no column {', '.join(missing)}); build one "
-                        "with `realign-data pope`.")
+        raise PopeError(
+            f"{str(path_or_id)!r} is not a POPE question set (no column {', '.join(missing)}); build one "
+            "with `realign-data pope`."
+        )
     if splits is not None:
         absent = [s for s in splits if s not in ds]
         if absent:
-            raise PopeError(f"POPE question set {str(path_or_id)!r} has no split {', '.join(absent)} "
-                            f"(it has {', '.join(ds)}).")
+            raise PopeError(
+                f"POPE question set {str(path_or_id)!r} has no split {', '.join(absent)} (it has {', '.join(ds)})."
+            )
         ds = datasets.DatasetDict({s: ds[s] for s in splits})
     return ds
 
@@ -359,4 +421,3 @@ CARD_CITATION = """@inproceedings{li2023pope,
 def is_pope_config(config: Optional[dict]) -> bool:
     """Whether a build configuration (``realign_build.json``) describes a POPE question set."""
     return isinstance(config, dict) and config.get("benchmark") == "pope"
-

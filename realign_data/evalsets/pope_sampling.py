@@ -15,6 +15,7 @@ from realign_data.kb.corpus import CocoAnnotations
 POPE_SPLITS = ("random", "popular", "adversarial")
 QUESTION_TEMPLATE = "Is there {article} {object} in the image?"
 
+
 def question_for(category: str) -> str:
     """POPE's question about one object, with the right article."""
     article = "an" if category[:1].lower() in "aeiou" else "a"
@@ -40,8 +41,9 @@ class CorpusStats:
                 row = pairs.setdefault(a, Counter())
                 row.update(b for b in cats if b != a)
         by_count = lambda counter: sorted(counter, key=lambda c: (-counter[c], c))  # noqa: E731
-        return cls(universe=sorted(freq), popular=by_count(freq),
-                   co_occurring={a: by_count(row) for a, row in pairs.items()})
+        return cls(
+            universe=sorted(freq), popular=by_count(freq), co_occurring={a: by_count(row) for a, row in pairs.items()}
+        )
 
 
 def image_order(ann: CocoAnnotations, seed: int = 0, min_objects: int = 1) -> list[int]:
@@ -55,8 +57,14 @@ def image_order(ann: CocoAnnotations, seed: int = 0, min_objects: int = 1) -> li
     return eligible
 
 
-def pope_questions(image_categories: dict[int, Sequence[str]], stats: CorpusStats, *, seed: int = 0,
-                   objects_per_image: int = 3, samplings: Sequence[str] = POPE_SPLITS) -> dict[str, list[dict]]:
+def pope_questions(
+    image_categories: dict[int, Sequence[str]],
+    stats: CorpusStats,
+    *,
+    seed: int = 0,
+    objects_per_image: int = 3,
+    samplings: Sequence[str] = POPE_SPLITS,
+) -> dict[str, list[dict]]:
     """The questions of every sampling for the given images (in the given order); a pure function.
 
     Returns ``{sampling: [{"question_id", "image_id", "question", "object", "label"}, ...]}``, question ids
@@ -94,5 +102,10 @@ def pope_questions(image_categories: dict[int, Sequence[str]], stats: CorpusStat
 
 
 def _question(question_id: int, image_id: int, category: str, label: str) -> dict:
-    return {"question_id": question_id, "image_id": image_id, "question": question_for(category),
-            "object": category, "label": label}
+    return {
+        "question_id": question_id,
+        "image_id": image_id,
+        "question": question_for(category),
+        "object": category,
+        "label": label,
+    }

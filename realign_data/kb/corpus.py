@@ -49,6 +49,7 @@ _COCO_ID = re.compile(r"(\d{6,})\.[A-Za-z]+$")
 
 # ---------------------------------------------------------------------------------------------- sources
 
+
 class FolderSource(CorpusSource):
     """Every file under ``root`` (recursive), sorted by relative path: images in any format PIL opens (any case)
     are read; every other entry is an item whose ``load`` raises :class:`Skipped` with the reason (not an image,
@@ -63,8 +64,12 @@ class FolderSource(CorpusSource):
         if not self.root.is_dir():
             raise CorpusError(f"image folder {str(root)!r} does not exist or is not a directory")
         entries = []  # (id, path or None, reason or None)
-        for here, dirs, files in os.walk(self.root, onerror=lambda e: entries.append(
-                (_text(Path(e.filename).relative_to(self.root).as_posix()), None, f"not readable ({e.strerror})"))):
+        for here, dirs, files in os.walk(
+            self.root,
+            onerror=lambda e: entries.append(
+                (_text(Path(e.filename).relative_to(self.root).as_posix()), None, f"not readable ({e.strerror})")
+            ),
+        ):
             base = Path(here)
             for d in list(dirs):
                 rel, why = (base / d).relative_to(self.root).as_posix(), None
@@ -108,8 +113,15 @@ def _entry(root: Path, path: Path) -> tuple[str, Optional[Path], Optional[str]]:
         try:
             path.stat()
         except OSError as e:
-            return rel, None, ("a symbolic link loop" if e.errno == errno.ELOOP else
-                               f"a dangling link (to {_text(os.readlink(path))})")
+            return (
+                rel,
+                None,
+                (
+                    "a symbolic link loop"
+                    if e.errno == errno.ELOOP
+                    else f"a dangling link (to {_text(os.readlink(path))})"
+                ),
+            )
     if path.suffix.lower() not in image_extensions():
         return rel, None, f"not an image format PIL opens ({path.suffix or 'no extension'})"
     if not path.is_file():
@@ -140,8 +152,9 @@ class CocoSource(CorpusSource):
         self.annotations = CocoAnnotations(self.root, splits=self.splits)
         self._paths = []
         for s in self.splits:
-            self._paths += sorted(p for p in (self.root / s).iterdir()
-                                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            self._paths += sorted(
+                p for p in (self.root / s).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+            )
 
     def __len__(self) -> int:
         return len(self._paths)
@@ -173,8 +186,9 @@ class HFSource(CorpusSource):
 
     source_type = "hf"
 
-    def __init__(self, path_or_id: str, split: Optional[str] = None, image_column: Optional[str] = None,
-                 streaming: bool = False):
+    def __init__(
+        self, path_or_id: str, split: Optional[str] = None, image_column: Optional[str] = None, streaming: bool = False
+    ):
         self.path_or_id = str(path_or_id)
         self.local = Path(path_or_id).expanduser().is_dir()
         if self.local:
@@ -192,8 +206,10 @@ class HFSource(CorpusSource):
             from realign_data.runtime.atomic import is_saved_dataset
 
             if not is_saved_dataset(self.path_or_id):
-                raise CorpusError(f"{self.path_or_id!r} is not a dataset saved with save_to_disk (no state.json + "
-                                  "dataset_info.json or dataset_dict.json)")
+                raise CorpusError(
+                    f"{self.path_or_id!r} is not a dataset saved with save_to_disk (no state.json + "
+                    "dataset_info.json or dataset_dict.json)"
+                )
             try:
                 ds = datasets.load_from_disk(self.path_or_id)
             except Exception as e:
@@ -202,8 +218,9 @@ class HFSource(CorpusSource):
                 if self.split is None:
                     self.split = "train" if "train" in ds else sorted(ds)[0]
                 if self.split not in ds:
-                    raise CorpusError(f"dataset {self.path_or_id!r} has no split {self.split!r} "
-                                      f"(available: {', '.join(sorted(ds))})")
+                    raise CorpusError(
+                        f"dataset {self.path_or_id!r} has no split {self.split!r} (available: {', '.join(sorted(ds))})"
+                    )
                 ds = ds[self.split]
             elif self.split is None:
                 self.split = "train"
@@ -214,18 +231,23 @@ class HFSource(CorpusSource):
             try:
                 ds = datasets.load_dataset(self.path_or_id, split=self.split, streaming=self._streaming)
             except Exception as e:
-                raise CorpusError(f"could not open Hugging Face dataset {self.path_or_id!r} split {self.split!r} "
-                                  f"(not a local directory, and the Hub could not serve it: {e})") from e
+                raise CorpusError(
+                    f"could not open Hugging Face dataset {self.path_or_id!r} split {self.split!r} "
+                    f"(not a local directory, and the Hub could not serve it: {e})"
+                ) from e
         features = ds.features or {}
         image_cols = [c for c, f in features.items() if isinstance(f, datasets.Image)]
         if self.image_column is None:
             if not image_cols:
-                raise CorpusError(f"dataset {self.path_or_id!r} has no Image column; pass --image-column "
-                                  f"(columns: {', '.join(features)})")
+                raise CorpusError(
+                    f"dataset {self.path_or_id!r} has no Image column; pass --image-column "
+                    f"(columns: {', '.join(features)})"
+                )
             self.image_column = image_cols[0]
         elif self.image_column not in features:
-            raise CorpusError(f"dataset {self.path_or_id!r} has no column {self.image_column!r} "
-                              f"(columns: {', '.join(features)})")
+            raise CorpusError(
+                f"dataset {self.path_or_id!r} has no column {self.image_column!r} (columns: {', '.join(features)})"
+            )
         self._ds = self._cast(ds)
 
     def _cast(self, ds):
@@ -252,8 +274,7 @@ class HFSource(CorpusSource):
         if self._streaming:
             for i, row in enumerate(self._ds):
                 key = f"{self.split}/{i}"
-                yield CorpusItem(key, functools.partial(load_hf_value, row[self.image_column]),
-                                 {"path": key, "row": i})
+                yield CorpusItem(key, functools.partial(load_hf_value, row[self.image_column]), {"path": key, "row": i})
         else:
             col = self.image_column
             for i in range(len(self._ds)):
@@ -270,12 +291,24 @@ class HFSource(CorpusSource):
         raise KeyError(row)
 
     def describe(self) -> dict:
-        return {"type": self.source_type, "root": self.path_or_id, "split": self.split,
-                "image_column": self.image_column, "streaming": self._streaming, "local": self.local}
+        return {
+            "type": self.source_type,
+            "root": self.path_or_id,
+            "split": self.split,
+            "image_column": self.image_column,
+            "streaming": self._streaming,
+            "local": self.local,
+        }
 
 
-def open_source(source: str, root: str | Path, *, split: Optional[str] = None, image_column: Optional[str] = None,
-                streaming: bool = False) -> CorpusSource:
+def open_source(
+    source: str,
+    root: str | Path,
+    *,
+    split: Optional[str] = None,
+    image_column: Optional[str] = None,
+    streaming: bool = False,
+) -> CorpusSource:
     """Open a corpus by type name: ``coco`` (also the synthetic sample corpus), ``folder`` or ``hf``."""
     if source == "coco":
         return CocoSource(root, split=split)
@@ -287,6 +320,7 @@ def open_source(source: str, root: str | Path, *, split: Optional[str] = None, i
 
 
 # ------------------------------------------------------------------------------------ COCO annotations
+
 
 def _shape_problem(e: Exception) -> str:
     return f"missing key {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {str(e)[:120]}"
@@ -333,9 +367,11 @@ class CocoAnnotations:
         try:
             self._add(split, kind, data)
         except (AttributeError, KeyError, TypeError, ValueError) as e:
-            raise CorpusError(f"COCO annotation file {str(path)!r} is not shaped like COCO's ({_shape_problem(e)}); "
-                              "it needs 'images' (objects with id and file_name) and 'annotations' (objects with "
-                              "image_id and caption, or category_id for instances)") from None
+            raise CorpusError(
+                f"COCO annotation file {str(path)!r} is not shaped like COCO's ({_shape_problem(e)}); "
+                "it needs 'images' (objects with id and file_name) and 'annotations' (objects with "
+                "image_id and caption, or category_id for instances)"
+            ) from None
 
     def _add(self, split: str, kind: str, data: dict) -> None:
         if not isinstance(data, dict) or not all(isinstance(data.get(k, []), list) for k in ("images", "annotations")):
@@ -353,12 +389,18 @@ class CocoAnnotations:
         else:
             for a in data.get("annotations", []):
                 cat = self._categories.get(a["category_id"], {})
-                self._instances[a["image_id"]].append({
-                    "id": a.get("id"), "category": cat.get("name", str(a["category_id"])),
-                    "category_id": a["category_id"], "supercategory": cat.get("supercategory"),
-                    "bbox": a.get("bbox"), "segmentation": a.get("segmentation"), "area": a.get("area"),
-                    "iscrowd": a.get("iscrowd", 0),
-                })
+                self._instances[a["image_id"]].append(
+                    {
+                        "id": a.get("id"),
+                        "category": cat.get("name", str(a["category_id"])),
+                        "category_id": a["category_id"],
+                        "supercategory": cat.get("supercategory"),
+                        "bbox": a.get("bbox"),
+                        "segmentation": a.get("segmentation"),
+                        "area": a.get("area"),
+                        "iscrowd": a.get("iscrowd", 0),
+                    }
+                )
 
     def __len__(self) -> int:
         return len(self._images)

@@ -26,6 +26,7 @@ class CorpusItem:
 # --------------------------------------------------------------------------------------------- loaders
 # Module-level functions wrapped in functools.partial: picklable, so DataLoader workers can run them.
 
+
 def open_image_file(path: str):
     """Decode an image file fully (truncated files raise here, not later), upright (its EXIF orientation applied:
     a phone photo is not embedded sideways; a GIF gives its first frame) and in RGB."""

@@ -97,13 +97,19 @@ def refuse_offline_download(model: str, pretrained) -> None:
     if tag == "none" or sha is not None or hub_reachable():
         return
     try:
-        cached = _hub_weights_cached(DEFAULT_HF_HUB) if (model, tag) == (DEFAULT_MODEL, DEFAULT_PRETRAINED) \
+        cached = (
+            _hub_weights_cached(DEFAULT_HF_HUB)
+            if (model, tag) == (DEFAULT_MODEL, DEFAULT_PRETRAINED)
             else pretrained_weights_cached(_resolve_model_name(model), tag)
+        )
     except Exception:  # noqa: BLE001 - an unknown tag: open_clip's own error says it best
         return
     if not cached:
-        raise EncoderError(f"the open_clip weights {tag!r} of {model!r} are not in the local cache and the Hugging "
-                           "Face Hub cannot be reached (offline)", weights=True)
+        raise EncoderError(
+            f"the open_clip weights {tag!r} of {model!r} are not in the local cache and the Hugging "
+            "Face Hub cannot be reached (offline)",
+            weights=True,
+        )
 
 
 @contextmanager
@@ -137,8 +143,10 @@ def _resolve_model_name(model: str) -> str:
     import open_clip
 
     if model not in open_clip.list_models() and not model.startswith(("hf-hub:", "local-dir:")):
-        raise EncoderError(f"unknown open_clip model {model!r}; use a name from open_clip.list_models() "
-                           f"(e.g. {DEFAULT_MODEL}) or an open_clip model-config JSON path")
+        raise EncoderError(
+            f"unknown open_clip model {model!r}; use a name from open_clip.list_models() "
+            f"(e.g. {DEFAULT_MODEL}) or an open_clip model-config JSON path"
+        )
     return model
 
 
@@ -197,8 +205,14 @@ class Encoder:
             ``"fp32"``, ``"fp16"`` or ``"bf16"``.
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, pretrained: Optional[str] = DEFAULT_PRETRAINED, *,
-                 device: str = "auto", precision: str = "auto"):
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        pretrained: Optional[str] = DEFAULT_PRETRAINED,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+    ):
         import open_clip
         import torch
 
@@ -219,14 +233,16 @@ class Encoder:
             # "--pretrained none" is reproducible (seed 0) without touching the caller's RNG state.
             with torch.random.fork_rng(devices=[]), _asked_for_random_weights(pretrained is None):
                 torch.manual_seed(0)
-                model_obj, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained,
-                                                                                 device=self.device)
+                model_obj, _, preprocess = open_clip.create_model_and_transforms(
+                    name, pretrained=pretrained, device=self.device
+                )
         except EncoderError:
             raise
         except Exception as e:
             raise EncoderError(
                 f"could not load pretrained weights {self.pretrained!r} for open_clip model {model!r} "
-                f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})", weights=True
+                f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})",
+                weights=True,
             ) from e
         model_obj.eval()
         if self._dtype != torch.float32:
@@ -252,12 +268,18 @@ class Encoder:
     @property
     def identity(self) -> dict:
         """What must match between an index and the encoder that queries it."""
-        return {"model": self.model_name, "pretrained": self.pretrained, "checkpoint_sha256": self.checkpoint_sha256,
-                "dim": self.dim}
+        return {
+            "model": self.model_name,
+            "pretrained": self.pretrained,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "dim": self.dim,
+        }
 
     def __repr__(self) -> str:
-        return (f"Encoder(model={self.model_name!r}, pretrained={self.pretrained!r}, dim={self.dim}, "
-                f"device={self.device!r}, precision={self.precision!r})")
+        return (
+            f"Encoder(model={self.model_name!r}, pretrained={self.pretrained!r}, dim={self.dim}, "
+            f"device={self.device!r}, precision={self.precision!r})"
+        )
 
     # ------------------------------------------------------------------------------------------ embed
     def embed_pixels(self, pixels) -> Any:
@@ -279,8 +301,10 @@ class Encoder:
 
         outs = []
         for s in range(0, len(images), batch_size):
-            chunk = [open_image_file(str(im)) if isinstance(im, (str, Path)) else im.convert("RGB")
-                     for im in images[s:s + batch_size]]
+            chunk = [
+                open_image_file(str(im)) if isinstance(im, (str, Path)) else im.convert("RGB")
+                for im in images[s : s + batch_size]
+            ]
             outs.append(self.embed_pixels(torch.stack([self.preprocess(im) for im in chunk])))
         return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
 
@@ -292,13 +316,14 @@ class Encoder:
         outs = []
         with torch.inference_mode():
             for s in range(0, len(texts), batch_size):
-                tokens = self.tokenizer(list(texts[s:s + batch_size])).to(self.device)
+                tokens = self.tokenizer(list(texts[s : s + batch_size])).to(self.device)
                 out = self.model.encode_text(tokens).float()
                 outs.append(torch.nn.functional.normalize(out, dim=-1).cpu().numpy())
         return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
 
-    def iter_embed(self, items: Sequence, *, batch_size: int = 64, num_workers: int = 0,
-                   min_side: int = DEFAULT_MIN_SIDE) -> Iterator[EmbeddedBatch]:
+    def iter_embed(
+        self, items: Sequence, *, batch_size: int = 64, num_workers: int = 0, min_side: int = DEFAULT_MIN_SIDE
+    ) -> Iterator[EmbeddedBatch]:
         """Embed corpus items (objects with ``load()``, or PIL images) through a DataLoader.
 
         Batches come back in order; failed images are listed in ``skipped``.
@@ -308,11 +333,15 @@ class Encoder:
         batches = [list(range(s, min(s + batch_size, len(items)))) for s in range(0, len(items), batch_size)]
         if not batches:
             return
-        loader = DataLoader(_ImageDataset(items, self.preprocess, min_side), batch_sampler=batches,
-                            num_workers=num_workers, collate_fn=_collate,
-                            pin_memory=self.device.startswith("cuda"),
-                            prefetch_factor=4 if num_workers > 0 else None,
-                            persistent_workers=False)
+        loader = DataLoader(
+            _ImageDataset(items, self.preprocess, min_side),
+            batch_sampler=batches,
+            num_workers=num_workers,
+            collate_fn=_collate,
+            pin_memory=self.device.startswith("cuda"),
+            prefetch_factor=4 if num_workers > 0 else None,
+            persistent_workers=False,
+        )
         import numpy as np
 
         for b, (idx, pixels, sizes, skipped) in enumerate(loader):

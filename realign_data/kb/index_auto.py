@@ -100,8 +100,12 @@ def ivf_lists(n: int, dim: int, budget: int = 2**62) -> int:
 def _template(family: str, n: int, dim: int, budget: int = 2**62) -> str:
     nl = ivf_lists(n, dim, budget)
     ivf = f"IVF{nl}" + ("_HNSW32" if nl >= HNSW_QUANTIZER_MIN else "")
-    return {"Flat": "Flat", "HNSW": f"HNSW{HNSW_M},Flat", "IVF-Flat": f"{ivf},Flat",
-            "IVF-PQfs+refine": f"{ivf},PQ{_pq_m(dim)}x4fs"}[family]
+    return {
+        "Flat": "Flat",
+        "HNSW": f"HNSW{HNSW_M},Flat",
+        "IVF-Flat": f"{ivf},Flat",
+        "IVF-PQfs+refine": f"{ivf},PQ{_pq_m(dim)}x4fs",
+    }[family]
 
 
 def train_rows(n: int, dim: int, budget: int) -> int:
@@ -110,14 +114,25 @@ def train_rows(n: int, dim: int, budget: int) -> int:
     return min(n, max(40 * ivf_lists(n, dim, budget), min(MAX_TRAIN, budget // (4 * dim * 4))))
 
 
-def estimate_bytes(family: str, n: int, dim: int, rerank: Optional[str] = None, *, budget: int = 2**62,
-                   block_bytes: Optional[int] = None) -> tuple[int, int]:
+def estimate_bytes(
+    family: str,
+    n: int,
+    dim: int,
+    rerank: Optional[str] = None,
+    *,
+    budget: int = 2**62,
+    block_bytes: Optional[int] = None,
+) -> tuple[int, int]:
     """(RAM of the index, peak RAM of its build) for ``n`` vectors, rough but on the safe side."""
     nl = ivf_lists(n, dim, budget)
     centroids = nl * dim * 4 + (nl * (HNSW_M * 2 * 4 * 1.1 + 16) if nl >= HNSW_QUANTIZER_MIN else 0)
     raw = n * dim * 4
-    index = {"Flat": raw, "HNSW": n * (dim * 4 + HNSW_M * 2 * 4 * 1.1 + 16), "IVF-Flat": raw + n * 8 + centroids,
-             "IVF-PQfs+refine": n * (_pq_m(dim) / 2 + 8) + centroids + (raw if rerank == "ram" else 0)}[family]
+    index = {
+        "Flat": raw,
+        "HNSW": n * (dim * 4 + HNSW_M * 2 * 4 * 1.1 + 16),
+        "IVF-Flat": raw + n * 8 + centroids,
+        "IVF-PQfs+refine": n * (_pq_m(dim) / 2 + 8) + centroids + (raw if rerank == "ram" else 0),
+    }[family]
     train = 2 * train_rows(n, dim, budget) * dim * 4 if family.startswith("IVF") else 0
     block = block_bytes if block_bytes is not None else 2 * min(n, BLOCK) * dim * 4  # a shard read, a float32 block
     return int(index), int(max(train + centroids * 2, index + block + SEARCH_BYTES))
@@ -126,8 +141,13 @@ def estimate_bytes(family: str, n: int, dim: int, rerank: Optional[str] = None, 
 def candidates(n: int, dim: int, budget: int, *, on_disk: bool, block_bytes: Optional[int] = None) -> list[Candidate]:
     """The families ``auto`` considers for ``n`` vectors, each marked ``over memory budget`` when it does not fit."""
     out = []
-    for family, rerank in (("Flat", None), ("HNSW", None), ("IVF-Flat", None), ("IVF-PQfs+refine", "ram"),
-                           ("IVF-PQfs+refine", "disk")):
+    for family, rerank in (
+        ("Flat", None),
+        ("HNSW", None),
+        ("IVF-Flat", None),
+        ("IVF-PQfs+refine", "ram"),
+        ("IVF-PQfs+refine", "disk"),
+    ):
         index_b, build_b = estimate_bytes(family, n, dim, rerank, budget=budget, block_bytes=block_bytes)
         factory = _template(family, n, dim, budget) + (",RFlat" if rerank == "ram" else "")
         c = Candidate(family, factory, rerank, index_b, build_b)
@@ -155,8 +175,16 @@ def _measure(c: Candidate, sample, queries: np.ndarray, truth: np.ndarray, targe
     c.status = "measured" if tuned.target_reached else "recall target not reached"
 
 
-def choose(vectors, *, target_recall: float, budget: int, k: int = 10, seed: int = 0,
-           exact_max: int = EXACT_MAX, sample_max: int = SAMPLE_MAX) -> tuple[Candidate, list[Candidate], int]:
+def choose(
+    vectors,
+    *,
+    target_recall: float,
+    budget: int,
+    k: int = 10,
+    seed: int = 0,
+    exact_max: int = EXACT_MAX,
+    sample_max: int = SAMPLE_MAX,
+) -> tuple[Candidate, list[Candidate], int]:
     """Measure the candidates on a sample; return (winner, all candidates, sample size)."""
     n, dim = len(vectors), vectors.dim
     cands = candidates(n, dim, budget, on_disk=isinstance(vectors, ShardedVectors), block_bytes=vectors.block_bytes)
@@ -168,7 +196,7 @@ def choose(vectors, *, target_recall: float, budget: int, k: int = 10, seed: int
     nq = min(SAMPLE_QUERIES, max(1, n // 10))
     s = int(min(sample_max, n - nq, max(1_000, budget // (dim * 4 * 6))))  # sample, index, training copy
     rng = np.random.default_rng(seed)
-    rows = rng.permutation(n)[:s + nq]
+    rows = rng.permutation(n)[: s + nq]
     sample, queries = vectors.take(np.sort(rows[:s])), vectors.take(np.sort(rows[s:]))
     truth = exact_knn(sample, queries, min(k, s))
     for c in cands:
@@ -179,8 +207,10 @@ def choose(vectors, *, target_recall: float, budget: int, k: int = 10, seed: int
     if not good:  # nothing reaches the target within the budget: the most accurate that fits
         good = sorted((c for c in cands if c.recall is not None), key=lambda c: -(c.recall_lower or 0))[:1]
         if not good:
-            raise IndexConfigError(f"a memory budget of {budget} bytes cannot hold the build of {n} vectors of "
-                                   f"dimension {dim}, even compressed; raise --memory-budget")
+            raise IndexConfigError(
+                f"a memory budget of {budget} bytes cannot hold the build of {n} vectors of "
+                f"dimension {dim}, even compressed; raise --memory-budget"
+            )
     best = max(good, key=lambda c: c.qps or 0)
     for c in good:
         if c is not best and c.status == "measured":
@@ -189,9 +219,17 @@ def choose(vectors, *, target_recall: float, budget: int, k: int = 10, seed: int
     return best, cands, s
 
 
-def build_index(vectors, *, index_type: str = "auto", target_recall: float = 0.95,
-                memory_budget: str | int | None = "auto", k: int = 10, seed: int = 0,
-                exact_max: int = EXACT_MAX, sample_max: int = SAMPLE_MAX) -> BuiltIndex:
+def build_index(
+    vectors,
+    *,
+    index_type: str = "auto",
+    target_recall: float = 0.95,
+    memory_budget: str | int | None = "auto",
+    k: int = 10,
+    seed: int = 0,
+    exact_max: int = EXACT_MAX,
+    sample_max: int = SAMPLE_MAX,
+) -> BuiltIndex:
     """Choose (for ``"auto"``), build and tune an index over ``vectors`` (array or on-disk shards)."""
     vectors = as_vectors(vectors)
     n, dim = len(vectors), vectors.dim
@@ -199,8 +237,15 @@ def build_index(vectors, *, index_type: str = "auto", target_recall: float = 0.9
     t0 = time.perf_counter()
     cands, sample_size, rerank = [], 0, None
     if index_type == "auto":
-        best, cands, sample_size = choose(vectors, target_recall=target_recall, budget=budget, k=k, seed=seed,
-                                          exact_max=exact_max, sample_max=sample_max)
+        best, cands, sample_size = choose(
+            vectors,
+            target_recall=target_recall,
+            budget=budget,
+            k=k,
+            seed=seed,
+            exact_max=exact_max,
+            sample_max=sample_max,
+        )
         factory, rerank = best.factory, best.rerank
     else:
         factory = index_type
@@ -210,12 +255,22 @@ def build_index(vectors, *, index_type: str = "auto", target_recall: float = 0.9
     train_and_add(index, vectors, max_train=train_rows(n, dim, budget))
     searcher = ShardReranker(index, vectors) if rerank == "disk" else index
     tuned = tune_index(searcher, vectors, target_recall=target_recall, k=k, seed=seed)
-    info = {"factory": factory, "requested": index_type, "rerank": rerank, "search_params": tuned.params,
-            "recall_at_10": round(tuned.recall, 4), "recall_lower_bound": round(tuned.recall_lower, 4),
-            "target_recall": target_recall, "target_reached": tuned.target_reached,
-            "recall_queries": tuned.num_queries, "memory_budget_bytes": budget,
-            "sample_size": sample_size, "candidates": [asdict(c) for c in cands],
-            "choose_seconds": round(choose_s, 1), "build_seconds": round(time.perf_counter() - t0, 1)}
+    info = {
+        "factory": factory,
+        "requested": index_type,
+        "rerank": rerank,
+        "search_params": tuned.params,
+        "recall_at_10": round(tuned.recall, 4),
+        "recall_lower_bound": round(tuned.recall_lower, 4),
+        "target_recall": target_recall,
+        "target_reached": tuned.target_reached,
+        "recall_queries": tuned.num_queries,
+        "memory_budget_bytes": budget,
+        "sample_size": sample_size,
+        "candidates": [asdict(c) for c in cands],
+        "choose_seconds": round(choose_s, 1),
+        "build_seconds": round(time.perf_counter() - t0, 1),
+    }
     return BuiltIndex(index, searcher, info)
 
 
@@ -226,14 +281,18 @@ def _num(value, spec: str) -> str:
 def describe(index_info: dict) -> str:
     """Human-readable lines: the chosen index, and the candidates measured with their results."""
     params = ", ".join(f"{k}={v}" for k, v in index_info.get("search_params", {}).items()) or "exact"
-    lines = [f"index: {index_info['factory']} ({params})"
-             + (", re-ranked from the on-disk shards" if index_info.get("rerank") == "disk" else ""),
-             f"recall@10: {index_info.get('recall_at_10')} (95% lower bound {index_info.get('recall_lower_bound')}, "
-             f"target {index_info.get('target_recall')}, {index_info.get('recall_queries')} queries)"]
+    lines = [
+        f"index: {index_info['factory']} ({params})"
+        + (", re-ranked from the on-disk shards" if index_info.get("rerank") == "disk" else ""),
+        f"recall@10: {index_info.get('recall_at_10')} (95% lower bound {index_info.get('recall_lower_bound')}, "
+        f"target {index_info.get('target_recall')}, {index_info.get('recall_queries')} queries)",
+    ]
     if index_info.get("peak_rss_bytes"):
-        lines.append(f"index build: {index_info.get('build_seconds')} s; peak RSS of the building process "
-                     f"{index_info['peak_rss_bytes'] / 2**30:.2f} GiB (index budget "
-                     f"{index_info.get('memory_budget_bytes', 0) / 2**30:.2f} GiB)")
+        lines.append(
+            f"index build: {index_info.get('build_seconds')} s; peak RSS of the building process "
+            f"{index_info['peak_rss_bytes'] / 2**30:.2f} GiB (index budget "
+            f"{index_info.get('memory_budget_bytes', 0) / 2**30:.2f} GiB)"
+        )
     cands = index_info.get("candidates") or []
     if cands:
         size = index_info.get("sample_size")
@@ -241,7 +300,9 @@ def describe(index_info: dict) -> str:
         lines.append(f"  {'factory':<34}{'params':<24}{'recall':>8}{'lower':>8}{'queries/s':>11}{'GiB':>7}  status")
         for c in cands:
             p = ", ".join(f"{k}={v}" for k, v in (c.get("params") or {}).items())
-            lines.append(f"  {c['factory'] + (' (disk re-rank)' if c.get('rerank') == 'disk' else ''):<34}{p:<24}"
-                         f"{_num(c.get('recall'), '.3f'):>8}{_num(c.get('recall_lower'), '.3f'):>8}"
-                         f"{_num(c.get('qps'), '.0f'):>11}{c['bytes'] / 2**30:>7.2f}  {c['status']}")
+            lines.append(
+                f"  {c['factory'] + (' (disk re-rank)' if c.get('rerank') == 'disk' else ''):<34}{p:<24}"
+                f"{_num(c.get('recall'), '.3f'):>8}{_num(c.get('recall_lower'), '.3f'):>8}"
+                f"{_num(c.get('qps'), '.0f'):>11}{c['bytes'] / 2**30:>7.2f}  {c['status']}"
+            )
     return "\n".join(lines)

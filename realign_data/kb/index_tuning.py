@@ -23,8 +23,22 @@ class IndexConfigError(ValueError):
     """A bad index type, factory string or memory budget (one clear sentence)."""
 
 
-_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1e3,
+    "kb": 1e3,
+    "m": 1e6,
+    "mb": 1e6,
+    "g": 1e9,
+    "gb": 1e9,
+    "t": 1e12,
+    "tb": 1e12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 def parse_memory(budget: str | int | float | None) -> int:
@@ -42,7 +56,9 @@ def parse_memory(budget: str | int | float | None) -> int:
     try:
         value = float(m.group(1)) * _UNITS[m.group(2).lower()]
     except ValueError:
-        raise IndexConfigError(f"cannot read memory budget {budget!r}; write e.g. 4GB, 512MiB or a byte count") from None
+        raise IndexConfigError(
+            f"cannot read memory budget {budget!r}; write e.g. 4GB, 512MiB or a byte count"
+        ) from None
     if value <= 0:
         raise IndexConfigError(f"memory budget must be positive, got {budget!r}")
     return int(value)
@@ -63,8 +79,10 @@ def make_index(factory: str, dim: int):
     try:
         return faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except Exception as e:
-        raise IndexConfigError(f"{factory!r} is not a valid FAISS factory string for dimension {dim} "
-                               f"(e.g. Flat, HNSW32,Flat, IVF1024,Flat, IVF1024,PQ128x4fs,RFlat)") from e
+        raise IndexConfigError(
+            f"{factory!r} is not a valid FAISS factory string for dimension {dim} "
+            f"(e.g. Flat, HNSW32,Flat, IVF1024,Flat, IVF1024,PQ128x4fs,RFlat)"
+        ) from e
 
 
 def _refine(index):
@@ -160,8 +178,9 @@ def train_and_add(index, vectors, *, seed: int = 1234, max_train: int = 131_072)
         except Exception:  # noqa: BLE001 - not an IVF index
             pass
         n = len(vectors)
-        rows = np.sort(np.random.default_rng(seed).choice(n, max_train, replace=False)) if n > max_train \
-            else np.arange(n)
+        rows = (
+            np.sort(np.random.default_rng(seed).choice(n, max_train, replace=False)) if n > max_train else np.arange(n)
+        )
         index.train(vectors.take(rows))
     for _, block in vectors.blocks():
         index.add(block)
@@ -207,14 +226,22 @@ def timed_search(index, q: np.ndarray, k: int, repeats: int = 1, batch: int = 12
     best, rows = float("inf"), None
     for _ in range(repeats):
         t = time.perf_counter()
-        rows = np.vstack([index.search(q[s:s + batch], k)[1] for s in range(0, len(q), batch)])
+        rows = np.vstack([index.search(q[s : s + batch], k)[1] for s in range(0, len(q), batch)])
         best = min(best, time.perf_counter() - t)
     return rows, max(best, 1e-9)
 
 
-def tune_index(index, vectors, *, target_recall: float = 0.95, k: int = 10, num_queries: int = 500,
-               queries: Optional[np.ndarray] = None, truth: Optional[np.ndarray] = None,
-               seed: int = 0) -> TuneResult:
+def tune_index(
+    index,
+    vectors,
+    *,
+    target_recall: float = 0.95,
+    k: int = 10,
+    num_queries: int = 500,
+    queries: Optional[np.ndarray] = None,
+    truth: Optional[np.ndarray] = None,
+    seed: int = 0,
+) -> TuneResult:
     """Keep the fastest search setting whose recall@k against exact search reaches the target with confidence.
 
     Without explicit ``queries``, ``num_queries`` stored vectors are sampled (seeded) — the way the knowledge

@@ -52,6 +52,7 @@ class KnowledgeBaseCorrupt(KnowledgeBaseError):
 
 # ------------------------------------------------------------------------------------- named indexes
 
+
 def realign_home() -> Path:
     """Cache root: ``$REALIGN_HOME`` or ``~/.cache/realign``."""
     return Path(os.environ.get("REALIGN_HOME") or Path.home() / ".cache" / "realign").expanduser()
@@ -84,8 +85,13 @@ def list_indexes() -> list[dict]:
         if entry["complete"]:
             try:
                 m = json.loads((d / "manifest.json").read_text())
-                entry.update(count=m.get("count"), model=m["encoder"]["model"], factory=m["index"]["factory"],
-                             source=m["source"].get("type"), recall=m["index"].get("recall_at_10"))
+                entry.update(
+                    count=m.get("count"),
+                    model=m["encoder"]["model"],
+                    factory=m["index"]["factory"],
+                    source=m["source"].get("type"),
+                    recall=m["index"].get("recall_at_10"),
+                )
             except (ValueError, KeyError, OSError):
                 entry["complete"] = False
         out.append(entry)
@@ -102,8 +108,9 @@ def resolve_index(name_or_path: str | os.PathLike, *, must_exist: bool = True) -
     """
     text = os.fspath(name_or_path)
     p = Path(text).expanduser()
-    looks_like_path = (not isinstance(name_or_path, str) or os.sep in text or text.startswith((".", "~"))
-                       or not _NAME.match(text))
+    looks_like_path = (
+        not isinstance(name_or_path, str) or os.sep in text or text.startswith((".", "~")) or not _NAME.match(text)
+    )
     d = p if looks_like_path or (p / "manifest.json").is_file() else index_dir_for_name(text)
     if must_exist and not (d / "manifest.json").is_file():
         names = [e["name"] for e in list_indexes() if e["complete"]]
@@ -113,6 +120,7 @@ def resolve_index(name_or_path: str | os.PathLike, *, must_exist: bool = True) -
 
 
 # ---------------------------------------------------------------------------------------------- query
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -181,8 +189,9 @@ class KnowledgeBase:
         if manifest["index"].get("rerank") == "disk":  # candidates re-scored from the stored shards
             from realign_data.kb.vector_shards import ShardedVectors, ShardReranker
 
-            index = ShardReranker(index, ShardedVectors(
-                [path / "embeddings" / s["file"] for s in manifest["shards"] if s["count"]]))
+            index = ShardReranker(
+                index, ShardedVectors([path / "embeddings" / s["file"] for s in manifest["shards"] if s["count"]])
+            )
         apply_search_params(index, manifest["index"].get("search_params", {}))
         return cls(path, manifest, index, table, encoder)
 
@@ -193,8 +202,10 @@ class KnowledgeBase:
         return id_ in self._row
 
     def __repr__(self) -> str:
-        return (f"KnowledgeBase({str(self.path)!r}, count={len(self)}, model={self.manifest['encoder']['model']!r}, "
-                f"factory={self.manifest['index']['factory']!r})")
+        return (
+            f"KnowledgeBase({str(self.path)!r}, count={len(self)}, model={self.manifest['encoder']['model']!r}, "
+            f"factory={self.manifest['index']['factory']!r})"
+        )
 
     # --------------------------------------------------------------------------------------- encoder
     def check_encoder(self, encoder) -> None:
@@ -202,14 +213,20 @@ class KnowledgeBase:
         want = self.manifest["encoder"]
         got = encoder.identity
         if got["dim"] != want["dim"]:
-            raise KnowledgeBaseError(f"encoder {got['model']!r} makes {got['dim']}-d embeddings but the knowledge base "
-                                     f"at {self.path} holds {want['dim']}-d ones from {want['model']!r}")
-        same_weights = (got["checkpoint_sha256"] == want["checkpoint_sha256"] if want["checkpoint_sha256"]
-                        else got["pretrained"] == want["pretrained"])
+            raise KnowledgeBaseError(
+                f"encoder {got['model']!r} makes {got['dim']}-d embeddings but the knowledge base "
+                f"at {self.path} holds {want['dim']}-d ones from {want['model']!r}"
+            )
+        same_weights = (
+            got["checkpoint_sha256"] == want["checkpoint_sha256"]
+            if want["checkpoint_sha256"]
+            else got["pretrained"] == want["pretrained"]
+        )
         if got["model"] != want["model"] or not same_weights:
             raise KnowledgeBaseError(
                 f"the knowledge base at {self.path} was built with {want['model']!r} / {want['pretrained']!r}, "
-                f"not {got['model']!r} / {got['pretrained']!r}; query it with the same encoder or rebuild it")
+                f"not {got['model']!r} / {got['pretrained']!r}; query it with the same encoder or rebuild it"
+            )
 
     @property
     def encoder(self):
@@ -220,8 +237,10 @@ class KnowledgeBase:
             e = self.manifest["encoder"]
             pretrained = e["pretrained"]
             if e["checkpoint_sha256"] and not Path(pretrained).is_file():
-                raise KnowledgeBaseError(f"the checkpoint this knowledge base was built with, {pretrained}, is gone; "
-                                         f"pass encoder=Encoder(...) with the same weights")
+                raise KnowledgeBaseError(
+                    f"the checkpoint this knowledge base was built with, {pretrained}, is gone; "
+                    f"pass encoder=Encoder(...) with the same weights"
+                )
             self._encoder = Encoder(e["model"], pretrained)
             self.check_encoder(self._encoder)
         return self._encoder
@@ -261,8 +280,9 @@ class KnowledgeBase:
             return None
         if self._by_path is None:
             root = Path(src["root"])
-            self._by_path = {str((root / p).resolve()): i for p, i in zip(self._table.column("path").to_pylist(),
-                                                                         self.ids)}
+            self._by_path = {
+                str((root / p).resolve()): i for p, i in zip(self._table.column("path").to_pylist(), self.ids)
+            }
         return self._by_path.get(str(Path(path).expanduser().resolve()))
 
     def load_image(self, id_: str):
@@ -273,8 +293,12 @@ class KnowledgeBase:
         if src["type"] in ("coco", "folder"):
             return open_image_file(str(self.image_path(id_)))
         if self._hf is None:
-            self._hf = HFSource(src["root"], split=src.get("split"), image_column=src.get("image_column"),
-                                streaming=not src.get("local", True))
+            self._hf = HFSource(
+                src["root"],
+                split=src.get("split"),
+                image_column=src.get("image_column"),
+                streaming=not src.get("local", True),
+            )
         return self._hf.load_row(int(self.record(id_)["row"]))
 
     def embeddings_for(self, ids: Sequence[str]) -> np.ndarray:
@@ -282,8 +306,10 @@ class KnowledgeBase:
         import faiss
 
         if self._emb is None:
-            shards = [np.load(self.path / "embeddings" / s["file"], mmap_mode="r", allow_pickle=False)
-                      for s in self.manifest["shards"]]
+            shards = [
+                np.load(self.path / "embeddings" / s["file"], mmap_mode="r", allow_pickle=False)
+                for s in self.manifest["shards"]
+            ]
             offsets = np.cumsum([0] + [len(s) for s in shards])
             self._emb = (shards, offsets)
         shards, offsets = self._emb
@@ -311,8 +337,10 @@ class KnowledgeBase:
             q = np.asarray(queries, dtype=np.float32)
             q = q[None, :] if q.ndim == 1 else q
             if q.ndim != 2 or q.shape[1] != self.dim:
-                raise KnowledgeBaseError(f"query embeddings have shape {tuple(np.shape(queries))}, but the knowledge "
-                                         f"base at {self.path} holds {self.dim}-d embeddings")
+                raise KnowledgeBaseError(
+                    f"query embeddings have shape {tuple(np.shape(queries))}, but the knowledge "
+                    f"base at {self.path} holds {self.dim}-d embeddings"
+                )
             q = np.array(q, dtype=np.float32, order="C")  # a copy: normalised in place
             if not np.allclose(np.linalg.norm(q, axis=1), 1.0, rtol=0, atol=1e-6):  # unit vectors are used as given
                 faiss.normalize_L2(q)
@@ -326,8 +354,9 @@ class KnowledgeBase:
                 kinds.append(kind)
             elif hasattr(q, "convert") and hasattr(q, "size"):
                 kinds.append("image")
-            elif isinstance(q, Path) or (isinstance(q, str) and Path(q).suffix.lower() in IMAGE_EXTENSIONS
-                                         and Path(q).is_file()):
+            elif isinstance(q, Path) or (
+                isinstance(q, str) and Path(q).suffix.lower() in IMAGE_EXTENSIONS and Path(q).is_file()
+            ):
                 kinds.append("image")
             elif isinstance(q, str):
                 kinds.append("text")
@@ -347,10 +376,17 @@ class KnowledgeBase:
             out[txt] = self.encoder.embed_texts([queries[j] for j in txt])
         return out, qids
 
-    def search(self, queries, k: int = 10, *, kind: str = "auto", exclude_ids: Optional[Iterable[str]] = None,
-               query_ids: Optional[Sequence[Optional[str]]] = None,
-               max_similarity: Optional[float] = DEFAULT_MAX_SIMILARITY,
-               batch_size: int = 1024) -> list[list[Hit]]:
+    def search(
+        self,
+        queries,
+        k: int = 10,
+        *,
+        kind: str = "auto",
+        exclude_ids: Optional[Iterable[str]] = None,
+        query_ids: Optional[Sequence[Optional[str]]] = None,
+        max_similarity: Optional[float] = DEFAULT_MAX_SIMILARITY,
+        batch_size: int = 1024,
+    ) -> list[list[Hit]]:
         """The ``k`` most similar corpus images per query, most similar first: *similar but different*.
 
         Args:
@@ -369,13 +405,20 @@ class KnowledgeBase:
             if len(query_ids) != len(q):
                 raise KnowledgeBaseError(f"query_ids has {len(query_ids)} entries for {len(q)} queries")
             auto_ids = [a if a is not None else b for a, b in zip(query_ids, auto_ids)]
-        return self.search_embeddings(q, k, exclude_ids=exclude_ids, query_ids=auto_ids,
-                                      max_similarity=max_similarity, batch_size=batch_size)
+        return self.search_embeddings(
+            q, k, exclude_ids=exclude_ids, query_ids=auto_ids, max_similarity=max_similarity, batch_size=batch_size
+        )
 
-    def search_embeddings(self, q: np.ndarray, k: int = 10, *, exclude_ids: Optional[Iterable[str]] = None,
-                          query_ids: Optional[Sequence[Optional[str]]] = None,
-                          max_similarity: Optional[float] = DEFAULT_MAX_SIMILARITY,
-                          batch_size: int = 1024) -> list[list[Hit]]:
+    def search_embeddings(
+        self,
+        q: np.ndarray,
+        k: int = 10,
+        *,
+        exclude_ids: Optional[Iterable[str]] = None,
+        query_ids: Optional[Sequence[Optional[str]]] = None,
+        max_similarity: Optional[float] = DEFAULT_MAX_SIMILARITY,
+        batch_size: int = 1024,
+    ) -> list[list[Hit]]:
         """:meth:`search` on normalised query embeddings ``[n, dim]`` (batched FAISS calls)."""
         if k < 1:
             raise KnowledgeBaseError(f"k must be >= 1, got {k}")
@@ -388,7 +431,7 @@ class KnowledgeBase:
         while pending:
             retry = []
             for s in range(0, len(pending), batch_size):
-                chunk = pending[s:s + batch_size]
+                chunk = pending[s : s + batch_size]
                 scores, rows = self.index.search(np.ascontiguousarray(q[chunk]), fetch)
                 for j, sc, rw in zip(chunk, scores, rows):
                     hits = []

@@ -69,16 +69,32 @@ class KnowledgeBaseReport:
 def _meta_schema():
     import pyarrow as pa
 
-    return pa.schema([("id", pa.string()), ("path", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
-                      ("coco_image_id", pa.int64()), ("categories", pa.list_(pa.string())),
-                      ("split", pa.string()), ("row", pa.int64())])
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("path", pa.string()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("coco_image_id", pa.int64()),
+            ("categories", pa.list_(pa.string())),
+            ("split", pa.string()),
+            ("row", pa.int64()),
+        ]
+    )
 
 
 def _row(item: CorpusItem, size: tuple[int, int]) -> dict:
     m = item.meta
-    return {"id": item.id, "path": m.get("path", item.id), "width": size[0], "height": size[1],
-            "coco_image_id": m.get("coco_image_id"), "categories": list(m.get("categories") or []),
-            "split": m.get("split"), "row": m.get("row")}
+    return {
+        "id": item.id,
+        "path": m.get("path", item.id),
+        "width": size[0],
+        "height": size[1],
+        "coco_image_id": m.get("coco_image_id"),
+        "categories": list(m.get("categories") or []),
+        "split": m.get("split"),
+        "row": m.get("row"),
+    }
 
 
 def _dir_size(path: Path) -> int:
@@ -148,25 +164,43 @@ def build_knowledge_base(
     except IndexConfigError as e:
         if index_type == "auto" or "factory string" not in str(e):
             raise KnowledgeBaseError(str(e)) from e
-        raise KnowledgeBaseError(f"--index-type {index_type!r} is not a valid FAISS factory string (e.g. Flat, "
-                                 "HNSW32,Flat, IVF1024,Flat, IVF1024,PQ128x4fs,RFlat; or auto)") from None
+        raise KnowledgeBaseError(
+            f"--index-type {index_type!r} is not a valid FAISS factory string (e.g. Flat, "
+            "HNSW32,Flat, IVF1024,Flat, IVF1024,PQ128x4fs,RFlat; or auto)"
+        ) from None
     pretrained_desc, sha = describe_pretrained(pretrained)
-    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "source": source.describe(),
-              "model": model, "pretrained": pretrained_desc, "checkpoint_sha256": sha,
-              "shard_size": shard_size, "min_side": min_side}
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "source": source.describe(),
+        "model": model,
+        "pretrained": pretrained_desc,
+        "checkpoint_sha256": sha,
+        "shard_size": shard_size,
+        "min_side": min_side,
+    }
     here = distributed()
-    job = Job(out, out / "embeddings", "shard", width=5, config_file=out / "build_config.json",
-              rank=here.rank if rank is None else rank, world=here.world if world_size is None else world_size)
+    job = Job(
+        out,
+        out / "embeddings",
+        "shard",
+        width=5,
+        config_file=out / "build_config.json",
+        rank=here.rank if rank is None else rank,
+        world=here.world if world_size is None else world_size,
+    )
     try:
         job.open(config)
     except JobMismatch as e:
         raise KnowledgeBaseError(
             f"{out} already holds a knowledge base built with different {', '.join(e.differences)} "
             f"(was {', '.join(f'{k}={e.previous.get(k)!r}' for k in e.differences)}); use another --name/--out "
-            "or delete it") from None
+            "or delete it"
+        ) from None
     except JobDirNotEmpty:
-        raise KnowledgeBaseError(f"{out} exists and is not a knowledge base directory; choose an empty or new "
-                                 "path") from None
+        raise KnowledgeBaseError(
+            f"{out} exists and is not a knowledge base directory; choose an empty or new path"
+        ) from None
     report = KnowledgeBaseReport(path=str(out), rank=job.rank, world_size=job.world, target_recall=target_recall)
     index_args = {"index_type": index_type, "target_recall": target_recall, "memory_budget": str(memory_budget)}
 
@@ -181,8 +215,12 @@ def build_knowledge_base(
     if progress and job.rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=None if source.streaming else len(source), unit="img", dynamic_ncols=True,
-                   desc=f"embedding{f' (rank 0 of {job.world})' if job.world > 1 else ''}")
+        bar = tqdm(
+            total=None if source.streaming else len(source),
+            unit="img",
+            dynamic_ncols=True,
+            desc=f"embedding{f' (rank 0 of {job.world})' if job.world > 1 else ''}",
+        )
     advance = bar.update if bar is not None else (lambda n: None)
     encoder = None
 
@@ -203,8 +241,9 @@ def build_knowledge_base(
                     bar.set_postfix(skipped=len(skipped), refresh=False)
         emb = np.concatenate(embs) if embs else np.zeros((0, encoder.dim), np.float32)
         report.embedded_now += len(rows)
-        return {"shard": i, "items": len(items), "count": len(rows), "skipped": skipped}, \
-            _write_shard(job, i, emb, rows)
+        return {"shard": i, "items": len(items), "count": len(rows), "skipped": skipped}, _write_shard(
+            job, i, emb, rows
+        )
 
     try:
         run = job.run(chunked(source, shard_size), embed_shard, advance=advance)
@@ -215,8 +254,11 @@ def build_knowledge_base(
         raise KnowledgeBaseError(f"the corpus at {source.describe().get('root')} has no images")
     # ---- every shard done (all ranks), then rank 0 indexes once while the others wait for the manifest
     job.barrier(run.num_units, timeout=wait_timeout)  # WaitTimeout: a runtime failure, not a usage error
-    manifest = job.finish(lambda: _build_index(out, job, config, run.num_units, index_args, progress=progress),
-                          lambda: _current_manifest(manifest_path, index_args), timeout=wait_timeout)
+    manifest = job.finish(
+        lambda: _build_index(out, job, config, run.num_units, index_args, progress=progress),
+        lambda: _current_manifest(manifest_path, index_args),
+        timeout=wait_timeout,
+    )
     _fill_report(report, manifest or json.loads(manifest_path.read_text()), out, t0)
     report.resumed_shards = run.resumed
     report.index_built = job.rank == 0
@@ -285,30 +327,54 @@ def _build_index(out: Path, job: Job, config: dict, num_shards: int, index_args:
     if progress:
         logger.info("indexing %d vectors (%s)", n, index_args["index_type"])
     try:
-        built = build_index(vectors, index_type=index_args["index_type"], target_recall=index_args["target_recall"],
-                            memory_budget=index_args["memory_budget"], k=10)
+        built = build_index(
+            vectors,
+            index_type=index_args["index_type"],
+            target_recall=index_args["target_recall"],
+            memory_budget=index_args["memory_budget"],
+            k=10,
+        )
     except IndexConfigError as e:  # e.g. a budget too small for any index of this corpus
         raise KnowledgeBaseError(str(e)) from None
     except RuntimeError as e:  # FAISS: a factory that does not fit these vectors (PQ/PCA sizes, too few points)
-        reason = re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "", str(e).split("failed: ")[-1].strip().splitlines()[0])
-        raise KnowledgeBaseError(f"--index-type {index_args['index_type']} cannot be built on {n} vectors of "
-                                 f"dimension {dim} ({reason}); use --index-type auto, or fewer clusters / sizes that "
-                                 f"divide {dim}") from None
+        reason = re.sub(
+            r"^Error in .*? at \S+:\d+: (Error: )?", "", str(e).split("failed: ")[-1].strip().splitlines()[0]
+        )
+        raise KnowledgeBaseError(
+            f"--index-type {index_args['index_type']} cannot be built on {n} vectors of "
+            f"dimension {dim} ({reason}); use --index-type auto, or fewer clusters / sizes that "
+            f"divide {dim}"
+        ) from None
     with atomic_path(out / "index.faiss") as tmp:
         faiss.write_index(built.index, str(tmp))
     with atomic_path(out / "metadata.parquet") as tmp:
         pq.write_table(table, tmp)
     manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
-        "encoder": {"model": config["model"], "pretrained": config["pretrained"],
-                    "checkpoint_sha256": config["checkpoint_sha256"], "dim": dim},
-        "dim": dim, "metric": "cosine (inner product on L2-normalised vectors)", "count": n,
-        "index": {**built.info, "memory_budget": index_args["memory_budget"],
-                  "bytes": int((out / "index.faiss").stat().st_size), "peak_rss_bytes": peak_rss_bytes()},
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "encoder": {
+            "model": config["model"],
+            "pretrained": config["pretrained"],
+            "checkpoint_sha256": config["checkpoint_sha256"],
+            "dim": dim,
+        },
+        "dim": dim,
+        "metric": "cosine (inner product on L2-normalised vectors)",
+        "count": n,
+        "index": {
+            **built.info,
+            "memory_budget": index_args["memory_budget"],
+            "bytes": int((out / "index.faiss").stat().st_size),
+            "peak_rss_bytes": peak_rss_bytes(),
+        },
         "source": config["source"],
-        "shard_size": config["shard_size"], "min_side": config["min_side"], "shards": shards,
-        "skipped": skipped, "num_skipped": len(skipped),
-        "index_args": index_args, "files": file_records(out),  # sizes + sha256 that loads and `index info` check
+        "shard_size": config["shard_size"],
+        "min_side": config["min_side"],
+        "shards": shards,
+        "skipped": skipped,
+        "num_skipped": len(skipped),
+        "index_args": index_args,
+        "files": file_records(out),  # sizes + sha256 that loads and `index info` check
         "versions": library_versions(VERSIONED, python=True),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

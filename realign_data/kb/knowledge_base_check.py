@@ -34,8 +34,10 @@ def file_records(root: Path, names: Iterable[str] = CHECKED_FILES) -> dict:
 
 
 def fix(path: Path) -> str:
-    return (f"remove {path / 'manifest.json'} and run the same 'realign-data index build' again (it rebuilds the "
-            "index from the intact embedding shards and re-embeds the rest), or delete the folder and build it anew")
+    return (
+        f"remove {path / 'manifest.json'} and run the same 'realign-data index build' again (it rebuilds the "
+        "index from the intact embedding shards and re-embeds the rest), or delete the folder and build it anew"
+    )
 
 
 def damaged(path: Path, what: str) -> KnowledgeBaseDamaged:
@@ -90,8 +92,11 @@ def check_files(path: Path, manifest: dict, *, verify: bool = False) -> list[str
 def check_index(path: Path, manifest: dict, index) -> None:
     """The loaded FAISS ``index`` holds ``count`` vectors of ``dim`` dimensions."""
     if index.ntotal != manifest["count"] or index.d != manifest["dim"]:
-        raise damaged(path, f"index.faiss holds {index.ntotal} vectors of dim {index.d}, the manifest says "
-                            f"{manifest['count']} of dim {manifest['dim']}")
+        raise damaged(
+            path,
+            f"index.faiss holds {index.ntotal} vectors of dim {index.d}, the manifest says "
+            f"{manifest['count']} of dim {manifest['dim']}",
+        )
 
 
 def read_index(path: Path, flags: int = 0):

@@ -22,8 +22,7 @@ from typing import Iterable, Optional
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 DEFAULT_COCO_SPLIT = "train2014"
 ALL_SPLITS = "all"
-_EVAL = re.compile(r"^(val|valid|validation|test|dev|minival|testdev|test-dev)[-_]?(\d{4})?([-_].*)?$",
-                   re.IGNORECASE)
+_EVAL = re.compile(r"^(val|valid|validation|test|dev|minival|testdev|test-dev)[-_]?(\d{4})?([-_].*)?$", re.IGNORECASE)
 _COCO_FILE = re.compile(r"^COCO_([A-Za-z-]+\d{4})_\d+\.[A-Za-z]+$")
 
 
@@ -38,9 +37,14 @@ def is_evaluation_split(name: Optional[str]) -> bool:
 
 def image_folders(root: Path) -> list[str]:
     """The sub-folders of a COCO root that hold images (``annotations`` and hidden folders excluded), sorted."""
-    return sorted(d.name for d in root.iterdir()
-                  if d.is_dir() and d.name != "annotations" and not d.name.startswith(".")
-                  and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in d.iterdir()))
+    return sorted(
+        d.name
+        for d in root.iterdir()
+        if d.is_dir()
+        and d.name != "annotations"
+        and not d.name.startswith(".")
+        and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in d.iterdir())
+    )
 
 
 def coco_split_folders(root: Path, split: Optional[str] = None) -> list[str]:
@@ -62,8 +66,10 @@ def seed_splits(available: Iterable[str], split: Optional[str] = None) -> list[s
     available = sorted(available)
     if split and split != ALL_SPLITS:
         if split not in available:
-            raise SplitError(f"the COCO annotations have no split {split!r} (annotated splits: "
-                             f"{', '.join(available) or 'none'}); choose one with --coco-split")
+            raise SplitError(
+                f"the COCO annotations have no split {split!r} (annotated splits: "
+                f"{', '.join(available) or 'none'}); choose one with --coco-split"
+            )
         return [split]
     return [DEFAULT_COCO_SPLIT] if split is None and DEFAULT_COCO_SPLIT in available else available
 
@@ -93,8 +99,10 @@ def split_warning(what: str, counts: dict[str, int], fix: str) -> Optional[str]:
     if not counts:
         return None
     listed = ", ".join(f"{n} of {s}" for s, n in counts.items())
-    return (f"{what} include images of splits commonly used for evaluation ({listed}): POPE and CHAIR images may "
-            f"be among them; {fix}")
+    return (
+        f"{what} include images of splits commonly used for evaluation ({listed}): POPE and CHAIR images may "
+        f"be among them; {fix}"
+    )
 
 
 class SplitView:
@@ -118,8 +126,9 @@ def knowledge_base_evaluation_counts(kb_path: Path) -> dict[str, int]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(Path(kb_path) / "metadata.parquet", columns=["split", "path"])
-    return evaluation_counts(s or split_of_path(p) for s, p in zip(table.column("split").to_pylist(),
-                                                                    table.column("path").to_pylist()))
+    return evaluation_counts(
+        s or split_of_path(p) for s, p in zip(table.column("split").to_pylist(), table.column("path").to_pylist())
+    )
 
 
 def seed_evaluation_counts(seeds: Iterable, seed_split: Optional[str] = None) -> dict[str, int]:

@@ -69,7 +69,7 @@ class ArrayVectors:
 
     def blocks(self, size: int = BLOCK) -> Iterator[tuple[int, np.ndarray]]:
         for s in range(0, len(self.x), size):
-            yield s, _normalized(self.x[s:s + size])
+            yield s, _normalized(self.x[s : s + size])
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         return _normalized(self.x[np.asarray(rows, dtype=np.int64)])
@@ -103,7 +103,7 @@ class ShardedVectors:
         for i, p in enumerate(self.paths):
             shard = np.load(p, allow_pickle=False)
             for s in range(0, len(shard), size):
-                yield int(self.offsets[i]) + s, _normalized(shard[s:s + size])
+                yield int(self.offsets[i]) + s, _normalized(shard[s : s + size])
             del shard
 
     def take(self, rows: np.ndarray) -> np.ndarray:
@@ -161,7 +161,7 @@ def drop_rows(ids: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:
     out = np.full((len(ids), k), -1, dtype=np.int64)
     for r, (row, me) in enumerate(zip(ids.tolist(), np.asarray(exclude).tolist())):
         rest = [i for i in row if i != me and i >= 0][:k]
-        out[r, :len(rest)] = rest
+        out[r, : len(rest)] = rest
     return out
 
 
@@ -183,7 +183,7 @@ class ShardReranker:
         rows = np.full((len(q), k), -1, np.int64)
         batch = max(1, batch_bytes // (max(kc, 1) * self.d * 4))  # candidate vectors read at once: ~8 MiB
         for s in range(0, len(q), batch):
-            qb = q[s:s + batch]
+            qb = q[s : s + batch]
             _, cand = self.index.search(qb, kc)
             valid = cand >= 0
             vecs = self.vectors.take(np.where(valid, cand, 0).ravel()).reshape(len(qb), kc, -1)
@@ -191,6 +191,6 @@ class ShardReranker:
             order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
             m = order.shape[1]
             top = np.take_along_axis(exact, order, 1)
-            scores[s:s + len(qb), :m] = top
-            rows[s:s + len(qb), :m] = np.where(np.isfinite(top), np.take_along_axis(cand, order, 1), -1)
+            scores[s : s + len(qb), :m] = top
+            rows[s : s + len(qb), :m] = np.where(np.isfinite(top), np.take_along_axis(cand, order, 1), -1)
         return scores, rows

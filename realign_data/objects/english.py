@@ -11,8 +11,7 @@ from functools import lru_cache
 
 # Nouns of the COCO / CHAIR vocabulary that inflect gets wrong ("gentlemans") or that are invariant or
 # uncounted in captions ("two skis", "some broccoli"), registered with inflect's own ``defnoun``.
-USER_NOUNS = {"gentleman": "gentlemen", "bison": "bison", "cattle": "cattle", "skis": "skis",
-              "broccoli": "broccoli"}
+USER_NOUNS = {"gentleman": "gentlemen", "bison": "bison", "cattle": "cattle", "skis": "skis", "broccoli": "broccoli"}
 
 
 @lru_cache(maxsize=1)

@@ -117,11 +117,35 @@ hair drier, hairdryer
 toothbrush
 """
 # Two-word names read as one word, and qualifiers that are not people ("baby bird" is a bird).
-TWO_WORD_NAMES = ("motor bike", "motor cycle", "air plane", "traffic light", "street light", "traffic signal",
-                  "stop light", "fire hydrant", "stop sign", "parking meter", "suit case", "sports ball",
-                  "baseball bat", "baseball glove", "tennis racket", "wine glass", "hot dog", "cell phone",
-                  "mobile phone", "teddy bear", "hair drier", "potted plant", "bow tie", "laptop computer",
-                  "stove top oven", "home plate", "train track")
+TWO_WORD_NAMES = (
+    "motor bike",
+    "motor cycle",
+    "air plane",
+    "traffic light",
+    "street light",
+    "traffic signal",
+    "stop light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "suit case",
+    "sports ball",
+    "baseball bat",
+    "baseball glove",
+    "tennis racket",
+    "wine glass",
+    "hot dog",
+    "cell phone",
+    "mobile phone",
+    "teddy bear",
+    "hair drier",
+    "potted plant",
+    "bow tie",
+    "laptop computer",
+    "stove top oven",
+    "home plate",
+    "train track",
+)
 ANIMAL_WORDS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "animal", "cub")
 VEHICLE_WORDS = ("jet", "train")
 
@@ -163,7 +187,7 @@ def _words(text: str) -> list[str]:
     tokens: list[str] = []
     text = _OPENING_QUOTE.sub(r"\1 `` ", re.sub(r'^"', " `` ", text)).replace('"', " '' ")  # Treebank's quotes
     text = re.sub(r"(\S)('')", r"\1 \2 ", text)
-    text = _FUSED.sub(lambda m: f" {m[0][:_FUSED_CUT[m[0].lower()]]} {m[0][_FUSED_CUT[m[0].lower()]:]} ", text)
+    text = _FUSED.sub(lambda m: f" {m[0][: _FUSED_CUT[m[0].lower()]]} {m[0][_FUSED_CUT[m[0].lower()] :]} ", text)
     for chunk in _SPLIT_OFF.sub(r" \1 ", text).split():
         if chunk in ("``", "''"):
             tokens.append(chunk)
@@ -184,7 +208,7 @@ def reference_mentions(caption: str) -> list[tuple[str, str]]:
     words = [singularize(t) for t in tokenize(caption.lower())]
     read, i = [], 0
     while i < len(words):
-        pair = " ".join(words[i:i + 2])
+        pair = " ".join(words[i : i + 2])
         if pair in joined:
             read.append(joined[pair])
             i += 2

@@ -12,8 +12,13 @@ from realign_data.publish.hub_errors import HubPushError, HubUsageError, explain
 from realign_data.publish.provenance import read_json
 
 
-def load_build_config(path_or_repo: Union[str, os.PathLike], *, config_name: str = "default",
-                      revision: Optional[str] = None, token: Optional[str] = None) -> dict:
+def load_build_config(
+    path_or_repo: Union[str, os.PathLike],
+    *,
+    config_name: str = "default",
+    revision: Optional[str] = None,
+    token: Optional[str] = None,
+) -> dict:
     """Return the build configuration (a dict) that produced a dataset, to rebuild it.
 
     ``path_or_repo`` may be:
@@ -45,9 +50,9 @@ def load_build_config(path_or_repo: Union[str, os.PathLike], *, config_name: str
 
     paths: list[str]
     if text.startswith("hf://"):
-        rest = text[len("hf://"):]
+        rest = text[len("hf://") :]
         if rest.startswith("datasets/"):
-            rest = rest[len("datasets/"):]
+            rest = rest[len("datasets/") :]
         parts = rest.split("/")
         if len(parts) < 3:
             raise HubUsageError(f"{text!r}: expected hf://datasets/namespace/name/path/to/{CONFIG_FILE}.")
@@ -81,5 +86,8 @@ def load_build_config(path_or_repo: Union[str, os.PathLike], *, config_name: str
         raise
     except Exception as e:  # noqa: BLE001
         raise explain_hub_error(e, repo_id, "fetch the build configuration of") from None
-    raise HubPushError(f"{repo_id} has no {' or '.join(paths)} (HTTP 404): it was not pushed with "
-                       "`realign-data push`, or the config name is different.", status=404)
+    raise HubPushError(
+        f"{repo_id} has no {' or '.join(paths)} (HTTP 404): it was not pushed with "
+        "`realign-data push`, or the config name is different.",
+        status=404,
+    )

@@ -41,8 +41,16 @@ from realign_data.runtime.redact import redact_text, redact_tree
 
 COMMIT_ATTEMPTS = 5  # the card commit is retried when another commit lands first (HTTP 409/412)
 
-__all__ = ["push_to_hub", "load_build_config", "read_provenance", "find_dataset_dir", "hub_reachable", "PushResult",
-           "HubPushError", "HubUsageError"]
+__all__ = [
+    "push_to_hub",
+    "load_build_config",
+    "read_provenance",
+    "find_dataset_dir",
+    "hub_reachable",
+    "PushResult",
+    "HubPushError",
+    "HubUsageError",
+]
 
 
 @dataclass
@@ -70,7 +78,8 @@ def find_dataset_dir(path: Union[str, os.PathLike]) -> Path:
         raise HubUsageError(
             f"{str(path)!r} is not a built dataset: expected a `datasets` save_to_disk directory "
             "(state.json + dataset_info.json, or dataset_dict.json) or Parquet shards under data/, there or in its "
-            "'dataset/' sub-folder (the output of `realign-data build`).")
+            "'dataset/' sub-folder (the output of `realign-data build`)."
+        )
     return found
 
 
@@ -84,8 +93,9 @@ def _load_local(dataset_or_dir: Any):
     if isinstance(dataset_or_dir, (datasets.Dataset, datasets.DatasetDict)):
         return dataset_or_dir, None
     if not isinstance(dataset_or_dir, (str, os.PathLike)):
-        raise HubUsageError(f"expected a datasets.Dataset, a DatasetDict or a build directory, got "
-                            f"{type(dataset_or_dir).__name__}.")
+        raise HubUsageError(
+            f"expected a datasets.Dataset, a DatasetDict or a build directory, got {type(dataset_or_dir).__name__}."
+        )
     from realign_data.building.output import open_built
 
     ds_dir = find_dataset_dir(dataset_or_dir)
@@ -101,8 +111,10 @@ def _resolve_token(token: Optional[str]) -> str:
 
     token = token or get_token()
     if not token:
-        raise HubPushError("no Hugging Face token found: run `hf auth login` (or set HF_TOKEN, or pass --token) "
-                           "with a token that has write access, then run the same command again.")
+        raise HubPushError(
+            "no Hugging Face token found: run `hf auth login` (or set HF_TOKEN, or pass --token) "
+            "with a token that has write access, then run the same command again."
+        )
     return token
 
 
@@ -163,16 +175,21 @@ def _push_to_hub(
     ds, root = _load_local(dataset_or_dir)
     try:
         if root is not None:
-            prov = read_provenance(root, build_config=build_config, build_report=build_report,
-                                   index_manifest=index_manifest)
+            prov = read_provenance(
+                root, build_config=build_config, build_report=build_report, index_manifest=index_manifest
+            )
         else:
-            prov = Provenance(config=to_dict(build_config), report=to_dict(build_report),
-                              manifest=to_dict(index_manifest))
+            prov = Provenance(
+                config=to_dict(build_config), report=to_dict(build_report), manifest=to_dict(index_manifest)
+            )
             fill_notes(prov)
     except ProvenanceError as e:
         raise HubUsageError(str(e)) from None
-    prov.config, prov.report, prov.manifest = (redact_tree(prov.config), redact_tree(prov.report),  # nothing secret
-                                               redact_tree(prov.manifest))                          # is published
+    prov.config, prov.report, prov.manifest = (
+        redact_tree(prov.config),
+        redact_tree(prov.report),  # nothing secret
+        redact_tree(prov.manifest),
+    )  # is published
     if isinstance(ds, datasets.DatasetDict):
         if split is not None:
             if split not in ds:
@@ -212,22 +229,45 @@ def _push_to_hub(
         commit = None
         for split_name, part in parts.items():
             commit = part.push_to_hub(
-                repo_id, config_name=config_name, split=split_name, data_dir=data_dir, private=private,
-                token=token, revision=revision, max_shard_size=max_shard_size, num_shards=num_shards,
+                repo_id,
+                config_name=config_name,
+                split=split_name,
+                data_dir=data_dir,
+                private=private,
+                token=token,
+                revision=revision,
+                max_shard_size=max_shard_size,
+                num_shards=num_shards,
                 commit_message=commit_message or f"realign: upload {config_name}/{split_name} ({len(part)} pairs)",
             )
         files, card_commit = _push_card_and_provenance(
-            api, repo_id, revision=revision, parent=commit.oid if commit else None, config_name=config_name,
-            data_dir=data_dir, prov=prov, columns=columns, license=license, pretty_name=pretty_name,
-            num_examples=sum(len(p) for p in parts.values()), commit_message=commit_message)
+            api,
+            repo_id,
+            revision=revision,
+            parent=commit.oid if commit else None,
+            config_name=config_name,
+            data_dir=data_dir,
+            prov=prov,
+            columns=columns,
+            license=license,
+            pretty_name=pretty_name,
+            num_examples=sum(len(p) for p in parts.values()),
+            commit_message=commit_message,
+        )
     except (HubUsageError, HubPushError):
         raise
     except Exception as e:  # noqa: BLE001 - every Hub-side failure becomes one clear message
         raise explain_hub_error(e, repo_id) from None
-    return PushResult(repo_id=repo_id, url=str(url), config_name=config_name,
-                      splits={k: len(v) for k, v in parts.items()}, data_dir=data_dir,
-                      commit_oid=card_commit or (commit.oid if commit else None), files=files,
-                      revision=revision or "main")
+    return PushResult(
+        repo_id=repo_id,
+        url=str(url),
+        config_name=config_name,
+        splits={k: len(v) for k, v in parts.items()},
+        data_dir=data_dir,
+        commit_oid=card_commit or (commit.oid if commit else None),
+        files=files,
+        revision=revision or "main",
+    )
 
 
 def _download_json(api, repo_id: str, path: str, revision: str, cache_dir: str) -> Optional[dict]:
@@ -250,10 +290,21 @@ def _download_text(api, repo_id: str, path: str, revision: str, cache_dir: str) 
     return Path(local).read_text(encoding="utf-8")
 
 
-def _push_card_and_provenance(api, repo_id: str, *, revision: Optional[str], parent: Optional[str],
-                              config_name: str, data_dir: str, prov: Provenance, columns: list[str],
-                              license: Optional[str], pretty_name: Optional[str], num_examples: int,
-                              commit_message: Optional[str]) -> tuple[list[str], Optional[str]]:
+def _push_card_and_provenance(
+    api,
+    repo_id: str,
+    *,
+    revision: Optional[str],
+    parent: Optional[str],
+    config_name: str,
+    data_dir: str,
+    prov: Provenance,
+    columns: list[str],
+    license: Optional[str],
+    pretty_name: Optional[str],
+    num_examples: int,
+    commit_message: Optional[str],
+) -> tuple[list[str], Optional[str]]:
     """Second commit: provenance JSON next to the data + the merged card.
 
     The commit names its parent; when another commit lands first (HTTP 409/412) the card is read again and the
@@ -263,31 +314,59 @@ def _push_card_and_provenance(api, repo_id: str, *, revision: Optional[str], par
     from huggingface_hub.errors import HfHubHTTPError
     from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-    uploads: dict[str, dict] = {f"{data_dir}/{name}": obj for name, obj in
-                                ((CONFIG_FILE, prov.config), (REPORT_FILE, prov.report),
-                                 (INDEX_MANIFEST_FILE, prov.manifest)) if obj is not None}
-    ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=(json.dumps(obj, indent=2, ensure_ascii=False)
-                                                              + "\n").encode("utf-8")) for p, obj in uploads.items()]
+    uploads: dict[str, dict] = {
+        f"{data_dir}/{name}": obj
+        for name, obj in ((CONFIG_FILE, prov.config), (REPORT_FILE, prov.report), (INDEX_MANIFEST_FILE, prov.manifest))
+        if obj is not None
+    }
+    ops = [
+        CommitOperationAdd(
+            path_in_repo=p, path_or_fileobj=(json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        )
+        for p, obj in uploads.items()
+    ]
 
     def commit(state) -> str:
         # the first attempt builds on the data commit; a retry on the branch head as it is now
-        head = parent if state.attempt_number == 1 and parent else \
-            api.repo_info(repo_id, repo_type="dataset", revision=revision).sha
-        readme = redact_text(_merged_readme(api, repo_id, head, config_name, prov, columns=columns, license=license,
-                                            pretty_name=pretty_name, num_examples=num_examples))
+        head = (
+            parent
+            if state.attempt_number == 1 and parent
+            else api.repo_info(repo_id, repo_type="dataset", revision=revision).sha
+        )
+        readme = redact_text(
+            _merged_readme(
+                api,
+                repo_id,
+                head,
+                config_name,
+                prov,
+                columns=columns,
+                license=license,
+                pretty_name=pretty_name,
+                num_examples=num_examples,
+            )
+        )
         info = api.create_commit(
-            repo_id, operations=ops + [CommitOperationAdd(path_in_repo="README.md",
-                                                          path_or_fileobj=readme.encode("utf-8"))],
-            repo_type="dataset", revision=revision, parent_commit=head,
-            commit_message=(commit_message + " (card)") if commit_message else
-            f"realign: dataset card and build provenance for config {config_name}")
+            repo_id,
+            operations=ops + [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme.encode("utf-8"))],
+            repo_type="dataset",
+            revision=revision,
+            parent_commit=head,
+            commit_message=(commit_message + " (card)")
+            if commit_message
+            else f"realign: dataset card and build provenance for config {config_name}",
+        )
         return info.oid
 
     def conflict(e: BaseException) -> bool:
         return isinstance(e, HfHubHTTPError) and e.response is not None and e.response.status_code in (409, 412)
 
-    for attempt in Retrying(retry=retry_if_exception(conflict), stop=stop_after_attempt(COMMIT_ATTEMPTS),
-                            wait=wait_exponential_jitter(initial=0.5, max=8), reraise=True):
+    for attempt in Retrying(
+        retry=retry_if_exception(conflict),
+        stop=stop_after_attempt(COMMIT_ATTEMPTS),
+        wait=wait_exponential_jitter(initial=0.5, max=8),
+        reraise=True,
+    ):
         with attempt:
             oid = commit(attempt.retry_state)
     return list(uploads), oid
@@ -307,7 +386,11 @@ def _merged_readme(api, repo_id: str, head: str, config_name: str, prov: Provena
             if name == config_name or not other_dir:
                 provenance.setdefault(name, None)
                 continue
-            other = Provenance(*(_download_json(api, repo_id, f"{other_dir}/{f}", head, cache)
-                                 for f in (CONFIG_FILE, REPORT_FILE, INDEX_MANIFEST_FILE)))
+            other = Provenance(
+                *(
+                    _download_json(api, repo_id, f"{other_dir}/{f}", head, cache)
+                    for f in (CONFIG_FILE, REPORT_FILE, INDEX_MANIFEST_FILE)
+                )
+            )
             provenance[name] = other if (other.config or other.report or other.manifest) else None
     return merge_card(readme, repo_id=repo_id, provenance=provenance, **card)

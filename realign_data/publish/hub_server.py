@@ -81,8 +81,14 @@ class Repo:
 class HubServer:
     """Threaded fake Hub. ``with HubServer(root) as hub: hub.endpoint`` -> ``http://127.0.0.1:PORT``."""
 
-    def __init__(self, root: str | os.PathLike, token: Optional[str] = "hf_test_token", user: str = "tester",
-                 port: int = 0, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        token: Optional[str] = "hf_test_token",
+        user: str = "tester",
+        port: int = 0,
+        host: str = "127.0.0.1",
+    ):
         self.root = Path(root)
         self.host, self.requested_port = host, port
         self.root.mkdir(parents=True, exist_ok=True)
@@ -133,21 +139,26 @@ class HubServer:
 
     def client_env(self, home: str | os.PathLike, token: Optional[str] = "default") -> dict[str, str]:
         """Environment for a client subprocess: online, pointed here, no Xet, caches under ``home``."""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("HF_", "HUGGINGFACE_")) and k not in ("TRANSFORMERS_OFFLINE",)}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("HF_", "HUGGINGFACE_")) and k not in ("TRANSFORMERS_OFFLINE",)
+        }
         home = Path(home)
-        env.update({
-            "HF_ENDPOINT": self.endpoint,
-            "HF_HUB_OFFLINE": "0",
-            "HF_DATASETS_OFFLINE": "0",
-            "HF_HUB_DISABLE_XET": "1",
-            "HF_HOME": str(home),
-            "HF_DATASETS_CACHE": str(home / "datasets"),
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-            "TQDM_DISABLE": "1",
-            "NO_PROXY": "*",
-        })
+        env.update(
+            {
+                "HF_ENDPOINT": self.endpoint,
+                "HF_HUB_OFFLINE": "0",
+                "HF_DATASETS_OFFLINE": "0",
+                "HF_HUB_DISABLE_XET": "1",
+                "HF_HOME": str(home),
+                "HF_DATASETS_CACHE": str(home / "datasets"),
+                "HF_HUB_DISABLE_TELEMETRY": "1",
+                "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                "TQDM_DISABLE": "1",
+                "NO_PROXY": "*",
+            }
+        )
         token = self.token if token == "default" else token
         if token:
             env["HF_TOKEN"] = token
@@ -166,8 +177,15 @@ class HubServer:
         with self.lock:
             return sorted(self.repo(repo_id, repo_type).files(revision))
 
-    def put_file(self, repo_id: str, path: str, data: bytes, revision: str = "main",
-                 repo_type: str = "dataset", message: str = "edit on the Hub") -> str:
+    def put_file(
+        self,
+        repo_id: str,
+        path: str,
+        data: bytes,
+        revision: str = "main",
+        repo_type: str = "dataset",
+        message: str = "edit on the Hub",
+    ) -> str:
         """Commit one file as if a user edited it in the web UI; returns the commit oid."""
         with self.lock:
             repo = self.repo(repo_id, repo_type)
@@ -187,8 +205,12 @@ class HubServer:
 
     def _commit(self, repo: Repo, branch: str, files: dict, title: str, parent: Optional[str] = None) -> str:
         oid = hashlib.sha1(f"{repo.repo_id}{branch}{uuid.uuid4()}".encode()).hexdigest()
-        repo.commits[oid] = {"files": files, "parent": parent if parent else repo.branches.get(branch),
-                             "title": title, "date": _now()}
+        repo.commits[oid] = {
+            "files": files,
+            "parent": parent if parent else repo.branches.get(branch),
+            "title": title,
+            "date": _now(),
+        }
         repo.branches[branch] = oid
         self._materialise(repo, branch)
         return oid
@@ -215,8 +237,9 @@ class HubServer:
         name = payload["name"]
         repo_id = f"{payload.get('organization') or self.user}/{name}"
         if (repo_type, repo_id) in self.repos:
-            raise HubError(409, "You already created this dataset repo", None,
-                           {"url": f"{endpoint}/{_PREFIX[repo_type]}{repo_id}"})
+            raise HubError(
+                409, "You already created this dataset repo", None, {"url": f"{endpoint}/{_PREFIX[repo_type]}{repo_id}"}
+            )
         repo = Repo(repo_type, repo_id, private=payload.get("visibility") == "private" or bool(payload.get("private")))
         self.repos[(repo_type, repo_id)] = repo
         files = {".gitattributes": self._store_blob(DEFAULT_GITATTRIBUTES, lfs=False)}
@@ -226,10 +249,21 @@ class HubServer:
     def repo_info(self, repo: Repo, rev: Optional[str]) -> dict:
         oid = repo.head(rev or "main")
         commit = repo.commits[oid]
-        info = {"id": repo.repo_id, "_id": uuid.uuid4().hex, "author": repo.repo_id.split("/")[0], "sha": oid,
-                "private": repo.private, "gated": False, "disabled": False, "lastModified": commit["date"],
-                "createdAt": commit["date"], "downloads": 0, "likes": 0, "tags": [],
-                "siblings": [{"rfilename": p} for p in sorted(commit["files"])]}
+        info = {
+            "id": repo.repo_id,
+            "_id": uuid.uuid4().hex,
+            "author": repo.repo_id.split("/")[0],
+            "sha": oid,
+            "private": repo.private,
+            "gated": False,
+            "disabled": False,
+            "lastModified": commit["date"],
+            "createdAt": commit["date"],
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "siblings": [{"rfilename": p} for p in sorted(commit["files"])],
+        }
         if "README.md" in commit["files"]:
             info["cardData"] = _front_matter(self.blob_bytes(commit["files"]["README.md"]))
         return info
@@ -257,14 +291,16 @@ class HubServer:
         for path in sorted(files):
             if not path.startswith(prefix):
                 continue
-            rest = path[len(prefix):].split("/")
+            rest = path[len(prefix) :].split("/")
             for depth in range(1, len(rest)):
                 if recursive or depth == 1:
                     dirs.add(prefix + "/".join(rest[:depth]))
             if recursive or len(rest) == 1:
                 out.append(HubServer.entry_json(path, files[path]))
-        folders = [{"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
-                   for d in sorted(dirs)]
+        folders = [
+            {"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
+            for d in sorted(dirs)
+        ]
         return folders + out
 
     def apply_commit(self, repo: Repo, rev: str, lines: list[dict], endpoint: str) -> dict:
@@ -280,14 +316,22 @@ class HubServer:
             key, value = line.get("key"), line.get("value", {})
             path = value.get("path", "")
             if key == "file":
-                data = base64.b64decode(value["content"]) if value.get("encoding") == "base64" else value["content"].encode()
+                data = (
+                    base64.b64decode(value["content"])
+                    if value.get("encoding") == "base64"
+                    else value["content"].encode()
+                )
                 files[path] = self._store_blob(data, lfs=False)
             elif key == "lfsFile":
                 blob = self.root / "blobs" / value["oid"]
                 if not blob.exists():
                     raise HubError(422, f"LFS object {value['oid']} for {path} was never uploaded")
-                files[path] = {"sha256": value["oid"], "size": value["size"], "lfs": True,
-                               "git_oid": _git_blob_sha1(f"lfs {value['oid']}".encode())}
+                files[path] = {
+                    "sha256": value["oid"],
+                    "size": value["size"],
+                    "lfs": True,
+                    "git_oid": _git_blob_sha1(f"lfs {value['oid']}".encode()),
+                }
             elif key == "deletedFile":
                 if path not in files:
                     raise HubError(404, "A file with this name doesn't exist", "EntryNotFound")
@@ -298,6 +342,10 @@ class HubServer:
             else:
                 raise HubError(400, f"unsupported commit operation {key!r}")
         oid = self._commit(repo, rev, files, header.get("summary", ""))
-        return {"success": True, "commitOid": oid, "commitMessage": header.get("summary", ""),
-                "commitUrl": f"{endpoint}/{_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{oid}",
-                "hookOutput": ""}
+        return {
+            "success": True,
+            "commitOid": oid,
+            "commitMessage": header.get("summary", ""),
+            "commitUrl": f"{endpoint}/{_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{oid}",
+            "hookOutput": "",
+        }

@@ -116,8 +116,12 @@ class _Handler(BaseHTTPRequestHandler):
         if mode in ("401", "403", "429", "500"):
             self._read_body()
             status = int(mode)
-            message = {401: "Invalid credentials in Authorization header", 403: "You don't have the rights to do this",
-                       429: "You have exceeded the rate limit", 500: "Internal Error"}[status]
+            message = {
+                401: "Invalid credentials in Authorization header",
+                403: "You don't have the rights to do this",
+                429: "You have exceeded the rate limit",
+                500: "Internal Error",
+            }[status]
             headers = {"X-Error-Message": message}
             if status == 429:
                 headers["Retry-After"] = "0"
@@ -154,8 +158,16 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.hub
         if path == "/api/whoami-v2" and method == "GET":
             self._require_auth()
-            return self._json(200, {"type": "user", "name": hub.user, "fullname": hub.user, "orgs": [],
-                                    "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
+            return self._json(
+                200,
+                {
+                    "type": "user",
+                    "name": hub.user,
+                    "fullname": hub.user,
+                    "orgs": [],
+                    "auth": {"type": "access_token", "accessToken": {"role": "write"}},
+                },
+            )
         if path == "/api/validate-yaml" and method == "POST":
             self._read_body()
             return self._json(200, {"errors": [], "warnings": []})
@@ -165,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
             with hub.lock:
                 return self._json(200, hub.create_repo(payload, self._endpoint()))
         if path.startswith("/__lfs/") and method == "PUT":
-            return self._lfs_put(path[len("/__lfs/"):])
+            return self._lfs_put(path[len("/__lfs/") :])
         if path == "/__lfs_verify" and method == "POST":
             self._read_body()
             return self._json(200, {"success": True})
@@ -222,8 +234,14 @@ class _Handler(BaseHTTPRequestHandler):
                     oid = None
                     if existing is not None:
                         oid = existing["sha256"] if lfs else existing["git_oid"]
-                    out.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular",
-                                "shouldIgnore": False, "oid": oid})
+                    out.append(
+                        {
+                            "path": f["path"],
+                            "uploadMode": "lfs" if lfs else "regular",
+                            "shouldIgnore": False,
+                            "oid": oid,
+                        }
+                    )
                 return self._json(200, {"files": out, "commitOid": repo.head(unquote(tail))})
             if action == "commit" and method == "POST":
                 self._require_auth()
@@ -245,13 +263,21 @@ class _Handler(BaseHTTPRequestHandler):
                     if p in files:
                         out.append(hub.entry_json(p, files[p]))
                     elif any(f.startswith(p + "/") for f in files):
-                        out.append({"type": "directory", "oid": hashlib.sha1(p.encode()).hexdigest(),
-                                    "size": 0, "path": p})
+                        out.append(
+                            {"type": "directory", "oid": hashlib.sha1(p.encode()).hexdigest(), "size": 0, "path": p}
+                        )
                 return self._json(200, out)
             if action == "refs" and method == "GET":
-                return self._json(200, {"branches": [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": o}
-                                                     for b, o in repo.branches.items()],
-                                        "converts": [], "tags": []})
+                return self._json(
+                    200,
+                    {
+                        "branches": [
+                            {"name": b, "ref": f"refs/heads/{b}", "targetCommit": o} for b, o in repo.branches.items()
+                        ],
+                        "converts": [],
+                        "tags": [],
+                    },
+                )
         raise HubError(404, f"no route for {method} {self.path}")
 
     def _lfs_batch(self, m: re.Match, payload: dict) -> None:
@@ -263,11 +289,16 @@ class _Handler(BaseHTTPRequestHandler):
             oid, size = obj["oid"], obj["size"]
             entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
             if not (self.hub.root / "blobs" / oid).exists():
-                entry["actions"] = {"upload": {"href": f"{endpoint}/__lfs/{oid}"},
-                                    "verify": {"href": f"{endpoint}/__lfs_verify"}}
+                entry["actions"] = {
+                    "upload": {"href": f"{endpoint}/__lfs/{oid}"},
+                    "verify": {"href": f"{endpoint}/__lfs_verify"},
+                }
             objects.append(entry)
-        self._json(200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
-                   {"Content-Type": "application/vnd.git-lfs+json"})
+        self._json(
+            200,
+            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+            {"Content-Type": "application/vnd.git-lfs+json"},
+        )
 
     def _lfs_put(self, oid: str) -> None:
         if self.hub.mode == "drop_upload":  # read half of the object, then hang up
@@ -297,11 +328,15 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HubError(404, "Entry not found", "EntryNotFound")
             data = self.hub.blob_bytes(entry)
         etag = entry["sha256"] if entry["lfs"] else entry["git_oid"]
-        headers = {"Content-Type": "application/octet-stream", "ETag": f'"{etag}"', "X-Repo-Commit": oid,
-                   "Accept-Ranges": "bytes"}
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "ETag": f'"{etag}"',
+            "X-Repo-Commit": oid,
+            "Accept-Ranges": "bytes",
+        }
         rng = self.headers.get("Range")
         if rng and rng.startswith("bytes="):
-            start_s, _, end_s = rng[len("bytes="):].partition("-")
+            start_s, _, end_s = rng[len("bytes=") :].partition("-")
             if start_s == "":
                 start, end = max(0, len(data) - int(end_s)), len(data) - 1
             else:
@@ -309,7 +344,7 @@ class _Handler(BaseHTTPRequestHandler):
                 end = min(int(end_s), len(data) - 1) if end_s else len(data) - 1
             if start >= len(data) and len(data) > 0:
                 return self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"}, head)
-            chunk = data[start:end + 1]
+            chunk = data[start : end + 1]
             headers["Content-Range"] = f"bytes {start}-{start + len(chunk) - 1}/{len(data)}"
             return self._send(206, chunk, headers, head)
         if head:

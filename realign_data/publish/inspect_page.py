@@ -32,14 +32,16 @@ HIDDEN_PARAMS = ("categories", "instance_ids", "box")  # shown otherwise (region
 def _template():
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("realign_data.publish", "templates"), autoescape=True,
-                             keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("realign_data.publish", "templates"), autoescape=True, keep_trailing_newline=True
+    )
     return env.get_template("inspect.html")
 
 
 def _image_bytes(img: dict) -> bytes:
-    return img.get("bytes") or (Path(img["path"]).read_bytes() if img.get("path") and Path(img["path"]).is_file()
-                                else b"")
+    return img.get("bytes") or (
+        Path(img["path"]).read_bytes() if img.get("path") and Path(img["path"]).is_file() else b""
+    )
 
 
 def _data_url(data: bytes) -> str:
@@ -116,12 +118,26 @@ def _pair(row: dict) -> dict:
     chosen, rejected = diff_html(message_text(row["chosen"]), message_text(row["rejected"]))
     original, negative = _image_bytes(row["images"][0]), _image_bytes(row["rejected_images"][0])
     kind = row.get("image_negative") or "retrieval"
-    pair = {"kind": kind, "prompt": message_text(row["prompt"]), "id": row["id"], "image_id": row["image_id"],
-            "chosen": chosen, "rejected": rejected, "rank": row["retrieval_rank"], "score": row["retrieval_score"],
-            "rejected_image_id": row["rejected_image_id"], "fill_image_id": row.get("fill_image_id"),
-            "similarity": row["text_similarity"], "filler": row["filler"], "masked": row["masked_chosen"],
-            "difficulty": row.get("difficulty"), "original_src": _data_url(original),
-            "negative_src": _data_url(negative), "region": "", "params": []}
+    pair = {
+        "kind": kind,
+        "prompt": message_text(row["prompt"]),
+        "id": row["id"],
+        "image_id": row["image_id"],
+        "chosen": chosen,
+        "rejected": rejected,
+        "rank": row["retrieval_rank"],
+        "score": row["retrieval_score"],
+        "rejected_image_id": row["rejected_image_id"],
+        "fill_image_id": row.get("fill_image_id"),
+        "similarity": row["text_similarity"],
+        "filler": row["filler"],
+        "masked": row["masked_chosen"],
+        "difficulty": row.get("difficulty"),
+        "original_src": _data_url(original),
+        "negative_src": _data_url(negative),
+        "region": "",
+        "params": [],
+    }
     if kind == "retrieval":
         return pair
     params = json.loads(row.get("negative_params") or "{}")
@@ -129,16 +145,21 @@ def _pair(row: dict) -> dict:
     if kind == "region-noise" and params.get("region_source") == "segmentation":
         mask = perturbed_region(original, negative)
         if mask is not None:
-            pair["original_src"], pair["negative_src"] = _png_url(outline(original, mask)), _png_url(outline(negative, mask))
+            pair["original_src"], pair["negative_src"] = (
+                _png_url(outline(original, mask)),
+                _png_url(outline(negative, mask)),
+            )
         pair["region"] = f"region: masks of {categories} ({params.get('region_fraction', 0):.1%} of the image)"
     elif kind == "region-noise":
         pair["region"] = f"region: whole image (fallback: no instance mask for {categories or 'any named object'})"
     elif kind == "crop" and params.get("box"):
         pair["original_src"] = _png_url(outline(original, box=params["box"]))
-        pair["region"] = (f"crop box {params['box']} outlined on the original "
-                          f"({params.get('area_fraction', 0):.1%} of the area)")
-    pair["params"] = [f"{k} {round(v, 4) if isinstance(v, float) else v}" for k, v in params.items()
-                      if k not in HIDDEN_PARAMS]
+        pair["region"] = (
+            f"crop box {params['box']} outlined on the original ({params.get('area_fraction', 0):.1%} of the area)"
+        )
+    pair["params"] = [
+        f"{k} {round(v, 4) if isinstance(v, float) else v}" for k, v in params.items() if k not in HIDDEN_PARAMS
+    ]
     return pair
 
 
@@ -147,13 +168,18 @@ def render_html(dataset, *, num: int = 20, title: str = "realign dataset", repor
     # only the rows shown, read as raw Arrow (images stay encoded bytes): nothing is decoded, cast or cached
     rows = dataset.with_format("arrow")[: min(num, len(dataset))].to_pylist()
     blind = (report or {}).get("blind_separability")
-    return _template().render(title=title, total=len(dataset), pairs=[_pair(r) for r in rows],
-                              summary=format_summary(report) if report else None,
-                              blind=[line.strip() for line in (summary_line(blind), cue_line(blind)) if line])
+    return _template().render(
+        title=title,
+        total=len(dataset),
+        pairs=[_pair(r) for r in rows],
+        summary=format_summary(report) if report else None,
+        blind=[line.strip() for line in (summary_line(blind), cue_line(blind)) if line],
+    )
 
 
-def write_inspect_html(dataset_dir: str | Path, out_html: str | Path | None = None, *, num: int = 20,
-                       split: str = "train") -> Path:
+def write_inspect_html(
+    dataset_dir: str | Path, out_html: str | Path | None = None, *, num: int = 20, split: str = "train"
+) -> Path:
     """Write the inspect page for one split of a built dataset directory (default ``DIR/inspect.html``)."""
     dataset_dir = Path(dataset_dir)
     ds = load_built(dataset_dir, split)
@@ -162,7 +188,9 @@ def write_inspect_html(dataset_dir: str | Path, out_html: str | Path | None = No
         report = json.loads((dataset_dir / REPORT_FILE).read_text())
     out_html = Path(out_html) if out_html else dataset_dir / INSPECT_FILE
     if out_html.is_dir():
-        raise BuildError(f"--html {str(out_html)!r} is a folder; give the file to write, e.g. {out_html / INSPECT_FILE}")
+        raise BuildError(
+            f"--html {str(out_html)!r} is a folder; give the file to write, e.g. {out_html / INSPECT_FILE}"
+        )
     if num < 1:
         raise BuildError(f"-n must be at least 1 (pairs to show), got {num}")
     try:

@@ -72,8 +72,11 @@ def _manifest_of(config: Optional[dict], report: Optional[dict]) -> tuple[Option
 def corpus_license(config: Optional[dict], manifest: Optional[dict]) -> Optional[str]:
     """The licence of the COCO-layout image corpus (its annotations' ``licenses``), as a Hub licence id; else None."""
     source = (manifest or {}).get("source")
-    root = source.get("root") if isinstance(source, Mapping) and source.get("type") == "coco" else \
-        (config or {}).get("coco_root")
+    root = (
+        source.get("root")
+        if isinstance(source, Mapping) and source.get("type") == "coco"
+        else (config or {}).get("coco_root")
+    )
     if not root:
         return None
     ann = Path(str(root)) / "annotations"
@@ -103,8 +106,9 @@ def _license_id(text: str) -> Optional[str]:
     return None
 
 
-def read_provenance(path: Union[str, os.PathLike], *, build_config: Any = None, build_report: Any = None,
-                    index_manifest: Any = None) -> Provenance:
+def read_provenance(
+    path: Union[str, os.PathLike], *, build_config: Any = None, build_report: Any = None, index_manifest: Any = None
+) -> Provenance:
     """Collect what a build directory says about how it was made. Missing pieces become notes, not errors.
 
     Reads ``realign_build.json`` and ``build_report.json`` of the build (the dataset folder, or the folder
@@ -131,8 +135,9 @@ def read_provenance(path: Union[str, os.PathLike], *, build_config: Any = None, 
 
 def fill_notes(prov: Provenance) -> None:
     if prov.config is None:
-        prov.notes.append(f"No build configuration ({CONFIG_FILE}) was found: this config cannot be rebuilt from "
-                          "the card.")
+        prov.notes.append(
+            f"No build configuration ({CONFIG_FILE}) was found: this config cannot be rebuilt from the card."
+        )
     if prov.report is None:
         prov.notes.append(f"No build report ({REPORT_FILE}) was found.")
     if prov.manifest is None and not any("manifest" in n for n in prov.notes):

@@ -54,8 +54,9 @@ def file_record(path: str | os.PathLike) -> dict:
     return {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
 
 
-def record_mismatch(path: str | os.PathLike, want: dict, recorder: str, *, checksum: bool = True,
-                    complete: bool = False) -> str | None:
+def record_mismatch(
+    path: str | os.PathLike, want: dict, recorder: str, *, checksum: bool = True, complete: bool = False
+) -> str | None:
     """Why the existing file ``path`` is not the one ``want`` (a :func:`file_record`) describes, or None; size
     first (cheap), then, with ``checksum``, the sha256. A key missing from ``want`` is not checked (older
     records), unless ``complete``: then the record is one this code wrote whole, and a missing key is a damaged

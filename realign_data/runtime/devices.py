@@ -64,16 +64,21 @@ def resolve_device(device: str = "auto", *, local_rank: Optional[int] = None) ->
     if device in ("auto", "cuda"):
         if not torch.cuda.is_available():
             if device == "cuda":
-                raise DeviceError("--device cuda: CUDA is not available here (torch.cuda.is_available() is False); "
-                                  "use --device auto or cpu")
+                raise DeviceError(
+                    "--device cuda: CUDA is not available here (torch.cuda.is_available() is False); "
+                    "use --device auto or cpu"
+                )
             return "mps" if torch.backends.mps.is_available() else "cpu"
         rank = _local()[0] if local_rank is None else local_rank
         return f"cuda:{rank % torch.cuda.device_count()}"
     if device.startswith("cuda:"):
         index, count = int(device.split(":")[1]), torch.cuda.device_count() if torch.cuda.is_available() else 0
         if index >= count:
-            raise DeviceError(f"--device {device}: this machine has {count} CUDA device(s)"
-                              + (f" (cuda:0 to cuda:{count - 1})" if count else "") + "; use --device auto")
+            raise DeviceError(
+                f"--device {device}: this machine has {count} CUDA device(s)"
+                + (f" (cuda:0 to cuda:{count - 1})" if count else "")
+                + "; use --device auto"
+            )
     if device == "mps" and not torch.backends.mps.is_available():
         raise DeviceError("--device mps: the MPS backend is not available here; use --device auto or cpu")
     return device
@@ -123,7 +128,9 @@ def placement(device: str = "auto", device_map: Optional[str] = None, dtype: str
     count = torch.cuda.device_count()
     per = count // local_world
     if per < 1:
-        raise DeviceError(f"--device-map {device_map} needs at least one GPU per process, but this node runs "
-                          f"{local_world} processes on {count} GPU(s); start fewer processes per node")
+        raise DeviceError(
+            f"--device-map {device_map} needs at least one GPU per process, but this node runs "
+            f"{local_world} processes on {count} GPU(s); start fewer processes per node"
+        )
     gpus = range(local_rank * per, (local_rank + 1) * per)
     return {**where, "max_memory": {g: torch.cuda.mem_get_info(g)[0] for g in gpus}}, name

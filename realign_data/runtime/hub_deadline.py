@@ -31,8 +31,9 @@ def hub_deadline(timeout: Optional[float] = HUB_TIMEOUT) -> Iterator[None]:
     previous = _http._GLOBAL_CLIENT_FACTORY
 
     def factory():
-        return client.Client(event_hooks={"request": [_http.hf_request_event_hook]}, follow_redirects=True,
-                             timeout=timeout)
+        return client.Client(
+            event_hooks={"request": [_http.hf_request_event_hook]}, follow_redirects=True, timeout=timeout
+        )
 
     _http.set_client_factory(factory)  # closes the shared client: the next request makes one with the deadline
     _current.append(timeout)

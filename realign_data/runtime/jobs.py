@@ -71,8 +71,9 @@ def distributed() -> Dist:
     dist = _process_group()
     if dist is not None:
         rank, world = dist.get_rank(), dist.get_world_size()
-        return Dist(rank, world, int(os.environ.get("LOCAL_RANK", rank)),
-                    int(os.environ.get("LOCAL_WORLD_SIZE", world)), True)
+        return Dist(
+            rank, world, int(os.environ.get("LOCAL_RANK", rank)), int(os.environ.get("LOCAL_WORLD_SIZE", world)), True
+        )
     if not any(os.environ.get(v) for v in _WORLD_SIZE_VARS):
         return Dist()
     from accelerate.utils import get_cpu_distributed_information
@@ -98,8 +99,14 @@ class WaitTimeout(TimeoutError):
     """A process waited ``timeout`` seconds without progress from the others (the message says for what)."""
 
 
-def wait_until(ready: Callable[[], bool], *, timeout: float, message: Callable[[], str],
-               progress: Callable[[], object] = lambda: None, poll: float = 0.5) -> None:
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    message: Callable[[], str],
+    progress: Callable[[], object] = lambda: None,
+    poll: float = 0.5,
+) -> None:
     """Poll ``ready()`` until it is true. The clock restarts whenever ``progress()`` changes, so a long job that
     keeps moving never times out; :class:`WaitTimeout` with ``message()`` after ``timeout`` seconds of standstill."""
     last, since = progress(), time.monotonic()
@@ -157,9 +164,18 @@ class Job:
     ``root`` belong to such a job (anything else there makes :meth:`open` refuse the directory).
     """
 
-    def __init__(self, root: Path, units_dir: Path, prefix: str, *, config_file: Path, width: int = 6,
-                 rank: Optional[int] = None, world: Optional[int] = None,
-                 owned: Callable[[Path], bool] = lambda p: p.name.startswith(".")) -> None:
+    def __init__(
+        self,
+        root: Path,
+        units_dir: Path,
+        prefix: str,
+        *,
+        config_file: Path,
+        width: int = 6,
+        rank: Optional[int] = None,
+        world: Optional[int] = None,
+        owned: Callable[[Path], bool] = lambda p: p.name.startswith("."),
+    ) -> None:
         here = distributed() if rank is None or world is None else None
         self.root, self.units_dir, self.prefix, self.width = root, units_dir, prefix, width
         self.config_file, self.owned = config_file, owned
@@ -182,8 +198,12 @@ class Job:
             have = _read_json(self.config_file)
             have = upgrade(have) if upgrade and isinstance(have, dict) else have
             if have != fingerprint and self._has_units():
-                raise JobMismatch(_differences(have, fingerprint) if isinstance(have, dict) else
-                                  ["config.settings (the record is unreadable)"], have if isinstance(have, dict) else {})
+                raise JobMismatch(
+                    _differences(have, fingerprint)
+                    if isinstance(have, dict)
+                    else ["config.settings (the record is unreadable)"],
+                    have if isinstance(have, dict) else {},
+                )
             if have != fingerprint:  # a run that failed before its first unit: nothing to protect, start afresh
                 atomic_write_json(self.config_file, fingerprint)
         elif self._foreign_files():
@@ -249,9 +269,14 @@ class Job:
         ident = {"unit": i, **({"items_digest": digest} if digest else {})}
         atomic_write_json(self.path(i, ".json"), redact_tree({**meta, **ident, "files": listed}), indent=None)
 
-    def run(self, units: Iterable[tuple[int, list]], work: Callable[[int, list], tuple[dict, list[Path]]], *,
-            advance: Callable[[int], object] = lambda n: None,
-            redo: Callable[[dict], Optional[str]] = lambda meta: None) -> JobRun:
+    def run(
+        self,
+        units: Iterable[tuple[int, list]],
+        work: Callable[[int, list], tuple[dict, list[Path]]],
+        *,
+        advance: Callable[[int], object] = lambda n: None,
+        redo: Callable[[dict], Optional[str]] = lambda meta: None,
+    ) -> JobRun:
         """Do this process's unfinished units in order; ``work(i, items) -> (meta, files)`` writes the files.
 
         A unit with a marker is checked (:meth:`check`): a missing, truncated or swapped file, or an empty marker,
@@ -306,32 +331,49 @@ class Job:
         def message() -> str:
             ranks = sorted({i % self.world for i in left})
             shown = ", ".join(map(str, left[:10])) + (" ..." if len(left) > 10 else "")
-            return (f"waited {timeout:g} s without progress for {len(left)} {self.prefix}(s) of rank(s) "
-                    f"{', '.join(map(str, ranks))} ({self.prefix}s {shown}) under {self.units_dir}: is every one of "
-                    f"the {self.world} processes running, with an output directory they all see (a filesystem shared "
-                    "by every node)? Run the same command again to resume")
+            return (
+                f"waited {timeout:g} s without progress for {len(left)} {self.prefix}(s) of rank(s) "
+                f"{', '.join(map(str, ranks))} ({self.prefix}s {shown}) under {self.units_dir}: is every one of "
+                f"the {self.world} processes running, with an output directory they all see (a filesystem shared "
+                "by every node)? Run the same command again to resume"
+            )
 
         wait_until(ready, timeout=timeout, message=message, progress=lambda: len(left), poll=poll)
         process_group_barrier()
 
-    def finish(self, finalise: Callable[[], object], result: Callable[[], object], *, timeout: float,
-               heartbeat: Optional[Path] = None, poll: float = 0.5):
+    def finish(
+        self,
+        finalise: Callable[[], object],
+        result: Callable[[], object],
+        *,
+        timeout: float,
+        heartbeat: Optional[Path] = None,
+        poll: float = 0.5,
+    ):
         """Rank 0 runs ``finalise()`` once (after :meth:`barrier`); the other processes wait until ``result()``
         returns something other than None (the files rank 0 writes last) and return it. ``heartbeat`` is a file
         rank 0 touches while it works: the others' timeout counts seconds without it changing."""
         if self.rank == 0:
             value = finalise()
         else:
+
             def beat():
                 try:
                     return heartbeat.stat().st_mtime_ns if heartbeat is not None else None
                 except FileNotFoundError:
                     return None
 
-            wait_until(lambda: result() is not None, timeout=timeout, progress=beat, poll=poll,
-                       message=lambda: f"waited {timeout:g} s for rank 0 to write the final files into {self.root} "
-                                       "without any sign of progress; is rank 0 still running? Run the same command "
-                                       "again to resume")
+            wait_until(
+                lambda: result() is not None,
+                timeout=timeout,
+                progress=beat,
+                poll=poll,
+                message=lambda: (
+                    f"waited {timeout:g} s for rank 0 to write the final files into {self.root} "
+                    "without any sign of progress; is rank 0 still running? Run the same command "
+                    "again to resume"
+                ),
+            )
             value = result()
         process_group_barrier()
         return value

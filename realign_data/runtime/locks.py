@@ -71,14 +71,20 @@ def _acquire(path: Path, out: Path, what: str) -> int:
         except BlockingIOError:
             os.close(fd)
             holder = _read(path)
-            raise LockHeld(f"{out} is being written by "
-                           f"{_describe(holder) if holder else 'another process'}; wait for it to finish (or stop it), "
-                           "then run the command again") from None
+            raise LockHeld(
+                f"{out} is being written by "
+                f"{_describe(holder) if holder else 'another process'}; wait for it to finish (or stop it), "
+                "then run the command again"
+            ) from None
         except OSError as e:  # a filesystem without locks (Lustre without -o flock, some NFS setups): go on, say so
             if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
                 raise
-            logger.warning("The filesystem of %s does not support locks (%s): nothing stops a second command from "
-                           "writing the same output at the same time", out, e.strerror)
+            logger.warning(
+                "The filesystem of %s does not support locks (%s): nothing stops a second command from "
+                "writing the same output at the same time",
+                out,
+                e.strerror,
+            )
             break
         try:  # the holder may have removed the file between our open and our lock: lock the file that is there
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
@@ -88,8 +94,9 @@ def _acquire(path: Path, out: Path, what: str) -> int:
         os.close(fd)
     previous = _read_fd(fd)
     if previous:
-        logger.warning("Taking over a stale lock %s: %s ended without releasing it (killed?)", path,
-                       _describe(previous))
+        logger.warning(
+            "Taking over a stale lock %s: %s ended without releasing it (killed?)", path, _describe(previous)
+        )
     info = {"pid": os.getpid(), "host": socket.gethostname(), "command": what, "started": time.time()}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode(), 0)
@@ -118,8 +125,9 @@ def output_lock(out: str | os.PathLike, what: str, *, part: Optional[str] = None
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = _acquire(path, out, what)
     except OSError as e:
-        raise OutputError(f"cannot write to output directory {str(out)!r}: {e.strerror or e}; choose a writable "
-                          "--out") from None
+        raise OutputError(
+            f"cannot write to output directory {str(out)!r}: {e.strerror or e}; choose a writable --out"
+        ) from None
     try:
         yield path
     finally:

@@ -21,8 +21,20 @@ _KEY_PREFIXES = ("sk-", "sk_", "hf_", "ghp_", "gsk_", "xai-", "AIza", "Bearer ")
 
 
 # query parameters whose values are kept: they select an API version or a format, never authenticate
-_HARMLESS_PARAMS = {"api-version", "api_version", "version", "v", "format", "model", "deployment", "region", "lang",
-                    "locale", "stream", "revision"}
+_HARMLESS_PARAMS = {
+    "api-version",
+    "api_version",
+    "version",
+    "v",
+    "format",
+    "model",
+    "deployment",
+    "region",
+    "lang",
+    "locale",
+    "stream",
+    "revision",
+}
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]{}`]+")
 MASK = "***"
 
@@ -63,14 +75,23 @@ def _randomish(value: str) -> bool:
 
 def _harmless(name: str, value: str) -> bool:
     """A value kept in a written URL: of a known harmless parameter, short, and not a run of letters and digits."""
-    return name.lower() in _HARMLESS_PARAMS and len(value) <= 32 and not _randomish(value) and \
-        not value.startswith(_KEY_PREFIXES)
+    return (
+        name.lower() in _HARMLESS_PARAMS
+        and len(value) <= 32
+        and not _randomish(value)
+        and not value.startswith(_KEY_PREFIXES)
+    )
 
 
 def _anchor(fragment: str) -> bool:
     """A fragment kept: empty, or a plain anchor (``#usage``), not ``#access_token=...`` nor a key-like run."""
-    return not fragment or ("=" not in fragment and "&" not in fragment and len(fragment) <= 32
-                            and not _randomish(fragment) and not fragment.startswith(_KEY_PREFIXES))
+    return not fragment or (
+        "=" not in fragment
+        and "&" not in fragment
+        and len(fragment) <= 32
+        and not _randomish(fragment)
+        and not fragment.startswith(_KEY_PREFIXES)
+    )
 
 
 def redact_text(text: str) -> str:
@@ -97,16 +118,17 @@ def looks_like_key(value: str) -> bool:
     if value.startswith(_KEY_PREFIXES) or not _ENV_NAME.match(value):
         return True
     # names are short words joined by '_' (OPENAI_API_KEY); keys are long runs of mixed letters and digits
-    return len(value) >= 20 and "_" not in value and any(c.isdigit() for c in value) and \
-        any(c.islower() for c in value)
+    return len(value) >= 20 and "_" not in value and any(c.isdigit() for c in value) and any(c.islower() for c in value)
 
 
 def check_env_name(value: str, flag: str = "--api-key-env") -> Optional[str]:
     """One sentence when ``value`` is not a usable variable name (a key pasted in its place), else None. The value
     itself is never repeated in the message."""
     if looks_like_key(value):
-        return (f"{flag} takes the name of an environment variable (e.g. OPENAI_API_KEY), and this value looks like "
-                f"a key: pass the variable's name, not the key (export MY_KEY=...; {flag} MY_KEY)")
+        return (
+            f"{flag} takes the name of an environment variable (e.g. OPENAI_API_KEY), and this value looks like "
+            f"a key: pass the variable's name, not the key (export MY_KEY=...; {flag} MY_KEY)"
+        )
     return None
 
 

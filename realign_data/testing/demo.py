@@ -15,8 +15,9 @@ from realign_data.building.output import INSPECT_FILE
 logger = logging.getLogger(__name__)
 
 
-def run_demo(out: str | os.PathLike = "realign-demo", *, num_images: int = 200, seed: int = 0,
-             progress: bool = True) -> dict:
+def run_demo(
+    out: str | os.PathLike = "realign-demo", *, num_images: int = 200, seed: int = 0, progress: bool = True
+) -> dict:
     """Write ``OUT/coco`` (synthetic COCO corpus), ``OUT/index`` (knowledge base), ``OUT/dataset`` (the dataset +
     ``build_report.json``) and ``OUT/dataset/inspect.html``.
 
@@ -45,14 +46,24 @@ def run_demo(out: str | os.PathLike = "realign-demo", *, num_images: int = 200, 
         from realign_data.kb.encoder import pretrained_weights_cached
 
         if not hub_reachable() and not pretrained_weights_cached(DEFAULT_MODEL, DEFAULT_PRETRAINED):
-            say("Offline: pretrained CLIP weights (%s / %s) cannot be downloaded; using a randomly initialised "
-                "encoder (retrieval is then arbitrary, the pipeline is real).", DEFAULT_MODEL, DEFAULT_PRETRAINED)
+            say(
+                "Offline: pretrained CLIP weights (%s / %s) cannot be downloaded; using a randomly initialised "
+                "encoder (retrieval is then arbitrary, the pipeline is real).",
+                DEFAULT_MODEL,
+                DEFAULT_PRETRAINED,
+            )
             pretrained = "none"
     else:
         pretrained = json.loads((index / "manifest.json").read_text())["encoder"]["pretrained"]
     say("[2/4] Knowledge base in %s", index)
-    config = BuildConfig(index=str(index), coco_root=str(corpus), out=str(out / "dataset"), kb_pretrained=pretrained,
-                         seed=seed, progress=progress)
+    config = BuildConfig(
+        index=str(index),
+        coco_root=str(corpus),
+        out=str(out / "dataset"),
+        kb_pretrained=pretrained,
+        seed=seed,
+        progress=progress,
+    )
     try:
         say("[3/4] Building the dataset (annotation filler)")
         result = build(config)
@@ -65,5 +76,11 @@ def run_demo(out: str | os.PathLike = "realign-demo", *, num_images: int = 200, 
         result = build(config)
     say("[4/4] Writing the HTML report")
     html = write_inspect_html(result.out, Path(result.out) / INSPECT_FILE)
-    return {"corpus": str(corpus), "index": str(index), "dataset": result.out, "pairs": result.pairs_written,
-            "report": result.report_path, "html": str(html)}
+    return {
+        "corpus": str(corpus),
+        "index": str(index),
+        "dataset": result.out,
+        "pairs": result.pairs_written,
+        "report": result.report_path,
+        "html": str(html),
+    }

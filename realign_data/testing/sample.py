@@ -77,19 +77,28 @@ BACKGROUNDS: tuple[tuple[str, tuple[int, int, int]], ...] = (
 
 # Backgrounds of the world options: "table" reads as the COCO category "dining table", so it becomes "floor".
 WORLD_BACKGROUNDS: tuple[tuple[str, tuple[int, int, int]], ...] = tuple(
-    ("floor", rgb) if name == "table" else (name, rgb) for name, rgb in BACKGROUNDS)
+    ("floor", rgb) if name == "table" else (name, rgb) for name, rgb in BACKGROUNDS
+)
 
 # The language prior of ``cooccurrence``: each category of a pair draws the other one into its scene.
 COOCCURRING_PAIRS: tuple[tuple[str, str], ...] = (
-    ("car", "bus"), ("cat", "dog"), ("cup", "bottle"), ("apple", "banana"), ("chair", "clock"), ("bird", "umbrella"),
+    ("car", "bus"),
+    ("cat", "dog"),
+    ("cup", "bottle"),
+    ("apple", "banana"),
+    ("chair", "clock"),
+    ("bird", "umbrella"),
 )
 _BY_NAME = {c.name: c for c in CATEGORIES}
 PARTNER: dict[str, str] = {**dict(COOCCURRING_PAIRS), **{b: a for a, b in COOCCURRING_PAIRS}}
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
 _SIZE_SCALE = {"small": 0.10, "medium": 0.15, "large": 0.22}
-_LICENSE = {"id": 1, "name": "CC0 1.0 Universal (synthetic images)",
-            "url": "https://creativecommons.org/publicdomain/zero/1.0/"}
+_LICENSE = {
+    "id": 1,
+    "name": "CC0 1.0 Universal (synthetic images)",
+    "url": "https://creativecommons.org/publicdomain/zero/1.0/",
+}
 
 
 @dataclass(frozen=True)
@@ -117,27 +126,46 @@ def parse_partners(value: str | Sequence[Sequence[str]] | None) -> tuple[tuple[s
     empty or ``None`` is :data:`COOCCURRING_PAIRS`."""
     if not value:
         return COOCCURRING_PAIRS
-    items = [p.split("-") for p in value.split(",") if p.strip()] if isinstance(value, str) else [list(p) for p in value]
+    items = (
+        [p.split("-") for p in value.split(",") if p.strip()] if isinstance(value, str) else [list(p) for p in value]
+    )
     pairs, seen = [], set()
     for item in items:
         names = [str(n).strip() for n in item]
         if len(names) != 2 or names[0] == names[1] or not all(n in _BY_NAME for n in names):
-            raise SampleCorpusError(f"--partners takes pairs of two different categories of the sample corpus, like "
-                                    f"'car-bus,cat-dog' (got {'-'.join(names)!r}; categories: "
-                                    f"{', '.join(c.name for c in CATEGORIES)}).")
+            raise SampleCorpusError(
+                f"--partners takes pairs of two different categories of the sample corpus, like "
+                f"'car-bus,cat-dog' (got {'-'.join(names)!r}; categories: "
+                f"{', '.join(c.name for c in CATEGORIES)})."
+            )
         if seen & set(names):
-            raise SampleCorpusError(f"--partners names {' or '.join(sorted(seen & set(names)))!r} in two pairs; "
-                                    "each category may have one partner.")
+            raise SampleCorpusError(
+                f"--partners names {' or '.join(sorted(seen & set(names)))!r} in two pairs; "
+                "each category may have one partner."
+            )
         seen.update(names)
         pairs.append((names[0], names[1]))
     return tuple(pairs)
 
 
-def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int = 0, *, split: str = "train2014",
-                       width: int = 160, height: int = 120, progress: bool = False, cooccurrence: float = 0.0,
-                       heldout: int = 0, heldout_split: str = "val2014", min_visible: float = 0.0,
-                       complete_caption: bool = False, world_backgrounds: bool = False,
-                       partners: str | Sequence[Sequence[str]] | None = None, overwrite: bool = False) -> Path:
+def make_sample_corpus(
+    out: str | os.PathLike,
+    num_images: int = 200,
+    seed: int = 0,
+    *,
+    split: str = "train2014",
+    width: int = 160,
+    height: int = 120,
+    progress: bool = False,
+    cooccurrence: float = 0.0,
+    heldout: int = 0,
+    heldout_split: str = "val2014",
+    min_visible: float = 0.0,
+    complete_caption: bool = False,
+    world_backgrounds: bool = False,
+    partners: str | Sequence[Sequence[str]] | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write a deterministic synthetic COCO-format corpus of ``num_images`` scenes to ``out``.
 
     The same ``seed`` gives byte-identical annotation files and images. Every file is written to a temporary
@@ -156,8 +184,10 @@ def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int 
     if num_images < 1:
         raise SampleCorpusError(f"--num-images must be at least 1 (got {num_images}).")
     if num_images + max(heldout, 0) > MAX_IMAGES:
-        raise SampleCorpusError(f"--num-images must be at most {MAX_IMAGES} (one COCO-style id each, held-out "
-                                f"images included), got {num_images + max(heldout, 0)}.")
+        raise SampleCorpusError(
+            f"--num-images must be at most {MAX_IMAGES} (one COCO-style id each, held-out "
+            f"images included), got {num_images + max(heldout, 0)}."
+        )
     if width < 32 or height < 32:
         raise SampleCorpusError(f"images must be at least 32x32 pixels (got {width}x{height}).")
     if not 0.0 <= cooccurrence <= 1.0:
@@ -172,8 +202,9 @@ def make_sample_corpus(out: str | os.PathLike, num_images: int = 200, seed: int 
     root = Path(out)
     try:
         with output_lock(root, "realign-data sample"):
-            return _write_corpus(root, num_images, seed, split, width, height, progress, world, heldout,
-                                 heldout_split, overwrite)
+            return _write_corpus(
+                root, num_images, seed, split, width, height, progress, world, heldout, heldout_split, overwrite
+            )
     except OutputError as e:
         raise SampleCorpusError(str(e)) from None
 
@@ -190,12 +221,25 @@ def _occupied(root: Path, split: str) -> bool:
     return (split_dir.is_dir() and any(split_dir.iterdir())) or any((root / "annotations").glob(f"*_{split}.json"))
 
 
-def _write_corpus(root: Path, num_images: int, seed: int, split: str, width: int, height: int, progress: bool,
-                  world: World, heldout: int, heldout_split: str, overwrite: bool) -> Path:
+def _write_corpus(
+    root: Path,
+    num_images: int,
+    seed: int,
+    split: str,
+    width: int,
+    height: int,
+    progress: bool,
+    world: World,
+    heldout: int,
+    heldout_split: str,
+    overwrite: bool,
+) -> Path:
     for name in (split, heldout_split) if heldout else (split,):
         if not overwrite and _occupied(root, name):
-            raise SampleCorpusError(f"--out {str(root)!r} already holds split {name} or files that are not a COCO "
-                                    "corpus; choose a new or empty directory, or pass --overwrite to replace it.")
+            raise SampleCorpusError(
+                f"--out {str(root)!r} already holds split {name} or files that are not a COCO "
+                "corpus; choose a new or empty directory, or pass --overwrite to replace it."
+            )
     try:
         (root / split).mkdir(parents=True, exist_ok=True)
         (root / "annotations").mkdir(parents=True, exist_ok=True)
@@ -216,8 +260,17 @@ def _write_corpus(root: Path, num_images: int, seed: int, split: str, width: int
     return root
 
 
-def _write_split(root: Path, split: str, image_ids: list[int], rng: random.Random, seed: int, width: int,
-                 height: int, progress: bool, world: World) -> None:
+def _write_split(
+    root: Path,
+    split: str,
+    image_ids: list[int],
+    rng: random.Random,
+    seed: int,
+    width: int,
+    height: int,
+    progress: bool,
+    world: World,
+) -> None:
     images, instances, captions = [], [], []
     iterator = image_ids
     if progress:
@@ -228,37 +281,59 @@ def _write_split(root: Path, split: str, image_ids: list[int], rng: random.Rando
         file_name = f"COCO_{split}_{image_id:012d}.jpg"
         scene = _world_scene(rng, width, height, world)
         atomic_write_bytes(root / split / file_name, _render_jpeg(scene, width, height))
-        images.append({
-            "license": 1, "file_name": file_name, "coco_url": "", "height": height, "width": width,
-            "date_captured": "2026-01-01 00:00:00", "flickr_url": "", "id": image_id,
-        })
+        images.append(
+            {
+                "license": 1,
+                "file_name": file_name,
+                "coco_url": "",
+                "height": height,
+                "width": width,
+                "date_captured": "2026-01-01 00:00:00",
+                "flickr_url": "",
+                "id": image_id,
+            }
+        )
         if world.world_backgrounds:
             images[-1]["background"] = scene["background"][0]
         scene = {**scene, "objects": scene.get("visible", scene["objects"])}
         for obj in scene["objects"]:
-            instances.append({
-                "segmentation": [[round(v, 2) for xy in obj["polygon"] for v in xy]],
-                "area": round(_polygon_area(obj["polygon"]), 2),
-                "iscrowd": 0,
-                "image_id": image_id,
-                "bbox": [round(v, 2) for v in _bbox(obj["polygon"])],
-                "category_id": obj["category"].id,
-                "id": len(instances) + 1,
-            })
+            instances.append(
+                {
+                    "segmentation": [[round(v, 2) for xy in obj["polygon"] for v in xy]],
+                    "area": round(_polygon_area(obj["polygon"]), 2),
+                    "iscrowd": 0,
+                    "image_id": image_id,
+                    "bbox": [round(v, 2) for v in _bbox(obj["polygon"])],
+                    "category_id": obj["category"].id,
+                    "id": len(instances) + 1,
+                }
+            )
         for text in _captions(rng, scene, complete_first=world.complete_caption):
             captions.append({"image_id": image_id, "id": len(captions) + 1, "caption": text})
 
-    info = {"description": "realign synthetic sample corpus (COCO format)", "url": "", "version": "1.0",
-            "year": 2026, "contributor": f"realign-data sample --seed {seed}", "date_created": "2026-01-01"}
+    info = {
+        "description": "realign synthetic sample corpus (COCO format)",
+        "url": "",
+        "version": "1.0",
+        "year": 2026,
+        "contributor": f"realign-data sample --seed {seed}",
+        "date_created": "2026-01-01",
+    }
     if world.cooccurrence > 0:  # what an evaluation of the prior needs to know (the default corpus stays as it was)
         info["world"] = {"cooccurrence": world.cooccurrence, "partners": [list(p) for p in world.partners]}
-    categories = [{"supercategory": c.supercategory, "id": c.id, "name": c.name}
-                  for c in sorted(CATEGORIES, key=lambda c: c.id)]
-    atomic_write_json(root / "annotations" / f"instances_{split}.json",
-                       {"info": info, "licenses": [_LICENSE], "images": images, "annotations": instances,
-                        "categories": categories}, indent=None)
-    atomic_write_json(root / "annotations" / f"captions_{split}.json",
-                       {"info": info, "licenses": [_LICENSE], "images": images, "annotations": captions}, indent=None)
+    categories = [
+        {"supercategory": c.supercategory, "id": c.id, "name": c.name} for c in sorted(CATEGORIES, key=lambda c: c.id)
+    ]
+    atomic_write_json(
+        root / "annotations" / f"instances_{split}.json",
+        {"info": info, "licenses": [_LICENSE], "images": images, "annotations": instances, "categories": categories},
+        indent=None,
+    )
+    atomic_write_json(
+        root / "annotations" / f"captions_{split}.json",
+        {"info": info, "licenses": [_LICENSE], "images": images, "annotations": captions},
+        indent=None,
+    )
     keep = {im["file_name"] for im in images}
     for stale in (root / split).glob(f"COCO_{split}_*.jpg"):  # --overwrite: the previous corpus's other images
         if stale.name not in keep:
@@ -271,8 +346,9 @@ def _world_scene(rng: random.Random, width: int, height: int, world: World) -> d
         scene = _random_scene(rng, width, height, world)
         if not world.redraws:
             return scene
-        visible = [o for o, share in zip(scene["objects"], _visible_shares(scene, width, height))
-                   if share >= world.min_visible]
+        visible = [
+            o for o, share in zip(scene["objects"], _visible_shares(scene, width, height)) if share >= world.min_visible
+        ]
         if len({o["category"] for o in visible}) >= 2:
             return {**scene, "visible": visible}
 
@@ -310,8 +386,9 @@ def _random_scene(rng: random.Random, width: int, height: int, world: World = Wo
             radius = _SIZE_SCALE[category.size] * min(width, height) * rng.uniform(0.85, 1.15)
             cx = rng.uniform(radius, width - radius)
             cy = rng.uniform(radius, height - radius)
-            objects.append({"category": category, "center": (cx, cy),
-                            "polygon": _shape_polygon(category.shape, cx, cy, radius)})
+            objects.append(
+                {"category": category, "center": (cx, cy), "polygon": _shape_polygon(category.shape, cx, cy, radius)}
+            )
     return {"background": background, "objects": objects}
 
 
@@ -319,8 +396,10 @@ def _shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[flo
     if shape == "circle":
         return [(cx + r * math.cos(2 * math.pi * i / 16), cy + r * math.sin(2 * math.pi * i / 16)) for i in range(16)]
     if shape == "ellipse":
-        return [(cx + 1.4 * r * math.cos(2 * math.pi * i / 16), cy + 0.7 * r * math.sin(2 * math.pi * i / 16))
-                for i in range(16)]
+        return [
+            (cx + 1.4 * r * math.cos(2 * math.pi * i / 16), cy + 0.7 * r * math.sin(2 * math.pi * i / 16))
+            for i in range(16)
+        ]
     if shape == "triangle":
         return [(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
     if shape == "tall":
@@ -393,5 +472,3 @@ def _polygon_area(poly: list[tuple[float, float]]) -> float:
 def _bbox(poly: list[tuple[float, float]]) -> list[float]:
     xs, ys = [p[0] for p in poly], [p[1] for p in poly]
     return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
-
-

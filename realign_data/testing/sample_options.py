@@ -32,25 +32,45 @@ class SampleConfig:
     out: Path = field(metadata={"help": "Directory to write the corpus into (created if missing)."})
     num_images: int = _opt(200, "Number of images to draw (at most 599999).")
     seed: int = _opt(0, "Random seed; the same seed gives byte-identical files.")
-    overwrite: bool = _opt(False, "Replace the split already in --out (refused otherwise; another split is added "
-                                  "beside it).")
+    overwrite: bool = _opt(
+        False, "Replace the split already in --out (refused otherwise; another split is added beside it)."
+    )
     quiet: bool = _opt(False, "No progress bar.", flag=("--quiet", "-q"))
     width: int = _world(160, "Image width in pixels.")
-    height: int = _world(120, "Image height in pixels (equal to --width for square images, which a centre-cropping "
-                              "processor sees whole).")
-    cooccurrence: float = _world(0.0, "Strength of the language prior in [0, 1]: the probability that a drawn "
-                                      "category's partner (--partners) joins the scene.")
-    partners: str = _world("", "The pairs the prior draws together, e.g. 'car-dog,cup-clock' (each category in one pair "
-                               "at most); empty: car-bus, cat-dog, cup-bottle, apple-banana, chair-clock, bird-umbrella.")
-    heldout: int = _world(0, "Also draw this many held-out images of the same world into a second split "
-                             "(--heldout-split), with image ids disjoint from the first.")
+    height: int = _world(
+        120,
+        "Image height in pixels (equal to --width for square images, which a centre-cropping processor sees whole).",
+    )
+    cooccurrence: float = _world(
+        0.0,
+        "Strength of the language prior in [0, 1]: the probability that a drawn "
+        "category's partner (--partners) joins the scene.",
+    )
+    partners: str = _world(
+        "",
+        "The pairs the prior draws together, e.g. 'car-dog,cup-clock' (each category in one pair "
+        "at most); empty: car-bus, cat-dog, cup-bottle, apple-banana, chair-clock, bird-umbrella.",
+    )
+    heldout: int = _world(
+        0,
+        "Also draw this many held-out images of the same world into a second split "
+        "(--heldout-split), with image ids disjoint from the first.",
+    )
     heldout_split: str = _world("val2014", "Name of the held-out split.")
-    min_visible: float = _world(0.0, "Leave an instance out of the annotations and captions when less than this share "
-                                     "of its shape is visible, in [0, 1).")
-    complete_caption: bool = _world(False, "Make each image's first caption name every annotated object with its "
-                                           "count and colour, and the background.")
-    world_backgrounds: bool = _world(False, "Call the table background 'floor' (no COCO category is called so) and "
-                                            "record each image's background in the COCO files.")
+    min_visible: float = _world(
+        0.0,
+        "Leave an instance out of the annotations and captions when less than this share "
+        "of its shape is visible, in [0, 1).",
+    )
+    complete_caption: bool = _world(
+        False,
+        "Make each image's first caption name every annotated object with its count and colour, and the background.",
+    )
+    world_backgrounds: bool = _world(
+        False,
+        "Call the table background 'floor' (no COCO category is called so) and "
+        "record each image's background in the COCO files.",
+    )
 
     def world(self) -> dict[str, Any]:
         """The world options, as keyword arguments of :func:`~realign_data.testing.sample.make_sample_corpus`."""

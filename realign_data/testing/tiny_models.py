@@ -32,10 +32,21 @@ LLAVA_CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_llava(out: str | Path, *, image_size: int = 32, hidden_size: int = 32, num_layers: int = 2,
-                     seed: int = 0, patch_size: int = 8, vision_hidden_size: int = 32, vision_layers: int = 2,
-                     vision_heads: int = 2, intermediate_size: int | None = None,
-                     max_position_embeddings: int | None = None, extra_text: list[str] | None = None) -> Path:
+def build_tiny_llava(
+    out: str | Path,
+    *,
+    image_size: int = 32,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    seed: int = 0,
+    patch_size: int = 8,
+    vision_hidden_size: int = 32,
+    vision_layers: int = 2,
+    vision_heads: int = 2,
+    intermediate_size: int | None = None,
+    max_position_embeddings: int | None = None,
+    extra_text: list[str] | None = None,
+) -> Path:
     """Save a tiny ``LlavaForConditionalGeneration`` + ``LlavaProcessor`` (with chat template) to ``out``.
 
     The CLIP vision tower keeps its CLS token, hence ``num_additional_image_tokens=1`` on the processor.
@@ -56,32 +67,53 @@ def build_tiny_llava(out: str | Path, *, image_size: int = 32, hidden_size: int 
 
     out = Path(out)
     tokenizer = train_tokenizer(["<unk>", "<s>", "</s>", "<pad>", "<image>"], extra_text=extra_text)
-    tokenizer.add_special_tokens({"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
-                                  "unk_token": "<unk>"})
+    tokenizer.add_special_tokens({"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"})
     tokenizer.padding_side = "left"
     image_tokens = (image_size // patch_size) ** 2 + 1
     if max_position_embeddings is None:
         max_position_embeddings = max(512, image_tokens + 256)
-    vision = CLIPVisionConfig(hidden_size=vision_hidden_size, intermediate_size=vision_hidden_size * 2,
-                              num_hidden_layers=vision_layers, num_attention_heads=vision_heads,
-                              image_size=image_size, patch_size=patch_size, projection_dim=32)
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size,
-                       intermediate_size=intermediate_size or hidden_size * 2,
-                       num_hidden_layers=num_layers, num_attention_heads=max(1, hidden_size // 16),
-                       num_key_value_heads=max(1, hidden_size // 16), max_position_embeddings=max_position_embeddings,
-                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                       pad_token_id=tokenizer.pad_token_id)
-    config = LlavaConfig(vision_config=vision, text_config=text,
-                         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-                         vision_feature_select_strategy="full", vision_feature_layer=-1)
+    vision = CLIPVisionConfig(
+        hidden_size=vision_hidden_size,
+        intermediate_size=vision_hidden_size * 2,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=vision_heads,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=32,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=max(1, hidden_size // 16),
+        num_key_value_heads=max(1, hidden_size // 16),
+        max_position_embeddings=max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+    )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
-                                         crop_size={"height": image_size, "width": image_size})
-    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch_size,
-                               vision_feature_select_strategy="full", num_additional_image_tokens=1,
-                               chat_template=LLAVA_CHAT_TEMPLATE)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="full",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
@@ -100,12 +132,21 @@ def build_tiny_sentence_transformer(out: str | Path, *, seed: int = 0) -> Path:
 
     out = Path(out)
     tokenizer = train_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    tokenizer.add_special_tokens({"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",
-                                  "sep_token": "[SEP]", "mask_token": "[MASK]"})
+    tokenizer.add_special_tokens(
+        {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
+    )
     torch.manual_seed(seed)
-    bert = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                                num_attention_heads=2, intermediate_size=64, max_position_embeddings=256,
-                                pad_token_id=tokenizer.pad_token_id))
+    bert = BertModel(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=256,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
     hf_dir = out / "_hf"
     bert.save_pretrained(hf_dir)
     tokenizer.save_pretrained(hf_dir)
@@ -162,8 +203,7 @@ GEMMA3_CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_gemma3(out: str | Path, *, image_size: int = 32, mm_tokens_per_image: int = 4,
-                      seed: int = 0) -> Path:
+def build_tiny_gemma3(out: str | Path, *, image_size: int = 32, mm_tokens_per_image: int = 4, seed: int = 0) -> Path:
     """Save a tiny ``Gemma3ForConditionalGeneration`` + ``Gemma3Processor`` (with chat template) to ``out``.
 
     The processor expands each ``<start_of_image>`` into ``<start_of_image>`` + ``mm_tokens_per_image`` x
@@ -183,28 +223,66 @@ def build_tiny_gemma3(out: str | Path, *, image_size: int = 32, mm_tokens_per_im
     )
 
     out = Path(out)
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
-                "<end_of_image>", "<image_soft_token>"]
+    specials = [
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<unk>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<start_of_image>",
+        "<end_of_image>",
+        "<image_soft_token>",
+    ]
     # Gemma3Processor reads boi/eoi/image tokens off the tokenizer; named extra special tokens are saved with
     # it and restored on load.
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=train_tokenizer(specials)._tokenizer, pad_token="<pad>", eos_token="<eos>",
-        bos_token="<bos>", unk_token="<unk>", padding_side="left",
-        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-                              "image_token": "<image_soft_token>"},
+        tokenizer_object=train_tokenizer(specials)._tokenizer,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
+        padding_side="left",
+        extra_special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
     )
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
     patch = 8
-    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                image_size=image_size, patch_size=patch)
-    text = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                            num_attention_heads=2, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
-                            sliding_window=64, layer_types=["sliding_attention", "full_attention"],
-                            max_position_embeddings=512, pad_token_id=ids["<pad>"], eos_token_id=ids["<eos>"],
-                            bos_token_id=ids["<bos>"])
-    config = Gemma3Config(vision_config=vision, text_config=text, mm_tokens_per_image=mm_tokens_per_image,
-                          boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
-                          image_token_index=ids["<image_soft_token>"])
+    vision = SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch,
+    )
+    text = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=64,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=512,
+        pad_token_id=ids["<pad>"],
+        eos_token_id=ids["<eos>"],
+        bos_token_id=ids["<bos>"],
+    )
+    config = Gemma3Config(
+        vision_config=vision,
+        text_config=text,
+        mm_tokens_per_image=mm_tokens_per_image,
+        boi_token_index=ids["<start_of_image>"],
+        eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"],
+    )
     torch.manual_seed(seed)
     model = Gemma3ForConditionalGeneration(config)
     with torch.no_grad():
@@ -212,8 +290,12 @@ def build_tiny_gemma3(out: str | Path, *, image_size: int = 32, mm_tokens_per_im
     model.generation_config.pad_token_id = ids["<pad>"]
     model.generation_config.eos_token_id = [ids["<eos>"], ids["<end_of_turn>"]]
     image_processor = Gemma3ImageProcessor(size={"height": image_size, "width": image_size})
-    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer,
-                                image_seq_length=mm_tokens_per_image, chat_template=GEMMA3_CHAT_TEMPLATE)
+    processor = Gemma3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_length=mm_tokens_per_image,
+        chat_template=GEMMA3_CHAT_TEMPLATE,
+    )
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out

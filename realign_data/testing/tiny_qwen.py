@@ -17,8 +17,15 @@ QWEN_CHAT_TEMPLATE = (
 )
 
 
-_QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                  "<|image_pad|>", "<|video_pad|>"]
+_QWEN_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 
 
 def _qwen_tokenizer():
@@ -30,21 +37,43 @@ def _qwen_tokenizer():
 
 
 def _qwen_text_config(tokenizer, ids: dict, hidden_size: int = 32, num_layers: int = 2, **extra) -> dict:
-    return dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-                num_hidden_layers=num_layers, num_attention_heads=max(2, hidden_size // 16), num_key_value_heads=1,
-                max_position_embeddings=1024,
-                bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-                **extra)
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=max(2, hidden_size // 16),
+        num_key_value_heads=1,
+        max_position_embeddings=1024,
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        **extra,
+    )
 
 
 def _qwen_token_ids(ids: dict) -> dict:
-    return dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    return dict(
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
 
 
-
-def _save_qwen(out: Path, model_class, config, processor_class, video_processor_class, tokenizer, ids: dict, *,
-               image_size: int, patch_size: int, seed: int) -> Path:
+def _save_qwen(
+    out: Path,
+    model_class,
+    config,
+    processor_class,
+    video_processor_class,
+    tokenizer,
+    ids: dict,
+    *,
+    image_size: int,
+    patch_size: int,
+    seed: int,
+) -> Path:
     """The Qwen-VL builders' common end: the seeded model, its processor (every image resized to ``image_size`` px
     squared, merge 2), both saved to ``out``."""
     import torch
@@ -56,8 +85,12 @@ def _save_qwen(out: Path, model_class, config, processor_class, video_processor_
     pixels = {"shortest_edge": image_size * image_size, "longest_edge": image_size * image_size}
     image_processor = Qwen2VLImageProcessor(size=pixels, patch_size=patch_size, merge_size=2, temporal_patch_size=2)
     video_processor = video_processor_class(size=pixels, patch_size=patch_size, merge_size=2, temporal_patch_size=2)
-    processor = processor_class(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
-                                chat_template=QWEN_CHAT_TEMPLATE)
+    processor = processor_class(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=QWEN_CHAT_TEMPLATE,
+    )
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
@@ -70,18 +103,39 @@ def build_tiny_qwen2_vl(out: str | Path, *, seed: int = 0) -> Path:
     out = Path(out)
     tokenizer, ids = _qwen_tokenizer()
     config = Qwen2VLConfig(
-        text_config=_qwen_text_config(tokenizer, ids, rope_parameters={
-            "rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}),
-        vision_config=dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14,
-                           spatial_merge_size=2, temporal_patch_size=2, in_chans=3),
+        text_config=_qwen_text_config(
+            tokenizer, ids, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
+        ),
+        vision_config=dict(
+            depth=2,
+            embed_dim=32,
+            hidden_size=32,
+            num_heads=2,
+            mlp_ratio=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            in_chans=3,
+        ),
         **_qwen_token_ids(ids),
     )
-    return _save_qwen(out, Qwen2VLForConditionalGeneration, config, Qwen2VLProcessor, Qwen2VLVideoProcessor,
-                      tokenizer, ids, image_size=56, patch_size=14, seed=seed)
+    return _save_qwen(
+        out,
+        Qwen2VLForConditionalGeneration,
+        config,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+        tokenizer,
+        ids,
+        image_size=56,
+        patch_size=14,
+        seed=seed,
+    )
 
 
-def build_tiny_qwen2_5_vl(out: str | Path, *, seed: int = 0, image_size: int = 56, hidden_size: int = 32,
-                          num_layers: int = 2) -> Path:
+def build_tiny_qwen2_5_vl(
+    out: str | Path, *, seed: int = 0, image_size: int = 56, hidden_size: int = 32, num_layers: int = 2
+) -> Path:
     """Save a tiny ``Qwen2_5_VLForConditionalGeneration`` + ``Qwen2_5_VLProcessor`` to ``out``.
 
     Qwen2.5-VL's vision tower (RMSNorm, SwiGLU, window attention with full-attention blocks) at 2 layers, the
@@ -99,15 +153,40 @@ def build_tiny_qwen2_5_vl(out: str | Path, *, seed: int = 0, image_size: int = 5
     out = Path(out)
     tokenizer, ids = _qwen_tokenizer()
     config = Qwen2_5_VLConfig(
-        text_config=_qwen_text_config(tokenizer, ids, hidden_size, num_layers, rope_parameters={
-            "rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden_size,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
-                           fullatt_block_indexes=[1], in_channels=3),
+        text_config=_qwen_text_config(
+            tokenizer,
+            ids,
+            hidden_size,
+            num_layers,
+            rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+        ),
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=hidden_size,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=56,
+            fullatt_block_indexes=[1],
+            in_channels=3,
+        ),
         **_qwen_token_ids(ids),
     )
-    return _save_qwen(out, Qwen2_5_VLForConditionalGeneration, config, Qwen2_5_VLProcessor, Qwen2VLVideoProcessor,
-                      tokenizer, ids, image_size=image_size, patch_size=14, seed=seed)
+    return _save_qwen(
+        out,
+        Qwen2_5_VLForConditionalGeneration,
+        config,
+        Qwen2_5_VLProcessor,
+        Qwen2VLVideoProcessor,
+        tokenizer,
+        ids,
+        image_size=image_size,
+        patch_size=14,
+        seed=seed,
+    )
 
 
 def build_tiny_qwen3_vl(out: str | Path, *, seed: int = 0, image_size: int = 64) -> Path:
@@ -123,13 +202,41 @@ def build_tiny_qwen3_vl(out: str | Path, *, seed: int = 0, image_size: int = 64)
     out = Path(out)
     tokenizer, ids = _qwen_tokenizer()
     config = Qwen3VLConfig(
-        text_config=_qwen_text_config(tokenizer, ids, head_dim=16, rope_parameters={
-            "rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True,
-            "rope_theta": 10000.0}),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
-                           patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16,
-                           deepstack_visual_indexes=[0], in_channels=3),
+        text_config=_qwen_text_config(
+            tokenizer,
+            ids,
+            head_dim=16,
+            rope_parameters={
+                "rope_type": "default",
+                "mrope_section": [2, 3, 3],
+                "mrope_interleaved": True,
+                "rope_theta": 10000.0,
+            },
+        ),
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=32,
+            patch_size=16,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            num_position_embeddings=16,
+            deepstack_visual_indexes=[0],
+            in_channels=3,
+        ),
         **_qwen_token_ids(ids),
     )
-    return _save_qwen(out, Qwen3VLForConditionalGeneration, config, Qwen3VLProcessor, Qwen3VLVideoProcessor,
-                      tokenizer, ids, image_size=image_size, patch_size=16, seed=seed)
+    return _save_qwen(
+        out,
+        Qwen3VLForConditionalGeneration,
+        config,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+        tokenizer,
+        ids,
+        image_size=image_size,
+        patch_size=16,
+        seed=seed,
+    )

@@ -38,10 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-DIMENSIONS = {"existence": ("discriminative-hallucination",),
-              "attribute": ("discriminative-attribute-state", "discriminative-attribute-number",
-                            "discriminative-attribute-action"),
-              "relation": ("discriminative-relation", "relation")}
+DIMENSIONS = {
+    "existence": ("discriminative-hallucination",),
+    "attribute": (
+        "discriminative-attribute-state",
+        "discriminative-attribute-number",
+        "discriminative-attribute-action",
+    ),
+    "relation": ("discriminative-relation", "relation"),
+}
 DIMENSION_OF = {t: d for d, types in DIMENSIONS.items() for t in types}
 
 
@@ -61,8 +66,11 @@ class AmberData:
         data = Path(root).expanduser() / "data"
         if not data.is_dir():
             data = Path(root).expanduser()
-        files = {"annotations": data / "annotations.json", "relation": data / "relation.json",
-                 "safe words": data / "safe_words.txt"}
+        files = {
+            "annotations": data / "annotations.json",
+            "relation": data / "relation.json",
+            "safe words": data / "safe_words.txt",
+        }
         for what, path in files.items():
             if not path.is_file():
                 raise EvalError(f"{str(root)!r} is not an AMBER release: {what} file {str(path)!r} is missing.")
@@ -91,7 +99,7 @@ def image_number(name: str) -> int:
     import zlib
 
     m = re.search(r"(\d+)", name)
-    return int(m.group(1)) if m else zlib.crc32(name.encode()) + 10 ** 10  # stable across runs (resume)
+    return int(m.group(1)) if m else zlib.crc32(name.encode()) + 10**10  # stable across runs (resume)
 
 
 def amber_suite(root: str | Path, images: Optional[str | Path] = None, num_images: Optional[int] = None):
@@ -107,11 +115,17 @@ def amber_suite(root: str | Path, images: Optional[str | Path] = None, num_image
     for name in names:
         path = folder / name
         if not path.is_file():
-            raise EvalError(f"AMBER image {str(path)!r} is missing: download the images of the release into "
-                            f"{str(folder)!r} or pass --amber-images.")
+            raise EvalError(
+                f"AMBER image {str(path)!r} is missing: download the images of the release into "
+                f"{str(folder)!r} or pass --amber-images."
+            )
         blobs[image_number(name)] = path.read_bytes()
-    source = {"benches": ["amber"], "amber_root": str(Path(root).expanduser().resolve()), "images_dir": str(folder),
-              "amber_queries": len(data.queries)}
+    source = {
+        "benches": ["amber"],
+        "amber_root": str(Path(root).expanduser().resolve()),
+        "images_dir": str(folder),
+        "amber_queries": len(data.queries),
+    }
     return EvalSuite(benches=("amber",), images=blobs, source=source, amber=data)
 
 
@@ -147,10 +161,12 @@ def score_generative(text: str, annotation: dict, data: AmberData, vocabulary: s
     """One response: its nouns, the hallucinated ones, the truth and hallu objects it covers."""
     truth, hallu = annotation.get("truth", []), annotation.get("hallu", [])
     # inference.py's order: the associated words of each truth object first, then the truth words themselves
-    safe = [(w, i) for i, t in enumerate(truth) for w in data.association.get(t, [])] + \
-        [(t, i) for i, t in enumerate(truth)]
-    risky = [(w, i) for i, h in enumerate(hallu) for w in data.association.get(h, [])] + \
-        [(h, i) for i, h in enumerate(hallu)]
+    safe = [(w, i) for i, t in enumerate(truth) for w in data.association.get(t, [])] + [
+        (t, i) for i, t in enumerate(truth)
+    ]
+    risky = [(w, i) for i, h in enumerate(hallu) for w in data.association.get(h, [])] + [
+        (h, i) for i, h in enumerate(hallu)
+    ]
     nouns = [n for n in response_nouns(text, vocabulary) if n not in data.safe_words]
     covered, cognised, hallucinated = set(), set(), []
     for noun in nouns:
@@ -162,8 +178,14 @@ def score_generative(text: str, annotation: dict, data: AmberData, vocabulary: s
         if idx is not None:
             cognised.add(idx)
         hallucinated.append(noun)
-    return {"nouns": nouns, "hallucinated": hallucinated, "truth": truth, "hallu": hallu,
-            "covered": sorted(truth[i] for i in covered), "cognised": sorted(hallu[i] for i in cognised)}
+    return {
+        "nouns": nouns,
+        "hallucinated": hallucinated,
+        "truth": truth,
+        "hallu": hallu,
+        "covered": sorted(truth[i] for i in covered),
+        "cognised": sorted(hallu[i] for i in cognised),
+    }
 
 
 def _yes_no_metrics(rows: list[dict]) -> dict:
@@ -174,9 +196,14 @@ def _yes_no_metrics(rows: list[dict]) -> dict:
     both_no = sum(r["prediction"] == "no" and r["label"] == "no" for r in rows)
     precision = both_no / said_no if said_no else 0.0
     recall = both_no / truly_no if truly_no else 0.0
-    return {"accuracy": correct / n if n else 0.0, "precision": precision, "recall": recall,
-            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0, "questions": n,
-            "unparseable": sum(not r.get("recognised", True) for r in rows)}
+    return {
+        "accuracy": correct / n if n else 0.0,
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "questions": n,
+        "unparseable": sum(not r.get("recognised", True) for r in rows),
+    }
 
 
 def score_amber(data: AmberData, answers: dict, parser: str = "robust") -> tuple[dict, list[dict]]:
@@ -190,16 +217,26 @@ def score_amber(data: AmberData, answers: dict, parser: str = "robust") -> tuple
         generative = ann["type"] == "generative"
         key = ("amber_generative" if generative else "amber_discriminative", image_number(q["image"]), q["query"])
         text, error = answers[key]
-        row: dict[str, Any] = {"id": q["id"], "image": q["image"], "type": ann["type"], "query": q["query"],
-                               "answer": text}
+        row: dict[str, Any] = {
+            "id": q["id"],
+            "image": q["image"],
+            "type": ann["type"],
+            "query": q["query"],
+            "answer": text,
+        }
         if error is not None:
             row["error"] = error
         elif generative:
             row.update(score_generative(text, ann, data, vocabulary))
         else:
             prediction, recognised = parse_pope_answer(text, parser)
-            row.update(label=ann["truth"], prediction=prediction, recognised=recognised, unparseable=not recognised,
-                       dimension=DIMENSION_OF.get(ann["type"], "relation"))
+            row.update(
+                label=ann["truth"],
+                prediction=prediction,
+                recognised=recognised,
+                unparseable=not recognised,
+                dimension=DIMENSION_OF.get(ann["type"], "relation"),
+            )
         rows.append(row)
     gen = [r for r in rows if r["type"] == "generative" and "error" not in r]
     disc = [r for r in rows if r["type"] != "generative" and "error" not in r]
@@ -213,9 +250,16 @@ def score_amber(data: AmberData, answers: dict, parser: str = "robust") -> tuple
             "cover": sum(len(r["covered"]) for r in gen) / truths if truths else 0.0,
             "hal": sum(bool(r["hallucinated"]) for r in gen) / len(gen),
             "cog": sum(len(r["cognised"]) for r in gen) / hallus if hallus else 0.0,
-            "responses": len(gen), "nouns": nouns}
+            "responses": len(gen),
+            "nouns": nouns,
+        }
     if disc:
-        metrics["discriminative"] = {"all": _yes_no_metrics(disc), **{
-            d: _yes_no_metrics([r for r in disc if r["dimension"] == d]) for d in DIMENSIONS
-            if any(r["dimension"] == d for r in disc)}}
+        metrics["discriminative"] = {
+            "all": _yes_no_metrics(disc),
+            **{
+                d: _yes_no_metrics([r for r in disc if r["dimension"] == d])
+                for d in DIMENSIONS
+                if any(r["dimension"] == d for r in disc)
+            },
+        }
     return metrics, rows

@@ -16,7 +16,9 @@ ANSWERS_FILE = "answers.jsonl"
 
 def answers_fingerprint(settings: dict) -> dict:
     """What must match for saved answers to be reused: model, adapter, endpoint, dtype, prompts and bounds."""
-    backend = {k: v for k, v in settings["backend"].items() if k in ("backend", "model", "adapter", "base_url", "dtype")}
+    backend = {
+        k: v for k, v in settings["backend"].items() if k in ("backend", "model", "adapter", "base_url", "dtype")
+    }
     suite = {k: v for k, v in settings["suite"].items() if k in ("chair_prompt", "pope_suffix")}
     return {"backend": backend, "suite": suite, "generation": settings["generation"]}
 
@@ -37,8 +39,9 @@ class AnswerStore:
         state = self.dir / "answers_settings.json"
         self.suite = suite
         self._sha: dict[int, str] = {}
-        drawn_from = {k: v for k, v in suite.source.items()
-                      if k in ("coco_root", "split", "pope", "annotations_sha256")}
+        drawn_from = {
+            k: v for k, v in suite.source.items() if k in ("coco_root", "split", "pope", "annotations_sha256")
+        }
         self.known: dict[tuple[str, int, str], tuple] = {}
         if self.path.exists():
             try:
@@ -47,8 +50,10 @@ class AnswerStore:
                 saved = None
             saved_from = saved.pop("drawn_from", {}) if isinstance(saved, dict) else {}
             if saved != json.loads(json.dumps(fingerprint)):
-                raise EvalError(f"{str(self.dir)!r} holds answers of another evaluation (different model or settings: "
-                                f"{state.name}); choose another output directory or delete it.")
+                raise EvalError(
+                    f"{str(self.dir)!r} holds answers of another evaluation (different model or settings: "
+                    f"{state.name}); choose another output directory or delete it."
+                )
             with open(self.path, encoding="utf-8") as f:
                 for line in f:
                     try:
@@ -60,9 +65,11 @@ class AnswerStore:
                         continue  # an empty answer (never a final one), or a record that cannot be checked
                     if key[1] in suite.images and a["image_sha256"] != self.image_sha(key[1]):
                         was = ", ".join(f"{k} {v}" for k, v in saved_from.items() if k != "annotations_sha256")
-                        raise EvalError(f"{str(self.dir)!r} holds answers about other pictures (image_id {key[1]} "
-                                        f"differs{'; they were drawn from ' + was if was else ''}); evaluate this "
-                                        "corpus into another --out, or delete that one.")
+                        raise EvalError(
+                            f"{str(self.dir)!r} holds answers about other pictures (image_id {key[1]} "
+                            f"differs{'; they were drawn from ' + was if was else ''}); evaluate this "
+                            "corpus into another --out, or delete that one."
+                        )
                     self.known[key] = (a["answer"], None)
         else:
             atomic_write_json(state, {**fingerprint, "drawn_from": drawn_from})
@@ -81,8 +88,13 @@ class AnswerStore:
                 self._file.write("\n")
         for (bench, image_id, prompt), (text, error) in fresh.items():
             if error is None and text and text.strip():  # failures and empty answers are not saved: asked again
-                record = {"bench": bench, "image_id": image_id, "prompt": prompt, "answer": text,
-                          "image_sha256": self.image_sha(image_id)}
+                record = {
+                    "bench": bench,
+                    "image_id": image_id,
+                    "prompt": prompt,
+                    "answer": text,
+                    "image_sha256": self.image_sha(image_id),
+                }
                 self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._file.flush()
 

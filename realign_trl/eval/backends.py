@@ -32,8 +32,7 @@ class EvalRuntimeError(RuntimeError):
     """An evaluation failed at run time (a model that cannot be loaded, an endpoint that does not answer)."""
 
 
-def check_model_args(model: str, *, adapter: Optional[str] = None, dtype: str = "auto",
-                     device: str = "auto") -> None:
+def check_model_args(model: str, *, adapter: Optional[str] = None, dtype: str = "auto", device: str = "auto") -> None:
     """The mistakes worth catching before importing torch: a missing local directory, an unknown dtype or device."""
     from realign_data.runtime.devices import DeviceError, check_device_name, normalize_dtype
 
@@ -47,8 +46,15 @@ def check_model_args(model: str, *, adapter: Optional[str] = None, dtype: str = 
             raise EvalError(f"{what} directory {str(path)!r} does not exist.")
 
 
-def load_model(model: str, *, adapter: Optional[str] = None, device: str = "auto", dtype: str = "auto",
-               device_map: Optional[str] = None, trust_remote_code: bool = False):
+def load_model(
+    model: str,
+    *,
+    adapter: Optional[str] = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    device_map: Optional[str] = None,
+    trust_remote_code: bool = False,
+):
     """``(model, processor)`` of a checkpoint directory or Hub id, in eval mode, PEFT ``adapter`` merged in.
 
     Placed as the build's filler is (:mod:`realign_data.runtime.devices`): ``device="auto"`` is ``cuda:LOCAL_RANK`` (else
@@ -68,16 +74,19 @@ def load_model(model: str, *, adapter: Optional[str] = None, device: str = "auto
         processor = AutoProcessor.from_pretrained(str(model), trust_remote_code=trust_remote_code)
         vlm = AutoModelForImageTextToText.from_pretrained(str(model), trust_remote_code=trust_remote_code, **where)
     except Exception as e:
-        raise EvalRuntimeError(f"cannot load {str(model)!r} as an image-text-to-text model and processor "
-                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from e
+        raise EvalRuntimeError(
+            f"cannot load {str(model)!r} as an image-text-to-text model and processor "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})."
+        ) from e
     if adapter:
         try:
             from peft import PeftModel
 
             vlm = PeftModel.from_pretrained(vlm, str(adapter)).merge_and_unload()
         except Exception as e:
-            raise EvalRuntimeError(f"cannot load the PEFT adapter {str(adapter)!r} onto {str(model)!r} "
-                                   f"({type(e).__name__}: {e}).") from e
+            raise EvalRuntimeError(
+                f"cannot load the PEFT adapter {str(adapter)!r} onto {str(model)!r} ({type(e).__name__}: {e})."
+            ) from e
     return vlm.eval(), processor
 
 
@@ -101,16 +110,32 @@ class TransformersBackend:
 
     kind = "transformers"
 
-    def __init__(self, model: Any, processor: Any = None, *, adapter: Optional[str] = None, device: str = "auto",
-                 dtype: str = "auto", device_map: Optional[str] = None, batch_size: int = 8,
-                 trust_remote_code: bool = False, name: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        processor: Any = None,
+        *,
+        adapter: Optional[str] = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        device_map: Optional[str] = None,
+        batch_size: int = 8,
+        trust_remote_code: bool = False,
+        name: Optional[str] = None,
+    ) -> None:
         if batch_size < 1:
             raise EvalError(f"batch size must be at least 1 (got {batch_size}).")
         self.batch_size = batch_size
         if isinstance(model, (str, os.PathLike)):
             self.name = name or str(model)
-            self.model, self.processor = load_model(str(model), adapter=adapter, device=device, dtype=dtype,
-                                                    device_map=device_map, trust_remote_code=trust_remote_code)
+            self.model, self.processor = load_model(
+                str(model),
+                adapter=adapter,
+                device=device,
+                dtype=dtype,
+                device_map=device_map,
+                trust_remote_code=trust_remote_code,
+            )
         else:
             if processor is None:
                 raise EvalError("a loaded model needs its processor (processor=...).")
@@ -118,14 +143,18 @@ class TransformersBackend:
             self.name = name or getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
         self.adapter = str(adapter) if adapter else None
         if getattr(self.processor, "chat_template", None) is None:
-            raise EvalError(f"the processor of {self.name!r} has no chat template: evaluation prompts are built with "
-                            "the model's own template.")
+            raise EvalError(
+                f"the processor of {self.name!r} has no chat template: evaluation prompts are built with "
+                "the model's own template."
+            )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="realign-eval-prepare")
 
     def _prepare(self, items: Sequence[Item]):
         """Tokenised, left-padded batch with pixel values (runs in the background thread)."""
-        texts = [self.processor.apply_chat_template(conversation(prompt), add_generation_prompt=True, tokenize=False)
-                 for prompt, _, _ in items]
+        texts = [
+            self.processor.apply_chat_template(conversation(prompt), add_generation_prompt=True, tokenize=False)
+            for prompt, _, _ in items
+        ]
         images = [[load_image()] for _, load_image, _ in items]
         return self.processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt")
 
@@ -134,7 +163,7 @@ class TransformersBackend:
         import torch
 
         model = self.model
-        batches = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
+        batches = [items[i : i + self.batch_size] for i in range(0, len(items), self.batch_size)]
         if not batches:
             return
         generation = _greedy_config(model, self.processor, max_new_tokens)
@@ -153,7 +182,7 @@ class TransformersBackend:
                     inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
                 with torch.inference_mode():
                     out = model.generate(**inputs, generation_config=generation)
-                new = out[:, inputs["input_ids"].shape[1]:].cpu()
+                new = out[:, inputs["input_ids"].shape[1] :].cpu()
                 # decoded in the preparing thread too: a fast tokenizer used from two threads at once can fail
                 # ("Already borrowed"), so every tokenizer call goes through that one thread, in order
                 texts = self._pool.submit(self.processor.batch_decode, new, skip_special_tokens=True).result()
@@ -162,9 +191,15 @@ class TransformersBackend:
             model.train(was_training)
 
     def describe(self) -> dict:
-        return {"backend": self.kind, "model": self.name, "adapter": self.adapter, "batch_size": self.batch_size,
-                "device": str(_input_device(self.model)), "dtype": str(getattr(self.model, "dtype", "")),
-                "decoding": "greedy"}
+        return {
+            "backend": self.kind,
+            "model": self.name,
+            "adapter": self.adapter,
+            "batch_size": self.batch_size,
+            "device": str(_input_device(self.model)),
+            "dtype": str(getattr(self.model, "dtype", "")),
+            "decoding": "greedy",
+        }
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -209,8 +244,16 @@ class OpenAIBackend:
 
     kind = "openai"
 
-    def __init__(self, model: str, *, base_url: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
-                 max_retries: int = 5, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 16,
+        max_retries: int = 5,
+        timeout: float = 60.0,
+    ) -> None:
         from realign_data.runtime.redact import check_env_name
 
         if not model:
@@ -225,8 +268,15 @@ class OpenAIBackend:
         if mistake:
             raise EvalError(f"{mistake}.")
         self.name, self.base_url = model, base_url
-        self.options = dict(model=model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-                            max_retries=max_retries, timeout=timeout, temperature=0.0)
+        self.options = dict(
+            model=model,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            max_retries=max_retries,
+            timeout=timeout,
+            temperature=0.0,
+        )
         self._filler: Any = None
 
     def _client(self):
@@ -254,9 +304,15 @@ class OpenAIBackend:
             yield answers
 
     def describe(self) -> dict:
-        return {"backend": self.kind, "model": self.name, "base_url": self.base_url,
-                "concurrency": self.options["concurrency"], "max_retries": self.options["max_retries"],
-                "request_timeout": self.options["timeout"], "decoding": "greedy (temperature 0)"}
+        return {
+            "backend": self.kind,
+            "model": self.name,
+            "base_url": self.base_url,
+            "concurrency": self.options["concurrency"],
+            "max_retries": self.options["max_retries"],
+            "request_timeout": self.options["timeout"],
+            "decoding": "greedy (temperature 0)",
+        }
 
     def close(self) -> None:
         if self._filler is not None:

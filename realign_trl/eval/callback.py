@@ -42,9 +42,17 @@ class HallucinationEvalCallback(TrainerCallback):
     ``realign-trl dpo --hallucination_eval ...`` does with :meth:`realign_trl.RDPOConfig.eval_config`).
     """
 
-    def __init__(self, trainer: Any, suite: EvalSuite, *, eval_steps: int = EvalConfig.steps,
-                 batch_size: int = EvalConfig.batch_size, pope_max_new_tokens: int = EvalConfig.pope_max_new_tokens,
-                 chair_max_new_tokens: int = EvalConfig.chair_max_new_tokens, save_records: bool = True) -> None:
+    def __init__(
+        self,
+        trainer: Any,
+        suite: EvalSuite,
+        *,
+        eval_steps: int = EvalConfig.steps,
+        batch_size: int = EvalConfig.batch_size,
+        pope_max_new_tokens: int = EvalConfig.pope_max_new_tokens,
+        chair_max_new_tokens: int = EvalConfig.chair_max_new_tokens,
+        save_records: bool = True,
+    ) -> None:
         if eval_steps < 0:
             raise ValueError(f"eval_steps must be >= 0 (got {eval_steps}).")
         self.trainer, self.suite = trainer, suite
@@ -54,13 +62,20 @@ class HallucinationEvalCallback(TrainerCallback):
         self._last_step: Optional[int] = None
 
     @classmethod
-    def from_config(cls, trainer: Any, config: EvalConfig, *, suite: Optional[EvalSuite] = None,
-                    save_records: bool = True) -> HallucinationEvalCallback:
+    def from_config(
+        cls, trainer: Any, config: EvalConfig, *, suite: Optional[EvalSuite] = None, save_records: bool = True
+    ) -> HallucinationEvalCallback:
         """The callback ``config`` describes: every ``config.steps`` steps, on ``suite`` (default: drawn from
         ``config`` by :meth:`EvalSuite.from_config`), with its batch size and generation bounds."""
-        return cls(trainer, suite if suite is not None else EvalSuite.from_config(config), eval_steps=config.steps,
-                   batch_size=config.batch_size, pope_max_new_tokens=config.pope_max_new_tokens,
-                   chair_max_new_tokens=config.chair_max_new_tokens, save_records=save_records)
+        return cls(
+            trainer,
+            suite if suite is not None else EvalSuite.from_config(config),
+            eval_steps=config.steps,
+            batch_size=config.batch_size,
+            pope_max_new_tokens=config.pope_max_new_tokens,
+            chair_max_new_tokens=config.chair_max_new_tokens,
+            save_records=save_records,
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         step = state.global_step
@@ -88,9 +103,9 @@ class HallucinationEvalCallback(TrainerCallback):
         ids = list(self.suite.images)
         with accelerator.split_between_processes(ids) as mine:
             shard = self.suite.select(mine)
-        with unwrap_model_for_generation(trainer.model_wrapped, accelerator,
-                                         gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs) \
-                as model:
+        with unwrap_model_for_generation(
+            trainer.model_wrapped, accelerator, gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs
+        ) as model:
             backend = TransformersBackend(model, trainer.processing_class, batch_size=self.batch_size)
             was_training = model.training
             try:
@@ -101,9 +116,16 @@ class HallucinationEvalCallback(TrainerCallback):
                 # rDPO rewards of these steps into this line.
                 gathered = gather_object([list(answers.items())])
                 merged = {key: value for part in gathered for key, value in part}
-                result = score(self.suite, merged, model=backend.name,
-                               settings={"step": step, "suite": self.suite.describe(),
-                                         "generation": {**self.bounds, "do_sample": False}})
+                result = score(
+                    self.suite,
+                    merged,
+                    model=backend.name,
+                    settings={
+                        "step": step,
+                        "suite": self.suite.describe(),
+                        "generation": {**self.bounds, "do_sample": False},
+                    },
+                )
                 metrics = result.flat(prefix=PREFIX)
                 trainer.log(dict(metrics))
             finally:

@@ -15,11 +15,20 @@ from .runner import RESULTS_FILE
 from .suite import EvalError
 
 # (flat metric name suffix, label, higher is better)
-CHAIR_METRICS = (("chair_s", "CHAIR_s", False), ("chair_i", "CHAIR_i", False), ("chair_i_unique", "CHAIR_i set", False),
-                 ("object_recall", "recall", True))
-AMBER_METRICS = (("amber_chair", "AMBER CHAIR", False), ("amber_cover", "Cover", True), ("amber_hal", "Hal", False),
-                 ("amber_cog", "Cog", False), ("amber_all_accuracy", "disc. acc", True),
-                 ("amber_all_f1", "disc. F1", True))
+CHAIR_METRICS = (
+    ("chair_s", "CHAIR_s", False),
+    ("chair_i", "CHAIR_i", False),
+    ("chair_i_unique", "CHAIR_i set", False),
+    ("object_recall", "recall", True),
+)
+AMBER_METRICS = (
+    ("amber_chair", "AMBER CHAIR", False),
+    ("amber_cover", "Cover", True),
+    ("amber_hal", "Hal", False),
+    ("amber_cog", "Cog", False),
+    ("amber_all_accuracy", "disc. acc", True),
+    ("amber_all_f1", "disc. F1", True),
+)
 # settings that change what a number means: runs that differ in them are flagged under the table
 SCORING_SETTINGS = ("pope_parser", "pope_suffix", "chair_synonyms", "chair_prompt", "vocabulary")
 POPE_METRICS = (("f1", "F1"), ("accuracy", "accuracy"))
@@ -68,8 +77,9 @@ def _pope_splits(results: Sequence[EvalResultFile]) -> list[str]:
 def compare_table(results: Sequence[EvalResultFile], labels: Optional[Sequence[str]] = None) -> str:
     """Plain-text table: one row per run, the headline metrics as columns (``-`` where a run lacks one)."""
     labels = list(labels or run_labels(results))
-    columns = [(f"pope_{s}_{m}", f"{s} {POPE_SHORT.get(m, name)}") for s in _pope_splits(results)
-               for m, name in POPE_METRICS]
+    columns = [
+        (f"pope_{s}_{m}", f"{s} {POPE_SHORT.get(m, name)}") for s in _pope_splits(results) for m, name in POPE_METRICS
+    ]
     columns += [("pope_yes_ratio", "yes ratio")] if any("pope_yes_ratio" in r["flat"] for r in results) else []
     columns += [(key, name) for key, name, _ in CHAIR_METRICS + AMBER_METRICS if any(key in r["flat"] for r in results)]
     width = max(len(x) for x in labels + ["run"])
@@ -77,8 +87,9 @@ def compare_table(results: Sequence[EvalResultFile], labels: Optional[Sequence[s
     head = f"{'run':<{width}}" + "".join(f"{name:>{w}}" for (_, name), w in zip(columns, widths))
     rows = [head]
     for label, r in zip(labels, results):
-        cells = "".join(f"{r['flat'][k]:>{w}.4f}" if k in r["flat"] else f"{'-':>{w}}"
-                        for (k, _), w in zip(columns, widths))
+        cells = "".join(
+            f"{r['flat'][k]:>{w}.4f}" if k in r["flat"] else f"{'-':>{w}}" for (k, _), w in zip(columns, widths)
+        )
         rows.append(f"{label:<{width}}{cells}")
     for key in SCORING_SETTINGS:
         values = [repr(r.get("settings", {}).get("suite", {}).get(key, "(not recorded)")) for r in results]
@@ -87,7 +98,9 @@ def compare_table(results: Sequence[EvalResultFile], labels: Optional[Sequence[s
     return "\n".join(rows)
 
 
-def plot_comparison(results: Sequence[EvalResultFile], out: str | os.PathLike, labels: Optional[Sequence[str]] = None) -> Path:
+def plot_comparison(
+    results: Sequence[EvalResultFile], out: str | os.PathLike, labels: Optional[Sequence[str]] = None
+) -> Path:
     """Grouped bars of every run: POPE F1/accuracy per split and yes ratio, CHAIR_s/CHAIR_i/recall. PNG/PDF/SVG."""
     try:
         import matplotlib
@@ -98,17 +111,31 @@ def plot_comparison(results: Sequence[EvalResultFile], out: str | os.PathLike, l
         raise EvalError("--plot needs matplotlib: pip install 'realign[plot]' (or pip install matplotlib).") from None
     labels = list(labels or run_labels(results))
     pope = [(f"pope_{s}_{m}", f"{s}\n{name}") for s in _pope_splits(results) for m, name in POPE_METRICS]
-    pope += [("pope_yes_ratio", "yes ratio\n(0.5 = balanced)")] if any("pope_yes_ratio" in r["flat"] for r in results) \
+    pope += (
+        [("pope_yes_ratio", "yes ratio\n(0.5 = balanced)")]
+        if any("pope_yes_ratio" in r["flat"] for r in results)
         else []
-    chair = [(key, f"{name}\n({'higher' if up else 'lower'} is better)") for key, name, up in CHAIR_METRICS
-             if any(key in r["flat"] for r in results)]
-    amber = [(key, f"{name}\n({'higher' if up else 'lower'} is better)") for key, name, up in AMBER_METRICS
-             if any(key in r["flat"] for r in results)]
+    )
+    chair = [
+        (key, f"{name}\n({'higher' if up else 'lower'} is better)")
+        for key, name, up in CHAIR_METRICS
+        if any(key in r["flat"] for r in results)
+    ]
+    amber = [
+        (key, f"{name}\n({'higher' if up else 'lower'} is better)")
+        for key, name, up in AMBER_METRICS
+        if any(key in r["flat"] for r in results)
+    ]
     panels = [(title, metrics) for title, metrics in (("POPE", pope), ("CHAIR", chair), ("AMBER", amber)) if metrics]
     if not panels:
         raise EvalError("the results hold no POPE or CHAIR metrics to plot.")
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(6.0, 1.1 * sum(len(m) for _, m in panels) + 2), 4.2),
-                             squeeze=False, gridspec_kw={"width_ratios": [len(m) for _, m in panels]})
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(max(6.0, 1.1 * sum(len(m) for _, m in panels) + 2), 4.2),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [len(m) for _, m in panels]},
+    )
     bar = 0.8 / len(results)
     for ax, (title, metrics) in zip(axes[0], panels):
         for k, (label, r) in enumerate(zip(labels, results)):

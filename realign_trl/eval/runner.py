@@ -69,9 +69,15 @@ class EvalResult:
     def to_dict(self) -> EvalResultFile:
         from realign_trl import __version__
 
-        return {"model": self.model, "metrics": self.metrics, "flat": self.flat(), "settings": self.settings,
-                "seconds": round(self.seconds, 3), "realign_version": __version__,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        return {
+            "model": self.model,
+            "metrics": self.metrics,
+            "flat": self.flat(),
+            "settings": self.settings,
+            "seconds": round(self.seconds, 3),
+            "realign_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
 
     def save(self, out: str | os.PathLike) -> Path:
         """Write ``eval_results.json`` and the records (``pope_<split>.jsonl``, ``chair.jsonl``) into ``out``."""
@@ -97,34 +103,50 @@ class EvalResult:
         if pope:
             lines.append(f"{'POPE':<13}{'accuracy':>9}{'precision':>10}{'recall':>8}{'f1':>8}{'yes':>7}{'n':>7}")
             for split, m in pope["splits"].items():
-                lines.append(f"  {split:<11}{m['accuracy']:>9.4f}{m['precision']:>10.4f}{m['recall']:>8.4f}"
-                             f"{m['f1']:>8.4f}{m['yes_ratio']:>7.3f}{m['questions']:>7}")
+                lines.append(
+                    f"  {split:<11}{m['accuracy']:>9.4f}{m['precision']:>10.4f}{m['recall']:>8.4f}"
+                    f"{m['f1']:>8.4f}{m['yes_ratio']:>7.3f}{m['questions']:>7}"
+                )
             rate, other = pope.get("parser_disagreement_rate", 0.0), pope.get("other_parser", {}).get("parser")
-            notes = [f"{pope['unparseable']} answers could not be read as yes or no (given the reference's label, "
-                     "flagged 'unparseable' in pope_<split>.jsonl)" if pope["unparseable"] else "",
-                     f"the {pope.get('parser')} and {other} parsers disagree on {rate:.1%} of the answers (> 1%: "
-                     f"compare with published numbers under --pope-parser reference)" if rate > 0.01 else "",
-                     f"{pope['failed']} requests failed (not scored)" if pope["failed"] else ""]
+            notes = [
+                f"{pope['unparseable']} answers could not be read as yes or no (given the reference's label, "
+                "flagged 'unparseable' in pope_<split>.jsonl)"
+                if pope["unparseable"]
+                else "",
+                f"the {pope.get('parser')} and {other} parsers disagree on {rate:.1%} of the answers (> 1%: "
+                f"compare with published numbers under --pope-parser reference)"
+                if rate > 0.01
+                else "",
+                f"{pope['failed']} requests failed (not scored)" if pope["failed"] else "",
+            ]
             lines += [f"  note: {n}" for n in notes if n]
         chair = self.metrics.get("chair")
         if chair:
-            lines.append(f"CHAIR  CHAIR_s {chair['chair_s']:.4f}  CHAIR_i {chair['chair_i']:.4f}  "
-                         f"CHAIR_i(unique) {chair.get('chair_i_unique', 0.0):.4f}  "
-                         f"recall {chair['object_recall']:.4f}  ({chair['captions']} captions, "
-                         f"{chair['mentions']} mentions, {chair['mean_words']:.1f} words/caption)")
+            lines.append(
+                f"CHAIR  CHAIR_s {chair['chair_s']:.4f}  CHAIR_i {chair['chair_i']:.4f}  "
+                f"CHAIR_i(unique) {chair.get('chair_i_unique', 0.0):.4f}  "
+                f"recall {chair['object_recall']:.4f}  ({chair['captions']} captions, "
+                f"{chair['mentions']} mentions, {chair['mean_words']:.1f} words/caption)"
+            )
             if chair["most_hallucinated"]:
-                lines.append("  most hallucinated: " + ", ".join(
-                    f"{h['object']} ({h['mentions']})" for h in chair["most_hallucinated"][:5]))
+                lines.append(
+                    "  most hallucinated: "
+                    + ", ".join(f"{h['object']} ({h['mentions']})" for h in chair["most_hallucinated"][:5])
+                )
             if chair.get("failed"):
                 lines.append(f"  note: {chair['failed']} requests failed (not scored)")
         amber = self.metrics.get("amber", {})
         if amber.get("generative"):
             g = amber["generative"]
-            lines.append(f"AMBER generative  CHAIR {g['chair']:.4f}  Cover {g['cover']:.4f}  Hal {g['hal']:.4f}  "
-                         f"Cog {g['cog']:.4f}  ({g['responses']} responses)")
+            lines.append(
+                f"AMBER generative  CHAIR {g['chair']:.4f}  Cover {g['cover']:.4f}  Hal {g['hal']:.4f}  "
+                f"Cog {g['cog']:.4f}  ({g['responses']} responses)"
+            )
         for dim, m in amber.get("discriminative", {}).items():
-            lines.append(f"AMBER {dim:<11} accuracy {m['accuracy']:.4f}  F1(no) {m['f1']:.4f}  ({m['questions']} "
-                         f"questions, {m['unparseable']} unparseable)")
+            lines.append(
+                f"AMBER {dim:<11} accuracy {m['accuracy']:.4f}  F1(no) {m['f1']:.4f}  ({m['questions']} "
+                f"questions, {m['unparseable']} unparseable)"
+            )
         return "\n".join(lines)
 
 
@@ -143,9 +165,18 @@ def make_backend(model: Any, *, processor: Any = None, **options: Any):
     return TransformersBackend(model, processor, **options)
 
 
-def evaluate(model: Any, suite: EvalSuite, *, processor: Any = None, pope_max_new_tokens: int = POPE_MAX_NEW_TOKENS,
-             chair_max_new_tokens: int = CHAIR_MAX_NEW_TOKENS, out: Optional[str | os.PathLike] = None,
-             progress: bool = False, max_failures: Optional[float] = None, **backend_options: Any) -> EvalResult:
+def evaluate(
+    model: Any,
+    suite: EvalSuite,
+    *,
+    processor: Any = None,
+    pope_max_new_tokens: int = POPE_MAX_NEW_TOKENS,
+    chair_max_new_tokens: int = CHAIR_MAX_NEW_TOKENS,
+    out: Optional[str | os.PathLike] = None,
+    progress: bool = False,
+    max_failures: Optional[float] = None,
+    **backend_options: Any,
+) -> EvalResult:
     """Evaluate a model on a suite; return (and with ``out``, save) the metrics and records.
 
     Args:
@@ -168,12 +199,26 @@ def evaluate(model: Any, suite: EvalSuite, *, processor: Any = None, pope_max_ne
     try:
         from realign_data.runtime.redact import redact_tree
 
-        settings = redact_tree({"backend": backend.describe(), "suite": suite.describe(),  # no URL credentials
-                                "generation": {"pope_max_new_tokens": pope_max_new_tokens,
-                                               "chair_max_new_tokens": chair_max_new_tokens, "do_sample": False}})
+        settings = redact_tree(
+            {
+                "backend": backend.describe(),
+                "suite": suite.describe(),  # no URL credentials
+                "generation": {
+                    "pope_max_new_tokens": pope_max_new_tokens,
+                    "chair_max_new_tokens": chair_max_new_tokens,
+                    "do_sample": False,
+                },
+            }
+        )
         store = AnswerStore(out, answers_fingerprint(settings), suite) if out is not None else None
-        answers = generate_answers(backend, suite, pope_max_new_tokens=pope_max_new_tokens,
-                                   chair_max_new_tokens=chair_max_new_tokens, progress=progress, store=store)
+        answers = generate_answers(
+            backend,
+            suite,
+            pope_max_new_tokens=pope_max_new_tokens,
+            chair_max_new_tokens=chair_max_new_tokens,
+            progress=progress,
+            store=store,
+        )
     finally:
         if store is not None:
             store.close()
@@ -208,10 +253,16 @@ def _check_failures(answers: dict, suite: EvalSuite, max_failures: float, backen
     if len(errors) == len(wanted):
         head = f"no request was answered by {where} ({errors[0]})"
     else:
-        head = (f"{len(errors)} of {len(wanted)} requests to {where} failed (e.g. {errors[0]}), more than "
-                f"--max-failures {max_failures:g} allows")
-    raise TooManyFailures(f"{head}: nothing was scored; {saved}run the same command once the model answers again "
-                          "(only the failed requests are asked again).", len(errors), len(wanted))
+        head = (
+            f"{len(errors)} of {len(wanted)} requests to {where} failed (e.g. {errors[0]}), more than "
+            f"--max-failures {max_failures:g} allows"
+        )
+    raise TooManyFailures(
+        f"{head}: nothing was scored; {saved}run the same command once the model answers again "
+        "(only the failed requests are asked again).",
+        len(errors),
+        len(wanted),
+    )
 
 
 def work_items(suite: EvalSuite) -> dict[str, list[tuple[int, str]]]:
@@ -219,8 +270,9 @@ def work_items(suite: EvalSuite) -> dict[str, list[tuple[int, str]]]:
     order = {image_id: k for k, image_id in enumerate(suite.images)}
     work = {}
     if "pope" in suite.benches:
-        asked = dict.fromkeys((q["image_id"], q["question"] + suite.pope_suffix)
-                              for questions in suite.pope.values() for q in questions)
+        asked = dict.fromkeys(
+            (q["image_id"], q["question"] + suite.pope_suffix) for questions in suite.pope.values() for q in questions
+        )
         work["pope"] = sorted(asked, key=lambda key: order[key[0]])  # stable: first-asked order within an image
     if "chair" in suite.benches:
         work["chair"] = [(image_id, suite.chair_prompt) for image_id in suite.images]
@@ -231,16 +283,26 @@ def work_items(suite: EvalSuite) -> dict[str, list[tuple[int, str]]]:
     return work
 
 
-def generate_answers(backend, suite: EvalSuite, *, pope_max_new_tokens: int = POPE_MAX_NEW_TOKENS,
-                     chair_max_new_tokens: int = CHAIR_MAX_NEW_TOKENS, progress: bool = False,
-                     store: Optional[AnswerStore] = None) -> dict[tuple[str, int, str], tuple]:
+def generate_answers(
+    backend,
+    suite: EvalSuite,
+    *,
+    pope_max_new_tokens: int = POPE_MAX_NEW_TOKENS,
+    chair_max_new_tokens: int = CHAIR_MAX_NEW_TOKENS,
+    progress: bool = False,
+    store: Optional[AnswerStore] = None,
+) -> dict[tuple[str, int, str], tuple]:
     """``{(bench, image_id, prompt): (text, error)}`` for every item of :func:`work_items` (cached ones reused).
 
     A backend with ``stream`` (the endpoint client) answers in the order requests finish, with a bounded window in
     flight; others yield batches in order. Each answer is saved to ``store`` as it arrives; failures are not."""
     answers: dict[tuple[str, int, str], tuple] = dict(store.known) if store is not None else {}
-    bounds = {"pope": pope_max_new_tokens, "chair": chair_max_new_tokens,
-              "amber_discriminative": pope_max_new_tokens, "amber_generative": chair_max_new_tokens}
+    bounds = {
+        "pope": pope_max_new_tokens,
+        "chair": chair_max_new_tokens,
+        "amber_discriminative": pope_max_new_tokens,
+        "amber_generative": chair_max_new_tokens,
+    }
     work = {bench: [(bench, *k) for k in keys] for bench, keys in work_items(suite).items()}
     if hasattr(backend, "stream"):  # one window over every benchmark's prompts: no barrier between them either
         work = {"answers": [key for keys in work.values() for key in keys]}
@@ -252,8 +314,10 @@ def generate_answers(backend, suite: EvalSuite, *, pope_max_new_tokens: int = PO
 
             desc = "Answers" if name == "answers" else f"{name.upper()} answers"
             bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit="ans")
-        items = [(prompt, _loader(suite, image_id), _bytes(suite, image_id), bounds[bench])
-                 for bench, image_id, prompt in todo]
+        items = [
+            (prompt, _loader(suite, image_id), _bytes(suite, image_id), bounds[bench])
+            for bench, image_id, prompt in todo
+        ]
         if hasattr(backend, "stream"):
             answered = backend.stream(items)
         else:
@@ -303,12 +367,22 @@ def score(suite: EvalSuite, answers: dict, *, model: str = "", settings: Optiona
             for q in questions:
                 prompt = q["question"] + suite.pope_suffix
                 text, error = answers[("pope", q["image_id"], prompt)]
-                row = {"question_id": q["question_id"], "image_id": q["image_id"], "object": q["object"],
-                       "question": prompt, "label": q["label"], "answer": text}
+                row = {
+                    "question_id": q["question_id"],
+                    "image_id": q["image_id"],
+                    "object": q["object"],
+                    "question": prompt,
+                    "label": q["label"],
+                    "answer": text,
+                }
                 if error is None:
                     prediction, recognised = parse_pope_answer(text, suite.pope_parser, q["object"])
-                    row.update(prediction=prediction, recognised=recognised, correct=prediction == q["label"],
-                               unparseable=not recognised)
+                    row.update(
+                        prediction=prediction,
+                        recognised=recognised,
+                        correct=prediction == q["label"],
+                        unparseable=not recognised,
+                    )
                     row[f"prediction_{other}"] = parse_pope_answer(text, other, q["object"])[0]
                 else:
                     row["error"] = error
@@ -322,11 +396,16 @@ def score(suite: EvalSuite, answers: dict, *, model: str = "", settings: Optiona
             records["pope"][split] = rows
         overall = pope_metrics(everything)
         disagree = sum(r["prediction"] != r[f"prediction_{other}"] for r in everything)
-        metrics["pope"] = {"splits": per_split, "yes_ratio": overall["yes_ratio"],
-                           "unparseable": overall["unparseable"], "failed": failed, "parser": suite.pope_parser,
-                           "parser_disagreements": disagree,
-                           "parser_disagreement_rate": disagree / len(everything) if everything else 0.0,
-                           "other_parser": {"parser": other, "splits": other_splits}}
+        metrics["pope"] = {
+            "splits": per_split,
+            "yes_ratio": overall["yes_ratio"],
+            "unparseable": overall["unparseable"],
+            "failed": failed,
+            "parser": suite.pope_parser,
+            "parser_disagreements": disagree,
+            "parser_disagreement_rate": disagree / len(everything) if everything else 0.0,
+            "other_parser": {"parser": other, "splits": other_splits},
+        }
     if "chair" in suite.benches:
         scorer = ChairScorer(suite.source.get("chair_vocabulary"), synonyms=suite.chair_synonyms)
         rows = []
@@ -339,8 +418,11 @@ def score(suite: EvalSuite, answers: dict, *, model: str = "", settings: Optiona
                 row["error"] = error
             rows.append(row)
         scored = [r for r in rows if "error" not in r]
-        metrics["chair"] = {**chair_metrics(scored), "failed": len(rows) - len(scored),
-                            "synonyms": suite.chair_synonyms}
+        metrics["chair"] = {
+            **chair_metrics(scored),
+            "failed": len(rows) - len(scored),
+            "synonyms": suite.chair_synonyms,
+        }
         records["chair"] = rows
     if "amber" in suite.benches:
         from .amber import score_amber

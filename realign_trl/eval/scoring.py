@@ -51,16 +51,35 @@ CHAIR_SYNONYMS = ("reference", "extended")
 
 # ------------------------------------------------------------------------------------------------------- POPE
 _NO_WORDS = ("No", "no", "not")  # the reference's exact, case-sensitive test
-_YES_LEAD = {"yes", "yeah", "yep", "yup", "correct", "indeed", "sure", "certainly", "absolutely", "affirmative",
-             "true", "right", "definitely"}
+_YES_LEAD = {
+    "yes",
+    "yeah",
+    "yep",
+    "yup",
+    "correct",
+    "indeed",
+    "sure",
+    "certainly",
+    "absolutely",
+    "affirmative",
+    "true",
+    "right",
+    "definitely",
+}
 _NO_LEAD = {"no", "nope", "nah", "none", "not", "never", "negative", "false", "incorrect", "nothing", "nobody"}
-_UNSURE = re.compile(r"\b(not sure|unsure|uncertain|unclear|hard to (tell|say)|difficult to (tell|say)|impossible to"
-                     r"|can ?not (tell|determine|say|be sure)|can't (tell|determine|say|be sure)|don't know"
-                     r"|do not know|not possible to|no idea|unknown)\b")
-_NEGATION = re.compile(r"\b(no|not|none|nothing|nobody|never|neither|nor|without|isn't|aren't|wasn't|weren't|don't"
-                       r"|doesn't|didn't|can't|cannot|couldn't|absent)\b")
-_AFFIRM = re.compile(r"\b(yes|there(?:'s| is| are)|i (can )?see|it (is|'s) (a|an|the)|this is|that is|there appears"
-                     r"|there seems?|appears to be|visible|present)\b")
+_UNSURE = re.compile(
+    r"\b(not sure|unsure|uncertain|unclear|hard to (tell|say)|difficult to (tell|say)|impossible to"
+    r"|can ?not (tell|determine|say|be sure)|can't (tell|determine|say|be sure)|don't know"
+    r"|do not know|not possible to|no idea|unknown)\b"
+)
+_NEGATION = re.compile(
+    r"\b(no|not|none|nothing|nobody|never|neither|nor|without|isn't|aren't|wasn't|weren't|don't"
+    r"|doesn't|didn't|can't|cannot|couldn't|absent)\b"
+)
+_AFFIRM = re.compile(
+    r"\b(yes|there(?:'s| is| are)|i (can )?see|it (is|'s) (a|an|the)|this is|that is|there appears"
+    r"|there seems?|appears to be|visible|present)\b"
+)
 _CLAUSES = re.compile(r",|;|\bbut\b|\band\b|\bwhile\b|\bwhereas\b")
 
 
@@ -137,7 +156,10 @@ def pope_metrics(records: Sequence[dict]) -> PopeMetrics:
         "yes_ratio": (tp + fp) / n if n else 0.0,
         "questions": n,
         "unparseable": sum(not r.get("recognised", True) for r in records),
-        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
     }
 
 
@@ -191,14 +213,18 @@ class ChairScorer:
             found = [Mention(-1, -1, w, c) for w, c in reference_mentions(text)]
             if self._extra is not None:
                 pattern, phrases = self._extra
-                found += [Mention(m.start(), m.end(), m.group(0), phrases[re.sub(r"\s+", " ", m.group(0).lower())])
-                          for m in pattern.finditer(text)]
+                found += [
+                    Mention(m.start(), m.end(), m.group(0), phrases[re.sub(r"\s+", " ", m.group(0).lower())])
+                    for m in pattern.finditer(text)
+                ]
             return [m for m in found if m.object in self.vocabulary]
         found = [Mention(s, e, w, c) for s, e, w, c in coco_mentions(text)]
         if self._extra is not None:
             pattern, phrases = self._extra
-            found += [Mention(m.start(), m.end(), m.group(0), phrases[re.sub(r"\s+", " ", m.group(0).lower())])
-                      for m in pattern.finditer(text)]
+            found += [
+                Mention(m.start(), m.end(), m.group(0), phrases[re.sub(r"\s+", " ", m.group(0).lower())])
+                for m in pattern.finditer(text)
+            ]
             found.sort(key=lambda m: (m.start, -(m.end - m.start)))
             kept: list[Mention] = []
             for m in found:  # longest match wins where a name overlaps a synonym ("fire truck" vs "truck")
@@ -243,19 +269,24 @@ def _chair_special_cases(text: str, mentions: list[Mention]) -> list[Mention]:
     for i, m in enumerate(mentions):
         word = m.word.lower()
         nxt = mentions[i + 1] if i + 1 < len(mentions) else None
-        adjacent = nxt is not None and not text[m.end:nxt.start].strip()
-        next_word = re.match(r"\s+([A-Za-z]+)", text[m.end:])
-        if m.object == "person" and word in _AGE_WORDS and (
+        adjacent = nxt is not None and not text[m.end : nxt.start].strip()
+        next_word = re.match(r"\s+([A-Za-z]+)", text[m.end :])
+        if (
+            m.object == "person"
+            and word in _AGE_WORDS
+            and (
                 (adjacent and nxt.object in _ANIMALS)
-                or (next_word and next_word.group(1).lower() in _NOT_OBJECT_AFTER_AGE)):
+                or (next_word and next_word.group(1).lower() in _NOT_OBJECT_AFTER_AGE)
+            )
+        ):
             continue
         if m.object == "person" and word in ("passenger", "passengers") and adjacent and nxt.object in _VEHICLES:
             continue
         if m.object == "chair" and word in ("seat", "seats") and has_toilet:
             continue
-        if kept and kept[-1].object == m.object and not text[kept[-1].end:m.start].strip():
+        if kept and kept[-1].object == m.object and not text[kept[-1].end : m.start].strip():
             prev = kept.pop()
-            m = Mention(prev.start, m.end, text[prev.start:m.end], m.object)
+            m = Mention(prev.start, m.end, text[prev.start : m.end], m.object)
         kept.append(m)
     return kept
 

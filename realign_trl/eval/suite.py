@@ -66,20 +66,43 @@ class EvalSuite:
         """The suite an :class:`~realign_trl.eval.EvalConfig` describes (its benchmarks, corpus or question set,
         images, samplings, prompts and readings), drawn by :meth:`from_coco`."""
         splits = None if config.pope_splits is None else [s.strip() for s in config.pope_splits.split(",") if s.strip()]
-        return cls.from_coco(config.coco_root, split=config.split, benches=config.bench,
-                             num_images=500 if config.num_images is None else config.num_images, seed=config.seed,
-                             min_objects=config.min_objects, pope=config.pope, pope_splits=splits,
-                             vocabulary=config.vocabulary, chair_prompt=config.chair_prompt,
-                             pope_suffix=config.pope_suffix, pope_parser=config.pope_parser,
-                             chair_synonyms=config.chair_synonyms, progress=progress)
+        return cls.from_coco(
+            config.coco_root,
+            split=config.split,
+            benches=config.bench,
+            num_images=500 if config.num_images is None else config.num_images,
+            seed=config.seed,
+            min_objects=config.min_objects,
+            pope=config.pope,
+            pope_splits=splits,
+            vocabulary=config.vocabulary,
+            chair_prompt=config.chair_prompt,
+            pope_suffix=config.pope_suffix,
+            pope_parser=config.pope_parser,
+            chair_synonyms=config.chair_synonyms,
+            progress=progress,
+        )
 
     @classmethod
-    def from_coco(cls, coco_root: Optional[str | os.PathLike] = None, *, split: Optional[str] = None,
-                  benches: str | Sequence[str] = COCO_BENCHES, num_images: int = 500, seed: int = 0,
-                  min_objects: int = 3, objects_per_image: int = 3, pope: Any = None,
-                  pope_splits: Optional[Sequence[str]] = None, vocabulary: str = "annotated",
-                  chair_prompt: str = CHAIR_PROMPT, pope_suffix: str = "", pope_parser: str = "robust",
-                  chair_synonyms: str = "reference", progress: bool = False) -> EvalSuite:
+    def from_coco(
+        cls,
+        coco_root: Optional[str | os.PathLike] = None,
+        *,
+        split: Optional[str] = None,
+        benches: str | Sequence[str] = COCO_BENCHES,
+        num_images: int = 500,
+        seed: int = 0,
+        min_objects: int = 3,
+        objects_per_image: int = 3,
+        pope: Any = None,
+        pope_splits: Optional[Sequence[str]] = None,
+        vocabulary: str = "annotated",
+        chair_prompt: str = CHAIR_PROMPT,
+        pope_suffix: str = "",
+        pope_parser: str = "robust",
+        chair_synonyms: str = "reference",
+        progress: bool = False,
+    ) -> EvalSuite:
         """Draw (or load) the evaluation material from a COCO-layout corpus.
 
         Args:
@@ -115,8 +138,9 @@ class EvalSuite:
 
         benches = parse_benches(benches)
         if "amber" in benches:
-            raise EvalError("--bench amber reads the AMBER release (--amber-root), not a COCO corpus: run it on its "
-                            "own.")
+            raise EvalError(
+                "--bench amber reads the AMBER release (--amber-root), not a COCO corpus: run it on its own."
+            )
         if pope_parser not in POPE_PARSERS:
             raise EvalError(f"unknown POPE parser {pope_parser!r}; valid: {', '.join(POPE_PARSERS)}.")
         if chair_synonyms not in CHAIR_SYNONYMS:
@@ -125,8 +149,13 @@ class EvalSuite:
             raise EvalError(f"unknown CHAIR vocabulary {vocabulary!r}; valid: {', '.join(VOCABULARIES)}.")
         if num_images < 1:
             raise EvalError(f"the number of images must be at least 1 (got {num_images}).")
-        source: dict[str, Any] = {"benches": list(benches), "num_images": num_images, "seed": seed,
-                                  "min_objects": min_objects, "vocabulary": vocabulary}
+        source: dict[str, Any] = {
+            "benches": list(benches),
+            "num_images": num_images,
+            "seed": seed,
+            "min_objects": min_objects,
+            "vocabulary": vocabulary,
+        }
         _check_pope_path(pope)
         if pope is not None and coco_root is None:
             coco_root, split = _corpus_of(pope, split)
@@ -135,11 +164,16 @@ class EvalSuite:
         try:
             if need_annotations:
                 if coco_root is None:
-                    raise EvalError("a COCO-layout corpus is needed (--coco-root): POPE questions are drawn from its "
-                                    "instances and CHAIR's ground truth comes from its instances and captions.")
+                    raise EvalError(
+                        "a COCO-layout corpus is needed (--coco-root): POPE questions are drawn from its "
+                        "instances and CHAIR's ground truth comes from its instances and captions."
+                    )
                 ann = open_annotations(coco_root, split)
-                source.update(coco_root=str(Path(coco_root).expanduser().resolve()), split=ann.splits[0],
-                              annotations_sha256=annotations_sha256(ann))
+                source.update(
+                    coco_root=str(Path(coco_root).expanduser().resolve()),
+                    split=ann.splits[0],
+                    annotations_sha256=annotations_sha256(ann),
+                )
             if pope is not None:
                 images, questions = _from_question_set(pope, pope_splits, num_images)
                 if ann is not None:
@@ -152,9 +186,13 @@ class EvalSuite:
                 questions = {}
                 if "pope" in benches:
                     stats = CorpusStats.of(ann.categories(i) for i in ann.image_ids())
-                    questions = pope_questions({i: ann.categories(i) for i in images}, stats, seed=seed,
-                                               objects_per_image=objects_per_image,
-                                               samplings=tuple(pope_splits or POPE_SPLITS))
+                    questions = pope_questions(
+                        {i: ann.categories(i) for i in images},
+                        stats,
+                        seed=seed,
+                        objects_per_image=objects_per_image,
+                        samplings=tuple(pope_splits or POPE_SPLITS),
+                    )
                     source["objects_per_image"] = objects_per_image
         except PopeError as e:
             raise EvalError(str(e)) from None
@@ -167,15 +205,26 @@ class EvalSuite:
 
             missing = [i for i in images if not _known(ann, i)]
             if missing:
-                raise EvalError(f"{len(missing)} images of the POPE question set (e.g. image_id {missing[0]}) are not "
-                                f"in the annotations of {source['coco_root']} split {source['split']}: CHAIR needs "
-                                "the corpus the question set was built from (--coco-root, --split).")
+                raise EvalError(
+                    f"{len(missing)} images of the POPE question set (e.g. image_id {missing[0]}) are not "
+                    f"in the annotations of {source['coco_root']} split {source['split']}: CHAIR needs "
+                    "the corpus the question set was built from (--coco-root, --split)."
+                )
             vocab = ann.category_names() if vocabulary == "annotated" else None
             scorer = ChairScorer(vocab, synonyms=chair_synonyms)
             truth = {i: sorted(scorer.ground_truth(ann.categories(i), ann.captions(i))) for i in images}
             source["chair_vocabulary"] = sorted(scorer.vocabulary)
-        suite = cls(benches=benches, images=images, pope=questions, chair_truth=truth, chair_prompt=chair_prompt,
-                    pope_suffix=pope_suffix, pope_parser=pope_parser, chair_synonyms=chair_synonyms, source=source)
+        suite = cls(
+            benches=benches,
+            images=images,
+            pope=questions,
+            chair_truth=truth,
+            chair_prompt=chair_prompt,
+            pope_suffix=pope_suffix,
+            pope_parser=pope_parser,
+            chair_synonyms=chair_synonyms,
+            source=source,
+        )
         return suite
 
     # ------------------------------------------------------------------------------------------ using
@@ -197,20 +246,29 @@ class EvalSuite:
         """The same suite restricted to some images (a fixed subset, or one process's share)."""
         keep = [i for i in image_ids if i in self.images]
         wanted = set(keep)
-        return replace(self, images={i: self.images[i] for i in keep},
-                       pope={s: [q for q in qs if q["image_id"] in wanted] for s, qs in self.pope.items()},
-                       chair_truth={i: t for i, t in self.chair_truth.items() if i in wanted},
-                       _decoded=OrderedDict())
+        return replace(
+            self,
+            images={i: self.images[i] for i in keep},
+            pope={s: [q for q in qs if q["image_id"] in wanted] for s, qs in self.pope.items()},
+            chair_truth={i: t for i, t in self.chair_truth.items() if i in wanted},
+            _decoded=OrderedDict(),
+        )
 
     def head(self, num_images: int) -> EvalSuite:
         """The first ``num_images`` images of the suite."""
         return self.select(list(self.images)[:num_images])
 
     def describe(self) -> dict:
-        return {**self.source, "benches": list(self.benches), "images": len(self.images),
-                "pope_questions": {s: len(q) for s, q in self.pope.items()}, "chair_prompt": self.chair_prompt,
-                "pope_suffix": self.pope_suffix, "pope_parser": self.pope_parser,
-                "chair_synonyms": self.chair_synonyms}
+        return {
+            **self.source,
+            "benches": list(self.benches),
+            "images": len(self.images),
+            "pope_questions": {s: len(q) for s, q in self.pope.items()},
+            "chair_prompt": self.chair_prompt,
+            "pope_suffix": self.pope_suffix,
+            "pope_parser": self.pope_parser,
+            "chair_synonyms": self.chair_synonyms,
+        }
 
 
 def refuse_training_images(suite: EvalSuite, exclude_dataset: str) -> None:
@@ -224,18 +282,25 @@ def refuse_training_images(suite: EvalSuite, exclude_dataset: str) -> None:
         raise EvalError(str(e)) from None
     shared = [i for i, data in suite.images.items() if training.contains(image_id=i, data=data)]
     if shared:
-        raise EvalError(f"{len(shared)} of the {len(suite.images)} evaluation images (e.g. image_id {shared[0]}) "
-                        f"appear in the training data of {exclude_dataset}: build a question set without them with "
-                        f"`realign-data pope --exclude-dataset {exclude_dataset}` and pass it with --pope.")
+        raise EvalError(
+            f"{len(shared)} of the {len(suite.images)} evaluation images (e.g. image_id {shared[0]}) "
+            f"appear in the training data of {exclude_dataset}: build a question set without them with "
+            f"`realign-data pope --exclude-dataset {exclude_dataset}` and pass it with --pope."
+        )
     suite.source["exclude_dataset"] = str(exclude_dataset)
 
 
 def _check_pope_path(pope: Any) -> None:
     """A question set named by a local path (``/``, ``.``, ``~``) that does not exist: say so (not "--coco-root")."""
-    if isinstance(pope, (str, os.PathLike)) and str(pope).startswith(("/", ".", "~")) \
-            and not Path(pope).expanduser().exists():
-        raise EvalError(f"POPE question set {str(pope)!r} does not exist; give a `realign-data pope` output "
-                        "directory or a Hub dataset id.")
+    if (
+        isinstance(pope, (str, os.PathLike))
+        and str(pope).startswith(("/", ".", "~"))
+        and not Path(pope).expanduser().exists()
+    ):
+        raise EvalError(
+            f"POPE question set {str(pope)!r} does not exist; give a `realign-data pope` output "
+            "directory or a Hub dataset id."
+        )
 
 
 def _check_drawn_from(pope: Any, images: dict[int, bytes], ann, source: dict) -> None:
@@ -254,15 +319,19 @@ def _check_drawn_from(pope: Any, images: dict[int, bytes], ann, source: dict) ->
         except (KeyError, OSError):
             continue  # not in these annotations: reported by the CHAIR check below
         if not same:
-            raise EvalError(f"the POPE question set {str(pope)!r} was drawn from other pictures than {where} (image_id "
-                            f"{image_id} differs): evaluate it with the corpus it was built from"
-                            f"{' (' + str(config['coco_root']) + ')' if config.get('coco_root') else ''}.")
+            raise EvalError(
+                f"the POPE question set {str(pope)!r} was drawn from other pictures than {where} (image_id "
+                f"{image_id} differs): evaluate it with the corpus it was built from"
+                f"{' (' + str(config['coco_root']) + ')' if config.get('coco_root') else ''}."
+            )
     recorded = config.get("annotations_sha256") or {} if isinstance(config, dict) else {}
     changed = [name for name, sha in recorded.items() if source["annotations_sha256"].get(name, sha) != sha]
     if changed:
-        raise EvalError(f"the POPE question set {str(pope)!r} was drawn from other annotations than {where} "
-                        f"({changed[0]} differs): evaluate it with the corpus it was built from, or rebuild it with "
-                        "`realign-data pope`.")
+        raise EvalError(
+            f"the POPE question set {str(pope)!r} was drawn from other annotations than {where} "
+            f"({changed[0]} differs): evaluate it with the corpus it was built from, or rebuild it with "
+            "`realign-data pope`."
+        )
 
 
 def _known(ann, image_id: int) -> bool:
@@ -299,8 +368,9 @@ def _from_question_set(pope: Any, splits: Optional[Sequence[str]], num_images: i
     images: dict[int, bytes] = {}
     questions: dict[str, list[dict]] = {}
     for split_name, part in ds.items():
-        meta = part.select_columns([c for c in ("question_id", "image_id", "object", "label", "question")
-                                    if c in part.column_names])
+        meta = part.select_columns(
+            [c for c in ("question_id", "image_id", "object", "label", "question") if c in part.column_names]
+        )
         rows = meta.to_list()
         new_ids = [i for i in dict.fromkeys(r["image_id"] for r in rows) if i not in images]
         room = max(0, num_images - len(images))
@@ -314,8 +384,9 @@ def _from_question_set(pope: Any, splits: Optional[Sequence[str]], num_images: i
             for image_id, k in first_row.items():
                 images[image_id] = _image_bytes(pics[k]["image"])
         keep = set(images)
-        questions[split_name] = [dict(r, question_id=r.get("question_id", k + 1)) for k, r in enumerate(rows)
-                                 if r["image_id"] in keep]
+        questions[split_name] = [
+            dict(r, question_id=r.get("question_id", k + 1)) for k, r in enumerate(rows) if r["image_id"] in keep
+        ]
     return images, questions
 
 
@@ -325,4 +396,3 @@ def _image_bytes(value: dict) -> bytes:
     if value.get("path") and Path(value["path"]).is_file():
         return Path(value["path"]).read_bytes()
     raise EvalError("an image of the POPE question set has neither bytes nor a readable path.")
-

@@ -22,8 +22,23 @@ import logging
 import os
 
 # TRL 1.16's loss names (`DPOTrainer._compute_loss`), plus ours. The TRL minor is pinned (see _compat.py).
-TRL_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+TRL_LOSS_TYPES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+)
 LOSS_TYPES = TRL_LOSS_TYPES + ("rdpo",)
 
 
@@ -45,19 +60,26 @@ def preflight(model_args, training_args, script_args=None) -> None:
         raise ValueError(f"loss_weights={weights} must all be >= 0")
     dataset = getattr(script_args, "dataset_name", None) if script_args is not None else None
     if dataset and dataset.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(dataset)):
-        raise ValueError(f"dataset {dataset!r} does not exist; give a local dataset (a save_to_disk directory such "
-                         "as the output of realign-data build) or a Hub dataset id")
+        raise ValueError(
+            f"dataset {dataset!r} does not exist; give a local dataset (a save_to_disk directory such "
+            "as the output of realign-data build) or a Hub dataset id"
+        )
     name = model_args.model_name_or_path
     if not name:
-        raise ValueError("--model_name_or_path is required (a Hub id such as llava-hf/llava-1.5-7b-hf, or a "
-                         "local checkpoint directory)")
+        raise ValueError(
+            "--model_name_or_path is required (a Hub id such as llava-hf/llava-1.5-7b-hf, or a "
+            "local checkpoint directory)"
+        )
     if name.startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(name)):
         raise ValueError(f"model directory {name!r} does not exist")
     if os.path.isdir(os.path.expanduser(name)) and not any(
-            os.path.isfile(os.path.join(os.path.expanduser(name), f)) for f in ("config.json", "adapter_config.json")):
-        raise ValueError(f"model directory {name!r} holds no model (no config.json): give a checkpoint directory "
-                         "(config.json and weights, as save_pretrained writes them) or a Hub id such as "
-                         "llava-hf/llava-1.5-7b-hf")
+        os.path.isfile(os.path.join(os.path.expanduser(name), f)) for f in ("config.json", "adapter_config.json")
+    ):
+        raise ValueError(
+            f"model directory {name!r} holds no model (no config.json): give a checkpoint directory "
+            "(config.json and weights, as save_pretrained writes them) or a Hub id such as "
+            "llava-hf/llava-1.5-7b-hf"
+        )
     if dataset and _is_saved_to_disk(os.path.expanduser(dataset)):
         check_dataset(os.path.expanduser(dataset), script_args.dataset_train_split, rdpo="rdpo" in losses)
     if getattr(training_args, "hallucination_eval", None) and training_args.hallucination_eval_coco_root:
@@ -84,16 +106,22 @@ def check_dataset(path: str, split: str = "train", *, rdpo: bool = False) -> Non
     ds = datasets.load_from_disk(path)
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
-            raise ValueError(f"dataset {path!r} has no split {split!r} (it has {', '.join(sorted(ds))}); pass "
-                             "--dataset_train_split")
+            raise ValueError(
+                f"dataset {path!r} has no split {split!r} (it has {', '.join(sorted(ds))}); pass --dataset_train_split"
+            )
         ds = ds[split]
     need = ["prompt", "chosen", "rejected"] + (["rejected_images"] if rdpo else [])
     missing = [c for c in need if c not in ds.column_names]
     if missing:
-        why = " (loss_type rdpo trains on the image-rejected pair: build the dataset with realign-data build)" \
-            if "rejected_images" in missing else ""
-        raise ValueError(f"dataset {path!r} has no {', '.join(missing)} column{'s' if len(missing) > 1 else ''}"
-                         f"{why}; its columns are {', '.join(ds.column_names)}")
+        why = (
+            " (loss_type rdpo trains on the image-rejected pair: build the dataset with realign-data build)"
+            if "rejected_images" in missing
+            else ""
+        )
+        raise ValueError(
+            f"dataset {path!r} has no {', '.join(missing)} column{'s' if len(missing) > 1 else ''}"
+            f"{why}; its columns are {', '.join(ds.column_names)}"
+        )
     columns = [c for c in ("images", "image", "rejected_images") if c in ds.column_names]
     head = ds.select(range(min(len(ds), IMAGES_CHECKED))).select_columns(columns)
     for c in columns:
@@ -110,8 +138,10 @@ def check_dataset(path: str, split: str = "train", *, rdpo: bool = False) -> Non
                     with Image.open(io.BytesIO(data) if data else im["path"]) as opened:
                         opened.load()
                 except Exception as e:  # noqa: BLE001 - PIL raises many types for bad data
-                    raise ValueError(f"dataset {path!r}: the {c} of row {i} does not open as an image "
-                                     f"({type(e).__name__}: {e}); rebuild the dataset") from None
+                    raise ValueError(
+                        f"dataset {path!r}: the {c} of row {i} does not open as an image "
+                        f"({type(e).__name__}: {e}); rebuild the dataset"
+                    ) from None
 
 
 def make_parser(prog: str | None = None):
@@ -199,9 +229,8 @@ def _trainer_class(args):
     """``RDPOTrainer``, or with ``--hallucination_eval pope,chair`` a subclass that attaches
     :class:`HallucinationEvalCallback` after construction. The held-out suite is read once, here, before any
     model is loaded, so a bad corpus fails fast."""
-    from realign_trl.trainer import RDPOTrainer
-
     from realign_trl.eval.config import EvalConfig
+    from realign_trl.trainer import RDPOTrainer
 
     config = EvalConfig.from_training_args(args)  # None: no hallucination_eval
     if config is None:
@@ -260,7 +289,9 @@ def main_curriculum(script_args, training_args, model_args, dataset_args):
     dataset = _load_dataset(script_args, dataset_args)
     eval_dataset = dataset[script_args.dataset_test_split] if training_args.eval_strategy != "no" else None
     result = train_curriculum(
-        model_args.model_name_or_path, training_args, dataset,
+        model_args.model_name_or_path,
+        training_args,
+        dataset,
         train_split=script_args.dataset_train_split,
         eval_dataset=eval_dataset,
         quantization_config=get_quantization_config(model_args),
@@ -274,8 +305,10 @@ def main_curriculum(script_args, training_args, model_args, dataset_args):
     )
     trainer.accelerator.print("✅ Training completed.")
     trainer.save_model(training_args.output_dir)
-    trainer.accelerator.print(f"💾 Model saved to {training_args.output_dir}; per-stage metrics in "
-                              f"{training_args.output_dir}/curriculum_metrics.json.")
+    trainer.accelerator.print(
+        f"💾 Model saved to {training_args.output_dir}; per-stage metrics in "
+        f"{training_args.output_dir}/curriculum_metrics.json."
+    )
     if Version(transformers.__version__) >= Version("5.18.0"):
         trainer.end()
 

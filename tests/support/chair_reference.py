@@ -84,7 +84,7 @@ def treebank(sentence: str) -> list[str]:
         word = ""
 
     while i < len(text):
-        ch, nxt = text[i], text[i + 1: i + 2]
+        ch, nxt = text[i], text[i + 1 : i + 2]
         before = text[i - 1] if i else " "
         if ch.isspace():
             flush()
@@ -141,7 +141,7 @@ def _split_word(piece: str) -> list[str]:
     tail: list[str] = []
     for kind in CLITICS:  # at most one of each kind, as lower or upper case, after a letter that is no quote
         for clitic in kind:
-            end = piece[-len(clitic):]
+            end = piece[-len(clitic) :]
             if len(piece) > len(clitic) and end in (clitic, clitic.upper()) and piece[-len(clitic) - 1] != "'":
                 piece, tail = piece[: -len(clitic)], [end] + tail
                 break
@@ -200,5 +200,7 @@ class ReferenceChair:
             categories = self.caption_to_words(caption)[1]
             per_caption.append((len(categories), sum(c not in truth for c in categories)))
         mentions = sum(n for n, _ in per_caption)
-        return {"chair_s": sum(bad > 0 for _, bad in per_caption) / len(per_caption),
-                "chair_i": sum(bad for _, bad in per_caption) / mentions}
+        return {
+            "chair_s": sum(bad > 0 for _, bad in per_caption) / len(per_caption),
+            "chair_i": sum(bad for _, bad in per_caption) / mentions,
+        }

@@ -29,33 +29,69 @@ from __future__ import annotations
 
 # Step 2. pattern 2.6 lost three commas in these lists, so "wildebeest" + "carp", "water" + "cheese" (and, in step
 # 3, "zombie" + "bogie") were single strings there; written here as pattern 2.6 has them.
-UNCHANGED_TAILS_OF = frozenset("""
+UNCHANGED_TAILS_OF = frozenset(
+    """
     advice bread bream breeches britches butter chassis christmas clippers cod contretemps corps debris diabetes
     djinn elk eland electricity equipment flounder fruit furniture gallows garbage georgia graffiti gravel
     happiness headquarters herpes high-jinks homework information innings jackanapes ketchup knowledge love
     luggage mackerel mathematics mayonnaise measles meat mews mumps mustard news pincers pliers proceedings
     progress rabies research rice salmon sand scissors series shears software species swine swiss trout tuna
     understanding watercheese whiting wildebeestcarp bison
-""".split())
+""".split()
+)
 
 # Step 3 (pattern also lists "^pie" and "^tie", which never match a token, so "ties" is singularised to "ty").
-IE_NOUNS = tuple("""
+IE_NOUNS = tuple(
+    """
     alergie auntie beanie birdie bombie collie cookie cutie doggie eyrie freebie goonie groupie hankie hippie hoagie
     hottie indie junkie laddie laramie lingerie meanie newbie nightie oldie pixie quickie reverie rookie softie
     sortie stoolie sweetie techie toughie valkyrie veggie weenie yuppie zombiebogie
-""".split())
+""".split()
+)
 
 # Step 4, in pattern's order (the first ending found wins).
 IRREGULAR_ENDINGS = (
-    ("atlantes", "atlas"), ("atlases", "atlas"), ("axes", "axe"), ("beeves", "beef"), ("brethren", "brother"),
-    ("children", "child"), ("corpora", "corpus"), ("corpuses", "corpus"), ("ephemerides", "ephemeris"),
-    ("feet", "foot"), ("ganglia", "ganglion"), ("geese", "goose"), ("genera", "genus"), ("genii", "genie"),
-    ("graffiti", "graffito"), ("helves", "helve"), ("kine", "cow"), ("leaves", "leaf"), ("loaves", "loaf"),
-    ("men", "man"), ("mongooses", "mongoose"), ("monies", "money"), ("moves", "move"), ("mythoi", "mythos"),
-    ("numena", "numen"), ("occipita", "occiput"), ("octopodes", "octopus"), ("opera", "opus"), ("opuses", "opus"),
-    ("our", "my"), ("oxen", "ox"), ("penes", "penis"), ("penises", "penis"), ("people", "person"), ("sexes", "sex"),
-    ("soliloquies", "soliloquy"), ("teeth", "tooth"), ("testes", "testis"), ("trilbys", "trilby"),
-    ("turves", "turf"), ("zoa", "zoon"),
+    ("atlantes", "atlas"),
+    ("atlases", "atlas"),
+    ("axes", "axe"),
+    ("beeves", "beef"),
+    ("brethren", "brother"),
+    ("children", "child"),
+    ("corpora", "corpus"),
+    ("corpuses", "corpus"),
+    ("ephemerides", "ephemeris"),
+    ("feet", "foot"),
+    ("ganglia", "ganglion"),
+    ("geese", "goose"),
+    ("genera", "genus"),
+    ("genii", "genie"),
+    ("graffiti", "graffito"),
+    ("helves", "helve"),
+    ("kine", "cow"),
+    ("leaves", "leaf"),
+    ("loaves", "loaf"),
+    ("men", "man"),
+    ("mongooses", "mongoose"),
+    ("monies", "money"),
+    ("moves", "move"),
+    ("mythoi", "mythos"),
+    ("numena", "numen"),
+    ("occipita", "occiput"),
+    ("octopodes", "octopus"),
+    ("opera", "opus"),
+    ("opuses", "opus"),
+    ("our", "my"),
+    ("oxen", "ox"),
+    ("penes", "penis"),
+    ("penises", "penis"),
+    ("people", "person"),
+    ("sexes", "sex"),
+    ("soliloquies", "soliloquy"),
+    ("teeth", "tooth"),
+    ("testes", "testis"),
+    ("trilbys", "trilby"),
+    ("turves", "turf"),
+    ("zoa", "zoon"),
 )
 
 ANY = None  # the ending may be the whole token
@@ -140,7 +176,7 @@ def singular(token: str) -> str:
     for ending, before, replacement in ENDINGS:
         if before is START:
             if token.startswith(ending):
-                return replacement + token[len(ending):]
+                return replacement + token[len(ending) :]
         elif token.endswith(ending) and _fits(token[: len(token) - len(ending)], before):
             return token[: len(token) - len(ending)] + replacement
     return token

@@ -21,8 +21,9 @@ def swift(out: Path) -> dict:
     from swift.template.template_inputs import TemplateInputs
     from swift.template.vision_utils import load_image
 
-    train, _ = load_dataset([str(next(out.glob("*.jsonl")))], split_dataset_ratio=0.0, num_proc=1,
-                            load_from_cache_file=False, strict=True)
+    train, _ = load_dataset(
+        [str(next(out.glob("*.jsonl")))], split_dataset_ratio=0.0, num_proc=1, load_from_cache_file=False, strict=True
+    )
     counts = {"rows": len(train), "text_pairs": 0, "image_pairs": 0}
     path = lambda im: im["path"] if isinstance(im, dict) else im  # noqa: E731
     for row in train:
@@ -60,12 +61,14 @@ def llamafactory(out: Path) -> dict:
     [attr] = get_dataset_list([name], str(out))
     ds = _load_single_dataset(attr, model_args, data_args, training_args)  # file loading + SharegptDatasetConverter
     rows = list(ds)
-    return {"ranking": attr.ranking, "rows": len(rows),
-            "images": [len(r["_images"]) for r in rows],
-            "images_found": sum(all(Path(p).is_file() for p in r["_images"]) for r in rows),
-            "tags_match": sum(sum(m["content"].count("<image>") for m in r["_prompt"]) == len(r["_images"])
-                              for r in rows),
-            "responses": [[m["content"] for m in r["_response"]] for r in rows]}
+    return {
+        "ranking": attr.ranking,
+        "rows": len(rows),
+        "images": [len(r["_images"]) for r in rows],
+        "images_found": sum(all(Path(p).is_file() for p in r["_images"]) for r in rows),
+        "tags_match": sum(sum(m["content"].count("<image>") for m in r["_prompt"]) == len(r["_images"]) for r in rows),
+        "responses": [[m["content"] for m in r["_response"]] for r in rows],
+    }
 
 
 if __name__ == "__main__":

@@ -17,9 +17,23 @@ import os
 import tempfile
 from pathlib import Path
 
-PRELOAD = ["realign_data.cli", "realign_data.building.builder", "realign_data.building.pipeline", "realign_data.kb.knowledge_base",
-           "realign_data.testing.tiny_models", "realign_data.objects.english", "inflect", "torch", "faiss", "datasets",
-           "pyarrow.parquet", "open_clip", "trl", "realign_trl.cli", "realign_trl.scripts.dpo"]
+PRELOAD = [
+    "realign_data.cli",
+    "realign_data.building.builder",
+    "realign_data.building.pipeline",
+    "realign_data.kb.knowledge_base",
+    "realign_data.testing.tiny_models",
+    "realign_data.objects.english",
+    "inflect",
+    "torch",
+    "faiss",
+    "datasets",
+    "pyarrow.parquet",
+    "open_clip",
+    "trl",
+    "realign_trl.cli",
+    "realign_trl.scripts.dpo",
+]
 
 
 def _child(args: list[str], err: str, go) -> None:

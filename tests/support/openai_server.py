@@ -34,25 +34,53 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-SLOT_WORDS = {"[OBJECT]": "zebra", "[COLOR]": "purple", "[SIZE]": "huge", "[MATERIAL]": "wooden",
-              "[COUNT]": "seven", "[RELATION]": "far from", "[SCENE]": "desert", "[CLOTHING]": "scarf",
-              "[ATTRIBUTE]": "muddy"}
+SLOT_WORDS = {
+    "[OBJECT]": "zebra",
+    "[COLOR]": "purple",
+    "[SIZE]": "huge",
+    "[MATERIAL]": "wooden",
+    "[COUNT]": "seven",
+    "[RELATION]": "far from",
+    "[SCENE]": "desert",
+    "[CLOTHING]": "scarf",
+    "[ATTRIBUTE]": "muddy",
+}
 DEFAULT_ANSWER = "A small red apple next to a blue car on the grass."
 
 
 # what the server marks when asked to wrap visual facts (the ModelMasker prompt)
-MARK_WORDS = {"red": "color", "blue": "color", "green": "color", "yellow": "color", "white": "color",
-              "black": "color", "brown": "color", "pink": "color", "purple": "color", "gray": "color",
-              "orange": "color", "two": "count", "three": "count", "left of": "relation", "right of": "relation",
-              "next to": "relation", "above": "relation", "below": "relation"}
+MARK_WORDS = {
+    "red": "color",
+    "blue": "color",
+    "green": "color",
+    "yellow": "color",
+    "white": "color",
+    "black": "color",
+    "brown": "color",
+    "pink": "color",
+    "purple": "color",
+    "gray": "color",
+    "orange": "color",
+    "two": "count",
+    "three": "count",
+    "left of": "relation",
+    "right of": "relation",
+    "next to": "relation",
+    "above": "relation",
+    "below": "relation",
+}
 
 
 def answer_for(prompt: str) -> str:
     marking = re.search(r"wrap every word or phrase that states a visual fact.*?Text: (.*)$", prompt, re.S)
     if marking:
         pattern = r"\b(" + "|".join(sorted(map(re.escape, MARK_WORDS), key=len, reverse=True)) + r")\b"
-        return re.sub(pattern, lambda m: f"[[{MARK_WORDS[m.group(1).lower()]}:{m.group(1)}]]",
-                      marking.group(1).strip(), flags=re.IGNORECASE)
+        return re.sub(
+            pattern,
+            lambda m: f"[[{MARK_WORDS[m.group(1).lower()]}:{m.group(1)}]]",
+            marking.group(1).strip(),
+            flags=re.IGNORECASE,
+        )
     m = re.search(r"Answer with slots: (.*)$", prompt, re.S)
     if not m:
         return DEFAULT_ANSWER
@@ -63,11 +91,23 @@ def answer_for(prompt: str) -> str:
 
 
 class OpenAIServer:
-    def __init__(self, latency: float = 0.0, *, fail_first: int = 0, fail_status: int = 429,
-                 always_fail_marker: str | None = None, retry_after: str | None = None,
-                 drop_idle: bool = False, answer=None, mode: str | None = None,
-                 trickle_interval: float = 0.5, lognormal: tuple[float, float] | None = None, seed: int = 0,
-                 latency_of=None, keep_bodies: bool = False) -> None:
+    def __init__(
+        self,
+        latency: float = 0.0,
+        *,
+        fail_first: int = 0,
+        fail_status: int = 429,
+        always_fail_marker: str | None = None,
+        retry_after: str | None = None,
+        drop_idle: bool = False,
+        answer=None,
+        mode: str | None = None,
+        trickle_interval: float = 0.5,
+        lognormal: tuple[float, float] | None = None,
+        seed: int = 0,
+        latency_of=None,
+        keep_bodies: bool = False,
+    ) -> None:
         import random
 
         self.latency_of = latency_of  # prompt -> seconds: a test's own latency per prompt
@@ -113,7 +153,7 @@ class OpenAIServer:
                     return self.wfile.write(data)
                 try:
                     for i in range(len(data)):
-                        self.wfile.write(data[i:i + 1])
+                        self.wfile.write(data[i : i + 1])
                         self.wfile.flush()
                         time.sleep(server.trickle_interval)
                 except OSError:  # the client gave up
@@ -123,8 +163,15 @@ class OpenAIServer:
                 if not self.path.endswith("/stats"):
                     return self._send(404, {"error": {"message": "not found"}})
                 with server._lock:
-                    self._send(200, {"requests": server.requests, "max_in_flight": server.max_in_flight,
-                                     "images_received": server.images_received, "latencies": server.latencies})
+                    self._send(
+                        200,
+                        {
+                            "requests": server.requests,
+                            "max_in_flight": server.max_in_flight,
+                            "images_received": server.images_received,
+                            "latencies": server.latencies,
+                        },
+                    )
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
@@ -140,8 +187,9 @@ class OpenAIServer:
                     content = body["messages"][-1]["content"]
                     parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
                     prompt = "".join(p.get("text", "") for p in parts if p.get("type") == "text")
-                    has_image = any(p.get("type") == "image_url" and
-                                    p["image_url"]["url"].startswith("data:image/") for p in parts)
+                    has_image = any(
+                        p.get("type") == "image_url" and p["image_url"]["url"].startswith("data:image/") for p in parts
+                    )
                     with server._lock:
                         server.seen[prompt] += 1
                         n = server.seen[prompt]
@@ -156,15 +204,27 @@ class OpenAIServer:
                     if server.mode == "garbage":
                         return self._send_raw(200, b"<html>502 Bad Gateway</html>")
                     late = server.fail_after is not None and server.requests > server.fail_after
-                    if server.mode == "down" or late or (server.always_fail_marker and server.always_fail_marker in prompt) or n <= server.fail_first:
+                    if (
+                        server.mode == "down"
+                        or late
+                        or (server.always_fail_marker and server.always_fail_marker in prompt)
+                        or n <= server.fail_first
+                    ):
                         headers = {"Retry-After": server.retry_after} if server.retry_after else None
                         return self._send(server.fail_status, {"error": {"message": "injected failure"}}, headers)
                     text = None if server.mode == "null" else "" if server.mode == "empty" else server.answer(prompt)
-                    self._send(200, {"id": f"cmpl-{server.requests}", "object": "chat.completion",
-                                     "model": body.get("model"),
-                                     "choices": [{"index": 0, "finish_reason": "stop",
-                                                  "message": {"role": "assistant", "content": text}}]},
-                               trickle=server.mode == "trickle")
+                    self._send(
+                        200,
+                        {
+                            "id": f"cmpl-{server.requests}",
+                            "object": "chat.completion",
+                            "model": body.get("model"),
+                            "choices": [
+                                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                            ],
+                        },
+                        trickle=server.mode == "trickle",
+                    )
                 finally:
                     with server._lock:
                         server.in_flight -= 1

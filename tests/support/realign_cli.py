@@ -19,8 +19,13 @@ SCRIPT = str(Path(__file__).resolve())
 
 def command(*args, pause: float | None = None, process_group: str | None = None) -> list[str]:
     """The argv of ``realign-data ARGS`` run by this script (``pause``: seconds after each finished unit)."""
-    return [sys.executable, SCRIPT, *(["--pause-after-unit", str(pause)] if pause else []),
-            *(["--process-group", process_group] if process_group else []), *map(str, args)]
+    return [
+        sys.executable,
+        SCRIPT,
+        *(["--pause-after-unit", str(pause)] if pause else []),
+        *(["--process-group", process_group] if process_group else []),
+        *map(str, args),
+    ]
 
 
 def main(argv: list[str]) -> None:

@@ -23,11 +23,12 @@ def make_rows(n: int = 4, seed: int = 0, same_images: bool = False, size=(32, 32
     return {
         "images": [[im] for im in images],
         "rejected_images": [[im] for im in rejected_images],
-        "prompt": [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTIONS[i % 4]}]}]
-                   for i in range(n)],
+        "prompt": [
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTIONS[i % 4]}]}]
+            for i in range(n)
+        ],
         "chosen": [[{"role": "assistant", "content": [{"type": "text", "text": CHOSEN[i % 4]}]}] for i in range(n)],
-        "rejected": [[{"role": "assistant", "content": [{"type": "text", "text": REJECTED[i % 4]}]}]
-                     for i in range(n)],
+        "rejected": [[{"role": "assistant", "content": [{"type": "text", "text": REJECTED[i % 4]}]}] for i in range(n)],
     }
 
 
@@ -45,9 +46,19 @@ def tiny_args(tmp_path, **overrides):
     from realign_trl import RDPOConfig
 
     kwargs = dict(
-        output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", save_strategy="no",
-        per_device_train_batch_size=2, per_device_eval_batch_size=2, max_steps=3, learning_rate=1e-2,
-        logging_steps=1, loss_type="rdpo", max_length=None, seed=0, dataloader_num_workers=0,
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        per_device_train_batch_size=2,
+        per_device_eval_batch_size=2,
+        max_steps=3,
+        learning_rate=1e-2,
+        logging_steps=1,
+        loss_type="rdpo",
+        max_length=None,
+        seed=0,
+        dataloader_num_workers=0,
         activation_checkpointing=False,  # transformers 5's name; `gradient_checkpointing` is a deprecated alias
     )
     kwargs.update(overrides)
@@ -63,10 +74,18 @@ def load(path):
 
 
 RDPO_METRICS = [
-    "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-    "logps/chosen", "logps/rejected",
-    "rewards/visual_rejected", "rewards/visual_margins", "rewards/visual_accuracies", "logps/visual_rejected",
-    "loss/text", "loss/visual",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+    "rewards/visual_rejected",
+    "rewards/visual_margins",
+    "rewards/visual_accuracies",
+    "logps/visual_rejected",
+    "loss/text",
+    "loss/visual",
 ]
 
 
@@ -79,9 +98,12 @@ def make_trainer(model_path, tmp_path, *, dataset=None, ref=True, peft_config=No
     model, processor = load(model_path)
     ref_model = load(model_path)[0] if ref else None
     return DPOTrainer(
-        model=model, ref_model=ref_model, args=tiny_args(tmp_path, **overrides),
+        model=model,
+        ref_model=ref_model,
+        args=tiny_args(tmp_path, **overrides),
         train_dataset=dataset if dataset is not None else make_dataset(4),
-        processing_class=processor, peft_config=peft_config,
+        processing_class=processor,
+        peft_config=peft_config,
     )
 
 
@@ -93,8 +115,11 @@ def tiny_yaml_config(model_path, tmp_path):
     data.mkdir()
     make_dataset(4).to_parquet(str(data / "train.parquet"))
     config = (Path(__file__).parents[2] / "examples" / "rdpo_tiny.yaml").read_text()
-    config = (config.replace("TINY_MODEL_PATH", str(model_path)).replace("TINY_DATASET_PATH", str(data))
-              .replace("TINY_OUTPUT_DIR", str(tmp_path / "out")))
+    config = (
+        config.replace("TINY_MODEL_PATH", str(model_path))
+        .replace("TINY_DATASET_PATH", str(data))
+        .replace("TINY_OUTPUT_DIR", str(tmp_path / "out"))
+    )
     (tmp_path / "tiny.yaml").write_text(config)
     return tmp_path / "tiny.yaml"
 
@@ -109,6 +134,16 @@ def run_torchrun(script, env, nproc: int = 2, timeout: float = 300):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
-           "127.0.0.1", "--master_port", str(port), str(script)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        str(script),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)

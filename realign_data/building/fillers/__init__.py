@@ -49,10 +49,21 @@ def load_filler(kind: str, **options) -> Any:
     takes = [name for name in inspect.signature(cls).parameters if name != "self"]
     unknown = sorted(set(options) - set(takes))
     if unknown:
-        raise FillerError(f"the {kind} filler takes no option {', '.join(map(repr, unknown))}; its options: "
-                          f"{', '.join(takes) or 'none'}")
+        raise FillerError(
+            f"the {kind} filler takes no option {', '.join(map(repr, unknown))}; its options: "
+            f"{', '.join(takes) or 'none'}"
+        )
     return cls(**options)
 
 
-__all__ = ["FILLERS", "FillRequest", "FillResult", "FillerError", "VLMBackend", "clean_generation",
-           "fill_prompt", "load_filler", "unfilled_slots"]
+__all__ = [
+    "FILLERS",
+    "FillRequest",
+    "FillResult",
+    "FillerError",
+    "VLMBackend",
+    "clean_generation",
+    "fill_prompt",
+    "load_filler",
+    "unfilled_slots",
+]

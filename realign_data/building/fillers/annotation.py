@@ -50,22 +50,50 @@ from realign_data.objects.english import number_word, pluralize
 _MODIFIERS = MODIFIER_KINDS
 _VOCABULARY = {"object": vocabulary.OBJECTS, "scene": vocabulary.SCENE, "clothing": vocabulary.CLOTHING}
 _SURFACE = re.compile(r"\b(?:on|at|across|over|under|along)\s+(?:the|a|an)\s+$", re.IGNORECASE)
-_SIZE_SWAP = {"small": "large", "large": "small", "big": "small", "tiny": "huge", "huge": "tiny",
-              "little": "big", "medium": "large", "giant": "tiny", "short": "tall", "tall": "short",
-              "long": "short", "wide": "narrow", "narrow": "wide", "massive": "tiny", "miniature": "huge",
-              "medium-sized": "large", "large-sized": "small-sized", "small-sized": "large-sized"}
+_SIZE_SWAP = {
+    "small": "large",
+    "large": "small",
+    "big": "small",
+    "tiny": "huge",
+    "huge": "tiny",
+    "little": "big",
+    "medium": "large",
+    "giant": "tiny",
+    "short": "tall",
+    "tall": "short",
+    "long": "short",
+    "wide": "narrow",
+    "narrow": "wide",
+    "massive": "tiny",
+    "miniature": "huge",
+    "medium-sized": "large",
+    "large-sized": "small-sized",
+    "small-sized": "large-sized",
+}
 _BASIC_COLORS = ("red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray")
-_DISPLAY = {"sports ball": "ball", "dining table": "table", "potted plant": "plant", "tv": "TV",
-            "skis": "ski", "hair drier": "hair dryer"}
+_DISPLAY = {
+    "sports ball": "ball",
+    "dining table": "table",
+    "potted plant": "plant",
+    "tv": "TV",
+    "skis": "ski",
+    "hair drier": "hair dryer",
+}
 _MASKER = LexiconMasker()
 # a determiner right before a noun phrase: without one, a singular noun is used as a mass noun ("a table with
 # pizza"), and a countable replacement must then be a bare plural ("a table with cows") to stay grammatical
-_DETERMINER = re.compile(r"\b(a|an|the|this|that|these|those|his|her|its|their|our|my|your|one|each|every|another|"
-                         r"any|no|some|either|neither)\s+$", re.IGNORECASE)
+_DETERMINER = re.compile(
+    r"\b(a|an|the|this|that|these|those|his|her|its|their|our|my|your|one|each|every|another|"
+    r"any|no|some|either|neither)\s+$",
+    re.IGNORECASE,
+)
 # cues that an invariant noun (sheep, skis) is plural: "a group of sheep", "several skis"
-_PLURAL_CUE = re.compile(r"\b(?:(?:group|herd|flock|bunch|pair|couple|lot|lots|number|set|pile|row|rows|stack|team|"
-                         r"pack|collection|variety|plenty) of|many|several|some|few|multiple|various|these|those|"
-                         r"both|numerous)\s+$", re.IGNORECASE)
+_PLURAL_CUE = re.compile(
+    r"\b(?:(?:group|herd|flock|bunch|pair|couple|lot|lots|number|set|pile|row|rows|stack|team|"
+    r"pack|collection|variety|plenty) of|many|several|some|few|multiple|various|these|those|"
+    r"both|numerous)\s+$",
+    re.IGNORECASE,
+)
 _PLURAL_ONLY = {"scissors": "pair of scissors"}  # singular use needs a counter noun
 # a relation that places an object on/in/under its background ("on the grass", "in the sky"): kept as it is, since
 # a relation is a fact between objects ("to the left of the floor" is no description of any image)
@@ -80,7 +108,7 @@ def _groups(text: str, spans: list[Span]) -> list[list[int]]:
     cur: list[int] = []
     for i, s in enumerate(spans):
         if cur:
-            gap = text[spans[cur[-1]].end:s.start]
+            gap = text[spans[cur[-1]].end : s.start]
             joined = not re.search(r"[.,;:!?()]", gap) and len(gap.split()) <= 1
             if not (joined and spans[cur[-1]].kind in _MODIFIERS and s.kind in _MODIFIERS + NOUN_KINDS):
                 groups.append(cur)
@@ -111,9 +139,14 @@ def _reread(text: str, spans: list[Span]) -> list[Span]:
     for i, s in enumerate(spans):
         nxt = spans[i + 1] if i + 1 < len(spans) else None
         prev = out[-1] if out else None
-        if (s.kind == "color" and str(s.value) in COCO_CATEGORIES and prev is not None and prev.kind in _MODIFIERS
-                and text[prev.end:s.start].isspace() and not (nxt and nxt.kind in NOUN_KINDS
-                                                              and text[s.end:nxt.start].isspace())):
+        if (
+            s.kind == "color"
+            and str(s.value) in COCO_CATEGORIES
+            and prev is not None
+            and prev.kind in _MODIFIERS
+            and text[prev.end : s.start].isspace()
+            and not (nxt and nxt.kind in NOUN_KINDS and text[s.end : nxt.start].isspace())
+        ):
             s = Span(s.start, s.end, s.text, "object", s.value, False)
         out.append(s)
     return out
@@ -126,8 +159,12 @@ def _backgrounds(text: str, spans: list[Span], groups: list[list[int]], annotate
     for g, group in enumerate(groups):
         last = spans[group[-1]]
         coco = last.kind == "object" and str(last.value) in COCO_CATEGORIES
-        if last.kind == "scene" or (annotated is not None and coco and str(last.value) not in annotated
-                                    and _SURFACE.search(text[:spans[group[0]].start])):
+        if last.kind == "scene" or (
+            annotated is not None
+            and coco
+            and str(last.value) not in annotated
+            and _SURFACE.search(text[: spans[group[0]].start])
+        ):
             out.add(g)
     return out
 
@@ -137,7 +174,7 @@ def _against_background(text: str, spans: list[Span], groups: list[list[int]], g
     rel = spans[groups[g][-1]]
     if rel.kind != "relation" or str(rel.value) not in _SURFACE_RELATIONS or g + 1 not in backgrounds:
         return False
-    return not re.search(r"[.,;:!?()]", text[rel.end:spans[groups[g + 1][0]].start])
+    return not re.search(r"[.,;:!?()]", text[rel.end : spans[groups[g + 1][0]].start])
 
 
 def image_facts(annotations: dict | None) -> dict:
@@ -215,9 +252,12 @@ class AnnotationFiller:
         # preference: in the retrieved image and not the original, then in the retrieved image, then another object
         # of the original (a word of the answer's own world), then any other COCO category (random); a category is
         # used for one original object only when possible
-        tiers = [fresh, [c for c in present if c in original],
-                 sorted(c for c in original if c not in present) if present else [],
-                 [c for c in COCO_CATEGORIES if c not in original and c not in present]]
+        tiers = [
+            fresh,
+            [c for c in present if c in original],
+            sorted(c for c in original if c not in present) if present else [],
+            [c for c in COCO_CATEGORIES if c not in original and c not in present],
+        ]
         used: dict = {}  # original noun (COCO category, or (kind, noun)) -> its replacement
         replacement: dict = {}
         # the answer's own way of counting: "a"/"an" for one (unless it says "one"), digits if it writes digits;
@@ -256,8 +296,13 @@ class AnnotationFiller:
 
         groups = _groups(text, spans)
         backgrounds = _backgrounds(text, spans, groups, set(req.original_categories))
-        slots = list(dict.fromkeys(str(spans[gr[-1]].value) for g, gr in enumerate(groups) if g not in backgrounds
-                                   and spans[gr[-1]].kind == "object" and spans[gr[-1]].value in COCO_CATEGORIES))
+        slots = list(
+            dict.fromkeys(
+                str(spans[gr[-1]].value)
+                for g, gr in enumerate(groups)
+                if g not in backgrounds and spans[gr[-1]].kind == "object" and spans[gr[-1]].value in COCO_CATEGORIES
+            )
+        )
         picked = [new_object(v) for v in slots]
         # the new objects in the order the retrieved captions name them (then the others in the answer's order), as
         # a caption of that image would list them, unless a slot would then name its own object
@@ -268,7 +313,7 @@ class AnnotationFiller:
         for g, group in enumerate(groups):
             last = spans[group[-1]]
             if last.kind in NOUN_KINDS:
-                before_group = text[:spans[group[0]].start]
+                before_group = text[: spans[group[0]].start]
                 if g in backgrounds:  # the background: the retrieved image's, else the answer's own
                     cat = new_noun("scene", str(last.value)) if facts["nouns"]["scene"] else str(last.value)
                 elif last.kind == "object" and last.value in COCO_CATEGORIES:
@@ -276,14 +321,22 @@ class AnnotationFiller:
                 else:
                     cat = new_noun(last.kind, str(last.value))
                 noun = _DISPLAY.get(cat, cat)
-                plural = last.plural or (pluralize(str(last.value)) == str(last.value)
-                                         and bool(_PLURAL_CUE.search(before_group)))
+                plural = last.plural or (
+                    pluralize(str(last.value)) == str(last.value) and bool(_PLURAL_CUE.search(before_group))
+                )
                 has_count = any(spans[i].kind == "count" for i in group)
-                if not (plural or has_count or _DETERMINER.search(before_group) or last.kind == "scene"
-                        or g in backgrounds):
+                if not (
+                    plural or has_count or _DETERMINER.search(before_group) or last.kind == "scene" or g in backgrounds
+                ):
                     plural = True  # bare singular (mass) noun -> bare plural; scene nouns stay mass ("on grass")
-                counted_article = (counting and not has_count and g not in backgrounds and cat in counts
-                                   and counts[cat] > 1 and _ARTICLE.search(before_group))
+                counted_article = (
+                    counting
+                    and not has_count
+                    and g not in backgrounds
+                    and cat in counts
+                    and counts[cat] > 1
+                    and _ARTICLE.search(before_group)
+                )
                 if counted_article:  # "a dog" in an answer that counts: the article is the count
                     replacement["article", group[0]] = count_word(counts[cat], "")
                     plural = True
@@ -316,8 +369,7 @@ class AnnotationFiller:
                     s = spans[i]
                     if s.kind == "relation":
                         if not _against_background(text, spans, groups, g, backgrounds):  # else kept as it is
-                            replacement[i] = _case_like(self._relation(str(s.value), facts["relations"], rng),
-                                                        s.text)
+                            replacement[i] = _case_like(self._relation(str(s.value), facts["relations"], rng), s.text)
                     elif s.kind == "count":
                         n = int(s.value) + rng.choice((1, 2))
                         replacement[i] = _case_like(count_word(n, s.text), s.text)
@@ -332,16 +384,18 @@ class AnnotationFiller:
         value = str(span.value)
         if span.kind == "size":
             return _SIZE_SWAP.get(value, "large")
-        choices = {"color": _BASIC_COLORS, "material": MATERIALS, "attribute": vocabulary.ATTRIBUTES}.get(span.kind,
-                                                                                                      COLORS)
+        choices = {"color": _BASIC_COLORS, "material": MATERIALS, "attribute": vocabulary.ATTRIBUTES}.get(
+            span.kind, COLORS
+        )
         return rng.choice([c for c in choices if c != value])
 
     @staticmethod
     def _relation(value: str, seen: list[str], rng: random.Random) -> str:
         if value in vocabulary.STANDALONE_RELATIONS:
             return RELATIONS[value]
-        other = [r for r in seen if r != value and RELATIONS.get(r) is not None
-                 and r not in vocabulary.STANDALONE_RELATIONS]
+        other = [
+            r for r in seen if r != value and RELATIONS.get(r) is not None and r not in vocabulary.STANDALONE_RELATIONS
+        ]
         if other:
             return rng.choice(sorted(set(other)))
         return RELATIONS.get(value, "next to")
@@ -371,18 +425,21 @@ class AnnotationFiller:
                 pending = None
 
         for i, s in enumerate(spans):
-            before = agree_following_verb(text[pos:s.start])
+            before = agree_following_verb(text[pos : s.start])
             verb = replacement.get(("verb", i))
             if verb:
-                before = re.sub(r"\b(is|are)(\s+)((?:[Aa]n?\s+)?)$",
-                                lambda m, verb=verb: _case_like(verb, m.group(1)) + m.group(2) + m.group(3), before)
+                before = re.sub(
+                    r"\b(is|are)(\s+)((?:[Aa]n?\s+)?)$",
+                    lambda m, verb=verb: _case_like(verb, m.group(1)) + m.group(2) + m.group(3),
+                    before,
+                )
             new = replacement.get(i, s.text)
             settle(new if not before.strip() else before)
             m = _ARTICLE.search(before)
             if m and replacement.get(("article", i)):  # "a dog" -> "three cats": the article was the count
-                before = before[:m.start(1)] + _case_like(replacement["article", i], m.group(1)) + m.group(2)
+                before = before[: m.start(1)] + _case_like(replacement["article", i], m.group(1)) + m.group(2)
             elif m:  # fix the article right before a filled slot
-                before = before[:m.start(1)] + _case_like(_indefinite(new), m.group(1)) + m.group(2)
+                before = before[: m.start(1)] + _case_like(_indefinite(new), m.group(1)) + m.group(2)
             out += [before, new]
             if replacement.get(("indefinite", i)):
                 pending = len(out) - 1

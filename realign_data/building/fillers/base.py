@@ -61,8 +61,7 @@ def unfilled_slots(text: Optional[str]) -> list[str]:
 
 def fill_prompt(req: FillRequest) -> str:
     kinds = [MASK_TOKENS[k] for k in MASK_TOKENS if MASK_TOKENS[k] in req.masked.masked]
-    return FILL_PROMPT.format(slots=", ".join(kinds) or "none", instruction=req.instruction,
-                              masked=req.masked.masked)
+    return FILL_PROMPT.format(slots=", ".join(kinds) or "none", instruction=req.instruction, masked=req.masked.masked)
 
 
 _PREFIX = re.compile(r"^\s*(?:assistant\s*:|answer\s*:|completed answer\s*:)\s*", re.IGNORECASE)
@@ -94,8 +93,9 @@ class VLMBackend:
         for i, res in enumerate(results):
             left = unfilled_slots(res.text) if res.ok else []
             if left:
-                results[i] = FillResult(None, error=f"fill left slots unfilled: {' '.join(left)}",
-                                        attempts=res.attempts, meta=res.meta)
+                results[i] = FillResult(
+                    None, error=f"fill left slots unfilled: {' '.join(left)}", attempts=res.attempts, meta=res.meta
+                )
         return results
 
     def complete_text(self, prompts: list[str]) -> list[str]:

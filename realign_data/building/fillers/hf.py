@@ -29,9 +29,20 @@ class TransformersFiller(VLMBackend):
 
     name = "transformers"
 
-    def __init__(self, model: Optional[str] = None, *, batch_size: int = 8, max_new_tokens: int = 128,
-                 do_sample: bool = False, temperature: float = 1.0, device: str = "auto", dtype: str = "auto",
-                 device_map: Optional[str] = None, trust_remote_code: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        model: Optional[str] = None,
+        *,
+        batch_size: int = 8,
+        max_new_tokens: int = 128,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        device: str = "auto",
+        dtype: str = "auto",
+        device_map: Optional[str] = None,
+        trust_remote_code: bool = False,
+        seed: int = 0,
+    ) -> None:
         from realign_data.runtime.devices import DeviceError, placement
 
         if not model:
@@ -48,10 +59,12 @@ class TransformersFiller(VLMBackend):
 
             self.processor = AutoProcessor.from_pretrained(self.model_name, trust_remote_code=trust_remote_code)
             self.model = AutoModelForImageTextToText.from_pretrained(
-                self.model_name, trust_remote_code=trust_remote_code, **where).eval()
+                self.model_name, trust_remote_code=trust_remote_code, **where
+            ).eval()
         except Exception as e:
-            raise FillerError(f"cannot load VLM {self.model_name!r} ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from e
+            raise FillerError(
+                f"cannot load VLM {self.model_name!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            ) from e
         tok = getattr(self.processor, "tokenizer", None)
         if tok is not None:
             tok.padding_side = "left"  # decoder-only batched generation
@@ -59,7 +72,7 @@ class TransformersFiller(VLMBackend):
     def generate(self, items: list[tuple[str, Any, Any]]) -> list[FillResult]:
         results: list[FillResult] = []
         for start in range(0, len(items), self.batch_size):
-            batch = items[start:start + self.batch_size]
+            batch = items[start : start + self.batch_size]
             try:
                 results += self._generate_batch(batch)
             except Exception as e:  # noqa: BLE001 - record per item, keep going
@@ -86,13 +99,19 @@ class TransformersFiller(VLMBackend):
             torch.manual_seed(self.seed)
         with torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
-        new = out[:, inputs["input_ids"].shape[1]:]
+        new = out[:, inputs["input_ids"].shape[1] :]
         decoded = self.processor.batch_decode(new, skip_special_tokens=True)
         return [FillResult(clean_generation(t)) for t in decoded]
 
     def describe(self) -> dict:
-        return {"filler": self.name, "model": self.model_name, "max_new_tokens": self.max_new_tokens,
-                "do_sample": self.do_sample, "batch_size": self.batch_size, "dtype": self.dtype}
+        return {
+            "filler": self.name,
+            "model": self.model_name,
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "batch_size": self.batch_size,
+            "dtype": self.dtype,
+        }
 
     def close(self) -> None:
         self.model = None

@@ -57,8 +57,9 @@ def image_data_url(load_image=None, image_bytes=None) -> str:
     """``data:image/...;base64,...`` of the file bytes as they are (JPEG/PNG), else the image as PNG."""
     data = image_bytes() if image_bytes is not None else None
     if data:
-        mime = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else \
-            "image/webp" if data[8:12] == b"WEBP" else "image/jpeg"
+        mime = (
+            "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/webp" if data[8:12] == b"WEBP" else "image/jpeg"
+        )
     else:
         buf = io.BytesIO()
         load_image().convert("RGB").save(buf, format="PNG")
@@ -106,10 +107,21 @@ class OpenAIFiller(VLMBackend):
 
     name = "openai"
 
-    def __init__(self, model: Optional[str] = None, *, base_url: Optional[str] = None,
-                 api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16, max_retries: int = 5,
-                 timeout: float = 60.0, backoff: float = 0.5, max_backoff: float = 20.0, max_tokens: int = 256,
-                 temperature: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        model: Optional[str] = None,
+        *,
+        base_url: Optional[str] = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 16,
+        max_retries: int = 5,
+        timeout: float = 60.0,
+        backoff: float = 0.5,
+        max_backoff: float = 20.0,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         import httpx
 
         if not model:
@@ -133,12 +145,14 @@ class OpenAIFiller(VLMBackend):
         self._secrets = [s for s in (key, userinfo, *userinfo.split(":")) if s and len(s) >= 4]
         # httpx writes headers and body separately: without TCP_NODELAY, Nagle's algorithm and the server's
         # delayed ACK hold the body back ~40 ms per request (measured: 0.78 -> 0.98 of ideal throughput)
-        transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-                                        limits=httpx.Limits(max_connections=concurrency,
-                                                            max_keepalive_connections=concurrency))
+        transport = httpx.HTTPTransport(
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
         root, _, query = self.base_url.split("#", 1)[0].partition("?")  # a query (?api-version=...) goes on each call
-        self._client = httpx.Client(base_url=root.rstrip("/") + "/", params=query or None, headers=headers,
-                                    timeout=timeout, transport=transport)
+        self._client = httpx.Client(
+            base_url=root.rstrip("/") + "/", params=query or None, headers=headers, timeout=timeout, transport=transport
+        )
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="realign-openai")
 
     # ------------------------------------------------------------------------------------------ HTTP
@@ -150,8 +164,13 @@ class OpenAIFiller(VLMBackend):
         if load_image is not None or image_bytes is not None:
             content.append({"type": "image_url", "image_url": {"url": image_data_url(load_image, image_bytes)}})
         content.append({"type": "text", "text": prompt})
-        return {"model": self.model, "messages": [{"role": "user", "content": content}],
-                "max_tokens": max_tokens or self.max_tokens, "temperature": self.temperature, "seed": self.seed}
+        return {
+            "model": self.model,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": max_tokens or self.max_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        }
 
     def _attempt(self, body: dict) -> str:
         """One POST, over by ``timeout`` seconds whatever the server does: the answer text, or
@@ -219,19 +238,28 @@ class OpenAIFiller(VLMBackend):
             body = self._body(*item)
         except Exception as e:  # noqa: BLE001 - unreadable image etc.
             return FillResult(None, error=f"request not built: {type(e).__name__}: {e}", attempts=0)
-        retrying = Retrying(stop=stop_after_attempt(self.max_retries + 1), wait=self._wait, reraise=True,
-                            retry=retry_if_exception_type(_Retryable))
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            reraise=True,
+            retry=retry_if_exception_type(_Retryable),
+        )
         try:
             text = retrying(self._attempt, body)
         except _Retryable as e:
             n = retrying.statistics["attempt_number"]
             return FillResult(None, error=scrub(f"{e} after {n} attempts", self._secrets), attempts=n, transient=True)
         except _Failed as e:  # the service refused or garbled it: a later run (fixed key, server back) may succeed
-            return FillResult(None, error=scrub(str(e), self._secrets), attempts=retrying.statistics["attempt_number"],
-                              transient=True)
+            return FillResult(
+                None, error=scrub(str(e), self._secrets), attempts=retrying.statistics["attempt_number"], transient=True
+            )
         except Exception as e:  # noqa: BLE001 - whatever a server does, the build goes on; a re-run retries it
-            return FillResult(None, error=scrub(f"unexpected: {type(e).__name__}: {e}", self._secrets),
-                              attempts=retrying.statistics.get("attempt_number", 1), transient=True)
+            return FillResult(
+                None,
+                error=scrub(f"unexpected: {type(e).__name__}: {e}", self._secrets),
+                attempts=retrying.statistics.get("attempt_number", 1),
+                transient=True,
+            )
         return FillResult(text, attempts=retrying.statistics["attempt_number"])
 
     def generate(self, items: list[tuple[str, Any, Any]]) -> list[FillResult]:
@@ -261,10 +289,18 @@ class OpenAIFiller(VLMBackend):
     def describe(self) -> dict:
         """Provenance (written to the report): credentials in the URL redacted, the key's variable and whether it
         was set, never its value."""
-        return {"filler": self.name, "model": self.model, "base_url": redact_url(self.base_url),
-                "api_key_env": self.api_key_env, "api_key_set": self.api_key_set,
-                "concurrency": self.concurrency, "max_retries": self.max_retries, "max_tokens": self.max_tokens,
-                "temperature": self.temperature, "request_timeout": self.timeout}
+        return {
+            "filler": self.name,
+            "model": self.model,
+            "base_url": redact_url(self.base_url),
+            "api_key_env": self.api_key_env,
+            "api_key_set": self.api_key_set,
+            "concurrency": self.concurrency,
+            "max_retries": self.max_retries,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "request_timeout": self.timeout,
+        }
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

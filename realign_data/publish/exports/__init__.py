@@ -56,8 +56,16 @@ class ExportResult:
         return d
 
 
-def export(dataset, to: str, out: str | os.PathLike, *, split: str = "train", name: str = "realign",
-           overwrite: bool = False, progress: bool = False) -> ExportResult:
+def export(
+    dataset,
+    to: str,
+    out: str | os.PathLike,
+    *,
+    split: str = "train",
+    name: str = "realign",
+    overwrite: bool = False,
+    progress: bool = False,
+) -> ExportResult:
     """Write ``dataset`` (a build directory, a ``save_to_disk`` folder, or a ``datasets.Dataset`` with the build's
     columns) in the layout of ``to`` (one of :data:`FORMATS`) into the folder ``out``.
 
@@ -67,13 +75,17 @@ def export(dataset, to: str, out: str | os.PathLike, *, split: str = "train", na
     if to not in WRITERS:
         raise ExportError(f"unknown export format {to!r}; valid formats: {', '.join(FORMATS)}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name or ""):
-        raise ExportError(f"--name {name!r} is not a plain file name: use letters, digits, '.', '-' and '_', "
-                          f"starting with a letter or digit")
+        raise ExportError(
+            f"--name {name!r} is not a plain file name: use letters, digits, '.', '-' and '_', "
+            f"starting with a letter or digit"
+        )
     ds, source = _open(dataset, split)
     missing = [c for c in NEEDS[to] if c not in ds.column_names]
     if missing:
-        raise ExportError(f"{source} has no {', '.join(missing)} column{'s' if len(missing) > 1 else ''}; "
-                          f"--to {to} needs {', '.join(NEEDS[to])} (the columns of a realign build)")
+        raise ExportError(
+            f"{source} has no {', '.join(missing)} column{'s' if len(missing) > 1 else ''}; "
+            f"--to {to} needs {', '.join(NEEDS[to])} (the columns of a realign build)"
+        )
     out = Path(out).expanduser()
     _check_out(out, source, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -103,8 +115,10 @@ def _open(dataset, split: str):
     path = Path(dataset).expanduser()
     folder = dataset_dir(path)
     if folder is None:
-        raise ExportError(f"{path} holds no realign build (no save_to_disk dataset or data/*.parquet); give the "
-                          f"--out folder of `realign-data build` or `demo`")
+        raise ExportError(
+            f"{path} holds no realign build (no save_to_disk dataset or data/*.parquet); give the "
+            f"--out folder of `realign-data build` or `demo`"
+        )
     try:
         return load_built(folder, split), str(folder)
     except BuildError as e:
@@ -115,7 +129,9 @@ def _check_out(out: Path, source: str, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} is a file; give a folder for the export")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"--out {out} exists and is not empty; pass --overwrite to replace it, or choose a new folder")
+        raise ExportError(
+            f"--out {out} exists and is not empty; pass --overwrite to replace it, or choose a new folder"
+        )
     if source != "the dataset":
         src, dst = Path(source).resolve(), out.resolve()
         if dst == src or dst in src.parents or src in dst.parents:
@@ -145,9 +161,11 @@ def _write(ds, to: str, stage: Path, name: str, split: str, progress: bool) -> E
     notes = []
     if to in ("llamafactory", "rlaif-v"):
         shared = "one image list" if to == "llamafactory" else "one image"
-        notes.append(f"{TRAINERS[to]} gives chosen and rejected {shared}, so this export holds only the text "
-                     f"pair: {writer.rows} rows, one per pair; {writer.image_pairs_left_out} image-rejected pairs "
-                     f"(rejected_images) are left out (--to swift or --to realign-json keeps them)")
+        notes.append(
+            f"{TRAINERS[to]} gives chosen and rejected {shared}, so this export holds only the text "
+            f"pair: {writer.rows} rows, one per pair; {writer.image_pairs_left_out} image-rejected pairs "
+            f"(rejected_images) are left out (--to swift or --to realign-json keeps them)"
+        )
     return ExportResult(to, stage, pairs, writer.rows, len(store), files, notes)
 
 

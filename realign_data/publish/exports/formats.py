@@ -30,8 +30,12 @@ from typing import Callable, Iterable
 from realign_data.runtime.atomic import atomic_path, atomic_write_json
 
 IMAGE_TAG = "<image>"
-TRAINERS = {"llamafactory": "LLaMA-Factory", "swift": "ms-swift", "realign-json": "Re-Align's train_rdpo.py",
-            "rlaif-v": "RLAIF-V"}
+TRAINERS = {
+    "llamafactory": "LLaMA-Factory",
+    "swift": "ms-swift",
+    "realign-json": "Re-Align's train_rdpo.py",
+    "rlaif-v": "RLAIF-V",
+}
 # columns each format reads; every format writes the text pair, swift and realign-json also the image pair
 NEEDS = {
     "llamafactory": ("images", "prompt", "chosen", "rejected"),
@@ -130,8 +134,9 @@ class Writer:
         self.image_pairs_left_out = 0
 
     def _images(self, row: dict, column: str) -> list[str]:
-        return [self.store.add(v, f"row {row.get('id')!r} {column}[{i}]")[0]
-                for i, v in enumerate(row.get(column) or [])]
+        return [
+            self.store.add(v, f"row {row.get('id')!r} {column}[{i}]")[0] for i, v in enumerate(row.get(column) or [])
+        ]
 
     def add(self, row: dict) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -153,16 +158,25 @@ class LlamaFactory(Writer):
         images = self._images(row, "images")
         role = {"user": "human", "assistant": "gpt", "system": "system"}
         turns = [{"from": role.get(r, r), "value": t} for r, t in prompt_turns(row["prompt"], len(images))]
-        self.out.add({"conversations": turns, "chosen": {"from": "gpt", "value": answer(row["chosen"])},
-                      "rejected": {"from": "gpt", "value": answer(row["rejected"])}, "images": images})
+        self.out.add(
+            {
+                "conversations": turns,
+                "chosen": {"from": "gpt", "value": answer(row["chosen"])},
+                "rejected": {"from": "gpt", "value": answer(row["rejected"])},
+                "images": images,
+            }
+        )
         self.rows += 1
         self.image_pairs_left_out += 1 if row.get("rejected_images") else 0
 
     def close(self):
         self.out.close()
-        entry = {"file_name": self.file, "formatting": "sharegpt", "ranking": True,
-                 "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected",
-                             "images": "images"}}
+        entry = {
+            "file_name": self.file,
+            "formatting": "sharegpt",
+            "ranking": True,
+            "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "images": "images"},
+        }
         atomic_write_json(self.root / "dataset_info.json", {self.name: entry})
         return [self.file, "dataset_info.json"]
 
@@ -184,8 +198,14 @@ class Swift(Writer):
         # Every row has the same four keys: a JSONL where some rows have ``rejected_response`` and others not
         # gets ``null`` in the others when read, which ms-swift's check refuses (strict) or drops (its default).
         self.out.add({"messages": chosen, "images": images, "rejected_messages": rejected, "rejected_images": images})
-        self.out.add({"messages": chosen, "images": images, "rejected_messages": chosen,
-                      "rejected_images": self._images(row, "rejected_images")})
+        self.out.add(
+            {
+                "messages": chosen,
+                "images": images,
+                "rejected_messages": chosen,
+                "rejected_images": self._images(row, "rejected_images"),
+            }
+        )
         self.rows += 2
 
     def close(self):
@@ -206,16 +226,24 @@ class RealignJson(Writer):
     def _one(self, row, column) -> str:
         paths = self._images(row, column)
         if len(paths) != 1:
-            raise ValueError(f"row {row.get('id')!r} has {len(paths)} {column}; Re-Align's train_rdpo.py reads "
-                             f"one image and one retrieved image per row")
-        return paths[0][len(IMAGE_FOLDER) + 1:]  # relative to --image_folder
+            raise ValueError(
+                f"row {row.get('id')!r} has {len(paths)} {column}; Re-Align's train_rdpo.py reads "
+                f"one image and one retrieved image per row"
+            )
+        return paths[0][len(IMAGE_FOLDER) + 1 :]  # relative to --image_folder
 
     def add(self, row):
         image, retrieved = self._one(row, "images"), self._one(row, "rejected_images")
         user = {"role": "user", "content": f"{IMAGE_TAG}\n{question(row['prompt'])}"}
-        self.out.add({"id": row.get("id") or str(self.rows), "image": image, "retrieved_image": retrieved,
-                      "chosen": [user, {"role": "assistant", "content": answer(row["chosen"])}],
-                      "rejected": [user, {"role": "assistant", "content": answer(row["rejected"])}]})
+        self.out.add(
+            {
+                "id": row.get("id") or str(self.rows),
+                "image": image,
+                "retrieved_image": retrieved,
+                "chosen": [user, {"role": "assistant", "content": answer(row["chosen"])}],
+                "rejected": [user, {"role": "assistant", "content": answer(row["rejected"])}],
+            }
+        )
         self.rows += 1
 
     def close(self):
@@ -238,19 +266,38 @@ class RlaifV(Writer):
     def features():
         from datasets import Features, Image, Value
 
-        return Features({"ds_name": Value("string"), "image": Image(), "question": Value("string"),
-                         "chosen": Value("string"), "rejected": Value("string"), "origin_dataset": Value("string"),
-                         "origin_split": Value("string"), "idx": Value("string"), "image_path": Value("string")})
+        return Features(
+            {
+                "ds_name": Value("string"),
+                "image": Image(),
+                "question": Value("string"),
+                "chosen": Value("string"),
+                "rejected": Value("string"),
+                "origin_dataset": Value("string"),
+                "origin_split": Value("string"),
+                "idx": Value("string"),
+                "image_path": Value("string"),
+            }
+        )
 
     def add(self, row):
         images = row.get("images") or []
         if len(images) != 1:
             raise ValueError(f"row {row.get('id')!r} has {len(images)} images; RLAIF-V's layout holds one")
         path, data = self.store.add(images[0], f"row {row.get('id')!r} images[0]")
-        self.batch.append({"ds_name": self.name, "image": {"bytes": data, "path": path}, "question": question(row["prompt"]),
-                           "chosen": answer(row["chosen"]), "rejected": answer(row["rejected"]),
-                           "origin_dataset": self.name, "origin_split": json.dumps(self.split),
-                           "idx": str(row.get("id") or self.rows), "image_path": path})
+        self.batch.append(
+            {
+                "ds_name": self.name,
+                "image": {"bytes": data, "path": path},
+                "question": question(row["prompt"]),
+                "chosen": answer(row["chosen"]),
+                "rejected": answer(row["rejected"]),
+                "origin_dataset": self.name,
+                "origin_split": json.dumps(self.split),
+                "idx": str(row.get("id") or self.rows),
+                "image_path": path,
+            }
+        )
         self.rows += 1
         self.image_pairs_left_out += 1 if row.get("rejected_images") else 0
         if len(self.batch) >= PARQUET_ROWS_PER_FILE:
@@ -275,8 +322,12 @@ class RlaifV(Writer):
         return list(self.files)
 
 
-WRITERS: dict[str, Callable[..., Writer]] = {"llamafactory": LlamaFactory, "swift": Swift,
-                                              "realign-json": RealignJson, "rlaif-v": RlaifV}
+WRITERS: dict[str, Callable[..., Writer]] = {
+    "llamafactory": LlamaFactory,
+    "swift": Swift,
+    "realign-json": RealignJson,
+    "rlaif-v": RlaifV,
+}
 
 
 def image_folder(fmt: str) -> str:

@@ -16,8 +16,13 @@ from pathlib import Path
 
 from realign_data.runtime.atomic import atomic_write_bytes
 
-_MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
-          (b"BM", "bmp"))
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+)
 
 
 def image_extension(data: bytes) -> str | None:
@@ -72,7 +77,11 @@ class ImageStore:
         digest = hashlib.sha256(data).hexdigest()
         name = self.names.get(digest)
         if name is None:
-            name = f"{self.folder}/{digest}.{image_extension(data)}" if self.folder else f"{digest}.{image_extension(data)}"
+            name = (
+                f"{self.folder}/{digest}.{image_extension(data)}"
+                if self.folder
+                else f"{digest}.{image_extension(data)}"
+            )
             if self.write:
                 path = self.root / name
                 path.parent.mkdir(parents=True, exist_ok=True)
