@@ -177,18 +177,3 @@ def test_hallucination_callback_evaluates_every_n_steps_and_once_at_the_end():
     state.global_step = 3
     only_end.on_train_end(None, state, TrainerControl())
     assert [h["step"] for h in only_end.history] == [3]
-
-
-def test_importing_the_trainer_module_first_is_not_circular_and_patches():
-    """`from realign_trl.trainer import ...` as a program's first import used to fail with a circular ImportError
-    (the module loads TRL's trainer, whose import hook imported the half-loaded module back)."""
-    import subprocess
-    import sys
-
-    code = (
-        "from realign_trl.trainer import validate_rdpo_dataset; import trl; "
-        "print(trl.DPOTrainer._compute_loss.__module__)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "realign_trl.trainer"
