@@ -47,7 +47,8 @@ def sft_rows(train_root: Path, sizes, seed: int) -> list[dict]:
 def build_base_model(out: Path, train_root: Path, sizes, seed: int, clip_dir: Path | None = None) -> Path:
     """The tiny LLaVA before SFT, its tokenizer trained with the world's caption words. With ``clip_dir`` (and
     ``sizes.vision_init == "encoder"``) its vision tower is the retrieval encoder's trained one, as a real LLaVA's
-    is a pretrained CLIP's; otherwise random."""
+    is a pretrained CLIP's; otherwise random. With ``sizes.tie_embeddings`` its input and output embeddings are
+    one matrix."""
     from realign_data.kb.corpus import CocoAnnotations
     from realign_data.testing.tiny_models import build_tiny_llava
 
@@ -63,13 +64,27 @@ def build_base_model(out: Path, train_root: Path, sizes, seed: int, clip_dir: Pa
         vision_layers=sizes.vision_layers,
         extra_text=[" ".join(words)] * 4,
     )
-    if clip_dir is not None and sizes.vision_init == "encoder":
+    from_clip = clip_dir is not None and sizes.vision_init == "encoder"
+    if from_clip or sizes.tie_embeddings:
         from transformers import AutoModelForImageTextToText
 
         model = AutoModelForImageTextToText.from_pretrained(out)
-        vision_tower_from_clip(model, clip_dir)
+        if from_clip:
+            vision_tower_from_clip(model, clip_dir)
+        if sizes.tie_embeddings:
+            tie_embeddings(model)
         model.save_pretrained(out)
     return out
+
+
+def tie_embeddings(model) -> None:
+    """Make the language model's output layer the input embedding matrix (as GPT-2 and Gemma do), recorded in the
+    config so that save and load keep the tie (and TRL's reference copy has it too)."""
+    model.config.tie_word_embeddings = True
+    model.config.text_config.tie_word_embeddings = True
+    model.tie_weights()
+    if model.lm_head.weight.data_ptr() != model.get_input_embeddings().weight.data_ptr():
+        raise RuntimeError("transformers did not tie the embeddings of this model")
 
 
 def vision_tower_from_clip(model, clip_dir: Path) -> None:

@@ -25,7 +25,10 @@ class Sizes:
     vision_hidden_size: int = 64
     vision_layers: int = 2
     vision_init: str = "encoder"  # the base model's vision tower: the trained retrieval encoder's, or "random"
-    sft_steps: int = 1500
+    # the language model's input and output embeddings share one matrix: without it the model never links a word
+    # it reads (the object in a yes/no question) to what captions taught it to write for an image (EVIDENCE.md, POPE)
+    tie_embeddings: bool = True
+    sft_steps: int = 4000
     sft_batch: int = 16
     sft_lr: float = 1e-3
     yes_no_per_image: int = 4
@@ -78,5 +81,17 @@ def with_overrides(sizes: Sizes, overrides: dict) -> Sizes:
     for name, value in overrides.items():
         if name not in current:
             raise ValueError(f"unknown size {name!r}; known: {', '.join(current)}")
-        typed[name] = type(current[name])(value)
+        typed[name] = _cast(name, value, type(current[name]))
     return replace(sizes, **typed)
+
+
+def _cast(name: str, value: str, kind: type):
+    if kind is bool:  # bool("false") is True: read the words
+        words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        if str(value).lower() not in words:
+            raise ValueError(f"{name} takes true or false, not {value!r}")
+        return words[str(value).lower()]
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{name} takes a {kind.__name__}, not {value!r}") from None

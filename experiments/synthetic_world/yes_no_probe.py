@@ -64,6 +64,9 @@ def main(
         "image size): the base model's vision tower starts from it, as in the study.",
     ),
     eval_every: int = typer.Option(250, help="Held-out accuracy every this many steps."),
+    freeze_vision: bool = typer.Option(
+        False, help="Keep the vision tower frozen, as LLaVA's training does (only the projector and LM learn)."
+    ),
 ) -> None:
     import torch
     from PIL import Image
@@ -99,6 +102,8 @@ def main(
     held, rows = rows[:256], rows[256:]
     held_images = {r["image"] for r in held}
     caption_rows = [r for r in every if r["answer"] not in ("Yes.", "No.") and r["image"] not in held_images]
+    if freeze_vision:
+        model.model.vision_tower.requires_grad_(False)
     if tie:
         model.lm_head.weight = model.get_input_embeddings().weight
     if features == "oracle":
@@ -142,7 +147,7 @@ def main(
         model.train()
         return right / len(held)
 
-    optim = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / 100) * max(0.0, 1 - s / steps))
     start = time.time()
     for step in range(1, steps + 1):
