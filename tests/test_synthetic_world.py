@@ -147,3 +147,25 @@ def test_a_lever_sweep_reuses_every_stage_before_the_arms(smoke, tmp_path):
     assert _run(tmp_path / "none", "--reuse", str(tmp_path / "nowhere")).returncode == 2
     wrong_arm = _run(tmp_path / "arm", "--arms", "rdpo,ppo")
     assert wrong_arm.returncode == 2 and "--arms takes names from" in wrong_arm.stderr
+
+
+def test_the_base_model_keeps_its_embeddings_tied_through_sft_and_preference_training(smoke):
+    """The study's yes/no fix (EVIDENCE.md, POPE) is the tie: it must survive TRL's save and the arms' training."""
+    from transformers import AutoModelForImageTextToText
+
+    out, _ = smoke
+    for path in (out / "seed-0" / "sft" / "model", out / "seed-0" / "arms" / "rdpo" / "model"):
+        model = AutoModelForImageTextToText.from_pretrained(path)
+        assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr(), path
+
+
+def test_set_reads_booleans_and_names_a_bad_value():
+    sys.path.insert(0, str(STUDY))
+    from study_sizes import FULL, with_overrides
+
+    assert with_overrides(FULL, {"tie_embeddings": "false"}).tie_embeddings is False
+    assert with_overrides(FULL, {"tie_embeddings": "True"}).tie_embeddings is True
+    with pytest.raises(ValueError, match="tie_embeddings takes true or false, not 'maybe'"):
+        with_overrides(FULL, {"tie_embeddings": "maybe"})
+    with pytest.raises(ValueError, match=r"sft_steps takes a number \(int\), not 'many'"):
+        with_overrides(FULL, {"sft_steps": "many"})

@@ -94,4 +94,4 @@ def _cast(name: str, value: str, kind: type):
     try:
         return kind(value)
     except ValueError:
-        raise ValueError(f"{name} takes a {kind.__name__}, not {value!r}") from None
+        raise ValueError(f"{name} takes a number ({kind.__name__}), not {value!r}") from None
