@@ -9,6 +9,8 @@ reports held-out accuracy on 256 training-world questions every 250 steps. Lever
     python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --features words       # objects as words
     python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --captions [--tie]     # with the captions
     python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --clip-dir RUN/seed-0/clip  # trained tower
+    python experiments/synthetic_world/yes_no_probe.py --out /tmp/ynp --seed 1 --start RUN/seed-1/sft/model \
+        --captions --save /tmp/more  # more verdict weight after the study's SFT (then: eval_model.py /tmp/more RUN/seed-1)
 
 ``--features words`` is the control: no image, the image's objects as words before the question; if that learns
 and the image does not, the language model can look a word up among words but not among image tokens.
@@ -64,6 +66,12 @@ def main(
         "image size): the base model's vision tower starts from it, as in the study.",
     ),
     eval_every: int = typer.Option(250, help="Held-out accuracy every this many steps."),
+    start: Path = typer.Option(
+        None,
+        help="Continue from a finished model (a run's seed-N/sft/model, same seed) instead of a fresh base: does "
+        "more verdict weight finish what the study's SFT started? Its accuracy before training is printed first.",
+    ),
+    save: Path = typer.Option(None, help="Save the trained model (and processor) here, for the study's evaluation."),
     freeze_vision: bool = typer.Option(
         False, help="Keep the vision tower frozen, as LLaVA's training does (only the projector and LM learn)."
     ),
@@ -90,7 +98,9 @@ def main(
     base = (
         out / f"base-{image_size}-{hidden_size}-{num_layers}-{vision_hidden_size}-{seed}{'-clip' if clip_dir else ''}"
     )
-    if not (base / "config.json").exists():
+    if start is not None:
+        base = start
+    elif not (base / "config.json").exists():
         build_base_model(base, train, sizes, seed, clip_dir)
     processor = AutoProcessor.from_pretrained(base)
     model = AutoModelForImageTextToText.from_pretrained(base)
@@ -149,7 +159,9 @@ def main(
 
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / 100) * max(0.0, 1 - s / steps))
-    start = time.time()
+    if start is not None:
+        print(f"step 0: held-out accuracy {accuracy():.3f}", flush=True)
+    began = time.time()
     for step in range(1, steps + 1):
         inputs, target = batch_of(random.Random(step).sample(rows, batch))
         loss = torch.nn.functional.cross_entropy(model(**inputs).logits[:, -1], target)
@@ -163,9 +175,12 @@ def main(
         if step % eval_every == 0 or step == steps:
             print(
                 f"step {step}: loss {loss.item():.3f}, held-out accuracy {accuracy():.3f} "
-                f"({time.time() - start:.0f} s)",
+                f"({time.time() - began:.0f} s)",
                 flush=True,
             )
+    if save is not None:
+        model.save_pretrained(save)
+        processor.save_pretrained(save)
 
 
 def caption_loss(model, processor, rows, images):
