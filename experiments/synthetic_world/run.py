@@ -5,7 +5,7 @@
     python experiments/synthetic_world/run.py --seeds 3 --out lever/ --reuse results/ --set beta=0.5  # arms only
 
 Per seed, cached and resumable stage by stage (a killed run picks up at the unfinished stage): world -> tiny
-open_clip trained contrastively + knowledge base -> SFT of a tiny LLaVA -> two realign-data builds from training
+open_clip trained contrastively + knowledge base -> SFT of a tiny LLaVA (TRL's SFT, then the verdict phase) -> two realign-data builds from training
 images -> four preference arms -> POPE + CHAIR on held-out images. Then the invariants, ``tables.md``,
 ``results.json`` and ``figure.png`` in ``--out``. See docs/synthetic_world.md.
 """
@@ -30,7 +30,7 @@ logger = logging.getLogger("synthetic_world")
 RESULTS, TABLES, FIGURE, SIZES_FILE = "results.json", "tables.md", "figure.png", "sizes.json"
 CURVES = "sft_curve.png"
 # the stages before the arms, with the SFT model's evaluations: what --reuse links
-UPSTREAM = ("world", "clip", "sft", "prefs", "eval/sft", "eval/sft_training_questions")
+UPSTREAM = ("world", "clip", "sft", "sft_verdict", "prefs", "eval/sft", "eval/sft_training_questions")
 
 
 def setup_logging() -> None:
@@ -49,6 +49,7 @@ def run_seed(out: Path, sizes: Sizes, seed: int, threads: int = 0, arms: Optiona
     from study_report import check_invariants
     from study_sft import train_sft
     from study_stages import stage
+    from study_verdict import train_verdict
     from study_world import corpus_roots, make_world
 
     if threads:  # a --jobs worker process
@@ -73,6 +74,14 @@ def run_seed(out: Path, sizes: Sizes, seed: int, threads: int = 0, arms: Optiona
     record["sft"] = stage(
         root / "sft", f"seed {seed} SFT", lambda d: train_sft(d, train_root, sizes, seed, root / "clip")
     )
+    sft_model = str(root / "sft" / "model")
+    if sizes.verdict_steps:
+        record["sft_verdict"] = stage(
+            root / "sft_verdict",
+            f"seed {seed} SFT verdict phase",
+            lambda d: train_verdict(d, str(root / "sft" / "model"), train_root, sizes, seed),
+        )
+        sft_model = str(root / "sft_verdict" / "model")
     suite = None
 
     def evaluated(arm: str, model: str) -> dict:
@@ -83,7 +92,6 @@ def run_seed(out: Path, sizes: Sizes, seed: int, threads: int = 0, arms: Optiona
 
         return stage(root / "eval" / arm, f"seed {seed} eval {arm}", work)
 
-    sft_model = str(root / "sft" / "model")
     record["eval"] = {"sft": evaluated("sft", sft_model)}  # first: the base model's hallucination, early
     record["sft_fit"] = stage(
         root / "eval" / "sft_training_questions",

@@ -32,6 +32,9 @@ class Sizes:
     sft_batch: int = 16
     sft_lr: float = 1e-3
     yes_no_per_image: int = 4
+    # then the verdict phase (study_verdict.py): the yes/no verdict and the captions weigh the same; 0 skips it
+    verdict_steps: int = 600
+    verdict_lr: float = 3e-4
     # preference arms: same rows, steps, beta and learning rate for every arm
     pref_rows: int = 1200
     pref_steps: int = 250
@@ -65,6 +68,7 @@ SMOKE = Sizes(
     sft_steps=12,
     sft_batch=4,
     yes_no_per_image=1,
+    verdict_steps=2,
     pref_rows=8,
     pref_steps=2,
     pref_batch=2,

@@ -80,6 +80,7 @@ def main(
     from PIL import Image
     from study_sft import build_base_model, sft_rows
     from study_sizes import FULL
+    from study_verdict import train_balanced
     from study_world import corpus_roots, make_world
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -157,48 +158,27 @@ def main(
         model.train()
         return right / len(held)
 
-    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / 100) * max(0.0, 1 - s / steps))
     if start is not None:
         print(f"step 0: held-out accuracy {accuracy():.3f}", flush=True)
     began = time.time()
-    for step in range(1, steps + 1):
-        inputs, target = batch_of(random.Random(step).sample(rows, batch))
-        loss = torch.nn.functional.cross_entropy(model(**inputs).logits[:, -1], target)
-        if captions:
-            loss = loss + caption_loss(model, processor, random.Random(-step).sample(caption_rows, batch // 4), images)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optim.step()
-        sched.step()
-        optim.zero_grad()
-        if step % eval_every == 0 or step == steps:
-            print(
-                f"step {step}: loss {loss.item():.3f}, held-out accuracy {accuracy():.3f} "
-                f"({time.time() - began:.0f} s)",
-                flush=True,
-            )
+    train_balanced(
+        model,
+        processor,
+        rows,
+        caption_rows if captions else [],
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        batch_of=batch_of,
+        every=eval_every,
+        report=lambda step, loss: print(
+            f"step {step}: loss {loss:.3f}, held-out accuracy {accuracy():.3f} ({time.time() - began:.0f} s)",
+            flush=True,
+        ),
+    )
     if save is not None:
         model.save_pretrained(save)
         processor.save_pretrained(save)
-
-
-def caption_loss(model, processor, rows, images):
-    """Mean next-token loss over the caption tokens of ``rows`` (prompt and padding masked), image first."""
-    import torch
-    from PIL import Image
-
-    prompts = [f"USER: <image>\n{r['prompt']}ASSISTANT: " for r in rows]
-    texts = [p + r["answer"] + "</s>" for p, r in zip(prompts, rows)]
-    pics = [images.setdefault(r["image"], Image.open(r["image"]).convert("RGB")) for r in rows]
-    inputs = processor(images=pics, text=texts, return_tensors="pt", padding=True, padding_side="right")
-    prompt_lengths = [len(x) for x in processor(images=pics, text=prompts)["input_ids"]]
-    labels = inputs["input_ids"].clone()
-    labels[inputs["attention_mask"] == 0] = -100
-    for k, n in enumerate(prompt_lengths):
-        labels[k, :n] = -100
-    logits = model(**inputs).logits[:, :-1]
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
 
 
 def use_oracle_features(model) -> None:
