@@ -27,8 +27,8 @@ from realign_data.kb.corpus import CocoAnnotations
 from realign_data.objects.english import number_word, pluralize
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "support"))
-from openai_server import OpenAIServer  # noqa: E402
-from realign_cli import command  # noqa: E402
+from openai_server import OpenAIServer
+from realign_cli import command
 
 runner = CliRunner()
 OTHER_COLOUR = {"red": "purple", "white": "green", "yellow": "blue"}
