@@ -140,7 +140,7 @@ def run_rounds(
             args = ["--config", state["dpo_config"], "--model_name_or_path", current, "--dataset_name", str(data)]
             _step("train", f"round {r}", train(args + ["--output_dir", str(trained)]))
             atomic_write_json(trained / "trained.json", {"policy": current, "data": str(data)})
-        current = _standalone(current, trained, where / "policy")
+        current = standalone_policy(current, trained, where / "policy")
         _evaluate(evaluate, current, where / "eval", state["eval_args"], say, f"round {r}")
         atomic_write_json(done, {"round": r, "policy": current, "data": str(data), "eval": str(where / "eval")})
         evals.append(where / "eval")
@@ -183,9 +183,10 @@ def _train_in_child(args: list[str]) -> int:
     return subprocess.call([sys.executable, "-c", "from realign_trl.cli import main; main()", "dpo", *args])
 
 
-def _standalone(base: str, trained: Path, policy: Path) -> str:
+def standalone_policy(base: str, trained: str | Path, policy: str | Path) -> str:
     """The trained policy as a checkpoint of its own: ``trained`` itself, or a PEFT adapter merged into ``base``
     (written to a temporary folder, then renamed into ``policy``)."""
+    trained, policy = Path(trained), Path(policy)
     if not (trained / "adapter_config.json").is_file():
         return str(trained)
     if (policy / "config.json").is_file():
