@@ -12,7 +12,9 @@ from realign_trl.cli import app
 
 REPO = Path(__file__).parent.parent
 runner = CliRunner()
-SMALL_EVAL = "--num-images 3 --min-objects 1 --pope-max-new-tokens 4 --chair-max-new-tokens 6 --batch-size 4 --device cpu"
+SMALL_EVAL = (
+    "--num-images 3 --min-objects 1 --pope-max-new-tokens 4 --chair-max-new-tokens 6 --batch-size 4 --device cpu"
+)
 
 
 def _args(out, tiny_kb, tiny_llava, sample_corpus, rounds=1, **over):
