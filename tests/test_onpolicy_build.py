@@ -208,6 +208,7 @@ def _hashes(d: Path) -> dict:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
+@pytest.mark.slow  # two realign-data processes (~15 s), as test_build_cli.py::test_kill_9_and_resume
 def test_an_onpolicy_round_resumes_after_kill_9(tiny_kb, planted, tmp_path):
     with OpenAIServer(answer=lambda prompt: planted["answers"][prompt]) as srv:
         args = _args(tiny_kb, planted["seeds"], tmp_path / "ref", "--responses-from", "policy", "--base-url",
