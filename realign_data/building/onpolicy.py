@@ -44,15 +44,6 @@ from realign_data.building.facts import (
 if TYPE_CHECKING:  # pragma: no cover
     from realign_data.building.pipeline import Candidate, Pipeline
 
-ANSWER_DROPS = (
-    "answer_failed",
-    "no_hallucination",
-    "no_correction",
-    "correction_failed",
-    "correction_too_similar",
-    "correction_hallucinated",
-)
-
 
 def run_chunk(pipe: Pipeline, seeds: list) -> tuple[list[dict], dict, list, int, dict]:
     """``(rows, drops, failures, corrections tried, on-policy counts)`` of one chunk of seeds (see the module
