@@ -125,15 +125,15 @@ class ChunkCounts(TypedDict):
     failures: Failures
     histograms: Histograms
     image_negatives: ImageNegatives
-    onpolicy: dict[
-        str, Any
-    ]  # an on-policy build: answers, answers_checked, hallucinations by kind, pairs (onpolicy.py)
 
 
 class BuildReport(ChunkCounts, total=False):
     """``build_report.json``. A finished build adds everything from ``blind_separability`` to ``provenance``, with
     ``complete`` True, then ``throughput`` (and ``merged_from`` for a merge); a ``--shard-index`` process's report
-    has ``complete`` False, ``shard``, ``chunks`` as a count, ``chunks_missing`` and ``num_chunks``."""
+    has ``complete`` False, ``shard``, ``chunks`` as a count, ``chunks_missing`` and ``num_chunks``. An on-policy
+    build's chunk counts have ``onpolicy`` too (:func:`aggregate` adds it after ``image_negatives``)."""
+
+    onpolicy: dict[str, Any]  # answers, answers_checked, answers_hallucinated, pairs, hallucinations by kind
 
     blind_separability: Optional[dict[str, Any]]  # realign_data.building.separability
     complete: bool
