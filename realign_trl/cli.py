@@ -355,6 +355,35 @@ def _amber_suite(config: EvalConfig):
     return suite
 
 
+@app.command("iterate")
+def iterate(
+    rounds: int = typer.Option(..., "--rounds", help="On-policy rounds (build, train, evaluate) to run or resume."),
+    policy: str = typer.Option(..., "--policy", help="The starting policy: a checkpoint directory or Hub id."),
+    out: Path = typer.Option(..., "--out", help="Directory of the rounds (start/, round-0/, ...; resumable)."),
+    dpo_config: Path = typer.Option(..., "--dpo-config", help="The training recipe: a `realign-trl dpo` YAML."),
+    build_args: str = typer.Option("", "--build-args", help="Arguments of every `realign-data build` (quoted)."),
+    eval_args: str = typer.Option("", "--eval-args", help="Arguments of every `realign-trl eval` (quoted)."),
+) -> None:
+    """On-policy rounds: build from the policy's own answers, train, evaluate; then the next round from the
+    trained policy. Ends with every round's POPE and CHAIR (docs/building.md, On-policy rounds).
+
+    Example: realign-trl iterate --rounds 3 --policy llava-hf/llava-1.5-7b-hf --out rounds --dpo-config
+    examples/rdpo_llava.yaml --build-args "--coco-root data/coco --num-responses 4" --eval-args "--coco-root
+    data/coco --split val2014"
+    """
+    from .iterate import IterateError, StepFailed, run_app, run_rounds
+
+    try:
+        table = run_rounds(
+            rounds, policy, out, dpo_config, build_args, eval_args, say=typer.echo, evaluate=lambda a: run_app(app, a)
+        )
+    except IterateError as e:
+        _fail(str(e), 2)
+    except StepFailed as e:
+        _fail(str(e), 1)
+    typer.echo(table)
+
+
 @app.command("version")
 def version() -> None:
     """Print the plugin version and the supported TRL range."""

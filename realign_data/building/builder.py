@@ -177,7 +177,7 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
         def do_chunk(c: int, batch: list) -> tuple[dict, list[Path]]:
             nonlocal rows_now
             res = pipe.run(batch)
-            write_chunk(job.path(c, ".parquet"), res.rows)
+            write_chunk(job.path(c, ".parquet"), res.rows, onpolicy=pipe.policy is not None)
             rows_now += len(res.rows)
             advance(len(batch), mine=True)
             meta = {
@@ -190,6 +190,7 @@ def _build(config: BuildConfig, out: Path, num_shards: int, shard_index: int, t0
                 "fills_rejected": res.fills_rejected,
                 "first_seed": batch[0].id,
                 "evaluation_seeds": seed_evaluation_counts(batch, config.seed_split if config.seeds else None),
+                **({"onpolicy": res.onpolicy} if res.onpolicy is not None else {}),
             }
             return meta, [job.path(c, ".parquet")]
 

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from realign_data.building import policy
 from realign_data.building.fillers import FILLERS
 from realign_data.building.gate import GATES
 from realign_data.building.masking import MASKERS, SPAN_KINDS
@@ -129,6 +130,13 @@ class BuildConfig:
         SEEDS,
         choices=CHOSEN_BACKENDS,
     )
+    responses_from: Optional[str] = _opt(
+        None, "On-policy: the policy whose answers are checked and corrected.", SEEDS, default_text="off"
+    )
+    responses_backend: str = _opt("auto", policy.BACKEND_HELP, SEEDS, choices=CHOSEN_BACKENDS)
+    num_responses: int = _opt(1, "On-policy: answers sampled per seed.", SEEDS)
+    temperature: float = _opt(0.7, "On-policy: sampling temperature (0: greedy; needs > 0 with K > 1).", SEEDS)
+    round: int = _opt(0, "On-policy: the round recorded in every row.", SEEDS)
     mask_kinds: Optional[list] = _opt(
         None,
         "Span kind to mask (repeat for several).",
@@ -332,6 +340,10 @@ class BuildConfig:
             )
         return {}
 
+    def policy_backend(self) -> str:
+        """The backend that answers as the policy (``--responses-from``): openai with --base-url, else transformers."""
+        return policy.backend_of(self)
+
     # ------------------------------------------------------------------------------------------ checks
     def validate(self) -> None:
         """Raise :class:`BuildError` for the first bad value (also run by ``__post_init__``)."""
@@ -382,6 +394,7 @@ class BuildConfig:
             (self.request_timeout > 0, f"request timeout must be > 0 seconds, got {self.request_timeout}"),
             (self.max_samples is None or self.max_samples >= 1, f"max-samples must be >= 1, got {self.max_samples}"),
             (self.filler == "annotation" or bool(self.model), f"the {self.filler} filler needs --model"),
+            *policy.checks(self),
             (
                 self.masker != "model" or self.filler != "annotation",
                 "the model masker asks the filler's model which words are visual facts: use it with --filler "
@@ -413,6 +426,7 @@ class BuildConfig:
         for flag, model, loaded in (
             ("--model", self.model, self.filler == "transformers"),
             ("--chosen-from", self.chosen_from, chosen_backend == "transformers"),
+            ("--responses-from", self.responses_from, self.policy_backend() == "transformers"),
         ):
             if loaded and model and model.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(model)):
                 raise BuildError(

@@ -79,7 +79,9 @@ def finalise_dataset(
             yield table
 
     salt = json.dumps(config.semantic(), sort_keys=True)
-    n, split_info, stats = write_dataset(out, work, tables(), config.format, salt, config.curriculum)
+    n, split_info, stats = write_dataset(
+        out, work, tables(), config.format, salt, config.curriculum, onpolicy=bool(config.responses_from)
+    )
     metas = [m for m, _ in units]
     report = BuildReport(**aggregate(metas, stats))
     report["blind_separability"] = blind_separability_of_build(out, config.seed)  # text-only classifier, held out

@@ -47,6 +47,13 @@ DROP_REASONS = (
     "fill_length",
     "fill_duplicate",
     "fill_below_min_similarity",
+    # on-policy builds count answers (realign_data.building.onpolicy): why an answer of the policy made no row
+    "answer_failed",
+    "no_hallucination",
+    "no_correction",
+    "correction_failed",
+    "correction_too_similar",
+    "correction_hallucinated",
     "request_failed",
 )
 # drops a later run may undo: the filler's service failed (network, HTTP error, timeout); re-runs retry them
@@ -70,14 +77,15 @@ PARQUET_ROWS_PER_SHARD = 1000
 
 
 # ------------------------------------------------------------------------------------------------- chunks
-def write_chunk(path: Path, rows: list[dict]) -> None:
-    """One chunk's rows as a zstd Parquet file (temporary name, then renamed)."""
+def write_chunk(path: Path, rows: list[dict], onpolicy: bool = False) -> None:
+    """One chunk's rows as a zstd Parquet file (temporary name, then renamed); ``onpolicy``: with the on-policy
+    columns."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from realign_data.building.schema import arrow_schema
 
-    table = pa.Table.from_pylist(rows, schema=arrow_schema())
+    table = pa.Table.from_pylist(rows, schema=arrow_schema(onpolicy))
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
@@ -91,19 +99,26 @@ def read_chunks(paths: Iterable[Path]):
 
 # ------------------------------------------------------------------------------------------- final dataset
 def write_dataset(
-    out: Path, work: Path, tables: Iterable, fmt: str, fingerprint_salt: str, curriculum: Optional[str] = None
+    out: Path,
+    work: Path,
+    tables: Iterable,
+    fmt: str,
+    fingerprint_salt: str,
+    curriculum: Optional[str] = None,
+    onpolicy: bool = False,
 ) -> tuple[int, Optional[dict], dict]:
     """Write the final dataset into ``out`` (arrow ``save_to_disk`` or parquet shards), atomically per file.
 
     ``tables`` (Arrow tables in row order) are read once. With a curriculum the rows are reordered by difficulty
     and written as the splits of a ``DatasetDict`` (``train`` = every row, easiest first, and its ``easy`` /
     ``medium`` / ``hard`` terciles). Returns the row count, ``{split: {"rows", "difficulty_min",
-    "difficulty_max"}}`` (curriculum only) and the :data:`STATS_COLUMNS` values of every row.
+    "difficulty_max"}}`` (curriculum only) and the :data:`STATS_COLUMNS` values of every row. ``onpolicy``: the
+    rows have the on-policy columns (:data:`realign_data.building.schema.ONPOLICY_COLUMNS`).
     """
     import datasets
 
     tmp_arrow = work / "combined.arrow"
-    n, stats = _combined_stream(tables, tmp_arrow)
+    n, stats = _combined_stream(tables, tmp_arrow, onpolicy)
     stage = work / "final"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -167,13 +182,13 @@ def _replace_dataset_files(out: Path, stage: Path) -> None:
     shutil.rmtree(stage, ignore_errors=True)
 
 
-def _combined_stream(tables: Iterable, path: Path) -> tuple[int, dict]:
+def _combined_stream(tables: Iterable, path: Path, onpolicy: bool = False) -> tuple[int, dict]:
     """Write tables to one Arrow stream file (the format ``datasets`` memory-maps); rows and report statistics."""
     import pyarrow as pa
 
     from realign_data.building.schema import arrow_schema
 
-    schema = arrow_schema()
+    schema = arrow_schema(onpolicy)
     n = 0
     stats: dict[str, list] = {k: [] for k in STATS_COLUMNS}
     with pa.OSFile(str(path), "wb") as f:

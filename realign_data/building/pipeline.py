@@ -62,6 +62,7 @@ class ChunkResult:
     failures: list[FailureRecord]
     fills: int
     fills_rejected: dict[str, int] = field(default_factory=dict)  # fills not kept, by reason (gate + quality)
+    onpolicy: Optional[dict] = None  # an on-policy chunk's counts (realign_data.building.onpolicy)
 
 
 class Pipeline:
@@ -84,6 +85,14 @@ class Pipeline:
         self.filler_name = config.filler if config.filler == "annotation" else f"{config.filler}:{config.model}"
         if config.masker == "model":
             self.masker = ModelMasker(self.filler.complete_text, fallback=self.masker)
+        self.policy = None  # --responses-from: the policy whose answers are corrected (realign_data.building.policy)
+        if config.responses_from:
+            from realign_data.building.policy import Policy
+
+            try:
+                self.policy = Policy(config)
+            except Exception as e:  # noqa: BLE001 - FillerError and friends: one sentence
+                raise BuildError(str(e)) from None
         self.chosen_backend = None
         if config.chosen_from:
             kind = config.chosen_backend
@@ -108,6 +117,8 @@ class Pipeline:
 
     def close(self) -> None:
         self.filler.close()
+        if self.policy is not None:
+            self.policy.close()
         if self.chosen_backend is not None and self.chosen_backend is not self.filler:
             self.chosen_backend.close()
 
@@ -119,11 +130,17 @@ class Pipeline:
             "gate": {**self.gate.describe(), "threshold": self.config.sim_threshold},
             "quality_filters": self.quality.describe(),
             "chosen_from": self.chosen_backend.describe() if self.chosen_backend is not None else None,
+            **({"policy": self.policy.describe()} if self.policy is not None else {}),
         }
 
     # ---------------------------------------------------------------------------------------------- chunk
     def run(self, seeds: list) -> ChunkResult:
         """Rows, drop counts, failure records and the number of fills tried for one chunk of seeds."""
+        if self.policy is not None:  # on-policy: the policy's answers are the rejected side
+            from realign_data.building.onpolicy import run_chunk
+
+            rows, drops, failures, tried, counts = run_chunk(self, seeds)
+            return ChunkResult(rows, drops, failures, tried, onpolicy=counts)
         drops: dict[str, int] = {}
         failures: list[FailureRecord] = []
 

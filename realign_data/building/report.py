@@ -130,7 +130,10 @@ class ChunkCounts(TypedDict):
 class BuildReport(ChunkCounts, total=False):
     """``build_report.json``. A finished build adds everything from ``blind_separability`` to ``provenance``, with
     ``complete`` True, then ``throughput`` (and ``merged_from`` for a merge); a ``--shard-index`` process's report
-    has ``complete`` False, ``shard``, ``chunks`` as a count, ``chunks_missing`` and ``num_chunks``."""
+    has ``complete`` False, ``shard``, ``chunks`` as a count, ``chunks_missing`` and ``num_chunks``. An on-policy
+    build's chunk counts have ``onpolicy`` too (:func:`aggregate` adds it after ``image_negatives``)."""
+
+    onpolicy: dict[str, Any]  # answers, answers_checked, answers_hallucinated, pairs, hallucinations by kind
 
     blind_separability: Optional[dict[str, Any]]  # realign_data.building.separability
     complete: bool
@@ -174,7 +177,12 @@ def aggregate(metas: list[dict], stats: dict[str, list]) -> ChunkCounts:
     failure_count = 0
     evaluation_seeds: Counter = Counter()  # seeds whose image comes from an evaluation split (splits.py)
     fills_rejected: Counter = Counter()  # fills not kept, by gate / quality reason (quality.py)
+    onpolicy: Counter = Counter()  # an on-policy build's counts (onpolicy.py); hallucinations by kind apart
+    facts: Counter = Counter()
     for m in metas:
+        if "onpolicy" in m:
+            onpolicy.update({k: v for k, v in m["onpolicy"].items() if k != "hallucinations"})
+            facts.update(m["onpolicy"].get("hallucinations", {}))
         drops.update(m.get("drops", {}))
         failures += m.get("failures", [])
         failure_count += m.get("failure_count", len(m.get("failures", [])))
@@ -187,6 +195,7 @@ def aggregate(metas: list[dict], stats: dict[str, list]) -> ChunkCounts:
         for kind, params in zip(stats.get("image_negative", []), stats.get("negative_params", []))
         if kind == "region-noise"
     )
+    extra = {"onpolicy": {**dict(sorted(onpolicy.items())), "hallucinations": dict(facts)}} if facts else {}
     return {
         "seeds_read": sum(m.get("seeds", 0) for m in metas),
         "pairs_written": sum(m.get("rows", 0) for m in metas),
@@ -204,6 +213,7 @@ def aggregate(metas: list[dict], stats: dict[str, list]) -> ChunkCounts:
             "difficulty": histogram(stats.get("difficulty", []), 0.0, 1.0, 20),
         },
         "image_negatives": {"by_kind": dict(kinds), **({"region_source": dict(sources)} if sources else {})},
+        **extra,  # type: ignore[typeddict-item]
     }
 
 
@@ -259,6 +269,13 @@ def format_summary(report: BuildReport) -> str:
         lines.append("Dropped: " + ", ".join(f"{k} {v}" for k, v in drops.items()))
     else:
         lines.append("Dropped: none")
+    onp = report.get("onpolicy")
+    if onp:
+        kinds = ", ".join(f"{k} {v}" for k, v in onp.get("hallucinations", {}).items())
+        lines.append(
+            f"On-policy: {onp.get('answers_checked', 0)} answers checked of {onp.get('answers', 0)} drawn, "
+            f"{onp.get('answers_hallucinated', 0)} with hallucinations ({kinds}), {onp.get('pairs', 0)} pairs"
+        )
     rejected = report.get("fills_rejected", {})
     if rejected:
         lines.append("Fills not kept: " + ", ".join(f"{k} {v}" for k, v in rejected.items()))

@@ -27,6 +27,12 @@ column                 content
                        :mod:`realign_data.building.difficulty`
 =====================  ===========================================================================
 
+An on-policy build (``--responses-from``, :mod:`realign_data.building.onpolicy`) adds :data:`ONPOLICY_COLUMNS`:
+``round`` (``--round``), ``policy`` (JSON: model, backend, temperature, num_responses, round), ``response_index``
+(which draw of the seed's answers) and ``changed_spans`` (JSON list: ``start``/``end`` offsets in ``rejected``,
+``text``, ``kind``, ``value``, ``truth``, ``replacement``); ``rejected`` is then the policy's own answer and
+``chosen`` that answer corrected, and ``fill_image_id`` names the seed image the correction describes.
+
 ``trl.DPOTrainer`` reads ``images``/``prompt``/``chosen``/``rejected`` and ignores the rest. Every visual-negative
 kind writes these same columns. A ``--curriculum easy-to-hard`` build writes them in four splits: ``train`` (all
 rows, by increasing ``difficulty``) and its terciles ``easy``, ``medium``, ``hard``.
@@ -55,10 +61,12 @@ COLUMNS = (
     "negative_params",
     "difficulty",
 )
+ONPOLICY_COLUMNS = ("round", "policy", "response_index", "changed_spans")
 
 
-def features():
-    """The ``datasets.Features`` of a built dataset (column order = :data:`COLUMNS`)."""
+def features(onpolicy: bool = False):
+    """The ``datasets.Features`` of a built dataset (column order = :data:`COLUMNS`, then
+    :data:`ONPOLICY_COLUMNS` for an on-policy build)."""
     from datasets import Features, Image, List, Value
 
     message = List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})})
@@ -81,13 +89,23 @@ def features():
             "image_negative": Value("string"),
             "negative_params": Value("string"),
             "difficulty": Value("float32"),
+            **(
+                {
+                    "round": Value("int32"),
+                    "policy": Value("string"),
+                    "response_index": Value("int32"),
+                    "changed_spans": Value("string"),
+                }
+                if onpolicy
+                else {}
+            ),
         }
     )
 
 
-def arrow_schema():
+def arrow_schema(onpolicy: bool = False):
     """Arrow schema with the Hugging Face features in its metadata (so readers recover ``Image``)."""
-    return features().arrow_schema
+    return features(onpolicy).arrow_schema
 
 
 def user_prompt(instruction: str) -> list[dict]:
