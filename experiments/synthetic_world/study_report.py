@@ -258,28 +258,34 @@ def collect_record(seed_dir: Path, seed: int) -> dict:
 
 
 def figure(records: list[dict], out: Path) -> Path:
-    """Bars of mean ± std per arm: POPE accuracy per split (against chance, 0.5: POPE asks as many yes as no
-    questions, and F1 rewards a model that says yes to everything), then CHAIR_s, CHAIR_i, recall, missing partner
-    named."""
+    """Bars of mean ± std per arm that ran: POPE accuracy per split (against chance, 0.5: POPE asks as many yes as
+    no questions) and adversarial F1, then CHAIR_s, CHAIR_i, recall, missing partner named; the SFT level as a
+    dotted line across each group."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metrics = [(f"pope_{s}_accuracy", f"POPE {s}\naccuracy ↑") for s in POPE_SPLITS] + [
+        ("pope_adversarial_f1", "POPE adversarial\nF1 ↑"),
         ("chair_s", "CHAIR_s ↓"),
         ("chair_i", "CHAIR_i ↓"),
         ("object_recall", "recall ↑"),
         ("missing_partner_named", "missing partner\nnamed ↓"),
     ]
-    fig, ax = plt.subplots(figsize=(11, 4.6))
-    width = 0.8 / len(ARM_ORDER)
-    for k, arm in enumerate(ARM_ORDER):
+    fig, ax = plt.subplots(figsize=(12, 4.6))
+    shown = [arm for arm in ARM_ORDER if any(_values(records, arm, m) for m, _ in metrics)]  # arms that ran
+    width = 0.8 / max(1, len(shown))
+    for k, arm in enumerate(shown):
         vals = [_values(records, arm, m) for m, _ in metrics]
         means = [statistics.mean(v) if v else float("nan") for v in vals]
         errs = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in vals]
         xs = [i - 0.4 + width * (k + 0.5) for i in range(len(metrics))]
         ax.bar(xs, means, width=width, yerr=errs, capsize=2, label=ARM_LABELS[arm])
+        if arm == "sft":  # the SFT level as a line across each group: where an arm's bar should be compared
+            for i, mean in enumerate(means):
+                label = "SFT level" if i == 0 else None
+                ax.hlines(mean, i - 0.42, i + 0.42, colors="tab:blue", linestyles="dotted", linewidth=1.2, label=label)
     ax.hlines(
         0.5, -0.45, len(POPE_SPLITS) - 0.55, colors="black", linestyles="dashed", linewidth=1, label="POPE chance"
     )
