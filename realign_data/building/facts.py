@@ -30,7 +30,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
-from realign_data.building.fillers.annotation import _DISPLAY, AnnotationFiller, _case_like, _groups, _spans
+from realign_data.building.fillers.annotation import (
+    DISPLAY_NAMES,
+    AnnotationFiller,
+    caption_spans,
+    case_like,
+    noun_groups,
+)
 from realign_data.building.masking import MASK_TOKENS, MaskResult, Span
 from realign_data.objects import COCO_CATEGORIES, coco_mentions
 from realign_data.objects.english import number_word, pluralize
@@ -90,8 +96,8 @@ def truth_of(annotations: Optional[dict], trusted: Sequence[str] = (), vocabular
     mentioned = [c for cap in captions for c in _objects_named(cap, vocab)]
     colours: dict[str, set] = {}
     for cap in captions:
-        spans = _spans(cap)
-        for group in _groups(cap, spans):
+        spans = caption_spans(cap)
+        for group in noun_groups(cap, spans):
             head = spans[group[-1]]
             if head.kind == "object" and str(head.value) in COCO_CATEGORIES:
                 for i in group[:-1]:
@@ -116,8 +122,8 @@ def find_hallucinations(answer: str, truth: Truth) -> list[Fact]:
         for s, e, words, cat in coco_mentions(answer)
         if (truth.vocabulary is None or cat in truth.vocabulary) and cat not in truth.objects
     ]
-    spans = _spans(answer)
-    for group in _groups(answer, spans):
+    spans = caption_spans(answer)
+    for group in noun_groups(answer, spans):
         head = spans[group[-1]]
         cat = str(head.value)
         if head.kind != "object" or cat not in truth.objects:
@@ -150,20 +156,20 @@ def correct_from_truth(answer: str, facts: Sequence[Fact], truth: Truth) -> Opti
     """``(corrected answer, changed spans)``: every fact replaced by the truth; None when a hallucinated object has
     no true object left to stand for it (every true object is named already) or a fact is not one the masker reads.
     """
-    spans = _spans(answer)
-    groups = {i: g for g in _groups(answer, spans) for i in g}
+    spans = caption_spans(answer)
+    groups = {i: g for g in noun_groups(answer, spans) for i in g}
     free = [c for c in truth.order if c not in set(_objects_named(answer, truth.vocabulary))]
     replacement: dict = {}
     changed: list[dict] = []
 
     def number(noun: int, n: int, cat: str) -> None:  # the noun and the verbs around it take the count's number
-        word = _DISPLAY.get(cat, cat)
-        replacement[noun] = _case_like(pluralize(word) if n != 1 else word, spans[noun].text)
+        word = DISPLAY_NAMES.get(cat, cat)
+        replacement[noun] = case_like(pluralize(word) if n != 1 else word, spans[noun].text)
         replacement["verb", groups[noun][0]] = "are" if n != 1 else "is"
         replacement["verb_after", noun] = n != 1
 
     def count_word(n: int, old: str) -> str:
-        return _case_like(str(n) if old.isdigit() else number_word(n), old)
+        return case_like(str(n) if old.isdigit() else number_word(n), old)
 
     for f in facts:
         if f.kind == "object":
@@ -177,8 +183,8 @@ def correct_from_truth(answer: str, facts: Sequence[Fact], truth: Truth) -> Opti
                 replacement[counts[0]] = count_word(n, spans[counts[0]].text)
                 number(i, n, new)
             else:
-                word = _DISPLAY.get(new, new)
-                replacement[i] = _case_like(pluralize(word) if spans[i].plural else word, spans[i].text)
+                word = DISPLAY_NAMES.get(new, new)
+                replacement[i] = case_like(pluralize(word) if spans[i].plural else word, spans[i].text)
             changed.append(f.to_dict(replacement[i]))
         elif f.kind == "count":
             i = _overlapping(spans, f, "count")
@@ -192,6 +198,6 @@ def correct_from_truth(answer: str, facts: Sequence[Fact], truth: Truth) -> Opti
             i = _overlapping(spans, f, "color")
             if i is None:
                 return None
-            replacement[i] = _case_like(sorted(f.truth)[0], spans[i].text)
+            replacement[i] = case_like(sorted(f.truth)[0], spans[i].text)
             changed.append(f.to_dict(replacement[i]))
     return AnnotationFiller._assemble(answer, spans, replacement), changed

@@ -71,7 +71,7 @@ _SIZE_SWAP = {
     "small-sized": "large-sized",
 }
 _BASIC_COLORS = ("red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray")
-_DISPLAY = {
+DISPLAY_NAMES = {
     "sports ball": "ball",
     "dining table": "table",
     "potted plant": "plant",
@@ -102,7 +102,7 @@ _ARTICLE = re.compile(r"\b([Aa]n?)(\s+)$")
 _VERB_NUMBER = {"is": "are", "are": "is", "was": "were", "were": "was"}
 
 
-def _groups(text: str, spans: list[Span]) -> list[list[int]]:
+def noun_groups(text: str, spans: list[Span]) -> list[list[int]]:
     """Group span indices into noun phrases: modifiers attach to the object right after them."""
     groups: list[list[int]] = []
     cur: list[int] = []
@@ -128,7 +128,7 @@ def _indefinite(following: str) -> str:
     return "an" if re.match(r"[aeiouAEIOU]", word) and not word.lower().startswith(("uni", "one", "eu")) else "a"
 
 
-def _spans(text: str) -> list[Span]:
+def caption_spans(text: str) -> list[Span]:
     return _reread(text, _MASKER.find_spans(text))
 
 
@@ -189,8 +189,8 @@ def image_facts(annotations: dict | None) -> dict:
     caption_counts: Counter = Counter()
     mentioned: list[str] = []  # COCO categories in the order the captions first name them
     for cap in annotations.get("captions", ()):
-        spans = _spans(cap)
-        groups = _groups(cap, spans)
+        spans = caption_spans(cap)
+        groups = noun_groups(cap, spans)
         backgrounds = _backgrounds(cap, spans, groups, annotated or None)
         for g, group in enumerate(groups):
             kinds = [spans[i].kind for i in group]
@@ -218,7 +218,7 @@ def image_facts(annotations: dict | None) -> dict:
     return {"counts": counts, "attrs": attrs, "relations": relations, "nouns": nouns, "mentioned": mentioned}
 
 
-def _case_like(new: str, old: str) -> str:
+def case_like(new: str, old: str) -> str:
     if old[:1].isupper():
         return new[:1].upper() + new[1:]
     return new
@@ -294,7 +294,7 @@ class AnnotationFiller:
                 used[kind, value] = seen[0] if seen else rng.choice(pool)  # type: ignore[index]
             return used[kind, value]  # type: ignore[index]
 
-        groups = _groups(text, spans)
+        groups = noun_groups(text, spans)
         backgrounds = _backgrounds(text, spans, groups, set(req.original_categories))
         slots = list(
             dict.fromkeys(
@@ -320,7 +320,7 @@ class AnnotationFiller:
                     cat = new_object(str(last.value))
                 else:
                     cat = new_noun(last.kind, str(last.value))
-                noun = _DISPLAY.get(cat, cat)
+                noun = DISPLAY_NAMES.get(cat, cat)
                 plural = last.plural or (
                     pluralize(str(last.value)) == str(last.value) and bool(_PLURAL_CUE.search(before_group))
                 )
@@ -351,16 +351,16 @@ class AnnotationFiller:
                             word, replacement["indefinite", i] = "a", True  # type: ignore[index]
                         else:
                             word = count_word(n, s.text)
-                        replacement[i] = _case_like(word, s.text)
+                        replacement[i] = case_like(word, s.text)
                     else:
                         known = {**own_attrs.get(cat, {}), **facts["attrs"].get(cat, {})}
-                        replacement[i] = _case_like(self._attribute(s, known, rng), s.text)
+                        replacement[i] = case_like(self._attribute(s, known, rng), s.text)
                 if noun in vocabulary.PLURAL_ONLY:
                     word = noun if plural or noun not in vocabulary.PLURAL_ONLY_CLOTHING else f"pair of {noun}"
                     plural = plural or noun not in vocabulary.PLURAL_ONLY_CLOTHING
                 else:
                     word = pluralize(noun) if plural else _PLURAL_ONLY.get(noun, noun)
-                replacement[group[-1]] = _case_like(word, last.text)
+                replacement[group[-1]] = case_like(word, last.text)
                 if has_count or counted_article:
                     replacement["verb", group[0]] = "are" if plural else "is"  # type: ignore[index]
                 replacement["verb_after", group[-1]] = plural  # type: ignore[index]
@@ -369,12 +369,12 @@ class AnnotationFiller:
                     s = spans[i]
                     if s.kind == "relation":
                         if not _against_background(text, spans, groups, g, backgrounds):  # else kept as it is
-                            replacement[i] = _case_like(self._relation(str(s.value), facts["relations"], rng), s.text)
+                            replacement[i] = case_like(self._relation(str(s.value), facts["relations"], rng), s.text)
                     elif s.kind == "count":
                         n = int(s.value) + rng.choice((1, 2))
-                        replacement[i] = _case_like(count_word(n, s.text), s.text)
+                        replacement[i] = case_like(count_word(n, s.text), s.text)
                     else:
-                        replacement[i] = _case_like(self._attribute(s, {}, rng), s.text)
+                        replacement[i] = case_like(self._attribute(s, {}, rng), s.text)
         return self._assemble(text, spans, replacement)
 
     @staticmethod
@@ -414,14 +414,14 @@ class AnnotationFiller:
             def fix(m: re.Match) -> str:
                 verb = m.group(2).lower()
                 want = verb if (verb in ("are", "were")) == plural_before else _VERB_NUMBER[verb]
-                return m.group(1) + _case_like(want, m.group(2))
+                return m.group(1) + case_like(want, m.group(2))
 
             return re.sub(r"^(\s+)(is|are|was|were)\b", fix, chunk, count=1, flags=re.IGNORECASE)
 
         def settle(following: str) -> None:
             nonlocal pending
             if pending is not None:
-                out[pending] = _case_like(_indefinite(following), out[pending])
+                out[pending] = case_like(_indefinite(following), out[pending])
                 pending = None
 
         for i, s in enumerate(spans):
@@ -430,16 +430,16 @@ class AnnotationFiller:
             if verb:
                 before = re.sub(
                     r"\b(is|are)(\s+)((?:[Aa]n?\s+)?)$",
-                    lambda m, verb=verb: _case_like(verb, m.group(1)) + m.group(2) + m.group(3),
+                    lambda m, verb=verb: case_like(verb, m.group(1)) + m.group(2) + m.group(3),
                     before,
                 )
             new = replacement.get(i, s.text)
             settle(new if not before.strip() else before)
             m = _ARTICLE.search(before)
             if m and replacement.get(("article", i)):  # "a dog" -> "three cats": the article was the count
-                before = before[: m.start(1)] + _case_like(replacement["article", i], m.group(1)) + m.group(2)
+                before = before[: m.start(1)] + case_like(replacement["article", i], m.group(1)) + m.group(2)
             elif m:  # fix the article right before a filled slot
-                before = before[: m.start(1)] + _case_like(_indefinite(new), m.group(1)) + m.group(2)
+                before = before[: m.start(1)] + case_like(_indefinite(new), m.group(1)) + m.group(2)
             out += [before, new]
             if replacement.get(("indefinite", i)):
                 pending = len(out) - 1
