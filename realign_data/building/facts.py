@@ -37,7 +37,7 @@ from realign_data.building.fillers.annotation import (
     case_like,
     noun_groups,
 )
-from realign_data.building.masking import MASK_TOKENS, MaskResult, Span
+from realign_data.building.masking import MaskResult, Span, mask_spans
 from realign_data.objects import COCO_CATEGORIES, coco_mentions
 from realign_data.objects.english import number_word, pluralize
 
@@ -139,13 +139,7 @@ def find_hallucinations(answer: str, truth: Truth) -> list[Fact]:
 
 def masked_answer(answer: str, facts: Sequence[Fact]) -> MaskResult:
     """``answer`` with only the hallucinated spans masked (the fill request of a VLM correction)."""
-    spans = [Span(f.start, f.end, f.text, f.kind, f.value) for f in facts]
-    out, pos = [], 0
-    for s in spans:
-        out += [answer[pos : s.start], MASK_TOKENS[s.kind]]
-        pos = s.end
-    out.append(answer[pos:])
-    return MaskResult(original=answer, masked="".join(out), spans=spans)
+    return mask_spans(answer, [Span(f.start, f.end, f.text, f.kind, f.value) for f in facts])
 
 
 def _overlapping(spans: list[Span], fact: Fact, kind: str) -> Optional[int]:

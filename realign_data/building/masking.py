@@ -418,12 +418,17 @@ class ModelMasker:
             pos = end
         if not spans:
             return self.fallback.mask(text)
-        out, pos = [], 0
-        for s in spans:
-            out += [text[pos : s.start], MASK_TOKENS[s.kind]]
-            pos = s.end
-        out.append(text[pos:])
-        return MaskResult(original=text, masked="".join(out), spans=spans)
+        return mask_spans(text, spans)
 
     def to_config(self) -> dict:
         return {"name": self.name}
+
+
+def mask_spans(text: str, spans: list[Span]) -> MaskResult:
+    """``text`` with each of ``spans`` (sorted, not overlapping) replaced by its kind's mask token."""
+    out, pos = [], 0
+    for s in spans:
+        out += [text[pos : s.start], MASK_TOKENS[s.kind]]
+        pos = s.end
+    out.append(text[pos:])
+    return MaskResult(original=text, masked="".join(out), spans=spans)
