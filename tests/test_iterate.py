@@ -70,6 +70,10 @@ def test_iterate_usage_errors(tmp_path, tiny_kb, tiny_llava, sample_corpus):
         ({"--eval-args": "--model other"}, "--eval-args must leave --model"),
         ({"--build-args": "--index 'x"}, "cannot be read as command-line arguments"),
     ]
+    from realign_trl.iterate import IterateError, check  # the check the command runs first, called directly
+
+    with pytest.raises(IterateError, match="--rounds must be >= 1, got 0"):
+        check(0, str(tiny_llava), tmp_path / "o", tmp_path / "nope.yaml", "", "")
     for over, message in cases:
         r = runner.invoke(app, _args(tmp_path / "o", tiny_kb, tiny_llava, sample_corpus, **over))
         assert r.exit_code == 2 and message in r.output, (over, r.output)

@@ -120,6 +120,9 @@ def test_planted_hallucinations_are_corrected_span_by_span(tiny_kb, planted, tmp
     onp = report["onpolicy"]
     assert (onp["answers"], onp["answers_checked"], onp["answers_hallucinated"], onp["pairs"]) == (6, 6, 4, 4)
     assert onp["hallucinations"] == {"object": 4, "count": 2, "color": 2}
+    from realign_data.building import onpolicy  # the module that made these rows: every kind it reads is counted
+
+    assert set(onp["hallucinations"]) == set(onpolicy.FACT_KINDS)
     assert report["drops"] == {"no_hallucination": 2}  # the clean answer, drawn twice: no text pair
     assert report["provenance"]["policy"]["model"] == "policy-v1"
 
