@@ -22,6 +22,7 @@ def serve(
 
     Repos live as long as the server runs; each branch head's files are written under ROOT.
     """
+    import signal
     import time
 
     from realign_data.cli_common import fail
@@ -42,6 +43,10 @@ def serve(
         "HF_DATASETS_OFFLINE=0",
         color=False,
     )
+    # Ctrl-C (and SIGTERM) must stop it even when it was started with SIGINT ignored, as a non-interactive shell
+    # does for `... &` and as some test runners' workers pass on: Python then installs no KeyboardInterrupt handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             time.sleep(3600)
@@ -49,3 +54,7 @@ def serve(
         pass
     finally:
         server.stop()
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
