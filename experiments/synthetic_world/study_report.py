@@ -238,8 +238,9 @@ def collect_record(seed_dir: Path, seed: int) -> dict:
             record["missing"].append(key)
         else:
             record[key] = value
-    if done(seed_dir / "sft_verdict") is not None:  # the verdict phase (absent with verdict_steps=0)
-        record["sft_verdict"] = done(seed_dir / "sft_verdict")
+    verdict = done(seed_dir / "sft_verdict")  # the verdict phase (absent with verdict_steps=0)
+    if verdict is not None:
+        record["sft_verdict"] = verdict
     if "clip" in record:
         record["retrieval"] = record["clip"]["retrieval"]
     for arm in ARM_ORDER:

@@ -80,7 +80,7 @@ def main(
     from PIL import Image
     from study_sft import build_base_model, sft_rows
     from study_sizes import FULL
-    from study_verdict import train_balanced
+    from study_verdict import YES_NO, train_balanced, verdict_batch, verdict_tokens
     from study_world import corpus_roots, make_world
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -108,11 +108,11 @@ def main(
     if probe:
         return linear_probe(model, processor, train)
     every = sft_rows(train, sizes, seed)
-    rows = [r for r in every if r["answer"] in ("Yes.", "No.")]
+    rows = [r for r in every if r["answer"] in YES_NO]
     random.Random(seed).shuffle(rows)
     held, rows = rows[:256], rows[256:]
     held_images = {r["image"] for r in held}
-    caption_rows = [r for r in every if r["answer"] not in ("Yes.", "No.") and r["image"] not in held_images]
+    caption_rows = [r for r in every if r["answer"] not in YES_NO and r["image"] not in held_images]
     if freeze_vision:
         model.model.vision_tower.requires_grad_(False)
     if tie:
@@ -120,7 +120,7 @@ def main(
     if features == "oracle":
         use_oracle_features(model)
     tok = processor.tokenizer
-    yes, no = tok.convert_tokens_to_ids("Y"), tok.convert_tokens_to_ids("N")
+    yes, no = verdict_tokens(processor)
     images: dict = {}
 
     listing = {}
@@ -140,9 +140,8 @@ def main(
             )
             return inputs, torch.tensor([yes if r["answer"] == "Yes." else no for r in rs])
         if order == "image-first":  # the study's chat template, as the SFT and the eval build it
-            texts = [f"USER: <image>\n{r['prompt']}ASSISTANT: " for r in rs]
-        else:
-            texts = [f"USER: {r['prompt']}\n<image>\nASSISTANT: " for r in rs]
+            return verdict_batch(processor, rs, images)
+        texts = [f"USER: {r['prompt']}\n<image>\nASSISTANT: " for r in rs]
         pics = [images.setdefault(r["image"], Image.open(r["image"]).convert("RGB")) for r in rs]
         inputs = processor(images=pics, text=texts, return_tensors="pt", padding=True, padding_side="left")
         return inputs, torch.tensor([yes if r["answer"] == "Yes." else no for r in rs])
