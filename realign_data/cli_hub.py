@@ -30,24 +30,24 @@ def serve(
 
     if not 0 <= port <= 65535:
         fail(f"--port must be from 0 to 65535 (got {port}).")
+    # Ctrl-C (and SIGTERM) must stop it even when it was started with SIGINT ignored, as a non-interactive shell
+    # does for `... &` and as some test runners' workers pass on: Python then installs no KeyboardInterrupt handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server = HubServer(root, token=token, user="local", port=port, host=host).start()
     except OSError as e:
         fail(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port (0: any free one).", 1)
-    typer.echo(
-        f"Local Hub at {server.endpoint}, files under {Path(root).resolve()} (Ctrl-C stops it). In the "
-        "shell that pushes or loads:"
-    )
-    typer.echo(
-        f"export HF_ENDPOINT={server.endpoint} HF_TOKEN={token} HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0 "
-        "HF_DATASETS_OFFLINE=0",
-        color=False,
-    )
-    # Ctrl-C (and SIGTERM) must stop it even when it was started with SIGINT ignored, as a non-interactive shell
-    # does for `... &` and as some test runners' workers pass on: Python then installs no KeyboardInterrupt handler
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
+    try:  # the signal may come as soon as the address is printed
+        typer.echo(
+            f"Local Hub at {server.endpoint}, files under {Path(root).resolve()} (Ctrl-C stops it). In the "
+            "shell that pushes or loads:"
+        )
+        typer.echo(
+            f"export HF_ENDPOINT={server.endpoint} HF_TOKEN={token} HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0 "
+            "HF_DATASETS_OFFLINE=0",
+            color=False,
+        )
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
