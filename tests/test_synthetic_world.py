@@ -141,12 +141,29 @@ def test_a_lever_sweep_reuses_every_stage_before_the_arms(smoke, tmp_path):
     assert record["sizes"]["beta"] == 0.5 and record["seeds"][0]["invariants"]["ok"]
     assert set(record["seeds"][0]["arms"]) == {"rdpo"} and set(record["seeds"][0]["eval"]) == {"sft", "rdpo"}
     assert (tmp_path / "beta" / "seed-0" / "sft").resolve() == (out / "seed-0" / "sft").resolve()
-    # anything upstream of the arms may not change: the reused stages would not be what the sizes say
-    refused = _run(tmp_path / "steps", "--reuse", str(out), "--set", "sft_steps=3")
-    assert refused.returncode == 2 and "sizes differ before the arms (sft_steps)" in refused.stderr
+    # a stage whose own sizes changed is redone, with everything after it; the stages before it are still reused
+    verdict = _run(tmp_path / "verdict", "--reuse", str(out), "--set", "verdict_steps=3", "--arms", "rdpo")
+    assert verdict.returncode == 0, verdict.stderr[-2000:]
+    for name in ("world", "encoder + knowledge base", "SFT", "preference builds"):
+        assert f"seed 0 {name}: cached" in verdict.stderr
+    assert "redoing sft_verdict: its sizes differ" in verdict.stderr and "(verdict_steps)" in verdict.stderr
+    for name in ("SFT verdict phase", "eval sft", "SFT on its training questions"):
+        assert f"seed 0 {name}: running" in verdict.stderr
+    # a different world shares nothing: refused rather than silently training from scratch
+    refused = _run(tmp_path / "world", "--reuse", str(out), "--set", "cooccurrence=0.5")
+    assert refused.returncode == 2 and "its world differs (cooccurrence)" in refused.stderr
     assert _run(tmp_path / "none", "--reuse", str(tmp_path / "nowhere")).returncode == 2
     wrong_arm = _run(tmp_path / "arm", "--arms", "rdpo,ppo")
     assert wrong_arm.returncode == 2 and "--arms takes names from" in wrong_arm.stderr
+
+
+def test_every_size_is_read_by_the_arms_or_by_a_stage_that_reuse_compares():
+    """A size no stage declares would let --reuse link a stage that was trained with another value of it."""
+    sys.path.insert(0, str(STUDY))
+    from study_sizes import ARM_FIELDS, FULL, STAGE_FIELDS
+
+    declared = set(ARM_FIELDS).union(*STAGE_FIELDS.values())
+    assert declared == set(FULL.to_dict())
 
 
 def test_the_base_model_keeps_its_embeddings_tied_through_sft_and_preference_training(smoke):

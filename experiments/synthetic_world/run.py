@@ -24,13 +24,13 @@ from typing import List, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import typer
-from study_sizes import ARM_FIELDS, FULL, SMOKE, Sizes, with_overrides
+from study_sizes import FULL, SMOKE, STAGE_FIELDS, Sizes, with_overrides
 
 logger = logging.getLogger("synthetic_world")
 RESULTS, TABLES, FIGURE, SIZES_FILE = "results.json", "tables.md", "figure.png", "sizes.json"
 CURVES = "sft_curve.png"
-# the stages before the arms, with the SFT model's evaluations: what --reuse links
-UPSTREAM = ("world", "clip", "sft", "sft_verdict", "prefs", "eval/sft", "eval/sft_training_questions")
+# the stages before the arms, with the SFT model's evaluations: what --reuse links (each when its sizes match)
+UPSTREAM = tuple(STAGE_FIELDS)
 
 
 def setup_logging() -> None:
@@ -160,10 +160,10 @@ def main(
     reuse: Optional[Path] = typer.Option(
         None,
         "--reuse",
-        help="A finished run whose world, encoder, SFT and "
-        "preference builds this run links instead of redoing: for a sweep over "
-        "the arms' settings (beta, pref_steps, pref_lr, pref_rows, pref_batch); "
-        "every other size must match.",
+        help="A finished run whose stages before the arms (world, encoder, SFT, "
+        "verdict phase, preference builds) this run links instead of redoing, "
+        "each where the sizes it depends on match: a sweep over the arms' settings "
+        "(beta, pref_steps, ...) trains only the arms, a new verdict phase reuses the SFT.",
     ),
 ) -> None:
     """Run the synthetic-world study end to end and write tables.md, results.json and figure.png into --out."""
@@ -190,11 +190,13 @@ def main(
         raise typer.Exit(2)
     if reuse is not None:
         try:
-            linked = link_upstream(out, reuse, sizes, seed_list)
+            linked, differ = link_upstream(out, reuse, sizes, seed_list)
         except ValueError as e:
             typer.secho(f"Error: cannot reuse {reuse}: {e}.", err=True, fg="red")
             raise typer.Exit(2) from None
         logger.info("reusing %d finished stages of %s", linked, reuse)
+        for name, fields in differ.items():
+            logger.info("redoing %s: its sizes differ from %s's (%s)", name, reuse, ", ".join(fields))
     saved.write_text(json.dumps(sizes.to_dict(), indent=1))
     if report_only:
         from study_report import collect_record
@@ -229,32 +231,36 @@ SMOKE_NOTE = (
 )
 
 
-def link_upstream(out: Path, source: Path, sizes: Sizes, seeds: list[int]) -> int:
-    """Symlink the finished stages before the arms of ``source``'s seeds into ``out`` (the stage cache then reuses
-    them); return how many. ``source`` must have run with the same sizes but for :data:`ARM_FIELDS`."""
+def link_upstream(out: Path, source: Path, sizes: Sizes, seeds: list[int]) -> tuple[int, dict[str, list[str]]]:
+    """Symlink into ``out`` each finished stage before the arms of ``source``'s seeds whose sizes
+    (:data:`study_sizes.STAGE_FIELDS`) equal ``sizes`` (the stage cache then reuses them). Returns how many were
+    linked and, per stage left to redo, the sizes that differ."""
     from study_stages import done
 
     try:
         theirs = json.loads((source / SIZES_FILE).read_text())
     except (OSError, ValueError):
         raise ValueError(f"it holds no readable {SIZES_FILE}") from None
-    differ = sorted(k for k, v in sizes.to_dict().items() if k not in ARM_FIELDS and theirs.get(k) != v)
-    if differ:
-        raise ValueError(
-            f"its sizes differ before the arms ({', '.join(differ)}); only {', '.join(ARM_FIELDS)} may change"
-        )
+    ours = sizes.to_dict()
+    differ = {
+        name: [k for k in fields if theirs.get(k) != ours[k]]
+        for name, fields in STAGE_FIELDS.items()
+        if any(theirs.get(k) != ours[k] for k in fields)
+    }
+    if "world" in differ:
+        raise ValueError(f"its world differs ({', '.join(differ['world'])}): no stage of it can be reused")
     linked = 0
     for seed in seeds:
         for name in UPSTREAM:
             src, dst = source / f"seed-{seed}" / name, out / f"seed-{seed}" / name
-            if done(src) is None or dst.exists() or dst.is_symlink():
+            if name in differ or done(src) is None or dst.exists() or dst.is_symlink():
                 continue
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.symlink_to(src.resolve(), target_is_directory=True)
             linked += 1
-    if not linked and not any((out / f"seed-{s}" / "sft").exists() for s in seeds):
+    if not linked and not any((out / f"seed-{s}" / "world").exists() for s in seeds):
         raise ValueError("it has no finished stage to reuse")
-    return linked
+    return linked, differ
 
 
 def write_outputs(out: Path, records: list[dict], sizes: Sizes) -> None:

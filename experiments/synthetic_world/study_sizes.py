@@ -55,6 +55,22 @@ class Sizes:
 FULL = Sizes()
 # what only the preference arms read: a lever sweep over these can reuse every earlier stage (run.py --reuse)
 ARM_FIELDS = ("pref_rows", "pref_steps", "pref_batch", "pref_lr", "beta", "sft_weight", "pref_lora_r")
+# every size each stage before the arms depends on, its upstream stages' included: run.py --reuse links a finished
+# stage of another run when these match, so a new verdict phase reuses the hour of SFT and a new SFT the encoder
+_WORLD = ("image_size", "train_images", "heldout_images", "cooccurrence", "partners", "min_visible")
+_CLIP = _WORLD + ("clip_steps", "clip_batch", "clip_lr", "vision_hidden_size", "vision_layers")
+_SFT = _CLIP + ("hidden_size", "num_layers", "vision_init", "tie_embeddings", "sft_steps", "sft_batch", "sft_lr")
+_SFT += ("yes_no_per_image",)
+_VERDICT = _SFT + ("verdict_steps", "verdict_lr")
+STAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    "world": _WORLD,
+    "clip": _CLIP,
+    "sft": _SFT,
+    "sft_verdict": _VERDICT,
+    "prefs": _CLIP,
+    "eval/sft": _VERDICT + ("eval_images", "eval_batch", "chair_max_new_tokens"),
+    "eval/sft_training_questions": _VERDICT + ("eval_batch",),
+}
 SMOKE = Sizes(
     image_size=32,
     train_images=40,
