@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 STUDY = Path(__file__).resolve().parent.parent / "experiments" / "synthetic_world"
-ARMS = ("sft", "dpo", "rdpo", "rdpo_anchor", "rdpo_region_noise")
+ARMS = ("sft", "dpo", "rdpo", "rdpo_anchor", "rdpo_region_noise", "rdpo_onpolicy")
 
 
 def _run(out: Path, *extra: str):
@@ -58,13 +58,55 @@ def test_smoke_run_writes_tables_figure_and_holds_its_invariants(smoke):
         trained = record["arms"][arm]
         assert trained["global_step"] == data["sizes"]["pref_steps"]
         assert all(math.isfinite(h["loss"]) for h in trained["log"])
-        assert trained["rows"] == record["arms"]["dpo"]["rows"]  # same data size for every arm
+        if arm != "rdpo_onpolicy":  # its rows are what its own builds found, at most the same number
+            assert trained["rows"] == record["arms"]["dpo"]["rows"]  # same data size for every arm
     assert record["arms"]["rdpo"]["loss_type"] == "rdpo" and record["arms"]["dpo"]["loss_type"] == "sigmoid"
     assert "rewards/visual_margins" in record["arms"]["rdpo"]["log"][-1]
     tables = (out / "tables.md").read_text()
     assert "(c) rDPO" in tables and "adversarial F1" in tables and "CHAIR_i" in tables
     for png in ("figure.png", "sft_curve.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_onpolicy_arm_trains_round_by_round_on_its_own_captions_and_resumes_at_the_unfinished_round(
+    smoke, tmp_path
+):
+    """Issue #26's study arm: each round builds from the previous round's model, the rounds share one off-policy
+    arm's budget of rows and steps, and a killed run picks up at the round that did not finish."""
+    import shutil
+
+    from realign_data.building.output import load_built
+
+    out, _ = smoke
+    data = json.loads((out / "results.json").read_text())
+    sizes, record = data["sizes"], data["seeds"][0]
+    arm = record["arms"]["rdpo_onpolicy"]
+    rounds = arm["rounds"]
+    assert [r["round"] for r in rounds] == list(range(1, sizes["onpolicy_rounds"] + 1))
+    assert sum(r["steps"] for r in rounds) == sizes["pref_steps"] == arm["global_step"]
+    assert 0 < arm["rows"] <= sizes["pref_rows"] and all(r["rows"] <= r["build"]["pairs"] for r in rounds)
+    seed_dir = out / "seed-0"
+    policy = str(seed_dir / "sft_verdict" / "model")
+    for r in rounds:
+        built = load_built(seed_dir / "arms" / "rdpo_onpolicy_rounds" / f"round-{r['round']}" / "data")
+        assert set(built["round"]) == {r["round"]}
+        assert {json.loads(p)["model"] for p in built["policy"]} == {policy}  # the previous round's model
+        assert all(json.loads(c) for c in built["changed_spans"])  # every pair corrects the policy's own caption
+        assert r["build"]["onpolicy"]["answers_checked"] > 0 and math.isfinite(r["eval"]["flat"]["chair_i"])
+        policy = str(seed_dir / "arms" / "rdpo_onpolicy_rounds" / f"round-{r['round']}" / "model")
+    assert arm["model"] == policy
+    assert "The on-policy arm, round by round" in (out / "tables.md").read_text()
+
+    # kill after round 1: round 1 is cached, round 2 and the arm run again
+    copy = tmp_path / "resume"
+    shutil.copytree(out, copy, symlinks=True)
+    last = sizes["onpolicy_rounds"]
+    for path in (f"arms/rdpo_onpolicy_rounds/round-{last}", "arms/rdpo_onpolicy", "eval/rdpo_onpolicy"):
+        shutil.rmtree(copy / "seed-0" / path)
+    again = _run(copy, "--arms", "rdpo_onpolicy")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"seed 0 arm rdpo_onpolicy round {last - 1}/{last}: cached" in again.stderr
+    assert f"seed 0 arm rdpo_onpolicy round {last}/{last}: running" in again.stderr
 
 
 def test_heldout_images_never_reach_training_data(smoke):

@@ -19,6 +19,7 @@ ARMS: dict[str, tuple[str, str, dict]] = {
     "rdpo": ("retrieval", "rdpo", {}),
     "rdpo_anchor": ("retrieval", "rdpo", {"rdpo_anchor_weight": 1.0}),
     "rdpo_region_noise": ("region-noise", "rdpo", {}),
+    "rdpo_onpolicy": ("onpolicy", "rdpo", {}),  # its own builds, round by round (study_onpolicy.py)
 }
 ARM_LABELS = {
     "sft": "(a) SFT only",
@@ -26,8 +27,9 @@ ARM_LABELS = {
     "rdpo": "(c) rDPO",
     "rdpo_anchor": "(d) rDPO + mDPO anchor",
     "rdpo_region_noise": "(e) rDPO, region-noise images (MFPO)",
+    "rdpo_onpolicy": "(f) rDPO, on-policy rounds",
 }
-ARM_ORDER = ("sft", "dpo", "rdpo", "rdpo_anchor", "rdpo_region_noise")
+ARM_ORDER = ("sft", "dpo", "rdpo", "rdpo_anchor", "rdpo_region_noise", "rdpo_onpolicy")
 
 
 def build_preferences(out: Path, train_root: Path, index: Path, clip_paths: tuple[str, str], seed: int) -> dict:
@@ -79,22 +81,30 @@ def common_rows(prefs: Path, wanted: int) -> int:
 
 def train_arm(out: Path, arm: str, sft_model: str, prefs: Path, sizes, seed: int) -> dict:
     """Train one arm; save the policy to ``out/model``; return its logged diagnostics (reward margins, accuracies)."""
+    build_name, loss_type, extra = ARMS[arm]
+    ds = preference_rows(prefs, build_name, common_rows(prefs, sizes.pref_rows), seed)
+    return {"arm": arm, "build": build_name, **train_preferences(out, ds, loss_type, extra, sft_model, sizes, seed)}
+
+
+def train_preferences(
+    out: Path, ds, loss_type: str, extra: dict, start: str, sizes, seed: int, steps: int | None = None
+) -> dict:
+    """``steps`` (default ``sizes.pref_steps``) preference steps from the checkpoint ``start`` (also the reference)
+    on ``ds`` with the recipe of ``sizes``; save the policy to ``out/model``; return the logged diagnostics."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import DPOTrainer
 
     import realign_trl  # noqa: F401  (registers loss_type="rdpo")
     from realign_trl import RDPOConfig
 
-    build_name, loss_type, extra = ARMS[arm]
-    rows = common_rows(prefs, sizes.pref_rows)
-    ds = preference_rows(prefs, build_name, rows, seed)
+    steps = sizes.pref_steps if steps is None else steps
     used = {"image_id": list(ds["image_id"]), "rejected_image_id": list(ds["rejected_image_id"])}
     ds = ds.remove_columns(["image_id", "rejected_image_id"] + (["rejected_images"] if loss_type != "rdpo" else []))
-    model = AutoModelForImageTextToText.from_pretrained(sft_model)
-    processor = AutoProcessor.from_pretrained(sft_model)
+    model = AutoModelForImageTextToText.from_pretrained(start)
+    processor = AutoProcessor.from_pretrained(start)
     lora = lora_config(sizes.pref_lora_r)
     # with LoRA the reference is the policy with its adapter disabled, as TRL does it
-    ref = None if lora else AutoModelForImageTextToText.from_pretrained(sft_model)
+    ref = None if lora else AutoModelForImageTextToText.from_pretrained(start)
     extra, loss = dict(extra), {"loss_type": loss_type}
     if sizes.sft_weight and loss_type == "rdpo":
         extra["rdpo_sft_weight"] = sizes.sft_weight
@@ -105,11 +115,11 @@ def train_arm(out: Path, arm: str, sft_model: str, prefs: Path, sizes, seed: int
         **loss,
         beta=sizes.beta,
         learning_rate=sizes.pref_lr,
-        max_steps=sizes.pref_steps,
+        max_steps=steps,
         per_device_train_batch_size=sizes.pref_batch,
         lr_scheduler_type="cosine",
         warmup_steps=0.1,
-        logging_steps=max(1, min(5, sizes.pref_steps // 4)),
+        logging_steps=max(1, min(5, steps // 4)),
         save_strategy="no",
         report_to="none",
         use_cpu=True,
@@ -128,22 +138,25 @@ def train_arm(out: Path, arm: str, sft_model: str, prefs: Path, sizes, seed: int
     policy.save_pretrained(str(out / "model"))
     processor.save_pretrained(str(out / "model"))
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    keys = sorted({k for h in logs for k in h if k.startswith(("rewards/", "loss", "logps/"))})
-    tail = logs[-max(1, len(logs) // 4) :]  # the last quarter of training
     return {
         "model": str(out / "model"),
-        "arm": arm,
         "global_step": trainer.state.global_step,
-        "build": build_name,
         "loss_type": loss["loss_type"],
         "extra": extra,
         "lora_r": sizes.pref_lora_r,
         "rows": len(ds),
         **used,
-        "steps": sizes.pref_steps,
+        "steps": steps,
         "log": logs,
-        "last_quarter": {k: sum(h[k] for h in tail if k in h) / max(1, sum(k in h for h in tail)) for k in keys},
+        "last_quarter": last_quarter(logs),
     }
+
+
+def last_quarter(logs: list[dict]) -> dict:
+    """The mean of each logged reward, loss and log-probability over the last quarter of the logged steps."""
+    keys = sorted({k for h in logs for k in h if k.startswith(("rewards/", "loss", "logps/"))})
+    tail = logs[-max(1, len(logs) // 4) :]
+    return {k: sum(h[k] for h in tail if k in h) / max(1, sum(k in h for h in tail)) for k in keys}
 
 
 def lora_config(rank: int):

@@ -8,6 +8,8 @@ import math
 import statistics
 from pathlib import Path
 
+from study_onpolicy import ARM as ONPOLICY_ARM
+from study_onpolicy import ROUNDS_DIR as ONPOLICY_ROUNDS
 from study_prefs import ARM_LABELS, ARM_ORDER
 from study_world import HELDOUT_SPLIT
 
@@ -46,8 +48,11 @@ def check_invariants(seed_dir: Path, record: dict, sizes) -> dict:
     kb = KnowledgeBase.load(seed_dir / "clip" / "index")
     if {kb.record(i)["coco_image_id"] for i in kb.ids} & held_ids:
         failures.append("held-out images in the knowledge base")
-    for build in ("retrieval", "region-noise"):
-        ds = load_built(seed_dir / "prefs" / build)
+    builds = {b: seed_dir / "prefs" / b for b in ("retrieval", "region-noise")}
+    for r in record["arms"].get(ONPOLICY_ARM, {}).get("rounds", []):  # the on-policy arm's own builds
+        builds[f"on-policy round {r['round']}"] = seed_dir / "arms" / ONPOLICY_ROUNDS / f"round-{r['round']}" / "data"
+    for build, path in builds.items():
+        ds = load_built(path)
         used = {Path(v).name for col in ("image_id", "rejected_image_id") for v in ds[col] if v}  # KB ids: split/file
         if used & {im["file_name"] for im in held}:
             failures.append(f"held-out images in the {build} preference data (by id)")
@@ -141,7 +146,9 @@ def paired(records: list[dict], arm: str, base: str, key: str) -> list[float]:
     return out
 
 
-def _paired_table(records: list[dict], pairs=(("rdpo", "dpo"), ("rdpo", "sft"), ("dpo", "sft"))) -> str:
+def _paired_table(
+    records: list[dict], pairs=(("rdpo", "dpo"), ("rdpo", "sft"), ("dpo", "sft"), (ONPOLICY_ARM, "rdpo"))
+) -> str:
     """Mean per-seed difference between two arms, and in how many seeds it has the sign of the mean: the
     comparison a reader can trust with few seeds (the same world, SFT model and rows on both sides)."""
 
@@ -158,6 +165,38 @@ def _paired_table(records: list[dict], pairs=(("rdpo", "dpo"), ("rdpo", "sft"), 
         f"| {arm} − {base} | " + " | ".join(cell(arm, base, k) for k, _ in PAIRED_COLUMNS) + " |" for arm, base in pairs
     ]
     return "\n".join([head, "|---|" + "---|" * len(PAIRED_COLUMNS), *rows])
+
+
+ROUND_COLUMNS = [
+    ("pope_adversarial_accuracy", "POPE adversarial acc"),
+    ("chair_i", "CHAIR_i ↓"),
+    ("object_recall", "recall ↑"),
+    ("missing_partner_named", "missing partner named ↓"),
+]
+
+
+def _rounds_section(records: list[dict]) -> list[str]:
+    """The on-policy arm round by round (round 0: the SFT model): what each build found and how the model moved."""
+    rounds = [r["arms"][ONPOLICY_ARM]["rounds"] for r in records if ONPOLICY_ARM in r.get("arms", {})]
+    if not rounds:
+        return []
+    head = "| round | captions with a hallucination | pairs | rows, steps | " + " | ".join(n for _, n in ROUND_COLUMNS)
+    lines = ["### The on-policy arm, round by round (round 0: the SFT model)", "", head + " |"]
+    lines.append("|---|---|---|---|" + "---|" * len(ROUND_COLUMNS))
+    sft = [{"eval": {"x": r["eval"]["sft"]}} for r in records if "sft" in r["eval"] and ONPOLICY_ARM in r["arms"]]
+    lines.append("| 0 | – | – | – | " + " | ".join(mean_std(_values(sft, "x", k)) for k, _ in ROUND_COLUMNS) + " |")
+    for k in range(max(len(x) for x in rounds)):
+        at = [x[k] for x in rounds if len(x) > k]
+        counts = [a["build"].get("onpolicy") or {} for a in at]
+        share = [c["answers_hallucinated"] / c["answers_checked"] for c in counts if c.get("answers_checked")]
+        evals = [{"eval": {"x": a["eval"]}} for a in at]
+        lines.append(
+            f"| {at[0]['round']} | {mean_std(share)} | {statistics.mean(a['build']['pairs'] for a in at):.0f} | "
+            f"{statistics.mean(a['rows'] for a in at):.0f}, {at[0]['steps']} | "
+            + " | ".join(mean_std(_values(evals, "x", key)) for key, _ in ROUND_COLUMNS)
+            + " |"
+        )
+    return lines + [""]
 
 
 def tables(records: list[dict], sizes) -> str:
@@ -179,6 +218,7 @@ def tables(records: list[dict], sizes) -> str:
         "",
         _paired_table(records),
         "",
+        *_rounds_section(records),
         "### Per object: how often a caption names the absent partner of an object it shows",
         "",
         _partner_table(records),

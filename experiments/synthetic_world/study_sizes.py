@@ -43,6 +43,10 @@ class Sizes:
     beta: float = 0.1
     sft_weight: float = 0.0  # SFT term on the chosen answer (rDPO: rdpo_sft_weight; DPO: TRL's loss_type sigmoid+sft)
     pref_lora_r: int = 0  # LoRA rank on the language model's linear layers (alpha 2r, as Re-Align's r128/256); 0: full
+    # the on-policy arm (study_onpolicy.py): rounds splitting pref_rows and pref_steps; captions drawn per image
+    onpolicy_rounds: int = 3
+    onpolicy_responses: int = 2
+    onpolicy_temperature: float = 0.7
     # evaluation on held-out images
     eval_images: int = 200
     eval_batch: int = 32
@@ -55,6 +59,7 @@ class Sizes:
 FULL = Sizes()
 # what only the preference arms read: a lever sweep over these can reuse every earlier stage (run.py --reuse)
 ARM_FIELDS = ("pref_rows", "pref_steps", "pref_batch", "pref_lr", "beta", "sft_weight", "pref_lora_r")
+ARM_FIELDS += ("onpolicy_rounds", "onpolicy_responses", "onpolicy_temperature")
 # every size each stage before the arms depends on, its upstream stages' included: run.py --reuse links a finished
 # stage of another run when these match, so a new verdict phase reuses the hour of SFT and a new SFT the encoder
 _WORLD = ("image_size", "train_images", "heldout_images", "cooccurrence", "partners", "min_visible")
@@ -88,6 +93,8 @@ SMOKE = Sizes(
     pref_rows=8,
     pref_steps=2,
     pref_batch=2,
+    onpolicy_rounds=2,
+    onpolicy_responses=1,
     eval_images=8,
     eval_batch=8,
     chair_max_new_tokens=24,
