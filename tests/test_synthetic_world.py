@@ -47,6 +47,9 @@ def test_smoke_run_writes_tables_figure_and_holds_its_invariants(smoke):
     (record,) = data["seeds"]
     assert record["invariants"] == {"ok": True, "failures": [], "heldout_images": data["sizes"]["heldout_images"]}
     assert set(record["eval"]) == set(ARMS)
+    fit = record["sft_fit"]  # the base model on its own training questions, per object too
+    asked = [int(c.split("/")[1]) for v in fit["per_object"].values() for c in v.values()]
+    assert fit["questions"] > 0 and sum(asked) == fit["questions"] and 0 <= fit["accuracy"] <= 1
     for arm in ARMS:
         flat = record["eval"][arm]["flat"]
         for split in ("random", "popular", "adversarial"):

@@ -54,10 +54,17 @@ def training_questions(model_dir: str, train_root: Path, sizes, seed: int, limit
     finally:
         backend.close()
     truth = [parse_pope_answer(r["answer"])[0] for r in rows]
+    per_object: dict = defaultdict(lambda: {"yes": [0, 0], "no": [0, 0]})  # object -> truth -> [right, asked]
+    for r, a, b in zip(rows, said, truth):
+        cell = per_object[r["object"]][b]
+        cell[0] += a == b
+        cell[1] += 1
     return {
         "questions": len(rows),
         "accuracy": round(sum(a == b for a, b in zip(said, truth)) / len(rows), 4),
         "yes_ratio": round(said.count("yes") / len(rows), 4),
+        # the verdict is learned object by object: which objects a seed's model answers at chance
+        "per_object": {o: {t: f"{r}/{n}" for t, (r, n) in v.items()} for o, v in sorted(per_object.items())},
     }
 
 

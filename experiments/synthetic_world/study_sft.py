@@ -40,7 +40,9 @@ def sft_rows(train_root: Path, sizes, seed: int) -> list[dict]:
                 obj, answer = rng.choice(present), "Yes."
             else:
                 obj, answer = rng.choice([n for n in names if n not in present]), "No."
-            rows.append({"image": path, "image_id": image_id, "prompt": question_for(obj), "answer": answer})
+            rows.append(
+                {"image": path, "image_id": image_id, "prompt": question_for(obj), "answer": answer, "object": obj}
+            )
     return rows
 
 
