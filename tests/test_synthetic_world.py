@@ -202,6 +202,18 @@ def test_a_lever_sweep_reuses_every_stage_before_the_arms(smoke, tmp_path):
     assert wrong_arm.returncode == 2 and "--arms takes names from" in wrong_arm.stderr
 
 
+def test_sft_steps_0_leaves_the_whole_base_model_training_to_the_verdict_phase(smoke, tmp_path):
+    """The balanced loss from the first step (EVIDENCE.md, part 1): no TRL SFT, the verdict phase starts from the
+    base model; the encoder and the preference builds are still reused."""
+    out, _ = smoke
+    run = _run(tmp_path / "balanced", "--reuse", str(out), "--set", "sft_steps=0", "--arms", "dpo")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "seed 0 encoder + knowledge base: cached" in run.stderr and "seed 0 SFT: running" in run.stderr
+    record = json.loads((tmp_path / "balanced" / "results.json").read_text())["seeds"][0]
+    assert record["sft"]["steps"] == 0 and record["sft"]["curve"] == [] and record["sft_verdict"]["curve"]
+    assert record["invariants"]["ok"] and record["sft"]["image_ids"]
+
+
 def test_every_size_is_read_by_the_arms_or_by_a_stage_that_reuse_compares():
     """A size no stage declares would let --reuse link a stage that was trained with another value of it."""
     sys.path.insert(0, str(STUDY))

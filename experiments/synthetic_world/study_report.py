@@ -342,7 +342,8 @@ def figure(records: list[dict], out: Path) -> Path:
 
 
 def learning_curves(records: list[dict], out: Path) -> Path:
-    """The SFT loss of every seed against the step (the base model's learning curve)."""
+    """The base model's learning curve per seed: TRL's SFT loss (the mean over completion tokens), then, dashed, the
+    verdict phase's (the verdict's cross-entropy plus the caption loss) from the step where SFT ended."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -351,9 +352,15 @@ def learning_curves(records: list[dict], out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for r in records:
         curve = r.get("sft", {}).get("curve") or []
-        ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], label=f"seed {r['seed']}")
-    ax.set_xlabel("SFT step")
-    ax.set_ylabel("training loss (completion tokens)")
+        label = f"seed {r['seed']}"
+        (line,) = ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], label=label if curve else None)
+        verdict = r.get("sft_verdict", {}).get("curve") or []
+        start = r.get("sft", {}).get("steps", 0)
+        xs, ys = [start + p["step"] for p in verdict], [p["loss"] for p in verdict]
+        ax.plot(xs, ys, "--", color=line.get_color(), label=None if curve else label)
+    ax.set_xlabel("step (SFT, then the verdict phase, dashed)")
+    ax.set_ylabel("training loss (log scale)")
+    ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -146,14 +146,19 @@ def vision_tower_from_clip(model, clip_dir: Path) -> None:
 
 
 def train_sft(out: Path, train_root: Path, sizes, seed: int, clip_dir: Path | None = None) -> dict:
-    """Fine-tune the base model (its vision tower from ``clip_dir``'s encoder, see ``build_base_model``); save it
-    (with its processor) to ``out/model``; return the learning curve."""
+    """Fine-tune the base model (its vision tower from ``clip_dir``'s encoder, see ``build_base_model``) with TRL's
+    SFT for ``sizes.sft_steps`` steps (0: not at all); save it (with its processor) to ``out/model``; return the
+    learning curve."""
     from datasets import Dataset, Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import SFTConfig, SFTTrainer
 
     base = build_base_model(out / "base", train_root, sizes, seed, clip_dir)
     rows = sft_rows(train_root, sizes, seed)
+    if not sizes.sft_steps:  # no token-mean SFT: the verdict phase trains the base model from its first step
+        shutil.move(str(base), str(out / "model"))
+        ids = sorted({r["image_id"] for r in rows})
+        return {"model": str(out / "model"), "rows": len(rows), "image_ids": ids, "curve": [], "steps": 0}
     ds = Dataset.from_dict(
         {
             "images": [[r["image"]] for r in rows],
