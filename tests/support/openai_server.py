@@ -121,6 +121,7 @@ class OpenAIServer:
         self.always_fail_marker, self.retry_after = always_fail_marker, retry_after
         self.drop_idle = drop_idle  # close every connection after its response without saying so (stale keep-alive)
         self.requests = 0
+        self.connections_closed = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.seen: Counter = Counter()
@@ -234,6 +235,11 @@ class OpenAIServer:
         class Server(ThreadingHTTPServer):
             request_queue_size = 128  # the listen backlog (set before listen(): 5 by default resets a burst of 32)
             daemon_threads = True
+
+            def shutdown_request(self, request):  # the socket is closed when this returns: a client sees the FIN
+                super().shutdown_request(request)
+                with server._lock:
+                    server.connections_closed += 1
 
         self._httpd = Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
