@@ -114,11 +114,15 @@ def train_verdict(out: Path, sft_model: str, train_root: Path, sizes, seed: int)
     processor = AutoProcessor.from_pretrained(sft_model)
     model = AutoModelForImageTextToText.from_pretrained(sft_model)
     started = time.time()
+    verdicts = [r for r in rows if r["answer"] in YES_NO]
+    # after TRL's SFT the model already finishes "Yes." and "No."; from the base model (sft_steps=0) it must also
+    # learn that, or greedy decoding writes a caption after the verdict token: the answer rows then include them
+    answers = [r for r in rows if r["answer"] not in YES_NO] if sizes.sft_steps else rows
     curve = train_balanced(
         model,
         processor,
-        [r for r in rows if r["answer"] in YES_NO],
-        [r for r in rows if r["answer"] not in YES_NO],
+        verdicts,
+        answers,
         steps=sizes.verdict_steps,
         batch=sizes.sft_batch,
         lr=sizes.verdict_lr,
