@@ -248,11 +248,8 @@ def link_upstream(out: Path, source: Path, sizes: Sizes, seeds: list[int]) -> tu
     except (OSError, ValueError):
         raise ValueError(f"it holds no readable {SIZES_FILE}") from None
     ours = sizes.to_dict()
-    differ = {
-        name: [k for k in fields if theirs.get(k) != ours[k]]
-        for name, fields in STAGE_FIELDS.items()
-        if any(theirs.get(k) != ours[k] for k in fields)
-    }
+    differ = {name: [k for k in fields if theirs.get(k) != ours[k]] for name, fields in STAGE_FIELDS.items()}
+    differ = {name: fields for name, fields in differ.items() if fields}
     if "world" in differ:
         raise ValueError(f"its world differs ({', '.join(differ['world'])}): no stage of it can be reused")
     linked = 0

@@ -16,8 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from realign_trl.eval.suite import CHAIR_PROMPT
-
 ARM = "rdpo_onpolicy"
 ROUNDS_DIR = "rdpo_onpolicy_rounds"
 
@@ -29,21 +27,17 @@ def share(total: int, parts: int, k: int) -> int:
 
 def onpolicy_build(out: Path, policy: str, train_root: Path, index: Path, clip_paths, sizes, seed: int, r: int):
     """Round ``r``'s on-policy build of ``policy``'s captions of the training images into ``out``; its record."""
-    from realign_data.building.builder import build
-    from realign_data.building.config import BuildConfig
+    from study_prefs import build_config
 
-    config = BuildConfig(
-        index=str(index),
-        coco_root=str(train_root),
-        out=str(out),
-        kb_model=clip_paths[0],
-        kb_pretrained=clip_paths[1],
-        prompts=[CHAIR_PROMPT],
-        gate="lexical",
+    from realign_data.building.builder import build
+
+    config = build_config(
+        out,
+        train_root,
+        index,
+        clip_paths,
+        seed * 100 + r,  # fresh draws each round
         image_negative="retrieval",
-        seed=seed * 100 + r,  # fresh draws each round
-        progress=False,
-        device="cpu",
         responses_from=policy,
         responses_backend="transformers",
         num_responses=sizes.onpolicy_responses,
@@ -74,10 +68,8 @@ def train_onpolicy_arm(
     checkpoint as a cached stage ``eval/<name>``. Returns the arm's record: the last round's model, the rounds'
     logs joined, and per round its build, training and evaluation."""
     from study_clip import model_paths
-    from study_prefs import last_quarter, train_preferences
+    from study_prefs import first_rows, last_quarter, train_preferences
     from study_stages import stage
-
-    from realign_data.building.output import load_built
 
     policy, rounds, logs, steps = sft_model, [], [], 0
     used: dict[str, list] = {"image_id": [], "rejected_image_id": []}
@@ -88,11 +80,7 @@ def train_onpolicy_arm(
             built = onpolicy_build(
                 d / "data", policy, train_root, clip_dir / "index", model_paths(clip_dir), sizes, seed, r
             )
-            ds = load_built(d / "data").shuffle(seed=seed)
-            ds = ds.select(range(min(share(sizes.pref_rows, n, r), len(ds))))
-            ds = ds.select_columns(
-                ["images", "rejected_images", "prompt", "chosen", "rejected", "image_id", "rejected_image_id"]
-            )
+            ds = first_rows(d / "data", share(sizes.pref_rows, n, r), seed)
             trained = train_preferences(d, ds, "rdpo", {}, policy, sizes, seed + r, steps=share(sizes.pref_steps, n, r))
             return {"round": r, "policy": policy, "build": built, **trained}
 

@@ -32,27 +32,33 @@ ARM_LABELS = {
 ARM_ORDER = ("sft", "dpo", "rdpo", "rdpo_anchor", "rdpo_region_noise", "rdpo_onpolicy")
 
 
+def build_config(out: Path, train_root: Path, index: Path, clip_paths: tuple[str, str], seed: int, **extra):
+    """The study's ``realign-data build`` of the training root (annotation filler, the trained encoder's knowledge
+    base, the lexical gate, the CHAIR instruction as the one prompt) into ``out``; ``extra`` sets the rest."""
+    from realign_data.building.config import BuildConfig
+
+    return BuildConfig(
+        index=str(index),
+        coco_root=str(train_root),
+        out=str(out),
+        kb_model=clip_paths[0],
+        kb_pretrained=clip_paths[1],
+        prompts=[CHAIR_PROMPT],
+        gate="lexical",
+        seed=seed,
+        progress=False,
+        device="cpu",
+        **extra,
+    )
+
+
 def build_preferences(out: Path, train_root: Path, index: Path, clip_paths: tuple[str, str], seed: int) -> dict:
     """Both builds into ``out/retrieval`` and ``out/region-noise``; their row counts and drop reasons."""
     from realign_data.building.builder import build
-    from realign_data.building.config import BuildConfig
 
     record = {}
     for negative in ("retrieval", "region-noise"):
-        config = BuildConfig(
-            index=str(index),
-            coco_root=str(train_root),
-            out=str(out / negative),
-            kb_model=clip_paths[0],
-            kb_pretrained=clip_paths[1],
-            prompts=[CHAIR_PROMPT],
-            gate="lexical",
-            image_negative=negative,
-            seed=seed,
-            progress=False,
-            device="cpu",
-        )
-        result = build(config)
+        result = build(build_config(out / negative, train_root, index, clip_paths, seed, image_negative=negative))
         record[negative] = {
             "pairs": result.pairs_written,
             "drops": dict(result.drops),
@@ -61,11 +67,12 @@ def build_preferences(out: Path, train_root: Path, index: Path, clip_paths: tupl
     return record
 
 
-def preference_rows(prefs: Path, build_name: str, rows: int, seed: int):
-    """The first ``rows`` rows (after a seeded shuffle) of a build, as TRL's vision preference dataset."""
+def first_rows(built: Path, rows: int, seed: int):
+    """The first ``rows`` rows (after a seeded shuffle) of the build in ``built``, as TRL's vision preference dataset
+    plus the image ids the invariants check."""
     from realign_data.building.output import load_built
 
-    ds = load_built(prefs / build_name).shuffle(seed=seed)
+    ds = load_built(built).shuffle(seed=seed)
     ds = ds.select(range(min(rows, len(ds))))
     return ds.select_columns(
         ["images", "rejected_images", "prompt", "chosen", "rejected", "image_id", "rejected_image_id"]
@@ -82,7 +89,7 @@ def common_rows(prefs: Path, wanted: int) -> int:
 def train_arm(out: Path, arm: str, sft_model: str, prefs: Path, sizes, seed: int) -> dict:
     """Train one arm; save the policy to ``out/model``; return its logged diagnostics (reward margins, accuracies)."""
     build_name, loss_type, extra = ARMS[arm]
-    ds = preference_rows(prefs, build_name, common_rows(prefs, sizes.pref_rows), seed)
+    ds = first_rows(prefs / build_name, common_rows(prefs, sizes.pref_rows), seed)
     return {"arm": arm, "build": build_name, **train_preferences(out, ds, loss_type, extra, sft_model, sizes, seed)}
 
 
