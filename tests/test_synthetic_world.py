@@ -67,6 +67,9 @@ def test_smoke_run_writes_tables_figure_and_holds_its_invariants(smoke):
     assert "rewards/visual_margins" in record["arms"]["rdpo"]["log"][-1]
     tables = (out / "tables.md").read_text()
     assert "(c) rDPO" in tables and "adversarial F1" in tables and "CHAIR_i" in tables
+    # paired interval over the held-out images (the smoke model may name no object: no CHAIR_i to resample)
+    low, high = data["bootstrap"]["rdpo − dpo"]["pope_adversarial_accuracy"]
+    assert low <= high and "95 % bootstrap interval" in tables
     for png in ("figure.png", "sft_curve.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -243,3 +246,32 @@ def test_set_reads_booleans_and_names_a_bad_value():
         with_overrides(FULL, {"tie_embeddings": "maybe"})
     with pytest.raises(ValueError, match=r"sft_steps takes a number \(int\), not 'many'"):
         with_overrides(FULL, {"sft_steps": "many"})
+
+
+def _eval_records(seed_dir: Path, arm: str, hallucinating: set) -> None:
+    """A ``chair.jsonl`` of 40 one-object captions whose image ids in ``hallucinating`` add an absent cat."""
+    d = seed_dir / "eval" / arm
+    d.mkdir(parents=True)
+    with (d / "chair.jsonl").open("w") as f:
+        for i in range(40):
+            extra = [{"word": "cat", "object": "cat"}] if i in hallucinating else []
+            mentions = [{"word": "dog", "object": "dog"}, *extra]
+            record = {"image_id": i, "mentions": mentions, "hallucinated": extra, "ground_truth": ["dog"]}
+            f.write(json.dumps({**record, "recalled": ["dog"], "chair_s": int(bool(extra))}) + "\n")
+        f.write(json.dumps({"image_id": 99, "error": "timeout"}) + "\n")  # a failed request is never scored
+
+
+def test_the_paired_bootstrap_interval_excludes_0_only_for_a_difference_beyond_image_noise(tmp_path):
+    sys.path.insert(0, str(STUDY))
+    from study_bootstrap import paired_interval
+
+    seeds = [tmp_path / "seed-0", tmp_path / "seed-1"]
+    for seed_dir in seeds:
+        _eval_records(seed_dir, "sft", hallucinating=set(range(0, 40, 2)))  # every other caption
+        _eval_records(seed_dir, "rdpo", hallucinating={0, 10})  # far fewer, on the same images
+        _eval_records(seed_dir, "dpo", hallucinating=set(range(0, 40, 2)))  # the same captions as SFT
+    low, high = paired_interval(seeds, "rdpo", "sft", "chair_i", pairs=())
+    assert -0.4 < low <= high < 0  # CHAIR_i 2/42 against 20/60, on every draw
+    assert paired_interval(seeds, "dpo", "sft", "chair_i", pairs=()) == (0.0, 0.0)  # identical: no spread
+    assert paired_interval(seeds, "rdpo", "sft", "object_recall", pairs=()) == (0.0, 0.0)
+    assert paired_interval(seeds, "rdpo", "missing_arm", "chair_i", pairs=()) is None

@@ -267,13 +267,20 @@ def link_upstream(out: Path, source: Path, sizes: Sizes, seeds: list[int]) -> tu
 
 
 def write_outputs(out: Path, records: list[dict], sizes: Sizes) -> None:
-    """``tables.md`` (mean ± std), ``results.json`` (every seed's record + versions), ``figure.png`` and
-    ``sft_curve.png`` (the SFT learning curves)."""
-    from study_report import figure, learning_curves, tables
+    """``tables.md`` (mean ± std, paired differences and their bootstrap intervals), ``results.json`` (every seed's
+    record, the intervals, versions), ``figure.png`` and ``sft_curve.png`` (the SFT learning curves)."""
+    from study_bootstrap import paired_intervals
+    from study_report import PAIRED_COMPARISONS, figure, learning_curves, tables
+    from study_world import world_partners
 
-    (out / TABLES).write_text(tables(records, sizes))
+    intervals = paired_intervals(out, records, PAIRED_COMPARISONS, world_partners(sizes))
+    (out / TABLES).write_text(tables(records, sizes, intervals))
     (out / RESULTS).write_text(
-        json.dumps({"sizes": sizes.to_dict(), "versions": versions(), "seeds": records}, indent=1, sort_keys=True)
+        json.dumps(
+            {"sizes": sizes.to_dict(), "versions": versions(), "seeds": records, "bootstrap": intervals},
+            indent=1,
+            sort_keys=True,
+        )
     )
     figure(records, out / FIGURE)
     learning_curves(records, out / CURVES)

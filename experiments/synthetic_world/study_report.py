@@ -146,9 +146,10 @@ def paired(records: list[dict], arm: str, base: str, key: str) -> list[float]:
     return out
 
 
-def _paired_table(
-    records: list[dict], pairs=(("rdpo", "dpo"), ("rdpo", "sft"), ("dpo", "sft"), (ONPOLICY_ARM, "rdpo"))
-) -> str:
+PAIRED_COMPARISONS = (("rdpo", "dpo"), ("rdpo", "sft"), ("dpo", "sft"), (ONPOLICY_ARM, "rdpo"))
+
+
+def _paired_table(records: list[dict], pairs=PAIRED_COMPARISONS) -> str:
     """Mean per-seed difference between two arms, and in how many seeds it has the sign of the mean: the
     comparison a reader can trust with few seeds (the same world, SFT model and rows on both sides)."""
 
@@ -199,8 +200,30 @@ def _rounds_section(records: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def tables(records: list[dict], sizes) -> str:
-    """The markdown tables: POPE, CHAIR + the partner diagnostic, training diagnostics, encoder and SFT."""
+def _interval_table(intervals: dict) -> list[str]:
+    """The paired differences' 95 % bootstrap intervals over images (``study_bootstrap.paired_intervals``)."""
+    if not intervals:
+        return []
+    from study_bootstrap import METRIC_FILES
+
+    names = dict(PAIRED_COLUMNS)
+    keys = list(METRIC_FILES)
+    lines = [
+        "### Paired differences: 95 % bootstrap interval over the held-out images (models fixed; excludes 0 = "
+        "larger than the image-sampling noise)",
+        "",
+        "| difference | " + " | ".join(names[k] for k in keys) + " |",
+        "|---|" + "---|" * len(keys),
+    ]
+    for name, found in intervals.items():
+        cells = [f"[{found[k][0]:+.3f}, {found[k][1]:+.3f}]" if k in found else "–" for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def tables(records: list[dict], sizes, intervals: dict | None = None) -> str:
+    """The markdown tables: POPE, CHAIR + the partner diagnostic, paired differences (with their bootstrap
+    intervals, where given), training diagnostics, encoder and SFT."""
     n = len(records)
     parts = [
         f"Mean ± std over {n} seed{'s' if n != 1 else ''} ({', '.join(str(r['seed']) for r in records)}); "
@@ -218,6 +241,7 @@ def tables(records: list[dict], sizes) -> str:
         "",
         _paired_table(records),
         "",
+        *_interval_table(intervals or {}),
         *_rounds_section(records),
         "### Per object: how often a caption names the absent partner of an object it shows",
         "",
