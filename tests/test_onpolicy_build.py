@@ -158,6 +158,34 @@ def test_planted_hallucinations_are_corrected_span_by_span(tiny_kb, planted, tmp
     )
 
 
+def test_mask_kind_object_checks_and_corrects_objects_only(tiny_kb, planted, tmp_path):
+    with OpenAIServer(answer=lambda prompt: planted["answers"][prompt]) as srv:
+        r = runner.invoke(
+            app,
+            _args(
+                tiny_kb,
+                planted["seeds"],
+                tmp_path / "out",
+                "--responses-from",
+                "policy-v1",
+                "--base-url",
+                srv.base_url,
+                "--mask-kind",
+                "object",
+            ),  # fmt: skip
+        )
+    assert r.exit_code == 0, r.output
+    onp = json.loads((tmp_path / "out" / "build_report.json").read_text())["onpolicy"]
+    assert onp["hallucinations"] == {"object": 2, "count": 0, "color": 0} and onp["pairs"] == 2
+    row = next(r for r in _load(tmp_path / "out") if message_text(r["prompt"]) == "Describe picture 0.")
+    rejected, chosen = message_text(row["rejected"]), message_text(row["chosen"])
+    assert [s["kind"] for s in json.loads(row["changed_spans"])] == ["object"]
+    first, cat, n, colour = planted["first"]
+    # the wrong count and colour stay as the policy wrote them: only the absent object is replaced
+    assert chosen.startswith(f"{number_word(n + 1).capitalize()} {OTHER_COLOUR[colour]} {pluralize(cat)} and ")
+    assert planted["absent"][0] in rejected and planted["absent"][0] not in chosen
+
+
 def test_a_vlm_filler_fills_the_masked_spans_and_a_wrong_correction_is_dropped(tiny_kb, planted, tmp_path):
     """With a VLM filler only the wrong spans are masked and filled, looking at the true image. The test server fills
     every slot with a fixed word ([COUNT] seven, [COLOR] purple, [OBJECT] zebra: tests/support/openai_server.py):
@@ -198,6 +226,7 @@ def test_a_vlm_filler_fills_the_masked_spans_and_a_wrong_correction_is_dropped(t
         (["--num-responses", "2"], "give the policy with it"),
         (["--responses-from", "./no-such-checkpoint"], "is a local path that does not exist"),
         (["--responses-from", "p", "--temperature", "-1"], "--temperature must be >= 0"),
+        (["--responses-from", "p", "--mask-kind", "relation"], "--mask-kind relation is none of them"),
     ],
 )
 def test_bad_onpolicy_options_are_usage_errors(tiny_kb, planted, tmp_path, extra, message):

@@ -139,7 +139,7 @@ class BuildConfig:
     round: int = _opt(0, "On-policy: the round recorded in every row.", SEEDS)
     mask_kinds: Optional[list] = _opt(
         None,
-        "Span kind to mask (repeat for several).",
+        "Span kind to mask (repeat for several); on-policy: the kinds of fact checked (object, count, color).",
         PIPELINE,
         flag="--mask-kind",
         choices=SPAN_KINDS,

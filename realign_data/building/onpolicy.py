@@ -22,6 +22,11 @@ Every row records its ``round``, the ``policy`` (model, backend, temperature, nu
 it is (``response_index``) and the ``changed_spans`` (character offsets in the rejected answer, the kind, what the
 answer said, what the image has, and the replacement when it is known) as JSON.
 
+``--mask-kind`` (repeatable) limits the check to those kinds of fact (``object``, ``count``, ``color``): with
+``--mask-kind object`` a wrong count is neither corrected nor a reason to make a row, and the re-read of the
+correction checks objects only. The synthetic-world study found that wrong counts dominated what the full check
+found, and training on them taught the model to stop counting (EVIDENCE.md, the on-policy rounds).
+
 The report's ``onpolicy`` section counts the answers drawn and checked, the hallucinated facts by kind and the rows;
 answers that make no row are in ``drops`` by reason (with the seeds dropped before any answer).
 """
@@ -40,6 +45,7 @@ from realign_data.building.facts import (
     masked_answer,
     truth_of,
 )
+from realign_data.building.policy import checked_kinds
 
 if TYPE_CHECKING:  # pragma: no cover
     from realign_data.building.pipeline import Candidate, Pipeline
@@ -61,6 +67,11 @@ def run_chunk(pipe: Pipeline, seeds: list) -> tuple[list[dict], dict, list, int,
 
     counts: Counter = Counter()
     kinds: Counter = Counter({k: 0 for k in FACT_KINDS})
+    checked = checked_kinds(cfg)
+
+    def hallucinations(text: str, truth) -> list:
+        return [f for f in find_hallucinations(text, truth) if f.kind in checked]
+
     rows: list[dict] = []
     pipe._decoded = {}
     try:
@@ -81,7 +92,7 @@ def run_chunk(pipe: Pipeline, seeds: list) -> tuple[list[dict], dict, list, int,
                 truth, annotations = truths[id(c)]
                 counts[f"truth_{truth.source}"] += 1
                 answer = res.text.strip()
-                facts = find_hallucinations(answer, truth)
+                facts = hallucinations(answer, truth)
                 kinds.update(f.kind for f in facts)
                 if not facts:
                     drop(c.seed.id, "no_hallucination")
@@ -97,7 +108,7 @@ def run_chunk(pipe: Pipeline, seeds: list) -> tuple[list[dict], dict, list, int,
         for ((c, k, answer, facts, truth, _), text, changed), sim in zip(fixed, sims):
             if not is_rejected_fill(text, answer, sim, cfg.sim_threshold):
                 drop(c.seed.id, "correction_too_similar")
-            elif find_hallucinations(text, truth):
+            elif hallucinations(text, truth):
                 drop(c.seed.id, "correction_hallucinated")
             elif not c.hits:
                 drop(c.seed.id, "no_retrieval")

@@ -32,11 +32,26 @@ def backend_of(config: Any) -> str:
     return "openai" if config.base_url else "transformers"
 
 
+def checked_kinds(config: Any) -> tuple[str, ...]:
+    """The kinds of fact an on-policy build checks: ``--mask-kind``'s, else all of them."""
+    from realign_data.building.facts import FACT_KINDS
+
+    return tuple(k for k in FACT_KINDS if not config.mask_kinds or k in config.mask_kinds)
+
+
 def checks(config: Any) -> list[tuple[bool, str]]:
     """``(ok, one-sentence mistake)`` of the on-policy options, for :meth:`BuildConfig.validate`."""
+    from realign_data.building.facts import FACT_KINDS
+
     on = config.responses_from is not None
     k, t = config.num_responses, config.temperature
+    other = [m for m in config.mask_kinds or () if m not in FACT_KINDS]
     return [
+        (
+            not on or not other,
+            f"an on-policy build checks {', '.join(FACT_KINDS)} facts; --mask-kind {other[0] if other else ''} "
+            "is none of them",
+        ),
         (isinstance(k, int) and k >= 1, f"--num-responses must be >= 1, got {k}"),
         (t >= 0, f"--temperature must be >= 0 (0: greedy), got {t}"),
         (config.round >= 0, f"--round must be >= 0, got {config.round}"),
