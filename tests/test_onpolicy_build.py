@@ -93,27 +93,21 @@ def _load(out: Path):
     return datasets.load_from_disk(str(out))
 
 
-def test_planted_hallucinations_are_corrected_span_by_span(tiny_kb, planted, tmp_path):
+def _planted_build(tiny_kb, planted, out: Path, *extra):
+    """An on-policy build whose policy (``policy-v1``, a localhost server) gives the planted answers; the CLI result
+    and the request bodies the server received."""
     with OpenAIServer(answer=lambda prompt: planted["answers"][prompt], keep_bodies=True) as srv:
         r = runner.invoke(
             app,
-            _args(
-                tiny_kb,
-                planted["seeds"],
-                tmp_path / "out",
-                "--responses-from",
-                "policy-v1",
-                "--base-url",
-                srv.base_url,
-                "--num-responses",
-                2,
-                "--temperature",
-                0.7,
-                "--round",
-                2,
-            ),  # fmt: skip
+            _args(tiny_kb, planted["seeds"], out, "--responses-from", "policy-v1", "--base-url", srv.base_url, *extra),
         )
-        bodies = list(srv.bodies)
+        return r, list(srv.bodies)
+
+
+def test_planted_hallucinations_are_corrected_span_by_span(tiny_kb, planted, tmp_path):
+    r, bodies = _planted_build(
+        tiny_kb, planted, tmp_path / "out", "--num-responses", 2, "--temperature", 0.7, "--round", 2
+    )
     assert r.exit_code == 0, r.output
     assert {b["temperature"] for b in bodies} == {0.7} and len({b["seed"] for b in bodies}) == 2  # two draws
     report = json.loads((tmp_path / "out" / "build_report.json").read_text())
@@ -159,21 +153,7 @@ def test_planted_hallucinations_are_corrected_span_by_span(tiny_kb, planted, tmp
 
 
 def test_mask_kind_object_checks_and_corrects_objects_only(tiny_kb, planted, tmp_path):
-    with OpenAIServer(answer=lambda prompt: planted["answers"][prompt]) as srv:
-        r = runner.invoke(
-            app,
-            _args(
-                tiny_kb,
-                planted["seeds"],
-                tmp_path / "out",
-                "--responses-from",
-                "policy-v1",
-                "--base-url",
-                srv.base_url,
-                "--mask-kind",
-                "object",
-            ),  # fmt: skip
-        )
+    r, _ = _planted_build(tiny_kb, planted, tmp_path / "out", "--mask-kind", "object")
     assert r.exit_code == 0, r.output
     onp = json.loads((tmp_path / "out" / "build_report.json").read_text())["onpolicy"]
     assert onp["hallucinations"] == {"object": 2, "count": 0, "color": 0} and onp["pairs"] == 2
