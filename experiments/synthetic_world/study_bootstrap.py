@@ -11,12 +11,13 @@ it says nothing of seed-to-seed training noise (the sign count does).
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 
 from realign_trl.eval.scoring import chair_metrics, pope_metrics
 
 DRAWS = 2000
-# metric -> (the records file it is computed from, the per-image counts whose ratio of sums it is)
+# metric -> the evaluation's records file it is computed from
 METRIC_FILES = {
     "pope_adversarial_accuracy": "pope_adversarial.jsonl",
     "chair_i": "chair.jsonl",
@@ -46,7 +47,7 @@ def _counts(key: str, records: list[dict], pairs) -> tuple[float, float]:
         return m["tp"] + m["tn"], m["questions"]
     if key == "missing_partner_named":
         m = partner_hallucination(records, pairs)
-        return (round(m["missing_partner_named"] * m["cases"]) if m["cases"] else 0), m["cases"]
+        return m["named"], m["cases"]
     m = chair_metrics(records)
     if key == "chair_i":
         return m["hallucinated_mentions"], m["mentions"]
@@ -54,10 +55,11 @@ def _counts(key: str, records: list[dict], pairs) -> tuple[float, float]:
 
 
 def paired_interval(
-    seed_dirs: list[Path], arm: str, base: str, key: str, pairs, draws: int = DRAWS, rng_seed: int = 0
+    seed_dirs: list[Path], arm: str, base: str, key: str, pairs, draws: int = DRAWS, rng_seed: int = 0, load=_scored
 ) -> tuple[float, float] | None:
     """The 95 % percentile interval of the mean over seeds of ``arm − base`` on ``key``, resampling each seed's
-    images (the ones both evaluations scored); None where a seed lacks either evaluation."""
+    images (the ones both evaluations scored); None where a seed lacks either evaluation. ``load`` reads a records
+    file (:func:`paired_intervals` passes one that reads each file once)."""
     import numpy as np
 
     name = METRIC_FILES[key]
@@ -67,7 +69,7 @@ def paired_interval(
         a, b = d / "eval" / arm / name, d / "eval" / base / name
         if not (a.is_file() and b.is_file()):
             return None
-        ra, rb = _scored(a), _scored(b)
+        ra, rb = load(a), load(b)
         ids = sorted(set(ra) & set(rb))
         if not ids:
             return None
@@ -88,10 +90,11 @@ def paired_interval(
 def paired_intervals(out: Path, records: list[dict], comparisons, pairs, draws: int = DRAWS) -> dict:
     """``{"ARM − BASE": {metric: [low, high]}}`` for every comparison whose evaluations every seed has."""
     seed_dirs = [out / f"seed-{r['seed']}" for r in records]
+    load = cache(_scored)  # chair.jsonl serves three metrics, and an arm's records several comparisons
     found: dict = {}
     for arm, base in comparisons:
         for key in METRIC_FILES:
-            interval = paired_interval(seed_dirs, arm, base, key, pairs, draws)
+            interval = paired_interval(seed_dirs, arm, base, key, pairs, draws, load=load)
             if interval is not None:
                 found.setdefault(f"{arm} − {base}", {})[key] = [round(interval[0], 4), round(interval[1], 4)]
     return found

@@ -97,5 +97,6 @@ def partner_hallucination(records: list[dict], pairs) -> dict:
         "missing_partner_named": round(sum(hit.values()) / total, 4) if total else float("nan"),
         "other_absent_named": round(other_hit / other_seen, 4) if other_seen else float("nan"),
         "cases": total,
+        "named": sum(hit.values()),
         "per_partner": per,
     }
