@@ -246,6 +246,9 @@ def test_set_reads_booleans_and_names_a_bad_value():
         with_overrides(FULL, {"tie_embeddings": "maybe"})
     with pytest.raises(ValueError, match=r"sft_steps takes a number \(int\), not 'many'"):
         with_overrides(FULL, {"sft_steps": "many"})
+    assert with_overrides(FULL, {"onpolicy_kinds": "object"}).onpolicy_kinds == "object"
+    with pytest.raises(ValueError, match="onpolicy_kinds takes some of object, count, color, not 'relation'"):
+        with_overrides(FULL, {"onpolicy_kinds": "object,relation"})
 
 
 def _eval_records(seed_dir: Path, arm: str, hallucinating: set) -> None:

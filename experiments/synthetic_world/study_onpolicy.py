@@ -3,9 +3,10 @@
 Round ``r`` (``arms/rdpo_onpolicy_rounds/round-r``, each a cached stage, so a killed run resumes at the unfinished
 round): an on-policy ``realign-data build --responses-from POLICY --round r`` from the training images (the policy
 captions each image ``onpolicy_responses`` times at ``onpolicy_temperature``; captions that name an object the
-annotations do not have, or a wrong count or colour, are corrected span by span from the truth: chosen = the
-correction, rejected = the policy's own caption, rejected image = the retrieved one), then rDPO from POLICY (also
-the reference) on its rows, then POPE + CHAIR on the held-out images. The trained model is the next round's policy.
+annotations do not have, or a wrong count or colour (``onpolicy_kinds`` narrows which), are corrected span by span
+from the truth: chosen = the correction, rejected = the policy's own caption, rejected image = the retrieved one),
+then rDPO from POLICY (also the reference) on its rows, then POPE + CHAIR on the held-out images. The trained model
+is the next round's policy.
 
 Against the off-policy ``rdpo`` arm, the budget is the same: the rounds split ``pref_rows`` rows and ``pref_steps``
 steps between them (the first rounds take the remainder), with the recipe of every arm (beta, lr, SFT term, LoRA).
@@ -43,6 +44,7 @@ def onpolicy_build(out: Path, policy: str, train_root: Path, index: Path, clip_p
         num_responses=sizes.onpolicy_responses,
         temperature=sizes.onpolicy_temperature,
         round=r,
+        mask_kinds=[k for k in sizes.onpolicy_kinds.split(",") if k] or None,
         max_new_tokens=sizes.chair_max_new_tokens,
         batch_size=sizes.eval_batch,
     )

@@ -47,6 +47,9 @@ class Sizes:
     onpolicy_rounds: int = 3
     onpolicy_responses: int = 2
     onpolicy_temperature: float = 0.7
+    # which facts the rounds check and correct (realign-data build --mask-kind, comma-separated): "" = object, count
+    # and colour; "object" leaves wrong counts and colours alone (the default world's rounds were mostly counts)
+    onpolicy_kinds: str = ""
     # evaluation on held-out images
     eval_images: int = 200
     eval_batch: int = 32
@@ -59,7 +62,7 @@ class Sizes:
 FULL = Sizes()
 # what only the preference arms read: a lever sweep over these can reuse every earlier stage (run.py --reuse)
 ARM_FIELDS = ("pref_rows", "pref_steps", "pref_batch", "pref_lr", "beta", "sft_weight", "pref_lora_r")
-ARM_FIELDS += ("onpolicy_rounds", "onpolicy_responses", "onpolicy_temperature")
+ARM_FIELDS += ("onpolicy_rounds", "onpolicy_responses", "onpolicy_temperature", "onpolicy_kinds")
 # every size each stage before the arms depends on, its upstream stages' included: run.py --reuse links a finished
 # stage of another run when these match, so a new verdict phase reuses the hour of SFT and a new SFT the encoder
 _WORLD = ("image_size", "train_images", "heldout_images", "cooccurrence", "partners", "min_visible")
@@ -109,6 +112,12 @@ def with_overrides(sizes: Sizes, overrides: dict) -> Sizes:
         if name not in current:
             raise ValueError(f"unknown size {name!r}; known: {', '.join(current)}")
         typed[name] = _cast(name, value, type(current[name]))
+    if "onpolicy_kinds" in typed:  # checked here, not an hour later when the first round builds
+        from realign_data.building.facts import FACT_KINDS
+
+        other = [k for k in typed["onpolicy_kinds"].split(",") if k and k not in FACT_KINDS]
+        if other:
+            raise ValueError(f"onpolicy_kinds takes some of {', '.join(FACT_KINDS)}, not {other[0]!r}")
     return replace(sizes, **typed)
 
 
