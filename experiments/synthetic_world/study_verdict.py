@@ -115,9 +115,12 @@ def train_verdict(out: Path, sft_model: str, train_root: Path, sizes, seed: int)
     model = AutoModelForImageTextToText.from_pretrained(sft_model)
     started = time.time()
     verdicts = [r for r in rows if r["answer"] in YES_NO]
-    # after TRL's SFT the model already finishes "Yes." and "No."; from the base model (sft_steps=0) it must also
-    # learn that, or greedy decoding writes a caption after the verdict token: the answer rows then include them
-    answers = [r for r in rows if r["answer"] not in YES_NO] if sizes.sft_steps else rows
+    answers = [r for r in rows if r["answer"] not in YES_NO]
+    if not sizes.sft_steps:
+        # after TRL's SFT the model already finishes "Yes." and "No."; from the base model it must also learn that,
+        # or greedy decoding writes a caption after the verdict token. As many whole yes/no answers as captions join
+        # the answer rows: all of the rows would leave one caption in five, too few for the captions to be learned
+        answers += random.Random(seed).sample(verdicts, min(len(answers), len(verdicts)))
     curve = train_balanced(
         model,
         processor,
