@@ -44,7 +44,7 @@ def onpolicy_build(out: Path, policy: str, train_root: Path, index: Path, clip_p
         num_responses=sizes.onpolicy_responses,
         temperature=sizes.onpolicy_temperature,
         round=r,
-        mask_kinds=[k for k in sizes.onpolicy_kinds.split(",") if k] or None,
+        mask_kinds=sizes.onpolicy_kind_list(),
         max_new_tokens=sizes.chair_max_new_tokens,
         batch_size=sizes.eval_batch,
     )

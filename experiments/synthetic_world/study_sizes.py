@@ -58,6 +58,10 @@ class Sizes:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def onpolicy_kind_list(self) -> list[str] | None:
+        """``onpolicy_kinds`` as the build's ``mask_kinds``: a list, or None for every kind."""
+        return [k for k in self.onpolicy_kinds.split(",") if k] or None
+
 
 FULL = Sizes()
 # what only the preference arms read: a lever sweep over these can reuse every earlier stage (run.py --reuse)
@@ -112,13 +116,14 @@ def with_overrides(sizes: Sizes, overrides: dict) -> Sizes:
         if name not in current:
             raise ValueError(f"unknown size {name!r}; known: {', '.join(current)}")
         typed[name] = _cast(name, value, type(current[name]))
+    changed = replace(sizes, **typed)
     if "onpolicy_kinds" in typed:  # checked here, not an hour later when the first round builds
         from realign_data.building.facts import FACT_KINDS
 
-        other = [k for k in typed["onpolicy_kinds"].split(",") if k and k not in FACT_KINDS]
+        other = [k for k in changed.onpolicy_kind_list() or () if k not in FACT_KINDS]
         if other:
             raise ValueError(f"onpolicy_kinds takes some of {', '.join(FACT_KINDS)}, not {other[0]!r}")
-    return replace(sizes, **typed)
+    return changed
 
 
 def _cast(name: str, value: str, kind: type):
