@@ -247,8 +247,11 @@ def link_upstream(out: Path, source: Path, sizes: Sizes, seeds: list[int]) -> tu
         theirs = json.loads((source / SIZES_FILE).read_text())
     except (OSError, ValueError):
         raise ValueError(f"it holds no readable {SIZES_FILE}") from None
-    ours = sizes.to_dict()
-    differ = {name: [k for k in fields if theirs.get(k) != ours[k]] for name, fields in STAGE_FIELDS.items()}
+    ours, defaults = sizes.to_dict(), Sizes().to_dict()
+    # a size the source's record lacks is newer than that run, which therefore ran with its default
+    differ = {
+        name: [k for k in fields if theirs.get(k, defaults[k]) != ours[k]] for name, fields in STAGE_FIELDS.items()
+    }
     differ = {name: fields for name, fields in differ.items() if fields}
     if "world" in differ:
         raise ValueError(f"its world differs ({', '.join(differ['world'])}): no stage of it can be reused")

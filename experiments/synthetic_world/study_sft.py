@@ -34,14 +34,29 @@ def sft_rows(train_root: Path, sizes, seed: int) -> list[dict]:
     for image_id in sorted(ann.image_ids()):
         path = str(train_root / "train2014" / f"COCO_train2014_{image_id:012d}.jpg")
         present = sorted({i["category"] for i in ann.instances(image_id)})
-        rows.append({"image": path, "image_id": image_id, "prompt": CHAIR_PROMPT, "answer": ann.captions(image_id)[0]})
+        rows.append(
+            {
+                "image": path,
+                "image_id": image_id,
+                "prompt": CHAIR_PROMPT,
+                "answer": ann.captions(image_id)[0],
+                "present": present,
+            }
+        )
         for k in range(sizes.yes_no_per_image):
             if k % 2 == 0:
                 obj, answer = rng.choice(present), "Yes."
             else:
                 obj, answer = rng.choice([n for n in names if n not in present]), "No."
             rows.append(
-                {"image": path, "image_id": image_id, "prompt": question_for(obj), "answer": answer, "object": obj}
+                {
+                    "image": path,
+                    "image_id": image_id,
+                    "prompt": question_for(obj),
+                    "answer": answer,
+                    "object": obj,
+                    "present": present,
+                }
             )
     return rows
 
@@ -146,7 +161,8 @@ def vision_tower_from_clip(model, clip_dir: Path) -> None:
 
 
 def train_sft(out: Path, train_root: Path, sizes, seed: int, clip_dir: Path | None = None) -> dict:
-    """Fine-tune the base model (its vision tower from ``clip_dir``'s encoder, see ``build_base_model``) with TRL's
+    """Fine-tune the base model (its vision tower from ``clip_dir``'s encoder, see ``build_base_model``; its image
+    tokens first aligned with its words for ``sizes.align_steps``, see ``study_align.py``) with TRL's
     SFT for ``sizes.sft_steps`` steps (0: not at all); save it (with its processor) to ``out/model``; return the
     learning curve."""
     from datasets import Dataset, Image
@@ -154,11 +170,25 @@ def train_sft(out: Path, train_root: Path, sizes, seed: int, clip_dir: Path | No
     from trl import SFTConfig, SFTTrainer
 
     base = build_base_model(out / "base", train_root, sizes, seed, clip_dir)
+    aligned = None
+    if sizes.align_steps:  # LLaVA's first stage, in the study's terms: image tokens near the words (study_align.py)
+        from study_align import align_base
+
+        aligned = align_base(out / "aligned", base, train_root, sizes, seed)
+        shutil.rmtree(base)
+        (out / "aligned").rename(base)
     rows = sft_rows(train_root, sizes, seed)
     if not sizes.sft_steps:  # no token-mean SFT: the verdict phase trains the base model from its first step
         shutil.move(str(base), str(out / "model"))
         ids = sorted({r["image_id"] for r in rows})
-        return {"model": str(out / "model"), "rows": len(rows), "image_ids": ids, "curve": [], "steps": 0}
+        return {
+            "model": str(out / "model"),
+            "rows": len(rows),
+            "image_ids": ids,
+            "curve": [],
+            "steps": 0,
+            "align": aligned,
+        }
     ds = Dataset.from_dict(
         {
             "images": [[r["image"]] for r in rows],
@@ -202,4 +232,5 @@ def train_sft(out: Path, train_root: Path, sizes, seed: int, clip_dir: Path | No
         "image_ids": sorted({r["image_id"] for r in rows}),
         "curve": curve,
         "steps": sizes.sft_steps,
+        "align": aligned,
     }

@@ -28,6 +28,9 @@ class Sizes:
     # the language model's input and output embeddings share one matrix: without it the model never links a word
     # it reads (the object in a yes/no question) to what captions taught it to write for an image (EVIDENCE.md, POPE)
     tie_embeddings: bool = True
+    # LLaVA's first stage, in the study's terms: steps that pull the image tokens towards the embeddings of the words
+    # naming what the image shows, before SFT (study_align.py); 0 skips it
+    align_steps: int = 0
     sft_steps: int = 4000
     sft_batch: int = 16
     sft_lr: float = 1e-3
@@ -35,6 +38,7 @@ class Sizes:
     # then the verdict phase (study_verdict.py): the yes/no verdict and the captions weigh the same; 0 skips it
     verdict_steps: int = 600
     verdict_lr: float = 3e-4
+    align_weight: float = 0.0  # the alignment loss beside the verdict phase's, on its yes/no batch's images; 0: off
     # preference arms: same rows, steps, beta and learning rate for every arm
     pref_rows: int = 1200
     pref_steps: int = 250
@@ -72,8 +76,8 @@ ARM_FIELDS += ("onpolicy_rounds", "onpolicy_responses", "onpolicy_temperature", 
 _WORLD = ("image_size", "train_images", "heldout_images", "cooccurrence", "partners", "min_visible")
 _CLIP = _WORLD + ("clip_steps", "clip_batch", "clip_lr", "vision_hidden_size", "vision_layers")
 _SFT = _CLIP + ("hidden_size", "num_layers", "vision_init", "tie_embeddings", "sft_steps", "sft_batch", "sft_lr")
-_SFT += ("yes_no_per_image",)
-_VERDICT = _SFT + ("verdict_steps", "verdict_lr")
+_SFT += ("yes_no_per_image", "align_steps")
+_VERDICT = _SFT + ("verdict_steps", "verdict_lr", "align_weight")
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "world": _WORLD,
     "clip": _CLIP,

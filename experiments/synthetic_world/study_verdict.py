@@ -72,21 +72,28 @@ def train_balanced(
     batch_of: Optional[Callable] = None,
     every: int = 0,
     report: Optional[Callable[[int, float], None]] = None,
+    align: float = 0.0,
 ) -> list[dict]:
     """``steps`` AdamW steps (warm-up 100, linear decay) of verdict loss on ``batch`` yes/no rows plus, when
     ``caption_rows``, caption loss on ``batch // 4`` of them; ``report(step, loss)`` every ``every`` steps. Returns
-    the loss curve. ``batch_of(rows) -> (inputs, targets)`` builds the yes/no batch (default: :func:`verdict_batch`)."""
+    the loss curve. ``batch_of(rows) -> (inputs, targets)`` builds the yes/no batch (default: :func:`verdict_batch`).
+    ``align`` weighs :func:`align_loss` on the yes/no batch's images (0: off)."""
     import torch
+    from study_align import align_loss, object_word_ids
 
     images: dict = {}
+    word_ids = object_word_ids(processor) if align else []
     batch_of = batch_of or (lambda rs: verdict_batch(processor, rs, images))
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / 100) * max(0.0, 1 - s / steps))
     model.train()
     curve = []
     for step in range(1, steps + 1):
-        inputs, target = batch_of(random.Random(step).sample(verdict_rows, batch))
+        picked = random.Random(step).sample(verdict_rows, batch)
+        inputs, target = batch_of(picked)
         loss = torch.nn.functional.cross_entropy(model(**inputs).logits[:, -1], target)
+        if align:
+            loss = loss + align * align_loss(model, processor, picked, images, word_ids)
         if caption_rows:
             picked = random.Random(-step).sample(caption_rows, max(1, batch // 4))
             loss = loss + caption_loss(model, processor, picked, images)
@@ -130,6 +137,7 @@ def train_verdict(out: Path, sft_model: str, train_root: Path, sizes, seed: int)
         batch=sizes.sft_batch,
         lr=sizes.verdict_lr,
         every=max(1, min(50, sizes.verdict_steps // 4)),
+        align=sizes.align_weight,
     )
     model.save_pretrained(out / "model")
     processor.save_pretrained(out / "model")

@@ -75,6 +75,11 @@ def main(
     freeze_vision: bool = typer.Option(
         False, help="Keep the vision tower frozen, as LLaVA's training does (only the projector and LM learn)."
     ),
+    align: float = typer.Option(
+        0.0,
+        help="Weight of the alignment loss (study_verdict.align_loss): image tokens pulled towards the embeddings "
+        "of the words naming what the image shows, as a pretrained LLaVA's are. 0: off.",
+    ),
 ) -> None:
     import torch
     from PIL import Image
@@ -170,6 +175,7 @@ def main(
         lr=lr,
         batch_of=batch_of,
         every=eval_every,
+        align=align,
         report=lambda step, loss: print(
             f"step {step}: loss {loss:.3f}, held-out accuracy {accuracy():.3f} ({time.time() - began:.0f} s)",
             flush=True,
