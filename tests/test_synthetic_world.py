@@ -217,6 +217,67 @@ def test_sft_steps_0_leaves_the_whole_base_model_training_to_the_verdict_phase(s
     assert record["invariants"]["ok"] and record["sft"]["image_ids"]
 
 
+def test_align_steps_align_the_image_tokens_before_sft_and_a_run_older_than_a_size_is_reused_at_its_default(
+    smoke, tmp_path
+):
+    """The stand-in for LLaVA's first stage (study_align.py) runs before TRL's SFT and is recorded; a run recorded
+    before a size existed ran at that size's default, so --reuse still links its stages."""
+    import shutil
+
+    out, _ = smoke
+    old = tmp_path / "old"
+    shutil.copytree(out, old, symlinks=True)
+    sizes = json.loads((old / "sizes.json").read_text())
+    for name in ("align_steps", "align_weight"):
+        del sizes[name]
+    (old / "sizes.json").write_text(json.dumps(sizes))
+    again = _run(tmp_path / "again", "--reuse", str(old), "--arms", "dpo")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "seed 0 SFT verdict phase: cached" in again.stderr
+
+    run = _run(tmp_path / "aligned", "--reuse", str(out), "--set", "align_steps=4", "--set", "align_weight=1")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "seed 0 encoder + knowledge base: cached" in run.stderr and "seed 0 SFT: running" in run.stderr
+    record = json.loads((tmp_path / "aligned" / "results.json").read_text())["seeds"][0]
+    align = record["sft"]["align"]
+    assert align["steps"] == 4 and [p["step"] for p in align["curve"]][-1] == 4
+    assert 0.0 <= align["heldout_accuracy"] <= 1.0 and record["invariants"]["ok"]
+
+
+def test_the_alignment_loss_pulls_image_tokens_towards_the_words_of_what_they_show(smoke):
+    """The loss is what it claims: minimising it on a few images makes the thresholded logits name their objects."""
+    import random
+
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    sys.path.insert(0, str(STUDY))
+    from study_align import align_logits, align_loss, object_word_ids, present_targets
+    from study_sft import sft_rows
+    from study_sizes import SMOKE
+
+    out, _ = smoke
+    model_dir = out / "seed-0" / "sft" / "model"
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    rows = [r for r in sft_rows(out / "seed-0" / "world" / "train", SMOKE, 0) if r["answer"] not in ("Yes.", "No.")]
+    rows = random.Random(0).sample(rows, 8)
+    ids, images = object_word_ids(processor), {}
+    embeddings = model.get_input_embeddings().weight.detach().clone()
+    optim = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = align_loss(model, processor, rows, images, ids).item()
+    for _ in range(60):
+        loss = align_loss(model, processor, rows, images, ids)
+        loss.backward()
+        optim.step()
+        optim.zero_grad()
+    assert loss.item() < first / 3
+    said = align_logits(model, processor, rows, images, ids) > 0
+    assert (said == present_targets(rows).bool()).float().mean() > 0.9
+    # the words are the fixed target: only the vision side moves
+    assert torch.equal(model.get_input_embeddings().weight, embeddings)
+
+
 def test_every_size_is_read_by_the_arms_or_by_a_stage_that_reuse_compares():
     """A size no stage declares would let --reuse link a stage that was trained with another value of it."""
     sys.path.insert(0, str(STUDY))
