@@ -255,12 +255,13 @@ def test_the_alignment_loss_pulls_image_tokens_towards_the_words_of_what_they_sh
     from study_align import align_logits, align_loss, object_word_ids, present_targets
     from study_sft import sft_rows
     from study_sizes import SMOKE
+    from study_verdict import YES_NO
 
     out, _ = smoke
     model_dir = out / "seed-0" / "sft" / "model"
     processor = AutoProcessor.from_pretrained(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
-    rows = [r for r in sft_rows(out / "seed-0" / "world" / "train", SMOKE, 0) if r["answer"] not in ("Yes.", "No.")]
+    rows = [r for r in sft_rows(out / "seed-0" / "world" / "train", SMOKE, 0) if r["answer"] not in YES_NO]
     rows = random.Random(0).sample(rows, 8)
     ids, images = object_word_ids(processor), {}
     embeddings = model.get_input_embeddings().weight.detach().clone()

@@ -29,14 +29,15 @@ def main(
     from PIL import Image
     from study_sft import sft_rows
     from study_sizes import FULL
+    from study_verdict import YES_NO, verdict_tokens
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     processor = AutoProcessor.from_pretrained(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
     rows = sft_rows(train, FULL, seed)
-    captions = [r for r in rows if r["answer"] not in ("Yes.", "No.")][:96]
-    questions = [r for r in rows if r["answer"] in ("Yes.", "No.")][:192]
-    yes, no = (processor.tokenizer.convert_tokens_to_ids(t) for t in ("Y", "N"))
+    captions = [r for r in rows if r["answer"] not in YES_NO][:96]
+    questions = [r for r in rows if r["answer"] in YES_NO][:192]
+    yes, no = verdict_tokens(processor)
     rng = random.Random(seed)
 
     def image(row, other: bool):

@@ -38,10 +38,9 @@ def align_logits(model, processor, rows: list[dict], images: dict, word_ids: lis
     """(rows, categories) logits: the best cosine between one of a row image's projected tokens and each category
     word's detached input embedding, scaled around 0.5."""
     import torch
-    from PIL import Image
+    from study_verdict import pictures
 
-    pics = [images.setdefault(r["image"], Image.open(r["image"]).convert("RGB")) for r in rows]
-    pixel_values = processor.image_processor(pics, return_tensors="pt")["pixel_values"]
+    pixel_values = processor.image_processor(pictures(rows, images), return_tensors="pt")["pixel_values"]
     tokens = torch.stack(list(model.model.get_image_features(pixel_values=pixel_values).pooler_output))
     words = model.get_input_embeddings().weight[word_ids].detach()
     cos = torch.nn.functional.normalize(tokens, dim=-1) @ torch.nn.functional.normalize(words, dim=-1).T
@@ -71,14 +70,16 @@ def align_base(out: Path, base: Path, train_root: Path, sizes, seed: int) -> dic
     training images kept out of it, how often the thresholded logits say rightly whether a category is present."""
     import torch
     from study_sft import sft_rows
+    from study_verdict import YES_NO
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     torch.manual_seed(seed)
     processor = AutoProcessor.from_pretrained(base)
     model = AutoModelForImageTextToText.from_pretrained(base)
-    rows = [r for r in sft_rows(train_root, sizes, seed) if r["answer"] not in ("Yes.", "No.")]  # one per image
+    rows = [r for r in sft_rows(train_root, sizes, seed) if r["answer"] not in YES_NO]  # one per image
     random.Random(seed).shuffle(rows)
-    held, rows = rows[: min(200, len(rows) // 5)], rows[min(200, len(rows) // 5) :]
+    kept_out = min(200, len(rows) // 5)
+    held, rows = rows[:kept_out], rows[kept_out:]
     word_ids, images = object_word_ids(processor), {}
     optim = torch.optim.AdamW(model.parameters(), lr=sizes.sft_lr, weight_decay=0.0)
     started, curve = time.time(), []

@@ -42,11 +42,12 @@ def training_questions(model_dir: str, train_root: Path, sizes, seed: int, limit
     base model that never learned the question format from one that learned it and does not generalise."""
     from PIL import Image
     from study_sft import sft_rows
+    from study_verdict import YES_NO
 
     from realign_trl.eval.backends import TransformersBackend
     from realign_trl.eval.scoring import parse_pope_answer
 
-    rows = [r for r in sft_rows(train_root, sizes, seed) if r["answer"] in ("Yes.", "No.")][:limit]
+    rows = [r for r in sft_rows(train_root, sizes, seed) if r["answer"] in YES_NO][:limit]
     backend = TransformersBackend(model_dir, device="cpu", batch_size=sizes.eval_batch)
     try:
         items = [(r["prompt"], lambda path=r["image"]: Image.open(path).convert("RGB"), None) for r in rows]

@@ -30,13 +30,23 @@ def verdict_tokens(processor) -> tuple[int, int]:
     return tok.convert_tokens_to_ids("Y"), tok.convert_tokens_to_ids("N")
 
 
+def pictures(rows: list[dict], images: dict) -> list:
+    """Each row's image as RGB, decoded once per training run: ``images`` caches them by path (a ``setdefault``
+    with ``Image.open`` as its default would decode the file on every call, cached or not)."""
+    from PIL import Image
+
+    for r in rows:
+        if r["image"] not in images:
+            images[r["image"]] = Image.open(r["image"]).convert("RGB")
+    return [images[r["image"]] for r in rows]
+
+
 def verdict_batch(processor, rows: list[dict], images: dict):
     """(inputs, targets) for yes/no ``rows``: the prompt left-padded, the target the verdict token."""
     import torch
-    from PIL import Image
 
     yes, no = verdict_tokens(processor)
-    pics = [images.setdefault(r["image"], Image.open(r["image"]).convert("RGB")) for r in rows]
+    pics = pictures(rows, images)
     texts = [prompt_text(r["prompt"]) for r in rows]
     inputs = processor(images=pics, text=texts, return_tensors="pt", padding=True, padding_side="left")
     return inputs, torch.tensor([yes if r["answer"] == "Yes." else no for r in rows])
@@ -45,11 +55,10 @@ def verdict_batch(processor, rows: list[dict], images: dict):
 def caption_loss(model, processor, rows: list[dict], images: dict):
     """Mean next-token loss over the caption tokens of ``rows`` (prompt and padding masked), image first."""
     import torch
-    from PIL import Image
 
     prompts = [prompt_text(r["prompt"]) for r in rows]
     texts = [p + r["answer"] + "</s>" for p, r in zip(prompts, rows)]
-    pics = [images.setdefault(r["image"], Image.open(r["image"]).convert("RGB")) for r in rows]
+    pics = pictures(rows, images)
     inputs = processor(images=pics, text=texts, return_tensors="pt", padding=True, padding_side="right")
     prompt_lengths = [len(x) for x in processor(images=pics, text=prompts)["input_ids"]]
     labels = inputs["input_ids"].clone()

@@ -77,15 +77,14 @@ def main(
     ),
     align: float = typer.Option(
         0.0,
-        help="Weight of the alignment loss (study_verdict.align_loss): image tokens pulled towards the embeddings "
+        help="Weight of the alignment loss (study_align.align_loss): image tokens pulled towards the embeddings "
         "of the words naming what the image shows, as a pretrained LLaVA's are. 0: off.",
     ),
 ) -> None:
     import torch
-    from PIL import Image
     from study_sft import build_base_model, sft_rows
     from study_sizes import FULL
-    from study_verdict import YES_NO, train_balanced, verdict_batch, verdict_tokens
+    from study_verdict import YES_NO, pictures, train_balanced, verdict_batch, verdict_tokens
     from study_world import corpus_roots, make_world
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -147,7 +146,7 @@ def main(
         if order == "image-first":  # the study's chat template, as the SFT and the eval build it
             return verdict_batch(processor, rs, images)
         texts = [f"USER: {r['prompt']}\n<image>\nASSISTANT: " for r in rs]
-        pics = [images.setdefault(r["image"], Image.open(r["image"]).convert("RGB")) for r in rs]
+        pics = pictures(rs, images)
         inputs = processor(images=pics, text=texts, return_tensors="pt", padding=True, padding_side="left")
         return inputs, torch.tensor([yes if r["answer"] == "Yes." else no for r in rs])
 
